@@ -1,0 +1,129 @@
+"""Canvas composition (spec §4): pasting parts on a grid of cells and composing them by elementwise max.
+
+A part is a (C, K, K) patch. Location l is grid cell l: its top-left pixel is (row·stride − padding,
+col·stride − padding), so the grid may reach past the canvas, and whatever falls off is clipped. Pasting is
+``torch.nn.functional.fold`` of a one-hot location, which is exact for hard locations and lets gradients reach a
+straight-through location sample and soft part weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cells of a canvas: ``canvas_size`` px square, cells of ``part_size`` px every ``stride`` px."""
+
+    canvas_size: int
+    part_size: int
+    stride: int
+    padding: int
+
+    @property
+    def num_cells(self) -> int:
+        """L = T, the number of cells."""
+        side = (self.canvas_size + 2 * self.padding - self.part_size) // self.stride + 1
+        return side * side
+
+    def _fold_args(self) -> dict:
+        return dict(kernel_size=self.part_size, stride=self.stride, padding=self.padding)
+
+    def patches(self, images: torch.Tensor) -> torch.Tensor:
+        """Cut the patch under every cell.
+
+        Args:
+            images: (N, C, S, S) with S = canvas_size.
+        Returns:
+            (N, L, C, K, K), zeros where a cell reaches past the canvas.
+        """
+        cols = F.unfold(images, **self._fold_args())
+        return rearrange(cols, "n (c h w) l -> n l c h w", c=images.shape[1], h=self.part_size)
+
+    def place(self, parts: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
+        """Place one part per step on its own blank canvas.
+
+        Args:
+            parts: (N, T, C, K, K) part pixels of each step.
+            locations: (N, T, L) one-hot (or straight-through one-hot) location of each step.
+        Returns:
+            (N, T, C, S, S): step t's part at its location, clipped at the border.
+        """
+        n, t = parts.shape[:2]
+        blocks = torch.einsum("ntk,ntl->ntkl", rearrange(parts, "n t c h w -> n t (c h w)"), locations)
+        canvases = F.fold(rearrange(blocks, "n t k l -> (n t) k l"), output_size=self.canvas_size,
+                          **self._fold_args())
+        return rearrange(canvases, "(n t) c h w -> n t c h w", n=n, t=t)
+
+    @property
+    def padded_size(self) -> int:
+        """Side of the padded canvas that holds every cell whole."""
+        side = (self.canvas_size + 2 * self.padding - self.part_size) // self.stride + 1
+        return (side - 1) * self.stride + self.part_size
+
+    def cell_index(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """(L, K*K) flat indices of each cell's pixels in the padded canvas (row-major, padded_size²)."""
+        side = (self.canvas_size + 2 * self.padding - self.part_size) // self.stride + 1
+        corner = torch.arange(side, device=device) * self.stride
+        offset = torch.arange(self.part_size, device=device)
+        rows = rearrange(corner, "r -> r 1 1 1") + rearrange(offset, "i -> 1 1 i 1")
+        cols = rearrange(corner, "c -> 1 c 1 1") + rearrange(offset, "j -> 1 1 1 j")
+        return rearrange(rows * self.padded_size + cols, "r c i j -> (r c) (i j)")
+
+    def draw(self, padded: torch.Tensor, parts: torch.Tensor, locations: torch.Tensor,
+             cell_index: torch.Tensor) -> None:
+        """Paste one hard part per image onto a padded canvas in place, composing by max.
+
+        The fast path of sampling: a gather and a scatter of K*K pixels instead of a whole-canvas fold.
+
+        Args:
+            padded: (N, C, P*P) canvas in padded coordinates (see :meth:`crop`), updated in place.
+            parts: (N, C, K, K) pixels, 0 where nothing is drawn.
+            locations: (N,) int64 cells.
+            cell_index: :meth:`cell_index` on the canvas's device.
+        """
+        index = cell_index[locations][:, None, :].expand(-1, padded.shape[1], -1)
+        pixels = torch.maximum(padded.gather(2, index), rearrange(parts, "n c h w -> n c (h w)"))
+        padded.scatter_(2, index, pixels)
+
+    def crop(self, padded: torch.Tensor) -> torch.Tensor:
+        """(N, C, P*P) padded canvas -> (N, C, S, S) canvas."""
+        square = rearrange(padded, "n c (h w) -> n c h w", h=self.padded_size)
+        end = self.padding + self.canvas_size
+        return square[:, :, self.padding:end, self.padding:end]
+
+    def box(self, locations: torch.Tensor) -> torch.Tensor:
+        """The footprint of each step's box: (N, T, L) one-hot -> (N, T, 1, S, S) in {0, 1}."""
+        ones = locations.new_ones(*locations.shape[:2], 1, self.part_size, self.part_size)
+        return self.place(ones, locations)
+
+
+def compose(placed: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """The final canvas: elementwise max over the drawn steps.
+
+    Args:
+        placed: (N, T, C, S, S) parts on their own canvases, values >= 0.
+        present: (N, T) z_is in {0, 1}.
+    Returns:
+        (N, C, S, S), background 0.
+    """
+    return (placed * present[:, :, None, None, None]).amax(dim=1)
+
+
+def history(placed: torch.Tensor, box: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """What the prior sees before each step: the canvas after steps < t and the footprint of those steps.
+
+    Args:
+        placed: (N, T, C, S, S) parts on their own canvases.
+        box: (N, T, 1, S, S) their boxes.
+        present: (N, T) z_is; the footprint is masked by it, as the canvas is.
+    Returns:
+        (N, T, C + 1, S, S); entry t holds steps < t, entry 0 is blank.
+    """
+    drawn = torch.cat([placed, box], dim=2) * present[:, :, None, None, None]
+    so_far = torch.cummax(drawn, dim=1).values
+    return torch.cat([torch.zeros_like(so_far[:, :1]), so_far[:, :-1]], dim=1)

@@ -1,0 +1,159 @@
+"""Configuration dataclasses for NP-DRAW, serialised to JSON.
+
+The presets carry the paper's numbers (supplement §1 and the project spec §2): part size K, bank size B,
+grid of T = L cells, likelihood and network widths for each data family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Likelihood = Literal["bernoulli", "logistic_mixture", "logistic"]
+LIKELIHOODS = ("bernoulli", "logistic_mixture", "logistic")
+
+
+@dataclass
+class PriorConfig:
+    """The autoregressive Transformer prior p(z) (spec §5)."""
+
+    num_layers: int = 8  # paper
+    hidden_size: int = 64  # paper
+    num_heads: int = 4  # not in the paper; 4 heads of 16 dims
+    ff_size: int = 128  # not in the paper; chosen for speed (benchmarks/bench_core.py compares widths)
+    dropout: float = 0.1  # paper
+    cnn_channels: int = 16  # paper: shallow CNN, 2 layers, hidden 16
+
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "hidden_size", "num_heads", "ff_size", "cnn_channels"):
+            _require_positive_int(name, getattr(self, name))
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size must be divisible by num_heads, got hidden_size={self.hidden_size}, "
+                f"num_heads={self.num_heads}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class NPDrawConfig:
+    """Everything that fixes the shapes of an NP-DRAW model.
+
+    The canvas grid has ``grid_size x grid_size`` cells of ``part_size`` pixels placed every ``stride`` pixels,
+    starting ``padding`` pixels before the canvas edge; its cells are both the T steps and the L locations.
+    """
+
+    image_size: int = 28
+    channels: int = 1
+    canvas_size: int = 28
+    part_size: int = 5
+    num_parts: int = 50
+    grid_size: int = 6
+    stride: int = 5
+    padding: int = 1
+    likelihood: Likelihood = "bernoulli"
+    num_mixtures: int = 10  # only for "logistic_mixture"
+    empty_threshold: float = 0.01  # parse: a patch whose mean is below this is empty (paper: 0.01)
+    encoder_channels: int = 128  # paper
+    decoder_channels: int = 128  # paper
+    binarize: bool = False  # dynamically binarised data (MNIST, Omniglot)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prior, dict):
+            self.prior = PriorConfig(**self.prior)
+        for name in ("image_size", "channels", "canvas_size", "part_size", "num_parts", "grid_size", "stride",
+                     "num_mixtures", "encoder_channels", "decoder_channels"):
+            _require_positive_int(name, getattr(self, name))
+        if not isinstance(self.padding, int) or self.padding < 0:
+            raise ValueError(f"padding must be a non-negative int, got {self.padding!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.likelihood == "bernoulli" and self.channels != 1:
+            raise ValueError("likelihood 'bernoulli' needs channels=1")
+        if self.image_size % self.canvas_size or self.image_size // self.canvas_size not in (1, 2):
+            raise ValueError(
+                f"image_size must be canvas_size or 2*canvas_size, got image_size={self.image_size}, "
+                f"canvas_size={self.canvas_size}"
+            )
+        covered = (self.grid_size - 1) * self.stride + self.part_size
+        if (self.canvas_size + 2 * self.padding - self.part_size) // self.stride + 1 != self.grid_size:
+            raise ValueError(
+                f"the grid does not fit the canvas: {self.grid_size} cells of {self.part_size} px every "
+                f"{self.stride} px cover {covered} px, but the padded canvas is "
+                f"{self.canvas_size + 2 * self.padding} px"
+            )
+        if not 0.0 <= self.empty_threshold < 1.0:
+            raise ValueError(f"empty_threshold must be in [0, 1), got {self.empty_threshold}")
+
+    @property
+    def num_steps(self) -> int:
+        """T, the number of drawing steps (= grid cells = locations L)."""
+        return self.grid_size**2
+
+    @property
+    def upscale(self) -> int:
+        """Image size over canvas size (2 for CelebA, else 1)."""
+        return self.image_size // self.canvas_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Serialise to a JSON string, and write it to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NPDrawConfig:
+        """Build a config from a dict; unknown keys are an error (no silently ignored fields)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
+        data = dict(data)
+        if isinstance(data.get("prior"), dict):
+            prior = data["prior"]
+            known_prior = {f.name for f in dataclasses.fields(PriorConfig)}
+            if set(prior) - known_prior:
+                raise ValueError(f"unknown prior config keys {sorted(set(prior) - known_prior)}")
+            data["prior"] = PriorConfig(**prior)
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> NPDrawConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> NPDrawConfig:
+        """The paper's configuration for ``name`` in ("mnist", "omniglot", "cifar10", "celeba")."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets are {sorted(PRESETS)}")
+        data = PRESETS[name].to_dict()
+        data.update(overrides)
+        return cls.from_dict(data)
+
+
+def _require_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+_GREY = dict(image_size=28, channels=1, canvas_size=28, part_size=5, num_parts=50, grid_size=6, stride=5,
+             padding=1, likelihood="bernoulli", binarize=True)
+_RGB = dict(channels=3, canvas_size=32, part_size=4, num_parts=200, grid_size=8, stride=4, padding=0)
+
+PRESETS: dict[str, NPDrawConfig] = {
+    "mnist": NPDrawConfig(**_GREY),
+    "omniglot": NPDrawConfig(**_GREY),
+    "cifar10": NPDrawConfig(image_size=32, likelihood="logistic_mixture", **_RGB),
+    "celeba": NPDrawConfig(image_size=64, likelihood="logistic", **_RGB),
+}

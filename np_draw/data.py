@@ -1,0 +1,126 @@
+"""Checking image inputs, and loading the paper's data sets from the ``.npz`` files of a data folder."""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+
+def check_images(images: Any, *, channels: int, size: int, name: str = "images") -> torch.Tensor:
+    """Validate an image batch and return it as a float tensor in [0, 1].
+
+    Args:
+        images: (N, C, H, W) torch tensor or NumPy array; uint8 (0..255, scaled to [0, 1]) or floating point
+            in [0, 1].
+        channels, size: the C and H = W the model expects.
+        name: the argument's name, used in error messages.
+    Returns:
+        (N, C, H, W) floating tensor (float32 unless the input was a floating tensor already).
+    Raises:
+        TypeError: not a tensor/array, or a dtype that is neither uint8 nor floating.
+        ValueError: wrong shape, an empty batch, NaN/inf, or floats outside [0, 1].
+    """
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
+    expected = f"(N, {channels}, {size}, {size})"
+    if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
+        raise ValueError(f"{name} must have shape {expected} (NCHW), got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one image, got an empty batch of shape {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    if not images.is_floating_point():
+        raise TypeError(f"{name} must be uint8 (0..255) or floating point in [0, 1], got dtype {images.dtype}")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} must be finite, got {int((~torch.isfinite(images)).sum())} NaN or inf values")
+    low, high = images.min().item(), images.max().item()
+    if low < 0 or high > 1:
+        raise ValueError(f"{name} must lie in [0, 1] (floats) or be uint8, got values in [{low:.4g}, {high:.4g}]")
+    return images
+
+
+def check_count(value: Any, name: str) -> int:
+    """A positive int, else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def to_canvas(images: torch.Tensor, canvas_size: int) -> torch.Tensor:
+    """Images (N, C, H, W) -> the canvas resolution (N, C, S, S) by averaging H/S x H/S blocks."""
+    factor = images.shape[-1] // canvas_size
+    if factor == 1:
+        return images
+    return torch.nn.functional.avg_pool2d(images, factor)
+
+
+def _decode_jpegs(data: Any, indices: np.ndarray | None = None, transform=None) -> np.ndarray:
+    offsets = data["offsets"]
+    blob = data["jpeg"]
+    indices = np.arange(len(offsets) - 1) if indices is None else indices
+    out = []
+    for i in indices:
+        image = Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")
+        out.append(np.asarray(transform(image) if transform else image))
+    return np.stack(out)
+
+
+def celeba_transform(image: Image.Image, size: int = 64, crop: int = 148) -> Image.Image:
+    """The paper's CelebA preprocessing: a ``crop`` px centre crop, resized to ``size`` px."""
+    left, top = (image.width - crop) // 2, (image.height - crop) // 2
+    return image.crop((left, top, left + crop, top + crop)).resize((size, size), Image.BICUBIC)
+
+
+DATASETS = ("mnist", "omniglot", "cifar10", "celeba")
+
+
+def load_dataset(name: str, root: str | Path, split: str = "train", limit: int | None = None) -> torch.Tensor:
+    """Load one split of a data set from the shared ``.npz`` files as uint8 (N, C, H, W).
+
+    Args:
+        name: one of :data:`DATASETS`.
+        root: the data set's folder (e.g. ``../shared/data/mnist``) or the folder above it.
+        split: "train" or "test" (MNIST, Omniglot = background/evaluation, CIFAR-10); CelebA also "val".
+        limit: keep only the first ``limit`` images.
+    Returns:
+        uint8 tensor (N, C, H, W); scale by 1/255 for [0, 1].
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known data sets are {list(DATASETS)}")
+    root = Path(root)
+    if (root / name).is_dir():
+        root = root / name
+    splits = {"train", "test", "val"} if name == "celeba" else {"train", "test"}
+    if split not in splits:
+        raise ValueError(f"split must be one of {sorted(splits)} for {name}, got {split!r}")
+    if name == "mnist":
+        images = np.load(root / f"{split}.npz", allow_pickle=False)["images"]
+    elif name == "omniglot":
+        file = "background_28x28.npz" if split == "train" else "evaluation_28x28.npz"
+        images = np.load(root / file, allow_pickle=False)["images"]
+    elif name == "cifar10":
+        data = np.load(root / f"{split}_jpegbytes.npz", allow_pickle=False)
+        count = len(data["offsets"]) - 1
+        images = _decode_jpegs(data, np.arange(count if limit is None else min(limit, count)))
+    else:
+        data = np.load(root / "all6000_jpegbytes_178x218.npz", allow_pickle=False)
+        chosen = np.flatnonzero(data["repo_split"] == split)
+        images = _decode_jpegs(data, chosen if limit is None else chosen[:limit], celeba_transform)
+    if limit is not None:
+        images = images[:limit]
+    tensor = torch.from_numpy(np.ascontiguousarray(images))
+    if tensor.ndim == 3:
+        return tensor[:, None]
+    return rearrange(tensor, "n h w c -> n c h w").contiguous()

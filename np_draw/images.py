@@ -1,0 +1,48 @@
+"""Turning image tensors (float NCHW in [0, 1]) into PIL images and grids."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(N, C, H, W) float in [0, 1], C in (1, 3) -> N PIL images ("L" or "RGB")."""
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (N, C, H, W) with C in (1, 3), got shape {tuple(images.shape)}")
+    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    pixels = rearrange(pixels, "n c h w -> n h w c").numpy()
+    return [Image.fromarray(p[..., 0] if p.shape[-1] == 1 else p) for p in pixels]
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
+    """Tile (N, C, H, W) images in [0, 1] into one PIL image, ``nrow`` per row (default: a square),
+    separated by ``padding`` px of white."""
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    canvas = torch.ones(c, rows * (h + padding) + padding, nrow * (w + padding) + padding)
+    for i, image in enumerate(images.detach().float().cpu().clamp(0, 1)):
+        top, left = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)
+        canvas[:, top:top + h, left:left + w] = image
+    return to_pil(canvas[None])[0]
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
+    """Save :func:`make_grid` of ``images`` to ``path`` (format from the suffix); returns the path."""
+    path = Path(path)
+    make_grid(images, nrow, padding).save(path)
+    return path
+
+
+def from_pil(images: list[Image.Image], channels: int) -> torch.Tensor:
+    """PIL images of one size -> (N, C, H, W) float in [0, 1]."""
+    mode = "L" if channels == 1 else "RGB"
+    arrays = [np.asarray(image.convert(mode), dtype=np.uint8).reshape(image.height, image.width, channels)
+              for image in images]
+    return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w").float() / 255

@@ -1,0 +1,87 @@
+"""The latent variables of NP-DRAW: per step, what (z_id), where (z_loc) and whether (z_is) to draw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable, TypeVar
+
+import torch
+import torch.nn.functional as F
+
+_T = TypeVar("_T", "StepLogits", "Latents")
+
+
+class _Batch:
+    """Batch-wise indexing, moving and concatenation of a dataclass of tensors (fields may be None)."""
+
+    def _map(self: _T, fn: Callable[[torch.Tensor], torch.Tensor]) -> _T:
+        values = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            values[f.name] = value._map(fn) if isinstance(value, _Batch) else None if value is None else fn(value)
+        return type(self)(**values)
+
+    def __len__(self) -> int:
+        return getattr(self, fields(self)[0].name).shape[0]
+
+    def __getitem__(self: _T, index) -> _T:
+        return self._map(lambda t: t[index])
+
+    def to(self: _T, *args, **kwargs) -> _T:
+        """Like ``torch.Tensor.to`` for every tensor; only floating tensors take a dtype."""
+        def move(t: torch.Tensor) -> torch.Tensor:
+            if t.is_floating_point():
+                return t.to(*args, **kwargs)
+            device = next((a for a in args if isinstance(a, (str, torch.device))), kwargs.get("device"))
+            return t if device is None else t.to(device)
+        return self._map(move)
+
+    @classmethod
+    def cat(cls: type[_T], items: list[_T]) -> _T:
+        """Concatenate along the batch; a field is kept only when every item has it."""
+        values = {}
+        for f in fields(cls):
+            parts = [getattr(item, f.name) for item in items]
+            if any(p is None for p in parts):
+                values[f.name] = None
+            elif isinstance(parts[0], _Batch):
+                values[f.name] = type(parts[0]).cat(parts)
+            else:
+                values[f.name] = torch.cat(parts)
+        return cls(**values)
+
+
+@dataclass
+class StepLogits(_Batch):
+    """Logits of the three per-step distributions, from the prior or the encoder.
+
+    ids: (N, T, B). locs: (N, T, L). present: (N, T) Bernoulli logit of z_is.
+    """
+
+    ids: torch.Tensor
+    locs: torch.Tensor
+    present: torch.Tensor
+
+    def log_prob(self, latents: Latents) -> torch.Tensor:
+        """log p(z) summed over steps: z_id and z_loc count only where z_is = 1. Returns (N,)."""
+        log_id = -F.cross_entropy(self.ids.transpose(1, 2), latents.ids, reduction="none")
+        log_loc = -F.cross_entropy(self.locs.transpose(1, 2), latents.locs, reduction="none")
+        log_is = -F.binary_cross_entropy_with_logits(self.present, latents.present, reduction="none")
+        return ((log_id + log_loc) * latents.present + log_is).sum(1)
+
+
+@dataclass
+class Latents(_Batch):
+    """A batch of latent sequences over T steps.
+
+    ids: (N, T) int64 part index. locs: (N, T) int64 location (grid cell). present: (N, T) float z_is in {0, 1};
+    ids and locs of steps with present = 0 are not drawn and carry no meaning.
+    canvas: (N, C, S, S) in [0, 1], the composed canvas, when known.
+    logits: the distributions the latents came from (the posterior for ``NPDraw.encode``), when known.
+    """
+
+    ids: torch.Tensor
+    locs: torch.Tensor
+    present: torch.Tensor
+    canvas: torch.Tensor | None = None
+    logits: StepLogits | None = None

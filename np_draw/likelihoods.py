@@ -1,0 +1,169 @@
+"""Pixel likelihoods p(x | canvas): Bernoulli (binarised grey images), the discretised logistic and the
+discretised mixture of logistics of PixelCNN++ (Salimans et al., 2017) over 256 levels.
+
+Images are float in [0, 1] (NCHW); the logistic models work on [-1, 1] internally, as PixelCNN++ does.
+Every ``log_prob`` returns the log-likelihood of each image summed over its pixels, in nats: (N,).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+_BIN = 1.0 / 255.0  # half a bin in [-1, 1]
+
+
+class Bernoulli:
+    """One logit per pixel; x is expected binary (dynamically binarised), grey levels are allowed."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+
+    @property
+    def num_params(self) -> int:
+        return self.channels
+
+    @property
+    def noise_channels(self) -> int:
+        return self.channels
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return -F.binary_cross_entropy_with_logits(params, x, reduction="none").flatten(1).sum(1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(params)
+
+    def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return (noise < torch.sigmoid(params)).to(params.dtype)
+
+
+def _discretised_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """Elementwise log P(x) of a logistic discretised to 256 bins on [-1, 1]; the end bins take the tails."""
+    centred = x - mean
+    inv_scale = torch.exp(-log_scale)
+    upper = inv_scale * (centred + _BIN)
+    lower = inv_scale * (centred - _BIN)
+    log_cdf_upper = upper - F.softplus(upper)  # log sigmoid(upper), for the bin at -1
+    log_survival_lower = -F.softplus(lower)  # log (1 - sigmoid(lower)), for the bin at +1
+    mass = torch.sigmoid(upper) - torch.sigmoid(lower)
+    # Where the bin mass underflows, use the density at the centre times the bin width.
+    mid = inv_scale * centred
+    log_density = mid - log_scale - 2 * F.softplus(mid)
+    log_mass = torch.where(mass > 1e-5, torch.log(mass.clamp_min(1e-12)), log_density - math.log(127.5))
+    return torch.where(x < -0.999, log_cdf_upper, torch.where(x > 0.999, log_survival_lower, log_mass))
+
+
+def _logistic(mean: torch.Tensor, log_scale: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    u = noise.clamp(1e-5, 1 - 1e-5)
+    return mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
+
+
+def _to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], rounded to the 256 levels."""
+    return torch.round((x.clamp(-1, 1) + 1) * 127.5) / 255.0
+
+
+class DiscretisedLogistic:
+    """A logistic per channel and pixel (mean and log-scale), discretised to 256 levels."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+
+    @property
+    def num_params(self) -> int:
+        return 2 * self.channels
+
+    @property
+    def noise_channels(self) -> int:
+        return self.channels
+
+    def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_scale = params.chunk(2, dim=1)
+        return mean, log_scale.clamp_min(-7.0)
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        mean, log_scale = self._split(params)
+        return _discretised_logistic_log_prob(2 * x - 1, mean, log_scale).flatten(1).sum(1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return (self._split(params)[0].clamp(-1, 1) + 1) / 2
+
+    def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return _to_unit(_logistic(*self._split(params), noise))
+
+
+class LogisticMixture:
+    """PixelCNN++'s discretised mixture of logistics over RGB, with linear dependence between channels.
+
+    Per pixel and component: a mixture logit, 3 means, 3 log-scales and 3 coefficients (g on r; b on r and g).
+    """
+
+    def __init__(self, channels: int, num_mixtures: int) -> None:
+        if channels != 3:
+            raise ValueError(f"the logistic mixture models RGB images (channels=3), got channels={channels}")
+        self.num_mixtures = num_mixtures
+
+    @property
+    def num_params(self) -> int:
+        return 10 * self.num_mixtures
+
+    @property
+    def noise_channels(self) -> int:
+        return self.num_mixtures + 3
+
+    def _split(self, params: torch.Tensor):
+        k = self.num_mixtures
+        logit_weights = params[:, :k]
+        rest = rearrange(params[:, k:], "n (p c k) h w -> n p c k h w", p=3, c=3, k=k)
+        means, log_scales, coeffs = rest[:, 0], rest[:, 1].clamp_min(-7.0), torch.tanh(rest[:, 2])
+        return logit_weights, means, log_scales, coeffs
+
+    @staticmethod
+    def _coupled_means(means: torch.Tensor, coeffs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Means of (r, g, b) given the channels before: (N, 3, K, H, W), x (N, 3, 1, H, W) in [-1, 1]."""
+        r = means[:, 0]
+        g = means[:, 1] + coeffs[:, 0] * x[:, 0]
+        b = means[:, 2] + coeffs[:, 1] * x[:, 0] + coeffs[:, 2] * x[:, 1]
+        return torch.stack([r, g, b], dim=1)
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        logit_weights, means, log_scales, coeffs = self._split(params)
+        x = (2 * x - 1)[:, :, None]
+        per_channel = _discretised_logistic_log_prob(x, self._coupled_means(means, coeffs, x), log_scales)
+        per_pixel = torch.logsumexp(per_channel.sum(1) + F.log_softmax(logit_weights, dim=1), dim=1)
+        return per_pixel.flatten(1).sum(1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        logit_weights, means, _, coeffs = self._split(params)
+        # The mean of each component, the earlier channels set to their own component means.
+        r = means[:, 0]
+        g = means[:, 1] + coeffs[:, 0] * r
+        b = means[:, 2] + coeffs[:, 1] * r + coeffs[:, 2] * g
+        weights = torch.softmax(logit_weights, dim=1)
+        return ((torch.stack([r, g, b], dim=1) * weights[:, None]).sum(2).clamp(-1, 1) + 1) / 2
+
+    def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        logit_weights, means, log_scales, coeffs = self._split(params)
+        k = self.num_mixtures
+        gumbel = -torch.log(-torch.log(noise[:, :k].clamp(1e-7, 1 - 1e-7)))
+        pick = F.one_hot((logit_weights + gumbel).argmax(1), k).permute(0, 3, 1, 2)[:, None].to(params.dtype)
+        mean, log_scale, coeff = ((v * pick).sum(2) for v in (means, log_scales, coeffs))
+        u = noise[:, k:]
+        r = _logistic(mean[:, 0], log_scale[:, 0], u[:, 0]).clamp(-1, 1)
+        g = _logistic(mean[:, 1] + coeff[:, 0] * r, log_scale[:, 1], u[:, 1]).clamp(-1, 1)
+        b = _logistic(mean[:, 2] + coeff[:, 1] * r + coeff[:, 2] * g, log_scale[:, 2], u[:, 2])
+        return _to_unit(torch.stack([r, g, b], dim=1))
+
+
+def make_likelihood(name: str, channels: int, num_mixtures: int = 10):
+    """The likelihood called ``name`` ("bernoulli", "logistic", "logistic_mixture")."""
+    if name == "bernoulli":
+        return Bernoulli(channels)
+    if name == "logistic":
+        return DiscretisedLogistic(channels)
+    if name == "logistic_mixture":
+        return LogisticMixture(channels, num_mixtures)
+    raise ValueError(f"unknown likelihood {name!r}")

@@ -1,0 +1,267 @@
+"""NPDraw: the part bank, the prior p(z), the encoder q(z | x) and the decoder p(x | canvas) in one module."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import hub
+from .bank import PartBank
+from .canvas import Grid, compose
+from .config import NPDrawConfig
+from .data import check_count, check_images, to_canvas
+from .images import save_grid, to_pil
+from .latents import Latents
+from .likelihoods import make_likelihood
+from .networks import Decoder, Encoder
+from .parsing import parse, render
+from .prior import Prior
+
+logger = logging.getLogger(__name__)
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+@dataclass
+class SampleOutput:
+    """What :meth:`NPDraw.sample` returns.
+
+    images: (N, C, H, W) float in [0, 1]. latents: the sampled latents, with their canvases (N, C, S, S).
+    """
+
+    images: torch.Tensor
+    latents: Latents
+
+    def to_pil(self) -> list[Image.Image]:
+        """The images as PIL images ("L" for grey, "RGB")."""
+        return to_pil(self.images)
+
+    def save_grid(self, path: str | Path, nrow: int | None = None) -> Path:
+        """Save the images as one grid picture, ``nrow`` per row (default: square)."""
+        return save_grid(self.images, path, nrow)
+
+
+def check_generators(generator: Generators, count: int) -> None:
+    """None, one torch.Generator, or a list of exactly ``count`` of them; else a clear error."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if not isinstance(generator, Sequence) or not all(isinstance(g, torch.Generator) for g in generator):
+        raise TypeError(f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}")
+    if len(generator) != count:
+        raise ValueError(f"generator must be one torch.Generator or a list of {count} (one per image), "
+                         f"got a list of {len(generator)}")
+
+
+def uniform_noise(shape: Sequence[int], count: int, generator: Generators, device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """(count, *shape) uniform noise on ``device``.
+
+    With a list of generators, image i's noise comes from generator i alone, so an image does not depend on the
+    batch it is drawn in. Noise is drawn on the generator's own device (CPU for None), then moved.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        source = "cpu" if generator is None else generator.device
+        noise = torch.rand((count, *shape), generator=generator, device=source)
+    else:
+        check_generators(generator, count)
+        noise = torch.stack([torch.rand(tuple(shape), generator=g, device=g.device) for g in generator])
+    return noise.to(device=device, dtype=dtype)
+
+
+class NPDraw(nn.Module):
+    """NP-DRAW (Zeng et al., UAI 2021): images drawn part by part on a canvas, then decoded.
+
+    Args:
+        config: the model's sizes; see :class:`np_draw.NPDrawConfig` and its presets.
+
+    Example:
+        >>> from np_draw import NPDraw, NPDrawConfig
+        >>> model = NPDraw(NPDrawConfig.preset("mnist")).eval()
+        >>> model.sample(4, generator=torch.Generator().manual_seed(0), progress=False).images.shape
+        torch.Size([4, 1, 28, 28])
+    """
+
+    def __init__(self, config: NPDrawConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.grid = Grid(config.canvas_size, config.part_size, config.stride, config.padding)
+        self.bank = PartBank(config.num_parts, config.channels, config.part_size)
+        self.prior = Prior(config.prior, self.grid, config.channels, config.num_parts)
+        self.encoder = Encoder(config)
+        self.likelihood = make_likelihood(config.likelihood, config.channels, config.num_mixtures)
+        self.decoder = Decoder(config, self.likelihood.num_params)
+
+    @property
+    def device(self) -> torch.device:
+        return self.bank.parts.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.bank.parts.dtype
+
+    def _images(self, images: Any, name: str = "images") -> torch.Tensor:
+        x = check_images(images, channels=self.config.channels, size=self.config.image_size, name=name)
+        return x.to(device=self.device, dtype=self.dtype)
+
+    @torch.no_grad()
+    def parse(self, images: Any) -> Latents:
+        """The heuristic parse of images (spec §3), with the rendered canvas.
+
+        Args:
+            images: (N, C, H, W) uint8 or float in [0, 1].
+        Returns:
+            Latents (ids, locs, present (N, T); canvas (N, C, S, S) in [0, 1]).
+        """
+        x = to_canvas(self._images(images), self.config.canvas_size)
+        latents = parse(x, self.bank, self.grid, empty_threshold=self.config.empty_threshold)
+        latents.canvas = render(latents, self.bank, self.grid)
+        return latents
+
+    def render(self, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Compose the canvas of hard latents (N, T) each: -> (N, C, S, S) in [0, 1]."""
+        locations = F.one_hot(locs, self.grid.num_cells).to(self.dtype)
+        return compose(self.grid.place(self.bank.lookup(ids), locations), present.to(self.dtype))
+
+    @torch.no_grad()
+    def encode(self, images: Any, *, sample: bool = False, generator: Generators = None) -> Latents:
+        """Infer latents with the encoder q(z | x).
+
+        Args:
+            images: (N, C, H, W) uint8 or float in [0, 1].
+            sample: draw z ~ q(z | x) (seeded by ``generator``) instead of taking each distribution's mode.
+            generator: one torch.Generator or one per image, for ``sample=True``.
+        Returns:
+            Latents with ids, locs, present (N, T), the canvas (N, C, S, S) and the posterior logits.
+        """
+        x = self._images(images)
+        logits = self.encoder(x)
+        if sample:
+            cfg = self.config
+            noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), x.shape[0], generator,
+                                  self.device, self.dtype)
+            gumbel = -torch.log(-torch.log(noise[..., :-1].clamp(torch.finfo(self.dtype).tiny, 1 - 1e-7)))
+            ids = (logits.ids + gumbel[..., :cfg.num_parts]).argmax(-1)
+            locs = (logits.locs + gumbel[..., cfg.num_parts:]).argmax(-1)
+            present = (noise[..., -1] < torch.sigmoid(logits.present)).to(self.dtype)
+        else:
+            ids, locs = logits.ids.argmax(-1), logits.locs.argmax(-1)
+            present = (logits.present > 0).to(self.dtype)
+        return Latents(ids, locs, present, canvas=self.render(ids, locs, present), logits=logits)
+
+    @torch.no_grad()
+    def decode(self, latents: Latents | torch.Tensor, *, sample_pixels: bool = False,
+               generator: Generators = None) -> torch.Tensor:
+        """Decode canvases into images.
+
+        Args:
+            latents: Latents (their canvas is used, or composed from ids/locs/present) or a canvas tensor
+                (N, C, S, S) in [0, 1], e.g. an edited one.
+            sample_pixels: draw the pixels from p(x | canvas) (seeded by ``generator``) instead of its mean.
+            generator: one torch.Generator or one per image, for ``sample_pixels=True``.
+        Returns:
+            (N, C, H, W) float in [0, 1].
+        """
+        if isinstance(latents, Latents):
+            canvas = latents.canvas
+            if canvas is None:
+                canvas = self.render(latents.ids.to(self.device), latents.locs.to(self.device),
+                                     latents.present.to(self.device))
+        else:
+            canvas = latents
+        canvas = check_images(canvas, channels=self.config.channels, size=self.config.canvas_size, name="canvas")
+        params = self.decoder(canvas.to(device=self.device, dtype=self.dtype))
+        if not sample_pixels:
+            return self.likelihood.mean(params)
+        noise = uniform_noise((self.likelihood.noise_channels, *params.shape[2:]), params.shape[0], generator,
+                              self.device, self.dtype)
+        return self.likelihood.sample(params, noise)
+
+    @torch.no_grad()
+    def reconstruct(self, images: Any) -> torch.Tensor:
+        """decode(encode(images)): (N, C, H, W) -> (N, C, H, W) float in [0, 1]."""
+        return self.decode(self.encode(images))
+
+    @torch.inference_mode()
+    def sample(self, num_images: int, generator: Generators = None, *, batch_size: int = 256,
+               device: torch.device | str | None = None, temperature: float = 1.0, progress: bool = True,
+               sample_pixels: bool = False, use_cache: bool = True) -> SampleOutput:
+        """Draw images: latents from the prior, T steps each, then the decoder.
+
+        Args:
+            num_images: how many images (> 0).
+            generator: one torch.Generator (the whole call is seeded), or a list with one per image (image i
+                depends on generator i alone, whatever the batching), or None (torch's global RNG).
+            batch_size: images drawn at once; memory grows with it.
+            device: where the returned tensors go (default: the model's device); the model computes where it is.
+            temperature: divides the prior's logits (> 0); below 1 gives more typical drawings.
+            progress: show a progress bar over batches.
+            sample_pixels: draw pixels from p(x | canvas) instead of returning its mean.
+            use_cache: the prior's key/value cache (the result is the same; False is O(T²) and only for checks).
+        Returns:
+            SampleOutput: images (N, C, H, W) in [0, 1] and the latents.
+        """
+        num_images = check_count(num_images, "num_images")
+        batch_size = check_count(batch_size, "batch_size")
+        if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+        check_generators(generator, num_images)
+        device = self.device if device is None else torch.device(device)
+        was_training = self.training
+        self.eval()
+        cfg = self.config
+        images, latents = [], []
+        try:
+            for start in tqdm(range(0, num_images, batch_size), desc="sampling", disable=not progress,
+                              unit="batch"):
+                count = min(batch_size, num_images - start)
+                gens = generator if generator is None or isinstance(generator, torch.Generator) \
+                    else generator[start:start + count]
+                noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), count, gens,
+                                      self.device, self.dtype)
+                drawn = self.prior.sample(self.bank, noise, temperature=temperature, use_cache=use_cache)
+                images.append(self.decode(drawn, sample_pixels=sample_pixels, generator=gens).to(device))
+                latents.append(drawn.to(device))
+        finally:
+            self.train(was_training)
+        return SampleOutput(torch.cat(images), Latents.cat(latents))
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (bank, prior, encoder, decoder) into ``folder``.
+
+        Returns:
+            The folder.
+        """
+        return hub.save_folder(self.config, self.state_dict(), folder)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, device: torch.device | str | None = None,
+                        dtype: torch.dtype | None = None) -> NPDraw:
+        """Load a model saved by :meth:`save_pretrained`, strictly: a missing or unexpected weight is an error.
+
+        Args:
+            name_or_path: a folder holding ``config.json`` and ``model.safetensors``.
+            device, dtype: where to move the model after loading it on the CPU.
+        Returns:
+            The model, in eval mode.
+        """
+        config, state = hub.load_folder(name_or_path)
+        model = cls(config)
+        expected = set(model.state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ValueError(f"the weights in {name_or_path} do not match their config: missing keys {missing[:5]}"
+                             f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+                             f"{'...' if len(unexpected) > 5 else ''}")
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"the weights in {name_or_path} do not match their config: {error}") from error
+        return model.to(device=device, dtype=dtype).eval()

@@ -1,0 +1,74 @@
+"""Encoder q(z | x) and decoder p(x | canvas) (spec §6)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .config import NPDrawConfig
+from .latents import StepLogits
+
+
+def _conv(cin: int, cout: int, kernel: int, stride: int, transposed: bool = False) -> nn.Sequential:
+    padding = (kernel - stride + 1) // 2 if not transposed else (kernel - stride) // 2
+    layer = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, kernel, stride, padding, bias=False)
+    return nn.Sequential(layer, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def _head(width: int, out: int) -> nn.Sequential:
+    """An MLP applied to each grid cell's feature (1x1 convolutions)."""
+    return nn.Sequential(nn.Conv2d(width, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, out, 1))
+
+
+class Encoder(nn.Module):
+    """q(z | x): four conv layers (BatchNorm + ReLU), the feature map pooled to the √T x √T grid, and three MLP
+    heads giving step t's logits from cell t (paper). A 64 px image is first halved by a strided first layer."""
+
+    def __init__(self, config: NPDrawConfig) -> None:
+        super().__init__()
+        width = config.encoder_channels
+        self.grid_size = config.grid_size
+        self.features = nn.Sequential(
+            _conv(config.channels, width, 3, config.upscale),
+            _conv(width, width, 4, 2),
+            _conv(width, width, 3, 1),
+            _conv(width, width, 4, 2),
+        )
+        self.ids = _head(width, config.num_parts)
+        self.locs = _head(width, config.num_steps)
+        self.present = _head(width, 1)
+
+    def forward(self, images: torch.Tensor) -> StepLogits:
+        """(N, C, H, W) in [0, 1] -> StepLogits with ids (N, T, B), locs (N, T, L), present (N, T)."""
+        h = F.adaptive_avg_pool2d(self.features(2 * images - 1), self.grid_size)
+        cells = "n k gh gw -> n (gh gw) k"
+        return StepLogits(rearrange(self.ids(h), cells), rearrange(self.locs(h), cells),
+                          rearrange(self.present(h), cells)[..., 0])
+
+
+class Decoder(nn.Module):
+    """p(x | canvas): two stride-2 convs, two stride-1 convs, two transposed convs (BatchNorm + ReLU), one more
+    transposed conv when the image is twice the canvas (CelebA), and a 1x1 conv to the likelihood's parameters.
+    The input is the canvas only, so an edited canvas decodes as well as an inferred one."""
+
+    def __init__(self, config: NPDrawConfig, num_params: int) -> None:
+        super().__init__()
+        width = config.decoder_channels
+        layers = [
+            _conv(config.channels, width, 3, 2),
+            _conv(width, width, 3, 2),
+            _conv(width, width, 3, 1),
+            _conv(width, width, 3, 1),
+            _conv(width, width, 4, 2, transposed=True),
+            _conv(width, width, 4, 2, transposed=True),
+        ]
+        if config.upscale == 2:
+            layers.append(_conv(width, width, 4, 2, transposed=True))
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(width, num_params, 1)
+
+    def forward(self, canvas: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) canvas in [0, 1] -> (N, P, H, W) likelihood parameters."""
+        return self.out(self.body(2 * canvas - 1))

@@ -1,0 +1,211 @@
+"""The prior p(z) (spec §5): a causal Transformer over the canvases drawn so far.
+
+Token t sees the canvas after steps < t plus a footprint channel (both masked by z_is), embedded by a shallow CNN,
+plus a sinusoidal encoding of t (Vaswani et al., 2017); it predicts z_id, z_loc and z_is of step t, independently
+given the history. Sampling keeps a key/value cache, so drawing T steps costs O(T) token evaluations, not the
+O(T²) of re-running the prefix.
+"""
+
+from __future__ import annotations
+
+import math
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .bank import PartBank
+from .canvas import Grid, history
+from .config import PriorConfig
+from .latents import Latents, StepLogits
+
+
+class CanvasEmbedding(nn.Module):
+    """Shallow CNN (paper: two layers of 16 channels, ReLU after the first) and a projection to the model width."""
+
+    def __init__(self, channels: int, canvas_size: int, hidden: int, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, hidden, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(hidden, hidden, 3, stride=2, padding=1)
+        side = (canvas_size + 1) // 2
+        side = (side + 1) // 2
+        self.proj = nn.Linear(hidden * side * side, width)
+
+    def forward(self, canvases: torch.Tensor) -> torch.Tensor:
+        """(N, T, C + 1, S, S) -> (N, T, width)."""
+        n = canvases.shape[0]
+        x = self.conv2(F.relu(self.conv1(rearrange(canvases, "n t c h w -> (n t) c h w"))))
+        return rearrange(self.proj(x.flatten(1)), "(n t) d -> n t d", n=n)
+
+
+def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
+    """(length, width) sinusoidal encoding of positions 0..length-1."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
+    encoding = torch.zeros(length, width)
+    encoding[:, 0::2] = torch.sin(position * frequency)
+    encoding[:, 1::2] = torch.cos(position * frequency[: width // 2])
+    return encoding
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, one preallocated (N, heads, T, head_dim) pair per layer."""
+
+    def __init__(self, num_layers: int, batch: int, heads: int, length: int, head_dim: int,
+                 like: torch.Tensor) -> None:
+        shape = (num_layers, batch, heads, length, head_dim)
+        self.keys = like.new_zeros(shape)
+        self.values = like.new_zeros(shape)
+        self.length = 0
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: PriorConfig) -> None:
+        super().__init__()
+        self.heads = config.num_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        """x: (N, t, D). With a cache, x holds the new tokens only, which attend to the cached ones too."""
+        q, k, v = rearrange(self.qkv(x), "n t (three h d) -> three n h t d", three=3, h=self.heads)
+        causal = True
+        if cache is not None:
+            start, end = cache.length, cache.length + x.shape[1]
+            cache.keys[layer, :, :, start:end] = k
+            cache.values[layer, :, :, start:end] = v
+            k, v = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]
+            # One new token may see every cached one; several new tokens after a prefix would need an offset mask.
+            if start > 0:
+                if x.shape[1] != 1:
+                    raise ValueError("after the first call, a cached forward takes one token at a time")
+                causal = False
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(rearrange(y, "n h t d -> n t (h d)"))
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block."""
+
+    def __init__(self, config: PriorConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size)
+        self.attn = CausalSelfAttention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.hidden_size, config.ff_size), nn.GELU(), nn.Linear(config.ff_size, config.hidden_size),
+            nn.Dropout(config.dropout),
+        )
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), cache, layer))
+        return x + self.mlp(self.norm2(x))
+
+
+class Prior(nn.Module):
+    """p(z): a causal Transformer over T steps.
+
+    Args:
+        config: the Transformer's sizes.
+        grid: the canvas cells (T = L = grid.num_cells).
+        channels: canvas channels C.
+        num_parts: B.
+    """
+
+    def __init__(self, config: PriorConfig, grid: Grid, channels: int, num_parts: int) -> None:
+        super().__init__()
+        self.config = config
+        self.grid = grid
+        self.num_parts = num_parts
+        self.num_steps = grid.num_cells
+        self.embed = CanvasEmbedding(channels + 1, grid.canvas_size, config.cnn_channels, config.hidden_size)
+        self.register_buffer("position", sinusoidal_encoding(self.num_steps, config.hidden_size), persistent=False)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.norm = nn.LayerNorm(config.hidden_size)
+        self.head = nn.Linear(config.hidden_size, num_parts + self.num_steps + 1)
+
+    def _run(self, canvases: torch.Tensor, offset: int = 0, cache: KVCache | None = None) -> StepLogits:
+        x = self.drop(self.embed(canvases) + self.position[offset:offset + canvases.shape[1]])
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer)
+        if cache is not None:
+            cache.length += canvases.shape[1]
+        out = self.head(self.norm(x))
+        ids, locs, present = out.split([self.num_parts, self.num_steps, 1], dim=-1)
+        return StepLogits(ids, locs, present.squeeze(-1))
+
+    def forward(self, canvases: torch.Tensor) -> StepLogits:
+        """Logits of every step given the history (teacher forcing).
+
+        Args:
+            canvases: (N, t, C + 1, S, S), entry i = canvas and footprint after steps < i (see
+                :func:`np_draw.canvas.history`), t <= T.
+        Returns:
+            StepLogits for steps 0..t-1.
+        """
+        return self._run(canvases)
+
+    def history(self, parts: torch.Tensor, locations: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """The prior's input for given (possibly soft) latents.
+
+        Args:
+            parts: (N, T, C, K, K) pixels of the part of each step (a mixture for soft ids).
+            locations: (N, T, L) one-hot locations. present: (N, T) in {0, 1}.
+        Returns:
+            (N, T, C + 1, S, S).
+        """
+        return history(self.grid.place(parts, locations), self.grid.box(locations), present)
+
+    def log_prob(self, latents: Latents, bank: PartBank) -> torch.Tensor:
+        """Teacher-forced log p(z) of hard latents, summed over steps: (N,) in nats."""
+        locations = F.one_hot(latents.locs, self.num_steps).to(bank.parts)
+        logits = self(self.history(bank.lookup(latents.ids), locations, latents.present.to(bank.parts)))
+        return logits.log_prob(latents)
+
+    @torch.no_grad()
+    def sample(self, bank: PartBank, noise: torch.Tensor, *, temperature: float = 1.0,
+               use_cache: bool = True) -> Latents:
+        """Draw T steps.
+
+        Args:
+            bank: the parts pasted on the canvas.
+            noise: (N, T, B + L + 1) uniform noise in (0, 1) on this module's device; step t uses noise[:, t]
+                (Gumbel-max for z_id and z_loc, a threshold for z_is), so the same noise gives the same latents
+                with or without the cache.
+            temperature: divides the logits; 1 samples the prior itself.
+            use_cache: keep keys and values (O(T)); False re-runs the whole prefix at every step (O(T²)).
+        Returns:
+            Latents with the final canvas (N, C, S, S).
+        """
+        n, steps = noise.shape[0], self.num_steps
+        c, s = bank.parts.shape[1], self.grid.canvas_size
+        ids = torch.zeros(n, steps, dtype=torch.long, device=noise.device)
+        locs = torch.zeros_like(ids)
+        present = noise.new_zeros(n, steps)
+        gumbel = -torch.log(-torch.log(noise[..., :-1].clamp(torch.finfo(noise.dtype).tiny, 1 - 1e-7)))
+        # Canvas and footprint after the steps so far, in padded coordinates so that every cell is whole.
+        padded = noise.new_zeros(n, c + 1, self.grid.padded_size**2)
+        cell_index = self.grid.cell_index(noise.device)
+        ones = noise.new_ones(n, 1, *bank.parts.shape[2:])
+        if use_cache:
+            cache = KVCache(len(self.blocks), n, self.config.num_heads, steps,
+                            self.config.hidden_size // self.config.num_heads, noise)
+        else:
+            canvases = noise.new_zeros(n, steps, c + 1, s, s)
+        for t in range(steps):
+            current = self.grid.crop(padded)
+            if use_cache:
+                logits = self._run(current[:, None], offset=t, cache=cache)[:, -1]
+            else:
+                canvases[:, t] = current
+                logits = self._run(canvases[:, :t + 1])[:, -1]
+            ids[:, t] = (logits.ids / temperature + gumbel[:, t, : self.num_parts]).argmax(-1)
+            locs[:, t] = (logits.locs / temperature + gumbel[:, t, self.num_parts:]).argmax(-1)
+            present[:, t] = (noise[:, t, -1] < torch.sigmoid(logits.present / temperature)).to(noise.dtype)
+            drawn = torch.cat([bank.lookup(ids[:, t]), ones], dim=1) * present[:, t, None, None, None]
+            self.grid.draw(padded, drawn, locs[:, t], cell_index)
+        return Latents(ids, locs, present, canvas=self.grid.crop(padded)[:, :c].contiguous())
