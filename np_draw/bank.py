@@ -37,7 +37,7 @@ def nearest(points: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor
 
 
 def kmeans(points: torch.Tensor, k: int, *, generator: torch.Generator | None = None, max_iter: int = 100,
-           tol: float = 1e-6) -> torch.Tensor:
+           tol: float = 1e-4) -> torch.Tensor:
     """Lloyd's k-means with k-means++ initialisation, on the device of ``points``.
 
     Args:
@@ -76,7 +76,7 @@ def kmeans(points: torch.Tensor, k: int, *, generator: torch.Generator | None = 
         if empty.any():
             far = dist.topk(int(empty.sum())).indices
             centroids[empty] = points[far]
-        if previous - inertia <= tol * max(previous, 1e-12) and not empty.any():
+        if iteration > 0 and previous - inertia <= tol * previous and not empty.any():
             break
         previous = inertia
     logger.info("k-means: %d points, k=%d, %d iterations, mean squared distance %.5f", n, k, iteration + 1,

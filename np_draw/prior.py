@@ -9,6 +9,7 @@ O(T²) of re-running the prefix.
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange

@@ -1,0 +1,80 @@
+import torch
+import torch.nn.functional as F
+
+from np_draw.canvas import Grid, compose, history
+
+MNIST_GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
+
+
+def test_mnist_grid_covers_30_pixels_with_one_pixel_padding():
+    assert MNIST_GRID.num_cells == 36 and MNIST_GRID.padded_size == 30
+
+
+def place_one(grid: Grid, part: torch.Tensor, cell: int) -> torch.Tensor:
+    location = F.one_hot(torch.tensor([[cell]]), grid.num_cells).float()
+    return grid.place(part[None, None], location)[0, 0]
+
+
+def test_place_is_exact_and_clips_at_the_border():
+    part = torch.arange(1, 26, dtype=torch.float32).reshape(1, 5, 5)
+    # Cell 0 starts at (-1, -1): its first row and column fall off the canvas.
+    canvas = place_one(MNIST_GRID, part, 0)
+    assert torch.equal(canvas[0, :4, :4], part[0, 1:, 1:])
+    assert canvas.sum() == part[0, 1:, 1:].sum()
+    # Cell 7 = row 1, col 1 starts at (4, 4), whole.
+    canvas = place_one(MNIST_GRID, part, 7)
+    assert torch.equal(canvas[0, 4:9, 4:9], part[0]) and canvas.sum() == part.sum()
+    # The last cell starts at (24, 24): its last row and column fall off.
+    canvas = place_one(MNIST_GRID, part, 35)
+    assert torch.equal(canvas[0, 24:, 24:], part[0, :4, :4])
+
+
+def test_compose_takes_the_max_of_drawn_steps_only():
+    grid = Grid(canvas_size=8, part_size=4, stride=4, padding=0)
+    parts = torch.stack([torch.full((1, 4, 4), 0.3), torch.full((1, 4, 4), 0.7), torch.full((1, 4, 4), 0.9)])[None]
+    locations = F.one_hot(torch.tensor([[0, 0, 3]]), 4).float()
+    placed = grid.place(parts, locations)
+    canvas = compose(placed, torch.tensor([[1.0, 1.0, 0.0]]))
+    assert torch.allclose(canvas[0, 0, :4, :4], torch.tensor(0.7))
+    assert canvas[0, 0, 4:, 4:].abs().max() == 0  # step 2 not drawn
+
+
+def test_draw_matches_place_and_compose():
+    """The sampler's in-place gather/scatter paste equals the fold-based paste, RGB and clipping included."""
+    grid = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
+    torch.manual_seed(0)
+    n, steps = 4, 10
+    parts = torch.rand(n, steps, 3, 5, 5)
+    locs = torch.randint(0, grid.num_cells, (n, steps))
+    present = (torch.rand(n, steps) < 0.7).float()
+    expected = compose(grid.place(parts, F.one_hot(locs, grid.num_cells).float()), present)
+    padded = torch.zeros(n, 3, grid.padded_size**2)
+    index = grid.cell_index()
+    for t in range(steps):
+        grid.draw(padded, parts[:, t] * present[:, t, None, None, None], locs[:, t], index)
+    assert torch.equal(grid.crop(padded), expected)
+
+
+def test_soft_parts_are_differentiable_and_one_hot_weights_give_the_hard_paste():
+    grid = Grid(canvas_size=32, part_size=4, stride=4, padding=0)
+    bank = torch.rand(6, 3, 4, 4)
+    ids = torch.tensor([[2, 5, 1]])
+    weights = F.one_hot(ids, 6).float().requires_grad_()
+    locations = F.one_hot(torch.tensor([[0, 9, 63]]), 64).float().requires_grad_()
+    soft = grid.place(torch.einsum("ntb,bchw->ntchw", weights, bank), locations)
+    hard = grid.place(bank[ids], locations.detach())
+    assert torch.equal(soft, hard)
+    compose(soft, torch.ones(1, 3)).sum().backward()
+    assert weights.grad.abs().sum() > 0 and locations.grad.abs().sum() > 0
+
+
+def test_history_holds_the_canvas_before_each_step_masked_by_present():
+    grid = Grid(canvas_size=8, part_size=4, stride=4, padding=0)
+    parts = torch.ones(1, 3, 1, 4, 4)
+    locations = F.one_hot(torch.tensor([[0, 1, 2]]), 4).float()
+    present = torch.tensor([[1.0, 0.0, 1.0]])
+    h = history(grid.place(parts, locations), grid.box(locations), present)
+    assert h.shape == (1, 3, 2, 8, 8)
+    assert h[0, 0].sum() == 0  # nothing drawn before step 0
+    assert h[0, 1, 0].sum() == 16 and h[0, 1, 1].sum() == 16  # step 0's part and its footprint
+    assert torch.equal(h[0, 2], h[0, 1])  # step 1 was not drawn: neither canvas nor footprint change

@@ -1,0 +1,42 @@
+import json
+
+import pytest
+
+from np_draw import PRESETS, NPDrawConfig
+
+
+def test_presets_carry_the_papers_numbers():
+    mnist, cifar, celeba = PRESETS["mnist"], PRESETS["cifar10"], PRESETS["celeba"]
+    assert (mnist.part_size, mnist.num_parts, mnist.num_steps, mnist.likelihood) == (5, 50, 36, "bernoulli")
+    assert (cifar.part_size, cifar.num_parts, cifar.num_steps, cifar.likelihood) == (4, 200, 64, "logistic_mixture")
+    assert (celeba.image_size, celeba.canvas_size, celeba.likelihood, celeba.upscale) == (64, 32, "logistic", 2)
+    assert (mnist.prior.num_layers, mnist.prior.hidden_size, mnist.prior.dropout) == (8, 64, 0.1)
+    assert mnist.empty_threshold == 0.01
+
+
+def test_json_round_trip(tmp_path):
+    config = NPDrawConfig.preset("celeba", decoder_channels=32)
+    config.to_json(tmp_path / "config.json")
+    assert NPDrawConfig.from_json(tmp_path / "config.json") == config
+    assert json.loads(config.to_json())["prior"]["num_layers"] == 8
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(part_size=0), "part_size"),
+    (dict(grid_size=7), "grid does not fit"),
+    (dict(likelihood="gaussian"), "likelihood"),
+    (dict(channels=3), "bernoulli"),
+    (dict(empty_threshold=-0.1), "empty_threshold"),
+])
+def test_invalid_config_names_the_field(bad, message):
+    with pytest.raises(ValueError, match=message):
+        NPDrawConfig.preset("mnist", **bad)
+
+
+def test_unknown_keys_are_an_error():
+    data = NPDrawConfig.preset("mnist").to_dict()
+    data["decoder_width"] = 3
+    with pytest.raises(ValueError, match="decoder_width"):
+        NPDrawConfig.from_dict(data)
+    with pytest.raises(ValueError, match="known presets"):
+        NPDrawConfig.preset("svhn")

@@ -1,0 +1,149 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from np_draw import Latents, NPDraw
+from tests.conftest import random_model
+
+FAMILIES = ["mnist", "cifar10", "celeba"]
+
+
+def images_for(model: NPDraw, n: int, seed: int = 0) -> torch.Tensor:
+    c, s = model.config.channels, model.config.image_size
+    return torch.rand(n, c, s, s, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_encode_decode_shapes_and_ranges(name):
+    model = random_model(name)
+    cfg = model.config
+    x = images_for(model, 3)
+    latents = model.encode(x)
+    t, b = cfg.num_steps, cfg.num_parts
+    assert latents.ids.shape == latents.locs.shape == latents.present.shape == (3, t)
+    assert latents.logits.ids.shape == (3, t, b) and latents.logits.locs.shape == (3, t, t)
+    assert latents.canvas.shape == (3, cfg.channels, cfg.canvas_size, cfg.canvas_size)
+    assert 0 <= latents.canvas.min() and latents.canvas.max() <= 1
+    assert set(latents.present.unique().tolist()) <= {0.0, 1.0}
+    for images in (model.decode(latents), model.decode(latents.canvas), model.reconstruct(x),
+                   model.decode(latents, sample_pixels=True, generator=torch.Generator().manual_seed(0))):
+        assert images.shape == x.shape
+        assert 0 <= images.min() and images.max() <= 1
+    # The canvas is the composition of the encoded parts: decoding the latents without it gives the same image.
+    bare = Latents(latents.ids, latents.locs, latents.present)
+    assert torch.equal(model.decode(bare), model.decode(latents))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_sample_shapes_ranges_and_seeds(name):
+    model = random_model(name)
+    out = model.sample(5, generator=torch.Generator().manual_seed(0), batch_size=2, progress=False)
+    cfg = model.config
+    assert out.images.shape == (5, cfg.channels, cfg.image_size, cfg.image_size)
+    assert 0 <= out.images.min() and out.images.max() <= 1
+    assert out.latents.canvas.shape == (5, cfg.channels, cfg.canvas_size, cfg.canvas_size)
+    again = model.sample(5, generator=torch.Generator().manual_seed(0), batch_size=2, progress=False)
+    other = model.sample(5, generator=torch.Generator().manual_seed(1), batch_size=2, progress=False)
+    assert torch.equal(out.images, again.images) and not torch.equal(out.images, other.images)
+
+
+def test_an_image_sampled_alone_equals_the_same_seed_inside_a_batch_of_64():
+    model = random_model("mnist")
+    generators = [torch.Generator().manual_seed(100 + i) for i in range(64)]
+    batch = model.sample(64, generator=generators, progress=False, sample_pixels=True)
+    for i in (0, 31, 63):
+        alone = model.sample(1, generator=[torch.Generator().manual_seed(100 + i)], progress=False,
+                             sample_pixels=True)
+        assert torch.equal(alone.latents.ids[0], batch.latents.ids[i])
+        assert torch.equal(alone.latents.present[0], batch.latents.present[i])
+        assert torch.allclose(alone.images[0], batch.images[i], atol=1e-6)
+
+
+def test_sampling_does_not_depend_on_the_batch_size_with_per_image_generators():
+    model = random_model("cifar10")
+    seeds = range(10)
+    a = model.sample(10, [torch.Generator().manual_seed(s) for s in seeds], batch_size=10, progress=False)
+    b = model.sample(10, [torch.Generator().manual_seed(s) for s in seeds], batch_size=3, progress=False)
+    assert torch.equal(a.latents.ids, b.latents.ids)
+    assert torch.allclose(a.images, b.images, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_save_and_load_give_identical_samples(name, tmp_path):
+    model = random_model(name)
+    model.save_pretrained(tmp_path / "model")
+    loaded = NPDraw.from_pretrained(tmp_path / "model")
+    assert loaded.config == model.config
+    a = model.sample(4, generator=torch.Generator().manual_seed(3), progress=False)
+    b = loaded.sample(4, generator=torch.Generator().manual_seed(3), progress=False)
+    assert torch.equal(a.images, b.images) and torch.equal(a.latents.ids, b.latents.ids)
+    assert torch.equal(loaded.bank.parts, model.bank.parts)
+
+
+def test_loading_is_strict(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = random_model("mnist")
+    folder = model.save_pretrained(tmp_path / "model")
+    state = load_file(folder / "model.safetensors")
+    state["extra.weight"] = torch.zeros(1)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ValueError, match="unexpected keys \\['extra.weight'\\]"):
+        NPDraw.from_pretrained(folder)
+    del state["extra.weight"], state["bank.parts"]
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ValueError, match="missing keys \\['bank.parts'\\]"):
+        NPDraw.from_pretrained(folder)
+
+
+def test_the_model_follows_its_dtype():
+    model = random_model("mnist").double()
+    out = model.sample(2, generator=torch.Generator().manual_seed(0), progress=False)
+    assert out.images.dtype == torch.float64 and out.latents.canvas.dtype == torch.float64
+    assert model.reconstruct(images_for(model, 2)).dtype == torch.float64
+
+
+def test_uint8_and_numpy_inputs_are_accepted():
+    model = random_model("mnist")
+    x = images_for(model, 2)
+    as_uint8 = (x * 255).round().to(torch.uint8)
+    assert torch.allclose(model.reconstruct(as_uint8), model.reconstruct(as_uint8.float() / 255))
+    assert model.encode(as_uint8.numpy()).ids.shape == (2, 36)
+
+
+def test_outputs_convert_to_pil_and_grids(tmp_path):
+    model = random_model("cifar10")
+    out = model.sample(6, generator=torch.Generator().manual_seed(0), progress=False)
+    pictures = out.to_pil()
+    assert len(pictures) == 6 and pictures[0].size == (32, 32) and pictures[0].mode == "RGB"
+    assert np.array_equal(np.asarray(pictures[2]), (out.images[2] * 255).round().byte().permute(1, 2, 0).numpy())
+    grid = Image.open(out.save_grid(tmp_path / "grid.png", nrow=3))
+    assert grid.size == (3 * 34 + 2, 2 * 34 + 2)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.encode(torch.rand(2, 1, 32, 32)), r"images must have shape \(N, 1, 28, 28\).*\(2, 1, 32, 32\)"),
+    (lambda m: m.encode(torch.rand(2, 3, 28, 28)), r"images must have shape .*\(2, 3, 28, 28\)"),
+    (lambda m: m.encode(torch.full((1, 1, 28, 28), float("nan"))), "images must be finite"),
+    (lambda m: m.encode(torch.full((1, 1, 28, 28), 2.0)), r"images must lie in \[0, 1\]"),
+    (lambda m: m.encode(torch.zeros(0, 1, 28, 28)), "empty batch"),
+    (lambda m: m.sample(-1), "num_images must be a positive integer, got -1"),
+    (lambda m: m.sample(0), "num_images must be a positive integer, got 0"),
+    (lambda m: m.sample(2, batch_size=0), "batch_size must be a positive integer"),
+    (lambda m: m.sample(2, temperature=0.0), "temperature must be a positive finite number"),
+    (lambda m: m.sample(3, generator=[torch.Generator()] * 2), "list of 3"),
+    (lambda m: m.decode(torch.rand(2, 1, 14, 14)), r"canvas must have shape \(N, 1, 28, 28\)"),
+])
+def test_bad_arguments_raise_clear_errors(call, message):
+    model = random_model("mnist")
+    with pytest.raises(ValueError, match=message):
+        call(model)
+
+
+def test_wrong_types_raise_type_errors():
+    model = random_model("mnist")
+    with pytest.raises(TypeError, match="images must be a torch.Tensor or numpy.ndarray, got list"):
+        model.encode([[0.0]])
+    with pytest.raises(TypeError, match="dtype torch.int32"):
+        model.encode(torch.zeros(1, 1, 28, 28, dtype=torch.int32))
