@@ -25,10 +25,14 @@ class Grid:
     padding: int
 
     @property
+    def side(self) -> int:
+        """Cells per row (and per column)."""
+        return (self.canvas_size + 2 * self.padding - self.part_size) // self.stride + 1
+
+    @property
     def num_cells(self) -> int:
         """L = T, the number of cells."""
-        side = (self.canvas_size + 2 * self.padding - self.part_size) // self.stride + 1
-        return side * side
+        return self.side**2
 
     def _fold_args(self) -> dict:
         return dict(kernel_size=self.part_size, stride=self.stride, padding=self.padding)
@@ -54,6 +58,12 @@ class Grid:
             (N, T, C, S, S): step t's part at its location, clipped at the border.
         """
         n, t = parts.shape[:2]
+        if self.stride == self.part_size:
+            # Cells tile the padded canvas: a broadcast product and a reshape, far cheaper than fold's backward.
+            cells = parts[:, :, None] * locations[..., None, None, None]
+            padded = rearrange(cells, "n t (gh gw) c h w -> n t c (gh h) (gw w)", gh=self.side)
+            end = self.padding + self.canvas_size
+            return padded[..., self.padding:end, self.padding:end]
         blocks = torch.einsum("ntk,ntl->ntkl", rearrange(parts, "n t c h w -> n t (c h w)"), locations)
         canvases = F.fold(rearrange(blocks, "n t k l -> (n t) k l"), output_size=self.canvas_size,
                           **self._fold_args())
@@ -62,13 +72,11 @@ class Grid:
     @property
     def padded_size(self) -> int:
         """Side of the padded canvas that holds every cell whole."""
-        side = (self.canvas_size + 2 * self.padding - self.part_size) // self.stride + 1
-        return (side - 1) * self.stride + self.part_size
+        return (self.side - 1) * self.stride + self.part_size
 
     def cell_index(self, device: torch.device | str | None = None) -> torch.Tensor:
         """(L, K*K) flat indices of each cell's pixels in the padded canvas (row-major, padded_size²)."""
-        side = (self.canvas_size + 2 * self.padding - self.part_size) // self.stride + 1
-        corner = torch.arange(side, device=device) * self.stride
+        corner = torch.arange(self.side, device=device) * self.stride
         offset = torch.arange(self.part_size, device=device)
         rows = rearrange(corner, "r -> r 1 1 1") + rearrange(offset, "i -> 1 1 i 1")
         cols = rearrange(corner, "c -> 1 c 1 1") + rearrange(offset, "j -> 1 1 1 j")
@@ -125,5 +133,17 @@ def history(placed: torch.Tensor, box: torch.Tensor, present: torch.Tensor) -> t
         (N, T, C + 1, S, S); entry t holds steps < t, entry 0 is blank.
     """
     drawn = torch.cat([placed, box], dim=2) * present[:, :, None, None, None]
-    so_far = torch.cummax(drawn, dim=1).values
-    return torch.cat([torch.zeros_like(so_far[:, :1]), so_far[:, :-1]], dim=1)
+    return torch.cat([torch.zeros_like(drawn[:, :1]), running_max(drawn[:, :-1])], dim=1)
+
+
+def running_max(x: torch.Tensor) -> torch.Tensor:
+    """Cumulative max over axis 1 of (N, T, ...), the same values as ``torch.cummax(x, 1).values``."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        # cummax along the last, contiguous axis runs about twice as fast as along the step axis.
+        return rearrange(torch.cummax(rearrange(x, "n t ... -> n ... t"), dim=-1).values, "n ... t -> n t ...")
+    # Without gradients, a log-depth scan of elementwise maxima is about seven times faster than cummax.
+    shift = 1
+    while shift < x.shape[1]:
+        x = torch.cat([x[:, :shift], torch.maximum(x[:, shift:], x[:, :-shift])], dim=1)
+        shift *= 2
+    return x

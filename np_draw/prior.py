@@ -22,21 +22,28 @@ from .latents import Latents, StepLogits
 
 
 class CanvasEmbedding(nn.Module):
-    """Shallow CNN (paper: two layers of 16 channels, ReLU after the first) and a projection to the model width."""
+    """The shallow CNN (paper: two layers of 16 channels, ReLU after the first) and a projection to the model width.
+
+    The first layer is a 4x4 convolution with stride 4 and the second a 1x1 convolution, written as linear maps on
+    4x4 patches: the same function as ``nn.Conv2d``, several times faster to train on a CPU than 3x3 convolutions.
+    """
+
+    patch = 4
 
     def __init__(self, channels: int, canvas_size: int, hidden: int, width: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, hidden, 3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(hidden, hidden, 3, stride=2, padding=1)
-        side = (canvas_size + 1) // 2
-        side = (side + 1) // 2
-        self.proj = nn.Linear(hidden * side * side, width)
+        self.pad = -canvas_size % self.patch
+        cells = (canvas_size + self.pad) // self.patch
+        self.conv1 = nn.Linear(channels * self.patch**2, hidden)
+        self.conv2 = nn.Linear(hidden, hidden)
+        self.proj = nn.Linear(hidden * cells * cells, width)
 
     def forward(self, canvases: torch.Tensor) -> torch.Tensor:
         """(N, T, C + 1, S, S) -> (N, T, width)."""
-        n = canvases.shape[0]
-        x = self.conv2(F.relu(self.conv1(rearrange(canvases, "n t c h w -> (n t) c h w"))))
-        return rearrange(self.proj(x.flatten(1)), "(n t) d -> n t d", n=n)
+        if self.pad:
+            canvases = F.pad(canvases, (0, self.pad, 0, self.pad))
+        patches = rearrange(canvases, "n t c (h i) (w j) -> n t (h w) (c i j)", i=self.patch, j=self.patch)
+        return self.proj(self.conv2(F.relu(self.conv1(patches))).flatten(2))
 
 
 def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from np_draw.canvas import Grid, compose, history
+from np_draw.canvas import Grid, compose, history, running_max
 
 MNIST_GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
 
@@ -78,3 +78,35 @@ def test_history_holds_the_canvas_before_each_step_masked_by_present():
     assert h[0, 0].sum() == 0  # nothing drawn before step 0
     assert h[0, 1, 0].sum() == 16 and h[0, 1, 1].sum() == 16  # step 0's part and its footprint
     assert torch.equal(h[0, 2], h[0, 1])  # step 1 was not drawn: neither canvas nor footprint change
+
+
+def test_running_max_equals_cummax_with_and_without_gradients():
+    x = torch.rand(3, 37, 2, 5, requires_grad=True)
+    weights = torch.rand(3, 37, 2, 5)
+    expected = torch.cummax(x, dim=1).values
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), x)
+    ours = running_max(x)
+    (grad,) = torch.autograd.grad((ours * weights).sum(), x)
+    assert torch.equal(ours, expected) and torch.allclose(grad, expected_grad)
+    with torch.no_grad():
+        assert torch.equal(running_max(x), expected)
+
+
+def test_tiling_fast_path_equals_fold_for_grey_and_rgb():
+    torch.manual_seed(0)
+    for grid, channels in ((MNIST_GRID, 1), (Grid(canvas_size=32, part_size=4, stride=4, padding=0), 3)):
+        parts = torch.rand(3, 7, channels, grid.part_size, grid.part_size)
+        locations = F.one_hot(torch.randint(0, grid.num_cells, (3, 7)), grid.num_cells).float()
+        blocks = torch.einsum("ntk,ntl->ntkl", parts.flatten(2), locations).flatten(0, 1)
+        folded = F.fold(blocks, grid.canvas_size, grid.part_size, stride=grid.stride, padding=grid.padding)
+        assert torch.equal(grid.place(parts, locations).flatten(0, 1), folded)
+
+
+def test_overlapping_cells_compose_by_max():
+    grid = Grid(canvas_size=8, part_size=4, stride=2, padding=0)  # 3 x 3 cells overlapping by 2 px
+    assert grid.num_cells == 9
+    parts = torch.stack([torch.full((1, 4, 4), 0.2), torch.full((1, 4, 4), 0.6)])[None]
+    locations = F.one_hot(torch.tensor([[0, 1]]), 9).float()
+    canvas = compose(grid.place(parts, locations), torch.ones(1, 2))[0, 0]
+    assert torch.allclose(canvas[:4, :2], torch.tensor(0.2)) and torch.allclose(canvas[:4, 2:6], torch.tensor(0.6))
+    assert canvas[4:].sum() == 0 and canvas[:, 6:].sum() == 0
