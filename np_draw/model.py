@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from .likelihoods import make_likelihood
 from .networks import Decoder, Encoder
 from .parsing import parse, render
 from .prior import Prior
+from .training import FitConfig, FitHistory, fit
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,26 @@ class NPDraw(nn.Module):
         finally:
             self.train(was_training)
         return SampleOutput(torch.cat(images), Latents.cat(latents))
+
+    def fit(self, images: Any, config: FitConfig | None = None, *, progress: bool = True,
+            callback: Callable[[int, FitHistory], None] | None = None, **overrides: Any) -> FitHistory:
+        """Train on ``images``: part bank, parse, prior pretraining, then encoder and decoder (spec §2, §5, §7).
+
+        Args:
+            images: (N, C, H, W) uint8 or float in [0, 1], the model's size and channels.
+            config: a :class:`np_draw.training.FitConfig` (defaults when None).
+            progress: progress bars.
+            callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
+            **overrides: FitConfig fields to change, e.g. ``epochs=5``.
+        Returns:
+            :class:`np_draw.training.FitHistory`.
+
+        Example:
+            >>> model = NPDraw(NPDrawConfig.preset("mnist"))
+            >>> history = model.fit(images, epochs=10)  # doctest: +SKIP
+        """
+        config = replace(config or FitConfig(), **overrides)
+        return fit(self, self._images(images), config, progress=progress, callback=callback)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (bank, prior, encoder, decoder) into ``folder``.

@@ -1,0 +1,111 @@
+"""The training objective of stage 2 (spec §7): the negative ELBO with Gumbel-softmax latents, the analytic
+per-step KL against the frozen prior on the posterior's sampled history (supplement eq. 2), and the reference
+code's parse supervision and parse substitution."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .canvas import compose, history
+from .latents import Latents, StepLogits
+
+
+def gumbel_temperature(epoch: int, decay: float = 0.0139, minimum: float = 0.5) -> float:
+    """τ = max(exp(−decay·epoch), minimum) (reference code)."""
+    return max(math.exp(-decay * epoch), minimum)
+
+
+def substitution_probability(epoch: int, rate: float) -> float:
+    """p_e = exp(−r·e(e+1)/2): the chance that an image's sampled latents are replaced by its parse."""
+    return math.exp(-rate * epoch * (epoch + 1) / 2)
+
+
+@dataclass
+class RelaxedLatents:
+    """A differentiable posterior sample. ids: (N, T, B) soft Gumbel-softmax weights; locs: (N, T, L)
+    straight-through one-hot; present: (N, T) straight-through {0, 1}."""
+
+    ids: torch.Tensor
+    locs: torch.Tensor
+    present: torch.Tensor
+
+
+def relaxed_sample(logits: StepLogits, tau: float, hard: bool = False) -> RelaxedLatents:
+    """Sample from q with torch's global RNG (seeded by the caller); ``hard`` makes z_id one-hot too."""
+    ids = F.gumbel_softmax(logits.ids, tau=tau, hard=hard)
+    locs = F.gumbel_softmax(logits.locs, tau=tau, hard=True)
+    p = torch.sigmoid(logits.present)
+    hard = (torch.rand_like(p) < p).to(p.dtype)
+    return RelaxedLatents(ids, locs, hard + p - p.detach())
+
+
+def substitute(sample: RelaxedLatents, parse: Latents, mask: torch.Tensor) -> RelaxedLatents:
+    """Replace the sample by the parse for the images where ``mask`` (N,) is True."""
+    m = mask[:, None, None].to(sample.ids.dtype)
+    ids = m * F.one_hot(parse.ids, sample.ids.shape[-1]).to(m) + (1 - m) * sample.ids
+    locs = m * F.one_hot(parse.locs, sample.locs.shape[-1]).to(m) + (1 - m) * sample.locs
+    present = m[..., 0] * parse.present + (1 - m[..., 0]) * sample.present
+    return RelaxedLatents(ids, locs, present)
+
+
+def kl_per_step(q: StepLogits, p: StepLogits, present: torch.Tensor) -> torch.Tensor:
+    """Analytic KL(q ‖ p) of each step: categorical KLs of z_id and z_loc times the sampled z_is, plus the
+    Bernoulli KL of z_is. Returns (N, T) in nats."""
+    def categorical(q_logits: torch.Tensor, p_logits: torch.Tensor) -> torch.Tensor:
+        log_q = F.log_softmax(q_logits, -1)
+        return (log_q.exp() * (log_q - F.log_softmax(p_logits, -1))).sum(-1)
+
+    log_q1, log_q0 = F.logsigmoid(q.present), F.logsigmoid(-q.present)
+    log_p1, log_p0 = F.logsigmoid(p.present), F.logsigmoid(-p.present)
+    kl_is = log_q1.exp() * (log_q1 - log_p1) + log_q0.exp() * (log_q0 - log_p0)
+    return (categorical(q.ids, p.ids) + categorical(q.locs, p.locs)) * present + kl_is
+
+
+def parse_cross_entropy(q: StepLogits, parse: Latents) -> torch.Tensor:
+    """Cross-entropy of the posterior towards the parse, summed over steps: (N,)."""
+    ce_id = F.cross_entropy(q.ids.transpose(1, 2), parse.ids, reduction="none")
+    ce_loc = F.cross_entropy(q.locs.transpose(1, 2), parse.locs, reduction="none")
+    ce_is = F.binary_cross_entropy_with_logits(q.present, parse.present, reduction="none")
+    return ((ce_id + ce_loc) * parse.present + ce_is).sum(1)
+
+
+@dataclass
+class Terms:
+    """Per-image terms of the objective, in nats: reconstruction −log p(x|z), KL, parse cross-entropy."""
+
+    reconstruction: torch.Tensor
+    kl: torch.Tensor
+    parse_ce: torch.Tensor
+
+    @property
+    def negative_elbo(self) -> torch.Tensor:
+        return self.reconstruction + self.kl
+
+
+def objective(model, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
+              hard: bool = False) -> Terms:
+    """One stochastic evaluation of the stage-2 objective.
+
+    Args:
+        model: an NPDraw whose prior is frozen.
+        x: (N, C, H, W) target images in [0, 1] (binarised for a Bernoulli likelihood).
+        parse: the images' parsed latents.
+        tau: Gumbel-softmax temperature.
+        substitution: probability that an image's sample is replaced by its parse.
+        hard: sample z_id one-hot: the terms are then a one-sample estimate of the true negative ELBO.
+    """
+    q = model.encoder(x)
+    sample = relaxed_sample(q, tau, hard)
+    if substitution > 0:
+        sample = substitute(sample, parse, torch.rand(x.shape[0], device=x.device) < substitution)
+    parts = model.bank(sample.ids)
+    placed = model.grid.place(parts, sample.locs)
+    canvas = compose(placed, sample.present)
+    reconstruction = -model.likelihood.log_prob(model.decoder(canvas), x)
+    p = model.prior(history(placed, model.grid.box(sample.locs), sample.present))
+    kl = kl_per_step(q, p, sample.present).sum(1)
+    return Terms(reconstruction, kl, parse_cross_entropy(q, parse))

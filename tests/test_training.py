@@ -1,0 +1,75 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from np_draw import Latents, NPDraw, PriorConfig, StepLogits
+from np_draw.elbo import (
+    RelaxedLatents,
+    gumbel_temperature,
+    kl_per_step,
+    parse_cross_entropy,
+    substitute,
+    substitution_probability,
+)
+from np_draw.training import FitConfig
+from tests.conftest import tiny_config
+
+
+def random_logits(n: int, t: int, b: int, seed: int) -> StepLogits:
+    g = torch.Generator().manual_seed(seed)
+    return StepLogits(torch.randn(n, t, b, generator=g), torch.randn(n, t, t, generator=g), torch.randn(n, t, generator=g))
+
+
+def test_kl_per_step_matches_enumeration_and_vanishes_for_equal_distributions():
+    q, p = random_logits(2, 3, 4, seed=0), random_logits(2, 3, 4, seed=1)
+    present = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    kl = kl_per_step(q, p, present)
+    # Enumerate each distribution's support.
+    def cat_kl(a, b):
+        pa, pb = a.softmax(-1), b.softmax(-1)
+        return (pa * (pa / pb).log()).sum(-1)
+    qa, pa = torch.sigmoid(q.present), torch.sigmoid(p.present)
+    bern = qa * (qa / pa).log() + (1 - qa) * ((1 - qa) / (1 - pa)).log()
+    expected = (cat_kl(q.ids, p.ids) + cat_kl(q.locs, p.locs)) * present + bern
+    assert torch.allclose(kl, expected, atol=1e-5)
+    assert torch.allclose(kl_per_step(q, q, present), torch.zeros(2, 3), atol=1e-6)
+
+
+def test_schedules_follow_the_reference_code():
+    assert gumbel_temperature(0) == 1.0
+    assert math.isclose(gumbel_temperature(10), math.exp(-0.139))
+    assert gumbel_temperature(1000) == 0.5
+    assert substitution_probability(0, 0.005) == 1.0
+    assert math.isclose(substitution_probability(9, 0.005), math.exp(-0.005 * 45))
+
+
+def test_substitution_replaces_exactly_the_masked_images():
+    sample = RelaxedLatents(torch.full((2, 3, 4), 0.25), F.one_hot(torch.zeros(2, 3, dtype=torch.long), 3).float(),
+                            torch.zeros(2, 3))
+    parse = Latents(torch.tensor([[1, 2, 3]] * 2), torch.tensor([[0, 1, 2]] * 2), torch.ones(2, 3))
+    out = substitute(sample, parse, torch.tensor([True, False]))
+    assert torch.equal(out.ids[0], F.one_hot(parse.ids[0], 4).float()) and torch.equal(out.ids[1], sample.ids[1])
+    assert torch.equal(out.locs[0].argmax(-1), parse.locs[0]) and torch.equal(out.present[1], torch.zeros(3))
+
+
+def test_parse_cross_entropy_is_small_for_a_posterior_that_puts_its_mass_on_the_parse():
+    parse = Latents(torch.tensor([[1, 2]]), torch.tensor([[0, 1]]), torch.tensor([[1.0, 0.0]]))
+    confident = StepLogits(20 * F.one_hot(parse.ids, 4).float(), 20 * F.one_hot(parse.locs, 2).float(),
+                           torch.tensor([[20.0, -20.0]]))
+    assert parse_cross_entropy(confident, parse).item() < 1e-6
+    assert parse_cross_entropy(random_logits(1, 2, 4, seed=3), parse).item() > 0.5
+
+
+def test_fit_trains_a_tiny_model_end_to_end(mnist_images):
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=2)))
+    config = FitConfig(prior_epochs=3, prior_lr=3e-3, epochs=4, batch_size=50, encoder_lr=3e-3, decoder_lr=3e-3)
+    history = model.fit((mnist_images[:200] * 255).round().to(torch.uint8), config, progress=False)
+    assert history.prior.val[-1] < history.prior.val[0]
+    assert history.train[-1]["loss"] < history.train[0]["loss"]
+    assert history.train[-1]["reconstruction"] < history.train[0]["reconstruction"]
+    assert history.val_bound[-1] < history.val_bound[0]
+    assert not model.training
+    out = model.sample(4, generator=torch.Generator().manual_seed(0), progress=False)
+    assert out.images.shape == (4, 1, 28, 28) and torch.isfinite(out.images).all()
