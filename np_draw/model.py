@@ -234,13 +234,16 @@ class NPDraw(nn.Module):
             self.train(was_training)
         return SampleOutput(torch.cat(images), Latents.cat(latents))
 
-    def fit(self, images: Any, config: FitConfig | None = None, *, progress: bool = True,
-            callback: Callable[[int, FitHistory], None] | None = None, **overrides: Any) -> FitHistory:
+    def fit(self, images: Any, config: FitConfig | None = None, *, output_dir: str | Path | None = None,
+            resume: bool = False, progress: bool = True, callback: Callable[[int, FitHistory], None] | None = None,
+            **overrides: Any) -> FitHistory:
         """Train on ``images``: part bank, parse, prior pretraining, then encoder and decoder (spec §2, §5, §7).
 
         Args:
             images: (N, C, H, W) uint8 or float in [0, 1], the model's size and channels.
             config: a :class:`np_draw.training.FitConfig` (defaults when None).
+            output_dir: where checkpoints are written (``output_dir/checkpoints``); None keeps none.
+            resume: continue exactly from the latest checkpoint in ``output_dir``.
             progress: progress bars.
             callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
             **overrides: FitConfig fields to change, e.g. ``epochs=5``.
@@ -252,7 +255,8 @@ class NPDraw(nn.Module):
             >>> history = model.fit(images, epochs=10)  # doctest: +SKIP
         """
         config = replace(config or FitConfig(), **overrides)
-        return fit(self, self._images(images), config, progress=progress, callback=callback)
+        return fit(self, self._images(images), config, output_dir=output_dir, resume=resume, progress=progress,
+                   callback=callback)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (bank, prior, encoder, decoder) into ``folder``.

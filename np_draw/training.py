@@ -1,16 +1,27 @@
-"""Training the prior (stage 1 of the paper's two stages): teacher forcing on parsed latent sequences."""
+"""``fit``: the four stages of training (spec §2, §5, §7), checkpointed and exactly resumable.
+
+1. part bank (k-means), 2. parse, 3. prior pretraining by teacher forcing (best validation epoch kept),
+4. the VAE (encoder and decoder) with the prior frozen. All randomness comes from torch's global RNG seeded by the
+config and from one data-order generator; both are saved in every checkpoint with the epoch's data order, so a run
+killed at any point and resumed ends with the same weights as one that never stopped.
+"""
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import logging
 import math
-from dataclasses import dataclass, field
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .bank import PartBank
+from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
 from .data import to_canvas
 from .elbo import gumbel_temperature, objective, substitution_probability
 from .latents import Latents
@@ -40,62 +51,6 @@ def evaluate_prior(prior: Prior, bank: PartBank, latents: Latents, batch_size: i
 
 
 @dataclass
-class PriorHistory:
-    """Per-epoch losses (nats per sequence) of :func:`pretrain_prior`, and the epoch whose weights were kept."""
-
-    train: list[float] = field(default_factory=list)
-    val: list[float] = field(default_factory=list)
-    best_epoch: int = -1
-
-
-def pretrain_prior(prior: Prior, bank: PartBank, train: Latents, val: Latents, *, epochs: int,
-                   batch_size: int = 64, lr: float = 1e-4, seed: int = 0, max_steps_per_epoch: int | None = None,
-                   progress: bool = True) -> PriorHistory:
-    """Pretrain the prior on parsed sequences with Adam; keep the weights of the epoch with the lowest
-    validation loss (paper: batch 64, lr 1e-4).
-
-    Args:
-        prior, bank: the model's prior (trained in place) and its part bank.
-        train, val: parsed latents, on the prior's device.
-        epochs: passes over ``train``.
-        batch_size, lr: Adam's batch and learning rate.
-        seed: seeds the data order and dropout.
-        max_steps_per_epoch: cut each epoch short (for quick comparisons).
-        progress: show a progress bar.
-    Returns:
-        The per-epoch history; ``prior`` holds the best epoch's weights.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
-    history = PriorHistory()
-    best, best_state = math.inf, None
-    steps = math.ceil(len(train) / batch_size)
-    if max_steps_per_epoch is not None:
-        steps = min(steps, max_steps_per_epoch)
-    prior.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(train), generator=generator).to(train.ids.device)
-        total = 0.0
-        for step in tqdm(range(steps), desc=f"prior epoch {epoch + 1}/{epochs}", disable=not progress,
-                         leave=False):
-            loss = prior_loss(prior, bank, train[order[step * batch_size:(step + 1) * batch_size]])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-        history.train.append(total / steps)
-        history.val.append(evaluate_prior(prior, bank, val))
-        logger.info("prior epoch %d: train %.3f, val %.3f nats/sequence", epoch + 1, history.train[-1],
-                    history.val[-1])
-        if history.val[-1] < best:
-            best, best_state, history.best_epoch = history.val[-1], copy.deepcopy(prior.state_dict()), epoch
-    prior.load_state_dict(best_state)
-    prior.eval()
-    return history
-
-
-@dataclass
 class FitConfig:
     """Hyper-parameters of :func:`fit` (paper and reference code unless said otherwise)."""
 
@@ -106,7 +61,7 @@ class FitConfig:
     prior_epochs: int = 20  # paper: 200
     prior_batch_size: int = 64
     prior_lr: float = 1e-4
-    epochs: int = 10  # stage 2 (VAE)
+    epochs: int = 10  # stage 4 (VAE)
     batch_size: int = 150
     encoder_lr: float = 1e-3
     decoder_lr: float = 1e-4
@@ -114,22 +69,19 @@ class FitConfig:
     substitution_rate: float | None = None  # None: 0.005 for grey, 0.01 for colour data
     tau_decay: float = 0.0139
     tau_min: float = 0.5
+    checkpoint_every: int = 200  # optimizer steps between checkpoints (and one at the end of every epoch)
 
 
 @dataclass
 class FitHistory:
-    """What :func:`fit` returns: the prior's history and, per VAE epoch, the mean training terms and the
-    validation bound (−ELBO, nats per image)."""
+    """Per-epoch figures of :func:`fit`: the prior's train and validation loss (nats per sequence) and its kept
+    epoch; the VAE's mean training terms and validation bound (−ELBO, nats per image)."""
 
-    prior: PriorHistory | None = None
+    prior_train: list[float] = field(default_factory=list)
+    prior_val: list[float] = field(default_factory=list)
+    prior_best_epoch: int = -1
     train: list[dict] = field(default_factory=list)
     val_bound: list[float] = field(default_factory=list)
-
-
-def _split(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    order = torch.randperm(n, generator=generator)
-    held = max(1, round(n * fraction)) if n > 1 else 0
-    return order[held:], order[:held] if held else order
 
 
 def _targets(model, x: torch.Tensor) -> torch.Tensor:
@@ -139,8 +91,8 @@ def _targets(model, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def validation_bound(model, images: torch.Tensor, parse: Latents, batch_size: int = 500) -> float:
-    """One-sample estimate of −ELBO (nats per image, an upper bound on −log p(x) in expectation) with hard
-    latents, at the posterior's own distribution (no relaxation)."""
+    """One-sample estimate of −ELBO in nats per image (an upper bound on −log p(x) in expectation), with hard
+    latents drawn from the posterior itself."""
     total = 0.0
     for start in range(0, len(images), batch_size):
         x = _targets(model, images[start:start + batch_size])
@@ -148,74 +100,227 @@ def validation_bound(model, images: torch.Tensor, parse: Latents, batch_size: in
     return total / len(images)
 
 
-def fit(model, images: torch.Tensor, config: FitConfig | None = None, *, progress: bool = True,
-        callback=None) -> FitHistory:
+def _fingerprint(images: torch.Tensor) -> str:
+    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+class _Run:
+    """One call of :func:`fit`: the stage, epoch and step reached, and everything needed to continue exactly."""
+
+    def __init__(self, model, images: torch.Tensor, config: FitConfig, directory: Path | None, progress: bool,
+                 callback: Callable[[int, FitHistory], None] | None) -> None:
+        self.model, self.images, self.config, self.progress, self.callback = model, images, config, progress, callback
+        self.directory = directory
+        colour = model.config.channels == 3
+        self.parse_weight = config.parse_weight if config.parse_weight is not None else (500.0 if colour else 50.0)
+        self.rate = config.substitution_rate if config.substitution_rate is not None else (0.01 if colour else 0.005)
+        split = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed))
+        held = min(max(1, round(len(images) * config.val_fraction)), len(images) - 1) if len(images) > 1 else 0
+        # With a single image, it is both the training and the validation set.
+        self.train_idx, self.val_idx = (split[held:], split[:held]) if held else (split, split)
+        self.canvas_images = to_canvas(images, model.config.canvas_size)
+        self.order_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.stage, self.epoch, self.step, self.global_step = "bank", 0, 0, 0
+        self.order: torch.Tensor | None = None
+        self.sums: dict[str, float] = {}
+        self.history = FitHistory()
+        self.best_val, self.best_prior = math.inf, None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.parsed: Latents | None = None
+        self.fingerprint = _fingerprint(images) if directory is not None else ""
+        self._optimizer_meta: tuple[dict, dict | None] | None = None
+
+    # --- checkpoints -------------------------------------------------------------------------------------------
+    def _save(self) -> None:
+        if self.directory is None:
+            return
+        tensors = {"model": self.model.state_dict(),
+                   "rng": {"torch": torch.get_rng_state(), "order": self.order_generator.get_state()}}
+        if torch.cuda.is_available():
+            tensors["rng"].update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        if self.order is not None:
+            tensors["order"] = {"order": self.order}
+        if self.best_prior is not None:
+            tensors["best_prior"] = self.best_prior
+        optimizer_meta = None
+        if self.optimizer is not None:
+            tensors["optimizer"], optimizer_meta = optimizer_to_checkpoint(self.optimizer)
+        np_state = np.random.get_state()
+        state = dict(stage=self.stage, epoch=self.epoch, step=self.step, global_step=self.global_step,
+                     sums=self.sums, history=asdict(self.history), best_val=self.best_val, optimizer=optimizer_meta,
+                     config=asdict(self.config), num_images=len(self.images), fingerprint=self.fingerprint,
+                     numpy_rng=[np_state[0], np_state[1].tolist(), *np_state[2:]],
+                     python_rng=[random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]])
+        save_checkpoint(self.directory, f"step-{self.global_step:08d}-{self.stage}", tensors, state)
+
+    def _restore(self) -> bool:
+        loaded = load_checkpoint(self.directory)
+        if loaded is None:
+            return False
+        tensors, state = loaded
+        if state["config"] != asdict(self.config) or state["fingerprint"] != self.fingerprint:
+            raise ValueError(f"cannot resume from {self.directory}: it was written for other images or another "
+                             "FitConfig; pass the same images and config, or a new output folder")
+        self.model.load_state_dict(tensors["model"])
+        torch.set_rng_state(tensors["rng"]["torch"])
+        self.order_generator.set_state(tensors["rng"]["order"])
+        if torch.cuda.is_available() and "cuda0" in tensors["rng"]:
+            torch.cuda.set_rng_state_all([tensors["rng"][f"cuda{i}"] for i in range(torch.cuda.device_count())])
+        np.random.set_state((state["numpy_rng"][0], np.array(state["numpy_rng"][1], dtype=np.uint32),
+                             *state["numpy_rng"][2:]))
+        random.setstate((state["python_rng"][0], tuple(state["python_rng"][1]), state["python_rng"][2]))
+        self.stage, self.epoch, self.step = state["stage"], state["epoch"], state["step"]
+        self.global_step, self.sums, self.best_val = state["global_step"], state["sums"], state["best_val"]
+        self.history = FitHistory(**state["history"])
+        self.order = tensors["order"]["order"] if "order" in tensors else None
+        self.best_prior = tensors.get("best_prior")
+        self._optimizer_meta = (tensors.get("optimizer", {}), state["optimizer"])
+        logger.info("resumed at stage %s, epoch %d, step %d", self.stage, self.epoch, self.step)
+        return True
+
+    def _make_optimizer(self, groups: list[dict]) -> None:
+        self.optimizer = torch.optim.Adam(groups)
+        meta = getattr(self, "_optimizer_meta", None)
+        if meta is not None and meta[1] is not None:
+            optimizer_from_checkpoint(self.optimizer, *meta)
+        self._optimizer_meta = None
+
+    def _next_stage(self, stage: str) -> None:
+        self.stage, self.epoch, self.step, self.order, self.sums, self.optimizer = stage, 0, 0, None, {}, None
+        self._optimizer_meta = None
+        self._save()
+
+    # --- the loop shared by the two trained stages ---------------------------------------------------------------
+    def _epochs(self, epochs: int, batch_size: int, train_step: Callable[[torch.Tensor], dict[str, float]],
+                end_epoch: Callable[[], None], name: str) -> None:
+        while self.epoch < epochs:
+            if self.order is None:
+                self.order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.order_generator)]
+                self.sums = {}
+            steps = math.ceil(len(self.order) / batch_size)
+            bar = tqdm(total=steps, initial=self.step, desc=f"{name} {self.epoch + 1}/{epochs}",
+                       disable=not self.progress, leave=False)
+            while self.step < steps:
+                values = train_step(self.order[self.step * batch_size:(self.step + 1) * batch_size])
+                for key, value in values.items():
+                    self.sums[key] = self.sums.get(key, 0.0) + value
+                self.step += 1
+                self.global_step += 1
+                bar.update()
+                if self.config.checkpoint_every and self.global_step % self.config.checkpoint_every == 0:
+                    self._save()
+            bar.close()
+            self.sums = {key: value / steps for key, value in self.sums.items()}
+            end_epoch()
+            self.epoch, self.step, self.order, self.sums = self.epoch + 1, 0, None, {}
+            self._save()
+
+    # --- stages -----------------------------------------------------------------------------------------------
+    def _prior_stage(self) -> None:
+        prior, bank, cfg = self.model.prior, self.model.bank, self.config
+        prior.requires_grad_(True)
+        self._make_optimizer([{"params": prior.parameters(), "lr": cfg.prior_lr}])
+        train, val = self.parsed, self.parsed[self.val_idx]
+
+        def train_step(index: torch.Tensor) -> dict[str, float]:
+            prior.train()
+            loss = prior_loss(prior, bank, train[index])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            return {"loss": loss.item()}
+
+        def end_epoch() -> None:
+            self.history.prior_train.append(self.sums["loss"])
+            self.history.prior_val.append(evaluate_prior(prior, bank, val))
+            logger.info("prior epoch %d: train %.3f, val %.3f nats/sequence", self.epoch + 1,
+                        self.history.prior_train[-1], self.history.prior_val[-1])
+            if self.history.prior_val[-1] < self.best_val:
+                self.best_val, self.history.prior_best_epoch = self.history.prior_val[-1], self.epoch
+                self.best_prior = {k: v.detach().clone() for k, v in prior.state_dict().items()}
+
+        self._epochs(cfg.prior_epochs, cfg.prior_batch_size, train_step, end_epoch, "prior epoch")
+        if self.best_prior is not None:
+            prior.load_state_dict(self.best_prior)
+
+    def _vae_stage(self) -> None:
+        model, cfg = self.model, self.config
+        model.prior.eval().requires_grad_(False)
+        self._make_optimizer([{"params": model.encoder.parameters(), "lr": cfg.encoder_lr},
+                              {"params": model.decoder.parameters(), "lr": cfg.decoder_lr}])
+
+        def train_step(index: torch.Tensor) -> dict[str, float]:
+            model.encoder.train()
+            model.decoder.train()
+            tau = gumbel_temperature(self.epoch, cfg.tau_decay, cfg.tau_min)
+            substitution = substitution_probability(self.epoch, self.rate)
+            terms = objective(model, _targets(model, self.images[index]), self.parsed[index], tau=tau,
+                              substitution=substitution)
+            loss = (terms.negative_elbo + self.parse_weight * terms.parse_ce).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            return {"loss": loss.item(), "reconstruction": terms.reconstruction.mean().item(),
+                    "kl": terms.kl.mean().item(), "parse_ce": terms.parse_ce.mean().item()}
+
+        def end_epoch() -> None:
+            model.eval()
+            self.history.train.append(dict(self.sums, tau=gumbel_temperature(self.epoch, cfg.tau_decay, cfg.tau_min)))
+            self.history.val_bound.append(validation_bound(model, self.images[self.val_idx],
+                                                           self.parsed[self.val_idx]))
+            logger.info("epoch %d: loss %.2f, reconstruction %.2f, KL %.2f, parse CE %.3f; validation bound "
+                        "%.2f nats", self.epoch + 1, *(self.sums[k] for k in ("loss", "reconstruction", "kl",
+                                                                                  "parse_ce")),
+                        self.history.val_bound[-1])
+            if self.callback is not None:
+                self.callback(self.epoch, self.history)
+
+        self._epochs(cfg.epochs, cfg.batch_size, train_step, end_epoch, "epoch")
+        model.prior.requires_grad_(True)
+
+    def run(self, resume: bool) -> FitHistory:
+        torch.manual_seed(self.config.seed)
+        if not (resume and self.directory is not None and self._restore()):
+            self._save()
+        empty = self.model.config.empty_threshold
+        if self.stage == "bank":
+            if self.config.fit_bank:
+                self.model.bank.fit(self.canvas_images[self.train_idx], self.model.grid, empty_threshold=empty,
+                                    seed=self.config.seed)
+            elif not self.model.bank.parts.any():
+                raise ValueError("fit_bank=False needs a model whose part bank is already fitted")
+            self._next_stage("prior")
+        self.parsed = parse(self.canvas_images, self.model.bank, self.model.grid, empty_threshold=empty)
+        if self.stage == "prior":
+            logger.info("%d images parsed, %.1f drawn steps per image", len(self.images),
+                        self.parsed.present.sum(1).mean().item())
+            if self.config.fit_prior:
+                self._prior_stage()
+            self._next_stage("vae")
+        if self.stage == "vae":
+            self._vae_stage()
+            self._next_stage("done")
+        self.model.eval()
+        return self.history
+
+
+def fit(model, images: torch.Tensor, config: FitConfig | None = None, *, output_dir: str | Path | None = None,
+        resume: bool = False, progress: bool = True,
+        callback: Callable[[int, FitHistory], None] | None = None) -> FitHistory:
     """Train ``model`` on ``images``: part bank, parse, prior pretraining, then the VAE with the prior frozen.
 
     Args:
         model: an NPDraw (trained in place).
         images: (N, C, H, W) float in [0, 1], checked by the caller, on the model's device.
         config: hyper-parameters; :class:`FitConfig` defaults when None.
+        output_dir: where checkpoints go (``output_dir/checkpoints``); None keeps none.
+        resume: continue from the latest checkpoint in ``output_dir`` (a fresh start when there is none).
         progress: progress bars.
-        callback: called as ``callback(epoch, history)`` after each VAE epoch.
+        callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
     Returns:
         The history of losses.
     """
-    config = config or FitConfig()
-    colour = model.config.channels == 3
-    parse_weight = config.parse_weight if config.parse_weight is not None else (500.0 if colour else 50.0)
-    rate = config.substitution_rate if config.substitution_rate is not None else (0.01 if colour else 0.005)
-    generator = torch.Generator().manual_seed(config.seed)
-    train_idx, val_idx = _split(len(images), config.val_fraction, generator)
-    canvas_images = to_canvas(images, model.config.canvas_size)
-    history = FitHistory()
-
-    if config.fit_bank:
-        model.bank.fit(canvas_images[train_idx], model.grid, empty_threshold=model.config.empty_threshold,
-                       seed=config.seed)
-        logger.info("stage 1: part bank of %d parts fitted", model.bank.num_parts)
-    parsed = parse(canvas_images, model.bank, model.grid, empty_threshold=model.config.empty_threshold)
-    logger.info("stage 2: %d images parsed, %.1f drawn steps per image", len(images),
-                parsed.present.sum(1).mean().item())
-    if config.fit_prior:
-        history.prior = pretrain_prior(model.prior, model.bank, parsed[train_idx], parsed[val_idx],
-                                       epochs=config.prior_epochs, batch_size=config.prior_batch_size,
-                                       lr=config.prior_lr, seed=config.seed, progress=progress)
-
-    # Stage 4: the VAE, prior frozen (eval mode: no dropout).
-    model.prior.eval().requires_grad_(False)
-    optimizer = torch.optim.Adam([
-        {"params": model.encoder.parameters(), "lr": config.encoder_lr},
-        {"params": model.decoder.parameters(), "lr": config.decoder_lr},
-    ])
-    torch.manual_seed(config.seed)
-    for epoch in range(config.epochs):
-        model.encoder.train()
-        model.decoder.train()
-        tau = gumbel_temperature(epoch, config.tau_decay, config.tau_min)
-        substitution = substitution_probability(epoch, rate)
-        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
-        sums = dict(loss=0.0, reconstruction=0.0, kl=0.0, parse_ce=0.0)
-        batches = range(0, len(order), config.batch_size)
-        for start in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
-            index = order[start:start + config.batch_size]
-            terms = objective(model, _targets(model, images[index]), parsed[index.to(parsed.ids.device)], tau=tau,
-                              substitution=substitution)
-            loss = (terms.negative_elbo + parse_weight * terms.parse_ce).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            for key, value in (("loss", loss), ("reconstruction", terms.reconstruction.mean()),
-                               ("kl", terms.kl.mean()), ("parse_ce", terms.parse_ce.mean())):
-                sums[key] += value.item()
-        history.train.append({k: v / len(batches) for k, v in sums.items()} | {"tau": tau,
-                                                                             "substitution": substitution})
-        model.eval()
-        history.val_bound.append(validation_bound(model, images[val_idx], parsed[val_idx.to(parsed.ids.device)]))
-        logger.info("epoch %d: loss %.2f, reconstruction %.2f, KL %.2f, parse CE %.3f; validation bound %.2f nats",
-                    epoch + 1, *(history.train[-1][k] for k in ("loss", "reconstruction", "kl", "parse_ce")),
-                    history.val_bound[-1])
-        if callback is not None:
-            callback(epoch, history)
-    model.eval()
-    return history
+    if resume and output_dir is None:
+        raise ValueError("resume=True needs output_dir, the folder that holds the checkpoints")
+    directory = None if output_dir is None else Path(output_dir) / "checkpoints"
+    return _Run(model, images, config or FitConfig(), directory, progress, callback).run(resume)

@@ -66,10 +66,60 @@ def test_fit_trains_a_tiny_model_end_to_end(mnist_images):
     model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=2)))
     config = FitConfig(prior_epochs=3, prior_lr=3e-3, epochs=4, batch_size=50, encoder_lr=3e-3, decoder_lr=3e-3)
     history = model.fit((mnist_images[:200] * 255).round().to(torch.uint8), config, progress=False)
-    assert history.prior.val[-1] < history.prior.val[0]
+    assert history.prior_val[-1] < history.prior_val[0]
     assert history.train[-1]["loss"] < history.train[0]["loss"]
     assert history.train[-1]["reconstruction"] < history.train[0]["reconstruction"]
     assert history.val_bound[-1] < history.val_bound[0]
     assert not model.training
     out = model.sample(4, generator=torch.Generator().manual_seed(0), progress=False)
     assert out.images.shape == (4, 1, 28, 28) and torch.isfinite(out.images).all()
+
+
+RESUME_SCRIPT = """
+import sys, torch, numpy as np
+from np_draw import NPDraw, PriorConfig
+from np_draw.training import FitConfig
+from tests.conftest import tiny_config
+images = torch.from_numpy(np.load("tests/fixtures/mnist_300.npz")["images"][:80]).float() / 255
+torch.manual_seed(0)
+model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+config = FitConfig(prior_epochs=1, epochs=2, batch_size=16, prior_batch_size=16, checkpoint_every=2, seed=7)
+model.fit(images, config, output_dir=sys.argv[1], resume=True, progress=False)
+model.save_pretrained(sys.argv[1] + "/final")
+"""
+
+
+def run_fit(folder, kill_after: float | None = None) -> int:
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, str(folder)], cwd=root)
+    if kill_after is None:
+        return process.wait(timeout=300)
+    deadline = time.time() + 300
+    # Kill once a checkpoint past the first stages exists, so the run dies in the middle of training.
+    while time.time() < deadline and process.poll() is None:
+        pointer = Path(folder) / "checkpoints" / "latest.json"
+        if pointer.exists() and "vae" in pointer.read_text():
+            time.sleep(kill_after)
+            break
+        time.sleep(0.05)
+    process.kill()
+    return process.wait()
+
+
+def test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    assert run_fit(tmp_path / "straight") == 0
+    assert run_fit(tmp_path / "killed", kill_after=0.5) == -9  # SIGKILL
+    assert not (tmp_path / "killed" / "final").exists()
+    assert run_fit(tmp_path / "killed") == 0
+    expected = load_file(tmp_path / "straight" / "final" / "model.safetensors")
+    resumed = load_file(tmp_path / "killed" / "final" / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    for key in expected:
+        assert torch.equal(expected[key], resumed[key]), key

@@ -1,0 +1,94 @@
+"""Training checkpoints that survive being killed at any moment and load without executing code.
+
+A checkpoint is a folder ``step-XXXXXXXX`` holding safetensors files (tensors: weights, optimizer moments, RNG
+states, data order) and ``state.json`` (everything else). It is written completely, flushed, and only then named
+by the pointer file ``latest.json``, itself replaced atomically; so a SIGKILL during a save leaves the previous
+checkpoint in force. Older checkpoint folders are removed after the pointer moves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+POINTER = "latest.json"
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[str, torch.Tensor]],
+                    state: dict[str, Any]) -> Path:
+    """Write checkpoint ``name`` under ``directory`` and make it the latest.
+
+    Args:
+        directory: the run's checkpoint folder.
+        name: the checkpoint's folder name (e.g. "step-00000120").
+        tensors: file stem -> {key: tensor}; each becomes ``<stem>.safetensors``.
+        state: JSON-serialisable state, written as ``state.json``.
+    Returns:
+        The checkpoint folder.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / name
+    partial = directory / f".{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    for stem, group in tensors.items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in group.items()}, partial / f"{stem}.safetensors")
+        _fsync_file(partial / f"{stem}.safetensors")
+    (partial / "state.json").write_text(json.dumps(state))
+    _fsync_file(partial / "state.json")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    pointer_tmp = directory / f".{POINTER}.tmp"
+    pointer_tmp.write_text(json.dumps({"latest": name}))
+    _fsync_file(pointer_tmp)
+    os.replace(pointer_tmp, directory / POINTER)
+    for old in directory.iterdir():
+        if old.is_dir() and old.name != name and old.name.startswith("step-"):
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(directory: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None:
+    """The latest checkpoint under ``directory`` as (tensors by file stem, state), or None when there is none."""
+    directory = Path(directory)
+    pointer = directory / POINTER
+    if not pointer.is_file():
+        return None
+    folder = directory / json.loads(pointer.read_text())["latest"]
+    tensors = {path.name.removesuffix(".safetensors"): load_file(path) for path in folder.glob("*.safetensors")}
+    return tensors, json.loads((folder / "state.json").read_text())
+
+
+def optimizer_to_checkpoint(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's state dict into tensors (for safetensors) and JSON."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_checkpoint(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                              meta: dict[str, Any]) -> None:
+    """Restore what :func:`optimizer_to_checkpoint` split."""
+    state: dict[int, dict[str, Any]] = {}
+    for flat, value in list(tensors.items()) + list(meta["scalars"].items()):
+        index, key = flat.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
