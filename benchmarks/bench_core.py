@@ -19,8 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from np_draw import NPDraw, NPDrawConfig, PriorConfig, parse, psnr, render
 from np_draw.data import load_dataset
-from np_draw.prior import Prior
-from np_draw.training import pretrain_prior
+from np_draw.training import FitConfig, evaluate_prior, fit
 
 
 def timed(fn, repeat: int = 1):
@@ -78,22 +77,25 @@ def main() -> None:
     val = test_latents[:2000]
     rows, results["prior_widths"] = [], {}
     noise = torch.rand(args.batch, cfg.num_steps, cfg.num_parts + cfg.num_steps + 1)
+    subset = train[: round(64 * args.prior_steps / 0.9)]  # fit holds 10% out: about prior_steps steps of 64
     for name, prior_config in variants.items():
         torch.manual_seed(0)
-        prior = Prior(prior_config, grid, cfg.channels, cfg.num_parts)
-        train_s, history = timed(lambda: pretrain_prior(prior, model.bank, train_latents, val, epochs=1, lr=1e-3,
-                                                        max_steps_per_epoch=args.prior_steps, progress=False))
-        prior.eval()
+        variant = NPDraw(NPDrawConfig.preset("mnist", prior=prior_config))
+        variant.bank.load_state_dict(model.bank.state_dict())
+        train_s, _ = timed(lambda: fit(variant, subset, FitConfig(fit_bank=False, prior_epochs=1, prior_lr=1e-3,
+                                                                  epochs=0, checkpoint_every=0), progress=False))
+        prior = variant.prior
+        val_nats = evaluate_prior(prior, model.bank, val)
         prior.sample(model.bank, noise[:8])
         sample_s, _ = timed(lambda: prior.sample(model.bank, noise), 2)
         params = sum(p.numel() for p in prior.parameters())
-        results["prior_widths"][name] = dict(val_nats=history.val[-1], train_step_s=train_s / args.prior_steps,
+        results["prior_widths"][name] = dict(val_nats=val_nats, train_step_s=train_s / args.prior_steps,
                                              cached_samples_per_s=args.batch / sample_s, params=params)
-        rows.append((name, f"val {history.val[-1]:.2f} nats/seq, {train_s / args.prior_steps * 1000:.0f} ms/step, "
+        rows.append((name, f"val {val_nats:.2f} nats/seq, {train_s / args.prior_steps * 1000:.0f} ms/step, "
                            f"{args.batch / sample_s:.0f} samples/s, {params:,} params"))
         if prior_config == PriorConfig():
             model.prior.load_state_dict(prior.state_dict())
-    table(f"Prior widths after {args.prior_steps} steps of batch 64 (lr 1e-3), val = 2,000 test parses", rows)
+    table(f"Prior widths after about {args.prior_steps} steps of batch 64 (lr 1e-3); val = 2,000 test parses", rows)
 
     # 3. Sampling throughput at the batch size, prior alone (with and without the cache) and the whole model.
     model.eval()

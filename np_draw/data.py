@@ -123,3 +123,77 @@ def load_dataset(name: str, root: str | Path, split: str = "train", limit: int |
     if tensor.ndim == 3:
         return tensor[:, None]
     return rearrange(tensor, "n h w c -> n c h w").contiguous()
+
+
+def _square(image: Image.Image, size: int, channels: int) -> np.ndarray:
+    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C)."""
+    side = min(image.width, image.height)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.convert("L" if channels == 1 else "RGB").crop((left, top, left + side, top + side))
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BICUBIC)
+    return np.asarray(image, dtype=np.uint8).reshape(size, size, channels)
+
+
+def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch.Tensor:
+    """Every image file Pillow can read under ``folder`` (recursively, sorted by path), centre-cropped to a square
+    and resized to ``size``: uint8 (N, C, size, size). Files that are not images or are truncated are skipped
+    with a warning naming them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
+    arrays, skipped = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            with Image.open(path) as image:
+                image.load()
+                arrays.append(_square(image, size, channels))
+        except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for unreadable or cut files
+            skipped.append(f"{path.name} ({error.__class__.__name__})")
+    if skipped:
+        logger.warning("skipped %d files that are not readable images: %s", len(skipped), ", ".join(skipped[:10]))
+    if not arrays:
+        raise ValueError(f"images folder {str(folder)!r} holds no readable image files")
+    return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w")
+
+
+def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "images") -> torch.Tensor:
+    """Gather images given in any of the supported forms into one (N, C, H, W) tensor, before
+    :func:`check_images`.
+
+    Args:
+        images: a tensor or NumPy array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; a torch
+            ``Dataset`` or ``DataLoader`` whose items are such images, PIL images, or (image, label) pairs; or a
+            folder of image files (see :func:`load_folder_images`).
+        channels, size: what the model expects.
+    Returns:
+        (N, C, H, W) tensor, dtype as given (uint8 or float).
+    """
+    if isinstance(images, (str, Path)):
+        return load_folder_images(images, channels=channels, size=size)
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if isinstance(images, torch.Tensor):
+        if images.ndim == 3:
+            return images[:, None]
+        if images.ndim == 4 and images.shape[1] != channels and images.shape[-1] == channels:
+            return rearrange(images, "n h w c -> n c h w").contiguous()
+        return images
+    if isinstance(images, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        items = []
+        for item in images:
+            item = item[0] if isinstance(item, (tuple, list)) else item
+            if isinstance(item, Image.Image):
+                item = torch.from_numpy(_square(item, size, channels))[None]
+            elif isinstance(item, np.ndarray):
+                item = torch.from_numpy(np.ascontiguousarray(item))
+            if not isinstance(item, torch.Tensor):
+                raise TypeError(f"{name}: a dataset item must be an image tensor, array or PIL image, got "
+                                f"{type(item).__name__}")
+            batched = isinstance(images, torch.utils.data.DataLoader)
+            items.append(as_image_tensor(item if batched else item[None], channels=channels, size=size, name=name))
+        if not items:
+            raise ValueError(f"{name} is an empty dataset")
+        return torch.cat(items)
+    raise TypeError(f"{name} must be a tensor, a NumPy array, a torch Dataset or DataLoader, or a folder path, got "
+                    f"{type(images).__name__}")

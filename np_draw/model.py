@@ -17,7 +17,7 @@ from . import hub
 from .bank import PartBank
 from .canvas import Grid, compose
 from .config import NPDrawConfig
-from .data import check_count, check_images, to_canvas
+from .data import as_image_tensor, check_count, check_images, to_canvas
 from .images import save_grid, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
@@ -240,7 +240,9 @@ class NPDraw(nn.Module):
         """Train on ``images``: part bank, parse, prior pretraining, then encoder and decoder (spec §2, §5, §7).
 
         Args:
-            images: (N, C, H, W) uint8 or float in [0, 1], the model's size and channels.
+            images: a tensor or array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; a torch
+                Dataset or DataLoader of images (or (image, label) pairs); or a folder of image files, searched
+                recursively, centre-cropped and resized to the model's size. From one image up.
             config: a :class:`np_draw.training.FitConfig` (defaults when None).
             output_dir: where checkpoints are written (``output_dir/checkpoints``); None keeps none.
             resume: continue exactly from the latest checkpoint in ``output_dir``.
@@ -255,7 +257,8 @@ class NPDraw(nn.Module):
             >>> history = model.fit(images, epochs=10)  # doctest: +SKIP
         """
         config = replace(config or FitConfig(), **overrides)
-        return fit(self, self._images(images), config, output_dir=output_dir, resume=resume, progress=progress,
+        gathered = as_image_tensor(images, channels=self.config.channels, size=self.config.image_size)
+        return fit(self, self._images(gathered), config, output_dir=output_dir, resume=resume, progress=progress,
                    callback=callback)
 
     def save_pretrained(self, folder: str | Path) -> Path:

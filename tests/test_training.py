@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -123,3 +124,40 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tmp_pa
     assert expected.keys() == resumed.keys()
     for key in expected:
         assert torch.equal(expected[key], resumed[key]), key
+
+
+def test_fit_accepts_arrays_datasets_loaders_and_folders(mnist_images, tmp_path):
+    from PIL import Image
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from np_draw.data import as_image_tensor
+
+    as_uint8 = (mnist_images[:12] * 255).round().to(torch.uint8)
+    expected = as_uint8
+    nhw = as_uint8[:, 0].numpy()
+    assert torch.equal(as_image_tensor(nhw, channels=1, size=28), expected)
+    assert torch.equal(as_image_tensor(nhw[..., None], channels=1, size=28), expected)
+    dataset = TensorDataset(as_uint8, torch.zeros(12))
+    assert torch.equal(as_image_tensor(dataset, channels=1, size=28), expected)
+    assert torch.equal(as_image_tensor(DataLoader(dataset, batch_size=5), channels=1, size=28), expected)
+    (tmp_path / "sub").mkdir()
+    for i, image in enumerate(nhw):
+        Image.fromarray(image).save(tmp_path / ("sub" if i % 2 else ".") / f"{i:02d}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "00.png").read_bytes()[:40])
+    from_folder = as_image_tensor(tmp_path, channels=1, size=28)
+    assert from_folder.shape == (12, 1, 28, 28)
+    assert {bytes(x.numpy()) for x in from_folder} == {bytes(x.numpy()) for x in expected}
+    with pytest.raises(TypeError, match="images must be a tensor"):
+        as_image_tensor(42, channels=1, size=28)
+
+
+def test_fine_tuning_works_from_ten_images_and_keeps_bank_and_prior(mnist_images):
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    model.fit(mnist_images[:60], FitConfig(prior_epochs=1, epochs=1, batch_size=20), progress=False)
+    bank, prior = model.bank.parts.clone(), {k: v.clone() for k, v in model.prior.state_dict().items()}
+    history = model.fit(mnist_images[60:70], fit_bank=False, fit_prior=False, epochs=2, batch_size=4, progress=False)
+    assert len(history.val_bound) == 2 and not history.prior_val
+    assert torch.equal(model.bank.parts, bank)
+    assert all(torch.equal(v, prior[k]) for k, v in model.prior.state_dict().items())
