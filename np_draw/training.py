@@ -8,9 +8,11 @@ killed at any point and resumed ends with the same weights as one that never sto
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
+import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .bank import PartBank
@@ -29,12 +32,6 @@ from .parsing import parse
 from .prior import Prior
 
 logger = logging.getLogger(__name__)
-
-
-def prior_loss(prior: Prior, bank: PartBank, latents: Latents) -> torch.Tensor:
-    """Teacher-forcing loss, −log p(z) in nats per sequence averaged over the batch: CE(z_id) + CE(z_loc) on drawn
-    steps and BCE(z_is) on all steps (spec §5)."""
-    return -prior.log_prob(latents, bank).mean()
 
 
 @torch.no_grad()
@@ -70,6 +67,7 @@ class FitConfig:
     tau_decay: float = 0.0139
     tau_min: float = 0.5
     checkpoint_every: int = 200  # optimizer steps between checkpoints (and one at the end of every epoch)
+    mixed_precision: bool = False  # bf16 autocast, CUDA only
 
 
 @dataclass
@@ -128,11 +126,14 @@ class _Run:
         self.optimizer: torch.optim.Optimizer | None = None
         self.parsed: Latents | None = None
         self.fingerprint = _fingerprint(images) if directory is not None else ""
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        if config.mixed_precision and model.device.type != "cuda":
+            raise ValueError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
         self._optimizer_meta: tuple[dict, dict | None] | None = None
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     def _save(self) -> None:
-        if self.directory is None:
+        if self.directory is None or self.rank != 0:
             return
         tensors = {"model": self.model.state_dict(),
                    "rng": {"torch": torch.get_rng_state(), "order": self.order_generator.get_state()}}
@@ -191,19 +192,32 @@ class _Run:
         self._save()
 
     # --- the loop shared by the two trained stages ---------------------------------------------------------------
-    def _epochs(self, epochs: int, batch_size: int, train_step: Callable[[torch.Tensor], dict[str, float]],
+    def _epochs(self, epochs: int, batch_size: int, params: list[torch.nn.Parameter],
+                compute: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
                 end_epoch: Callable[[], None], name: str) -> None:
+        """Run epochs of optimizer steps. ``compute(index)`` returns the loss summed over the images ``index`` and
+        sums of the figures to log. Each global batch is shared out over the processes; the gradient of
+        sum / batch size, summed over processes, is the gradient of the global batch's mean loss."""
         while self.epoch < epochs:
             if self.order is None:
                 self.order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.order_generator)]
                 self.sums = {}
             steps = math.ceil(len(self.order) / batch_size)
             bar = tqdm(total=steps, initial=self.step, desc=f"{name} {self.epoch + 1}/{epochs}",
-                       disable=not self.progress, leave=False)
+                       disable=not self.progress or self.rank != 0, leave=False)
             while self.step < steps:
-                values = train_step(self.order[self.step * batch_size:(self.step + 1) * batch_size])
+                index = self.order[self.step * batch_size:(self.step + 1) * batch_size]
+                with self._autocast():
+                    loss_sum, values = compute(index[self.rank::self.world])
+                self.optimizer.zero_grad(set_to_none=False)
+                (loss_sum / len(index)).backward()
+                if self.world > 1:
+                    for p in params:
+                        dist.all_reduce(p.grad)
+                    values = {k: self._all_sum(v) for k, v in values.items()}
+                self.optimizer.step()
                 for key, value in values.items():
-                    self.sums[key] = self.sums.get(key, 0.0) + value
+                    self.sums[key] = self.sums.get(key, 0.0) + value / len(index)
                 self.step += 1
                 self.global_step += 1
                 bar.update()
@@ -215,71 +229,82 @@ class _Run:
             self.epoch, self.step, self.order, self.sums = self.epoch + 1, 0, None, {}
             self._save()
 
+    def _autocast(self):
+        if self.config.mixed_precision:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _all_sum(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.model.device)
+        dist.all_reduce(tensor)
+        return tensor.item()
+
     # --- stages -----------------------------------------------------------------------------------------------
     def _prior_stage(self) -> None:
         prior, bank, cfg = self.model.prior, self.model.bank, self.config
         prior.requires_grad_(True)
         self._make_optimizer([{"params": prior.parameters(), "lr": cfg.prior_lr}])
-        train, val = self.parsed, self.parsed[self.val_idx]
+        val = self.parsed[self.val_idx[self.rank::self.world]]
 
-        def train_step(index: torch.Tensor) -> dict[str, float]:
+        def compute(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
             prior.train()
-            loss = prior_loss(prior, bank, train[index])
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            return {"loss": loss.item()}
+            loss = -prior.log_prob(self.parsed[index], bank).sum()
+            return loss, {"loss": loss.item()}
 
         def end_epoch() -> None:
             self.history.prior_train.append(self.sums["loss"])
-            self.history.prior_val.append(evaluate_prior(prior, bank, val))
+            val_sum = evaluate_prior(prior, bank, val) * len(val) if len(val) else 0.0
+            self.history.prior_val.append(self._all_sum(val_sum) / len(self.val_idx))
             logger.info("prior epoch %d: train %.3f, val %.3f nats/sequence", self.epoch + 1,
                         self.history.prior_train[-1], self.history.prior_val[-1])
             if self.history.prior_val[-1] < self.best_val:
                 self.best_val, self.history.prior_best_epoch = self.history.prior_val[-1], self.epoch
                 self.best_prior = {k: v.detach().clone() for k, v in prior.state_dict().items()}
 
-        self._epochs(cfg.prior_epochs, cfg.prior_batch_size, train_step, end_epoch, "prior epoch")
+        self._epochs(cfg.prior_epochs, cfg.prior_batch_size, list(prior.parameters()), compute, end_epoch,
+                     "prior epoch")
         if self.best_prior is not None:
             prior.load_state_dict(self.best_prior)
 
     def _vae_stage(self) -> None:
         model, cfg = self.model, self.config
         model.prior.eval().requires_grad_(False)
+        params = list(model.encoder.parameters()) + list(model.decoder.parameters())
         self._make_optimizer([{"params": model.encoder.parameters(), "lr": cfg.encoder_lr},
                               {"params": model.decoder.parameters(), "lr": cfg.decoder_lr}])
+        val_idx = self.val_idx[self.rank::self.world]
 
-        def train_step(index: torch.Tensor) -> dict[str, float]:
+        def compute(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
             model.encoder.train()
             model.decoder.train()
             tau = gumbel_temperature(self.epoch, cfg.tau_decay, cfg.tau_min)
             substitution = substitution_probability(self.epoch, self.rate)
             terms = objective(model, _targets(model, self.images[index]), self.parsed[index], tau=tau,
                               substitution=substitution)
-            loss = (terms.negative_elbo + self.parse_weight * terms.parse_ce).mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            return {"loss": loss.item(), "reconstruction": terms.reconstruction.mean().item(),
-                    "kl": terms.kl.mean().item(), "parse_ce": terms.parse_ce.mean().item()}
+            loss = (terms.negative_elbo + self.parse_weight * terms.parse_ce).sum()
+            return loss, {"loss": loss.item(), "reconstruction": terms.reconstruction.sum().item(),
+                          "kl": terms.kl.sum().item(), "parse_ce": terms.parse_ce.sum().item()}
 
         def end_epoch() -> None:
             model.eval()
             self.history.train.append(dict(self.sums, tau=gumbel_temperature(self.epoch, cfg.tau_decay, cfg.tau_min)))
-            self.history.val_bound.append(validation_bound(model, self.images[self.val_idx],
-                                                           self.parsed[self.val_idx]))
+            bound = validation_bound(model, self.images[val_idx], self.parsed[val_idx]) * len(val_idx) \
+                if len(val_idx) else 0.0
+            self.history.val_bound.append(self._all_sum(bound) / len(self.val_idx))
             logger.info("epoch %d: loss %.2f, reconstruction %.2f, KL %.2f, parse CE %.3f; validation bound "
                         "%.2f nats", self.epoch + 1, *(self.sums[k] for k in ("loss", "reconstruction", "kl",
                                                                                   "parse_ce")),
                         self.history.val_bound[-1])
-            if self.callback is not None:
+            if self.callback is not None and self.rank == 0:
                 self.callback(self.epoch, self.history)
 
-        self._epochs(cfg.epochs, cfg.batch_size, train_step, end_epoch, "epoch")
+        self._epochs(cfg.epochs, cfg.batch_size, params, compute, end_epoch, "epoch")
         model.prior.requires_grad_(True)
 
     def run(self, resume: bool) -> FitHistory:
-        torch.manual_seed(self.config.seed)
+        torch.manual_seed(self.config.seed + self.rank)
         if not (resume and self.directory is not None and self._restore()):
             self._save()
         empty = self.model.config.empty_threshold
@@ -289,6 +314,8 @@ class _Run:
                                     seed=self.config.seed)
             elif not self.model.bank.parts.any():
                 raise ValueError("fit_bank=False needs a model whose part bank is already fitted")
+            if self.world > 1:
+                dist.broadcast(self.model.bank.parts, 0)
             self._next_stage("prior")
         self.parsed = parse(self.canvas_images, self.model.bank, self.model.grid, empty_threshold=empty)
         if self.stage == "prior":
@@ -315,6 +342,11 @@ def fit(model, images: torch.Tensor, config: FitConfig | None = None, *, output_
         config: hyper-parameters; :class:`FitConfig` defaults when None.
         output_dir: where checkpoints go (``output_dir/checkpoints``); None keeps none.
         resume: continue from the latest checkpoint in ``output_dir`` (a fresh start when there is none).
+
+    Under ``torchrun`` (WORLD_SIZE > 1) each process takes its share of every global batch and the gradients are
+    summed over processes (NCCL on CUDA, gloo on CPU); only process 0 writes checkpoints. Prior pretraining then
+    matches one process with the same global batch up to float rounding (when dropout is 0: dropout masks are
+    drawn per process); the VAE stage differs by design, as BatchNorm statistics and Gumbel noise are per process.
         progress: progress bars.
         callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
     Returns:
@@ -322,5 +354,10 @@ def fit(model, images: torch.Tensor, config: FitConfig | None = None, *, output_
     """
     if resume and output_dir is None:
         raise ValueError("resume=True needs output_dir, the folder that holds the checkpoints")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        # Launched by torchrun: one process per device, gradients summed over processes.
+        backend = "nccl" if model.device.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+        logger.info("process %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
     return _Run(model, images, config or FitConfig(), directory, progress, callback).run(resume)

@@ -1,4 +1,5 @@
 import math
+import os
 
 import pytest
 import torch
@@ -161,3 +162,33 @@ def test_fine_tuning_works_from_ten_images_and_keeps_bank_and_prior(mnist_images
     assert len(history.val_bound) == 2 and not history.prior_val
     assert torch.equal(model.bank.parts, bank)
     assert all(torch.equal(v, prior[k]) for k, v in model.prior.state_dict().items())
+
+
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env["PYTHONPATH"] = str(root)
+    subprocess.run([sys.executable, "tests/ddp_fit.py", str(tmp_path / "one")], cwd=root, check=True, env=env,
+                   timeout=300)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    "tests/ddp_fit.py", str(tmp_path / "two")], cwd=root, check=True, env=env, timeout=300)
+    one = load_file(tmp_path / "one" / "model.safetensors")
+    two = load_file(tmp_path / "two" / "model.safetensors")
+    assert torch.equal(one["bank.parts"], two["bank.parts"])
+    prior_keys = [k for k in one if k.startswith("prior.")]
+    torch.manual_seed(0)
+    initial = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=2, dropout=0.0))).state_dict()
+    assert all(not torch.equal(one[k], initial[k]) for k in prior_keys if k.endswith("weight"))  # it trained
+    for key in prior_keys:
+        a, b = one[key], two[key]
+        if key.endswith("attn.qkv.bias"):
+            # The key bias has an exact gradient of zero (softmax ignores a shift shared by all keys); Adam
+            # rescales the rounding noise left in it into steps of size lr, so it alone may differ.
+            a, b = torch.cat([a[:64], a[128:]]), torch.cat([b[:64], b[128:]])
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), key
