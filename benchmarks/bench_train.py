@@ -1,0 +1,100 @@
+"""Training throughput of each stage of ``fit`` on MNIST, and the projected time of a full training run.
+
+    python benchmarks/bench_train.py --data ../shared/data/mnist [--channels 128] [--out bench_train.json]
+
+Prints a markdown table and writes the figures to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from np_draw import NPDraw, NPDrawConfig, parse
+from np_draw.data import load_dataset
+from np_draw.elbo import objective
+from np_draw.training import FitConfig
+
+
+def per_second(count: int, fn, repeat: int) -> float:
+    """Items per second of ``fn`` (which handles ``count`` items), after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return count * repeat / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the MNIST folder")
+    parser.add_argument("--channels", type=int, nargs="+", default=[128, 64],
+                        help="encoder/decoder widths to measure (paper: 128)")
+    parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per stage")
+    parser.add_argument("--out", default="bench_train.json")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    images = load_dataset("mnist", args.data, "train").float() / 255
+    defaults = FitConfig()
+    n_train = round(len(images) * (1 - defaults.val_fraction))
+    results: dict = {"threads": torch.get_num_threads(), "defaults": defaults.__dict__, "widths": {}}
+
+    model = NPDraw(NPDrawConfig.preset("mnist"))
+    start = time.perf_counter()
+    model.bank.fit(images, model.grid)
+    bank_s = time.perf_counter() - start
+    parse_per_s = per_second(len(images), lambda: parse(images, model.bank, model.grid), 1)
+    latents = parse(images, model.bank, model.grid)
+    results.update(bank_fit_s=bank_s, parse_images_per_s=parse_per_s)
+
+    prior = model.prior.train()
+    optimizer = torch.optim.Adam(prior.parameters(), lr=defaults.prior_lr)
+    batch = latents[: defaults.prior_batch_size]
+
+    def prior_step() -> None:
+        loss = -prior.log_prob(batch, model.bank).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    prior_per_s = per_second(len(batch), prior_step, args.steps)
+    results["prior_sequences_per_s"] = prior_per_s
+    rows = [("bank fit, 60,000 images (s)", f"{bank_s:.1f}"), ("parse (images/s)", f"{parse_per_s:,.0f}"),
+            (f"prior pretraining, batch {defaults.prior_batch_size} (sequences/s)", f"{prior_per_s:.0f}")]
+    prior.eval().requires_grad_(False)
+    for width in args.channels:
+        torch.manual_seed(0)
+        vae = NPDraw(NPDrawConfig.preset("mnist", encoder_channels=width, decoder_channels=width))
+        vae.bank.load_state_dict(model.bank.state_dict())
+        vae.prior.load_state_dict(prior.state_dict())
+        vae.prior.eval().requires_grad_(False)
+        vae_optimizer = torch.optim.Adam(list(vae.encoder.parameters()) + list(vae.decoder.parameters()))
+        x, parsed = torch.bernoulli(images[: defaults.batch_size]), latents[: defaults.batch_size]
+
+        def vae_step() -> None:
+            terms = objective(vae, x, parsed, tau=1.0, substitution=0.5)
+            loss = (terms.negative_elbo + 50 * terms.parse_ce).mean()
+            vae_optimizer.zero_grad()
+            loss.backward()
+            vae_optimizer.step()
+
+        vae_per_s = per_second(len(x), vae_step, args.steps)
+        hours = (bank_s + 2 * len(images) / parse_per_s + defaults.prior_epochs * n_train / prior_per_s
+                 + defaults.epochs * n_train / vae_per_s) / 3600
+        results["widths"][width] = dict(vae_images_per_s=vae_per_s, projected_full_training_h=hours)
+        rows += [(f"VAE stage, width {width}, batch {defaults.batch_size} (images/s)", f"{vae_per_s:.0f}"),
+                 (f"projected full MNIST training at the defaults ({defaults.prior_epochs} prior epochs, "
+                  f"{defaults.epochs} VAE epochs), width {width} (h)", f"{hours:.2f}")]
+    print("\n| what | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
