@@ -1,15 +1,29 @@
-"""Saving and loading models: a folder with ``config.json`` and ``model.safetensors``.
+"""Saving, finding and loading models: a folder with ``config.json``, ``model.safetensors`` and a ``README.md`` card.
 
-Only JSON and safetensors are ever read, so loading a model runs no code from its files.
+:func:`resolve_pretrained` turns what a user gives ``NPDraw.from_pretrained`` into such a folder, trying in order:
+
+1. a local folder;
+2. a name from the weights manifest (``np_draw/weights/manifest.json``, or the file ``$NP_DRAW_MANIFEST`` names):
+   its files bundled in the package when it has them, else a download from its Hub repo at the manifest's pinned
+   commit; either way every file is checked against the manifest's sha256 and size before anything reads it;
+3. a Hub repo id ``owner/name``, optionally ``owner/name@revision``.
+
+Downloads go through ``huggingface_hub`` into its usual cache, so ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT`` and
+``HF_HUB_OFFLINE`` work as for any Hub model. Only JSON and safetensors are ever read, so loading a model runs no
+code from its files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -21,18 +35,47 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+# The files a load reads, so the only ones downloaded and verified; the card is for people and never parsed.
+LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
+MANIFEST_ENV = "NP_DRAW_MANIFEST"
+PACKAGE_MANIFEST = Path(__file__).parent / "weights" / "manifest.json"
+LIBRARY_NAME = "np-draw"
+CARD_KEYS = ("dataset", "metrics", "notes", "license", "repo_id")
+PAPER = ('Xiaohui Zeng, Raquel Urtasun, Richard Zemel, Sanja Fidler, Renjie Liao, "NP-DRAW: A Non-Parametric '
+         'Structured Latent Variable Model for Image Generation", UAI 2021, '
+         '[arXiv:2106.13435](https://arxiv.org/abs/2106.13435)')
+CITATION = """@inproceedings{zeng2021npdraw,
+  title     = {NP-DRAW: A Non-Parametric Structured Latent Variable Model for Image Generation},
+  author    = {Zeng, Xiaohui and Urtasun, Raquel and Zemel, Richard and Fidler, Sanja and Liao, Renjie},
+  booktitle = {Conference on Uncertainty in Artificial Intelligence (UAI)},
+  year      = {2021}
+}"""
+
+_REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
+_HUB_NAME = re.compile(rf"(?P<repo_id>{_REPO_ID})(?:@(?P<revision>[\w./-]+))?")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class WeightsUnavailableError(OSError):
+    """The weights cannot be had: not published yet, or neither in the cache nor reachable on the Hub."""
+
+
+class WeightsCorruptedError(ValueError):
+    """A weights file differs from the sha256 or size the manifest records for it; nothing was loaded."""
 
 
 def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename, so a reader never sees half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    # mkstemp creates the file private (0600); give it the permissions any new file gets.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
         write(tmp)
+        # mkstemp made the file private (0600); give it the permissions any new file gets.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -59,7 +102,7 @@ def load_folder(folder: str | Path) -> tuple[NPDrawConfig, dict[str, torch.Tenso
         FileNotFoundError: a file is missing. ValueError: a file is corrupted or not what it should be.
     """
     folder = Path(folder)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
+    for name in LOADED_FILES:
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{str(folder)!r} has no {name}; a model folder holds {CONFIG_NAME} and "
                                     f"{WEIGHTS_NAME} (see NPDraw.save_pretrained)")
@@ -73,3 +116,409 @@ def load_folder(folder: str | Path) -> tuple[NPDrawConfig, dict[str, torch.Tenso
         raise ValueError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file (corrupted or truncated?): "
                          f"{error}") from error
     return config, state
+
+
+def load_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str | Path,
+               strict: bool = True) -> None:
+    """Copy the weights ``state`` into ``model``.
+
+    Args:
+        model: the model built from the weights' config.
+        state: the weights, by name.
+        source: where the weights come from, for messages.
+        strict: a missing or unexpected weight is an error. False loads the weights that match and logs a warning
+            listing the others; the missing ones keep their fresh initialisation.
+    Raises:
+        ValueError: the names differ (with ``strict``) or a shape differs.
+    """
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        detail = f"missing keys {_preview(missing)}, unexpected keys {_preview(unexpected)}"
+        if strict:
+            raise ValueError(f"the weights in {source} do not match their config: {detail}")
+        logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", source,
+                       detail)
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as error:
+        raise ValueError(f"the weights in {source} do not match their config: {error}") from error
+
+
+def _preview(keys: list[str], limit: int = 5) -> str:
+    return f"{keys[:limit]}{f'... ({len(keys)} in all)' if len(keys) > limit else ''}"
+
+
+def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> str:
+    """The ``README.md`` of a saved model: Hub metadata as YAML front matter, then what the model is, its data,
+    metrics, how to load it, its license and the paper to cite.
+
+    Args:
+        config: the model's config.
+        card: optional facts, all strings but ``metrics``: ``dataset``, ``metrics`` ({name: number or string}),
+            ``notes``, ``license`` (a Hub license id, default "mit") and ``repo_id`` (used in the loading example).
+    Returns:
+        The card's text.
+    Raises:
+        ValueError: ``card`` has an unknown key. TypeError: a field has the wrong type.
+    """
+    card = _check_card(card)
+    license_id = card.get("license", "mit")
+    colour = "grey" if config.channels == 1 else "RGB"
+    grid = f"{config.grid_size}x{config.grid_size}"
+    metrics = card.get("metrics") or {}
+    metric_rows = "\n".join(f"| {name} | {value} |" for name, value in metrics.items())
+    sections = [
+        "---",
+        f"license: {json.dumps(license_id)}",
+        f"library_name: {LIBRARY_NAME}",
+        "pipeline_tag: unconditional-image-generation",
+        "tags:\n- np-draw\n- image-generation\n- part-based\n- pytorch",
+        "---",
+        "",
+        "# NP-DRAW model",
+        "",
+        f"NP-DRAW draws an image part by part on a blank canvas: at each of {config.num_steps} steps a Transformer "
+        f"prior chooses whether to draw, which of {config.num_parts} parts of {config.part_size}x{config.part_size} "
+        f"pixels, and where on a {grid} grid; a CNN decoder then turns the canvas into the image. This model makes "
+        f"{config.image_size}x{config.image_size} {colour} images with a {config.likelihood} likelihood "
+        f"(`{CONFIG_NAME}` holds every size).",
+        "",
+        "## Data",
+        "",
+        card.get("dataset", "Not recorded."),
+        "",
+        "## Metrics",
+        "",
+        f"| metric | value |\n|---|---|\n{metric_rows}" if metrics else "Not measured.",
+        "",
+    ]
+    if "notes" in card:
+        sections += ["## Notes", "", card["notes"], ""]
+    sections += [
+        "## How to load",
+        "",
+        "```python",
+        "import torch",
+        "from np_draw import NPDraw",
+        "",
+        f'model = NPDraw.from_pretrained("{card.get("repo_id", "path/to/this/folder")}")',
+        "out = model.sample(16, generator=torch.Generator().manual_seed(0))",
+        "out.images  # (16, channels, height, width), floats in [0, 1]",
+        "```",
+        "",
+        f"Only `{CONFIG_NAME}` and `{WEIGHTS_NAME}` are read: no pickle, no code.",
+        "",
+        "## License",
+        "",
+        f"`{license_id}`.",
+        "",
+        "## Citation",
+        "",
+        PAPER + ".",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+    ]
+    return "\n".join(sections) + "\n"
+
+
+def _check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if card is None:
+        return {}
+    if not isinstance(card, Mapping):
+        raise TypeError(f"card must be a dict or None, got {type(card).__name__}")
+    unknown = sorted(set(card) - set(CARD_KEYS))
+    if unknown:
+        raise ValueError(f"card has unknown keys {unknown}; known keys are {list(CARD_KEYS)}")
+    for key, value in card.items():
+        if key == "metrics":
+            if not isinstance(value, Mapping) or not all(isinstance(v, (int, float, str)) for v in value.values()):
+                raise TypeError(f"card['metrics'] must map metric names to numbers or strings, got {value!r}")
+        elif not isinstance(value, str):
+            raise TypeError(f"card[{key!r}] must be a str, got {type(value).__name__}")
+    return card
+
+
+def write_model_card(folder: str | Path, config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> Path:
+    """Write :func:`model_card` as ``README.md`` into ``folder`` (which must exist); returns the file."""
+    path = Path(folder) / CARD_NAME
+    text = model_card(config, card)
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return path
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file, in hex, read in chunks so a large file is never held in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_files(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """The manifest's ``files`` record for a saved model folder: the sha256 and size of each of its files.
+
+    To publish a checkpoint: ``save_pretrained`` (and ``push_to_hub``), then put this record, the repo id and the
+    commit into the manifest entry.
+
+    Args:
+        folder: a folder written by ``NPDraw.save_pretrained``.
+    Returns:
+        ``{filename: {"sha256": hex, "size": bytes}}`` for config.json, model.safetensors and README.md if present.
+    Raises:
+        FileNotFoundError: config.json or model.safetensors is missing.
+    """
+    folder = Path(folder)
+    for name in LOADED_FILES:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{str(folder)!r} has no {name}; describe a folder written by save_pretrained")
+    names = [*LOADED_FILES, CARD_NAME] if (folder / CARD_NAME).is_file() else list(LOADED_FILES)
+    return {name: {"sha256": sha256_file(folder / name), "size": (folder / name).stat().st_size} for name in names}
+
+
+def manifest_path() -> Path:
+    """The weights manifest in use: the file ``$NP_DRAW_MANIFEST`` names (read at each call), else the package's.
+
+    Bundled checkpoints live beside it, in ``<manifest folder>/<name>/``.
+    """
+    return Path(os.environ.get(MANIFEST_ENV) or PACKAGE_MANIFEST)
+
+
+def read_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The models of a weights manifest, by name, each checked for the fields loading relies on.
+
+    Args:
+        path: the manifest file; None for :func:`manifest_path`.
+    Returns:
+        ``{name: entry}``; an entry has ``repo_id``, ``revision`` (a 40-hex commit), ``bundled``, ``files``
+        (``{filename: {"sha256", "size"}}``, empty while unpublished) and descriptive fields (dataset, license,
+        paper, metrics, paper_metrics).
+    Raises:
+        FileNotFoundError: there is no file at ``path``. ValueError: it is not a valid manifest.
+    """
+    path = Path(path) if path is not None else manifest_path()
+    try:
+        models = json.loads(path.read_text())["models"]
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"no weights manifest at {str(path)!r}") from error
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a weights manifest (a JSON object with a 'models' object): "
+                         f"{error!r}") from error
+    if not isinstance(models, dict):
+        raise ValueError(f"{path}: 'models' must be an object, got {type(models).__name__}")
+    for name, entry in models.items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise ValueError(f"{path}: model {name!r}: {problem}")
+    return models
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one manifest entry, or None."""
+    if not isinstance(entry, dict):
+        return f"must be an object, got {type(entry).__name__}"
+    if not re.fullmatch(_REPO_ID, str(entry.get("repo_id"))):
+        return f"repo_id must be 'owner/name', got {entry.get('repo_id')!r}"
+    if not _COMMIT.fullmatch(str(entry.get("revision"))):
+        return f"revision must be a 40-hex commit id, got {entry.get('revision')!r}"
+    if not isinstance(entry.get("bundled"), bool):
+        return f"bundled must be true or false, got {entry.get('bundled')!r}"
+    files = entry.get("files")
+    if not isinstance(files, dict) or not all(_is_file_record(record) for record in files.values()):
+        return f"files must map file names to {{'sha256': 64 hex digits, 'size': bytes}}, got {files!r}"
+    if (files or entry["bundled"]) and not set(LOADED_FILES) <= set(files):
+        return f"files must list {list(LOADED_FILES)} (or be empty while unpublished), got {sorted(files)}"
+    return None
+
+
+def _is_file_record(record: Any) -> bool:
+    return (isinstance(record, dict) and isinstance(record.get("sha256"), str)
+            and _SHA256.fullmatch(record["sha256"]) is not None
+            and isinstance(record.get("size"), int) and not isinstance(record["size"], bool) and record["size"] >= 0)
+
+
+def _file_problem(path: Path, record: Mapping[str, Any]) -> str | None:
+    """How ``path`` differs from its manifest record (size first: it is free), or None when it matches."""
+    if not path.is_file():
+        return "the file is missing"
+    size = path.stat().st_size
+    if size != record["size"]:
+        return f"its size is {size} bytes, expected {record['size']}"
+    digest = sha256_file(path)
+    if digest != record["sha256"]:
+        return f"its sha256 is {digest}, expected {record['sha256']}"
+    return None
+
+
+def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None,
+                       cache_dir: str | Path | None = None, local_files_only: bool = False,
+                       force_download: bool = False, manifest: str | Path | None = None) -> Path:
+    """The local folder holding the model ``name_or_path`` names, downloaded and verified when needed.
+
+    Args:
+        name_or_path: a folder holding config.json and model.safetensors; a name from the weights manifest
+            ("mnist", "omniglot", "cifar10", "celeba"); or a Hub repo id "owner/name", optionally
+            "owner/name@revision".
+        revision: a branch, tag or commit of the Hub repo. For a manifest name, None means the manifest's pinned
+            commit, the only one whose files the manifest can verify; another revision is downloaded unverified.
+        cache_dir: the Hugging Face cache folder to use instead of ``HF_HUB_CACHE``.
+        local_files_only: never touch the network: use the cache or fail.
+        force_download: download again even when the cache has the files (bundled files are used as they are).
+        manifest: the manifest file; None for :func:`manifest_path`.
+    Returns:
+        The folder; for downloads, a snapshot folder of the Hugging Face cache.
+    Raises:
+        ValueError: ``name_or_path`` is none of the three kinds (the message lists the known names), or
+            ``revision`` contradicts it. WeightsUnavailableError: the weights are not published yet, or neither
+            cached nor downloadable. WeightsCorruptedError: a file does not match the manifest.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
+    path = Path(name_or_path)
+    if path.is_dir():
+        if revision is not None:
+            raise ValueError(f"revision={revision!r} was given with the local folder {str(path)!r}; a revision "
+                             f"selects a commit of a Hub repo")
+        return path
+    name = os.fspath(name_or_path)
+    manifest = Path(manifest) if manifest is not None else manifest_path()
+    models = read_manifest(manifest)
+    hint = f"np-draw download {name}" + (f" --revision {revision}" if revision else "")
+    options = dict(cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download, hint=hint)
+    if name in models:
+        return _resolve_manifest_name(name, models[name], manifest.parent / name, revision, **options)
+    hub_name = _HUB_NAME.fullmatch(name)
+    if hub_name and not path.exists():
+        suffix = hub_name["revision"]
+        if suffix and revision is not None and revision != suffix:
+            raise ValueError(f"{name!r} asks for revision {suffix!r} but revision={revision!r} was also given")
+        return _download(hub_name["repo_id"], suffix or revision, expected=None, **options)
+    what = "is a file, not a model folder" if path.exists() else "is not a model folder"
+    raise ValueError(f"{name!r} {what}, a known pretrained name ({', '.join(sorted(models))}) or a Hub repo id "
+                     f"'owner/name[@revision]'")
+
+
+def _resolve_manifest_name(name: str, entry: Mapping[str, Any], bundle: Path, revision: str | None,
+                           **options: Any) -> Path:
+    """The verified folder of manifest entry ``name``: its bundled copy, else a download (see resolve_pretrained)."""
+    pinned = revision is None or revision == entry["revision"]
+    if pinned and not entry["files"]:
+        raise WeightsUnavailableError(
+            f"the pretrained weights {name!r} are not available yet: no checkpoint of them has been published for "
+            f"this version of np-draw. Train one (`python scripts/train_pretrained.py --name {name} --data DATA "
+            f"--out FOLDER` in the np-draw repository, or NPDraw(NPDrawConfig.preset({name!r})).fit(images) then "
+            f".save_pretrained(FOLDER)) and load its folder; or, if a checkpoint has been uploaded since, load it "
+            f"from the Hub repo {entry['repo_id']} with revision='main'")
+    if pinned and entry["bundled"]:
+        for filename in LOADED_FILES:
+            problem = _file_problem(bundle / filename, entry["files"][filename])
+            if problem:
+                raise WeightsCorruptedError(
+                    f"the bundled {filename} of {name!r} ({bundle / filename}) is damaged: {problem}; nothing was "
+                    f"loaded. Reinstall np-draw (pip install --force-reinstall np-draw) or load {entry['repo_id']} "
+                    f"from the Hub with revision='main'")
+        return bundle
+    if not pinned:
+        logger.warning("loading %r at revision %r rather than the manifest's %s: its files are not checked against "
+                       "the manifest", name, revision, entry["revision"])
+    return _download(entry["repo_id"], entry["revision"] if pinned else revision,
+                     expected=entry["files"] if pinned else None, **options)
+
+
+def _download(repo_id: str, revision: str | None, *, expected: Mapping[str, Mapping[str, Any]] | None,
+              cache_dir: str | Path | None, local_files_only: bool, force_download: bool, hint: str) -> Path:
+    """Fetch the files a load reads from ``repo_id`` through the Hugging Face cache; returns their snapshot folder.
+
+    With ``expected`` (the manifest's records) each file is verified, and a bad one is deleted from the cache.
+    """
+    # Imported here: huggingface_hub reads HF_ENDPOINT, HF_HUB_CACHE, HF_HUB_OFFLINE... once, when imported, so
+    # importing it with np_draw would ignore the variables a user sets after `import np_draw`.
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    folder = None
+    for filename in LOADED_FILES:
+        where = f"{filename} of {repo_id} at revision {revision or 'main'}"
+        try:
+            path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                                        local_files_only=local_files_only, force_download=force_download,
+                                        library_name=LIBRARY_NAME))
+        except LocalEntryNotFoundError as error:
+            reason = ("local_files_only=True was given" if local_files_only
+                      else "HF_HUB_OFFLINE is set" if constants.is_offline_mode()
+                      else f"the Hub at {constants.ENDPOINT} could not be reached")
+            raise WeightsUnavailableError(
+                f"{where} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {reason}. To "
+                f"get the weights: run `{hint}` on a machine with internet access and copy its cache here (point "
+                f"HF_HUB_CACHE or cache_dir at it); or set HF_ENDPOINT to a Hub mirror you can reach; or pass a "
+                f"local folder holding {CONFIG_NAME} and {WEIGHTS_NAME}") from error
+        except RepositoryNotFoundError as error:
+            raise WeightsUnavailableError(f"there is no local folder {repo_id!r}, and the Hub at {constants.ENDPOINT} "
+                                          f"has no model repo {repo_id!r} (or it is private and you are not logged "
+                                          f"in)") from error
+        except RevisionNotFoundError as error:
+            raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no revision {revision!r}") from error
+        except RemoteEntryNotFoundError as error:
+            raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {revision!r}; an "
+                                          f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
+        except OSError as error:  # other HTTP errors, a download cut short, a full disk
+            raise WeightsUnavailableError(f"could not download {where}: {str(error).splitlines()[0]}") from error
+        except ValueError as error:
+            if not force_download:
+                raise
+            # huggingface_hub's message here is "Force download failed due to the above error": give the error.
+            raise WeightsUnavailableError(f"could not download {where} again (force_download=True): "
+                                          f"{error.__cause__ or error}") from error
+        # The first file fixes the commit, so the others come from the same snapshot even if the branch moves.
+        revision, folder = path.parent.name, path.parent
+        problem = _file_problem(path, expected[filename]) if expected is not None else None
+        if problem:
+            _evict(path)
+            raise WeightsCorruptedError(
+                f"the downloaded {where} does not match the weights manifest: {problem}. The bad copy was deleted "
+                f"from the cache and nothing was loaded; try again, and if it happens again the server "
+                f"({constants.ENDPOINT}) serves damaged files")
+    return folder
+
+
+def _evict(path: Path) -> None:
+    """Delete a cached file, its snapshot link and the blob it points to, so the next try downloads it afresh."""
+    blob = path.resolve()
+    path.unlink(missing_ok=True)
+    blob.unlink(missing_ok=True)
+
+
+def push_folder(folder: str | Path, repo_id: str, *, revision: str | None = None, private: bool = False,
+                token: str | None = None, commit_message: str = "Upload NP-DRAW model") -> str:
+    """Upload a saved model folder to the Hub repo ``repo_id``, creating the repo (and the branch) when needed.
+
+    Args:
+        folder: a folder written by ``NPDraw.save_pretrained``.
+        repo_id: "owner/name".
+        revision: the branch to commit to; None for the default branch.
+        private: create the repo private (an existing repo keeps its visibility).
+        token: a Hub token; None uses the saved login or ``HF_TOKEN``.
+        commit_message: the commit's message.
+    Returns:
+        The id of the new commit, to pin with ``revision=``.
+    Raises:
+        ValueError: ``repo_id`` is not "owner/name". huggingface_hub.errors.HfHubHTTPError: the Hub refused.
+    """
+    if not isinstance(repo_id, str) or not re.fullmatch(_REPO_ID, repo_id):
+        raise ValueError(f"repo_id must be 'owner/name', got {repo_id!r}")
+    from huggingface_hub import HfApi  # imported late, for the reason given in _download
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message)
+    return info.oid

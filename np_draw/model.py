@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -261,35 +262,79 @@ class NPDraw(nn.Module):
         return fit(self, self._images(gathered), config, output_dir=output_dir, resume=resume, progress=progress,
                    callback=callback)
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (bank, prior, encoder, decoder) into ``folder``.
-
-        Returns:
-            The folder.
-        """
-        return hub.save_folder(self.config, self.state_dict(), folder)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, *, device: torch.device | str | None = None,
-                        dtype: torch.dtype | None = None) -> NPDraw:
-        """Load a model saved by :meth:`save_pretrained`, strictly: a missing or unexpected weight is an error.
+    def save_pretrained(self, folder: str | Path, card: Mapping[str, Any] | None = None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` (bank, prior, encoder, decoder) and a ``README.md`` model card.
 
         Args:
-            name_or_path: a folder holding ``config.json`` and ``model.safetensors``.
+            folder: the output folder, created if needed.
+            card: facts for the model card: ``dataset``, ``metrics`` ({name: value}), ``notes``, ``license`` (Hub
+                license id, default "mit"), ``repo_id``; see :func:`np_draw.hub.model_card`.
+        Returns:
+            The folder.
+
+        Example:
+            >>> folder = model.save_pretrained("np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
+        """
+        folder = hub.save_folder(self.config, self.state_dict(), folder)
+        hub.write_model_card(folder, self.config, card)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool = False,
+                        force_download: bool = False, device: torch.device | str | None = None,
+                        dtype: torch.dtype | None = None, strict: bool = True) -> NPDraw:
+        """Load a model: a local folder, a pretrained name or a Hub repo, in that order.
+
+        Downloaded and bundled pretrained weights are checked against the sha256 and size in the weights manifest
+        before they are read; only JSON and safetensors are read.
+
+        Args:
+            name_or_path: a folder written by :meth:`save_pretrained`; a pretrained name ("mnist", "omniglot",
+                "cifar10", "celeba"); or a Hub repo id "owner/name", optionally "owner/name@revision".
+            revision: a branch, tag or commit on the Hub; for a pretrained name, None is the manifest's pinned
+                commit.
+            cache_dir: the Hugging Face cache folder (default ``HF_HUB_CACHE``).
+            local_files_only: use only the cache, never the network.
+            force_download: download again even when cached.
             device, dtype: where to move the model after loading it on the CPU.
+            strict: a missing or unexpected weight is an error; False loads what matches and logs the rest.
         Returns:
             The model, in eval mode.
+        Raises:
+            ValueError: an unknown name (the message lists the known ones) or weights that do not fit their config.
+            np_draw.hub.WeightsUnavailableError: not published yet, or neither cached nor downloadable.
+            np_draw.hub.WeightsCorruptedError: a file does not match the manifest.
+
+        Example:
+            >>> model = NPDraw.from_pretrained("mnist", device="cuda")  # doctest: +SKIP
         """
-        config, state = hub.load_folder(name_or_path)
+        folder = hub.resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
+                                        local_files_only=local_files_only, force_download=force_download)
+        config, state = hub.load_folder(folder)
         model = cls(config)
-        expected = set(model.state_dict())
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        if missing or unexpected:
-            raise ValueError(f"the weights in {name_or_path} do not match their config: missing keys {missing[:5]}"
-                             f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-                             f"{'...' if len(unexpected) > 5 else ''}")
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise ValueError(f"the weights in {name_or_path} do not match their config: {error}") from error
+        hub.load_state(model, state, source=folder, strict=strict)
         return model.to(device=device, dtype=dtype).eval()
+
+    def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool = False,
+                    token: str | None = None, commit_message: str = "Upload NP-DRAW model",
+                    card: Mapping[str, Any] | None = None) -> str:
+        """Upload the model (config, weights and model card) to the Hugging Face Hub repo ``repo_id``.
+
+        Args:
+            repo_id: "owner/name"; the repo is created if it does not exist.
+            revision: the branch to commit to (created if needed); None for the default branch.
+            private: create the repo private.
+            token: a Hub token; None uses the saved login or ``HF_TOKEN``.
+            commit_message: the commit's message.
+            card: facts for the model card, as in :meth:`save_pretrained`; ``repo_id`` defaults to this one.
+        Returns:
+            The commit id, to load exactly this upload with ``from_pretrained(repo_id, revision=...)``.
+
+        Example:
+            >>> commit = model.push_to_hub("me/np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
+        """
+        with tempfile.TemporaryDirectory(prefix="np-draw-push-") as folder:
+            self.save_pretrained(folder, card={"repo_id": repo_id, **(card or {})})
+            return hub.push_folder(folder, repo_id, revision=revision, private=private, token=token,
+                                   commit_message=commit_message)

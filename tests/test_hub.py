@@ -1,0 +1,296 @@
+"""Pretrained weights: the manifest, model cards, and loading from folders, bundles and a Hub on 127.0.0.1.
+
+Everything that talks to the Hub runs in a fresh Python process (``tests.hub_server.client``), with ``HF_ENDPOINT``,
+``HF_HOME`` and ``HF_HUB_CACHE`` set before ``huggingface_hub`` is imported, against the local server of
+``tests/hub_server.py``; the test manifest (``NP_DRAW_MANIFEST``) points at tiny random models published there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from np_draw import NPDraw
+from np_draw.hub import (
+    MANIFEST_ENV,
+    PACKAGE_MANIFEST,
+    WeightsCorruptedError,
+    WeightsUnavailableError,
+    describe_files,
+    read_manifest,
+    sha256_file,
+)
+from tests.conftest import random_model
+from tests.hub_server import HubServer, fingerprint
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO = "np-draw-test/mnist"
+CLIENT = "import json, sys; from tests.hub_server import client; print(json.dumps(client(json.loads(sys.argv[1]))))"
+# huggingface_hub waits 1 + 2 + 4 + 8 + 8 s between its retries of an unreachable server; the test skips the waits.
+NO_BACKOFF = "import time; time.sleep = lambda seconds: None; "
+
+
+@dataclass
+class World:
+    """A running local Hub with tiny models published on it, a manifest naming them, and an empty cache."""
+
+    server: HubServer
+    manifest: Path
+    home: Path
+    commits: dict[str, str]
+    prints: dict[str, str]
+    folder: Path
+
+    @property
+    def cache(self) -> Path:
+        return self.home / "hub"
+
+    def env(self, endpoint: str | None = None, **extra: str) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("HF_", "HUGGING_FACE_")) and key != MANIFEST_ENV}
+        env.update(HF_ENDPOINT=endpoint or self.server.url, HF_HOME=str(self.home), HF_HUB_CACHE=str(self.cache),
+                   HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1",
+                   NP_DRAW_MANIFEST=str(self.manifest), **extra)
+        return env
+
+    def run(self, code: str, *args: str, endpoint: str | None = None,
+            **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=self.env(endpoint, **extra),
+                              capture_output=True, text=True, timeout=120)
+
+    def load(self, *calls: str | tuple, endpoint: str | None = None, prefix: str = "", **extra: str) -> list[dict]:
+        """``from_pretrained`` of each call ("name" or (name, kwargs)) in one fresh process: fingerprints or errors."""
+        payload = [{"args": [c]} if isinstance(c, str) else {"args": [c[0]], "kwargs": c[1]} for c in calls]
+        done = self.run(prefix + CLIENT, json.dumps(payload), endpoint=endpoint, **extra)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+
+def entry(repo_id: str, revision: str, files: dict, bundled: bool = False) -> dict:
+    return dict(repo_id=repo_id, revision=revision, bundled=bundled, files=files, dataset="random", license="mit",
+                paper="arXiv:2106.13435", metrics={})
+
+
+@pytest.fixture
+def world(tmp_path):
+    a = random_model("mnist", seed=0).save_pretrained(tmp_path / "a")
+    b = random_model("mnist", seed=1).save_pretrained(tmp_path / "b")
+    weights = (a / "model.safetensors").read_bytes()
+    with HubServer() as server:
+        commits = {"a": server.publish(REPO, a), "b": server.publish(REPO, b)}
+        for damage in ("corrupt", "truncated", "short"):
+            commits[damage] = server.publish(f"np-draw-test/{damage}", a)
+        flipped = weights[:-1] + bytes([weights[-1] ^ 0xFF])
+        server.serve(commits["corrupt"], "model.safetensors", flipped)
+        server.serve(commits["truncated"], "model.safetensors", weights[:1000])
+        server.serve(commits["short"], "model.safetensors", weights[:1000], head_size=len(weights))
+        manifest = tmp_path / "weights" / "manifest.json"
+        shutil.copytree(a, manifest.parent / "tiny-bundled")
+        files = describe_files(a)
+        models = {
+            "tiny": entry(REPO, commits["a"], files),
+            "tiny-bundled": entry(REPO, commits["a"], files, bundled=True),
+            "tiny-unpublished": entry("np-draw-test/unpublished", "0" * 40, {}),
+            **{f"tiny-{damage}": entry(f"np-draw-test/{damage}", commits[damage], files)
+               for damage in ("corrupt", "truncated", "short")},
+        }
+        manifest.write_text(json.dumps({"format_version": 1, "models": models}))
+        yield World(server, manifest, tmp_path / "hf", commits,
+                    {"a": fingerprint(random_model("mnist", seed=0)), "b": fingerprint(random_model("mnist", seed=1))},
+                    a)
+
+
+def test_the_manifest_ships_in_the_package_and_the_top_level_copy_is_identical():
+    assert (ROOT / "weights_manifest.json").read_bytes() == PACKAGE_MANIFEST.read_bytes()
+    models = read_manifest(PACKAGE_MANIFEST)
+    assert set(models) == {"mnist", "omniglot", "cifar10", "celeba"}
+    for name, model in models.items():
+        assert model["repo_id"] == f"np-draw/np-draw-{name}"
+        assert all(model[key] for key in ("dataset", "license", "paper")) and isinstance(model["metrics"], dict)
+
+
+@pytest.mark.parametrize("name", [n for n, e in read_manifest(PACKAGE_MANIFEST).items() if not e["files"]])
+def test_an_unpublished_name_says_the_weights_are_not_available_yet_and_how_to_get_them(name, monkeypatch):
+    monkeypatch.delenv(MANIFEST_ENV, raising=False)
+    with pytest.raises(WeightsUnavailableError, match=f"'{name}' are not available yet.*Train one"):
+        NPDraw.from_pretrained(name)
+
+
+def test_an_unknown_name_lists_the_known_names(monkeypatch, tmp_path):
+    monkeypatch.delenv(MANIFEST_ENV, raising=False)
+    with pytest.raises(ValueError, match="'mnsit' is not a model folder.*celeba, cifar10, mnist, omniglot"):
+        NPDraw.from_pretrained("mnsit")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a model folder"):
+        NPDraw.from_pretrained(tmp_path / "file")
+
+
+def test_save_pretrained_writes_a_model_card_and_the_folder_loads_back(tmp_path):
+    model = random_model("cifar10")
+    folder = model.save_pretrained(tmp_path / "m", card={"dataset": "CIFAR-10 train", "metrics": {"bpd": 5.5},
+                                                         "notes": "a test", "repo_id": "me/m"})
+    card = (folder / "README.md").read_text()
+    front, body = card.split("---\n")[1:3]
+    assert 'license: "mit"' in front and "library_name: np-draw" in front and "- np-draw" in front
+    for text in ("CIFAR-10 train", "| bpd | 5.5 |", "a test", 'NPDraw.from_pretrained("me/m")', "32x32 RGB",
+                 "Xiaohui Zeng, Raquel Urtasun", "NP-DRAW: A Non-Parametric", "UAI 2021", "arXiv:2106.13435",
+                 "@inproceedings{zeng2021npdraw"):
+        assert text in body
+    assert fingerprint(NPDraw.from_pretrained(folder)) == fingerprint(model)
+    with pytest.raises(ValueError, match="revision='main' was given with the local folder"):
+        NPDraw.from_pretrained(folder, revision="main")
+    with pytest.raises(ValueError, match=r"card has unknown keys \['datset'\]"):
+        model.save_pretrained(tmp_path / "n", card={"datset": "x"})
+    assert set(describe_files(folder)) == {"config.json", "model.safetensors", "README.md"}
+
+
+def test_strict_false_loads_what_matches_and_warns_about_the_rest(tmp_path, caplog):
+    model = random_model("mnist")
+    folder = model.save_pretrained(tmp_path / "m")
+    state = load_file(folder / "model.safetensors")
+    del state["bank.parts"]
+    state["extra.weight"] = torch.zeros(1)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ValueError, match=r"missing keys \['bank.parts'\], unexpected keys \['extra.weight'\]"):
+        NPDraw.from_pretrained(folder)
+    with caplog.at_level(logging.WARNING, logger="np_draw.hub"):
+        loaded = NPDraw.from_pretrained(folder, strict=False, dtype=torch.float64)
+    assert "missing keys ['bank.parts'], unexpected keys ['extra.weight']" in caplog.text
+    assert loaded.dtype == torch.float64
+
+
+def test_bundled_weights_are_verified_before_loading(world, monkeypatch):
+    monkeypatch.setenv(MANIFEST_ENV, str(world.manifest))
+    assert fingerprint(NPDraw.from_pretrained("tiny-bundled")) == world.prints["a"]
+    weights = world.manifest.parent / "tiny-bundled" / "model.safetensors"
+    genuine = weights.read_bytes()
+    weights.write_bytes(genuine[:-1] + bytes([genuine[-1] ^ 1]))
+    with pytest.raises(WeightsCorruptedError, match="bundled model.safetensors of 'tiny-bundled'.*its sha256 is"):
+        NPDraw.from_pretrained("tiny-bundled")
+    weights.write_bytes(genuine[:-10])
+    with pytest.raises(WeightsCorruptedError, match=f"its size is {len(genuine) - 10} bytes, expected {len(genuine)}"):
+        NPDraw.from_pretrained("tiny-bundled")
+    assert not world.server.requests  # a bundled name never asks the Hub
+
+
+def test_download_then_offline_then_with_the_server_stopped(world):
+    first = world.load("tiny", REPO)
+    assert first == [{"fingerprint": world.prints["a"]}, {"fingerprint": world.prints["b"]}]
+    snapshot = world.cache / "models--np-draw-test--mnist" / "snapshots" / world.commits["a"]
+    assert sha256_file(snapshot / "model.safetensors") == describe_files(world.folder)["model.safetensors"]["sha256"]
+    asked = len(world.server.requests)
+
+    offline = world.load("tiny", REPO, "np-draw-test/never-downloaded", HF_HUB_OFFLINE="1")
+    assert offline[:2] == first
+    assert offline[2]["error"] == "WeightsUnavailableError" and "HF_HUB_OFFLINE is set" in offline[2]["message"]
+    assert len(world.server.requests) == asked  # offline means no request at all
+
+    world.server.stop()
+    assert world.load("tiny", REPO) == first
+
+
+def test_revisions_are_pinned(world):
+    a, b = world.prints["a"], world.prints["b"]
+    results = world.load("tiny", ("tiny", {"revision": world.commits["b"]}), REPO, f"{REPO}@{world.commits['a']}",
+                         (REPO, {"revision": world.commits["a"]}), (REPO, {"revision": "no-such-branch"}),
+                         "np-draw-test/absent")
+    assert [r.get("fingerprint") for r in results[:5]] == [a, b, b, a, a]
+    assert "has no revision 'no-such-branch'" in results[5]["message"]
+    assert "has no model repo 'np-draw-test/absent'" in results[6]["message"]
+    # The manifest's name is resolved at its pinned commit, never through a branch.
+    assert world.server.received("HEAD", f"/{REPO}/resolve/{world.commits['a']}/")
+
+
+def test_corrupted_bytes_are_rejected_removed_from_the_cache_and_fetched_again(world):
+    [result] = world.load("tiny-corrupt")
+    assert result["error"] == "WeightsCorruptedError"
+    assert "does not match the weights manifest: its sha256 is" in result["message"]
+    assert "deleted from the cache and nothing was loaded" in result["message"]
+    repo = world.cache / "models--np-draw-test--corrupt"
+    assert not (repo / "snapshots" / world.commits["corrupt"] / "model.safetensors").exists()
+    config_sha = describe_files(world.folder)["config.json"]["sha256"]
+    assert {path.name for path in (repo / "blobs").iterdir()} == {config_sha}
+
+    world.server.served.clear()  # the server mends its ways
+    assert world.load("tiny-corrupt") == [{"fingerprint": world.prints["a"]}]
+
+
+def test_truncated_downloads_are_rejected(world):
+    truncated, short = world.load("tiny-truncated", "tiny-short")
+    # Served whole but cut: the size the manifest records tells.
+    assert truncated["error"] == "WeightsCorruptedError"
+    assert f"its size is 1000 bytes, expected {(world.folder / 'model.safetensors').stat().st_size}" in \
+        truncated["message"]
+    # Announced whole, sent cut: the download itself fails and leaves nothing behind.
+    assert short["error"] == "WeightsUnavailableError" and "could not download model.safetensors" in short["message"]
+    for damage in ("truncated", "short"):
+        snapshot = world.cache / f"models--np-draw-test--{damage}" / "snapshots" / world.commits[damage]
+        assert not (snapshot / "model.safetensors").exists()
+
+
+def test_the_server_down_with_an_empty_cache_says_how_to_get_the_weights(world):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    result, forced = world.load("tiny", ("tiny", {"force_download": True}), endpoint=down, prefix=NO_BACKOFF)
+    assert result["error"] == "WeightsUnavailableError"
+    for text in (f"the Hub at {down} could not be reached", "np-draw download tiny", "HF_ENDPOINT",
+                 "local folder holding config.json and model.safetensors"):
+        assert text in result["message"]
+    assert forced["error"] == "WeightsUnavailableError" and "again (force_download=True)" in forced["message"]
+
+
+def test_push_to_hub_uploads_the_folder_and_it_loads_back(world, tmp_path):
+    code = """if True:
+        import json
+        from np_draw import NPDraw
+        from tests.conftest import random_model
+        from tests.hub_server import fingerprint
+        main = random_model("mnist", seed=2).push_to_hub("me/pushed", token="hf_secret", card={"dataset": "digits"})
+        dev = random_model("mnist", seed=3).push_to_hub("me/pushed", revision="dev", token="hf_secret")
+        print(json.dumps([main, dev, fingerprint(NPDraw.from_pretrained("me/pushed@" + main)),
+                          fingerprint(NPDraw.from_pretrained("me/pushed", revision="dev"))]))
+    """
+    done = world.run(code)
+    assert done.returncode == 0, done.stderr
+    main, dev, main_print, dev_print = json.loads(done.stdout.splitlines()[-1])
+    assert main_print == fingerprint(random_model("mnist", seed=2))
+    assert dev_print == fingerprint(random_model("mnist", seed=3))
+
+    [create, _] = world.server.received("POST", "/api/repos/create")
+    assert json.loads(create.body)["name"] == "pushed" and create.headers["authorization"] == "Bearer hf_secret"
+    assert world.server.received("POST", "/api/models/me/pushed/branch/dev")
+    assert world.server.branches[("me/pushed", "main")] == main and world.server.branches[("me/pushed", "dev")] == dev
+    # The bytes that arrived are the files save_pretrained writes.
+    expected = random_model("mnist", seed=2).save_pretrained(tmp_path / "local", card={"repo_id": "me/pushed",
+                                                                                        "dataset": "digits"})
+    [commit, _] = world.server.received("POST", "/api/models/me/pushed/commit/")
+    lines = [json.loads(line) for line in commit.body.splitlines()]
+    uploaded = {line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in lines[1:]}
+    assert uploaded == {name: (expected / name).read_bytes() for name in ("config.json", "model.safetensors",
+                                                                          "README.md")}
+
+
+def test_the_download_command(world):
+    done = world.run("from np_draw.cli import main; raise SystemExit(main())", "download", "tiny")
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.strip())
+    assert folder.is_relative_to(world.cache) and (folder / "model.safetensors").is_file()
+
+    done = world.run("from np_draw.cli import main; raise SystemExit(main())", "download", "no-such-model")
+    assert done.returncode == 2 and not done.stdout
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("np-draw download: error: 'no-such-model' is not a model folder")
+    assert "tiny, tiny-bundled" in done.stderr
