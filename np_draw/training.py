@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .bank import PartBank
@@ -100,6 +101,18 @@ def validation_bound(model, images: torch.Tensor, parse: Latents, batch_size: in
 
 def _fingerprint(images: torch.Tensor) -> str:
     return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+class _Stage(torch.nn.Module):
+    """A stage's loss as a module that owns the parameters it trains, so DistributedDataParallel can hook them."""
+
+    def __init__(self, trained: torch.nn.Module, compute: Callable) -> None:
+        super().__init__()
+        self.trained = trained
+        self.compute = compute
+
+    def forward(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.compute(index)
 
 
 class _Run:
@@ -192,32 +205,37 @@ class _Run:
         self._save()
 
     # --- the loop shared by the two trained stages ---------------------------------------------------------------
-    def _epochs(self, epochs: int, batch_size: int, params: list[torch.nn.Parameter],
+    def _epochs(self, epochs: int, batch_size: int, trained: torch.nn.Module,
                 compute: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
                 end_epoch: Callable[[], None], name: str) -> None:
-        """Run epochs of optimizer steps. ``compute(index)`` returns the loss summed over the images ``index`` and
-        sums of the figures to log. Each global batch is shared out over the processes; the gradient of
-        sum / batch size, summed over processes, is the gradient of the global batch's mean loss."""
+        """Run epochs of optimizer steps on the parameters of ``trained``. ``compute(index)`` returns the loss summed
+        over the images ``index`` and sums of the figures to log.
+
+        Under torchrun each global batch is shared out over the processes and ``trained`` is wrapped in
+        DistributedDataParallel, which averages gradients: each process back-propagates its loss sum times the
+        number of processes over the global batch size, so the result is the gradient of the global batch's mean.
+        """
+        runner: torch.nn.Module = _Stage(trained, compute)
+        if self.world > 1:
+            runner = DistributedDataParallel(runner)
         while self.epoch < epochs:
             if self.order is None:
                 self.order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.order_generator)]
                 self.sums = {}
             steps = math.ceil(len(self.order) / batch_size)
+            if 0 < len(self.order) % batch_size < self.world:
+                steps -= 1  # a last batch too small to give every process an image is dropped
             bar = tqdm(total=steps, initial=self.step, desc=f"{name} {self.epoch + 1}/{epochs}",
                        disable=not self.progress or self.rank != 0, leave=False)
             while self.step < steps:
                 index = self.order[self.step * batch_size:(self.step + 1) * batch_size]
                 with self._autocast():
-                    loss_sum, values = compute(index[self.rank::self.world])
-                self.optimizer.zero_grad(set_to_none=False)
-                (loss_sum / len(index)).backward()
-                if self.world > 1:
-                    for p in params:
-                        dist.all_reduce(p.grad)
-                    values = {k: self._all_sum(v) for k, v in values.items()}
+                    loss_sum, values = runner(index[self.rank::self.world])
+                self.optimizer.zero_grad(set_to_none=True)
+                (loss_sum * self.world / len(index)).backward()
                 self.optimizer.step()
                 for key, value in values.items():
-                    self.sums[key] = self.sums.get(key, 0.0) + value / len(index)
+                    self.sums[key] = self.sums.get(key, 0.0) + self._all_sum(value) / len(index)
                 self.step += 1
                 self.global_step += 1
                 bar.update()
@@ -263,15 +281,13 @@ class _Run:
                 self.best_val, self.history.prior_best_epoch = self.history.prior_val[-1], self.epoch
                 self.best_prior = {k: v.detach().clone() for k, v in prior.state_dict().items()}
 
-        self._epochs(cfg.prior_epochs, cfg.prior_batch_size, list(prior.parameters()), compute, end_epoch,
-                     "prior epoch")
+        self._epochs(cfg.prior_epochs, cfg.prior_batch_size, prior, compute, end_epoch, "prior epoch")
         if self.best_prior is not None:
             prior.load_state_dict(self.best_prior)
 
     def _vae_stage(self) -> None:
         model, cfg = self.model, self.config
         model.prior.eval().requires_grad_(False)
-        params = list(model.encoder.parameters()) + list(model.decoder.parameters())
         self._make_optimizer([{"params": model.encoder.parameters(), "lr": cfg.encoder_lr},
                               {"params": model.decoder.parameters(), "lr": cfg.decoder_lr}])
         val_idx = self.val_idx[self.rank::self.world]
@@ -300,7 +316,8 @@ class _Run:
             if self.callback is not None and self.rank == 0:
                 self.callback(self.epoch, self.history)
 
-        self._epochs(cfg.epochs, cfg.batch_size, params, compute, end_epoch, "epoch")
+        self._epochs(cfg.epochs, cfg.batch_size, torch.nn.ModuleList([model.encoder, model.decoder]), compute,
+                     end_epoch, "epoch")
         model.prior.requires_grad_(True)
 
     def run(self, resume: bool) -> FitHistory:
@@ -343,8 +360,8 @@ def fit(model, images: torch.Tensor, config: FitConfig | None = None, *, output_
         output_dir: where checkpoints go (``output_dir/checkpoints``); None keeps none.
         resume: continue from the latest checkpoint in ``output_dir`` (a fresh start when there is none).
 
-    Under ``torchrun`` (WORLD_SIZE > 1) each process takes its share of every global batch and the gradients are
-    summed over processes (NCCL on CUDA, gloo on CPU); only process 0 writes checkpoints. Prior pretraining then
+    Under ``torchrun`` (WORLD_SIZE > 1) each process takes its share of every global batch and the trained modules
+    are wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU); only process 0 writes checkpoints. Prior pretraining then
     matches one process with the same global batch up to float rounding (when dropout is 0: dropout masks are
     drawn per process); the VAE stage differs by design, as BatchNorm statistics and Gumbel noise are per process.
         progress: progress bars.

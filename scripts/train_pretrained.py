@@ -2,7 +2,8 @@
 
     python scripts/train_pretrained.py --name mnist --data ../shared/data --out runs/mnist
 
-Logs to stdout (run it under nohup), saves the model folder with ``save_pretrained`` and an 8x8 sample grid.
+Logs to stdout (run it under nohup), checkpoints into OUT/checkpoints (``--resume`` continues exactly), and saves
+the model folder with ``save_pretrained``, its training record and an 8x8 sample grid.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT/checkpoints")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.manual_seed(args.seed)
@@ -41,13 +43,12 @@ def main() -> None:
     fit_config = FitConfig(seed=args.seed, prior_epochs=args.prior_epochs, prior_lr=args.prior_lr,
                            epochs=args.epochs)
     start = time.time()
-    history = fit(model, images, fit_config, progress=False)
+    history = fit(model, images, fit_config, output_dir=args.out, resume=args.resume, progress=False)
     wall = time.time() - start
     out = model.save_pretrained(args.out)
     record = dict(name=args.name, fit_config=fit_config.__dict__, seed=args.seed, wall_time_s=wall,
                   machine=f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-                  val_bound=history.val_bound, prior_val=history.prior.val if history.prior else None,
-                  train=history.train)
+                  val_bound=history.val_bound, prior_val=history.prior_val, train=history.train)
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     samples = model.sample(64, generator=torch.Generator().manual_seed(0), progress=False)
     samples.save_grid(out / "samples.png", nrow=8)
