@@ -93,6 +93,7 @@ class PartBank(nn.Module):
 
     @property
     def num_parts(self) -> int:
+        """B."""
         return self.parts.shape[0]
 
     def forward(self, weights: torch.Tensor) -> torch.Tensor:

@@ -103,6 +103,7 @@ class NPDrawConfig:
         return self.image_size // self.canvas_size
 
     def to_dict(self) -> dict[str, Any]:
+        """A plain dict (nested for the prior), as written to JSON."""
         return dataclasses.asdict(self)
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -130,6 +131,7 @@ class NPDrawConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> NPDrawConfig:
+        """Read a config written by :meth:`to_json`."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     @classmethod

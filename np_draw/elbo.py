@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from .canvas import compose, history
 from .latents import Latents, StepLogits
+
+if TYPE_CHECKING:
+    from .model import NPDraw
 
 
 def gumbel_temperature(epoch: int, decay: float = 0.0139, minimum: float = 0.5) -> float:
@@ -86,7 +90,7 @@ class Terms:
         return self.reconstruction + self.kl
 
 
-def objective(model, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
+def objective(model: NPDraw, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
               hard: bool = False) -> Terms:
     """One stochastic evaluation of the stage-2 objective.
 

@@ -16,19 +16,31 @@ from einops import rearrange
 _BIN = 1.0 / 255.0  # half a bin in [-1, 1]
 
 
-class Bernoulli:
+class Likelihood:
+    """p(x | decoder output). ``num_params``: channels the decoder outputs; ``noise_channels``: channels of the
+    uniform noise :meth:`sample` consumes (drawn by the caller, so that seeds work per image)."""
+
+    num_params: int
+    noise_channels: int
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | params), summed over pixels: x (N, C, H, W) in [0, 1] -> (N,) nats."""
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """E[x | params]: (N, C, H, W) in [0, 1]."""
+        raise NotImplementedError
+
+    def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x ~ p(x | params) from uniform noise (N, noise_channels, H, W): (N, C, H, W) in [0, 1]."""
+        raise NotImplementedError
+
+
+class Bernoulli(Likelihood):
     """One logit per pixel; x is expected binary (dynamically binarised), grey levels are allowed."""
 
     def __init__(self, channels: int) -> None:
-        self.channels = channels
-
-    @property
-    def num_params(self) -> int:
-        return self.channels
-
-    @property
-    def noise_channels(self) -> int:
-        return self.channels
+        self.num_params = self.noise_channels = channels
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return -F.binary_cross_entropy_with_logits(params, x, reduction="none").flatten(1).sum(1)
@@ -66,19 +78,11 @@ def _to_unit(x: torch.Tensor) -> torch.Tensor:
     return torch.round((x.clamp(-1, 1) + 1) * 127.5) / 255.0
 
 
-class DiscretisedLogistic:
+class DiscretisedLogistic(Likelihood):
     """A logistic per channel and pixel (mean and log-scale), discretised to 256 levels."""
 
     def __init__(self, channels: int) -> None:
-        self.channels = channels
-
-    @property
-    def num_params(self) -> int:
-        return 2 * self.channels
-
-    @property
-    def noise_channels(self) -> int:
-        return self.channels
+        self.num_params, self.noise_channels = 2 * channels, channels
 
     def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_scale = params.chunk(2, dim=1)
@@ -95,7 +99,7 @@ class DiscretisedLogistic:
         return _to_unit(_logistic(*self._split(params), noise))
 
 
-class LogisticMixture:
+class LogisticMixture(Likelihood):
     """PixelCNN++'s discretised mixture of logistics over RGB, with linear dependence between channels.
 
     Per pixel and component: a mixture logit, 3 means, 3 log-scales and 3 coefficients (g on r; b on r and g).
@@ -105,14 +109,9 @@ class LogisticMixture:
         if channels != 3:
             raise ValueError(f"the logistic mixture models RGB images (channels=3), got channels={channels}")
         self.num_mixtures = num_mixtures
-
-    @property
-    def num_params(self) -> int:
-        return 10 * self.num_mixtures
-
-    @property
-    def noise_channels(self) -> int:
-        return self.num_mixtures + 3
+        # Per component: a mixture logit, 3 means, 3 log-scales, 3 coefficients; noise: a Gumbel draw per
+        # component to pick one, then one logistic draw per channel.
+        self.num_params, self.noise_channels = 10 * num_mixtures, num_mixtures + 3
 
     def _split(self, params: torch.Tensor):
         k = self.num_mixtures
@@ -158,7 +157,7 @@ class LogisticMixture:
         return _to_unit(torch.stack([r, g, b], dim=1))
 
 
-def make_likelihood(name: str, channels: int, num_mixtures: int = 10):
+def make_likelihood(name: str, channels: int, num_mixtures: int = 10) -> Likelihood:
     """The likelihood called ``name`` ("bernoulli", "logistic", "logistic_mixture")."""
     if name == "bernoulli":
         return Bernoulli(channels)

@@ -103,10 +103,12 @@ class NPDraw(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """Where the model's tensors are."""
         return self.bank.parts.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The model's floating dtype."""
         return self.bank.parts.dtype
 
     def _images(self, images: Any, name: str = "images") -> torch.Tensor:

@@ -68,6 +68,8 @@ class KVCache:
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention that can append to a key/value cache."""
+
     def __init__(self, config: PriorConfig) -> None:
         super().__init__()
         self.heads = config.num_heads

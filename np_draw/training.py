@@ -16,7 +16,7 @@ import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from .elbo import gumbel_temperature, objective, substitution_probability
 from .latents import Latents
 from .parsing import parse
 from .prior import Prior
+
+if TYPE_CHECKING:
+    from .model import NPDraw
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +86,13 @@ class FitHistory:
     val_bound: list[float] = field(default_factory=list)
 
 
-def _targets(model, x: torch.Tensor) -> torch.Tensor:
+def _targets(model: NPDraw, x: torch.Tensor) -> torch.Tensor:
     """Dynamic binarisation (a fresh Bernoulli draw per use) for binarised data, else the images."""
     return torch.bernoulli(x) if model.config.binarize else x
 
 
 @torch.no_grad()
-def validation_bound(model, images: torch.Tensor, parse: Latents, batch_size: int = 500) -> float:
+def validation_bound(model: NPDraw, images: torch.Tensor, parse: Latents, batch_size: int = 500) -> float:
     """One-sample estimate of −ELBO in nats per image (an upper bound on −log p(x) in expectation), with hard
     latents drawn from the posterior itself."""
     total = 0.0
@@ -118,7 +121,7 @@ class _Stage(torch.nn.Module):
 class _Run:
     """One call of :func:`fit`: the stage, epoch and step reached, and everything needed to continue exactly."""
 
-    def __init__(self, model, images: torch.Tensor, config: FitConfig, directory: Path | None, progress: bool,
+    def __init__(self, model: NPDraw, images: torch.Tensor, config: FitConfig, directory: Path | None, progress: bool,
                  callback: Callable[[int, FitHistory], None] | None) -> None:
         self.model, self.images, self.config, self.progress, self.callback = model, images, config, progress, callback
         self.directory = directory
@@ -348,7 +351,7 @@ class _Run:
         return self.history
 
 
-def fit(model, images: torch.Tensor, config: FitConfig | None = None, *, output_dir: str | Path | None = None,
+def fit(model: NPDraw, images: torch.Tensor, config: FitConfig | None = None, *, output_dir: str | Path | None = None,
         resume: bool = False, progress: bool = True,
         callback: Callable[[int, FitHistory], None] | None = None) -> FitHistory:
     """Train ``model`` on ``images``: part bank, parse, prior pretraining, then the VAE with the prior frozen.
