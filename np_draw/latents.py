@@ -62,6 +62,16 @@ class StepLogits(_Batch):
     locs: torch.Tensor
     present: torch.Tensor
 
+    def sample(self, noise: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, ...]:
+        """Draw (ids, locs, present) from uniform noise (..., B + L + 1) matching the logits' leading axes:
+        Gumbel-max for z_id and z_loc, a threshold for z_is; the same noise always gives the same latents."""
+        num_parts = self.ids.shape[-1]
+        gumbel = -torch.log(-torch.log(noise[..., :-1].clamp(torch.finfo(noise.dtype).tiny, 1 - 1e-7)))
+        ids = (self.ids / temperature + gumbel[..., :num_parts]).argmax(-1)
+        locs = (self.locs / temperature + gumbel[..., num_parts:]).argmax(-1)
+        present = (noise[..., -1] < torch.sigmoid(self.present / temperature)).to(noise.dtype)
+        return ids, locs, present
+
     def log_prob(self, latents: Latents) -> torch.Tensor:
         """log p(z) summed over steps: z_id and z_loc count only where z_is = 1. Returns (N,)."""
         log_id = -F.cross_entropy(self.ids.transpose(1, 2), latents.ids, reduction="none")

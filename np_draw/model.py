@@ -151,10 +151,7 @@ class NPDraw(nn.Module):
             cfg = self.config
             noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), x.shape[0], generator,
                                   self.device, self.dtype)
-            gumbel = -torch.log(-torch.log(noise[..., :-1].clamp(torch.finfo(self.dtype).tiny, 1 - 1e-7)))
-            ids = (logits.ids + gumbel[..., :cfg.num_parts]).argmax(-1)
-            locs = (logits.locs + gumbel[..., cfg.num_parts:]).argmax(-1)
-            present = (noise[..., -1] < torch.sigmoid(logits.present)).to(self.dtype)
+            ids, locs, present = logits.sample(noise)
         else:
             ids, locs = logits.ids.argmax(-1), logits.locs.argmax(-1)
             present = (logits.present > 0).to(self.dtype)
@@ -181,7 +178,11 @@ class NPDraw(nn.Module):
         else:
             canvas = latents
         canvas = check_images(canvas, channels=self.config.channels, size=self.config.canvas_size, name="canvas")
-        params = self.decoder(canvas.to(device=self.device, dtype=self.dtype))
+        return self._decode(canvas.to(device=self.device, dtype=self.dtype), sample_pixels, generator)
+
+    def _decode(self, canvas: torch.Tensor, sample_pixels: bool, generator: Generators) -> torch.Tensor:
+        """Decode a canvas known to be valid (composed by the model): no input scan on the sampling path."""
+        params = self.decoder(canvas)
         if not sample_pixels:
             return self.likelihood.mean(params)
         noise = uniform_noise((self.likelihood.noise_channels, *params.shape[2:]), params.shape[0], generator,
@@ -231,7 +232,7 @@ class NPDraw(nn.Module):
                 noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), count, gens,
                                       self.device, self.dtype)
                 drawn = self.prior.sample(self.bank, noise, temperature=temperature, use_cache=use_cache)
-                images.append(self.decode(drawn, sample_pixels=sample_pixels, generator=gens).to(device))
+                images.append(self._decode(drawn.canvas, sample_pixels, gens).to(device))
                 latents.append(drawn.to(device))
         finally:
             self.train(was_training)

@@ -196,7 +196,6 @@ class Prior(nn.Module):
         ids = torch.zeros(n, steps, dtype=torch.long, device=noise.device)
         locs = torch.zeros_like(ids)
         present = noise.new_zeros(n, steps)
-        gumbel = -torch.log(-torch.log(noise[..., :-1].clamp(torch.finfo(noise.dtype).tiny, 1 - 1e-7)))
         # Canvas and footprint after the steps so far, in padded coordinates so that every cell is whole.
         padded = noise.new_zeros(n, c + 1, self.grid.padded_size**2)
         cell_index = self.grid.cell_index(noise.device)
@@ -213,9 +212,7 @@ class Prior(nn.Module):
             else:
                 canvases[:, t] = current
                 logits = self._run(canvases[:, :t + 1])[:, -1]
-            ids[:, t] = (logits.ids / temperature + gumbel[:, t, : self.num_parts]).argmax(-1)
-            locs[:, t] = (logits.locs / temperature + gumbel[:, t, self.num_parts:]).argmax(-1)
-            present[:, t] = (noise[:, t, -1] < torch.sigmoid(logits.present / temperature)).to(noise.dtype)
+            ids[:, t], locs[:, t], present[:, t] = logits.sample(noise[:, t], temperature)
             drawn = torch.cat([bank.lookup(ids[:, t]), ones], dim=1) * present[:, t, None, None, None]
             self.grid.draw(padded, drawn, locs[:, t], cell_index)
         return Latents(ids, locs, present, canvas=self.grid.crop(padded)[:, :c].contiguous())
