@@ -83,6 +83,33 @@ def celeba_transform(image: Image.Image, size: int = 64, crop: int = 148) -> Ima
 
 
 DATASETS = ("mnist", "omniglot", "cifar10", "celeba")
+# The file each split is read from, inside the data set's folder (see the shared data's README).
+DATA_FILES: dict[str, dict[str, str]] = {
+    "mnist": {"train": "train.npz", "test": "test.npz"},
+    "omniglot": {"train": "background_28x28.npz", "test": "evaluation_28x28.npz"},
+    "cifar10": {"train": "train_jpegbytes.npz", "test": "test_jpegbytes.npz"},
+    "celeba": {split: "all6000_jpegbytes_178x218.npz" for split in ("train", "val", "test")},
+}
+
+
+def data_file(name: str, root: str | Path, split: str) -> Path:
+    """The ``.npz`` file that holds one split of a data set.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        root: the data set's folder (e.g. ``../shared/data/mnist``) or the folder above it.
+        split: "train" or "test" (MNIST, Omniglot = background/evaluation, CIFAR-10); CelebA also "val".
+    Returns:
+        The file's path (not checked for existence).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known data sets are {list(DATASETS)}")
+    if split not in DATA_FILES[name]:
+        raise ValueError(f"split must be one of {sorted(DATA_FILES[name])} for {name}, got {split!r}")
+    root = Path(root)
+    if (root / name).is_dir():
+        root = root / name
+    return root / DATA_FILES[name][split]
 
 
 def load_dataset(name: str, root: str | Path, split: str = "train", limit: int | None = None) -> torch.Tensor:
@@ -96,25 +123,15 @@ def load_dataset(name: str, root: str | Path, split: str = "train", limit: int |
     Returns:
         uint8 tensor (N, C, H, W); scale by 1/255 for [0, 1].
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; known data sets are {list(DATASETS)}")
-    root = Path(root)
-    if (root / name).is_dir():
-        root = root / name
-    splits = {"train", "test", "val"} if name == "celeba" else {"train", "test"}
-    if split not in splits:
-        raise ValueError(f"split must be one of {sorted(splits)} for {name}, got {split!r}")
-    if name == "mnist":
-        images = np.load(root / f"{split}.npz", allow_pickle=False)["images"]
-    elif name == "omniglot":
-        file = "background_28x28.npz" if split == "train" else "evaluation_28x28.npz"
-        images = np.load(root / file, allow_pickle=False)["images"]
+    file = data_file(name, root, split)
+    if name in ("mnist", "omniglot"):
+        images = np.load(file, allow_pickle=False)["images"]
     elif name == "cifar10":
-        data = np.load(root / f"{split}_jpegbytes.npz", allow_pickle=False)
+        data = np.load(file, allow_pickle=False)
         count = len(data["offsets"]) - 1
         images = _decode_jpegs(data, np.arange(count if limit is None else min(limit, count)))
     else:
-        data = np.load(root / "all6000_jpegbytes_178x218.npz", allow_pickle=False)
+        data = np.load(file, allow_pickle=False)
         chosen = np.flatnonzero(data["repo_split"] == split)
         images = _decode_jpegs(data, chosen if limit is None else chosen[:limit], celeba_transform)
     if limit is not None:

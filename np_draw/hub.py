@@ -41,7 +41,7 @@ LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 MANIFEST_ENV = "NP_DRAW_MANIFEST"
 PACKAGE_MANIFEST = Path(__file__).parent / "weights" / "manifest.json"
 LIBRARY_NAME = "np-draw"
-CARD_KEYS = ("dataset", "metrics", "notes", "license", "repo_id")
+CARD_KEYS = ("dataset", "metrics", "notes", "training", "license", "repo_id")
 PAPER = ('Xiaohui Zeng, Raquel Urtasun, Richard Zemel, Sanja Fidler, Renjie Liao, "NP-DRAW: A Non-Parametric '
          'Structured Latent Variable Model for Image Generation", UAI 2021, '
          '[arXiv:2106.13435](https://arxiv.org/abs/2106.13435)')
@@ -155,8 +155,10 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> s
 
     Args:
         config: the model's config.
-        card: optional facts, all strings but ``metrics``: ``dataset``, ``metrics`` ({name: number or string}),
-            ``notes``, ``license`` (a Hub license id, default "mit") and ``repo_id`` (used in the loading example).
+        card: optional facts, all strings but ``metrics`` and ``training``: ``dataset``, ``metrics`` ({name: number
+            or string}), ``notes``, ``training`` (a JSON-serialisable dict of how the weights were made: git commit,
+            config, seed, data sha256, wall time, machine), ``license`` (a Hub license id, default "mit") and
+            ``repo_id`` (used in the loading example).
     Returns:
         The card's text.
     Raises:
@@ -195,6 +197,9 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> s
     ]
     if "notes" in card:
         sections += ["## Notes", "", card["notes"], ""]
+    if "training" in card:
+        sections += ["## Training", "", "How these weights were made (`scripts/train_pretrained.py`):", "", "```json",
+                     json.dumps(card["training"], indent=2), "```", ""]
     sections += [
         "## How to load",
         "",
@@ -236,6 +241,13 @@ def _check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
         if key == "metrics":
             if not isinstance(value, Mapping) or not all(isinstance(v, (int, float, str)) for v in value.values()):
                 raise TypeError(f"card['metrics'] must map metric names to numbers or strings, got {value!r}")
+        elif key == "training":
+            if not isinstance(value, Mapping):
+                raise TypeError(f"card['training'] must be a dict, got {type(value).__name__}")
+            try:
+                json.dumps(value)
+            except TypeError as error:
+                raise TypeError(f"card['training'] must be JSON-serialisable: {error}") from None
         elif not isinstance(value, str):
             raise TypeError(f"card[{key!r}] must be a str, got {type(value).__name__}")
     return card

@@ -240,7 +240,7 @@ class NPDraw(nn.Module):
 
     def fit(self, images: Any, config: FitConfig | None = None, *, output_dir: str | Path | None = None,
             resume: bool = False, progress: bool = True, callback: Callable[[int, FitHistory], None] | None = None,
-            **overrides: Any) -> FitHistory:
+            validation: Any = None, **overrides: Any) -> FitHistory:
         """Train on ``images``: part bank, parse, prior pretraining, then encoder and decoder (spec §2, §5, §7).
 
         Args:
@@ -252,6 +252,8 @@ class NPDraw(nn.Module):
             resume: continue exactly from the latest checkpoint in ``output_dir``.
             progress: progress bars.
             callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
+            validation: held-out images for model selection, in any form ``images`` takes; None holds out
+                ``config.val_fraction`` of ``images`` instead.
             **overrides: FitConfig fields to change, e.g. ``epochs=5``.
         Returns:
             :class:`np_draw.training.FitHistory`.
@@ -262,8 +264,10 @@ class NPDraw(nn.Module):
         """
         config = replace(config or FitConfig(), **overrides)
         gathered = as_image_tensor(images, channels=self.config.channels, size=self.config.image_size)
+        held_out = None if validation is None else self._images(as_image_tensor(
+            validation, channels=self.config.channels, size=self.config.image_size, name="validation"), "validation")
         return fit(self, self._images(gathered), config, output_dir=output_dir, resume=resume, progress=progress,
-                   callback=callback)
+                   callback=callback, validation=held_out)
 
     def save_pretrained(self, folder: str | Path, card: Mapping[str, Any] | None = None) -> Path:
         """Write ``config.json``, ``model.safetensors`` (bank, prior, encoder, decoder) and a ``README.md`` model card.

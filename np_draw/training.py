@@ -122,16 +122,22 @@ class _Run:
     """One call of :func:`fit`: the stage, epoch and step reached, and everything needed to continue exactly."""
 
     def __init__(self, model: NPDraw, images: torch.Tensor, config: FitConfig, directory: Path | None, progress: bool,
-                 callback: Callable[[int, FitHistory], None] | None) -> None:
+                 callback: Callable[[int, FitHistory], None] | None, validation: torch.Tensor | None = None) -> None:
+        num_train = len(images)
+        if validation is not None:
+            images = torch.cat([images, validation])
         self.model, self.images, self.config, self.progress, self.callback = model, images, config, progress, callback
         self.directory = directory
         colour = model.config.channels == 3
         self.parse_weight = config.parse_weight if config.parse_weight is not None else (500.0 if colour else 50.0)
         self.rate = config.substitution_rate if config.substitution_rate is not None else (0.01 if colour else 0.005)
-        split = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed))
-        held = min(max(1, round(len(images) * config.val_fraction)), len(images) - 1) if len(images) > 1 else 0
-        # With a single image, it is both the training and the validation set.
-        self.train_idx, self.val_idx = (split[held:], split[:held]) if held else (split, split)
+        if validation is not None:
+            self.train_idx, self.val_idx = torch.arange(num_train), torch.arange(num_train, len(images))
+        else:
+            split = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed))
+            held = min(max(1, round(len(images) * config.val_fraction)), len(images) - 1) if len(images) > 1 else 0
+            # With a single image, it is both the training and the validation set.
+            self.train_idx, self.val_idx = (split[held:], split[:held]) if held else (split, split)
         self.canvas_images = to_canvas(images, model.config.canvas_size)
         self.order_generator = torch.Generator().manual_seed(config.seed + 1)
         self.stage, self.epoch, self.step, self.global_step = "bank", 0, 0, 0
@@ -353,7 +359,8 @@ class _Run:
 
 def fit(model: NPDraw, images: torch.Tensor, config: FitConfig | None = None, *, output_dir: str | Path | None = None,
         resume: bool = False, progress: bool = True,
-        callback: Callable[[int, FitHistory], None] | None = None) -> FitHistory:
+        callback: Callable[[int, FitHistory], None] | None = None,
+        validation: torch.Tensor | None = None) -> FitHistory:
     """Train ``model`` on ``images``: part bank, parse, prior pretraining, then the VAE with the prior frozen.
 
     Args:
@@ -362,15 +369,18 @@ def fit(model: NPDraw, images: torch.Tensor, config: FitConfig | None = None, *,
         config: hyper-parameters; :class:`FitConfig` defaults when None.
         output_dir: where checkpoints go (``output_dir/checkpoints``); None keeps none.
         resume: continue from the latest checkpoint in ``output_dir`` (a fresh start when there is none).
-
-    Under ``torchrun`` (WORLD_SIZE > 1) each process takes its share of every global batch and the trained modules
-    are wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU); only process 0 writes checkpoints. Prior pretraining then
-    matches one process with the same global batch up to float rounding (when dropout is 0: dropout masks are
-    drawn per process); the VAE stage differs by design, as BatchNorm statistics and Gumbel noise are per process.
         progress: progress bars.
         callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
+        validation: (M, C, H, W) images held out for model selection and the validation bound, like ``images``;
+            when given, all of ``images`` are trained on and ``config.val_fraction`` is not used.
     Returns:
         The history of losses.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) each process takes its share of every global batch and the trained modules
+    are wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU); only process 0 writes checkpoints. Prior
+    pretraining then matches one process with the same global batch up to float rounding (when dropout is 0: dropout
+    masks are drawn per process); the VAE stage differs by design, as BatchNorm statistics and Gumbel noise are per
+    process.
     """
     if resume and output_dir is None:
         raise ValueError("resume=True needs output_dir, the folder that holds the checkpoints")
@@ -380,4 +390,4 @@ def fit(model: NPDraw, images: torch.Tensor, config: FitConfig | None = None, *,
         dist.init_process_group(backend)
         logger.info("process %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
-    return _Run(model, images, config or FitConfig(), directory, progress, callback).run(resume)
+    return _Run(model, images, config or FitConfig(), directory, progress, callback, validation).run(resume)

@@ -153,6 +153,11 @@ def test_save_pretrained_writes_a_model_card_and_the_folder_loads_back(tmp_path)
         NPDraw.from_pretrained(folder, revision="main")
     with pytest.raises(ValueError, match=r"card has unknown keys \['datset'\]"):
         model.save_pretrained(tmp_path / "n", card={"datset": "x"})
+    training = {"git_commit": "abc123", "seed": 0, "data_sha256": {"cifar10/train_jpegbytes.npz": "e5c1"}}
+    card = (model.save_pretrained(tmp_path / "t", card={"training": training}) / "README.md").read_text()
+    assert json.loads(card.split("## Training")[1].split("```json\n")[1].split("```")[0]) == training
+    with pytest.raises(TypeError, match=r"card\['training'\] must be JSON-serialisable"):
+        model.save_pretrained(tmp_path / "u", card={"training": {"when": object()}})
     assert set(describe_files(folder)) == {"config.json", "model.safetensors", "README.md"}
 
 

@@ -20,7 +20,8 @@ from tests.conftest import tiny_config
 
 def random_logits(n: int, t: int, b: int, seed: int) -> StepLogits:
     g = torch.Generator().manual_seed(seed)
-    return StepLogits(torch.randn(n, t, b, generator=g), torch.randn(n, t, t, generator=g), torch.randn(n, t, generator=g))
+    return StepLogits(torch.randn(n, t, b, generator=g), torch.randn(n, t, t, generator=g),
+                      torch.randn(n, t, generator=g))
 
 
 def test_kl_per_step_matches_enumeration_and_vanishes_for_equal_distributions():
@@ -151,6 +152,24 @@ def test_fit_accepts_arrays_datasets_loaders_and_folders(mnist_images, tmp_path)
     assert {bytes(x.numpy()) for x in from_folder} == {bytes(x.numpy()) for x in expected}
     with pytest.raises(TypeError, match="images must be a tensor"):
         as_image_tensor(42, channels=1, size=28)
+
+
+def test_a_given_validation_set_is_held_out_and_all_training_images_are_trained_on(mnist_images):
+    from np_draw.data import to_canvas
+
+    train, validation = mnist_images[:60], mnist_images[200:240]
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    history = model.fit(train, FitConfig(prior_epochs=1, epochs=1, batch_size=20, seed=3), validation=validation,
+                        progress=False)
+    expected = NPDraw(model.config).bank
+    expected.fit(to_canvas(train, 28), model.grid, empty_threshold=model.config.empty_threshold, seed=3)
+    assert torch.equal(model.bank.parts, expected.parts)  # the bank saw every training image and no validation one
+    parsed = model.parse(validation)
+    val_nats = model.prior.log_prob(parsed, model.bank).neg().mean().item()
+    assert history.prior_val[0] == pytest.approx(val_nats, rel=1e-4)  # the prior was validated on ``validation``
+    with pytest.raises(ValueError, match=r"validation must have shape \(N, 1, 28, 28\)"):
+        model.fit(train, epochs=1, validation=torch.rand(4, 3, 28, 28), progress=False)
 
 
 def test_fine_tuning_works_from_ten_images_and_keeps_bank_and_prior(mnist_images):
