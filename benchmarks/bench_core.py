@@ -9,33 +9,15 @@ Prints a markdown table per section and writes every figure to a JSON file.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import time
-from pathlib import Path
 
 import torch
+from common import table, timed, write_json
 from torch.utils.flop_counter import FlopCounterMode
 
 from np_draw import NPDraw, NPDrawConfig, PriorConfig, parse, psnr, render
 from np_draw.data import load_dataset
 from np_draw.training import FitConfig, evaluate_prior, fit
-
-
-def timed(fn, repeat: int = 1):
-    """Best wall time of ``repeat`` calls, and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
-def table(title: str, rows: list[tuple]) -> None:
-    print(f"\n### {title}\n\n| what | value |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
 
 
 def main() -> None:
@@ -95,7 +77,8 @@ def main() -> None:
                            f"{args.batch / sample_s:.0f} samples/s, {params:,} params"))
         if prior_config == PriorConfig():
             model.prior.load_state_dict(prior.state_dict())
-    table(f"Prior widths after about {args.prior_steps} steps of batch 64 (lr 1e-3); val = 2,000 test parses", rows)
+    table(f"Prior widths after about {args.prior_steps} steps of batch 64 (lr 1e-3); val = 2,000 test parses",
+          rows)
 
     # 3. Sampling throughput at the batch size, prior alone (with and without the cache) and the whole model.
     model.eval()
@@ -132,8 +115,7 @@ def main() -> None:
     results["parameters"] = counts
     table("Parameters (floats in the state dict)", [(k, f"{v:,}") for k, v in counts.items()])
 
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":

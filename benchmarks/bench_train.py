@@ -1,4 +1,4 @@
-"""Training throughput of each stage of ``fit`` on MNIST, and the projected time of a full training run.
+"""Training throughput and peak memory of each stage of ``fit`` on MNIST, and the projected time of a full run.
 
     python benchmarks/bench_train.py --data ../shared/data/mnist [--channels 128] [--out bench_train.json]
 
@@ -8,25 +8,15 @@ Prints a markdown table and writes the figures to a JSON file.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
+from common import peak_memory_mib, per_second, table, write_json
 
 from np_draw import NPDraw, NPDrawConfig, parse
 from np_draw.data import load_dataset
 from np_draw.elbo import objective
 from np_draw.training import FitConfig
-
-
-def per_second(count: int, fn, repeat: int) -> float:
-    """Items per second of ``fn`` (which handles ``count`` items), after one warm-up call."""
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return count * repeat / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -62,9 +52,11 @@ def main() -> None:
         optimizer.step()
 
     prior_per_s = per_second(len(batch), prior_step, args.steps)
-    results["prior_sequences_per_s"] = prior_per_s
+    prior_mib = peak_memory_mib(prior_step)
+    results.update(prior_sequences_per_s=prior_per_s, prior_step_peak_mib=prior_mib)
     rows = [("bank fit, 60,000 images (s)", f"{bank_s:.1f}"), ("parse (images/s)", f"{parse_per_s:,.0f}"),
-            (f"prior pretraining, batch {defaults.prior_batch_size} (sequences/s)", f"{prior_per_s:.0f}")]
+            (f"prior pretraining, batch {defaults.prior_batch_size} (sequences/s)", f"{prior_per_s:.0f}"),
+            ("prior pretraining step, peak memory (MiB)", f"{prior_mib:.0f}")]
     prior.eval().requires_grad_(False)
     for width in args.channels:
         torch.manual_seed(0)
@@ -83,17 +75,17 @@ def main() -> None:
             vae_optimizer.step()
 
         vae_per_s = per_second(len(x), vae_step, args.steps)
+        vae_mib = peak_memory_mib(vae_step)
         hours = (bank_s + 2 * len(images) / parse_per_s + defaults.prior_epochs * n_train / prior_per_s
                  + defaults.epochs * n_train / vae_per_s) / 3600
-        results["widths"][width] = dict(vae_images_per_s=vae_per_s, projected_full_training_h=hours)
+        results["widths"][width] = dict(vae_images_per_s=vae_per_s, vae_step_peak_mib=vae_mib,
+                                        projected_full_training_h=hours)
         rows += [(f"VAE stage, width {width}, batch {defaults.batch_size} (images/s)", f"{vae_per_s:.0f}"),
+                 (f"VAE step, width {width}, peak memory (MiB)", f"{vae_mib:.0f}"),
                  (f"projected full MNIST training at the defaults ({defaults.prior_epochs} prior epochs, "
                   f"{defaults.epochs} VAE epochs), width {width} (h)", f"{hours:.2f}")]
-    print("\n| what | value |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    table("Training throughput and memory per stage (MNIST)", rows)
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":

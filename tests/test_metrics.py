@@ -1,0 +1,170 @@
+"""Metrics against values computed another way: exact enumeration, closed-form Gaussians, direct PSNR."""
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from np_draw import NPDraw, NPDrawConfig, PriorConfig
+from np_draw.latents import Latents
+from np_draw.metrics import FeatureStatistics, feature_statistics, fid, frechet_distance, nll, reconstruction_psnr
+
+TINY = NPDrawConfig(image_size=8, channels=1, canvas_size=8, part_size=4, num_parts=2, grid_size=2, stride=4,
+                    padding=0, likelihood="bernoulli", binarize=True, encoder_channels=8, decoder_channels=8,
+                    prior=PriorConfig(num_layers=1, hidden_size=16, num_heads=2, ff_size=16, dropout=0.0,
+                                      cnn_channels=4))
+
+
+def enumerable_model() -> NPDraw:
+    """T = 4 steps, B = 2 parts, L = 4 cells: 1 + B·L = 9 states a step, 9^4 = 6,561 latents in all."""
+    torch.manual_seed(0)
+    model = NPDraw(TINY)
+    model.bank.parts.copy_((torch.rand(2, 1, 4, 4) > 0.5).float())
+    return model.eval()
+
+
+@torch.no_grad()
+def exact_nll(model: NPDraw, x: torch.Tensor) -> torch.Tensor:
+    """−log p(x) = −logsumexp over every latent of log p(z) + log p(x | z), absent steps marginalised."""
+    steps = [(0, 0, 0.0)] + [(b, loc, 1.0) for b in range(2) for loc in range(4)]
+    table = torch.tensor(list(itertools.product(steps, repeat=4)))  # (6561, T, 3)
+    z = Latents(table[..., 0].long(), table[..., 1].long(), table[..., 2].float())
+    log_pz = model.prior.log_prob(z, model.bank)
+    params = model.decoder(model.render(z.ids, z.locs, z.present))
+    rows = [torch.logsumexp(log_pz + model.likelihood.log_prob(params, image.expand(len(table), -1, -1, -1)), 0)
+            for image in x]
+    return -torch.stack(rows)
+
+
+def test_the_importance_bound_lies_above_the_exact_nll_and_tightens_to_it():
+    model = enumerable_model()
+    x = (torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1)) > 0.6).float()
+    exact = exact_nll(model, x)
+    bounds = {s: nll(model, x, num_samples=s, seed=2, progress=False).nats for s in (1, 20, 4000)}
+    assert (bounds[1].mean() > exact.mean() + 0.5) and (bounds[20].mean() > exact.mean())
+    assert bounds[1].mean() > bounds[20].mean() > bounds[4000].mean()
+    torch.testing.assert_close(bounds[4000], exact, atol=0.05, rtol=0)
+
+
+def test_nll_is_seeded_reports_bits_per_dim_and_binarises_grey_images():
+    model = enumerable_model()
+    grey = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    a, b = nll(model, grey, 10, seed=4, progress=False), nll(model, grey, 10, seed=4, progress=False)
+    assert torch.equal(a.nats, b.nats)
+    assert not torch.equal(a.nats, nll(model, grey, 10, seed=5, progress=False).nats)
+    torch.testing.assert_close(a.bits_per_dim, a.nats / (64 * math.log(2)))
+    # The grey images are scored as one binarisation drawn from the seed: the tight bound finds those images' NLL.
+    binary = torch.bernoulli(grey, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(nll(model, grey, 4000, seed=4, progress=False).nats, exact_nll(model, binary),
+                               atol=0.1, rtol=0)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer, got 0"):
+        nll(model, grey, num_samples=0)
+
+
+def closed_form(mean_a, var_a, mean_b, var_b) -> float:
+    """FID of two Gaussians with diagonal covariances."""
+    return ((mean_a - mean_b) ** 2).sum().item() + ((var_a.sqrt() - var_b.sqrt()) ** 2).sum().item()
+
+
+def test_frechet_distance_matches_the_closed_form_and_another_matrix_square_root():
+    g = torch.Generator().manual_seed(0)
+    ma, mb = torch.randn(5, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    va, vb = torch.rand(5, generator=g, dtype=torch.float64) + 0.1, torch.rand(5, generator=g, dtype=torch.float64)
+    a, b = FeatureStatistics(ma, torch.diag(va), 10, "f"), FeatureStatistics(mb, torch.diag(vb), 10, "f")
+    assert frechet_distance(a, b) == pytest.approx(closed_form(ma, va, mb, vb), rel=1e-10)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-10)
+    # Non-commuting covariances: Tr (Σa Σb)^½ is the sum of the square roots of Σa Σb's (real, positive) eigenvalues.
+    wa, wb = torch.randn(5, 5, generator=g, dtype=torch.float64), torch.randn(5, 5, generator=g, dtype=torch.float64)
+    sa, sb = wa @ wa.T + 0.1 * torch.eye(5), wb @ wb.T + 0.1 * torch.eye(5)
+    root_trace = torch.linalg.eigvals(sa @ sb).real.sqrt().sum().item()
+    expected = ((ma - mb) ** 2).sum().item() + sa.trace().item() + sb.trace().item() - 2 * root_trace
+    a, b = FeatureStatistics(ma, sa, 10, "f"), FeatureStatistics(mb, sb, 10, "f")
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
+    with pytest.raises(ValueError, match="different feature networks: 'f' and 'g'"):
+        frechet_distance(a, FeatureStatistics(mb, sb, 10, "g"))
+
+
+class Probit(nn.Module):
+    """Features Φ⁻¹(pixel): uniform pixels become standard normal features, so Gaussian sets can be made as images."""
+
+    name = "probit"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))  # gives the module a device
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.special.ndtri(images.flatten(1).double().clamp(1e-12, 1 - 1e-12))
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_against_a_shifted_gaussian_is_the_closed_form(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    uniform = torch.rand(40000, 1, 2, 2, generator=g, dtype=torch.float64)
+    # Pixels whose probit features are N(0.5, 0.8²) in each of 4 dimensions.
+    shifted = torch.special.ndtr(0.8 * torch.special.ndtri(torch.rand(40000, 1, 2, 2, generator=g,
+                                                                      dtype=torch.float64)) + 0.5)
+    assert fid(uniform, uniform, Probit(), progress=False).value == pytest.approx(0.0, abs=1e-9)
+    result = fid(uniform, shifted, Probit(), progress=False)
+    expected = closed_form(torch.zeros(4), torch.ones(4), torch.full((4,), 0.5), torch.full((4,), 0.64))
+    assert result.label == "FID-probit"
+    assert result.value == pytest.approx(expected, abs=0.03)
+    cached = feature_statistics(shifted, Probit(), progress=False).save(tmp_path / "reference.safetensors")
+    assert fid(uniform, cached, Probit(), progress=False).value == pytest.approx(result.value, rel=1e-12)
+    assert FeatureStatistics.load(cached).count == 40000
+
+
+def test_the_shipped_digit_features_separate_digits_from_noise(mnist_images):
+    from np_draw.features import feature_network
+
+    network = feature_network("cnn-mnist")
+    assert network.record["test_accuracy"] > 0.98
+    a, b = mnist_images[:150], mnist_images[150:]
+    noise = torch.rand(150, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    same = fid(a, b, "cnn-mnist", progress=False)
+    assert same.label == "FID-cnn-mnist"
+    assert same.value < fid(a, noise, "cnn-mnist", progress=False).value / 10
+
+
+def test_reconstructions_match_their_own_images_best(mnist_images):
+    model = NPDraw.from_pretrained("mnist")
+    x = mnist_images[:40]
+    own = reconstruction_psnr(model, x)
+    torch.testing.assert_close(own, reconstruction_psnr(model, x))
+    shuffled = x.roll(1, 0)
+    from np_draw import psnr
+
+    assert (own > psnr(model.reconstruct(x), shuffled)).float().mean() > 0.9
+
+
+def test_inception_loads_pytorch_fid_style_files_only_when_they_fit_and_hash_right(tmp_path):
+    from safetensors.torch import save_file
+
+    from np_draw.inception import InceptionV3, inception_v3
+
+    torch.manual_seed(0)
+    reference = InceptionV3().eval()
+    state = dict(reference.state_dict())
+    state["fc.weight"] = torch.zeros(1008, 2048)  # pytorch-fid's file carries the classifier; it is not used
+    pth = tmp_path / "inception.pth"
+    torch.save(state, pth)
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "inception.safetensors")
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference.features(images)
+        assert expected.shape == (1, 2048)
+        for path in (pth, tmp_path / "inception.safetensors"):
+            torch.testing.assert_close(inception_v3(path).features(images), expected)
+        grey = images[:, :1]
+        torch.testing.assert_close(reference.features(grey), reference.features(grey.expand(-1, 3, -1, -1)))
+    misnamed = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    pth.rename(misnamed)
+    with pytest.raises(ValueError, match="does not start with 6726825d"):
+        inception_v3(misnamed)
+    del state["Mixed_7c.branch_pool.conv.weight"]
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(ValueError, match=r"missing \['Mixed_7c.branch_pool.conv.weight'\]"):
+        inception_v3(tmp_path / "partial.pth")
+    with pytest.raises(FileNotFoundError, match="this package downloads nothing"):
+        inception_v3(tmp_path / "absent.pth")
