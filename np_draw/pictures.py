@@ -94,6 +94,8 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
     present = one.present.to(model.dtype)
     placed = model.grid.place(model.bank.lookup(one.ids), locations) * present[:, :, None, None, None]
     drawn = present[0].nonzero()[:, 0]
+    if not final and drawn.numel() == 0:
+        raise ValueError(f"drawing {index} draws nothing (z_is = 0 at every step): with final=False it has no frame")
     frames = _enlarge(running_max(placed)[0, drawn], size)
     boxes = model.grid.box(locations)[0, drawn, 0]
     width = max(1, scale // 8)

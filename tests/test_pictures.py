@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from conftest import random_model
 from PIL import Image
 
+from np_draw import Latents
 from np_draw.pictures import (
     RED,
     comparison_image,
@@ -112,6 +113,7 @@ def test_comparison_and_reconstruction_images_put_one_image_per_row(model, mnist
     (lambda m, lat: drawing_frames(m, lat, scale=0), "scale must be a positive int"),
     (lambda m, lat: drawing_frames(m, lat, colour=(2, 0, 0)), "colour must be three floats"),
     (lambda m, lat: drawing_frames(m, lat.ids), "latents must be Latents"),
+    (lambda m, lat: drawing_frames(m, Latents(lat.ids, lat.locs, lat.present * 0), final=False), "draws nothing"),
     (lambda m, lat: part_bank_image(torch.zeros(3, 2, 5, 5)), "bank must be a PartBank or a"),
     (lambda m, lat: comparison_image([torch.zeros(2, 1, 4, 4), torch.zeros(3, 1, 4, 4)]), "one N"),
 ])
