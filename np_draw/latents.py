@@ -72,6 +72,10 @@ class StepLogits(_Batch):
         present = (noise[..., -1] < torch.sigmoid(self.present / temperature)).to(noise.dtype)
         return ids, locs, present
 
+    def mode(self) -> tuple[torch.Tensor, ...]:
+        """The most likely (ids, locs, present) of every step: argmax for z_id and z_loc, logit > 0 for z_is."""
+        return self.ids.argmax(-1), self.locs.argmax(-1), (self.present > 0).to(self.present.dtype)
+
     def log_prob(self, latents: Latents) -> torch.Tensor:
         """log p(z) summed over steps: z_id and z_loc count only where z_is = 1. Returns (N,)."""
         log_id = -F.cross_entropy(self.ids.transpose(1, 2), latents.ids, reduction="none")

@@ -19,6 +19,7 @@ from .bank import PartBank
 from .canvas import Grid, compose
 from .config import NPDrawConfig
 from .data import as_image_tensor, check_count, check_images, to_canvas
+from .editing import interpolate
 from .images import save_grid, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
@@ -60,6 +61,12 @@ def check_generators(generator: Generators, count: int) -> None:
     if len(generator) != count:
         raise ValueError(f"generator must be one torch.Generator or a list of {count} (one per image), "
                          f"got a list of {len(generator)}")
+
+
+def check_temperature(temperature: Any) -> None:
+    """A positive finite number, else a clear error."""
+    if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
 
 
 def uniform_noise(shape: Sequence[int], count: int, generator: Generators, device: torch.device,
@@ -153,8 +160,7 @@ class NPDraw(nn.Module):
                                   self.device, self.dtype)
             ids, locs, present = logits.sample(noise)
         else:
-            ids, locs = logits.ids.argmax(-1), logits.locs.argmax(-1)
-            present = (logits.present > 0).to(self.dtype)
+            ids, locs, present = logits.mode()
         return Latents(ids, locs, present, canvas=self.render(ids, locs, present), logits=logits)
 
     @torch.no_grad()
@@ -215,13 +221,11 @@ class NPDraw(nn.Module):
         """
         num_images = check_count(num_images, "num_images")
         batch_size = check_count(batch_size, "batch_size")
-        if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
-            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+        check_temperature(temperature)
         check_generators(generator, num_images)
         device = self.device if device is None else torch.device(device)
         was_training = self.training
         self.eval()
-        cfg = self.config
         images, latents = [], []
         try:
             for start in tqdm(range(0, num_images, batch_size), desc="sampling", disable=not progress,
@@ -229,14 +233,66 @@ class NPDraw(nn.Module):
                 count = min(batch_size, num_images - start)
                 gens = generator if generator is None or isinstance(generator, torch.Generator) \
                     else generator[start:start + count]
-                noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), count, gens,
-                                      self.device, self.dtype)
-                drawn = self.prior.sample(self.bank, noise, temperature=temperature, use_cache=use_cache)
-                images.append(self._decode(drawn.canvas, sample_pixels, gens).to(device))
-                latents.append(drawn.to(device))
+                out = self._draw(count, gens, temperature, use_cache, sample_pixels)
+                images.append(out.images.to(device))
+                latents.append(out.latents.to(device))
         finally:
             self.train(was_training)
         return SampleOutput(torch.cat(images), Latents.cat(latents))
+
+    def _draw(self, count: int, generator: Generators, temperature: float, use_cache: bool, sample_pixels: bool,
+              prefix: Latents | None = None) -> SampleOutput:
+        """One batch of :meth:`sample` (or :meth:`complete`, with a prefix), on the model's device."""
+        cfg = self.config
+        noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), count, generator, self.device,
+                              self.dtype)
+        drawn = self.prior.sample(self.bank, noise, temperature=temperature, use_cache=use_cache, prefix=prefix)
+        return SampleOutput(self._decode(drawn.canvas, sample_pixels, generator), drawn)
+
+    @torch.inference_mode()
+    def complete(self, latents: Latents, steps: int, generator: Generators = None, *, temperature: float = 1.0,
+                 sample_pixels: bool = False, use_cache: bool = True) -> SampleOutput:
+        """Finish drawings: keep their first ``steps`` steps and let the prior draw the rest, then decode.
+
+        To complete a partial image, parse it: a parse's step t draws grid cell t (row-major; the encoder's mostly
+        does too), so the first ``steps`` steps are the top rows of cells (on MNIST's 6 x 6 grid, steps=18 keeps
+        the top half). The prior draws in that order, so it finishes a drawing from its top, not a hole in its
+        middle.
+
+        Args:
+            latents: N drawings (from :meth:`parse`, :meth:`encode` or :meth:`sample`), T steps each.
+            steps: k in [0, T], the steps kept; k = T decodes the drawings as they are, k = 0 is :meth:`sample`.
+            generator: one torch.Generator or one per drawing (the completion of drawing i then depends on
+                generator i alone); None uses torch's global RNG.
+            temperature, sample_pixels, use_cache: as in :meth:`sample`.
+        Returns:
+            SampleOutput: images (N, C, H, W) in [0, 1] and latents whose first ``steps`` steps are the given ones.
+
+        Example:
+            >>> top = model.parse(images)  # doctest: +SKIP
+            >>> out = model.complete(top, steps=18, generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
+        """
+        if not isinstance(latents, Latents):
+            raise TypeError(f"latents must be Latents, got {type(latents).__name__}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= self.config.num_steps:
+            raise ValueError(f"steps must be an int in [0, {self.config.num_steps}], got {steps!r}")
+        check_temperature(temperature)
+        check_generators(generator, len(latents))
+        prefix = Latents(latents.ids[:, :steps], latents.locs[:, :steps], latents.present[:, :steps])
+        was_training = self.training
+        self.eval()
+        try:
+            return self._draw(len(latents), generator, temperature, use_cache, sample_pixels, prefix.to(self.device))
+        finally:
+            self.train(was_training)
+
+    def interpolate(self, first: Any, second: Any, num: int = 8, *, method: str = "logits") -> torch.Tensor:
+        """``num`` images from ``first`` to ``second`` through the latents: see :func:`np_draw.editing.interpolate`.
+
+        Returns:
+            (num, C, H, W) float in [0, 1]; the endpoints are the two images' reconstructions.
+        """
+        return interpolate(self, first, second, num, method=method)
 
     def fit(self, images: Any, config: FitConfig | None = None, *, output_dir: str | Path | None = None,
             resume: bool = False, progress: bool = True, callback: Callable[[int, FitHistory], None] | None = None,

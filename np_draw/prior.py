@@ -178,8 +178,8 @@ class Prior(nn.Module):
 
     @torch.no_grad()
     def sample(self, bank: PartBank, noise: torch.Tensor, *, temperature: float = 1.0,
-               use_cache: bool = True) -> Latents:
-        """Draw T steps.
+               use_cache: bool = True, prefix: Latents | None = None) -> Latents:
+        """Draw T steps, or finish a drawing whose first k steps are given.
 
         Args:
             bank: the parts pasted on the canvas.
@@ -188,10 +188,16 @@ class Prior(nn.Module):
                 with or without the cache.
             temperature: divides the logits; 1 samples the prior itself.
             use_cache: keep keys and values (O(T)); False re-runs the whole prefix at every step (O(T²)).
+            prefix: the first k <= T steps of each drawing (ids, locs, present of shape (N, k)): they are drawn as
+                given (teacher forcing, through the cache when it is on) and only steps k..T-1 are sampled, from
+                p(z_t | z_<t); noise[:, :k] is not used. None (or k = 0) samples every step.
         Returns:
-            Latents with the final canvas (N, C, S, S).
+            Latents with the final canvas (N, C, S, S); with a prefix, their first k steps equal it.
         """
         n, steps = noise.shape[0], self.num_steps
+        given = 0 if prefix is None else self._check_prefix(prefix, n)
+        if given:
+            prefix = prefix.to(noise.device)
         c, s = bank.parts.shape[1], self.grid.canvas_size
         ids = torch.zeros(n, steps, dtype=torch.long, device=noise.device)
         locs = torch.zeros_like(ids)
@@ -207,12 +213,34 @@ class Prior(nn.Module):
             canvases = noise.new_zeros(n, steps, c + 1, s, s)
         for t in range(steps):
             current = self.grid.crop(padded)
-            if use_cache:
-                logits = self._run(current[:, None], offset=t, cache=cache)[:, -1]
-            else:
+            if not use_cache:
                 canvases[:, t] = current
-                logits = self._run(canvases[:, :t + 1])[:, -1]
-            ids[:, t], locs[:, t], present[:, t] = logits.sample(noise[:, t], temperature)
+            if t < given:
+                if use_cache:  # the given step's keys and values must be in the cache for the steps after it
+                    self._run(current[:, None], offset=t, cache=cache)
+                ids[:, t], locs[:, t], present[:, t] = prefix.ids[:, t], prefix.locs[:, t], prefix.present[:, t]
+            else:
+                if use_cache:
+                    logits = self._run(current[:, None], offset=t, cache=cache)[:, -1]
+                else:
+                    logits = self._run(canvases[:, :t + 1])[:, -1]
+                ids[:, t], locs[:, t], present[:, t] = logits.sample(noise[:, t], temperature)
             drawn = torch.cat([bank.lookup(ids[:, t]), ones], dim=1) * present[:, t, None, None, None]
             self.grid.draw(padded, drawn, locs[:, t], cell_index)
         return Latents(ids, locs, present, canvas=self.grid.crop(padded)[:, :c].contiguous())
+
+    def _check_prefix(self, prefix: Latents, count: int) -> int:
+        """The number of given steps k of a prefix for ``count`` drawings, after checking its shapes and values."""
+        if not isinstance(prefix, Latents):
+            raise TypeError(f"prefix must be Latents, got {type(prefix).__name__}")
+        shapes = {name: tuple(getattr(prefix, name).shape) for name in ("ids", "locs", "present")}
+        k = shapes["ids"][1] if len(shapes["ids"]) == 2 else -1
+        if any(shape != (count, k) for shape in shapes.values()) or not 0 <= k <= self.num_steps:
+            raise ValueError(f"prefix ids, locs and present must each have shape (N={count}, k) with k <= "
+                             f"T={self.num_steps}, got {shapes}")
+        if k and not (0 <= int(prefix.ids.min()) and int(prefix.ids.max()) < self.num_parts
+                      and 0 <= int(prefix.locs.min()) and int(prefix.locs.max()) < self.num_steps):
+            raise ValueError(f"prefix ids must lie in [0, {self.num_parts}) and locs in [0, {self.num_steps})")
+        if k and not ((prefix.present == 0) | (prefix.present == 1)).all():
+            raise ValueError("prefix present must hold only 0 and 1")
+        return k

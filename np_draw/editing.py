@@ -1,0 +1,190 @@
+"""Editing drawings, beyond the authors' code: pasting a region of one drawing onto another, and interpolating.
+
+The decoder sees only the canvas, so a drawing can be edited where it is explicit: in its latents (which part is
+pasted in which grid cell) or on its canvas, and then decoded (the paper's face-editing figure: hair or glasses of
+one face on another). A region is a set of grid cells or a pixel box on the canvas:
+
+- ``cells``: grid cell indices (row-major, 0..L-1, L = T) or a boolean (L,) tensor;
+- ``box``: ``(left, top, right, bottom)`` in canvas pixels, right and bottom exclusive (PIL's crop box); on the
+  latents it selects the cells that have more than half of their on-canvas pixels inside it.
+
+Conditional completion (the prior finishing a drawing from its first steps) is :meth:`NPDraw.complete`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+import torch
+
+from .canvas import Grid
+from .data import check_images
+from .latents import Latents, StepLogits
+
+if TYPE_CHECKING:
+    from .model import NPDraw
+
+Cells = Iterable[int] | torch.Tensor | None
+Box = tuple[int, int, int, int] | None
+
+
+def _footprints(grid: Grid) -> torch.Tensor:
+    """(L, S, S) in {0, 1}: the on-canvas pixels of every cell."""
+    return grid.box(torch.eye(grid.num_cells)[None])[0, :, 0]
+
+
+def _box_mask(grid: Grid, box: tuple[int, int, int, int]) -> torch.Tensor:
+    size = grid.canvas_size
+    if (not isinstance(box, (tuple, list)) or len(box) != 4
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
+        raise ValueError(f"box must be (left, top, right, bottom) ints in canvas pixels, got {box!r}")
+    left, top, right, bottom = box
+    if not (0 <= left < right <= size and 0 <= top < bottom <= size):
+        raise ValueError(f"box must satisfy 0 <= left < right <= {size} and 0 <= top < bottom <= {size} "
+                         f"(canvas pixels, right/bottom exclusive), got {tuple(box)}")
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+def region_cells(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.Tensor:
+    """The grid cells of a region, given as ``cells`` or as a pixel ``box`` (exactly one of them).
+
+    Args:
+        grid: the canvas's cells.
+        cells: cell indices in [0, L) (an iterable of ints or an int tensor) or a boolean (L,) tensor.
+        box: (left, top, right, bottom) canvas pixels; a cell is in it when more than half of its on-canvas pixels
+            are.
+    Returns:
+        (L,) bool on the CPU.
+    """
+    if (cells is None) == (box is None):
+        raise ValueError("give the region as exactly one of cells= or box=")
+    if box is not None:
+        footprints = _footprints(grid)
+        inside = (footprints * _box_mask(grid, box)).sum((1, 2))
+        return inside * 2 > footprints.sum((1, 2))
+    chosen = cells.cpu() if isinstance(cells, torch.Tensor) else torch.as_tensor(list(cells), dtype=torch.long)
+    if chosen.dtype == torch.bool:
+        if chosen.shape != (grid.num_cells,):
+            raise ValueError(f"a boolean cells mask must have shape ({grid.num_cells},), got {tuple(chosen.shape)}")
+        return chosen
+    if chosen.ndim != 1 or chosen.is_floating_point() or (chosen.numel() and not (
+            0 <= int(chosen.min()) and int(chosen.max()) < grid.num_cells)):
+        raise ValueError(f"cells must be ints in [0, {grid.num_cells}) or a boolean mask, got {cells!r}")
+    mask = torch.zeros(grid.num_cells, dtype=torch.bool)
+    mask[chosen.long()] = True
+    return mask
+
+
+def region_pixels(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.Tensor:
+    """The canvas pixels of a region: the box itself, or the union of the cells' boxes. Returns (S, S) bool."""
+    if box is not None and cells is None:
+        return _box_mask(grid, box)
+    chosen = region_cells(grid, cells=cells, box=box)
+    return _footprints(grid)[chosen].any(0)
+
+
+def paste_canvas(grid: Grid, target: torch.Tensor, source: torch.Tensor, *, cells: Cells = None,
+                 box: Box = None) -> torch.Tensor:
+    """Copy the region's pixels of ``source`` canvases onto ``target`` canvases; decode the result to see it.
+
+    Args:
+        grid: the canvas's cells (``model.grid``).
+        target, source: (N, C, S, S) canvases in [0, 1] (e.g. ``latents.canvas``).
+        cells, box: the region (see the module's docstring).
+    Returns:
+        (N, C, S, S): ``source`` inside :func:`region_pixels`, ``target`` elsewhere.
+    """
+    if target.shape != source.shape or target.ndim != 4 or target.shape[-1] != grid.canvas_size:
+        raise ValueError(f"target and source must be canvases of one shape (N, C, {grid.canvas_size}, "
+                         f"{grid.canvas_size}), got {tuple(target.shape)} and {tuple(source.shape)}")
+    return torch.where(region_pixels(grid, cells=cells, box=box).to(target.device), source, target)
+
+
+def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cells = None,
+                  box: Box = None) -> Latents:
+    """Replace the steps of ``target`` drawn in the region by the steps of ``source`` drawn there.
+
+    Step t of the result is source's step t when that step is drawn in the region, else target's step t when that
+    one is drawn outside the region, else not drawn (z_is = 0). The canvas depends only on which parts are drawn
+    where, not on their order; when a drawing's steps do not follow the grid order (a prior sample may draw cell 30
+    at step 8), both rules can claim one step t, and target's step then moves to the first step that neither uses.
+    For parses and encoder outputs (step t draws cell t) no step moves, and with a grid whose cells tile the canvas
+    (stride = part size) the canvas of the result equals :func:`paste_canvas` of the two canvases over the cells.
+
+    Args:
+        model: the model the latents belong to (its bank and grid render the result).
+        target, source: Latents of N drawings each, T steps.
+        cells, box: the region (see the module's docstring).
+    Returns:
+        Latents (N, T) with their canvas (N, C, S, S) in [0, 1]; no logits. Decode with ``model.decode``.
+    Raises:
+        ValueError: different N or T, or a drawing with more than T drawn steps after the paste.
+    """
+    if not isinstance(target, Latents) or not isinstance(source, Latents):
+        raise TypeError(f"target and source must be Latents, got {type(target).__name__} and "
+                        f"{type(source).__name__}")
+    if target.ids.shape != source.ids.shape:
+        raise ValueError(f"target and source must have the same (N, T), got {tuple(target.ids.shape)} and "
+                         f"{tuple(source.ids.shape)}")
+    region = region_cells(model.grid, cells=cells, box=box).to(target.ids.device)
+    source = source.to(target.ids.device)
+    taken = source.present.bool() & region[source.locs]
+    kept = target.present.bool() & ~region[target.locs]
+    ids = torch.where(taken, source.ids, target.ids)
+    locs = torch.where(taken, source.locs, target.locs)
+    for n, step in (taken & kept).nonzero().tolist():
+        free = (~(taken[n] | kept[n])).nonzero()[:, 0]
+        if free.numel() == 0:
+            raise ValueError(f"drawing {n} would have more than T={taken.shape[1]} drawn steps after the paste")
+        ids[n, free[0]], locs[n, free[0]] = target.ids[n, step], target.locs[n, step]
+        kept[n, free[0]] = True
+        kept[n, step] = False
+    present = (taken | kept).to(target.present.dtype)
+    return Latents(ids, locs, present, canvas=model.render(ids, locs, present))
+
+
+def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: int = 8, *,
+                method: str = "logits") -> torch.Tensor:
+    """Images between two images, through the model's discrete latents.
+
+    The latents are discrete, so "between" needs a definition; two are offered:
+
+    - ``"logits"``: the encoder's logits of the two images are mixed linearly, (1 − a)·q₁ + a·q₂ for a from 0 to
+      1 per step and per variable, and each mixture's most likely latents are drawn and decoded. Parts switch one
+      by one, where the mixed evidence tips (sometimes to a part neither image used).
+    - ``"swap"``: a wipe in grid order: the first round(a·L) cells (row-major) come from the second image's latents
+      and the rest from the first's (:func:`paste_latents`).
+
+    Either way a = 0 and a = 1 give exactly the latents of ``model.encode`` of the two images, so the endpoints
+    are ``model.reconstruct`` of them.
+
+    Args:
+        model: the model.
+        first, second: one image each, (C, H, W) or (1, C, H, W), uint8 or float in [0, 1].
+        num: images in the sequence, endpoints included (>= 2).
+        method: "logits" or "swap".
+    Returns:
+        (num, C, H, W) float in [0, 1].
+    """
+    if method not in ("logits", "swap"):
+        raise ValueError(f"method must be 'logits' or 'swap', got {method!r}")
+    if isinstance(num, bool) or not isinstance(num, int) or num < 2:
+        raise ValueError(f"num must be an int >= 2 (the endpoints are included), got {num!r}")
+    cfg = model.config
+    pair = [check_images(x[None] if getattr(x, "ndim", 0) == 3 else x, channels=cfg.channels,
+                         size=cfg.image_size, name=name) for x, name in ((first, "first"), (second, "second"))]
+    if any(x.shape[0] != 1 for x in pair):
+        raise ValueError(f"first and second must be one image each, got {pair[0].shape[0]} and {pair[1].shape[0]}")
+    a, b = (model.encode(x) for x in pair)
+    weights = torch.linspace(0, 1, num)
+    if method == "logits":
+        def mix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return torch.lerp(x, y, weights.to(x).view(num, *[1] * (x.ndim - 1)))
+
+        mixed = StepLogits(mix(a.logits.ids, b.logits.ids), mix(a.logits.locs, b.logits.locs),
+                           mix(a.logits.present, b.logits.present))
+        return model.decode(model.render(*mixed.mode()))
+    steps = [paste_latents(model, a, b, cells=range(round(w * cfg.num_steps))) for w in weights.tolist()]
+    return model.decode(Latents.cat(steps))

@@ -1,0 +1,179 @@
+"""Pictures of what the model does: its part bank, a drawing step by step (an animated GIF or a strip), and
+reconstructions beside their originals.
+
+Every picture is a PIL image, built from image tensors (float NCHW in [0, 1]) with :mod:`np_draw.images`. A drawing
+is shown on its canvas, enlarged ``scale`` times with square pixels; each step's frame outlines the box of the part
+pasted at that step in ``colour``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from PIL import Image
+
+from .bank import PartBank
+from .canvas import running_max
+from .data import check_images
+from .images import make_grid, to_pil
+from .latents import Latents
+
+if TYPE_CHECKING:
+    from .model import NPDraw
+
+RED = (1.0, 0.15, 0.15)
+
+
+def _check_scale(scale: int) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    return scale
+
+
+def _enlarge(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 3, size, size): square pixels (nearest neighbour), grey repeated into RGB."""
+    images = F.interpolate(images.detach().float().cpu(), size=(size, size), mode="nearest-exact")
+    # contiguous: repeat may return an expanded view, whose channels share memory and could not be painted apart.
+    return repeat(images, "n 1 h w -> n 3 h w").contiguous() if images.shape[1] == 1 else images
+
+
+def part_bank_image(bank: PartBank | torch.Tensor, *, scale: int = 4, separator: int = 1,
+                    nrow: int | None = None) -> Image.Image:
+    """All B parts of a bank, tiled and enlarged, separated by thin white lines.
+
+    Args:
+        bank: a :class:`PartBank` or its parts (B, C, K, K) in [0, 1].
+        scale: each part pixel becomes ``scale`` x ``scale`` pixels.
+        separator: width of the white lines between parts, in pixels.
+        nrow: parts per row; default: the smallest divisor of B from √B to 2√B (full rows: 10 for B = 50, 20
+            for B = 200), else ⌈√B⌉.
+    Returns:
+        An RGB image (mode "RGB").
+    """
+    parts = bank.parts if isinstance(bank, PartBank) else bank
+    if not isinstance(parts, torch.Tensor) or parts.ndim != 4 or parts.shape[1] not in (1, 3):
+        raise ValueError(f"bank must be a PartBank or a (B, C, K, K) tensor with C in (1, 3), "
+                         f"got {type(parts).__name__} {tuple(getattr(parts, 'shape', ()))}")
+    if nrow is None:
+        count, square = parts.shape[0], math.ceil(math.sqrt(parts.shape[0]))
+        nrow = next((d for d in range(square, 2 * square + 1) if count % d == 0), square)
+    return make_grid(_enlarge(parts, parts.shape[-1] * _check_scale(scale)), nrow=nrow, padding=separator)
+
+
+def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: int = 8, final: bool = True,
+                   colour: tuple[float, float, float] = RED) -> torch.Tensor:
+    """The canvas of one drawing after each of its drawn steps, the pasted part's box outlined.
+
+    Args:
+        model: the model whose part bank and grid the latents index (and whose decoder makes the last frame).
+        latents: from :meth:`NPDraw.sample` (``.latents``), :meth:`NPDraw.encode` or :meth:`NPDraw.parse`.
+        index: which drawing of the batch.
+        scale: each canvas pixel becomes ``scale`` x ``scale`` pixels.
+        final: append the decoded image (resized to the canvas frames' size) as the last frame.
+        colour: RGB in [0, 1] of the box outline, drawn 1 pixel wide (``scale // 8`` from scale 16 up) along the
+            inside of the box, clipped to the canvas.
+    Returns:
+        (F, 3, S·scale, S·scale) float in [0, 1], F = the number of drawn steps (z_is = 1), plus one if ``final``.
+        Steps with z_is = 0 paste nothing and get no frame.
+    """
+    if not isinstance(latents, Latents):
+        raise TypeError(f"latents must be Latents, got {type(latents).__name__}")
+    if isinstance(index, bool) or not isinstance(index, int) or not -len(latents) <= index < len(latents):
+        raise ValueError(f"index must be an int in [-{len(latents)}, {len(latents)}), got {index!r}")
+    if len(colour) != 3 or not all(0 <= c <= 1 for c in colour):
+        raise ValueError(f"colour must be three floats in [0, 1] (RGB), got {colour!r}")
+    size = model.grid.canvas_size * _check_scale(scale)
+    index %= len(latents)
+    one = latents[index:index + 1].to(model.device)
+    locations = F.one_hot(one.locs, model.grid.num_cells).to(model.dtype)
+    present = one.present.to(model.dtype)
+    placed = model.grid.place(model.bank.lookup(one.ids), locations) * present[:, :, None, None, None]
+    drawn = present[0].nonzero()[:, 0]
+    if not final and drawn.numel() == 0:
+        raise ValueError(f"drawing {index} draws nothing (z_is = 0 at every step): with final=False it has no frame")
+    frames = _enlarge(running_max(placed)[0, drawn], size)
+    boxes = model.grid.box(locations)[0, drawn, 0]
+    width = max(1, scale // 8)
+    paint = torch.tensor(colour)[:, None, None]
+    for frame, box in zip(frames, boxes):
+        rows, cols = box.any(1).nonzero()[:, 0], box.any(0).nonzero()[:, 0]
+        top, bottom = int(rows[0]) * scale, (int(rows[-1]) + 1) * scale
+        left, right = int(cols[0]) * scale, (int(cols[-1]) + 1) * scale
+        for edge in (frame[:, top:top + width, left:right], frame[:, bottom - width:bottom, left:right],
+                     frame[:, top:bottom, left:left + width], frame[:, top:bottom, right - width:right]):
+            edge.copy_(paint.expand_as(edge))
+    if final:
+        frames = torch.cat([frames, _enlarge(model.decode(one), size)])
+    return frames
+
+
+def save_drawing_gif(model: NPDraw, latents: Latents, path: str | Path, index: int = 0, *, scale: int = 8,
+                     final: bool = True, step_ms: int = 150, final_ms: int = 1200) -> Path:
+    """Save one drawing as an animated GIF: :func:`drawing_frames`, looping forever.
+
+    Args:
+        model, latents, index, scale, final: as in :func:`drawing_frames`.
+        path: the ``.gif`` file to write.
+        step_ms: how long each step's frame shows, in milliseconds.
+        final_ms: how long the last frame (the decoded image, with ``final``) shows.
+    Returns:
+        The path. GIF writers merge identical consecutive frames (a part pasted twice on one cell may add none).
+    """
+    frames = to_pil(drawing_frames(model, latents, index, scale=scale, final=final))
+    durations = [step_ms] * len(frames)
+    durations[-1] = final_ms
+    path = Path(path)
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    return path
+
+
+def drawing_strip(model: NPDraw, latents: Latents, index: int = 0, *, scale: int = 2, final: bool = True,
+                  separator: int = 1) -> Image.Image:
+    """One drawing as a single row of its frames (:func:`drawing_frames`), left to right, white separators.
+
+    Returns:
+        An RGB image F·(S·scale + separator) + separator pixels wide.
+    """
+    frames = drawing_frames(model, latents, index, scale=scale, final=final)
+    return make_grid(frames, nrow=len(frames), padding=separator)
+
+
+def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separator: int = 2) -> Image.Image:
+    """Image batches side by side: row i shows image i of every batch, one batch per column.
+
+    Args:
+        columns: batches (N, C, H, W) in [0, 1] of one N; sizes and channels may differ (canvases beside images):
+            each is enlarged to the largest size times ``scale``, grey shown as RGB.
+        scale: enlargement of the largest size.
+        separator: white pixels between images.
+    Returns:
+        An RGB image of N rows and len(columns) columns.
+    """
+    if not columns or len({c.shape[0] for c in columns}) != 1 or any(c.ndim != 4 for c in columns):
+        raise ValueError(f"columns must be one or more (N, C, H, W) batches of one N, got shapes "
+                         f"{[tuple(c.shape) for c in columns]}")
+    size = max(c.shape[-1] for c in columns) * _check_scale(scale)
+    tiles = torch.stack([_enlarge(c, size) for c in columns])
+    return make_grid(rearrange(tiles, "k n c h w -> (n k) c h w"), nrow=len(columns), padding=separator)
+
+
+def reconstruction_image(model: NPDraw, images: torch.Tensor, *, scale: int = 2,
+                         separator: int = 2) -> Image.Image:
+    """Originals | their parse's canvas | the model's reconstruction ``decode(encode(x))``, one image per row.
+
+    Args:
+        model: the model.
+        images: (N, C, H, W) uint8 or float in [0, 1].
+        scale, separator: as in :func:`comparison_image`.
+    Returns:
+        An RGB image of N rows and 3 columns.
+    """
+    cfg = model.config
+    originals = check_images(images, channels=cfg.channels, size=cfg.image_size)
+    return comparison_image([originals, model.parse(originals).canvas, model.reconstruct(originals)],
+                            scale=scale, separator=separator)

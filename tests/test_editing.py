@@ -1,0 +1,197 @@
+from collections import Counter
+
+import pytest
+import torch
+from conftest import random_model
+
+from np_draw import Latents, NPDraw
+from np_draw.editing import paste_canvas, paste_latents, region_cells, region_pixels
+
+TOP_HALF = (0, 0, 28, 14)  # left, top, right, bottom: the top three rows of MNIST's 6 x 6 cells
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model("mnist")
+
+
+@pytest.fixture(scope="module")
+def pretrained():
+    return NPDraw.from_pretrained("mnist")
+
+
+def drawn_parts(latents: Latents, n: int) -> Counter:
+    """The multiset of (part, cell) pairs drawing ``n`` draws: all its canvas depends on."""
+    steps = latents.present[n].bool()
+    return Counter(zip(latents.ids[n, steps].tolist(), latents.locs[n, steps].tolist()))
+
+
+def test_regions_as_cells_or_boxes(model):
+    grid = model.grid
+    assert region_cells(grid, box=TOP_HALF).nonzero()[:, 0].tolist() == list(range(18))
+    # A cell counts when most of its pixels are in the box: rows 4-8 are cell row 1, 12-16 mostly row 2 (12-13)
+    # and row 3 (14-16).
+    assert region_cells(grid, box=(0, 4, 5, 9)).nonzero()[:, 0].tolist() == [6]
+    assert region_cells(grid, box=(0, 12, 28, 17)).nonzero()[:, 0].tolist() == list(range(18, 24))
+    assert region_cells(grid, cells=[3, 5]).nonzero()[:, 0].tolist() == [3, 5]
+    assert torch.equal(region_cells(grid, cells=torch.arange(36) < 4), torch.arange(36) < 4)
+    pixels = region_pixels(grid, cells=[0, 7])
+    assert pixels.sum() == 4 * 4 + 5 * 5 and pixels[:4, :4].all() and pixels[4:9, 4:9].all()
+    assert region_pixels(grid, box=(2, 3, 10, 5)).sum() == 8 * 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "exactly one of cells= or box="),
+    ({"cells": [1], "box": TOP_HALF}, "exactly one of cells= or box="),
+    ({"cells": [36]}, r"cells must be ints in \[0, 36\)"),
+    ({"cells": torch.ones(5, dtype=torch.bool)}, r"must have shape \(36,\)"),
+    ({"box": (0, 0, 29, 14)}, "0 <= left < right <= 28"),
+    ({"box": (0, 0, 14)}, "box must be"),
+])
+def test_bad_regions_raise_clear_errors(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        region_cells(model.grid, **kwargs)
+
+
+def test_pasting_parses_changes_only_the_steps_and_pixels_of_the_region(model, mnist_images):
+    target, source = model.parse(mnist_images[:6]), model.parse(mnist_images[6:12])
+    edited = paste_latents(model, target, source, box=TOP_HALF)
+    inside = torch.arange(36) < 18
+    # Steps of the top cells come from the source, the others from the target.
+    assert torch.equal(edited.present[:, inside], source.present[:, inside])
+    assert torch.equal(edited.present[:, ~inside], target.present[:, ~inside])
+    for n in range(6):
+        assert drawn_parts(edited, n) == (
+            Counter({k: v for k, v in drawn_parts(source, n).items() if k[1] < 18})
+            + Counter({k: v for k, v in drawn_parts(target, n).items() if k[1] >= 18}))
+    # On the canvas: the source's pixels in the top 14 rows, the target's below; the same as a canvas paste.
+    assert torch.equal(edited.canvas[..., :14, :], source.canvas[..., :14, :])
+    assert torch.equal(edited.canvas[..., 14:, :], target.canvas[..., 14:, :])
+    assert torch.equal(edited.canvas, paste_canvas(model.grid, target.canvas, source.canvas, box=TOP_HALF))
+    assert not torch.equal(edited.canvas, target.canvas)
+    assert model.decode(edited).shape == (6, 1, 28, 28)
+
+
+def test_a_canvas_paste_changes_only_the_region_pixels(model, mnist_images):
+    target, source = mnist_images[:3], mnist_images[3:6]
+    pasted = paste_canvas(model.grid, target, source, cells=[7, 8, 14])
+    region = region_pixels(model.grid, cells=[7, 8, 14])
+    assert torch.equal(pasted[..., region], source[..., region])
+    assert torch.equal(pasted[..., ~region], target[..., ~region])
+    with pytest.raises(ValueError, match="canvases of one shape"):
+        paste_canvas(model.grid, target, source[:2], cells=[1])
+
+
+def test_pasting_latents_in_any_step_order_keeps_every_drawn_part(model):
+    """Prior samples draw cells in any order; when a step t is claimed by both drawings, target's step moves."""
+    out = model.sample(8, torch.Generator().manual_seed(5), progress=False)
+    target, source = out.latents[:4], out.latents[4:]
+    region = torch.zeros(36, dtype=torch.bool)
+    region[[2, 3, 9, 10, 20, 33]] = True
+    edited = paste_latents(model, target, source, cells=region)
+    for n in range(4):
+        assert drawn_parts(edited, n) == (
+            Counter({k: v for k, v in drawn_parts(source, n).items() if region[k[1]]})
+            + Counter({k: v for k, v in drawn_parts(target, n).items() if not region[k[1]]}))
+    assert torch.equal(edited.canvas, model.render(edited.ids, edited.locs, edited.present))
+    # A collision made by hand: at step 3 the target draws cell 30 (kept) and the source cell 2 (taken).
+    blank = dict(ids=torch.zeros(1, 36, dtype=torch.long), locs=torch.zeros(1, 36, dtype=torch.long),
+                 present=torch.zeros(1, 36))
+    one, two = Latents(**{k: v.clone() for k, v in blank.items()}), Latents(**{k: v.clone() for k, v in blank.items()})
+    one.ids[0, 3], one.locs[0, 3], one.present[0, 3] = 7, 30, 1
+    two.ids[0, 3], two.locs[0, 3], two.present[0, 3] = 9, 2, 1
+    moved = paste_latents(model, one, two, cells=[2])
+    assert moved.present[0].nonzero()[:, 0].tolist() == [0, 3]
+    assert (moved.ids[0, 0], moved.locs[0, 0], moved.ids[0, 3], moved.locs[0, 3]) == (7, 30, 9, 2)
+    # More drawn steps than T cannot be pasted.
+    full = Latents(torch.zeros(1, 36, dtype=torch.long), torch.full((1, 36), 30), torch.ones(1, 36))
+    inside = Latents(torch.zeros(1, 36, dtype=torch.long), torch.full((1, 36), 2), torch.ones(1, 36))
+    with pytest.raises(ValueError, match="more than T=36 drawn steps"):
+        paste_latents(model, full, inside, cells=[2])
+
+
+@pytest.mark.parametrize("method", ["logits", "swap"])
+def test_interpolation_runs_between_the_two_reconstructions(pretrained, mnist_images, method):
+    first, second = mnist_images[0], mnist_images[1]
+    path = pretrained.interpolate(first, second, 5, method=method)
+    assert path.shape == (5, 1, 28, 28) and path.min() >= 0 and path.max() <= 1
+    ends = pretrained.reconstruct(torch.stack([first, second]))
+    assert torch.allclose(path[0], ends[0], atol=1e-6) and torch.allclose(path[-1], ends[1], atol=1e-6)
+    middle = path[2]
+    assert (middle - ends[0]).abs().max() > 0.2 and (middle - ends[1]).abs().max() > 0.2
+
+
+def test_the_swap_interpolation_is_a_paste_of_the_first_cells(pretrained, mnist_images):
+    first, second = mnist_images[2:3], mnist_images[3:4]
+    path = pretrained.interpolate(first, second, 3, method="swap")
+    half = paste_latents(pretrained, pretrained.encode(first), pretrained.encode(second), box=TOP_HALF)
+    assert torch.allclose(path[1:2], pretrained.decode(half), atol=1e-6)
+
+
+def test_interpolation_rejects_bad_arguments(model, mnist_images):
+    with pytest.raises(ValueError, match="num must be an int >= 2"):
+        model.interpolate(mnist_images[0], mnist_images[1], 1)
+    with pytest.raises(ValueError, match="method must be 'logits' or 'swap'"):
+        model.interpolate(mnist_images[0], mnist_images[1], method="linear")
+    with pytest.raises(ValueError, match="one image each"):
+        model.interpolate(mnist_images[:2], mnist_images[2:4])
+
+
+def noise(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 36, 50 + 36 + 1, generator=torch.Generator().manual_seed(seed))
+
+
+def test_completion_keeps_the_given_steps_and_agrees_with_and_without_the_cache(pretrained, mnist_images):
+    model = pretrained
+    given = model.parse(mnist_images[:6])
+    u = noise(6, seed=1)
+    cached = model.prior.sample(model.bank, u, prefix=Latents(given.ids[:, :18], given.locs[:, :18],
+                                                                given.present[:, :18]))
+    full = model.prior.sample(model.bank, u, use_cache=False, prefix=Latents(
+        given.ids[:, :18], given.locs[:, :18], given.present[:, :18]))
+    for name in ("ids", "locs", "present", "canvas"):
+        assert torch.equal(getattr(cached, name), getattr(full, name))
+    assert torch.equal(cached.ids[:, :18], given.ids[:, :18]) and torch.equal(cached.locs[:, :18], given.locs[:, :18])
+    assert torch.equal(cached.present[:, :18], given.present[:, :18])
+    assert torch.equal(cached.canvas, model.render(cached.ids, cached.locs, cached.present))
+    # The prefix changes what comes after it: the rest is drawn given the prefix.
+    free = model.prior.sample(model.bank, u)
+    assert not torch.equal(free.ids[:, 18:] * free.present[:, 18:], cached.ids[:, 18:] * cached.present[:, 18:])
+
+
+def test_completing_all_steps_gives_the_latents_back_and_none_samples(model, mnist_images):
+    given = model.parse(mnist_images[:4])
+    out = model.complete(given, 36, torch.Generator().manual_seed(0))
+    assert torch.equal(out.latents.present, given.present)
+    drawn = given.present.bool()
+    assert torch.equal(out.latents.ids[drawn], given.ids[drawn]) and torch.equal(out.latents.locs, given.locs)
+    assert torch.equal(out.latents.canvas, given.canvas)
+    assert torch.allclose(out.images, model.decode(given), atol=1e-6)
+    none = model.complete(given, 0, torch.Generator().manual_seed(4))
+    sampled = model.sample(4, torch.Generator().manual_seed(4), progress=False)
+    assert torch.equal(none.latents.ids, sampled.latents.ids) and torch.equal(none.images, sampled.images)
+
+
+def test_completion_is_seeded_per_drawing(model, mnist_images):
+    given = model.parse(mnist_images[:3])
+    gens = [torch.Generator().manual_seed(s) for s in (10, 11, 12)]
+    batch = model.complete(given, 12, gens)
+    alone = model.complete(given[1:2], 12, [torch.Generator().manual_seed(11)])
+    assert torch.equal(batch.latents.ids[1:2], alone.latents.ids) and torch.allclose(batch.images[1:2], alone.images)
+    again = model.complete(given, 12, torch.Generator().manual_seed(7))
+    assert torch.equal(again.images, model.complete(given, 12, torch.Generator().manual_seed(7)).images)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m, lat: m.complete(lat, 37), ValueError, r"steps must be an int in \[0, 36\]"),
+    (lambda m, lat: m.complete(lat, 3, temperature=0), ValueError, "temperature must be a positive"),
+    (lambda m, lat: m.complete(lat.ids, 3), TypeError, "latents must be Latents"),
+    (lambda m, lat: m.prior.sample(m.bank, noise(2, 0), prefix=Latents(lat.ids[:1], lat.locs[:1], lat.present[:1])),
+     ValueError, r"prefix ids, locs and present must each have shape \(N=2, k\)"),
+    (lambda m, lat: m.prior.sample(m.bank, noise(2, 0), prefix=Latents(lat.ids + 50, lat.locs, lat.present)),
+     ValueError, r"prefix ids must lie in \[0, 50\)"),
+])
+def test_completion_rejects_bad_arguments(model, mnist_images, call, error, message):
+    latents = model.parse(mnist_images[:2])
+    with pytest.raises(error, match=message):
+        call(model, latents)
