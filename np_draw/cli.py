@@ -1,22 +1,277 @@
 """The ``np-draw`` command line.
 
-    np-draw sample mnist -n 64 --seed 0 -o grid.png   # draw images from a pretrained model, save them as a grid
-    np-draw download mnist                            # fetch and verify pretrained weights into the HF cache
+    np-draw sample mnist -n 64 --seed 0 -o grid.png        # draw images from a model, save them as a grid
+    np-draw reconstruct mnist digits.npz -o recon.png      # images beside their reconstructions
+    np-draw parse mnist digit.png -o parse.png --json z.json   # images beside their heuristic parse canvases
+    np-draw fit images/ -o my-model --from mnist --epochs 5    # train or fine-tune, checkpointed, resumable
+    np-draw info mnist                                     # config, parameters, metrics, files and their source
+    np-draw download mnist                                 # fetch and verify pretrained weights into the HF cache
 
-Each subcommand is one ``cmd_*`` function, registered in :func:`build_parser`. A user error (an unknown name,
-weights that cannot be had or do not verify) prints one line on stderr and exits with code 2, without a traceback.
+Each subcommand is one ``cmd_*`` function and one ``add_*`` function that registers it in :func:`build_parser`.
+A user error (an unknown name, a missing file, a bad option, weights that do not verify) prints one line on stderr
+and exits with code 2, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
 
 from . import __version__, hub
 
 USAGE_ERROR = 2
+NAME_HELP = "a pretrained name (mnist, omniglot, cifar10, celeba), a model folder, or a Hub repo owner/name[@revision]"
+IMAGES_HELP = "image files, folders of images, or .npz files with an 'images' array"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (exit code 2), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def device_arg(text: str) -> torch.device:
+    """``--device``: a torch device that exists on this machine."""
+    try:
+        device = torch.device(text)
+    except RuntimeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
+    return device
+
+
+def positive_int(text: str) -> int:
+    """A count given on the command line: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share given on the command line: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return value
+
+
+def output_path(text: str) -> Path:
+    """``-o``: a file whose folder exists."""
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def _save_picture(images: torch.Tensor, path: Path, nrow: int | None) -> None:
+    from .images import save_grid
+
+    try:
+        save_grid(images, path, nrow)
+    except (OSError, ValueError) as error:  # Pillow: unknown suffix, unwritable file
+        raise OSError(f"--output: cannot write {str(path)!r}: {error}") from error
+
+
+def _read_images(paths: Sequence[str], model: Any) -> tuple[torch.Tensor, list[str]]:
+    """Every image the IMAGES arguments name, at the model's size: (N, C, H, W) float in [0, 1], and their labels."""
+    from .data import check_images, load_images
+
+    cfg = model.config
+    batches, labels = [], []
+    for path in paths:
+        images, names = load_images(path, channels=cfg.channels, size=cfg.image_size)
+        batches.append(check_images(images, channels=cfg.channels, size=cfg.image_size, name=str(path)))
+        labels += names
+    return torch.cat(batches), labels
+
+
+def _side_by_side(images: torch.Tensor, results: torch.Tensor, pairs_per_row: int | None, path: Path) -> None:
+    """Save pairs (image, result) as one grid, ``pairs_per_row`` pairs per row (default: about square). A result at
+    the canvas resolution (CelebA: half the image size) is scaled up to the image size by repeating pixels."""
+    import math
+
+    from einops import rearrange
+
+    results = results.to(images.device, images.dtype)
+    if results.shape[-1] != images.shape[-1]:
+        results = torch.nn.functional.interpolate(results, size=images.shape[-2:], mode="nearest")
+    pairs = rearrange(torch.stack([images, results], 1), "n two c h w -> (n two) c h w")
+    pairs_per_row = pairs_per_row or math.ceil(math.sqrt(len(images)))
+    _save_picture(pairs, path, 2 * pairs_per_row)
+
+
+def _load_model(args: argparse.Namespace):
+    from .model import NPDraw
+
+    return NPDraw.from_pretrained(args.name, device=args.device)
+
+
+# --- commands --------------------------------------------------------------------------------------------------
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Sample ``args.num_images`` images from the model ``args.name`` and save them as one grid picture."""
+    model = _load_model(args)
+    generator = torch.Generator().manual_seed(args.seed)
+    out = model.sample(args.num_images, generator, batch_size=args.batch_size, temperature=args.temperature,
+                       progress=not args.quiet)
+    _save_picture(out.images, args.output, args.nrow)
+    print(args.output)
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    """Save each image beside its reconstruction decode(encode(image)) by the model ``args.name``."""
+    model = _load_model(args)
+    images, _ = _read_images(args.images, model)
+    reconstructions = torch.cat([model.reconstruct(chunk) for chunk in images.split(args.batch_size)])
+    _side_by_side(images, reconstructions, args.pairs_per_row, args.output)
+    print(args.output)
+    return 0
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    """Save each image beside its heuristic parse canvas (the model's part bank), and optionally the latents."""
+    model = _load_model(args)
+    images, labels = _read_images(args.images, model)
+    latents = model.parse(images)
+    _side_by_side(images, latents.canvas, args.pairs_per_row, args.output)
+    if args.json is not None:
+        records = [{"source": label, "ids": ids, "locs": locs, "present": [int(p) for p in present]}
+                   for label, ids, locs, present in zip(labels, latents.ids.tolist(), latents.locs.tolist(),
+                                                        latents.present.tolist())]
+        document = {"model": args.name, "num_steps": model.config.num_steps, "grid_size": model.config.grid_size,
+                    "num_parts": model.config.num_parts, "images": records}
+        try:
+            args.json.write_text(json.dumps(document) + "\n")
+        except OSError as error:
+            raise OSError(f"--json: cannot write {str(args.json)!r}: {error}") from error
+        print(args.json)
+    print(args.output)
+    return 0
+
+
+def _fit_config(args: argparse.Namespace):
+    from .training import FitConfig
+
+    fine_tune = args.from_name is not None
+    overrides = {key: value for key, value in dict(
+        epochs=args.epochs, prior_epochs=args.prior_epochs, batch_size=args.batch_size, seed=args.seed,
+        val_fraction=args.val_fraction, checkpoint_every=args.checkpoint_every).items() if value is not None}
+    # Fine-tuning keeps the pretrained bank and prior (the parts and their statistics already fit most data)
+    # unless --fit-bank / --fit-prior (or --prior-epochs) ask otherwise; training from scratch fits all of them.
+    fit_prior = args.fit_prior or args.prior_epochs is not None or not fine_tune
+    return FitConfig(fit_bank=args.fit_bank or not fine_tune, fit_prior=fit_prior, **overrides)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Train a model (a preset from scratch, or ``--from`` a pretrained one) on DATA and save it to OUTPUT."""
+    from .config import NPDrawConfig
+    from .data import load_images
+    from .model import NPDraw
+
+    if args.from_name is not None and args.preset is not None:
+        raise ValueError("give --from NAME (fine-tune) or --preset NAME (train from scratch), not both")
+    if args.output.exists() and not args.output.is_dir():
+        raise ValueError(f"--output: {str(args.output)!r} is a file, not a folder")
+    if not args.output.parent.is_dir():
+        raise ValueError(f"--output: the folder {str(args.output.parent)!r} does not exist")
+    data = Path(args.data)
+    if not (data.is_dir() or data.suffix == ".npz"):
+        raise ValueError(f"DATA must be a folder of images or an .npz file with an 'images' array, got {str(data)!r}")
+    config = _fit_config(args)
+    model_preset = args.preset or "mnist"
+    if args.from_name is not None:
+        model = NPDraw.from_pretrained(args.from_name, device=args.device)
+    else:
+        model = NPDraw(NPDrawConfig.preset(model_preset)).to(args.device or "cpu")
+    images, _ = load_images(data, channels=model.config.channels, size=model.config.image_size)
+    logging.getLogger("np_draw").info("fitting on %d images from %s; checkpoints in %s", len(images), data,
+                                      args.output / "checkpoints")
+    history = model.fit(images, config, output_dir=args.output, resume=args.resume, progress=not args.quiet)
+    start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
+    card = {"dataset": f"{len(images)} images from {data.name}", "notes": f"{start} with `np-draw fit`.",
+            "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data)}}
+    model.save_pretrained(args.output, card=card)
+    (args.output / "history.json").write_text(json.dumps(asdict(history), indent=1) + "\n")
+    print(args.output)
+    return 0
+
+
+def model_info(name: str, device: torch.device | None = None) -> dict[str, Any]:
+    """What ``np-draw info`` prints: the config, parameter counts, the manifest's metrics and the files.
+
+    Args:
+        name: a pretrained name, a model folder or a Hub repo id, as for ``NPDraw.from_pretrained``.
+        device: where to load the model (to count its parameters).
+    Returns:
+        A JSON-serialisable dict: ``name``, ``source`` (where the files came from), ``folder``, ``files``
+        ({file: {"sha256", "size"}}), ``config``, ``parameters`` ({module: {"parameters", "buffers"}} and
+        ``total``), and ``metrics`` / ``paper_metrics`` / ``dataset`` when the manifest has them.
+    """
+    from .model import NPDraw
+
+    folder = hub.resolve_pretrained(name)
+    models = hub.read_manifest()
+    if Path(name).is_dir():
+        source = "a local folder"
+    elif name in models:
+        entry = models[name]
+        source = ("bundled in the package (np_draw/weights), checked against the weights manifest" if entry["bundled"]
+                  else f"the Hub repo {entry['repo_id']} at commit {entry['revision']}, checked against the weights "
+                       "manifest")
+    else:
+        source = f"the Hub repo {name} (not in the weights manifest: unverified)"
+    model = NPDraw.from_pretrained(folder, device=device)
+    counts = {child: {"parameters": sum(p.numel() for p in module.parameters()),
+                      "buffers": sum(b.numel() for b in module.buffers())}
+              for child, module in model.named_children()}
+    counts["total"] = {kind: sum(c[kind] for c in counts.values()) for kind in ("parameters", "buffers")}
+    info = {"name": name, "source": source, "folder": str(folder), "files": hub.describe_files(folder),
+            "config": model.config.to_dict(), "parameters": counts}
+    if name in models and not Path(name).is_dir():
+        info.update({key: models[name][key] for key in ("dataset", "metrics", "paper_metrics") if key in models[name]})
+    return info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print what the model ``args.name`` is (config, parameters, metrics, files), as text or JSON."""
+    info = model_info(args.name, args.device)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    lines = [f"model: {info['name']}", f"source: {info['source']}", f"folder: {info['folder']}", "files:"]
+    lines += [f"  {file}: {record['size']:,} bytes, sha256 {record['sha256']}"
+              for file, record in info["files"].items()]
+    lines.append("parameters (trained / stored buffers such as the part bank):")
+    lines += [f"  {module}: {c['parameters']:,} / {c['buffers']:,}" for module, c in info["parameters"].items()]
+    if "dataset" in info:
+        lines.append(f"dataset: {info['dataset']}")
+    for key in ("metrics", "paper_metrics"):
+        if info.get(key):
+            lines.append(f"{key.replace('_', ' ')}:")
+            lines += [f"  {metric}: {value}" for metric, value in info[key].items()]
+    lines.append("config:")
+    lines += [f"  {line}" for line in json.dumps(info["config"], indent=2, sort_keys=True).splitlines()]
+    print("\n".join(lines))
+    return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -33,59 +288,121 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
-    """Sample ``args.num_images`` images from the model ``args.name`` and save them as one grid picture."""
-    import torch
-
-    from .model import NPDraw
-
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        raise ValueError(f"--output: the folder {str(output.parent)!r} does not exist")
-    model = NPDraw.from_pretrained(args.name, device=args.device)
-    generator = torch.Generator().manual_seed(args.seed)
-    out = model.sample(args.num_images, generator, batch_size=args.batch_size, temperature=args.temperature,
-                       progress=not args.quiet)
-    try:
-        out.save_grid(output, nrow=args.nrow)
-    except (OSError, ValueError) as error:
-        raise OSError(f"--output: cannot write {str(output)!r}: {error}") from error
-    print(output)
-    return 0
+# --- the parser --------------------------------------------------------------------------------------------------
+def _command(commands: argparse._SubParsersAction, name: str, summary: str, description: str,
+             func: Any, device: bool = True) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=summary, description=description)
+    if device:
+        parser.add_argument("--device", type=device_arg, default=None,
+                            help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
+    parser.set_defaults(func=func)
+    return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand; each sets ``func``, the ``cmd_*`` function that runs it."""
-    parser = argparse.ArgumentParser(prog="np-draw", description="NP-DRAW: sample, train and manage models.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    sample = commands.add_parser(
-        "sample", help="sample images from a model and save them as a grid",
-        description="Draw images from a pretrained model (or a model folder / Hub repo) and save them as one "
-                    "PNG grid.")
-    sample.add_argument("name", help="a pretrained name, a model folder, or a Hub repo owner/name[@revision]")
-    sample.add_argument("-n", "--num-images", type=int, default=64, help="how many images (default 64)")
+def add_sample(commands: argparse._SubParsersAction) -> None:
+    sample = _command(commands, "sample", "sample images from a model and save them as a grid",
+                      "Draw images from a pretrained model (or a model folder / Hub repo) and save them as one PNG "
+                      "grid.", cmd_sample)
+    sample.add_argument("name", help=NAME_HELP)
+    sample.add_argument("-n", "--num-images", type=positive_int, default=64, help="how many images (default 64)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    sample.add_argument("-o", "--output", default="samples.png", help="the grid picture (default samples.png)")
-    sample.add_argument("--nrow", type=int, default=None, help="images per row (default: a square)")
-    sample.add_argument("--batch-size", type=int, default=256, help="images drawn at once (default 256)")
+    sample.add_argument("-o", "--output", type=output_path, default=Path("samples.png"),
+                        help="the grid picture (default samples.png)")
+    sample.add_argument("--nrow", type=positive_int, default=None, help="images per row (default: a square)")
+    sample.add_argument("--batch-size", type=positive_int, default=256, help="images drawn at once (default 256)")
     sample.add_argument("--temperature", type=float, default=1.0, help="prior temperature (default 1)")
-    sample.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)")
     sample.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    sample.set_defaults(func=cmd_sample)
 
-    download = commands.add_parser(
-        "download", help="download and verify pretrained weights, for use offline later",
-        description="Download a model's config.json and model.safetensors into the Hugging Face cache, checked "
-                    "against the weights manifest, and print the folder holding them.")
+
+def _add_pairs_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
+    parser.add_argument("name", help=NAME_HELP)
+    parser.add_argument("images", nargs="+", metavar="IMAGES", help=IMAGES_HELP)
+    parser.add_argument("-o", "--output", type=output_path, default=Path(default_output),
+                        help=f"the picture (default {default_output})")
+    parser.add_argument("--pairs-per-row", type=positive_int, default=None,
+                        help="image pairs per row (default: about square)")
+
+
+def add_reconstruct(commands: argparse._SubParsersAction) -> None:
+    reconstruct = _command(commands, "reconstruct", "save images beside their reconstructions",
+                           "Encode each image, decode it again, and save one grid with each original (left) beside "
+                           "its reconstruction (right). Images are centre-cropped and resized to the model's size.",
+                           cmd_reconstruct)
+    _add_pairs_arguments(reconstruct, "reconstructions.png")
+    reconstruct.add_argument("--batch-size", type=positive_int, default=256, help="images at once (default 256)")
+
+
+def add_parse(commands: argparse._SubParsersAction) -> None:
+    parse = _command(commands, "parse", "save images beside their heuristic parse canvases",
+                     "Parse each image with the model's part bank (the nearest part in every non-empty grid cell) "
+                     "and save one grid with each image (left) beside its parse canvas (right).", cmd_parse)
+    _add_pairs_arguments(parse, "parse.png")
+    parse.add_argument("--json", type=output_path, default=None,
+                       help="also write the latents (ids, locs, present per step) of every image to this JSON file")
+
+
+def add_fit(commands: argparse._SubParsersAction) -> None:
+    fit = _command(commands, "fit", "train or fine-tune a model on images",
+                   "Train a model on DATA and save it to OUTPUT (config.json, model.safetensors, a model card and "
+                   "history.json), with checkpoints in OUTPUT/checkpoints; --resume continues a stopped run "
+                   "exactly. Without --from, a preset is trained from scratch (part bank, parse, prior, then "
+                   "encoder and decoder); with --from, a pretrained model is fine-tuned, keeping its part bank and "
+                   "prior unless --fit-bank or --fit-prior is given. Progress goes to stderr.", cmd_fit)
+    fit.add_argument("data", metavar="DATA", help="a folder of images, or an .npz file with an 'images' array")
+    fit.add_argument("-o", "--output", type=Path, required=True, help="the model folder to write (created)")
+    start = fit.add_argument_group("where to start (one of)")
+    start.add_argument("--from", dest="from_name", metavar="NAME", default=None,
+                       help="fine-tune this pretrained model: " + NAME_HELP)
+    start.add_argument("--preset", choices=["mnist", "omniglot", "cifar10", "celeba"], default=None,
+                       help="train this preset from scratch (default mnist when --from is not given)")
+    fit.add_argument("--fit-bank", action="store_true", help="with --from: refit the part bank (k-means) on DATA")
+    fit.add_argument("--fit-prior", action="store_true", help="with --from: train the prior on DATA too")
+    fit.add_argument("--epochs", type=positive_int, default=None, help="encoder/decoder epochs (FitConfig.epochs)")
+    fit.add_argument("--prior-epochs", type=positive_int, default=None, help="prior epochs (FitConfig.prior_epochs); with --from it implies --fit-prior")
+    fit.add_argument("--batch-size", type=positive_int, default=None, help="encoder/decoder batch size")
+    fit.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation")
+    fit.add_argument("--checkpoint-every", type=positive_int, default=None,
+                     help="optimizer steps between checkpoints (also one after every epoch)")
+    fit.add_argument("--seed", type=int, default=None, help="random seed (FitConfig.seed, default 0)")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue from the latest checkpoint in OUTPUT (same DATA and options)")
+    fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars or epoch lines")
+
+
+def add_info(commands: argparse._SubParsersAction) -> None:
+    info = _command(commands, "info", "show a model's config, parameter counts, metrics and files",
+                    "Print a model's config, its parameter counts per module, the weights manifest's metrics when "
+                    "it has them, and its files (size, sha256) with where they came from.", cmd_info)
+    info.add_argument("name", help=NAME_HELP)
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def add_download(commands: argparse._SubParsersAction) -> None:
+    # No --device: nothing is loaded, only files are fetched and verified.
+    download = _command(commands, "download", "download and verify pretrained weights, for use offline later",
+                        "Download a model's config.json and model.safetensors into the Hugging Face cache, checked "
+                        "against the weights manifest, and print the folder holding them.", cmd_download,
+                        device=False)
     download.add_argument("name", help="a pretrained name (mnist, omniglot, cifar10, celeba) or a Hub repo "
                                        "owner/name[@revision]")
     download.add_argument("--revision", help="a branch, tag or commit (default: the manifest's pinned commit for a "
                                              "pretrained name, main for a repo)")
     download.add_argument("--cache-dir", help="the Hugging Face cache folder (default: HF_HUB_CACHE)")
     download.add_argument("--force-download", action="store_true", help="download again even when cached")
-    download.set_defaults(func=cmd_download)
+
+
+# The subcommands in the order --help lists them. The evaluation command (`np-draw eval`, np_draw.metrics) is
+# registered here as one more add_* function.
+COMMANDS = (add_sample, add_reconstruct, add_parse, add_fit, add_info, add_download)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand; each sets ``func``, the ``cmd_*`` function that runs it."""
+    parser = Parser(prog="np-draw", description="NP-DRAW: sample, train, inspect and manage models.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
     return parser
 
 
@@ -96,6 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code: 0 on success, 2 on a user error, after printing it on one line of stderr.
     """
     args = build_parser().parse_args(argv)
+    if not getattr(args, "quiet", False):
+        # Epoch lines and warnings from the library, beside tqdm's progress bars on stderr.
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return args.func(args)
     except (ValueError, OSError) as error:
