@@ -18,7 +18,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import torch
 
 from . import __version__, hub
+from .images import save_grid, save_pairs
 
 USAGE_ERROR = 2
 NAME_HELP = "a pretrained name (mnist, omniglot, cifar10, celeba), a model folder, or a Hub repo owner/name[@revision]"
@@ -82,11 +83,10 @@ def output_path(text: str) -> Path:
     return path
 
 
-def _save_picture(images: torch.Tensor, path: Path, nrow: int | None) -> None:
-    from .images import save_grid
-
+def _write_output(path: Path, write: Callable[[], Any]) -> None:
+    """Run ``write()``, which saves the picture ``path``, turning a failed write into an error naming --output."""
     try:
-        save_grid(images, path, nrow)
+        write()
     except (OSError, ValueError) as error:  # Pillow: unknown suffix, unwritable file
         raise OSError(f"--output: cannot write {str(path)!r}: {error}") from error
 
@@ -104,21 +104,6 @@ def _read_images(paths: Sequence[str], model: Any) -> tuple[torch.Tensor, list[s
     return torch.cat(batches), labels
 
 
-def _side_by_side(images: torch.Tensor, results: torch.Tensor, pairs_per_row: int | None, path: Path) -> None:
-    """Save pairs (image, result) as one grid, ``pairs_per_row`` pairs per row (default: about square). A result at
-    the canvas resolution (CelebA: half the image size) is scaled up to the image size by repeating pixels."""
-    import math
-
-    from einops import rearrange
-
-    results = results.to(images.device, images.dtype)
-    if results.shape[-1] != images.shape[-1]:
-        results = torch.nn.functional.interpolate(results, size=images.shape[-2:], mode="nearest")
-    pairs = rearrange(torch.stack([images, results], 1), "n two c h w -> (n two) c h w")
-    pairs_per_row = pairs_per_row or math.ceil(math.sqrt(len(images)))
-    _save_picture(pairs, path, 2 * pairs_per_row)
-
-
 def _load_model(args: argparse.Namespace):
     from .model import NPDraw
 
@@ -132,7 +117,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     out = model.sample(args.num_images, generator, batch_size=args.batch_size, temperature=args.temperature,
                        progress=not args.quiet)
-    _save_picture(out.images, args.output, args.nrow)
+    _write_output(args.output, lambda: save_grid(out.images, args.output, args.nrow))
     print(args.output)
     return 0
 
@@ -142,7 +127,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     model = _load_model(args)
     images, _ = _read_images(args.images, model)
     reconstructions = torch.cat([model.reconstruct(chunk) for chunk in images.split(args.batch_size)])
-    _side_by_side(images, reconstructions, args.pairs_per_row, args.output)
+    _write_output(args.output, lambda: save_pairs(images, reconstructions, args.output, args.pairs_per_row))
     print(args.output)
     return 0
 
@@ -152,7 +137,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     model = _load_model(args)
     images, labels = _read_images(args.images, model)
     latents = model.parse(images)
-    _side_by_side(images, latents.canvas, args.pairs_per_row, args.output)
+    _write_output(args.output, lambda: save_pairs(images, latents.canvas, args.output, args.pairs_per_row))
     if args.json is not None:
         records = [{"source": label, "ids": ids, "locs": locs, "present": [int(p) for p in present]}
                    for label, ids, locs, present in zip(labels, latents.ids.tolist(), latents.locs.tolist(),
@@ -358,7 +343,8 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--fit-bank", action="store_true", help="with --from: refit the part bank (k-means) on DATA")
     fit.add_argument("--fit-prior", action="store_true", help="with --from: train the prior on DATA too")
     fit.add_argument("--epochs", type=positive_int, default=None, help="encoder/decoder epochs (FitConfig.epochs)")
-    fit.add_argument("--prior-epochs", type=positive_int, default=None, help="prior epochs (FitConfig.prior_epochs); with --from it implies --fit-prior")
+    fit.add_argument("--prior-epochs", type=positive_int, default=None,
+                     help="prior epochs (FitConfig.prior_epochs); with --from it implies --fit-prior")
     fit.add_argument("--batch-size", type=positive_int, default=None, help="encoder/decoder batch size")
     fit.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation")
     fit.add_argument("--checkpoint-every", type=positive_int, default=None,
