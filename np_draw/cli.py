@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -183,14 +184,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise ValueError(f"DATA must be a folder of images or an .npz file with an 'images' array, got {str(data)!r}")
     config = _fit_config(args)
     model_preset = args.preset or "mnist"
+    device = args.device or torch.device("cpu")
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # under torchrun: one GPU per process
     if args.from_name is not None:
-        model = NPDraw.from_pretrained(args.from_name, device=args.device)
+        model = NPDraw.from_pretrained(args.from_name, device=device)
     else:
-        model = NPDraw(NPDrawConfig.preset(model_preset)).to(args.device or "cpu")
+        torch.manual_seed(config.seed)  # the initial weights, so that a seed fixes the whole run
+        model = NPDraw(NPDrawConfig.preset(model_preset)).to(device)
     images, _ = load_images(data, channels=model.config.channels, size=model.config.image_size)
     logging.getLogger("np_draw").info("fitting on %d images from %s; checkpoints in %s", len(images), data,
                                       args.output / "checkpoints")
     history = model.fit(images, config, output_dir=args.output, resume=args.resume, progress=not args.quiet)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return 0  # under torchrun every process holds the same weights; the first one writes them
     start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
     card = {"dataset": f"{len(images)} images from {data.name}", "notes": f"{start} with `np-draw fit`.",
             "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data)}}
