@@ -38,6 +38,7 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr (exit code 2), like every other user error."""
 
     def error(self, message: str) -> NoReturn:
+        """Print ``message`` on one line of stderr and exit with code 2."""
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -292,6 +293,7 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, desc
 
 
 def add_sample(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw sample`` (:func:`cmd_sample`) in ``commands``."""
     sample = _command(commands, "sample", "sample images from a model and save them as a grid",
                       "Draw images from a pretrained model (or a model folder / Hub repo) and save them as one PNG "
                       "grid.", cmd_sample)
@@ -316,6 +318,7 @@ def _add_pairs_arguments(parser: argparse.ArgumentParser, default_output: str) -
 
 
 def add_reconstruct(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw reconstruct`` (:func:`cmd_reconstruct`) in ``commands``."""
     reconstruct = _command(commands, "reconstruct", "save images beside their reconstructions",
                            "Encode each image, decode it again, and save one grid with each original (left) beside "
                            "its reconstruction (right). Images are centre-cropped and resized to the model's size.",
@@ -325,6 +328,7 @@ def add_reconstruct(commands: argparse._SubParsersAction) -> None:
 
 
 def add_parse(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw parse`` (:func:`cmd_parse`) in ``commands``."""
     parse = _command(commands, "parse", "save images beside their heuristic parse canvases",
                      "Parse each image with the model's part bank (the nearest part in every non-empty grid cell) "
                      "and save one grid with each image (left) beside its parse canvas (right).", cmd_parse)
@@ -334,6 +338,7 @@ def add_parse(commands: argparse._SubParsersAction) -> None:
 
 
 def add_fit(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw fit`` (:func:`cmd_fit`) in ``commands``."""
     fit = _command(commands, "fit", "train or fine-tune a model on images",
                    "Train a model on DATA and save it to OUTPUT (config.json, model.safetensors, a model card and "
                    "history.json), with checkpoints in OUTPUT/checkpoints; --resume continues a stopped run "
@@ -363,6 +368,7 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
 
 
 def add_info(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw info`` (:func:`cmd_info`) in ``commands``."""
     info = _command(commands, "info", "show a model's config, parameter counts, metrics and files",
                     "Print a model's config, its parameter counts per module, the weights manifest's metrics when "
                     "it has them, and its files (size, sha256) with where they came from.", cmd_info)
@@ -371,6 +377,7 @@ def add_info(commands: argparse._SubParsersAction) -> None:
 
 
 def add_download(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw download`` (:func:`cmd_download`) in ``commands``."""
     # No --device: nothing is loaded, only files are fetched and verified.
     download = _command(commands, "download", "download and verify pretrained weights, for use offline later",
                         "Download a model's config.json and model.safetensors into the Hugging Face cache, checked "
