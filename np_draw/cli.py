@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 import torch
 
 from . import __version__, hub
+from .config import PRESETS
 from .images import save_grid, save_pairs
 
 USAGE_ERROR = 2
@@ -55,26 +56,24 @@ def device_arg(text: str) -> torch.device:
     return device
 
 
-def positive_int(text: str) -> int:
-    """A count given on the command line: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def checked_value(cast: Callable[[str], Any], accept: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
+    """An argparse ``type``: ``cast(text)`` when it succeeds and ``accept(value)`` is true, else an error that says
+    what was ``expected``."""
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    parse.__doc__ = f"A command-line value that must be {expected}."
+    return parse
 
 
-def fraction(text: str) -> float:
-    """A share given on the command line: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
-    return value
+positive_int = checked_value(int, lambda value: value > 0, "a positive integer")
+fraction = checked_value(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
 def output_path(text: str) -> Path:
@@ -350,7 +349,7 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
     start = fit.add_argument_group("where to start (one of)")
     start.add_argument("--from", dest="from_name", metavar="NAME", default=None,
                        help="fine-tune this pretrained model: " + NAME_HELP)
-    start.add_argument("--preset", choices=["mnist", "omniglot", "cifar10", "celeba"], default=None,
+    start.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help="train this preset from scratch (default mnist when --from is not given)")
     fit.add_argument("--fit-bank", action="store_true", help="with --from: refit the part bank (k-means) on DATA")
     fit.add_argument("--fit-prior", action="store_true", help="with --from: train the prior on DATA too")
