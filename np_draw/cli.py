@@ -31,6 +31,7 @@ from .config import PRESETS
 from .images import save_grid, save_pairs
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 NAME_HELP = "a pretrained name (mnist, omniglot, cifar10, celeba), a model folder, or a Hub repo owner/name[@revision]"
 IMAGES_HELP = "image files, folders of images, or .npz files with an 'images' array"
 
@@ -409,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit code: 0 on success, 2 on a user error, after printing it on one line of stderr.
+        The exit code: 0 on success, 2 on a user error, after printing it on one line of stderr; 130 when
+        interrupted (Ctrl-C).
     """
     args = build_parser().parse_args(argv)
     if not getattr(args, "quiet", False):
@@ -421,6 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One line, whatever the message holds: scripts grep it, people read it.
         print(f"np-draw {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:
+        hint = "; run the same command with --resume to continue" if args.command == "fit" else ""
+        print(f"np-draw {args.command}: interrupted{hint}", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

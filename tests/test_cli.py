@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -178,7 +179,7 @@ def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):
     (["fit", "data.npz", "-o", "out", "--val-fraction", "1.5"], "--val-fraction"),
     (["fit", "data.txt", "-o", "out"], "DATA must be"),
     (["info", "np-draw/no such repo"], "known pretrained name"),
-    (["eval", "mnist"], "invalid choice"),
+    (["paint", "mnist"], "invalid choice"),
 ])
 def test_user_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -204,3 +205,32 @@ def test_every_command_has_help_and_device_where_a_model_is_loaded(command, caps
     text = capsys.readouterr().out
     assert text.startswith(f"usage: np-draw {command}")
     assert ("--device" in text) == (command != "download")
+
+
+def test_fit_interrupted_by_ctrl_c_says_how_to_resume_and_resumes_exactly(tmp_path, mnist_images, monkeypatch,
+                                                                          capsys, caplog):
+    random_model("mnist").save_pretrained(tmp_path / "start")
+    np.savez(tmp_path / "data.npz", images=mnist_images[:30].numpy())
+
+    def argv(folder: str) -> list[str]:
+        return ["fit", str(tmp_path / "data.npz"), "-o", str(tmp_path / folder), "--from", str(tmp_path / "start"),
+                "--epochs", "2", "--batch-size", "15", "-q"]
+
+    assert main(argv("straight")) == 0
+    real_fit = NPDraw.fit
+
+    def ctrl_c_after_the_first_epoch(self, *args, **kwargs):
+        def callback(epoch, history):
+            raise KeyboardInterrupt
+        return real_fit(self, *args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(NPDraw, "fit", ctrl_c_after_the_first_epoch)
+    assert main(argv("stopped")) == 130
+    assert capsys.readouterr().err == "np-draw fit: interrupted; run the same command with --resume to continue\n"
+    assert not (tmp_path / "stopped" / "model.safetensors").exists()
+    monkeypatch.setattr(NPDraw, "fit", real_fit)
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        assert main(argv("stopped") + ["--resume"]) == 0
+    assert "resumed at stage vae" in caplog.text  # from the checkpoint, not a fresh start with the same seed
+    straight, resumed = NPDraw.from_pretrained(tmp_path / "straight"), NPDraw.from_pretrained(tmp_path / "stopped")
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
