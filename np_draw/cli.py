@@ -15,6 +15,7 @@ and exits with code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -27,8 +28,11 @@ from typing import Any, NoReturn
 import torch
 
 from . import __version__, hub
-from .config import PRESETS
+from .config import PRESETS, NPDrawConfig
+from .data import check_images, load_images
 from .images import save_grid, save_pairs
+from .model import NPDraw
+from .training import FitConfig
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
@@ -95,8 +99,6 @@ def _write_output(path: Path, write: Callable[[], Any]) -> None:
 
 def _read_images(paths: Sequence[str], model: Any) -> tuple[torch.Tensor, list[str]]:
     """Every image the IMAGES arguments name, at the model's size: (N, C, H, W) float in [0, 1], and their labels."""
-    from .data import check_images, load_images
-
     cfg = model.config
     batches, labels = [], []
     for path in paths:
@@ -106,9 +108,7 @@ def _read_images(paths: Sequence[str], model: Any) -> tuple[torch.Tensor, list[s
     return torch.cat(batches), labels
 
 
-def _load_model(args: argparse.Namespace):
-    from .model import NPDraw
-
+def _load_model(args: argparse.Namespace) -> NPDraw:
     return NPDraw.from_pretrained(args.name, device=args.device)
 
 
@@ -155,9 +155,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_config(args: argparse.Namespace):
-    from .training import FitConfig
-
+def _fit_config(args: argparse.Namespace) -> FitConfig:
+    """The FitConfig the fit options ask for."""
     fine_tune = args.from_name is not None
     overrides = {key: value for key, value in dict(
         epochs=args.epochs, prior_epochs=args.prior_epochs, batch_size=args.batch_size, seed=args.seed,
@@ -170,10 +169,6 @@ def _fit_config(args: argparse.Namespace):
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Train a model (a preset from scratch, or ``--from`` a pretrained one) on DATA and save it to OUTPUT."""
-    from .config import NPDrawConfig
-    from .data import load_images
-    from .model import NPDraw
-
     if args.from_name is not None and args.preset is not None:
         raise ValueError("give --from NAME (fine-tune) or --preset NAME (train from scratch), not both")
     if args.output.exists() and not args.output.is_dir():
@@ -201,7 +196,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 0  # under torchrun every process holds the same weights; the first one writes them
     start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
     card = {"dataset": f"{len(images)} images from {data.name}", "notes": f"{start} with `np-draw fit`.",
-            "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data)}}
+            "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data),
+                         "data_sha256": hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()}}
     model.save_pretrained(args.output, card=card)
     (args.output / "history.json").write_text(json.dumps(asdict(history), indent=1) + "\n")
     print(args.output)
@@ -219,11 +215,10 @@ def model_info(name: str, device: torch.device | None = None) -> dict[str, Any]:
         ({file: {"sha256", "size"}}), ``config``, ``parameters`` ({module: {"parameters", "buffers"}} and
         ``total``), and ``metrics`` / ``paper_metrics`` / ``dataset`` when the manifest has them.
     """
-    from .model import NPDraw
-
     folder = hub.resolve_pretrained(name)
     models = hub.read_manifest()
-    if Path(name).is_dir():
+    local = Path(name).is_dir()  # a folder wins over a manifest name, as in resolve_pretrained
+    if local:
         source = "a local folder"
     elif name in models:
         entry = models[name]
@@ -239,7 +234,7 @@ def model_info(name: str, device: torch.device | None = None) -> dict[str, Any]:
     counts["total"] = {kind: sum(c[kind] for c in counts.values()) for kind in ("parameters", "buffers")}
     info = {"name": name, "source": source, "folder": str(folder), "files": hub.describe_files(folder),
             "config": model.config.to_dict(), "parameters": counts}
-    if name in models and not Path(name).is_dir():
+    if name in models and not local:
         info.update({key: models[name][key] for key in ("dataset", "metrics", "paper_metrics") if key in models[name]})
     return info
 
