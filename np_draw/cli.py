@@ -1,22 +1,265 @@
 """The ``np-draw`` command line.
 
-    np-draw sample mnist -n 64 --seed 0 -o grid.png   # draw images from a pretrained model, save them as a grid
-    np-draw download mnist                            # fetch and verify pretrained weights into the HF cache
+    np-draw sample mnist -n 64 --seed 0 -o grid.png        # draw images from a model, save them as a grid
+    np-draw reconstruct mnist digits.npz -o recon.png      # images beside their reconstructions
+    np-draw parse mnist digit.png -o parse.png --json z.json   # images beside their heuristic parse canvases
+    np-draw fit images/ -o my-model --from mnist --epochs 5    # train or fine-tune, checkpointed, resumable
+    np-draw info mnist                                     # config, parameters, metrics, files and their source
+    np-draw download mnist                                 # fetch and verify pretrained weights into the HF cache
 
-Each subcommand is one ``cmd_*`` function, registered in :func:`build_parser`. A user error (an unknown name,
-weights that cannot be had or do not verify) prints one line on stderr and exits with code 2, without a traceback.
+Each subcommand is one ``cmd_*`` function and one ``add_*`` function that registers it in :func:`build_parser`.
+A user error (an unknown name, a missing file, a bad option, weights that do not verify) prints one line on stderr
+and exits with code 2, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
 
 from . import __version__, hub
+from .config import PRESETS, NPDrawConfig
+from .data import check_images, load_images
+from .images import save_grid, save_pairs
+from .model import NPDraw
+from .training import FitConfig
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
+NAME_HELP = "a pretrained name (mnist, omniglot, cifar10, celeba), a model folder, or a Hub repo owner/name[@revision]"
+IMAGES_HELP = "image files, folders of images, or .npz files with an 'images' array"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (exit code 2), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` on one line of stderr and exit with code 2."""
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def device_arg(text: str) -> torch.device:
+    """``--device``: a torch device that exists on this machine."""
+    try:
+        device = torch.device(text)
+    except RuntimeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
+    return device
+
+
+def checked_value(cast: Callable[[str], Any], accept: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
+    """An argparse ``type``: ``cast(text)`` when it succeeds and ``accept(value)`` is true, else an error that says
+    what was ``expected``."""
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    parse.__doc__ = f"A command-line value that must be {expected}."
+    return parse
+
+
+positive_int = checked_value(int, lambda value: value > 0, "a positive integer")
+fraction = checked_value(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
+
+
+def output_path(text: str) -> Path:
+    """``-o``: a file whose folder exists."""
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def _write_output(path: Path, write: Callable[[], Any]) -> None:
+    """Run ``write()``, which saves the picture ``path``, turning a failed write into an error naming --output."""
+    try:
+        write()
+    except (OSError, ValueError) as error:  # Pillow: unknown suffix, unwritable file
+        raise OSError(f"--output: cannot write {str(path)!r}: {error}") from error
+
+
+def _read_images(paths: Sequence[str], model: Any) -> tuple[torch.Tensor, list[str]]:
+    """Every image the IMAGES arguments name, at the model's size: (N, C, H, W) float in [0, 1], and their labels."""
+    cfg = model.config
+    batches, labels = [], []
+    for path in paths:
+        images, names = load_images(path, channels=cfg.channels, size=cfg.image_size)
+        batches.append(check_images(images, channels=cfg.channels, size=cfg.image_size, name=str(path)))
+        labels += names
+    return torch.cat(batches), labels
+
+
+def _load_model(args: argparse.Namespace) -> NPDraw:
+    return NPDraw.from_pretrained(args.name, device=args.device)
+
+
+# --- commands --------------------------------------------------------------------------------------------------
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Sample ``args.num_images`` images from the model ``args.name`` and save them as one grid picture."""
+    model = _load_model(args)
+    generator = torch.Generator().manual_seed(args.seed)
+    out = model.sample(args.num_images, generator, batch_size=args.batch_size, temperature=args.temperature,
+                       progress=not args.quiet)
+    _write_output(args.output, lambda: save_grid(out.images, args.output, args.nrow))
+    print(args.output)
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    """Save each image beside its reconstruction decode(encode(image)) by the model ``args.name``."""
+    model = _load_model(args)
+    images, _ = _read_images(args.images, model)
+    reconstructions = torch.cat([model.reconstruct(chunk) for chunk in images.split(args.batch_size)])
+    _write_output(args.output, lambda: save_pairs(images, reconstructions, args.output, args.pairs_per_row))
+    print(args.output)
+    return 0
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    """Save each image beside its heuristic parse canvas (the model's part bank), and optionally the latents."""
+    model = _load_model(args)
+    images, labels = _read_images(args.images, model)
+    latents = model.parse(images)
+    _write_output(args.output, lambda: save_pairs(images, latents.canvas, args.output, args.pairs_per_row))
+    if args.json is not None:
+        records = [{"source": label, "ids": ids, "locs": locs, "present": [int(p) for p in present]}
+                   for label, ids, locs, present in zip(labels, latents.ids.tolist(), latents.locs.tolist(),
+                                                        latents.present.tolist())]
+        document = {"model": args.name, "num_steps": model.config.num_steps, "grid_size": model.config.grid_size,
+                    "num_parts": model.config.num_parts, "images": records}
+        try:
+            args.json.write_text(json.dumps(document) + "\n")
+        except OSError as error:
+            raise OSError(f"--json: cannot write {str(args.json)!r}: {error}") from error
+        print(args.json)
+    print(args.output)
+    return 0
+
+
+def _fit_config(args: argparse.Namespace) -> FitConfig:
+    """The FitConfig the fit options ask for."""
+    fine_tune = args.from_name is not None
+    overrides = {key: value for key, value in dict(
+        epochs=args.epochs, prior_epochs=args.prior_epochs, batch_size=args.batch_size, seed=args.seed,
+        val_fraction=args.val_fraction, checkpoint_every=args.checkpoint_every).items() if value is not None}
+    # Fine-tuning keeps the pretrained bank and prior (the parts and their statistics already fit most data)
+    # unless --fit-bank / --fit-prior (or --prior-epochs) ask otherwise; training from scratch fits all of them.
+    fit_prior = args.fit_prior or args.prior_epochs is not None or not fine_tune
+    return FitConfig(fit_bank=args.fit_bank or not fine_tune, fit_prior=fit_prior, **overrides)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Train a model (a preset from scratch, or ``--from`` a pretrained one) on DATA and save it to OUTPUT."""
+    if args.from_name is not None and args.preset is not None:
+        raise ValueError("give --from NAME (fine-tune) or --preset NAME (train from scratch), not both")
+    if args.output.exists() and not args.output.is_dir():
+        raise ValueError(f"--output: {str(args.output)!r} is a file, not a folder")
+    if not args.output.parent.is_dir():
+        raise ValueError(f"--output: the folder {str(args.output.parent)!r} does not exist")
+    data = Path(args.data)
+    if not (data.is_dir() or data.suffix == ".npz"):
+        raise ValueError(f"DATA must be a folder of images or an .npz file with an 'images' array, got {str(data)!r}")
+    config = _fit_config(args)
+    model_preset = args.preset or "mnist"
+    device = args.device or torch.device("cpu")
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # under torchrun: one GPU per process
+    if args.from_name is not None:
+        model = NPDraw.from_pretrained(args.from_name, device=device)
+    else:
+        torch.manual_seed(config.seed)  # the initial weights, so that a seed fixes the whole run
+        model = NPDraw(NPDrawConfig.preset(model_preset)).to(device)
+    images, _ = load_images(data, channels=model.config.channels, size=model.config.image_size)
+    logging.getLogger("np_draw").info("fitting on %d images from %s; checkpoints in %s", len(images), data,
+                                      args.output / "checkpoints")
+    history = model.fit(images, config, output_dir=args.output, resume=args.resume, progress=not args.quiet)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return 0  # under torchrun every process holds the same weights; the first one writes them
+    start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
+    card = {"dataset": f"{len(images)} images from {data.name}", "notes": f"{start} with `np-draw fit`.",
+            "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data),
+                         "data_sha256": hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()}}
+    model.save_pretrained(args.output, card=card)
+    (args.output / "history.json").write_text(json.dumps(asdict(history), indent=1) + "\n")
+    print(args.output)
+    return 0
+
+
+def model_info(name: str, device: torch.device | None = None) -> dict[str, Any]:
+    """What ``np-draw info`` prints: the config, parameter counts, the manifest's metrics and the files.
+
+    Args:
+        name: a pretrained name, a model folder or a Hub repo id, as for ``NPDraw.from_pretrained``.
+        device: where to load the model (to count its parameters).
+    Returns:
+        A JSON-serialisable dict: ``name``, ``source`` (where the files came from), ``folder``, ``files``
+        ({file: {"sha256", "size"}}), ``config``, ``parameters`` ({module: {"parameters", "buffers"}} and
+        ``total``), and ``metrics`` / ``paper_metrics`` / ``dataset`` when the manifest has them.
+    """
+    folder = hub.resolve_pretrained(name)
+    models = hub.read_manifest()
+    local = Path(name).is_dir()  # a folder wins over a manifest name, as in resolve_pretrained
+    if local:
+        source = "a local folder"
+    elif name in models:
+        entry = models[name]
+        source = ("bundled in the package (np_draw/weights), checked against the weights manifest" if entry["bundled"]
+                  else f"the Hub repo {entry['repo_id']} at commit {entry['revision']}, checked against the weights "
+                       "manifest")
+    else:
+        source = f"the Hub repo {name} (not in the weights manifest: unverified)"
+    model = NPDraw.from_pretrained(folder, device=device)
+    counts = {child: {"parameters": sum(p.numel() for p in module.parameters()),
+                      "buffers": sum(b.numel() for b in module.buffers())}
+              for child, module in model.named_children()}
+    counts["total"] = {kind: sum(c[kind] for c in counts.values()) for kind in ("parameters", "buffers")}
+    info = {"name": name, "source": source, "folder": str(folder), "files": hub.describe_files(folder),
+            "config": model.config.to_dict(), "parameters": counts}
+    if name in models and not local:
+        info.update({key: models[name][key] for key in ("dataset", "metrics", "paper_metrics") if key in models[name]})
+    return info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print what the model ``args.name`` is (config, parameters, metrics, files), as text or JSON."""
+    info = model_info(args.name, args.device)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    lines = [f"model: {info['name']}", f"source: {info['source']}", f"folder: {info['folder']}", "files:"]
+    lines += [f"  {file}: {record['size']:,} bytes, sha256 {record['sha256']}"
+              for file, record in info["files"].items()]
+    lines.append("parameters (trained / stored buffers such as the part bank):")
+    lines += [f"  {module}: {c['parameters']:,} / {c['buffers']:,}" for module, c in info["parameters"].items()]
+    if "dataset" in info:
+        lines.append(f"dataset: {info['dataset']}")
+    for key in ("metrics", "paper_metrics"):
+        if info.get(key):
+            lines.append(f"{key.replace('_', ' ')}:")
+            lines += [f"  {metric}: {value}" for metric, value in info[key].items()]
+    lines.append("config:")
+    lines += [f"  {line}" for line in json.dumps(info["config"], indent=2, sort_keys=True).splitlines()]
+    print("\n".join(lines))
+    return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -33,59 +276,128 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
-    """Sample ``args.num_images`` images from the model ``args.name`` and save them as one grid picture."""
-    import torch
-
-    from .model import NPDraw
-
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        raise ValueError(f"--output: the folder {str(output.parent)!r} does not exist")
-    model = NPDraw.from_pretrained(args.name, device=args.device)
-    generator = torch.Generator().manual_seed(args.seed)
-    out = model.sample(args.num_images, generator, batch_size=args.batch_size, temperature=args.temperature,
-                       progress=not args.quiet)
-    try:
-        out.save_grid(output, nrow=args.nrow)
-    except (OSError, ValueError) as error:
-        raise OSError(f"--output: cannot write {str(output)!r}: {error}") from error
-    print(output)
-    return 0
+# --- the parser --------------------------------------------------------------------------------------------------
+def _command(commands: argparse._SubParsersAction, name: str, summary: str, description: str,
+             func: Any, device: bool = True) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=summary, description=description)
+    if device:
+        parser.add_argument("--device", type=device_arg, default=None,
+                            help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
+    parser.set_defaults(func=func)
+    return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand; each sets ``func``, the ``cmd_*`` function that runs it."""
-    parser = argparse.ArgumentParser(prog="np-draw", description="NP-DRAW: sample, train and manage models.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    sample = commands.add_parser(
-        "sample", help="sample images from a model and save them as a grid",
-        description="Draw images from a pretrained model (or a model folder / Hub repo) and save them as one "
-                    "PNG grid.")
-    sample.add_argument("name", help="a pretrained name, a model folder, or a Hub repo owner/name[@revision]")
-    sample.add_argument("-n", "--num-images", type=int, default=64, help="how many images (default 64)")
+def add_sample(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw sample`` (:func:`cmd_sample`) in ``commands``."""
+    sample = _command(commands, "sample", "sample images from a model and save them as a grid",
+                      "Draw images from a pretrained model (or a model folder / Hub repo) and save them as one PNG "
+                      "grid.", cmd_sample)
+    sample.add_argument("name", help=NAME_HELP)
+    sample.add_argument("-n", "--num-images", type=positive_int, default=64, help="how many images (default 64)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    sample.add_argument("-o", "--output", default="samples.png", help="the grid picture (default samples.png)")
-    sample.add_argument("--nrow", type=int, default=None, help="images per row (default: a square)")
-    sample.add_argument("--batch-size", type=int, default=256, help="images drawn at once (default 256)")
+    sample.add_argument("-o", "--output", type=output_path, default=Path("samples.png"),
+                        help="the grid picture (default samples.png)")
+    sample.add_argument("--nrow", type=positive_int, default=None, help="images per row (default: a square)")
+    sample.add_argument("--batch-size", type=positive_int, default=256, help="images drawn at once (default 256)")
     sample.add_argument("--temperature", type=float, default=1.0, help="prior temperature (default 1)")
-    sample.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)")
     sample.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    sample.set_defaults(func=cmd_sample)
 
-    download = commands.add_parser(
-        "download", help="download and verify pretrained weights, for use offline later",
-        description="Download a model's config.json and model.safetensors into the Hugging Face cache, checked "
-                    "against the weights manifest, and print the folder holding them.")
+
+def _add_pairs_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
+    parser.add_argument("name", help=NAME_HELP)
+    parser.add_argument("images", nargs="+", metavar="IMAGES", help=IMAGES_HELP)
+    parser.add_argument("-o", "--output", type=output_path, default=Path(default_output),
+                        help=f"the picture (default {default_output})")
+    parser.add_argument("--pairs-per-row", type=positive_int, default=None,
+                        help="image pairs per row (default: about square)")
+
+
+def add_reconstruct(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw reconstruct`` (:func:`cmd_reconstruct`) in ``commands``."""
+    reconstruct = _command(commands, "reconstruct", "save images beside their reconstructions",
+                           "Encode each image, decode it again, and save one grid with each original (left) beside "
+                           "its reconstruction (right). Images are centre-cropped and resized to the model's size.",
+                           cmd_reconstruct)
+    _add_pairs_arguments(reconstruct, "reconstructions.png")
+    reconstruct.add_argument("--batch-size", type=positive_int, default=256, help="images at once (default 256)")
+
+
+def add_parse(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw parse`` (:func:`cmd_parse`) in ``commands``."""
+    parse = _command(commands, "parse", "save images beside their heuristic parse canvases",
+                     "Parse each image with the model's part bank (the nearest part in every non-empty grid cell) "
+                     "and save one grid with each image (left) beside its parse canvas (right).", cmd_parse)
+    _add_pairs_arguments(parse, "parse.png")
+    parse.add_argument("--json", type=output_path, default=None,
+                       help="also write the latents (ids, locs, present per step) of every image to this JSON file")
+
+
+def add_fit(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw fit`` (:func:`cmd_fit`) in ``commands``."""
+    fit = _command(commands, "fit", "train or fine-tune a model on images",
+                   "Train a model on DATA and save it to OUTPUT (config.json, model.safetensors, a model card and "
+                   "history.json), with checkpoints in OUTPUT/checkpoints; --resume continues a stopped run "
+                   "exactly. Without --from, a preset is trained from scratch (part bank, parse, prior, then "
+                   "encoder and decoder); with --from, a pretrained model is fine-tuned, keeping its part bank and "
+                   "prior unless --fit-bank or --fit-prior is given. Progress goes to stderr.", cmd_fit)
+    fit.add_argument("data", metavar="DATA", help="a folder of images, or an .npz file with an 'images' array")
+    fit.add_argument("-o", "--output", type=Path, required=True, help="the model folder to write (created)")
+    start = fit.add_argument_group("where to start (one of)")
+    start.add_argument("--from", dest="from_name", metavar="NAME", default=None,
+                       help="fine-tune this pretrained model: " + NAME_HELP)
+    start.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                       help="train this preset from scratch (default mnist when --from is not given)")
+    fit.add_argument("--fit-bank", action="store_true", help="with --from: refit the part bank (k-means) on DATA")
+    fit.add_argument("--fit-prior", action="store_true", help="with --from: train the prior on DATA too")
+    fit.add_argument("--epochs", type=positive_int, default=None, help="encoder/decoder epochs (FitConfig.epochs)")
+    fit.add_argument("--prior-epochs", type=positive_int, default=None,
+                     help="prior epochs (FitConfig.prior_epochs); with --from it implies --fit-prior")
+    fit.add_argument("--batch-size", type=positive_int, default=None, help="encoder/decoder batch size")
+    fit.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation")
+    fit.add_argument("--checkpoint-every", type=positive_int, default=None,
+                     help="optimizer steps between checkpoints (also one after every epoch)")
+    fit.add_argument("--seed", type=int, default=None, help="random seed (FitConfig.seed, default 0)")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue from the latest checkpoint in OUTPUT (same DATA and options)")
+    fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars or epoch lines")
+
+
+def add_info(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw info`` (:func:`cmd_info`) in ``commands``."""
+    info = _command(commands, "info", "show a model's config, parameter counts, metrics and files",
+                    "Print a model's config, its parameter counts per module, the weights manifest's metrics when "
+                    "it has them, and its files (size, sha256) with where they came from.", cmd_info)
+    info.add_argument("name", help=NAME_HELP)
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def add_download(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw download`` (:func:`cmd_download`) in ``commands``."""
+    # No --device: nothing is loaded, only files are fetched and verified.
+    download = _command(commands, "download", "download and verify pretrained weights, for use offline later",
+                        "Download a model's config.json and model.safetensors into the Hugging Face cache, checked "
+                        "against the weights manifest, and print the folder holding them.", cmd_download,
+                        device=False)
     download.add_argument("name", help="a pretrained name (mnist, omniglot, cifar10, celeba) or a Hub repo "
                                        "owner/name[@revision]")
     download.add_argument("--revision", help="a branch, tag or commit (default: the manifest's pinned commit for a "
                                              "pretrained name, main for a repo)")
     download.add_argument("--cache-dir", help="the Hugging Face cache folder (default: HF_HUB_CACHE)")
     download.add_argument("--force-download", action="store_true", help="download again even when cached")
-    download.set_defaults(func=cmd_download)
+
+
+# The subcommands in the order --help lists them. The evaluation command (`np-draw eval`, np_draw.metrics) is
+# registered here as one more add_* function.
+COMMANDS = (add_sample, add_reconstruct, add_parse, add_fit, add_info, add_download)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand; each sets ``func``, the ``cmd_*`` function that runs it."""
+    parser = Parser(prog="np-draw", description="NP-DRAW: sample, train, inspect and manage models.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
     return parser
 
 
@@ -93,15 +405,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit code: 0 on success, 2 on a user error, after printing it on one line of stderr.
+        The exit code: 0 on success, 2 on a user error, after printing it on one line of stderr; 130 when
+        interrupted (Ctrl-C).
     """
     args = build_parser().parse_args(argv)
+    if not getattr(args, "quiet", False):
+        # Epoch lines and warnings from the library, beside tqdm's progress bars on stderr.
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return args.func(args)
     except (ValueError, OSError) as error:
         # One line, whatever the message holds: scripts grep it, people read it.
         print(f"np-draw {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:
+        hint = "; run the same command with --resume to continue" if args.command == "fit" else ""
+        print(f"np-draw {args.command}: interrupted{hint}", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

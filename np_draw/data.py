@@ -214,3 +214,38 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         return torch.cat(items)
     raise TypeError(f"{name} must be a tensor, a NumPy array, a torch Dataset or DataLoader, or a folder path, got "
                     f"{type(images).__name__}")
+
+
+def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Tensor, list[str]]:
+    """Read images from one path, as the command line takes them.
+
+    Args:
+        path: an ``.npz`` file with an ``images`` array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in
+            [0, 1]; a folder of image files (see :func:`load_folder_images`); or one image file (centre-cropped to a
+            square and resized to ``size``).
+        channels, size: what the model expects.
+    Returns:
+        (N, C, size, size) tensor (uint8, or float as stored in an .npz), and a label naming each image's source:
+        the file, or ``path[i]`` for the i-th image of an .npz or of a folder's readable images in path order.
+    Raises:
+        FileNotFoundError: nothing at ``path``. ValueError: an .npz without ``images`` or a file that is not an image.
+    """
+    path = Path(path)
+    if path.is_dir():
+        images = load_folder_images(path, channels=channels, size=size)
+    elif not path.is_file():
+        raise FileNotFoundError(f"no file or folder at {str(path)!r}")
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            if "images" not in data.files:
+                raise ValueError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
+            images = as_image_tensor(data["images"], channels=channels, size=size, name=f"{path}['images']")
+    else:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                pixels = _square(image, size, channels)
+        except (OSError, SyntaxError) as error:
+            raise ValueError(f"{str(path)!r} is not a readable image: {error}") from error
+        return rearrange(torch.tensor(pixels), "h w c -> 1 c h w"), [str(path)]
+    return images, [f"{path}[{i}]" for i in range(len(images))]

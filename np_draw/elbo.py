@@ -87,6 +87,7 @@ class Terms:
 
     @property
     def negative_elbo(self) -> torch.Tensor:
+        """−ELBO = reconstruction + KL, per image: (N,) nats."""
         return self.reconstruction + self.kl
 
 

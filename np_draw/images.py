@@ -46,3 +46,25 @@ def from_pil(images: list[Image.Image], channels: int) -> torch.Tensor:
     arrays = [np.asarray(image.convert(mode), dtype=np.uint8).reshape(image.height, image.width, channels)
               for image in images]
     return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w").float() / 255
+
+
+def save_pairs(images: torch.Tensor, results: torch.Tensor, path: str | Path, pairs_per_row: int | None = None) -> Path:
+    """Save each image beside its result (a reconstruction, a parse canvas) as one grid picture.
+
+    Args:
+        images: (N, C, H, W) float in [0, 1].
+        results: (N, C, h, w) float in [0, 1]; a smaller result (a canvas at half the image size) is scaled up to
+            H x W by repeating pixels.
+        path: the picture file (format from the suffix).
+        pairs_per_row: pairs per row (default: about square).
+    Returns:
+        The path.
+    """
+    if images.ndim != 4 or results.shape[:2] != images.shape[:2]:
+        raise ValueError(f"images and results must be (N, C, H, W) with the same N and C, got shapes "
+                         f"{tuple(images.shape)} and {tuple(results.shape)}")
+    results = results.to(images.device, images.dtype)
+    if results.shape[-2:] != images.shape[-2:]:
+        results = torch.nn.functional.interpolate(results, size=images.shape[-2:], mode="nearest")
+    pairs = rearrange(torch.stack([images, results], 1), "n two c h w -> (n two) c h w")
+    return save_grid(pairs, path, 2 * (pairs_per_row or math.ceil(math.sqrt(len(images)))))

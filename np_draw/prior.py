@@ -111,6 +111,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        """x: (N, t, D) -> (N, t, D); with ``cache``, attends to the cached steps too and appends this one."""
         x = x + self.drop(self.attn(self.norm1(x), cache, layer))
         return x + self.mlp(self.norm2(x))
 

@@ -1,14 +1,56 @@
+import json
+import logging
+
+import numpy as np
 import pytest
 import torch
+from conftest import random_model
 from PIL import Image
 
 from np_draw import NPDraw
-from np_draw.cli import main
+from np_draw.cli import build_parser, main
 from np_draw.hub import read_manifest
+from np_draw.images import to_pil
 
 
 def bundled_names() -> list[str]:
     return [name for name, entry in read_manifest().items() if entry.get("bundled")]
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return NPDraw.from_pretrained("mnist")
+
+
+@pytest.fixture
+def digit_files(tmp_path, mnist_images):
+    """Three MNIST digits as PNG files and the same three in an .npz."""
+    paths = []
+    for i, image in enumerate(to_pil(mnist_images[:3])):
+        paths.append(tmp_path / f"digit{i}.png")
+        image.save(paths[-1])
+    np.savez(tmp_path / "digits.npz", images=(mnist_images[:3, 0] * 255).round().to(torch.uint8).numpy())
+    return paths
+
+
+def cells(path, count: int, size: int = 28, per_row: int | None = None) -> list[np.ndarray]:
+    """The images of a grid picture written with 2 px padding, in reading order."""
+    grid = np.asarray(Image.open(path))
+    per_row = per_row or (grid.shape[1] - 2) // (size + 2)
+    return [grid[2 + (i // per_row) * (size + 2):][:size, 2 + (i % per_row) * (size + 2):][:, :size]
+            for i in range(count)]
+
+
+def exit_code(argv: list[str]) -> int:
+    """What the np-draw process would exit with: main's return value, or argparse's SystemExit code."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def pixels(images: torch.Tensor) -> list[np.ndarray]:
+    return [np.asarray(image) for image in to_pil(images)]
 
 
 @pytest.mark.parametrize("name", bundled_names())
@@ -27,12 +69,168 @@ def test_sample_command_writes_the_grid(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(output)
 
 
+def test_reconstruct_puts_each_image_beside_its_reconstruction(tmp_path, digit_files, mnist, mnist_images, capsys):
+    output = tmp_path / "recon.png"
+    argv = ["reconstruct", "mnist", *map(str, digit_files), str(tmp_path / "digits.npz"), "-o", str(output),
+            "--pairs-per-row", "3", "--device", "cpu"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(output)
+    assert Image.open(output).size == (6 * 30 + 2, 2 * 30 + 2)  # 3 files + 3 from the .npz, 3 pairs per row
+    images = torch.cat([mnist_images[:3], mnist_images[:3]])
+    expected = [p for pair in zip(pixels(images), pixels(mnist.reconstruct(images))) for p in pair]
+    for got, want in zip(cells(output, 12), expected):
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_parse_writes_canvases_and_the_latents(tmp_path, digit_files, mnist, mnist_images):
+    output, latents_file = tmp_path / "parse.png", tmp_path / "z.json"
+    assert main(["parse", "mnist", str(tmp_path / "digits.npz"), str(digit_files[0]), "-o", str(output),
+                 "--json", str(latents_file)]) == 0
+    images = torch.cat([mnist_images[:3], mnist_images[:1]])
+    latents = mnist.parse(images)
+    document = json.loads(latents_file.read_text())
+    assert [record["source"] for record in document["images"]] == [
+        f"{tmp_path / 'digits.npz'}[{i}]" for i in range(3)] + [str(digit_files[0])]
+    assert [record["ids"] for record in document["images"]] == latents.ids.tolist()
+    assert [record["locs"] for record in document["images"]] == latents.locs.tolist()
+    assert [record["present"] for record in document["images"]] == latents.present.int().tolist()
+    assert document["num_steps"] == len(document["images"][0]["ids"]) == 36
+    drawn = cells(output, 8)
+    for i in range(4):
+        assert np.abs(drawn[2 * i].astype(int) - pixels(images[i:i + 1])[0]).max() <= 1
+        assert np.abs(drawn[2 * i + 1].astype(int) - pixels(latents.canvas[i:i + 1])[0]).max() <= 1
+    # The parse canvas is the bank's parts placed where the latents say: not a copy of the image.
+    assert not np.array_equal(drawn[0], drawn[1]) and drawn[1].max() > 0
+
+
+def test_info_reports_config_parameters_metrics_and_files(capsys, mnist):
+    assert main(["info", "mnist", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    entry = read_manifest()["mnist"]
+    assert info["config"] == mnist.config.to_dict()
+    assert info["parameters"]["total"]["parameters"] == sum(p.numel() for p in mnist.parameters())
+    assert info["parameters"]["bank"] == {"parameters": 0, "buffers": mnist.bank.parts.numel()}
+    assert info["metrics"] == entry["metrics"] and info["paper_metrics"] == entry["paper_metrics"]
+    assert info["files"] == entry["files"] and "bundled" in info["source"]
+    assert main(["info", "mnist"]) == 0
+    text = capsys.readouterr().out
+    assert f"total: {sum(p.numel() for p in mnist.parameters()):,}" in text
+    assert entry["files"]["model.safetensors"]["sha256"] in text and "test_neg_elbo_1sample_nats" in text
+
+
+def test_info_of_a_local_folder(tmp_path, capsys):
+    model = random_model("mnist")
+    model.save_pretrained(tmp_path / "tiny")
+    assert main(["info", str(tmp_path / "tiny"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["source"] == "a local folder" and "metrics" not in info
+    assert info["config"]["encoder_channels"] == 16
+
+
+def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_images, capsys):
+    start = random_model("mnist")
+    start.save_pretrained(tmp_path / "start")
+    data = tmp_path / "data.npz"
+    np.savez(data, images=mnist_images[:40].numpy())
+    output = tmp_path / "tuned"
+    argv = ["fit", str(data), "-o", str(output), "--from", str(tmp_path / "start"), "--epochs", "1",
+            "--batch-size", "20", "-q"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(output)
+    tuned = NPDraw.from_pretrained(output)
+    assert torch.equal(tuned.bank.parts, start.bank.parts)
+    assert all(torch.equal(a, b) for a, b in zip(tuned.prior.parameters(), start.prior.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(tuned.encoder.parameters(), start.encoder.parameters()))
+    history = json.loads((output / "history.json").read_text())
+    assert len(history["train"]) == len(history["val_bound"]) == 1 and history["prior_train"] == []
+    assert (output / "checkpoints" / "latest.json").is_file()
+    # Resuming a finished run changes nothing; resuming with other options is refused in one line.
+    assert main(argv + ["--resume"]) == 0
+    resumed = NPDraw.from_pretrained(output)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), tuned.state_dict().values()))
+    capsys.readouterr()
+    assert main(argv[:-1] + ["--epochs", "2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and err.count("\n") == 1
+
+
+def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(to_pil(mnist_images[:24])):
+        image.save(folder / f"{i:02d}.png")
+    assert main(["fit", str(folder), "-o", str(tmp_path / "model"), "--preset", "mnist", "--epochs", "1",
+                 "--prior-epochs", "1", "--batch-size", "24", "-q"]) == 0
+    model = NPDraw.from_pretrained(tmp_path / "model")
+    assert model.bank.parts.any()  # k-means on the folder's patches
+    history = json.loads((tmp_path / "model" / "history.json").read_text())
+    assert len(history["prior_train"]) == 1 and len(history["train"]) == 1
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["sample", "mnist", "-n", "0"], "num_images must be a positive integer"),
+    (["sample", "mnist", "-n", "0"], "--num-images: must be a positive integer"),
     (["sample", "svhn"], "known"),
     (["sample", "mnist", "-o", "/no/such/folder/grid.png"], "--output"),
+    (["sample", "mnist", "--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "--device"),
+    (["sample", "mnist", "--device", "gpu"], "not a torch device"),
+    (["reconstruct", "mnist", "/no/such/image.png"], "no file or folder"),
+    (["parse", "mnist"], "IMAGES"),
+    (["fit", "data.npz", "-o", "out", "--from", "mnist", "--preset", "mnist"], "not both"),
+    (["fit", "data.npz", "-o", "out", "--val-fraction", "1.5"], "--val-fraction"),
+    (["fit", "data.txt", "-o", "out"], "DATA must be"),
+    (["info", "np-draw/no such repo"], "known pretrained name"),
+    (["paint", "mnist"], "invalid choice"),
 ])
-def test_sample_command_user_errors_are_one_line_and_exit_2(argv, message, capsys):
-    assert main(argv + ["-q"]) == 2
+def test_user_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert exit_code(argv + (["-q"] if argv[0] == "sample" else [])) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_damaged_npz_or_image_is_a_user_error(tmp_path, capsys):
+    np.savez(tmp_path / "wrong.npz", pictures=np.zeros((2, 28, 28), np.uint8))
+    (tmp_path / "note.png").write_text("not a picture")
+    for path, message in [("wrong.npz", "has no 'images' array"), ("note.png", "not a readable image")]:
+        assert main(["parse", "mnist", str(tmp_path / path), "-o", str(tmp_path / "p.png")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["sample", "reconstruct", "parse", "fit", "info", "download"])
+def test_every_command_has_help_and_device_where_a_model_is_loaded(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: np-draw {command}")
+    assert ("--device" in text) == (command != "download")
+
+
+def test_fit_interrupted_by_ctrl_c_says_how_to_resume_and_resumes_exactly(tmp_path, mnist_images, monkeypatch,
+                                                                          capsys, caplog):
+    random_model("mnist").save_pretrained(tmp_path / "start")
+    np.savez(tmp_path / "data.npz", images=mnist_images[:30].numpy())
+
+    def argv(folder: str) -> list[str]:
+        return ["fit", str(tmp_path / "data.npz"), "-o", str(tmp_path / folder), "--from", str(tmp_path / "start"),
+                "--epochs", "2", "--batch-size", "15", "-q"]
+
+    assert main(argv("straight")) == 0
+    real_fit = NPDraw.fit
+
+    def ctrl_c_after_the_first_epoch(self, *args, **kwargs):
+        def callback(epoch, history):
+            raise KeyboardInterrupt
+        return real_fit(self, *args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(NPDraw, "fit", ctrl_c_after_the_first_epoch)
+    assert main(argv("stopped")) == 130
+    assert capsys.readouterr().err == "np-draw fit: interrupted; run the same command with --resume to continue\n"
+    assert not (tmp_path / "stopped" / "model.safetensors").exists()
+    monkeypatch.setattr(NPDraw, "fit", real_fit)
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        assert main(argv("stopped") + ["--resume"]) == 0
+    assert "resumed at stage vae" in caplog.text  # from the checkpoint, not a fresh start with the same seed
+    straight, resumed = NPDraw.from_pretrained(tmp_path / "straight"), NPDraw.from_pretrained(tmp_path / "stopped")
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
