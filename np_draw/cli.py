@@ -4,6 +4,7 @@
     np-draw reconstruct mnist digits.npz -o recon.png      # images beside their reconstructions
     np-draw parse mnist digit.png -o parse.png --json z.json   # images beside their heuristic parse canvases
     np-draw fit images/ -o my-model --from mnist --epochs 5    # train or fine-tune, checkpointed, resumable
+    np-draw eval mnist --data ../shared/data --limit 1000  # NLL bound, FID, parse and reconstruction PSNR
     np-draw info mnist                                     # config, parameters, metrics, files and their source
     np-draw download mnist                                 # fetch and verify pretrained weights into the HF cache
 
@@ -29,7 +30,8 @@ import torch
 
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
-from .data import check_images, load_images
+from .data import DATASETS, check_images, data_file, load_dataset, load_images
+from .features import ARCHITECTURES
 from .images import save_grid, save_pairs
 from .model import NPDraw
 from .training import FitConfig
@@ -204,6 +206,45 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor, str]:
+    """The images ``np-draw eval`` scores, and what they are: a split of a data set in the shared-data layout when
+    --dataset is given (or NAME is a data set whose file DATA holds), else the images DATA names."""
+    dataset = args.dataset or (args.name if args.name in DATASETS else None)
+    if dataset is not None and (args.dataset or data_file(dataset, args.data, args.split).is_file()):
+        images = load_dataset(dataset, args.data, args.split, limit=args.limit).float() / 255
+        source = f"{dataset} {args.split}"
+    else:
+        images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size)
+        images = check_images(images[:args.limit], channels=model.config.channels, size=model.config.image_size,
+                              name=str(args.data))
+        source = str(args.data)
+    return images, f"{source}, {len(images):,} images"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Print the evaluation table of the model ``args.name`` on the images of ``args.data``."""
+    from .inception import inception_v3
+    from .metrics import evaluate
+
+    model = _load_model(args)
+    images, source = _evaluation_images(args, model)
+    features = inception_v3(args.inception, device=model.device) if args.inception else args.features
+    results = evaluate(model, images, num_samples=args.num_samples, features=features,
+                       num_generated=args.num_generated, seed=args.seed, progress=not args.quiet)
+    fid_key = next(key for key in results if key.startswith("FID"))
+    rows = [(f"NLL bound, nats ({args.num_samples} importance samples)", f"{results['nll_nats']:.3f}"),
+            ("NLL bound, bits/dim", f"{results['nll_bits_per_dim']:.4f}"),
+            (f"{fid_key} ({args.num_generated or len(images):,} samples)", f"{results[fid_key]:.3f}"),
+            ("parse PSNR, dB", f"{results['parse_psnr_db']:.2f}"),
+            ("reconstruction PSNR, dB", f"{results['reconstruction_psnr_db']:.2f}")]
+    print(f"{args.name} on {source}\n\n| metric | value |\n|---|---|")
+    print("\n".join(f"| {name} | {value} |" for name, value in rows))
+    if args.json:
+        _write_output(args.json, lambda: args.json.write_text(json.dumps(
+            {"model": args.name, "data": source, "num_samples": args.num_samples, **results}, indent=2) + "\n"))
+    return 0
+
+
 def model_info(name: str, device: torch.device | None = None) -> dict[str, Any]:
     """What ``np-draw info`` prints: the config, parameter counts, the manifest's metrics and the files.
 
@@ -362,6 +403,34 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars or epoch lines")
 
 
+def add_eval(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw eval`` (:func:`cmd_eval`) in ``commands``."""
+    evaluation = _command(commands, "eval", "measure a model: NLL bound, FID, parse and reconstruction PSNR",
+                          "Score a model on test images: the importance-sampled bound on -log p(x) (nats and "
+                          "bits/dim), the Frechet distance between its samples and the images in a named feature "
+                          "space (FID-cnn-mnist, FID-cnn-cifar10, or Inception-v3 from a local pytorch-fid weights "
+                          "file), and the PSNR of parses and reconstructions. Prints a markdown table.", cmd_eval)
+    evaluation.add_argument("name", help=NAME_HELP)
+    evaluation.add_argument("--data", required=True,
+                            help="the shared data folder (with --dataset, or when NAME is a data set), or "
+                                 + IMAGES_HELP.replace("image files", "an image file"))
+    evaluation.add_argument("--dataset", choices=DATASETS, default=None,
+                            help="read this data set's --split from DATA (default: NAME when it is a data set)")
+    evaluation.add_argument("--split", default="test", help="the split of --dataset (default test)")
+    evaluation.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
+    evaluation.add_argument("--num-samples", type=positive_int, default=50,
+                            help="importance samples per image for the NLL bound (default 50, as the paper)")
+    evaluation.add_argument("--features", choices=sorted(ARCHITECTURES), default=None,
+                            help="the FID feature network (default: cnn-mnist for grey models, cnn-cifar10 for RGB)")
+    evaluation.add_argument("--inception", type=Path, default=None,
+                            help="pytorch-fid's Inception-v3 weights file: report the Inception FID instead")
+    evaluation.add_argument("--num-generated", type=positive_int, default=None,
+                            help="samples compared with the images by the FID (default: as many as images)")
+    evaluation.add_argument("--seed", type=int, default=0, help="seeds binarisation, posterior draws and samples")
+    evaluation.add_argument("--json", type=output_path, default=None, help="also write the figures to this JSON file")
+    evaluation.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
 def add_info(commands: argparse._SubParsersAction) -> None:
     """Register ``np-draw info`` (:func:`cmd_info`) in ``commands``."""
     info = _command(commands, "info", "show a model's config, parameter counts, metrics and files",
@@ -386,9 +455,8 @@ def add_download(commands: argparse._SubParsersAction) -> None:
     download.add_argument("--force-download", action="store_true", help="download again even when cached")
 
 
-# The subcommands in the order --help lists them. The evaluation command (`np-draw eval`, np_draw.metrics) is
-# registered here as one more add_* function.
-COMMANDS = (add_sample, add_reconstruct, add_parse, add_fit, add_info, add_download)
+# The subcommands in the order --help lists them.
+COMMANDS = (add_sample, add_reconstruct, add_parse, add_fit, add_eval, add_info, add_download)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,6 +118,25 @@ def test_info_reports_config_parameters_metrics_and_files(capsys, mnist):
     assert entry["files"]["model.safetensors"]["sha256"] in text and "test_neg_elbo_1sample_nats" in text
 
 
+def test_eval_prints_the_table_of_np_draw_metrics_evaluate(tmp_path, mnist_images, capsys):
+    from np_draw.metrics import evaluate
+
+    folder = random_model("mnist", seed=1).save_pretrained(tmp_path / "m")
+    np.savez(tmp_path / "test.npz", images=(mnist_images[:12, 0] * 255).round().to(torch.uint8).numpy())
+    argv = ["eval", str(folder), "--data", str(tmp_path / "test.npz"), "--num-samples", "3", "--num-generated", "10",
+            "--json", str(tmp_path / "eval.json"), "-q"]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    written = json.loads((tmp_path / "eval.json").read_text())
+    expected = evaluate(NPDraw.from_pretrained(folder), (mnist_images[:12] * 255).round() / 255, num_samples=3,
+                        num_generated=10, progress=False)
+    assert {key: written[key] for key in expected} == pytest.approx(expected, rel=1e-5)
+    assert f"| FID-cnn-mnist (10 samples) | {expected['FID-cnn-mnist']:.3f} |" in table
+    assert f"| NLL bound, nats (3 importance samples) | {expected['nll_nats']:.3f} |" in table
+    assert exit_code(["eval", str(folder), "--data", str(tmp_path / "absent.npz")]) == 2
+    assert "no file or folder at" in capsys.readouterr().err
+
+
 def test_info_of_a_local_folder(tmp_path, capsys):
     model = random_model("mnist")
     model.save_pretrained(tmp_path / "tiny")
