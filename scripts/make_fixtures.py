@@ -4,6 +4,7 @@
 
 mnist_300.npz: 300 MNIST test images (the tests' real images). omniglot_100.npz: one drawing each of 100 Omniglot
 evaluation characters (for examples/fine_tune_omniglot.py, which must run without the shared data).
+cifar10_100.npz: the first 100 CIFAR-10 test images (JPEG-decoded as training sees them, NCHW), for RGB metric tests.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def main() -> None:
     np.savez_compressed(FIXTURES / "omniglot_100.npz", images=omniglot["images"][picked], indices=picked,
                         char_ids=omniglot["char_ids"][picked])
     print(f"wrote {FIXTURES / 'omniglot_100.npz'}: Omniglot evaluation images {picked[:5]}...")
+
+    cifar = load_dataset("cifar10", args.data, "test", limit=100).numpy()
+    np.savez_compressed(FIXTURES / "cifar10_100.npz", images=cifar)
+    print(f"wrote {FIXTURES / 'cifar10_100.npz'}: CIFAR-10 test images 0..99")
 
 
 if __name__ == "__main__":

@@ -127,6 +127,19 @@ def test_the_shipped_digit_features_separate_digits_from_noise(mnist_images):
     assert same.value < fid(a, noise, "cnn-mnist", progress=False).value / 10
 
 
+def test_the_shipped_rgb_features_separate_photos_from_noise():
+    import numpy as np
+
+    from np_draw.features import feature_network
+
+    assert feature_network("cnn-cifar10").record["test_accuracy"] > 0.75
+    photos = torch.from_numpy(np.load("tests/fixtures/cifar10_100.npz")["images"]) / 255  # (100, 3, 32, 32)
+    noise = torch.rand(50, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    same = fid(photos[:50], photos[50:], "cnn-cifar10", progress=False)
+    assert same.label == "FID-cnn-cifar10"
+    assert same.value < fid(photos[:50], noise, "cnn-cifar10", progress=False).value / 5
+
+
 def test_reconstructions_match_their_own_images_best(mnist_images):
     model = NPDraw.from_pretrained("mnist")
     x = mnist_images[:40]
