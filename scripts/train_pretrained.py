@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--prior-epochs", type=int, default=2)
     parser.add_argument("--prior-lr", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=FitConfig.batch_size, help="encoder/decoder batch size")
     parser.add_argument("--encoder-lr", type=float, default=FitConfig.encoder_lr)
     parser.add_argument("--decoder-lr", type=float, default=FitConfig.decoder_lr,
                         help="the reference code's 1e-4 by default; the paper trains the full model at 1e-3")
@@ -75,7 +76,8 @@ def main() -> None:
     config = NPDrawConfig.preset(args.name, encoder_channels=args.channels, decoder_channels=args.channels)
     model = NPDraw(config)
     fit_config = FitConfig(seed=args.seed, prior_epochs=args.prior_epochs, prior_lr=args.prior_lr,
-                           epochs=args.epochs, encoder_lr=args.encoder_lr, decoder_lr=args.decoder_lr)
+                           epochs=args.epochs, batch_size=args.batch_size, encoder_lr=args.encoder_lr,
+                           decoder_lr=args.decoder_lr)
     out = Path(args.out)
     record_file = out / "training.json"
     # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost.
