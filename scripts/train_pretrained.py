@@ -15,6 +15,7 @@ import json
 import logging
 import platform
 import subprocess
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +36,31 @@ def git_commit() -> str:
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                            text=True, check=True)
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+class WallClock:
+    """Training wall time summed over a run and its resumptions, kept in ``file`` and rewritten every ``every``
+    seconds by a daemon thread, so a run killed at a session's end loses at most that much of its count."""
+
+    def __init__(self, file: Path, resume: bool, every: float = 30.0) -> None:
+        self.file, self.every = file, every
+        self.earlier = json.loads(file.read_text())["wall_time_s"] if resume and file.is_file() else 0.0
+        self.start = time.time()
+        threading.Thread(target=self._keep, daemon=True).start()
+
+    def total(self) -> float:
+        """Seconds so far, this run included."""
+        return self.earlier + time.time() - self.start
+
+    def write(self) -> None:
+        """Record the total now."""
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.file.write_text(json.dumps({"wall_time_s": round(self.total(), 1)}) + "\n")
+
+    def _keep(self) -> None:
+        while True:
+            time.sleep(self.every)
+            self.write()
 
 
 def machine() -> str:
@@ -81,11 +107,11 @@ def main() -> None:
     out = Path(args.out)
     record_file = out / "training.json"
     # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost.
-    earlier = json.loads(record_file.read_text())["wall_time_s"] if args.resume and record_file.is_file() else 0.0
-    start = time.time()
+    clock = WallClock(out / "wall_time.json", args.resume)
     history = fit(model, images, fit_config, output_dir=out, resume=args.resume, progress=False,
                   validation=validation)
-    wall = earlier + time.time() - start
+    wall = clock.total()
+    clock.write()
     model.save_pretrained(out)
     files = DATA_FILES[args.name]
     sha256 = {f"{args.name}/{files[split]}": sha256_file(data_file(args.name, args.data, split)) for split in files}
