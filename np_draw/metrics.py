@@ -95,7 +95,7 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
         images: (N, C, H, W) uint8 or float in [0, 1] at the model's size. For a binarised model (MNIST, Omniglot)
             grey images are binarised once by a Bernoulli draw seeded by ``seed``; binary images are used as given.
         num_samples: posterior draws per image, S (the paper: 50); larger is tighter.
-        batch_size: images per forward pass (default: about 2,000 draws per pass).
+        batch_size: images per forward pass (default: as many as keep the prior's canvas history near 200 MB).
         seed: seeds the binarisation and the posterior draws: the same seed gives the same numbers.
         progress: a progress bar.
     Returns:
@@ -106,7 +106,12 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
         >>> bound.mean_nats  # doctest: +SKIP
     """
     num_samples = check_count(num_samples, "num_samples")
-    batch_size = check_count(batch_size, "batch_size") if batch_size is not None else max(1, 2000 // num_samples)
+    if batch_size is None:
+        # The prior's history holds T canvases per draw: keep it near 200 MB per pass (MNIST: ~1,800 draws).
+        cfg = model.config
+        draws = 50_000_000 // (cfg.num_steps * cfg.channels * cfg.canvas_size ** 2)
+        batch_size = max(1, draws // num_samples)
+    batch_size = check_count(batch_size, "batch_size")
     generator = torch.Generator().manual_seed(seed)
     x = _targets(model, images, generator)
     was_training = model.training
