@@ -108,6 +108,8 @@ def main() -> None:
     record_file = out / "training.json"
     # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost.
     clock = WallClock(out / "wall_time.json", args.resume)
+    # Read before training: commits made while a long run goes on are not the code it ran.
+    commit = git_commit()
     history = fit(model, images, fit_config, output_dir=out, resume=args.resume, progress=False,
                   validation=validation)
     wall = clock.total()
@@ -115,7 +117,7 @@ def main() -> None:
     model.save_pretrained(out)
     files = DATA_FILES[args.name]
     sha256 = {f"{args.name}/{files[split]}": sha256_file(data_file(args.name, args.data, split)) for split in files}
-    record = dict(name=args.name, git_commit=git_commit(), config=config.to_dict(), fit_config=asdict(fit_config),
+    record = dict(name=args.name, git_commit=commit, config=config.to_dict(), fit_config=asdict(fit_config),
                   seed=args.seed, limit=args.limit, wall_time_s=round(wall, 1), machine=machine(), data_sha256=sha256,
                   val_bound=history.val_bound, prior_val=history.prior_val, train=history.train)
     record_file.write_text(json.dumps(record, indent=2) + "\n")
