@@ -154,8 +154,10 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
     - ``"logits"``: the encoder's logits of the two images are mixed linearly, (1 − a)·q₁ + a·q₂ for a from 0 to
       1 per step and per variable, and each mixture's most likely latents are drawn and decoded. Parts switch one
       by one, where the mixed evidence tips (sometimes to a part neither image used).
-    - ``"swap"``: a wipe in grid order: the first round(a·L) cells (row-major) come from the second image's latents
-      and the rest from the first's (:func:`paste_latents`).
+    - ``"swap"``: a wipe in grid order: the first round(a·L) cells (row-major) of the second image's canvas are
+      pasted onto the first's (:func:`paste_canvas`) and decoded. Pasting canvases rather than latents
+      (:func:`paste_latents`, the same canvas when the grid's cells tile it) never runs out of steps: two encodings
+      that draw every step, as faces do, would need more than T steps between them.
 
     Either way a = 0 and a = 1 give exactly the latents of ``model.encode`` of the two images, so the endpoints
     are ``model.reconstruct`` of them.
@@ -186,5 +188,6 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
         mixed = StepLogits(mix(a.logits.ids, b.logits.ids), mix(a.logits.locs, b.logits.locs),
                            mix(a.logits.present, b.logits.present))
         return model.decode(model.render(*mixed.mode()))
-    steps = [paste_latents(model, a, b, cells=range(round(w * cfg.num_steps))) for w in weights.tolist()]
-    return model.decode(Latents.cat(steps))
+    canvases = [paste_canvas(model.grid, a.canvas, b.canvas, cells=range(round(w * cfg.num_steps)))
+                for w in weights.tolist()]
+    return model.decode(torch.cat(canvases))

@@ -128,6 +128,19 @@ def test_the_swap_interpolation_is_a_paste_of_the_first_cells(pretrained, mnist_
     assert torch.allclose(path[1:2], pretrained.decode(half), atol=1e-6)
 
 
+def test_the_swap_interpolation_of_faces_that_draw_every_step():
+    # Two face encodings drawing all T = 64 steps in no grid order cannot share T steps as latents; the wipe works
+    # on canvases, and its ends are still the reconstructions.
+    faces = NPDraw.from_pretrained("celeba")
+    first, second = faces.sample(2, generator=torch.Generator().manual_seed(0), progress=False).images
+    encoded = faces.encode(torch.stack([first, second]))
+    assert encoded.present.sum(1).min() > 0.9 * faces.config.num_steps
+    path = faces.interpolate(first, second, 8, method="swap")
+    ends = faces.reconstruct(torch.stack([first, second]))
+    assert path.shape == (8, 3, 64, 64)
+    assert torch.allclose(path[0], ends[0], atol=1e-6) and torch.allclose(path[-1], ends[1], atol=1e-6)
+
+
 def test_interpolation_rejects_bad_arguments(model, mnist_images):
     with pytest.raises(ValueError, match="num must be an int >= 2"):
         model.interpolate(mnist_images[0], mnist_images[1], 1)
