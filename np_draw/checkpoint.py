@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from .errors import CorruptWeightsError
 
 POINTER = "latest.json"
 
@@ -61,14 +64,23 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[st
 
 
 def load_checkpoint(directory: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None:
-    """The latest checkpoint under ``directory`` as (tensors by file stem, state), or None when there is none."""
+    """The latest checkpoint under ``directory`` as (tensors by file stem, state), or None when there is none.
+
+    Raises:
+        CorruptWeightsError: the pointer, the state or a tensor file is unreadable; saves never leave one so, so
+            the folder was damaged after the fact.
+    """
     directory = Path(directory)
     pointer = directory / POINTER
     if not pointer.is_file():
         return None
-    folder = directory / json.loads(pointer.read_text())["latest"]
-    tensors = {path.name.removesuffix(".safetensors"): load_file(path) for path in folder.glob("*.safetensors")}
-    return tensors, json.loads((folder / "state.json").read_text())
+    try:
+        folder = directory / json.loads(pointer.read_text())["latest"]
+        tensors = {path.name.removesuffix(".safetensors"): load_file(path) for path in folder.glob("*.safetensors")}
+        return tensors, json.loads((folder / "state.json").read_text())
+    except (OSError, KeyError, TypeError, json.JSONDecodeError, SafetensorError) as error:
+        raise CorruptWeightsError(f"the checkpoint in {str(directory)!r} is unreadable (corrupted or truncated?): "
+                                  f"{error!r}") from error
 
 
 def optimizer_to_checkpoint(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -220,7 +220,7 @@ def test_revisions_are_pinned(world):
 
 def test_corrupted_bytes_are_rejected_removed_from_the_cache_and_fetched_again(world):
     [result] = world.load("tiny-corrupt")
-    assert result["error"] == "WeightsCorruptedError"
+    assert result["error"] == "CorruptWeightsError"
     assert "does not match the weights manifest: its sha256 is" in result["message"]
     assert "deleted from the cache and nothing was loaded" in result["message"]
     repo = world.cache / "models--np-draw-test--corrupt"
@@ -235,7 +235,7 @@ def test_corrupted_bytes_are_rejected_removed_from_the_cache_and_fetched_again(w
 def test_truncated_downloads_are_rejected(world):
     truncated, short = world.load("tiny-truncated", "tiny-short")
     # Served whole but cut: the size the manifest records tells.
-    assert truncated["error"] == "WeightsCorruptedError"
+    assert truncated["error"] == "CorruptWeightsError"
     assert f"its size is 1000 bytes, expected {(world.folder / 'model.safetensors').stat().st_size}" in \
         truncated["message"]
     # Announced whole, sent cut: the download itself fails and leaves nothing behind.
