@@ -131,7 +131,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Save each image beside its reconstruction decode(encode(image)) by the model ``args.name``."""
     model = _load_model(args)
     images, _ = _read_images(args.images, model)
-    reconstructions = torch.cat([model.reconstruct(chunk) for chunk in images.split(args.batch_size)])
+    reconstructions = model.reconstruct(images, batch_size=args.batch_size)
     _write_output(args.output, lambda: save_pairs(images, reconstructions, args.output, args.pairs_per_row))
     print(args.output)
     return 0
