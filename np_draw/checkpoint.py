@@ -8,6 +8,7 @@ checkpoint in force. Older checkpoint folders are removed after the pointer move
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -38,12 +39,18 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[st
         tensors: file stem -> {key: tensor}; each becomes ``<stem>.safetensors``.
         state: JSON-serialisable state, written as ``state.json``.
     Returns:
-        The checkpoint folder.
+        The checkpoint folder: ``name``, or ``name.1``, ``name.2``... when a folder ``name`` exists already.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / name
-    partial = directory / f".{name}.partial"
+    # Never remove a folder the pointer may name before the new one is in place: a kill in between would leave no
+    # checkpoint at all. A name saved twice (the same step) gets a fresh folder instead.
+    for suffix in itertools.count(1):
+        if not final.exists():
+            break
+        final = directory / f"{name}.{suffix}"
+    partial = directory / f".{final.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     for stem, group in tensors.items():
@@ -51,14 +58,13 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[st
         _fsync_file(partial / f"{stem}.safetensors")
     (partial / "state.json").write_text(json.dumps(state))
     _fsync_file(partial / "state.json")
-    shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
     pointer_tmp = directory / f".{POINTER}.tmp"
-    pointer_tmp.write_text(json.dumps({"latest": name}))
+    pointer_tmp.write_text(json.dumps({"latest": final.name}))
     _fsync_file(pointer_tmp)
     os.replace(pointer_tmp, directory / POINTER)
     for old in directory.iterdir():
-        if old.is_dir() and old.name != name and old.name.startswith("step-"):
+        if old.is_dir() and old.name != final.name and old.name.startswith("step-"):
             shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -1,4 +1,5 @@
-"""Faults: a process SIGKILLed in the middle of writing a checkpoint leaves the previous one loadable.
+"""Faults: a process SIGKILLed in the middle of writing a checkpoint leaves the previous one loadable, also when
+the same checkpoint name is saved twice.
 
 (A ``fit`` SIGKILLed and resumed is tests/test_training.py's
 ``test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights``; four processes filling an empty Hugging
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from np_draw.checkpoint import load_checkpoint
+from np_draw.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 # Saves checkpoints forever, each holding its step number in every element of a tensor big enough (16 MB) that a
@@ -48,3 +49,11 @@ def test_sigkill_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_p
     assert step >= saved[-1]  # never older than a save that returned
     assert torch.equal(tensors["model"]["w"], torch.full((4_000_000,), float(step)))
     assert torch.equal(tensors["model"]["b"], torch.full((7,), float(step)))
+
+
+def test_saving_the_same_name_twice_never_removes_the_checkpoint_in_force(tmp_path) -> None:
+    first = save_checkpoint(tmp_path, "step-00000005", {"model": {"w": torch.zeros(3)}}, {"step": 5})
+    second = save_checkpoint(tmp_path, "step-00000005", {"model": {"w": torch.ones(3)}}, {"step": 5})
+    assert second != first and not first.exists()
+    tensors, _ = load_checkpoint(tmp_path)
+    assert torch.equal(tensors["model"]["w"], torch.ones(3))
