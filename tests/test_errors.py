@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+from PIL import Image
 
 from np_draw import NPDraw, NPDrawError
 from np_draw.cli import main
@@ -32,8 +33,8 @@ def run_cli(argv: list[str]) -> int:
     """np-draw's exit code for ``argv``, also when argparse rejects an option (it exits from inside the parser)."""
     try:
         return main(argv)
-    except SystemExit as exit:
-        return exit.code
+    except SystemExit as stop:
+        return stop.code
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=lambda case: case.case)
@@ -47,8 +48,6 @@ def test_cli_error(case: CliCase, model: NPDraw, tmp_path, capsys) -> None:
 
 
 def test_folder_skips_unreadable_files_with_a_warning(tmp_path, caplog) -> None:
-    from PIL import Image
-
     Image.new("L", (28, 28), 255).save(tmp_path / "good.png")
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "cut.png").write_bytes((tmp_path / "good.png").read_bytes()[:30])
