@@ -3,13 +3,24 @@
 from .bank import PartBank
 from .canvas import Grid
 from .config import PRESETS, NPDrawConfig, PriorConfig
+from .errors import (
+    ConfigMismatchError,
+    CorruptWeightsError,
+    InvalidInputError,
+    InvalidTypeError,
+    NPDrawError,
+    UnknownModelError,
+    UnwritablePathError,
+    WeightsUnavailableError,
+)
 from .latents import Latents, StepLogits
 from .model import NPDraw, SampleOutput
 from .parsing import parse, psnr, render
 from .prior import Prior
 
 __all__ = [
-    "PRESETS", "Grid", "Latents", "NPDraw", "NPDrawConfig", "PartBank", "Prior", "PriorConfig", "SampleOutput",
-    "StepLogits", "parse", "psnr", "render",
+    "PRESETS", "ConfigMismatchError", "CorruptWeightsError", "Grid", "InvalidInputError", "InvalidTypeError",
+    "Latents", "NPDraw", "NPDrawConfig", "NPDrawError", "PartBank", "Prior", "PriorConfig", "SampleOutput",
+    "StepLogits", "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError", "parse", "psnr", "render",
 ]
 __version__ = "0.1.0"

@@ -62,8 +62,7 @@ class Grid:
             # Cells tile the padded canvas: a broadcast product and a reshape, far cheaper than fold's backward.
             cells = parts[:, :, None] * locations[..., None, None, None]
             padded = rearrange(cells, "n t (gh gw) c h w -> n t c (gh h) (gw w)", gh=self.side)
-            end = self.padding + self.canvas_size
-            return padded[..., self.padding:end, self.padding:end]
+            return self._cut(padded)
         blocks = torch.einsum("ntk,ntl->ntkl", rearrange(parts, "n t c h w -> n t (c h w)"), locations)
         canvases = F.fold(rearrange(blocks, "n t k l -> (n t) k l"), output_size=self.canvas_size,
                           **self._fold_args())
@@ -100,9 +99,15 @@ class Grid:
 
     def crop(self, padded: torch.Tensor) -> torch.Tensor:
         """(N, C, P*P) padded canvas -> (N, C, S, S) canvas."""
-        square = rearrange(padded, "n c (h w) -> n c h w", h=self.padded_size)
+        return self._cut(rearrange(padded, "n c (h w) -> n c h w", h=self.padded_size))
+
+    def _cut(self, square: torch.Tensor) -> torch.Tensor:
+        """(..., P, P) padded canvas -> (..., S, S) canvas. The cells may stop short of the canvas's far edge (e.g.
+        3 px cells every 3 px on a 4 px canvas): those pixels no cell reaches are blank."""
+        short = max(0, self.padding + self.canvas_size - self.padded_size)
+        square = F.pad(square, (0, short, 0, short))
         end = self.padding + self.canvas_size
-        return square[:, :, self.padding:end, self.padding:end]
+        return square[..., self.padding:end, self.padding:end]
 
     def box(self, locations: torch.Tensor) -> torch.Tensor:
         """The footprint of each step's box: (N, T, L) one-hot -> (N, T, 1, S, S) in {0, 1}."""

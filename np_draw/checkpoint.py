@@ -8,6 +8,7 @@ checkpoint in force. Older checkpoint folders are removed after the pointer move
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -15,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from .errors import CorruptWeightsError
 
 POINTER = "latest.json"
 
@@ -35,12 +39,18 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[st
         tensors: file stem -> {key: tensor}; each becomes ``<stem>.safetensors``.
         state: JSON-serialisable state, written as ``state.json``.
     Returns:
-        The checkpoint folder.
+        The checkpoint folder: ``name``, or ``name.1``, ``name.2``... when a folder ``name`` exists already.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / name
-    partial = directory / f".{name}.partial"
+    # Never remove a folder the pointer may name before the new one is in place: a kill in between would leave no
+    # checkpoint at all. A name saved twice (the same step) gets a fresh folder instead.
+    for suffix in itertools.count(1):
+        if not final.exists():
+            break
+        final = directory / f"{name}.{suffix}"
+    partial = directory / f".{final.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     for stem, group in tensors.items():
@@ -48,27 +58,35 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[st
         _fsync_file(partial / f"{stem}.safetensors")
     (partial / "state.json").write_text(json.dumps(state))
     _fsync_file(partial / "state.json")
-    shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
     pointer_tmp = directory / f".{POINTER}.tmp"
-    pointer_tmp.write_text(json.dumps({"latest": name}))
+    pointer_tmp.write_text(json.dumps({"latest": final.name}))
     _fsync_file(pointer_tmp)
     os.replace(pointer_tmp, directory / POINTER)
     for old in directory.iterdir():
-        if old.is_dir() and old.name != name and old.name.startswith("step-"):
+        if old.is_dir() and old.name != final.name and old.name.startswith("step-"):
             shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def load_checkpoint(directory: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None:
-    """The latest checkpoint under ``directory`` as (tensors by file stem, state), or None when there is none."""
+    """The latest checkpoint under ``directory`` as (tensors by file stem, state), or None when there is none.
+
+    Raises:
+        CorruptWeightsError: the pointer, the state or a tensor file is unreadable; saves never leave one so, so
+            the folder was damaged after the fact.
+    """
     directory = Path(directory)
     pointer = directory / POINTER
     if not pointer.is_file():
         return None
-    folder = directory / json.loads(pointer.read_text())["latest"]
-    tensors = {path.name.removesuffix(".safetensors"): load_file(path) for path in folder.glob("*.safetensors")}
-    return tensors, json.loads((folder / "state.json").read_text())
+    try:
+        folder = directory / json.loads(pointer.read_text())["latest"]
+        tensors = {path.name.removesuffix(".safetensors"): load_file(path) for path in folder.glob("*.safetensors")}
+        return tensors, json.loads((folder / "state.json").read_text())
+    except (OSError, KeyError, TypeError, json.JSONDecodeError, SafetensorError) as error:
+        raise CorruptWeightsError(f"the checkpoint in {str(directory)!r} is unreadable (corrupted or truncated?): "
+                                  f"{error!r}") from error
 
 
 def optimizer_to_checkpoint(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -31,6 +31,7 @@ import torch
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
 from .data import DATASETS, check_images, data_file, load_dataset, load_images
+from .errors import InvalidInputError, NPDrawError, UnwritablePathError
 from .features import ARCHITECTURES
 from .images import save_grid, save_pairs
 from .model import NPDraw
@@ -96,7 +97,7 @@ def _write_output(path: Path, write: Callable[[], Any]) -> None:
     try:
         write()
     except (OSError, ValueError) as error:  # Pillow: unknown suffix, unwritable file
-        raise OSError(f"--output: cannot write {str(path)!r}: {error}") from error
+        raise UnwritablePathError(f"--output: cannot write {str(path)!r}: {error}") from error
 
 
 def _read_images(paths: Sequence[str], model: Any) -> tuple[torch.Tensor, list[str]]:
@@ -130,7 +131,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Save each image beside its reconstruction decode(encode(image)) by the model ``args.name``."""
     model = _load_model(args)
     images, _ = _read_images(args.images, model)
-    reconstructions = torch.cat([model.reconstruct(chunk) for chunk in images.split(args.batch_size)])
+    reconstructions = model.reconstruct(images, batch_size=args.batch_size)
     _write_output(args.output, lambda: save_pairs(images, reconstructions, args.output, args.pairs_per_row))
     print(args.output)
     return 0
@@ -151,7 +152,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
         try:
             args.json.write_text(json.dumps(document) + "\n")
         except OSError as error:
-            raise OSError(f"--json: cannot write {str(args.json)!r}: {error}") from error
+            raise UnwritablePathError(f"--json: cannot write {str(args.json)!r}: {error}") from error
         print(args.json)
     print(args.output)
     return 0
@@ -172,14 +173,15 @@ def _fit_config(args: argparse.Namespace) -> FitConfig:
 def cmd_fit(args: argparse.Namespace) -> int:
     """Train a model (a preset from scratch, or ``--from`` a pretrained one) on DATA and save it to OUTPUT."""
     if args.from_name is not None and args.preset is not None:
-        raise ValueError("give --from NAME (fine-tune) or --preset NAME (train from scratch), not both")
+        raise InvalidInputError("give --from NAME (fine-tune) or --preset NAME (train from scratch), not both")
     if args.output.exists() and not args.output.is_dir():
-        raise ValueError(f"--output: {str(args.output)!r} is a file, not a folder")
+        raise InvalidInputError(f"--output: {str(args.output)!r} is a file, not a folder")
     if not args.output.parent.is_dir():
-        raise ValueError(f"--output: the folder {str(args.output.parent)!r} does not exist")
+        raise InvalidInputError(f"--output: the folder {str(args.output.parent)!r} does not exist")
     data = Path(args.data)
     if not (data.is_dir() or data.suffix == ".npz"):
-        raise ValueError(f"DATA must be a folder of images or an .npz file with an 'images' array, got {str(data)!r}")
+        raise InvalidInputError(f"DATA must be a folder of images or an .npz file with an 'images' array, got "
+                                f"{str(data)!r}")
     config = _fit_config(args)
     model_preset = args.preset or "mnist"
     device = args.device or torch.device("cpu")
@@ -482,7 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return args.func(args)
-    except (ValueError, OSError) as error:
+    # NPDrawError covers every deliberate np-draw error; the builtins cover the libraries underneath (Pillow,
+    # safetensors, the file system), whose messages name the file or value at fault.
+    except (NPDrawError, ValueError, TypeError, OSError) as error:
         # One line, whatever the message holds: scripts grep it, people read it.
         print(f"np-draw {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return USAGE_ERROR

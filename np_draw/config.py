@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .data import check_count
+from .errors import InvalidInputError, UnknownModelError
+
 Likelihood = Literal["bernoulli", "logistic_mixture", "logistic"]
 LIKELIHOODS = ("bernoulli", "logistic_mixture", "logistic")
 
@@ -29,14 +32,14 @@ class PriorConfig:
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_heads", "ff_size", "cnn_channels"):
-            _require_positive_int(name, getattr(self, name))
+            check_count(getattr(self, name), name)
         if self.hidden_size % self.num_heads:
-            raise ValueError(
+            raise InvalidInputError(
                 f"hidden_size must be divisible by num_heads, got hidden_size={self.hidden_size}, "
                 f"num_heads={self.num_heads}"
             )
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -68,29 +71,29 @@ class NPDrawConfig:
             self.prior = PriorConfig(**self.prior)
         for name in ("image_size", "channels", "canvas_size", "part_size", "num_parts", "grid_size", "stride",
                      "num_mixtures", "encoder_channels", "decoder_channels"):
-            _require_positive_int(name, getattr(self, name))
+            check_count(getattr(self, name), name)
         if not isinstance(self.padding, int) or self.padding < 0:
-            raise ValueError(f"padding must be a non-negative int, got {self.padding!r}")
+            raise InvalidInputError(f"padding must be a non-negative int, got {self.padding!r}")
         if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+            raise InvalidInputError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+            raise InvalidInputError(f"channels must be 1 or 3, got {self.channels}")
         if self.likelihood == "bernoulli" and self.channels != 1:
-            raise ValueError("likelihood 'bernoulli' needs channels=1")
+            raise InvalidInputError("likelihood 'bernoulli' needs channels=1")
         if self.image_size % self.canvas_size or self.image_size // self.canvas_size not in (1, 2):
-            raise ValueError(
+            raise InvalidInputError(
                 f"image_size must be canvas_size or 2*canvas_size, got image_size={self.image_size}, "
                 f"canvas_size={self.canvas_size}"
             )
         covered = (self.grid_size - 1) * self.stride + self.part_size
         if (self.canvas_size + 2 * self.padding - self.part_size) // self.stride + 1 != self.grid_size:
-            raise ValueError(
+            raise InvalidInputError(
                 f"the grid does not fit the canvas: {self.grid_size} cells of {self.part_size} px every "
                 f"{self.stride} px cover {covered} px, but the padded canvas is "
                 f"{self.canvas_size + 2 * self.padding} px"
             )
         if not 0.0 <= self.empty_threshold < 1.0:
-            raise ValueError(f"empty_threshold must be in [0, 1), got {self.empty_threshold}")
+            raise InvalidInputError(f"empty_threshold must be in [0, 1), got {self.empty_threshold}")
 
     @property
     def num_steps(self) -> int:
@@ -119,13 +122,13 @@ class NPDrawConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
+            raise InvalidInputError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
         data = dict(data)
         if isinstance(data.get("prior"), dict):
             prior = data["prior"]
             known_prior = {f.name for f in dataclasses.fields(PriorConfig)}
             if set(prior) - known_prior:
-                raise ValueError(f"unknown prior config keys {sorted(set(prior) - known_prior)}")
+                raise InvalidInputError(f"unknown prior config keys {sorted(set(prior) - known_prior)}")
             data["prior"] = PriorConfig(**prior)
         return cls(**data)
 
@@ -138,15 +141,10 @@ class NPDrawConfig:
     def preset(cls, name: str, **overrides: Any) -> NPDrawConfig:
         """The paper's configuration for ``name`` in ("mnist", "omniglot", "cifar10", "celeba")."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; known presets are {sorted(PRESETS)}")
+            raise UnknownModelError(f"unknown preset {name!r}; known presets are {sorted(PRESETS)}")
         data = PRESETS[name].to_dict()
         data.update(overrides)
         return cls.from_dict(data)
-
-
-def _require_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 _GREY = dict(image_size=28, channels=1, canvas_size=28, part_size=5, num_parts=50, grid_size=6, stride=5,

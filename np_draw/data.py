@@ -12,6 +12,8 @@ import torch
 from einops import rearrange
 from PIL import Image
 
+from .errors import InvalidInputError, InvalidTypeError, UnknownModelError
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,34 +28,36 @@ def check_images(images: Any, *, channels: int, size: int, name: str = "images")
     Returns:
         (N, C, H, W) floating tensor (float32 unless the input was a floating tensor already).
     Raises:
-        TypeError: not a tensor/array, or a dtype that is neither uint8 nor floating.
-        ValueError: wrong shape, an empty batch, NaN/inf, or floats outside [0, 1].
+        InvalidTypeError: not a tensor/array, or a dtype that is neither uint8 nor floating.
+        InvalidInputError: wrong shape, an empty batch, NaN/inf, or floats outside [0, 1].
     """
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
+        raise InvalidTypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
     expected = f"(N, {channels}, {size}, {size})"
     if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
-        raise ValueError(f"{name} must have shape {expected} (NCHW), got {tuple(images.shape)}")
+        raise InvalidInputError(f"{name} must have shape {expected} (NCHW), got {tuple(images.shape)}")
     if images.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one image, got an empty batch of shape {tuple(images.shape)}")
+        raise InvalidInputError(f"{name} must hold at least one image, got an empty batch of shape "
+                                f"{tuple(images.shape)}")
     if images.dtype == torch.uint8:
         return images.float() / 255
     if not images.is_floating_point():
-        raise TypeError(f"{name} must be uint8 (0..255) or floating point in [0, 1], got dtype {images.dtype}")
+        raise InvalidTypeError(f"{name} must be uint8 (0..255) or floating point in [0, 1], got dtype {images.dtype}")
     if not torch.isfinite(images).all():
-        raise ValueError(f"{name} must be finite, got {int((~torch.isfinite(images)).sum())} NaN or inf values")
+        raise InvalidInputError(f"{name} must be finite, got {int((~torch.isfinite(images)).sum())} NaN or inf values")
     low, high = images.min().item(), images.max().item()
     if low < 0 or high > 1:
-        raise ValueError(f"{name} must lie in [0, 1] (floats) or be uint8, got values in [{low:.4g}, {high:.4g}]")
+        raise InvalidInputError(f"{name} must lie in [0, 1] (floats) or be uint8, got values in "
+                                f"[{low:.4g}, {high:.4g}]")
     return images
 
 
 def check_count(value: Any, name: str) -> int:
-    """A positive int, else a ValueError naming ``name``."""
+    """A positive int, else an :class:`~np_draw.errors.InvalidInputError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -103,9 +107,9 @@ def data_file(name: str, root: str | Path, split: str) -> Path:
         The file's path (not checked for existence).
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; known data sets are {list(DATASETS)}")
+        raise UnknownModelError(f"unknown data set {name!r}; known data sets are {list(DATASETS)}")
     if split not in DATA_FILES[name]:
-        raise ValueError(f"split must be one of {sorted(DATA_FILES[name])} for {name}, got {split!r}")
+        raise InvalidInputError(f"split must be one of {sorted(DATA_FILES[name])} for {name}, got {split!r}")
     root = Path(root)
     if (root / name).is_dir():
         root = root / name
@@ -170,7 +174,7 @@ def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch
     if skipped:
         logger.warning("skipped %d files that are not readable images: %s", len(skipped), ", ".join(skipped[:10]))
     if not arrays:
-        raise ValueError(f"images folder {str(folder)!r} holds no readable image files")
+        raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
     return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w")
 
 
@@ -205,15 +209,15 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
             elif isinstance(item, np.ndarray):
                 item = torch.from_numpy(np.ascontiguousarray(item))
             if not isinstance(item, torch.Tensor):
-                raise TypeError(f"{name}: a dataset item must be an image tensor, array or PIL image, got "
-                                f"{type(item).__name__}")
+                raise InvalidTypeError(f"{name}: a dataset item must be an image tensor, array or PIL image, got "
+                                       f"{type(item).__name__}")
             batched = isinstance(images, torch.utils.data.DataLoader)
             items.append(as_image_tensor(item if batched else item[None], channels=channels, size=size, name=name))
         if not items:
-            raise ValueError(f"{name} is an empty dataset")
+            raise InvalidInputError(f"{name} is an empty dataset")
         return torch.cat(items)
-    raise TypeError(f"{name} must be a tensor, a NumPy array, a torch Dataset or DataLoader, or a folder path, got "
-                    f"{type(images).__name__}")
+    raise InvalidTypeError(f"{name} must be a tensor, a NumPy array, a torch Dataset or DataLoader, or a folder path, "
+                           f"got {type(images).__name__}")
 
 
 def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Tensor, list[str]]:
@@ -228,7 +232,8 @@ def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Te
         (N, C, size, size) tensor (uint8, or float as stored in an .npz), and a label naming each image's source:
         the file, or ``path[i]`` for the i-th image of an .npz or of a folder's readable images in path order.
     Raises:
-        FileNotFoundError: nothing at ``path``. ValueError: an .npz without ``images`` or a file that is not an image.
+        FileNotFoundError: nothing at ``path``. InvalidInputError: an .npz without ``images`` or a file that is not
+        an image.
     """
     path = Path(path)
     if path.is_dir():
@@ -238,7 +243,7 @@ def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Te
     elif path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             if "images" not in data.files:
-                raise ValueError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
+                raise InvalidInputError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
             images = as_image_tensor(data["images"], channels=channels, size=size, name=f"{path}['images']")
     else:
         try:
@@ -246,6 +251,6 @@ def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Te
                 image.load()
                 pixels = _square(image, size, channels)
         except (OSError, SyntaxError) as error:
-            raise ValueError(f"{str(path)!r} is not a readable image: {error}") from error
+            raise InvalidInputError(f"{str(path)!r} is not a readable image: {error}") from error
         return rearrange(torch.tensor(pixels), "h w c -> 1 c h w"), [str(path)]
     return images, [f"{path}[{i}]" for i in range(len(images))]

@@ -30,6 +30,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import NPDrawConfig
+from .errors import (
+    ConfigMismatchError,
+    CorruptWeightsError,
+    InvalidInputError,
+    InvalidTypeError,
+    UnknownModelError,
+    UnwritablePathError,
+    WeightsUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +67,16 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class WeightsUnavailableError(OSError):
-    """The weights cannot be had: not published yet, or neither in the cache nor reachable on the Hub."""
-
-
-class WeightsCorruptedError(ValueError):
-    """A weights file differs from the sha256 or size the manifest records for it; nothing was loaded."""
+# The names this module has always exported, kept for code that imports them from here.
+WeightsCorruptedError = CorruptWeightsError
 
 
 def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise UnwritablePathError(f"cannot write {str(path)!r}: {error.strerror}") from error
     os.close(fd)
     try:
         write(tmp)
@@ -88,7 +96,7 @@ def save_folder(config: NPDrawConfig, state: dict[str, torch.Tensor], folder: st
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise OSError(f"cannot create the output folder {str(folder)!r}: {error.strerror}") from error
+        raise UnwritablePathError(f"cannot create the output folder {str(folder)!r}: {error.strerror}") from error
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
     _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     _atomic_write(folder / CONFIG_NAME, lambda tmp: config.to_json(tmp))
@@ -99,7 +107,8 @@ def load_folder(folder: str | Path) -> tuple[NPDrawConfig, dict[str, torch.Tenso
     """Read the config and the CPU weights from a folder written by :func:`save_folder`.
 
     Raises:
-        FileNotFoundError: a file is missing. ValueError: a file is corrupted or not what it should be.
+        FileNotFoundError: a file is missing. InvalidInputError: config.json is not a valid config (bad JSON,
+        unknown keys, bad values). CorruptWeightsError: model.safetensors is truncated or not safetensors.
     """
     folder = Path(folder)
     for name in LOADED_FILES:
@@ -108,13 +117,13 @@ def load_folder(folder: str | Path) -> tuple[NPDrawConfig, dict[str, torch.Tenso
                                     f"{WEIGHTS_NAME} (see NPDraw.save_pretrained)")
     try:
         config = NPDrawConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
-    except (json.JSONDecodeError, TypeError) as error:
-        raise ValueError(f"{folder / CONFIG_NAME} is not a valid NP-DRAW config: {error}") from error
+    except (json.JSONDecodeError, TypeError, ValueError) as error:  # ValueError: unknown keys, bad values
+        raise InvalidInputError(f"{folder / CONFIG_NAME} is not a valid NP-DRAW config: {error}") from error
     try:
         state = load_file(folder / WEIGHTS_NAME, device="cpu")
     except (SafetensorError, OSError) as error:
-        raise ValueError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file (corrupted or truncated?): "
-                         f"{error}") from error
+        raise CorruptWeightsError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file (corrupted or "
+                                  f"truncated?): {error}") from error
     return config, state
 
 
@@ -129,20 +138,20 @@ def load_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, sou
         strict: a missing or unexpected weight is an error. False loads the weights that match and logs a warning
             listing the others; the missing ones keep their fresh initialisation.
     Raises:
-        ValueError: the names differ (with ``strict``) or a shape differs.
+        ConfigMismatchError: the names differ (with ``strict``) or a shape differs.
     """
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         detail = f"missing keys {_preview(missing)}, unexpected keys {_preview(unexpected)}"
         if strict:
-            raise ValueError(f"the weights in {source} do not match their config: {detail}")
+            raise ConfigMismatchError(f"the weights in {source} do not match their config: {detail}")
         logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", source,
                        detail)
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as error:
-        raise ValueError(f"the weights in {source} do not match their config: {error}") from error
+        raise ConfigMismatchError(f"the weights in {source} do not match their config: {error}") from error
 
 
 def _preview(keys: list[str], limit: int = 5) -> str:
@@ -233,23 +242,23 @@ def _check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if card is None:
         return {}
     if not isinstance(card, Mapping):
-        raise TypeError(f"card must be a dict or None, got {type(card).__name__}")
+        raise InvalidTypeError(f"card must be a dict or None, got {type(card).__name__}")
     unknown = sorted(set(card) - set(CARD_KEYS))
     if unknown:
-        raise ValueError(f"card has unknown keys {unknown}; known keys are {list(CARD_KEYS)}")
+        raise InvalidInputError(f"card has unknown keys {unknown}; known keys are {list(CARD_KEYS)}")
     for key, value in card.items():
         if key == "metrics":
             if not isinstance(value, Mapping) or not all(isinstance(v, (int, float, str)) for v in value.values()):
-                raise TypeError(f"card['metrics'] must map metric names to numbers or strings, got {value!r}")
+                raise InvalidTypeError(f"card['metrics'] must map metric names to numbers or strings, got {value!r}")
         elif key == "training":
             if not isinstance(value, Mapping):
-                raise TypeError(f"card['training'] must be a dict, got {type(value).__name__}")
+                raise InvalidTypeError(f"card['training'] must be a dict, got {type(value).__name__}")
             try:
                 json.dumps(value)
             except TypeError as error:
-                raise TypeError(f"card['training'] must be JSON-serialisable: {error}") from None
+                raise InvalidTypeError(f"card['training'] must be JSON-serialisable: {error}") from None
         elif not isinstance(value, str):
-            raise TypeError(f"card[{key!r}] must be a str, got {type(value).__name__}")
+            raise InvalidTypeError(f"card[{key!r}] must be a str, got {type(value).__name__}")
     return card
 
 
@@ -317,14 +326,14 @@ def read_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     except FileNotFoundError as error:
         raise FileNotFoundError(f"no weights manifest at {str(path)!r}") from error
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a weights manifest (a JSON object with a 'models' object): "
-                         f"{error!r}") from error
+        raise InvalidInputError(f"{path} is not a weights manifest (a JSON object with a 'models' object): "
+                                f"{error!r}") from error
     if not isinstance(models, dict):
-        raise ValueError(f"{path}: 'models' must be an object, got {type(models).__name__}")
+        raise InvalidInputError(f"{path}: 'models' must be an object, got {type(models).__name__}")
     for name, entry in models.items():
         problem = _entry_problem(entry)
         if problem:
-            raise ValueError(f"{path}: model {name!r}: {problem}")
+            raise InvalidInputError(f"{path}: model {name!r}: {problem}")
     return models
 
 
@@ -383,17 +392,18 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
     Returns:
         The folder; for downloads, a snapshot folder of the Hugging Face cache.
     Raises:
-        ValueError: ``name_or_path`` is none of the three kinds (the message lists the known names), or
-            ``revision`` contradicts it. WeightsUnavailableError: the weights are not published yet, or neither
-            cached nor downloadable. WeightsCorruptedError: a file does not match the manifest.
+        UnknownModelError: ``name_or_path`` is none of the three kinds (the message lists the known names).
+        InvalidInputError: ``revision`` contradicts it.
+        WeightsUnavailableError: the weights are not published yet, or neither
+            cached nor downloadable. CorruptWeightsError: a file does not match the manifest.
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
-        raise TypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
+        raise InvalidTypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
     path = Path(name_or_path)
     if path.is_dir():
         if revision is not None:
-            raise ValueError(f"revision={revision!r} was given with the local folder {str(path)!r}; a revision "
-                             f"selects a commit of a Hub repo")
+            raise InvalidInputError(f"revision={revision!r} was given with the local folder {str(path)!r}; a revision "
+                                    f"selects a commit of a Hub repo")
         return path
     name = os.fspath(name_or_path)
     manifest = Path(manifest) if manifest is not None else manifest_path()
@@ -406,11 +416,11 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
     if hub_name and not path.exists():
         suffix = hub_name["revision"]
         if suffix and revision is not None and revision != suffix:
-            raise ValueError(f"{name!r} asks for revision {suffix!r} but revision={revision!r} was also given")
+            raise InvalidInputError(f"{name!r} asks for revision {suffix!r} but revision={revision!r} was also given")
         return _download(hub_name["repo_id"], suffix or revision, expected=None, **options)
     what = "is a file, not a model folder" if path.exists() else "is not a model folder"
-    raise ValueError(f"{name!r} {what}, a known pretrained name ({', '.join(sorted(models))}) or a Hub repo id "
-                     f"'owner/name[@revision]'")
+    raise UnknownModelError(f"{name!r} {what}, a known pretrained name ({', '.join(sorted(models))}) or a Hub repo id "
+                            f"'owner/name[@revision]'")
 
 
 def _resolve_manifest_name(name: str, entry: Mapping[str, Any], bundle: Path, revision: str | None,
@@ -428,7 +438,7 @@ def _resolve_manifest_name(name: str, entry: Mapping[str, Any], bundle: Path, re
         for filename in LOADED_FILES:
             problem = _file_problem(bundle / filename, entry["files"][filename])
             if problem:
-                raise WeightsCorruptedError(
+                raise CorruptWeightsError(
                     f"the bundled {filename} of {name!r} ({bundle / filename}) is damaged: {problem}; nothing was "
                     f"loaded. Reinstall np-draw (pip install --force-reinstall np-draw) or load {entry['repo_id']} "
                     f"from the Hub with revision='main'")
@@ -494,7 +504,7 @@ def _download(repo_id: str, revision: str | None, *, expected: Mapping[str, Mapp
         problem = _file_problem(path, expected[filename]) if expected is not None else None
         if problem:
             _evict(path)
-            raise WeightsCorruptedError(
+            raise CorruptWeightsError(
                 f"the downloaded {where} does not match the weights manifest: {problem}. The bad copy was deleted "
                 f"from the cache and nothing was loaded; try again, and if it happens again the server "
                 f"({constants.ENDPOINT}) serves damaged files")
@@ -525,7 +535,7 @@ def push_folder(folder: str | Path, repo_id: str, *, revision: str | None = None
         ValueError: ``repo_id`` is not "owner/name". huggingface_hub.errors.HfHubHTTPError: the Hub refused.
     """
     if not isinstance(repo_id, str) or not re.fullmatch(_REPO_ID, repo_id):
-        raise ValueError(f"repo_id must be 'owner/name', got {repo_id!r}")
+        raise InvalidInputError(f"repo_id must be 'owner/name', got {repo_id!r}")
     from huggingface_hub import HfApi  # imported late, for the reason given in _download
 
     api = HfApi(token=token)

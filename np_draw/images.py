@@ -10,11 +10,13 @@ import torch
 from einops import rearrange
 from PIL import Image
 
+from .errors import InvalidInputError
+
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """(N, C, H, W) float in [0, 1], C in (1, 3) -> N PIL images ("L" or "RGB")."""
     if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (N, C, H, W) with C in (1, 3), got shape {tuple(images.shape)}")
+        raise InvalidInputError(f"images must be (N, C, H, W) with C in (1, 3), got shape {tuple(images.shape)}")
     pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
     pixels = rearrange(pixels, "n c h w -> n h w c").numpy()
     return [Image.fromarray(p[..., 0] if p.shape[-1] == 1 else p) for p in pixels]
@@ -61,8 +63,8 @@ def save_pairs(images: torch.Tensor, results: torch.Tensor, path: str | Path, pa
         The path.
     """
     if images.ndim != 4 or results.shape[:2] != images.shape[:2]:
-        raise ValueError(f"images and results must be (N, C, H, W) with the same N and C, got shapes "
-                         f"{tuple(images.shape)} and {tuple(results.shape)}")
+        raise InvalidInputError(f"images and results must be (N, C, H, W) with the same N and C, got shapes "
+                                f"{tuple(images.shape)} and {tuple(results.shape)}")
     results = results.to(images.device, images.dtype)
     if results.shape[-2:] != images.shape[-2:]:
         results = torch.nn.functional.interpolate(results, size=images.shape[-2:], mode="nearest")

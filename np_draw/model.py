@@ -20,6 +20,7 @@ from .canvas import Grid, compose
 from .config import NPDrawConfig
 from .data import as_image_tensor, check_count, check_images, to_canvas
 from .editing import interpolate
+from .errors import InvalidInputError, InvalidTypeError
 from .images import save_grid, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
@@ -57,16 +58,16 @@ def check_generators(generator: Generators, count: int) -> None:
     if generator is None or isinstance(generator, torch.Generator):
         return
     if not isinstance(generator, Sequence) or not all(isinstance(g, torch.Generator) for g in generator):
-        raise TypeError(f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}")
+        raise InvalidTypeError(f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}")
     if len(generator) != count:
-        raise ValueError(f"generator must be one torch.Generator or a list of {count} (one per image), "
-                         f"got a list of {len(generator)}")
+        raise InvalidInputError(f"generator must be one torch.Generator or a list of {count} (one per image), "
+                                f"got a list of {len(generator)}")
 
 
 def check_temperature(temperature: Any) -> None:
     """A positive finite number, else a clear error."""
     if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+        raise InvalidInputError(f"temperature must be a positive finite number, got {temperature!r}")
 
 
 def uniform_noise(shape: Sequence[int], count: int, generator: Generators, device: torch.device,
@@ -141,31 +142,42 @@ class NPDraw(nn.Module):
         locations = F.one_hot(locs, self.grid.num_cells).to(self.dtype)
         return compose(self.grid.place(self.bank.lookup(ids), locations), present.to(self.dtype))
 
+    @staticmethod
+    def _batches(count: int, batch_size: int | None) -> list[slice]:
+        """The slices of ``count`` items, ``batch_size`` at a time (all at once for None)."""
+        size = count if batch_size is None else check_count(batch_size, "batch_size")
+        return [slice(start, start + size) for start in range(0, count, size)]
+
     @torch.no_grad()
-    def encode(self, images: Any, *, sample: bool = False, generator: Generators = None) -> Latents:
+    def encode(self, images: Any, *, sample: bool = False, generator: Generators = None,
+               batch_size: int | None = None) -> Latents:
         """Infer latents with the encoder q(z | x).
 
         Args:
             images: (N, C, H, W) uint8 or float in [0, 1].
             sample: draw z ~ q(z | x) (seeded by ``generator``) instead of taking each distribution's mode.
             generator: one torch.Generator or one per image, for ``sample=True``.
+            batch_size: encode this many images at a time, to bound memory; None encodes all at once. The result
+                does not depend on it.
         Returns:
             Latents with ids, locs, present (N, T), the canvas (N, C, S, S) and the posterior logits.
         """
         x = self._images(images)
-        logits = self.encoder(x)
-        if sample:
-            cfg = self.config
-            noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), x.shape[0], generator,
-                                  self.device, self.dtype)
-            ids, locs, present = logits.sample(noise)
-        else:
-            ids, locs, present = logits.mode()
-        return Latents(ids, locs, present, canvas=self.render(ids, locs, present), logits=logits)
+        batches = self._batches(len(x), batch_size)
+        cfg = self.config
+        # Drawn for the whole batch up front, so the latents do not depend on batch_size.
+        noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), len(x), generator, self.device,
+                              self.dtype) if sample else None
+        chunks = []
+        for chunk in batches:
+            logits = self.encoder(x[chunk])
+            ids, locs, present = logits.sample(noise[chunk]) if sample else logits.mode()
+            chunks.append(Latents(ids, locs, present, canvas=self.render(ids, locs, present), logits=logits))
+        return Latents.cat(chunks)
 
     @torch.no_grad()
     def decode(self, latents: Latents | torch.Tensor, *, sample_pixels: bool = False,
-               generator: Generators = None) -> torch.Tensor:
+               generator: Generators = None, batch_size: int | None = None) -> torch.Tensor:
         """Decode canvases into images.
 
         Args:
@@ -173,6 +185,8 @@ class NPDraw(nn.Module):
                 (N, C, S, S) in [0, 1], e.g. an edited one.
             sample_pixels: draw the pixels from p(x | canvas) (seeded by ``generator``) instead of its mean.
             generator: one torch.Generator or one per image, for ``sample_pixels=True``.
+            batch_size: decode this many canvases at a time, to bound memory; None decodes all at once. The result
+                does not depend on it.
         Returns:
             (N, C, H, W) float in [0, 1].
         """
@@ -184,21 +198,28 @@ class NPDraw(nn.Module):
         else:
             canvas = latents
         canvas = check_images(canvas, channels=self.config.channels, size=self.config.canvas_size, name="canvas")
-        return self._decode(canvas.to(device=self.device, dtype=self.dtype), sample_pixels, generator)
+        canvas = canvas.to(device=self.device, dtype=self.dtype)
+        batches = self._batches(len(canvas), batch_size)
+        # Drawn for the whole batch up front, so the pixels do not depend on batch_size.
+        noise = self._pixel_noise(len(canvas), generator) if sample_pixels else None
+        return torch.cat([self._decode(canvas[chunk], None if noise is None else noise[chunk]) for chunk in batches])
 
-    def _decode(self, canvas: torch.Tensor, sample_pixels: bool, generator: Generators) -> torch.Tensor:
-        """Decode a canvas known to be valid (composed by the model): no input scan on the sampling path."""
+    def _pixel_noise(self, count: int, generator: Generators) -> torch.Tensor:
+        """The uniform noise :meth:`_decode` turns into ``count`` images of sampled pixels."""
+        size = self.config.image_size
+        return uniform_noise((self.likelihood.noise_channels, size, size), count, generator, self.device, self.dtype)
+
+    def _decode(self, canvas: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Decode a canvas known to be valid (composed by the model): no input scan on the sampling path. With
+        ``noise`` (from :meth:`_pixel_noise`) the pixels are sampled, else the likelihood's mean is returned."""
         params = self.decoder(canvas)
-        if not sample_pixels:
-            return self.likelihood.mean(params)
-        noise = uniform_noise((self.likelihood.noise_channels, *params.shape[2:]), params.shape[0], generator,
-                              self.device, self.dtype)
-        return self.likelihood.sample(params, noise)
+        return self.likelihood.mean(params) if noise is None else self.likelihood.sample(params, noise)
 
     @torch.no_grad()
-    def reconstruct(self, images: Any) -> torch.Tensor:
-        """decode(encode(images)): (N, C, H, W) -> (N, C, H, W) float in [0, 1]."""
-        return self.decode(self.encode(images))
+    def reconstruct(self, images: Any, *, batch_size: int | None = None) -> torch.Tensor:
+        """decode(encode(images)): (N, C, H, W) -> (N, C, H, W) float in [0, 1], ``batch_size`` images at a time
+        (all at once for None; the result does not depend on it)."""
+        return self.decode(self.encode(images, batch_size=batch_size), batch_size=batch_size)
 
     @torch.inference_mode()
     def sample(self, num_images: int, generator: Generators = None, *, batch_size: int = 256,
@@ -247,7 +268,8 @@ class NPDraw(nn.Module):
         noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), count, generator, self.device,
                               self.dtype)
         drawn = self.prior.sample(self.bank, noise, temperature=temperature, use_cache=use_cache, prefix=prefix)
-        return SampleOutput(self._decode(drawn.canvas, sample_pixels, generator), drawn)
+        pixel_noise = self._pixel_noise(count, generator) if sample_pixels else None
+        return SampleOutput(self._decode(drawn.canvas, pixel_noise), drawn)
 
     @torch.inference_mode()
     def complete(self, latents: Latents, steps: int, generator: Generators = None, *, temperature: float = 1.0,
@@ -273,9 +295,9 @@ class NPDraw(nn.Module):
             >>> out = model.complete(top, steps=18, generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
         """
         if not isinstance(latents, Latents):
-            raise TypeError(f"latents must be Latents, got {type(latents).__name__}")
+            raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
         if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= self.config.num_steps:
-            raise ValueError(f"steps must be an int in [0, {self.config.num_steps}], got {steps!r}")
+            raise InvalidInputError(f"steps must be an int in [0, {self.config.num_steps}], got {steps!r}")
         check_temperature(temperature)
         check_generators(generator, len(latents))
         prefix = Latents(latents.ids[:, :steps], latents.locs[:, :steps], latents.present[:, :steps])
@@ -365,9 +387,11 @@ class NPDraw(nn.Module):
         Returns:
             The model, in eval mode.
         Raises:
-            ValueError: an unknown name (the message lists the known ones) or weights that do not fit their config.
-            np_draw.hub.WeightsUnavailableError: not published yet, or neither cached nor downloadable.
-            np_draw.hub.WeightsCorruptedError: a file does not match the manifest.
+            UnknownModelError: an unknown name (the message lists the known ones).
+            ConfigMismatchError: weights that do not fit their config. InvalidInputError: an invalid config.json.
+            WeightsUnavailableError: not published yet, or neither cached nor downloadable.
+            CorruptWeightsError: a file is truncated, not safetensors, or does not match the manifest.
+            (All from :mod:`np_draw.errors`.)
 
         Example:
             >>> model = NPDraw.from_pretrained("mnist", device="cuda")  # doctest: +SKIP

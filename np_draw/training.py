@@ -28,6 +28,7 @@ from .bank import PartBank
 from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
 from .data import to_canvas
 from .elbo import gumbel_temperature, objective, substitution_probability
+from .errors import InvalidInputError
 from .latents import Latents
 from .parsing import parse
 from .prior import Prior
@@ -150,7 +151,7 @@ class _Run:
         self.fingerprint = _fingerprint(images) if directory is not None else ""
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         if config.mixed_precision and model.device.type != "cuda":
-            raise ValueError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
+            raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
         self._optimizer_meta: tuple[dict, dict | None] | None = None
 
     # --- checkpoints -------------------------------------------------------------------------------------------
@@ -182,8 +183,8 @@ class _Run:
             return False
         tensors, state = loaded
         if state["config"] != asdict(self.config) or state["fingerprint"] != self.fingerprint:
-            raise ValueError(f"cannot resume from {self.directory}: it was written for other images or another "
-                             "FitConfig; pass the same images and config, or a new output folder")
+            raise InvalidInputError(f"cannot resume from {self.directory}: it was written for other images or another "
+                                    "FitConfig; pass the same images and config, or a new output folder")
         self.model.load_state_dict(tensors["model"])
         torch.set_rng_state(tensors["rng"]["torch"])
         self.order_generator.set_state(tensors["rng"]["order"])
@@ -339,7 +340,7 @@ class _Run:
                 self.model.bank.fit(self.canvas_images[self.train_idx], self.model.grid, empty_threshold=empty,
                                     seed=self.config.seed)
             elif not self.model.bank.parts.any():
-                raise ValueError("fit_bank=False needs a model whose part bank is already fitted")
+                raise InvalidInputError("fit_bank=False needs a model whose part bank is already fitted")
             if self.world > 1:
                 dist.broadcast(self.model.bank.parts, 0)
             self._next_stage("prior")
@@ -383,7 +384,7 @@ def fit(model: NPDraw, images: torch.Tensor, config: FitConfig | None = None, *,
     process.
     """
     if resume and output_dir is None:
-        raise ValueError("resume=True needs output_dir, the folder that holds the checkpoints")
+        raise InvalidInputError("resume=True needs output_dir, the folder that holds the checkpoints")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Launched by torchrun: one process per device, gradients summed over processes.
         backend = "nccl" if model.device.type == "cuda" else "gloo"

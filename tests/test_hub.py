@@ -206,6 +206,20 @@ def test_download_then_offline_then_with_the_server_stopped(world):
     assert world.load("tiny", REPO) == first
 
 
+def test_four_processes_loading_at_once_into_an_empty_cache_all_get_the_verified_weights(world):
+    # huggingface_hub locks each file while it downloads; np-draw must not read a half-written or unverified copy.
+    env = world.env()
+    payload = json.dumps([{"args": ["tiny"]}])
+    processes = [subprocess.Popen([sys.executable, "-c", CLIENT, payload], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert all(process.returncode == 0 for process in processes), [err for _, err in outputs]
+    assert [json.loads(out.splitlines()[-1]) for out, _ in outputs] == [[{"fingerprint": world.prints["a"]}]] * 4
+    snapshot = world.cache / "models--np-draw-test--mnist" / "snapshots" / world.commits["a"]
+    published = describe_files(world.folder)
+    assert describe_files(snapshot) == {name: published[name] for name in ("config.json", "model.safetensors")}
+
+
 def test_revisions_are_pinned(world):
     a, b = world.prints["a"], world.prints["b"]
     results = world.load("tiny", ("tiny", {"revision": world.commits["b"]}), REPO, f"{REPO}@{world.commits['a']}",
@@ -220,7 +234,7 @@ def test_revisions_are_pinned(world):
 
 def test_corrupted_bytes_are_rejected_removed_from_the_cache_and_fetched_again(world):
     [result] = world.load("tiny-corrupt")
-    assert result["error"] == "WeightsCorruptedError"
+    assert result["error"] == "CorruptWeightsError"
     assert "does not match the weights manifest: its sha256 is" in result["message"]
     assert "deleted from the cache and nothing was loaded" in result["message"]
     repo = world.cache / "models--np-draw-test--corrupt"
@@ -235,7 +249,7 @@ def test_corrupted_bytes_are_rejected_removed_from_the_cache_and_fetched_again(w
 def test_truncated_downloads_are_rejected(world):
     truncated, short = world.load("tiny-truncated", "tiny-short")
     # Served whole but cut: the size the manifest records tells.
-    assert truncated["error"] == "WeightsCorruptedError"
+    assert truncated["error"] == "CorruptWeightsError"
     assert f"its size is 1000 bytes, expected {(world.folder / 'model.safetensors').stat().st_size}" in \
         truncated["message"]
     # Announced whole, sent cut: the download itself fails and leaves nothing behind.

@@ -1,0 +1,46 @@
+"""The exceptions np-draw raises for a user's mistake or a damaged file.
+
+Each one also subclasses the builtin exception the same mistake raised before this module existed
+(``ValueError``, ``TypeError`` or ``OSError``), so code that catches the builtin keeps working, while code that
+wants every np-draw failure catches :class:`NPDrawError`. The catalogue of cases is ``docs/errors.md``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigMismatchError", "CorruptWeightsError", "InvalidInputError", "InvalidTypeError", "NPDrawError",
+    "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError",
+]
+
+
+class NPDrawError(Exception):
+    """The base of every error np-draw raises on purpose."""
+
+
+class InvalidInputError(NPDrawError, ValueError):
+    """An argument has the right type but a wrong value: a shape, a range, NaN, an empty batch, a count <= 0."""
+
+
+class InvalidTypeError(NPDrawError, TypeError):
+    """An argument has the wrong type or dtype."""
+
+
+class UnknownModelError(NPDrawError, ValueError):
+    """A model, preset or data set name that is none of the known ones; the message lists them."""
+
+
+class ConfigMismatchError(NPDrawError, ValueError):
+    """Weights whose names or shapes do not fit the config they came with."""
+
+
+class CorruptWeightsError(NPDrawError, OSError, ValueError):
+    """A weights or checkpoint file is unreadable (truncated, not safetensors) or differs from the sha256 and size
+    the weights manifest records; nothing was loaded. Also a ``ValueError``, which such files raised before."""
+
+
+class WeightsUnavailableError(NPDrawError, OSError):
+    """The weights cannot be had: not published yet, or neither in the cache nor reachable on the Hub."""
+
+
+class UnwritablePathError(NPDrawError, OSError):
+    """An output file or folder cannot be created or written."""

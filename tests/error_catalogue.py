@@ -1,0 +1,246 @@
+"""The catalogue of bad inputs: what np-draw raises for each, at the Python API and at the command line.
+
+``tests/test_errors.py`` runs every case; ``python -m tests.error_catalogue`` writes ``docs/errors.md`` from the
+same list, so the page cannot drift from what the code does (a test compares them).
+
+A case's ``message`` is a part of the error's message that the test requires; it is what the page shows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from np_draw import NPDraw, NPDrawConfig
+from np_draw.errors import (
+    ConfigMismatchError,
+    CorruptWeightsError,
+    InvalidInputError,
+    InvalidTypeError,
+    UnknownModelError,
+    UnwritablePathError,
+)
+from np_draw.hub import CONFIG_NAME, WEIGHTS_NAME, resolve_pretrained, sha256_file
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+
+
+@dataclass(frozen=True)
+class ApiCase:
+    """A bad call of the Python API: ``run(model, folder)`` with a tiny MNIST-sized model and an empty folder."""
+
+    case: str
+    entry: str
+    error: type[Exception]
+    message: str
+    run: Callable[[NPDraw, Path], object]
+
+
+@dataclass(frozen=True)
+class CliCase:
+    """A bad command line: ``argv(model_folder, folder)``, given a saved tiny model and an empty folder."""
+
+    case: str
+    message: str
+    argv: Callable[[Path, Path], list[str]]
+
+
+def _images(*shape: int, fill: float | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    images = torch.rand(*shape) if fill is None else torch.full(shape, fill)
+    return images.to(dtype)
+
+
+def _saved(model: NPDraw, folder: Path) -> Path:
+    return model.save_pretrained(folder / "model")
+
+
+def _truncated_weights(model: NPDraw, folder: Path) -> Path:
+    saved = _saved(model, folder)
+    weights = saved / WEIGHTS_NAME
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return saved
+
+
+def _edited_config(model: NPDraw, folder: Path, **changes: object) -> Path:
+    saved = _saved(model, folder)
+    config = json.loads((saved / CONFIG_NAME).read_text())
+    (saved / CONFIG_NAME).write_text(json.dumps({**config, **changes}))
+    return saved
+
+
+def _bad_manifest(model: NPDraw, folder: Path) -> Path:
+    """A manifest whose bundled model "tiny" records a sha256 its weights file does not have."""
+    _saved(model, folder).rename(folder / "tiny")
+    files = {name: {"sha256": sha256_file(folder / "tiny" / name), "size": (folder / "tiny" / name).stat().st_size}
+             for name in (CONFIG_NAME, WEIGHTS_NAME)}
+    files[WEIGHTS_NAME]["sha256"] = "0" * 64
+    entry = {"repo_id": "np-draw-test/tiny", "revision": "0" * 40, "bundled": True, "files": files}
+    manifest = folder / "manifest.json"
+    manifest.write_text(json.dumps({"models": {"tiny": entry}}))
+    return manifest
+
+
+def _junk_folder(folder: Path) -> Path:
+    """A folder of files that are not readable images: text, and a PNG cut after its header."""
+    images = folder / "images"
+    images.mkdir()
+    (images / "notes.txt").write_text("not an image")
+    (images / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    return images
+
+
+def _npz(folder: Path, images: np.ndarray) -> str:
+    path = folder / "images.npz"
+    np.savez(path, images=images)
+    return str(path)
+
+
+API_CASES: list[ApiCase] = [
+    ApiCase("wrong image size", "NPDraw.encode", InvalidInputError,
+            "images must have shape (N, 1, 28, 28) (NCHW), got (2, 1, 20, 20)",
+            lambda m, f: m.encode(_images(2, 1, 20, 20))),
+    ApiCase("wrong number of channels", "NPDraw.reconstruct", InvalidInputError,
+            "images must have shape (N, 1, 28, 28) (NCHW), got (2, 3, 28, 28)",
+            lambda m, f: m.reconstruct(_images(2, 3, 28, 28))),
+    ApiCase("NaN in the images", "NPDraw.encode", InvalidInputError,
+            "images must be finite, got 1568 NaN or inf values",
+            lambda m, f: m.encode(_images(2, 1, 28, 28, fill=float("nan")))),
+    ApiCase("inf in a canvas", "NPDraw.decode", InvalidInputError,
+            "canvas must be finite, got 1568 NaN or inf values",
+            lambda m, f: m.decode(_images(2, 1, 28, 28, fill=float("inf")))),
+    ApiCase("floats outside [0, 1] (uint8 0..255 is accepted and scaled)", "NPDraw.parse", InvalidInputError,
+            "images must lie in [0, 1] (floats) or be uint8, got values in [255, 255]",
+            lambda m, f: m.parse(_images(2, 1, 28, 28, fill=255.0))),
+    ApiCase("integer dtype other than uint8", "NPDraw.encode", InvalidTypeError,
+            "images must be uint8 (0..255) or floating point in [0, 1], got dtype torch.int32",
+            lambda m, f: m.encode(_images(2, 1, 28, 28, fill=1, dtype=torch.int32))),
+    ApiCase("not a tensor or array", "NPDraw.encode", InvalidTypeError,
+            "images must be a torch.Tensor or numpy.ndarray, got list",
+            lambda m, f: m.encode([[0.0]])),
+    ApiCase("empty batch", "NPDraw.reconstruct", InvalidInputError,
+            "images must hold at least one image, got an empty batch of shape (0, 1, 28, 28)",
+            lambda m, f: m.reconstruct(_images(0, 1, 28, 28))),
+    ApiCase("zero images asked for", "NPDraw.sample", InvalidInputError,
+            "num_images must be a positive integer, got 0",
+            lambda m, f: m.sample(0, progress=False)),
+    ApiCase("negative count", "NPDraw.sample", InvalidInputError,
+            "num_images must be a positive integer, got -3",
+            lambda m, f: m.sample(-3, progress=False)),
+    ApiCase("zero batch size", "NPDraw.encode", InvalidInputError,
+            "batch_size must be a positive integer, got 0",
+            lambda m, f: m.encode(_images(2, 1, 28, 28), batch_size=0)),
+    ApiCase("a folder with no readable image (unreadable files are skipped with a warning)", "NPDraw.fit",
+            InvalidInputError, "holds no readable image files",
+            lambda m, f: m.fit(_junk_folder(f), progress=False)),
+    ApiCase("unknown model name", "NPDraw.from_pretrained", UnknownModelError,
+            "'mnsit' is not a model folder, a known pretrained name (celeba, cifar10, mnist, omniglot) or a Hub "
+            "repo id 'owner/name[@revision]'",
+            lambda m, f: NPDraw.from_pretrained("mnsit")),
+    ApiCase("unknown preset", "NPDrawConfig.preset", UnknownModelError,
+            "unknown preset 'mnsit'; known presets are ['celeba', 'cifar10', 'mnist', 'omniglot']",
+            lambda m, f: NPDrawConfig.preset("mnsit")),
+    ApiCase("truncated safetensors file", "NPDraw.from_pretrained", CorruptWeightsError,
+            "model.safetensors is not a readable safetensors file (corrupted or truncated?)",
+            lambda m, f: NPDraw.from_pretrained(_truncated_weights(m, f))),
+    ApiCase("config that does not match the weights", "NPDraw.from_pretrained", ConfigMismatchError,
+            "do not match their config",
+            lambda m, f: NPDraw.from_pretrained(_edited_config(m, f, num_parts=7))),
+    ApiCase("config.json with an unexpected key", "NPDraw.from_pretrained", InvalidInputError,
+            "config.json is not a valid NP-DRAW config: unknown config keys ['command']",
+            lambda m, f: NPDraw.from_pretrained(_edited_config(m, f, command="rm -rf /"))),
+    ApiCase("weights that differ from the manifest's sha256", "np_draw.hub.resolve_pretrained",
+            CorruptWeightsError, "the bundled model.safetensors of 'tiny'",
+            lambda m, f: resolve_pretrained("tiny", manifest=_bad_manifest(m, f))),
+    ApiCase("unwritable output folder", "NPDraw.save_pretrained", UnwritablePathError,
+            "cannot create the output folder",
+            lambda m, f: m.save_pretrained(_saved(m, f) / WEIGHTS_NAME / "inside")),
+]
+
+CLI_CASES: list[CliCase] = [
+    CliCase("unknown model name", "'mnsit' is not a model folder",
+            lambda model, f: ["sample", "mnsit", "-n", "1", "-o", str(f / "x.png"), "-q"]),
+    CliCase("zero images asked for", "argument -n/--num-images: must be a positive integer, got '0'",
+            lambda model, f: ["sample", str(model), "-n", "0", "-o", str(f / "x.png"), "-q"]),
+    CliCase("truncated safetensors file", "is not a readable safetensors file (corrupted or truncated?)",
+            lambda model, f: ["sample", str(_truncate(model)), "-n", "1", "-o", str(f / "x.png"), "-q"]),
+    CliCase("images of the wrong size", "must have shape (N, 1, 28, 28) (NCHW), got (2, 1, 20, 20)",
+            lambda model, f: ["reconstruct", str(model), _npz(f, np.zeros((2, 1, 20, 20), np.uint8)),
+                              "-o", str(f / "x.png")]),
+    CliCase("floats outside [0, 1]", "must lie in [0, 1] (floats) or be uint8, got values in [2, 2]",
+            lambda model, f: ["reconstruct", str(model), _npz(f, np.full((2, 28, 28), 2.0, np.float32)),
+                              "-o", str(f / "x.png")]),
+    CliCase("NaN in the images", "must be finite, got 1568 NaN or inf values",
+            lambda model, f: ["reconstruct", str(model), _npz(f, np.full((2, 28, 28), np.nan, np.float32)),
+                              "-o", str(f / "x.png")]),
+    CliCase("-o in a folder that does not exist", "does not exist",
+            lambda model, f: ["sample", str(model), "-n", "1", "-o", str(f / "missing" / "x.png")]),
+    CliCase("-o that cannot be written", "--output: cannot write",
+            lambda model, f: ["sample", str(model), "-n", "1", "-o", str(model), "-q"]),
+]
+
+
+def _truncate(model_folder: Path) -> Path:
+    weights = model_folder / WEIGHTS_NAME
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return model_folder
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render() -> str:
+    """docs/errors.md, from :data:`API_CASES` and :data:`CLI_CASES`."""
+    lines = [
+        "# Errors",
+        "",
+        "Generated by `python -m tests.error_catalogue` from the cases `tests/test_errors.py` runs; do not edit.",
+        "",
+        "Every error np-draw raises on purpose is an `np_draw.NPDrawError`, and also the builtin exception the same "
+        "mistake has always raised (`ValueError`, `TypeError` or `OSError`), so `except ValueError` code keeps "
+        "working:",
+        "",
+        "| exception | also a | raised when |",
+        "|---|---|---|",
+    ]
+    from np_draw import errors
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        bases = ", ".join(f"`{b.__name__}`" for b in cls.__mro__[1:] if b.__module__ == "builtins"
+                          and b not in (Exception, BaseException, object))
+        lines.append(f"| `{name}` | {bases} | {_cell(' '.join(cls.__doc__.split()))} |")
+    lines += [
+        "",
+        "A message names the argument, what was expected and what was given. A folder of images is read with every "
+        "file Pillow can open; files that are not images or are truncated are skipped with a logged warning naming "
+        "them, and a folder with no readable image at all is an error.",
+        "",
+        "## Python API",
+        "",
+        "| case | entry point | exception | message (part) |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {_cell(c.case)} | `{c.entry}` | `{c.error.__name__}` | {_cell(c.message)} |" for c in API_CASES]
+    lines += [
+        "",
+        "## Command line",
+        "",
+        "Each prints one line on stderr, `np-draw COMMAND: error: MESSAGE` (argparse's own errors: "
+        "`np-draw COMMAND: error: argument ...`), with no traceback, and exits with code 2.",
+        "",
+        "| case | message (part) |",
+        "|---|---|",
+    ]
+    lines += [f"| {_cell(c.case)} | {_cell(c.message)} |" for c in CLI_CASES]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    DOC.write_text(render())
+    print(f"wrote {DOC}")

@@ -1,0 +1,59 @@
+"""Faults: a process SIGKILLed in the middle of writing a checkpoint leaves the previous one loadable, also when
+the same checkpoint name is saved twice.
+
+(A ``fit`` SIGKILLed and resumed is tests/test_training.py's
+``test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights``; four processes filling an empty Hugging
+Face cache at once is tests/test_hub.py's ``test_four_processes_loading_at_once_...``.)
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from np_draw.checkpoint import load_checkpoint, save_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+# Saves checkpoints forever, each holding its step number in every element of a tensor big enough (16 MB) that a
+# kill lands inside a save most of the time; prints each step once its save has returned.
+SAVER = """
+import sys, torch
+from np_draw.checkpoint import save_checkpoint
+for step in range(1, 10**9):
+    weights = {"w": torch.full((4_000_000,), float(step)), "b": torch.full((7,), float(step))}
+    save_checkpoint(sys.argv[1], f"step-{step:08d}", {"model": weights}, {"step": step})
+    print(step, flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.013, 0.031, 0.057])
+def test_sigkill_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_path, delay: float) -> None:
+    process = subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        saved = [int(process.stdout.readline()) for _ in range(2)]  # two saves done: a third is under way
+        time.sleep(delay)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        process.stdout.close()
+    assert process.returncode == -signal.SIGKILL
+    tensors, state = load_checkpoint(tmp_path)
+    step = state["step"]
+    assert step >= saved[-1]  # never older than a save that returned
+    assert torch.equal(tensors["model"]["w"], torch.full((4_000_000,), float(step)))
+    assert torch.equal(tensors["model"]["b"], torch.full((7,), float(step)))
+
+
+def test_saving_the_same_name_twice_never_removes_the_checkpoint_in_force(tmp_path) -> None:
+    first = save_checkpoint(tmp_path, "step-00000005", {"model": {"w": torch.zeros(3)}}, {"step": 5})
+    second = save_checkpoint(tmp_path, "step-00000005", {"model": {"w": torch.ones(3)}}, {"step": 5})
+    assert second != first and not first.exists()
+    tensors, _ = load_checkpoint(tmp_path)
+    assert torch.equal(tensors["model"]["w"], torch.ones(3))
