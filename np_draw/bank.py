@@ -9,6 +9,7 @@ from einops import rearrange
 from torch import nn
 
 from .canvas import Grid
+from .errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def kmeans(points: torch.Tensor, k: int, *, generator: torch.Generator | None = 
     """
     n, d = points.shape
     if n < k:
-        raise ValueError(f"kmeans needs at least k={k} points, got {n}")
+        raise InvalidInputError(f"kmeans needs at least k={k} points, got {n}")
     # k-means++: each new centroid is drawn with probability proportional to its squared distance.
     first = torch.randint(n, (1,), generator=generator).item()
     centroids = points.new_empty(k, d)
@@ -124,7 +125,7 @@ class PartBank(nn.Module):
         patches = rearrange(grid.patches(images), "n l c h w -> (n l) (c h w)")
         patches = patches[patches.mean(1) >= empty_threshold]
         if patches.shape[0] < self.num_parts:
-            raise ValueError(
+            raise InvalidInputError(
                 f"the images have {patches.shape[0]} non-empty patches, fewer than num_parts={self.num_parts}"
             )
         if max_patches is not None and patches.shape[0] > max_patches:

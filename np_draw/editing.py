@@ -19,6 +19,7 @@ import torch
 
 from .canvas import Grid
 from .data import check_images
+from .errors import InvalidInputError, InvalidTypeError
 from .latents import Latents, StepLogits
 
 if TYPE_CHECKING:
@@ -37,11 +38,11 @@ def _box_mask(grid: Grid, box: tuple[int, int, int, int]) -> torch.Tensor:
     size = grid.canvas_size
     if (not isinstance(box, (tuple, list)) or len(box) != 4
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
-        raise ValueError(f"box must be (left, top, right, bottom) ints in canvas pixels, got {box!r}")
+        raise InvalidInputError(f"box must be (left, top, right, bottom) ints in canvas pixels, got {box!r}")
     left, top, right, bottom = box
     if not (0 <= left < right <= size and 0 <= top < bottom <= size):
-        raise ValueError(f"box must satisfy 0 <= left < right <= {size} and 0 <= top < bottom <= {size} "
-                         f"(canvas pixels, right/bottom exclusive), got {tuple(box)}")
+        raise InvalidInputError(f"box must satisfy 0 <= left < right <= {size} and 0 <= top < bottom <= {size} "
+                                f"(canvas pixels, right/bottom exclusive), got {tuple(box)}")
     mask = torch.zeros(size, size, dtype=torch.bool)
     mask[top:bottom, left:right] = True
     return mask
@@ -59,7 +60,7 @@ def region_cells(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.T
         (L,) bool on the CPU.
     """
     if (cells is None) == (box is None):
-        raise ValueError("give the region as exactly one of cells= or box=")
+        raise InvalidInputError("give the region as exactly one of cells= or box=")
     if box is not None:
         footprints = _footprints(grid)
         inside = (footprints * _box_mask(grid, box)).sum((1, 2))
@@ -67,11 +68,12 @@ def region_cells(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.T
     chosen = cells.cpu() if isinstance(cells, torch.Tensor) else torch.as_tensor(list(cells), dtype=torch.long)
     if chosen.dtype == torch.bool:
         if chosen.shape != (grid.num_cells,):
-            raise ValueError(f"a boolean cells mask must have shape ({grid.num_cells},), got {tuple(chosen.shape)}")
+            raise InvalidInputError(f"a boolean cells mask must have shape ({grid.num_cells},), "
+                                    f"got {tuple(chosen.shape)}")
         return chosen
     if chosen.ndim != 1 or chosen.is_floating_point() or (chosen.numel() and not (
             0 <= int(chosen.min()) and int(chosen.max()) < grid.num_cells)):
-        raise ValueError(f"cells must be ints in [0, {grid.num_cells}) or a boolean mask, got {cells!r}")
+        raise InvalidInputError(f"cells must be ints in [0, {grid.num_cells}) or a boolean mask, got {cells!r}")
     mask = torch.zeros(grid.num_cells, dtype=torch.bool)
     mask[chosen.long()] = True
     return mask
@@ -97,8 +99,8 @@ def paste_canvas(grid: Grid, target: torch.Tensor, source: torch.Tensor, *, cell
         (N, C, S, S): ``source`` inside :func:`region_pixels`, ``target`` elsewhere.
     """
     if target.shape != source.shape or target.ndim != 4 or target.shape[-1] != grid.canvas_size:
-        raise ValueError(f"target and source must be canvases of one shape (N, C, {grid.canvas_size}, "
-                         f"{grid.canvas_size}), got {tuple(target.shape)} and {tuple(source.shape)}")
+        raise InvalidInputError(f"target and source must be canvases of one shape (N, C, {grid.canvas_size}, "
+                                f"{grid.canvas_size}), got {tuple(target.shape)} and {tuple(source.shape)}")
     return torch.where(region_pixels(grid, cells=cells, box=box).to(target.device), source, target)
 
 
@@ -123,11 +125,11 @@ def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cel
         ValueError: different N or T, or a drawing with more than T drawn steps after the paste.
     """
     if not isinstance(target, Latents) or not isinstance(source, Latents):
-        raise TypeError(f"target and source must be Latents, got {type(target).__name__} and "
-                        f"{type(source).__name__}")
+        raise InvalidTypeError(f"target and source must be Latents, got {type(target).__name__} and "
+                               f"{type(source).__name__}")
     if target.ids.shape != source.ids.shape:
-        raise ValueError(f"target and source must have the same (N, T), got {tuple(target.ids.shape)} and "
-                         f"{tuple(source.ids.shape)}")
+        raise InvalidInputError(f"target and source must have the same (N, T), got {tuple(target.ids.shape)} and "
+                                f"{tuple(source.ids.shape)}")
     region = region_cells(model.grid, cells=cells, box=box).to(target.ids.device)
     source = source.to(target.ids.device)
     taken = source.present.bool() & region[source.locs]
@@ -137,7 +139,7 @@ def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cel
     for n, step in (taken & kept).nonzero().tolist():
         free = (~(taken[n] | kept[n])).nonzero()[:, 0]
         if free.numel() == 0:
-            raise ValueError(f"drawing {n} would have more than T={taken.shape[1]} drawn steps after the paste")
+            raise InvalidInputError(f"drawing {n} would have more than T={taken.shape[1]} drawn steps after the paste")
         ids[n, free[0]], locs[n, free[0]] = target.ids[n, step], target.locs[n, step]
         kept[n, free[0]] = True
         kept[n, step] = False
@@ -171,14 +173,15 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
         (num, C, H, W) float in [0, 1].
     """
     if method not in ("logits", "swap"):
-        raise ValueError(f"method must be 'logits' or 'swap', got {method!r}")
+        raise InvalidInputError(f"method must be 'logits' or 'swap', got {method!r}")
     if isinstance(num, bool) or not isinstance(num, int) or num < 2:
-        raise ValueError(f"num must be an int >= 2 (the endpoints are included), got {num!r}")
+        raise InvalidInputError(f"num must be an int >= 2 (the endpoints are included), got {num!r}")
     cfg = model.config
     pair = [check_images(x[None] if getattr(x, "ndim", 0) == 3 else x, channels=cfg.channels,
                          size=cfg.image_size, name=name) for x, name in ((first, "first"), (second, "second"))]
     if any(x.shape[0] != 1 for x in pair):
-        raise ValueError(f"first and second must be one image each, got {pair[0].shape[0]} and {pair[1].shape[0]}")
+        raise InvalidInputError(f"first and second must be one image each, got {pair[0].shape[0]} and "
+                                f"{pair[1].shape[0]}")
     a, b = (model.encode(x) for x in pair)
     weights = torch.linspace(0, 1, num)
     if method == "logits":

@@ -18,6 +18,8 @@ from einops import reduce
 from safetensors.torch import load_file
 from torch import nn
 
+from .errors import UnknownModelError
+
 FEATURES_DIR = Path(__file__).parent / "weights" / "features"
 
 
@@ -101,8 +103,8 @@ def feature_network(name: str, *, device: torch.device | str = "cpu") -> Feature
         ValueError: an unknown name. FileNotFoundError: the weights are not in the installed package.
     """
     if name not in ARCHITECTURES:
-        raise ValueError(f"unknown feature network {name!r}; known ones are {sorted(ARCHITECTURES)} "
-                         "(Inception-v3: pass inception_path to np_draw.metrics.fid)")
+        raise UnknownModelError(f"unknown feature network {name!r}; known ones are {sorted(ARCHITECTURES)} "
+                                "(Inception-v3: pass inception_path to np_draw.metrics.fid)")
     weights = FEATURES_DIR / f"{name}.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"the weights of feature network {name!r} are missing: {weights}; train them with "

@@ -19,6 +19,8 @@ from einops import rearrange
 from safetensors.torch import load_file
 from torch import nn
 
+from .errors import CorruptWeightsError
+
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 
@@ -184,8 +186,8 @@ def inception_v3(path: str | Path | None = None, *, device: torch.device | str =
     if expected:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if not digest.startswith(expected.group(1)):
-            raise ValueError(f"{path}: sha256 {digest[:16]}... does not start with {expected.group(1)}, the hash in "
-                             "its name; the file is corrupted or not the original")
+            raise CorruptWeightsError(f"{path}: sha256 {digest[:16]}... does not start with {expected.group(1)}, "
+                                      "the hash in its name; the file is corrupted or not the original")
     if path.suffix == ".safetensors":
         state = load_file(path)
     else:
@@ -196,6 +198,6 @@ def inception_v3(path: str | Path | None = None, *, device: torch.device | str =
     missing, unexpected = network.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise ValueError(f"{path} does not hold pytorch-fid's Inception-v3: missing {missing[:5]}, unexpected "
-                         f"{unexpected[:5]}")
+        raise CorruptWeightsError(f"{path} does not hold pytorch-fid's Inception-v3: missing {missing[:5]}, unexpected "
+                                  f"{unexpected[:5]}")
     return network.to(device).eval()

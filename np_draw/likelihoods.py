@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from .errors import InvalidInputError, UnknownModelError
+
 _BIN = 1.0 / 255.0  # half a bin in [-1, 1]
 
 
@@ -107,7 +109,7 @@ class LogisticMixture(Likelihood):
 
     def __init__(self, channels: int, num_mixtures: int) -> None:
         if channels != 3:
-            raise ValueError(f"the logistic mixture models RGB images (channels=3), got channels={channels}")
+            raise InvalidInputError(f"the logistic mixture models RGB images (channels=3), got channels={channels}")
         self.num_mixtures = num_mixtures
         # Per component: a mixture logit, 3 means, 3 log-scales, 3 coefficients; noise: a Gumbel draw per
         # component to pick one, then one logistic draw per channel.
@@ -165,4 +167,4 @@ def make_likelihood(name: str, channels: int, num_mixtures: int = 10) -> Likelih
         return DiscretisedLogistic(channels)
     if name == "logistic_mixture":
         return LogisticMixture(channels, num_mixtures)
-    raise ValueError(f"unknown likelihood {name!r}")
+    raise UnknownModelError(f"unknown likelihood {name!r}")

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .data import check_count, check_images, to_canvas
+from .errors import CorruptWeightsError, InvalidInputError
 from .features import FeatureNetwork, feature_network
 from .latents import Latents
 from .model import NPDraw
@@ -150,7 +151,8 @@ class FeatureStatistics:
         with safe_open(str(path), "pt") as handle:
             metadata = handle.metadata() or {}
         if "features" not in metadata or "count" not in metadata:
-            raise ValueError(f"{path} is not a FeatureStatistics file: its metadata lacks 'features' and 'count'")
+            raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: its metadata lacks 'features' "
+                                      "and 'count'")
         tensors = load_file(path)
         return cls(tensors["mean"], tensors["covariance"], int(metadata["count"]), metadata["features"])
 
@@ -180,10 +182,10 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
     network = _network(features)
     shape = tuple(getattr(images, "shape", ()))
     if len(shape) != 4 or shape[1] not in (1, 3) or shape[2] != shape[3]:
-        raise ValueError(f"images must have shape (N, 1 or 3, H, H) (NCHW), got {shape}")
+        raise InvalidInputError(f"images must have shape (N, 1 or 3, H, H) (NCHW), got {shape}")
     x = check_images(images, channels=shape[1], size=shape[-1])
     if len(x) < 2:
-        raise ValueError(f"images must hold at least 2 images for a covariance, got {len(x)}")
+        raise InvalidInputError(f"images must hold at least 2 images for a covariance, got {len(x)}")
     device = next(network.parameters()).device
     rows = [network.features(x[i:i + batch_size].to(device).float()).double().cpu()
             for i in tqdm(range(0, len(x), batch_size), desc="features", disable=not progress, leave=False)]
@@ -198,7 +200,8 @@ def frechet_distance(a: FeatureStatistics, b: FeatureStatistics) -> float:
     matrix whose eigenvalues are real and non-negative, which is stable where Σa Σb itself is not symmetric.
     """
     if a.features != b.features:
-        raise ValueError(f"the statistics come from different feature networks: {a.features!r} and {b.features!r}")
+        raise InvalidInputError(f"the statistics come from different feature networks: {a.features!r} and "
+                                f"{b.features!r}")
     values, vectors = torch.linalg.eigh(a.covariance)
     root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
     middle = torch.linalg.eigvalsh(root_a @ b.covariance @ root_a).clamp_min(0).sqrt().sum()

@@ -20,6 +20,7 @@ from PIL import Image
 from .bank import PartBank
 from .canvas import running_max
 from .data import check_images
+from .errors import InvalidInputError, InvalidTypeError
 from .images import make_grid, to_pil
 from .latents import Latents
 
@@ -31,7 +32,7 @@ RED = (1.0, 0.15, 0.15)
 
 def _check_scale(scale: int) -> int:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be a positive int, got {scale!r}")
+        raise InvalidInputError(f"scale must be a positive int, got {scale!r}")
     return scale
 
 
@@ -57,8 +58,8 @@ def part_bank_image(bank: PartBank | torch.Tensor, *, scale: int = 4, separator:
     """
     parts = bank.parts if isinstance(bank, PartBank) else bank
     if not isinstance(parts, torch.Tensor) or parts.ndim != 4 or parts.shape[1] not in (1, 3):
-        raise ValueError(f"bank must be a PartBank or a (B, C, K, K) tensor with C in (1, 3), "
-                         f"got {type(parts).__name__} {tuple(getattr(parts, 'shape', ()))}")
+        raise InvalidInputError(f"bank must be a PartBank or a (B, C, K, K) tensor with C in (1, 3), "
+                                f"got {type(parts).__name__} {tuple(getattr(parts, 'shape', ()))}")
     if nrow is None:
         count, square = parts.shape[0], math.ceil(math.sqrt(parts.shape[0]))
         nrow = next((d for d in range(square, 2 * square + 1) if count % d == 0), square)
@@ -82,11 +83,11 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
         Steps with z_is = 0 paste nothing and get no frame.
     """
     if not isinstance(latents, Latents):
-        raise TypeError(f"latents must be Latents, got {type(latents).__name__}")
+        raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
     if isinstance(index, bool) or not isinstance(index, int) or not -len(latents) <= index < len(latents):
-        raise ValueError(f"index must be an int in [-{len(latents)}, {len(latents)}), got {index!r}")
+        raise InvalidInputError(f"index must be an int in [-{len(latents)}, {len(latents)}), got {index!r}")
     if len(colour) != 3 or not all(0 <= c <= 1 for c in colour):
-        raise ValueError(f"colour must be three floats in [0, 1] (RGB), got {colour!r}")
+        raise InvalidInputError(f"colour must be three floats in [0, 1] (RGB), got {colour!r}")
     size = model.grid.canvas_size * _check_scale(scale)
     index %= len(latents)
     one = latents[index:index + 1].to(model.device)
@@ -95,7 +96,8 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
     placed = model.grid.place(model.bank.lookup(one.ids), locations) * present[:, :, None, None, None]
     drawn = present[0].nonzero()[:, 0]
     if not final and drawn.numel() == 0:
-        raise ValueError(f"drawing {index} draws nothing (z_is = 0 at every step): with final=False it has no frame")
+        raise InvalidInputError(f"drawing {index} draws nothing (z_is = 0 at every step): with final=False it has "
+                                "no frame")
     frames = _enlarge(running_max(placed)[0, drawn], size)
     boxes = model.grid.box(locations)[0, drawn, 0]
     width = max(1, scale // 8)
@@ -155,8 +157,8 @@ def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separat
         An RGB image of N rows and len(columns) columns.
     """
     if not columns or len({c.shape[0] for c in columns}) != 1 or any(c.ndim != 4 for c in columns):
-        raise ValueError(f"columns must be one or more (N, C, H, W) batches of one N, got shapes "
-                         f"{[tuple(c.shape) for c in columns]}")
+        raise InvalidInputError(f"columns must be one or more (N, C, H, W) batches of one N, got shapes "
+                                f"{[tuple(c.shape) for c in columns]}")
     size = max(c.shape[-1] for c in columns) * _check_scale(scale)
     tiles = torch.stack([_enlarge(c, size) for c in columns])
     return make_grid(rearrange(tiles, "k n c h w -> (n k) c h w"), nrow=len(columns), padding=separator)

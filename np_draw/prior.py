@@ -18,6 +18,7 @@ from torch import nn
 from .bank import PartBank
 from .canvas import Grid, history
 from .config import PriorConfig
+from .errors import InvalidInputError, InvalidTypeError
 from .latents import Latents, StepLogits
 
 
@@ -89,7 +90,7 @@ class CausalSelfAttention(nn.Module):
             # One new token may see every cached one; several new tokens after a prefix would need an offset mask.
             if start > 0:
                 if x.shape[1] != 1:
-                    raise ValueError("after the first call, a cached forward takes one token at a time")
+                    raise InvalidInputError("after the first call, a cached forward takes one token at a time")
                 causal = False
         y = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
                                            dropout_p=self.dropout if self.training else 0.0)
@@ -233,15 +234,15 @@ class Prior(nn.Module):
     def _check_prefix(self, prefix: Latents, count: int) -> int:
         """The number of given steps k of a prefix for ``count`` drawings, after checking its shapes and values."""
         if not isinstance(prefix, Latents):
-            raise TypeError(f"prefix must be Latents, got {type(prefix).__name__}")
+            raise InvalidTypeError(f"prefix must be Latents, got {type(prefix).__name__}")
         shapes = {name: tuple(getattr(prefix, name).shape) for name in ("ids", "locs", "present")}
         k = shapes["ids"][1] if len(shapes["ids"]) == 2 else -1
         if any(shape != (count, k) for shape in shapes.values()) or not 0 <= k <= self.num_steps:
-            raise ValueError(f"prefix ids, locs and present must each have shape (N={count}, k) with k <= "
-                             f"T={self.num_steps}, got {shapes}")
+            raise InvalidInputError(f"prefix ids, locs and present must each have shape (N={count}, k) with k <= "
+                                    f"T={self.num_steps}, got {shapes}")
         if k and not (0 <= int(prefix.ids.min()) and int(prefix.ids.max()) < self.num_parts
                       and 0 <= int(prefix.locs.min()) and int(prefix.locs.max()) < self.num_steps):
-            raise ValueError(f"prefix ids must lie in [0, {self.num_parts}) and locs in [0, {self.num_steps})")
+            raise InvalidInputError(f"prefix ids must lie in [0, {self.num_parts}) and locs in [0, {self.num_steps})")
         if k and not ((prefix.present == 0) | (prefix.present == 1)).all():
-            raise ValueError("prefix present must hold only 0 and 1")
+            raise InvalidInputError("prefix present must hold only 0 and 1")
         return k
