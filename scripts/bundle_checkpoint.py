@@ -2,12 +2,13 @@
 
     python scripts/bundle_checkpoint.py --name mnist --model runs/mnist --data ../shared/data --note "..."
 
-Measures (np_draw.metrics, seed 0): the importance-sampled NLL bound with 50 samples (on the first --nll-images test
-images), the FID in the shipped feature network's space between as many samples as test images and the test images,
-and parse and reconstruction PSNR on the whole test split. Writes np_draw/weights/<name>/ (config, weights, model card
-with the training record of scripts/train_pretrained.py), records the files' sha256 and size and the metrics in
-np_draw/weights/manifest.json, copies the manifest to weights_manifest.json, and draws docs/pictures/<name>_samples.png
-(8x8) and docs/pictures/<name>_reconstructions.png (test images over their reconstructions).
+Measures (np_draw.metrics, seed 0): the importance-sampled NLL bound with 50 samples (on --nll-images test images
+spread evenly over the split: CIFAR-10's files are sorted by class, Omniglot's by alphabet), the FID in the shipped
+feature network's space between as many samples as test images and the test images, and parse and reconstruction PSNR
+on the whole test split. Writes np_draw/weights/<name>/ (config, weights, model card with the training record of
+scripts/train_pretrained.py), records the files' sha256 and size and the metrics in np_draw/weights/manifest.json,
+copies the manifest to weights_manifest.json, and draws docs/pictures/<name>_samples.png (8x8) and
+docs/pictures/<name>_reconstructions.png (16 test images, spread the same way, over their reconstructions).
 """
 
 from __future__ import annotations
@@ -36,24 +37,30 @@ DATASET_NOTES = {
 }
 
 
+def spread(images: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` of ``images``, every (N // count)-th from the first: all classes of a split sorted by class."""
+    return images[::max(1, len(images) // count)][:count]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, choices=["mnist", "omniglot", "cifar10", "celeba"])
     parser.add_argument("--model", required=True, help="the trained model folder")
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--note", default="", help="what the model card should say about this checkpoint")
-    parser.add_argument("--nll-images", type=int, default=None, help="score the NLL on the first N test images")
+    parser.add_argument("--nll-images", type=int, default=None,
+                        help="score the NLL on N test images, every (len // N)-th")
     parser.add_argument("--num-samples", type=int, default=50, help="importance samples per image")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     start = time.time()
     model = NPDraw.from_pretrained(args.model)
     test = load_dataset(args.name, args.data, "test").float() / 255
-    scored = test[:args.nll_images]
+    scored = spread(test, args.nll_images or len(test))
     bound = nll(model, scored, args.num_samples, seed=0, progress=False)
     generated = model.sample(len(test), generator=torch.Generator().manual_seed(0), progress=False).images
     distance = fid(generated, test, default_features(model), progress=False)
-    subset = "" if len(scored) == len(test) else f"_first{len(scored)}"
+    subset = "" if len(scored) == len(test) else f"_every{len(test) // len(scored)}th"
     unit, value = (("nats", bound.mean_nats) if model.config.channels == 1 else
                    ("bits_per_dim", bound.mean_bits_per_dim))
     metrics = {
@@ -72,7 +79,8 @@ def main() -> None:
             "repo_id": entry["repo_id"]}
     if record is not None:
         card["training"] = {key: record[key] for key in ("git_commit", "config", "fit_config", "seed", "limit",
-                                                         "wall_time_s", "machine", "data_sha256") if key in record}
+                                                         "wall_time_s", "machine", "data_sha256", "continued_from")
+                            if key in record}
     folder = manifest_file.parent / args.name
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder, card=card)
@@ -83,7 +91,7 @@ def main() -> None:
     pictures = ROOT / "docs" / "pictures"
     pictures.mkdir(parents=True, exist_ok=True)
     save_grid(generated[:64], pictures / f"{args.name}_samples.png", nrow=8)
-    originals = test[:16]
+    originals = spread(test, 16)
     save_grid(torch.cat([originals, model.reconstruct(originals)]), pictures / f"{args.name}_reconstructions.png",
               nrow=16)
     print(json.dumps({"name": args.name, "metrics": metrics, "files": entry["files"],

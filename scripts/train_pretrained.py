@@ -2,10 +2,17 @@
 
     python scripts/train_pretrained.py --name mnist --data ../shared/data --out runs/mnist
 
+    python scripts/train_pretrained.py --name cifar10 --data ../shared/data --out runs/cifar10-more \
+        --continue-from runs/cifar10 --epochs 3
+
 Logs to stdout (run it under nohup), checkpoints into OUT/checkpoints (``--resume`` continues exactly), and saves
 the model folder with ``save_pretrained``, its training record (``training.json``: git commit, configs, seed, the
 data files' sha256, wall time, machine) and an 8x8 sample grid. CelebA trains on its 4,800 training images and
 selects on its 600 validation images; the other data sets hold out 10 % of their training split.
+
+``--continue-from FOLDER`` trains a finished run's encoder and decoder for ``--epochs`` more epochs, keeping its
+part bank and prior (a fresh Adam state: a finished run keeps no optimizer); the record adds the earlier run's
+wall time and keeps its commit and configs under ``continued_from``.
 """
 
 from __future__ import annotations
@@ -42,9 +49,9 @@ class WallClock:
     """Training wall time summed over a run and its resumptions, kept in ``file`` and rewritten every ``every``
     seconds by a daemon thread, so a run killed at a session's end loses at most that much of its count."""
 
-    def __init__(self, file: Path, resume: bool, every: float = 30.0) -> None:
+    def __init__(self, file: Path, resume: bool, earlier: float = 0.0, every: float = 30.0) -> None:
         self.file, self.every = file, every
-        self.earlier = json.loads(file.read_text())["wall_time_s"] if resume and file.is_file() else 0.0
+        self.earlier = json.loads(file.read_text())["wall_time_s"] if resume and file.is_file() else earlier
         self.start = time.time()
         threading.Thread(target=self._keep, daemon=True).start()
 
@@ -79,9 +86,9 @@ def main() -> None:
     parser.add_argument("--name", required=True, choices=["mnist", "omniglot", "cifar10", "celeba"])
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--out", required=True, help="output model folder")
-    parser.add_argument("--channels", type=int, default=64, help="encoder and decoder widths (paper: 128)")
-    parser.add_argument("--prior-epochs", type=int, default=2)
-    parser.add_argument("--prior-lr", type=float, default=1e-3)
+    parser.add_argument("--channels", type=int, default=None, help="encoder/decoder widths (default 64; paper: 128)")
+    parser.add_argument("--prior-epochs", type=int, default=None, help="default 2")
+    parser.add_argument("--prior-lr", type=float, default=None, help="default 1e-3")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=FitConfig.batch_size, help="encoder/decoder batch size")
     parser.add_argument("--encoder-lr", type=float, default=FitConfig.encoder_lr)
@@ -91,7 +98,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT/checkpoints")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--continue-from", default=None, metavar="FOLDER",
+                        help="a finished run's OUT: train its encoder and decoder --epochs more, bank and prior kept")
     args = parser.parse_args()
+    earlier = None
+    if args.continue_from is not None:
+        given = [flag for flag, value in (("--channels", args.channels), ("--prior-epochs", args.prior_epochs),
+                                          ("--prior-lr", args.prior_lr)) if value is not None]
+        if given:
+            parser.error(f"--continue-from keeps the earlier run's networks and prior; drop {', '.join(given)}")
+        record_file = Path(args.continue_from) / "training.json"
+        if not record_file.is_file():
+            parser.error(f"--continue-from: {str(record_file)!r} does not exist; give the OUT of a finished run")
+        earlier = json.loads(record_file.read_text())
+        if earlier["name"] != args.name:
+            parser.error(f"--continue-from: that run trained {earlier['name']!r}, not --name {args.name!r}")
+        # The same seed and images hold out the same validation images, so the bounds go on one curve.
+        for flag, key in (("--seed", "seed"), ("--limit", "limit")):
+            if getattr(args, key) != earlier[key]:
+                parser.error(f"--continue-from: that run used {flag} {earlier[key]}, got {getattr(args, key)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -99,15 +124,22 @@ def main() -> None:
 
     images = load_dataset(args.name, args.data, "train", limit=args.limit).float() / 255
     validation = load_dataset(args.name, args.data, "val").float() / 255 if args.name == "celeba" else None
-    config = NPDrawConfig.preset(args.name, encoder_channels=args.channels, decoder_channels=args.channels)
-    model = NPDraw(config)
-    fit_config = FitConfig(seed=args.seed, prior_epochs=args.prior_epochs, prior_lr=args.prior_lr,
-                           epochs=args.epochs, batch_size=args.batch_size, encoder_lr=args.encoder_lr,
-                           decoder_lr=args.decoder_lr)
+    if earlier is None:
+        channels = args.channels or 64
+        config = NPDrawConfig.preset(args.name, encoder_channels=channels, decoder_channels=channels)
+        model = NPDraw(config)
+        fit_config = FitConfig(seed=args.seed, prior_epochs=args.prior_epochs or 2, prior_lr=args.prior_lr or 1e-3,
+                               epochs=args.epochs, batch_size=args.batch_size, encoder_lr=args.encoder_lr,
+                               decoder_lr=args.decoder_lr)
+    else:
+        model = NPDraw.from_pretrained(args.continue_from)
+        config = model.config
+        fit_config = FitConfig(seed=args.seed, fit_bank=False, fit_prior=False, epochs=args.epochs,
+                               batch_size=args.batch_size, encoder_lr=args.encoder_lr, decoder_lr=args.decoder_lr)
     out = Path(args.out)
     record_file = out / "training.json"
     # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost.
-    clock = WallClock(out / "wall_time.json", args.resume)
+    clock = WallClock(out / "wall_time.json", args.resume, earlier["wall_time_s"] if earlier else 0.0)
     # Read before training: commits made while a long run goes on are not the code it ran.
     commit = git_commit()
     history = fit(model, images, fit_config, output_dir=out, resume=args.resume, progress=False,
@@ -120,6 +152,10 @@ def main() -> None:
     record = dict(name=args.name, git_commit=commit, config=config.to_dict(), fit_config=asdict(fit_config),
                   seed=args.seed, limit=args.limit, wall_time_s=round(wall, 1), machine=machine(), data_sha256=sha256,
                   val_bound=history.val_bound, prior_val=history.prior_val, train=history.train)
+    if earlier is not None:
+        record["continued_from"] = {key: earlier[key] for key in ("git_commit", "fit_config", "wall_time_s",
+                                                                  "val_bound", "prior_val", "continued_from")
+                                    if key in earlier}
     record_file.write_text(json.dumps(record, indent=2) + "\n")
     samples = model.sample(64, generator=torch.Generator().manual_seed(0), progress=False)
     samples.save_grid(out / "samples.png", nrow=8)
