@@ -380,9 +380,10 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
     fit = _command(commands, "fit", "train or fine-tune a model on images",
                    "Train a model on DATA and save it to OUTPUT (config.json, model.safetensors, a model card and "
                    "history.json), with checkpoints in OUTPUT/checkpoints; --resume continues a stopped run "
-                   "exactly. Without --from, a preset is trained from scratch (part bank, parse, prior, then "
-                   "encoder and decoder); with --from, a pretrained model is fine-tuned, keeping its part bank and "
-                   "prior unless --fit-bank or --fit-prior is given. Progress goes to stderr.", cmd_fit)
+                   "exactly, or with a larger --epochs extends a finished one. Without --from, a preset is trained "
+                   "from scratch (part bank, parse, prior, then encoder and decoder); with --from, a pretrained "
+                   "model is fine-tuned, keeping its part bank and prior unless --fit-bank or --fit-prior is "
+                   "given. Progress goes to stderr.", cmd_fit)
     fit.add_argument("data", metavar="DATA", help="a folder of images, or an .npz file with an 'images' array")
     fit.add_argument("-o", "--output", type=Path, required=True, help="the model folder to write (created)")
     start = fit.add_argument_group("where to start (one of)")
@@ -401,7 +402,7 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
                      help="optimizer steps between checkpoints (also one after every epoch)")
     fit.add_argument("--seed", type=int, default=None, help="random seed (FitConfig.seed, default 0)")
     fit.add_argument("--resume", action="store_true",
-                     help="continue from the latest checkpoint in OUTPUT (same DATA and options)")
+                     help="continue from the latest checkpoint in OUTPUT (same DATA and options; --epochs may grow)")
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars or epoch lines")
 
 

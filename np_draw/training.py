@@ -182,9 +182,16 @@ class _Run:
         if loaded is None:
             return False
         tensors, state = loaded
-        if state["config"] != asdict(self.config) or state["fingerprint"] != self.fingerprint:
+        # ``epochs`` alone may change: a resume with more epochs extends a run, finished or not.
+        unchanged = {**state["config"], "epochs": self.config.epochs} == asdict(self.config)
+        if not unchanged or state["fingerprint"] != self.fingerprint:
             raise InvalidInputError(f"cannot resume from {self.directory}: it was written for other images or another "
-                                    "FitConfig; pass the same images and config, or a new output folder")
+                                    "FitConfig (only epochs may differ); pass the same images and config, or a new "
+                                    "output folder")
+        trained = len(state["history"]["train"])
+        if self.config.epochs < trained:
+            raise InvalidInputError(f"cannot resume from {self.directory} with epochs={self.config.epochs}: it has "
+                                    f"already trained {trained} epochs; pass epochs >= {trained}")
         self.model.load_state_dict(tensors["model"])
         torch.set_rng_state(tensors["rng"]["torch"])
         self.order_generator.set_state(tensors["rng"]["order"])
@@ -199,6 +206,13 @@ class _Run:
         self.order = tensors["order"]["order"] if "order" in tensors else None
         self.best_prior = tensors.get("best_prior")
         self._optimizer_meta = (tensors.get("optimizer", {}), state["optimizer"])
+        if self.stage == "done" and self.config.epochs > trained:
+            logger.info("extending the finished run from %d to %d epochs", trained, self.config.epochs)
+            # Earlier code finished its checkpoints at epoch 0 and without the optimizer's state.
+            self.stage, self.epoch = "vae", trained
+            if state["optimizer"] is None:
+                logger.warning("%s keeps no optimizer state; the extra epochs start with a fresh Adam",
+                               self.directory)
         logger.info("resumed at stage %s, epoch %d, step %d", self.stage, self.epoch, self.step)
         return True
 
@@ -353,7 +367,9 @@ class _Run:
             self._next_stage("vae")
         if self.stage == "vae":
             self._vae_stage()
-            self._next_stage("done")
+            # The optimizer's state stays in the last checkpoint, so more epochs later continue this run exactly.
+            self.stage = "done"
+            self._save()
         self.model.eval()
         return self.history
 
@@ -369,7 +385,9 @@ def fit(model: NPDraw, images: torch.Tensor, config: FitConfig | None = None, *,
         images: (N, C, H, W) float in [0, 1], checked by the caller, on the model's device.
         config: hyper-parameters; :class:`FitConfig` defaults when None.
         output_dir: where checkpoints go (``output_dir/checkpoints``); None keeps none.
-        resume: continue from the latest checkpoint in ``output_dir`` (a fresh start when there is none).
+        resume: continue from the latest checkpoint in ``output_dir`` (a fresh start when there is none). The
+            config must be the checkpoint's except ``epochs``, which may grow: a finished run then trains that many
+            epochs in all, with the same optimizer state and schedules as a run that was given them from the start.
         progress: progress bars.
         callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
         validation: (M, C, H, W) images held out for model selection and the validation bound, like ``images``;

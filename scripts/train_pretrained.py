@@ -10,9 +10,11 @@ the model folder with ``save_pretrained``, its training record (``training.json`
 data files' sha256, wall time, machine) and an 8x8 sample grid. CelebA trains on its 4,800 training images and
 selects on its 600 validation images; the other data sets hold out 10 % of their training split.
 
-``--continue-from FOLDER`` trains a finished run's encoder and decoder for ``--epochs`` more epochs, keeping its
-part bank and prior (a fresh Adam state: a finished run keeps no optimizer); the record adds the earlier run's
-wall time and keeps its commit and configs under ``continued_from``.
+``--continue-from FOLDER`` trains a finished run's encoder and decoder for ``--epochs`` more epochs: it copies the
+run's last checkpoint into OUT/checkpoints and resumes it with a larger ``epochs``, so the part bank, prior,
+optimizer state and schedules carry on as if the run had been given those epochs from the start (checkpoints of
+runs finished before fit kept its optimizer state restart Adam). The record adds the earlier run's wall time and
+keeps its commit and configs under ``continued_from``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import json
 import logging
 import platform
+import shutil
 import subprocess
 import threading
 import time
@@ -90,23 +93,25 @@ def main() -> None:
     parser.add_argument("--prior-epochs", type=int, default=None, help="default 2")
     parser.add_argument("--prior-lr", type=float, default=None, help="default 1e-3")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=FitConfig.batch_size, help="encoder/decoder batch size")
-    parser.add_argument("--encoder-lr", type=float, default=FitConfig.encoder_lr)
-    parser.add_argument("--decoder-lr", type=float, default=FitConfig.decoder_lr,
-                        help="the reference code's 1e-4 by default; the paper trains the full model at 1e-3")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"encoder/decoder batch size (default {FitConfig.batch_size})")
+    parser.add_argument("--encoder-lr", type=float, default=None, help=f"default {FitConfig.encoder_lr:g}")
+    parser.add_argument("--decoder-lr", type=float, default=None,
+                        help=f"default {FitConfig.decoder_lr:g}, the reference code's; the paper trains the full model "
+                             "at 1e-3")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT/checkpoints")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--continue-from", default=None, metavar="FOLDER",
-                        help="a finished run's OUT: train its encoder and decoder --epochs more, bank and prior kept")
+                        help="a finished run's OUT: train its encoder and decoder --epochs more, with its configs")
     args = parser.parse_args()
     earlier = None
     if args.continue_from is not None:
-        given = [flag for flag, value in (("--channels", args.channels), ("--prior-epochs", args.prior_epochs),
-                                          ("--prior-lr", args.prior_lr)) if value is not None]
+        given = [flag for flag in ("--channels", "--prior-epochs", "--prior-lr", "--batch-size", "--encoder-lr",
+                                   "--decoder-lr") if getattr(args, flag[2:].replace("-", "_")) is not None]
         if given:
-            parser.error(f"--continue-from keeps the earlier run's networks and prior; drop {', '.join(given)}")
+            parser.error(f"--continue-from keeps the earlier run's configs; drop {', '.join(given)}")
         record_file = Path(args.continue_from) / "training.json"
         if not record_file.is_file():
             parser.error(f"--continue-from: {str(record_file)!r} does not exist; give the OUT of a finished run")
@@ -124,25 +129,27 @@ def main() -> None:
 
     images = load_dataset(args.name, args.data, "train", limit=args.limit).float() / 255
     validation = load_dataset(args.name, args.data, "val").float() / 255 if args.name == "celeba" else None
+    out = Path(args.out)
     if earlier is None:
         channels = args.channels or 64
         config = NPDrawConfig.preset(args.name, encoder_channels=channels, decoder_channels=channels)
-        model = NPDraw(config)
+        given = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr")}
         fit_config = FitConfig(seed=args.seed, prior_epochs=args.prior_epochs or 2, prior_lr=args.prior_lr or 1e-3,
-                               epochs=args.epochs, batch_size=args.batch_size, encoder_lr=args.encoder_lr,
-                               decoder_lr=args.decoder_lr)
+                               epochs=args.epochs, **{key: value for key, value in given.items() if value is not None})
     else:
-        model = NPDraw.from_pretrained(args.continue_from)
-        config = model.config
-        fit_config = FitConfig(seed=args.seed, fit_bank=False, fit_prior=False, epochs=args.epochs,
-                               batch_size=args.batch_size, encoder_lr=args.encoder_lr, decoder_lr=args.decoder_lr)
-    out = Path(args.out)
+        config = NPDrawConfig.from_dict(earlier["config"])
+        fit_config = FitConfig(**{**earlier["fit_config"], "epochs": earlier["fit_config"]["epochs"] + args.epochs})
+        if (out / "checkpoints").exists() and not args.resume:
+            parser.error(f"--out {args.out!r} already holds checkpoints; add --resume to go on with them")
+        if not (out / "checkpoints").exists():
+            shutil.copytree(Path(args.continue_from) / "checkpoints", out / "checkpoints")
+    model = NPDraw(config)
     record_file = out / "training.json"
     # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost.
     clock = WallClock(out / "wall_time.json", args.resume, earlier["wall_time_s"] if earlier else 0.0)
     # Read before training: commits made while a long run goes on are not the code it ran.
     commit = git_commit()
-    history = fit(model, images, fit_config, output_dir=out, resume=args.resume, progress=False,
+    history = fit(model, images, fit_config, output_dir=out, resume=args.resume or earlier is not None, progress=False,
                   validation=validation)
     wall = clock.total()
     clock.write()

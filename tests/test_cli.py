@@ -163,14 +163,19 @@ def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_
     history = json.loads((output / "history.json").read_text())
     assert len(history["train"]) == len(history["val_bound"]) == 1 and history["prior_train"] == []
     assert (output / "checkpoints" / "latest.json").is_file()
-    # Resuming a finished run changes nothing; resuming with other options is refused in one line.
+    # Resuming a finished run changes nothing; with more epochs it trains them; with other options it is refused in
+    # one line.
     assert main(argv + ["--resume"]) == 0
     resumed = NPDraw.from_pretrained(output)
     assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), tuned.state_dict().values()))
+    assert main(argv + ["--epochs", "2", "--resume"]) == 0
+    assert len(json.loads((output / "history.json").read_text())["val_bound"]) == 2
+    extended = NPDraw.from_pretrained(output)
+    assert not all(torch.equal(a, b) for a, b in zip(extended.decoder.parameters(), tuned.decoder.parameters()))
     capsys.readouterr()
-    assert main(argv[:-1] + ["--epochs", "2", "--resume"]) == 2
+    assert main(argv + ["--epochs", "2", "--batch-size", "10", "--resume"]) == 2
     err = capsys.readouterr().err
-    assert "cannot resume" in err and err.count("\n") == 1
+    assert "cannot resume" in err and "only epochs may differ" in err and err.count("\n") == 1
 
 
 def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):

@@ -128,6 +128,29 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tmp_pa
         assert torch.equal(expected[key], resumed[key]), key
 
 
+def test_resuming_a_finished_run_with_more_epochs_matches_a_run_given_them_from_the_start(mnist_images, tmp_path):
+    images = mnist_images[:60]
+
+    def run(folder: str, epochs: int, **changes) -> NPDraw:
+        torch.manual_seed(0)
+        model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+        config = FitConfig(prior_epochs=1, epochs=epochs, batch_size=20, seed=5, **changes)
+        model.fit(images, config, output_dir=tmp_path / folder, resume=True, progress=False)
+        return model
+
+    straight = run("straight", 3)
+    run("extended", 1)
+    extended = run("extended", 3)
+    assert len(extended.fit(images, FitConfig(prior_epochs=1, epochs=3, batch_size=20, seed=5),
+                            output_dir=tmp_path / "extended", resume=True, progress=False).val_bound) == 3
+    expected, actual = straight.state_dict(), extended.state_dict()
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)
+    with pytest.raises(ValueError, match="already trained 3 epochs; pass epochs >= 3"):
+        run("extended", 2)
+    with pytest.raises(ValueError, match="only epochs may differ"):
+        run("extended", 4, decoder_lr=1e-3)
+
+
 def test_fit_accepts_arrays_datasets_loaders_and_folders(mnist_images, tmp_path):
     from PIL import Image
     from torch.utils.data import DataLoader, TensorDataset
