@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 
 from .bank import PartBank
 from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
-from .data import to_canvas
+from .data import check_count, to_canvas
 from .elbo import gumbel_temperature, objective, substitution_probability
-from .errors import InvalidInputError
+from .errors import InvalidInputError, InvalidTypeError
 from .latents import Latents
 from .parsing import parse
 from .prior import Prior
@@ -73,6 +73,30 @@ class FitConfig:
     tau_min: float = 0.5
     checkpoint_every: int = 200  # optimizer steps between checkpoints (and one at the end of every epoch)
     mixed_precision: bool = False  # bf16 autocast, CUDA only
+
+    def __post_init__(self) -> None:
+        for name in ("fit_bank", "fit_prior", "mixed_precision"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidTypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        for name in ("seed", "prior_epochs", "epochs", "checkpoint_every"):  # 0 epochs skip a stage
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidInputError(f"{name} must be a non-negative int, got {value!r}")
+        for name in ("prior_batch_size", "batch_size"):
+            check_count(getattr(self, name), name)
+        for name in ("prior_lr", "encoder_lr", "decoder_lr", "parse_weight", "substitution_rate", "tau_decay"):
+            value = getattr(self, name)
+            positive = name.endswith("_lr")
+            if value is None and name in ("parse_weight", "substitution_rate"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0 or (positive and value == 0):
+                raise InvalidInputError(f"{name} must be a {'positive' if positive else 'non-negative'} finite "
+                                        f"number, got {value!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise InvalidInputError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not 0.0 < self.tau_min <= 1.0:
+            raise InvalidInputError(f"tau_min must be in (0, 1], got {self.tau_min!r}")
 
 
 @dataclass
