@@ -13,8 +13,11 @@ selects on its 600 validation images; the other data sets hold out 10 % of their
 ``--continue-from FOLDER`` trains a finished run's encoder and decoder for ``--epochs`` more epochs: it copies the
 run's last checkpoint into OUT/checkpoints and resumes it with a larger ``epochs``, so the part bank, prior,
 optimizer state and schedules carry on as if the run had been given those epochs from the start (checkpoints of
-runs finished before fit kept its optimizer state restart Adam). The record adds the earlier run's wall time and
-keeps its commit and configs under ``continued_from``.
+runs finished before fit kept its optimizer state restart Adam). ``--finetune-from FOLDER`` starts a new fit from a
+finished run's weights with its part bank kept: ``--prior-epochs N`` trains its prior N more epochs (fresh Adam, the
+best validation epoch kept), then ``--epochs`` encoder and decoder epochs (0 for none), with the learning rates
+given. Either way the record adds the earlier run's wall time and keeps its commit and configs under
+``continued_from``.
 """
 
 from __future__ import annotations
@@ -105,23 +108,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--continue-from", default=None, metavar="FOLDER",
                         help="a finished run's OUT: train its encoder and decoder --epochs more, with its configs")
+    parser.add_argument("--finetune-from", default=None, metavar="FOLDER",
+                        help="a finished run's OUT: a new fit from its weights, bank kept, prior trained if "
+                             "--prior-epochs is given")
     args = parser.parse_args()
-    earlier = None
-    if args.continue_from is not None:
-        given = [flag for flag in ("--channels", "--prior-epochs", "--prior-lr", "--batch-size", "--encoder-lr",
-                                   "--decoder-lr") if getattr(args, flag[2:].replace("-", "_")) is not None]
+    earlier, start = None, args.continue_from or args.finetune_from
+    if args.continue_from is not None and args.finetune_from is not None:
+        parser.error("give --continue-from or --finetune-from, not both")
+    if start is not None:
+        flag = "--continue-from" if args.continue_from else "--finetune-from"
+        kept = ["--channels"] + (["--prior-epochs", "--prior-lr", "--batch-size", "--encoder-lr", "--decoder-lr"]
+                                 if args.continue_from else [])
+        given = [name for name in kept if getattr(args, name[2:].replace("-", "_")) is not None]
         if given:
-            parser.error(f"--continue-from keeps the earlier run's configs; drop {', '.join(given)}")
-        record_file = Path(args.continue_from) / "training.json"
+            parser.error(f"{flag} keeps the earlier run's configs; drop {', '.join(given)}")
+        record_file = Path(start) / "training.json"
         if not record_file.is_file():
-            parser.error(f"--continue-from: {str(record_file)!r} does not exist; give the OUT of a finished run")
+            parser.error(f"{flag}: {str(record_file)!r} does not exist; give the OUT of a finished run")
         earlier = json.loads(record_file.read_text())
         if earlier["name"] != args.name:
-            parser.error(f"--continue-from: that run trained {earlier['name']!r}, not --name {args.name!r}")
+            parser.error(f"{flag}: that run trained {earlier['name']!r}, not --name {args.name!r}")
         # The same seed and images hold out the same validation images, so the bounds go on one curve.
-        for flag, key in (("--seed", "seed"), ("--limit", "limit")):
+        for option, key in (("--seed", "seed"), ("--limit", "limit")):
             if getattr(args, key) != earlier[key]:
-                parser.error(f"--continue-from: that run used {flag} {earlier[key]}, got {getattr(args, key)}")
+                parser.error(f"{flag}: that run used {option} {earlier[key]}, got {getattr(args, key)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,12 +140,18 @@ def main() -> None:
     images = load_dataset(args.name, args.data, "train", limit=args.limit).float() / 255
     validation = load_dataset(args.name, args.data, "val").float() / 255 if args.name == "celeba" else None
     out = Path(args.out)
+    given = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr")}
+    given = {key: value for key, value in given.items() if value is not None}
     if earlier is None:
         channels = args.channels or 64
         config = NPDrawConfig.preset(args.name, encoder_channels=channels, decoder_channels=channels)
-        given = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr")}
         fit_config = FitConfig(seed=args.seed, prior_epochs=args.prior_epochs or 2, prior_lr=args.prior_lr or 1e-3,
-                               epochs=args.epochs, **{key: value for key, value in given.items() if value is not None})
+                               epochs=args.epochs, **given)
+    elif args.finetune_from is not None:
+        config = NPDrawConfig.from_dict(earlier["config"])
+        fit_config = FitConfig(seed=args.seed, fit_bank=False, fit_prior=bool(args.prior_epochs),
+                               prior_epochs=args.prior_epochs or 0, prior_lr=args.prior_lr or 1e-3,
+                               epochs=args.epochs, **given)
     else:
         config = NPDrawConfig.from_dict(earlier["config"])
         fit_config = FitConfig(**{**earlier["fit_config"], "epochs": earlier["fit_config"]["epochs"] + args.epochs})
@@ -143,14 +159,14 @@ def main() -> None:
             parser.error(f"--out {args.out!r} already holds checkpoints; add --resume to go on with them")
         if not (out / "checkpoints").exists():
             shutil.copytree(Path(args.continue_from) / "checkpoints", out / "checkpoints")
-    model = NPDraw(config)
+    model = NPDraw.from_pretrained(args.finetune_from) if args.finetune_from else NPDraw(config)
     record_file = out / "training.json"
     # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost.
     clock = WallClock(out / "wall_time.json", args.resume, earlier["wall_time_s"] if earlier else 0.0)
     # Read before training: commits made while a long run goes on are not the code it ran.
     commit = git_commit()
-    history = fit(model, images, fit_config, output_dir=out, resume=args.resume or earlier is not None, progress=False,
-                  validation=validation)
+    history = fit(model, images, fit_config, output_dir=out, resume=args.resume or args.continue_from is not None,
+                  progress=False, validation=validation)
     wall = clock.total()
     clock.write()
     model.save_pretrained(out)
