@@ -140,18 +140,18 @@ def main() -> None:
     images = load_dataset(args.name, args.data, "train", limit=args.limit).float() / 255
     validation = load_dataset(args.name, args.data, "val").float() / 255 if args.name == "celeba" else None
     out = Path(args.out)
-    given = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr")}
-    given = {key: value for key, value in given.items() if value is not None}
+    overrides = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr")
+                 if getattr(args, key) is not None}
     if earlier is None:
         channels = args.channels or 64
         config = NPDrawConfig.preset(args.name, encoder_channels=channels, decoder_channels=channels)
         fit_config = FitConfig(seed=args.seed, prior_epochs=args.prior_epochs or 2, prior_lr=args.prior_lr or 1e-3,
-                               epochs=args.epochs, **given)
+                               epochs=args.epochs, **overrides)
     elif args.finetune_from is not None:
         config = NPDrawConfig.from_dict(earlier["config"])
         fit_config = FitConfig(seed=args.seed, fit_bank=False, fit_prior=bool(args.prior_epochs),
                                prior_epochs=args.prior_epochs or 0, prior_lr=args.prior_lr or 1e-3,
-                               epochs=args.epochs, **given)
+                               epochs=args.epochs, **overrides)
     else:
         config = NPDrawConfig.from_dict(earlier["config"])
         fit_config = FitConfig(**{**earlier["fit_config"], "epochs": earlier["fit_config"]["epochs"] + args.epochs})
