@@ -84,11 +84,9 @@ class FitConfig:
                 raise InvalidInputError(f"{name} must be a non-negative int, got {value!r}")
         for name in ("prior_batch_size", "batch_size"):
             check_count(getattr(self, name), name)
-        for name in ("prior_lr", "encoder_lr", "decoder_lr", "parse_weight", "substitution_rate", "tau_decay"):
-            value = getattr(self, name)
-            positive = name.endswith("_lr")
-            if value is None and name in ("parse_weight", "substitution_rate"):
-                continue
+        optional = [name for name in ("parse_weight", "substitution_rate") if getattr(self, name) is not None]
+        for name in ("prior_lr", "encoder_lr", "decoder_lr", "tau_decay", *optional):
+            value, positive = getattr(self, name), name.endswith("_lr")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or (positive and value == 0):
                 raise InvalidInputError(f"{name} must be a {'positive' if positive else 'non-negative'} finite "
