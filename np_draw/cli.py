@@ -30,7 +30,7 @@ import torch
 
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
-from .data import DATASETS, check_images, data_file, load_dataset, load_images
+from .data import DATASETS, check_images, data_files, load_dataset, load_images
 from .errors import InvalidInputError, NPDrawError, UnwritablePathError
 from .features import ARCHITECTURES
 from .images import save_grid, save_pairs
@@ -212,7 +212,7 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
     """The images ``np-draw eval`` scores, and what they are: a split of a data set in the shared-data layout when
     --dataset is given (or NAME is a data set whose file DATA holds), else the images DATA names."""
     dataset = args.dataset or (args.name if args.name in DATASETS else None)
-    if dataset is not None and (args.dataset or data_file(dataset, args.data, args.split).is_file()):
+    if dataset is not None and (args.dataset or all(f.is_file() for f in data_files(dataset, args.data, args.split))):
         images = load_dataset(dataset, args.data, args.split, limit=args.limit).float() / 255
         source = f"{dataset} {args.split}"
     else:

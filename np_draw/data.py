@@ -87,24 +87,29 @@ def celeba_transform(image: Image.Image, size: int = 64, crop: int = 148) -> Ima
 
 
 DATASETS = ("mnist", "omniglot", "cifar10", "celeba")
-# The file each split is read from, inside the data set's folder (see the shared data's README).
-DATA_FILES: dict[str, dict[str, str]] = {
-    "mnist": {"train": "train.npz", "test": "test.npz"},
-    "omniglot": {"train": "background_28x28.npz", "test": "evaluation_28x28.npz"},
-    "cifar10": {"train": "train_jpegbytes.npz", "test": "test_jpegbytes.npz"},
-    "celeba": {split: "all6000_jpegbytes_178x218.npz" for split in ("train", "val", "test")},
+_OMNIGLOT = ("background_28x28.npz", "evaluation_28x28.npz")
+# The files each split is read from, inside the data set's folder (see the shared data's README). Omniglot's
+# "train" and "test" are the paper's split (the IWAE paper's protocol: all 1,623 characters, drawers 1-15 to train,
+# 16-20 to test); "background" and "evaluation" are Lake's split, whose test alphabets are never seen in training.
+DATA_FILES: dict[str, dict[str, tuple[str, ...]]] = {
+    "mnist": {"train": ("train.npz",), "test": ("test.npz",)},
+    "omniglot": {"train": _OMNIGLOT, "test": _OMNIGLOT, "background": _OMNIGLOT[:1], "evaluation": _OMNIGLOT[1:]},
+    "cifar10": {"train": ("train_jpegbytes.npz",), "test": ("test_jpegbytes.npz",)},
+    "celeba": {split: ("all6000_jpegbytes_178x218.npz",) for split in ("train", "val", "test")},
 }
+OMNIGLOT_TRAIN_DRAWERS = 15  # drawers 1..15 of every character train, 16..20 test (the paper's split)
 
 
-def data_file(name: str, root: str | Path, split: str) -> Path:
-    """The ``.npz`` file that holds one split of a data set.
+def data_files(name: str, root: str | Path, split: str) -> list[Path]:
+    """The ``.npz`` files that hold one split of a data set.
 
     Args:
         name: one of :data:`DATASETS`.
         root: the data set's folder (e.g. ``../shared/data/mnist``) or the folder above it.
-        split: "train" or "test" (MNIST, Omniglot = background/evaluation, CIFAR-10); CelebA also "val".
+        split: "train" or "test"; CelebA also "val"; Omniglot also "background" and "evaluation" (Lake's split of
+            unseen alphabets; its "train"/"test" are the paper's split by drawer).
     Returns:
-        The file's path (not checked for existence).
+        The files' paths (not checked for existence).
     """
     if name not in DATASETS:
         raise UnknownModelError(f"unknown data set {name!r}; known data sets are {list(DATASETS)}")
@@ -113,7 +118,24 @@ def data_file(name: str, root: str | Path, split: str) -> Path:
     root = Path(root)
     if (root / name).is_dir():
         root = root / name
-    return root / DATA_FILES[name][split]
+    return [root / file for file in DATA_FILES[name][split]]
+
+
+def load_arrays(name: str, root: str | Path, split: str) -> dict[str, np.ndarray]:
+    """The per-image arrays of one split of MNIST or Omniglot (``images``, ``labels``, and Omniglot's
+    ``char_ids``, ``sample_idx`` and ``alphabet``), concatenated over its files and selected by drawer for
+    Omniglot's paper split."""
+    if name not in ("mnist", "omniglot"):
+        raise InvalidInputError(f"load_arrays reads mnist or omniglot, got {name!r}")
+    parts = []
+    for file in data_files(name, root, split):
+        with np.load(file, allow_pickle=False) as data:
+            parts.append({key: data[key] for key in data.files if len(data[key]) == len(data["images"])})
+    arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    if name == "omniglot" and split in ("train", "test"):
+        keep = (arrays["sample_idx"] <= OMNIGLOT_TRAIN_DRAWERS) == (split == "train")
+        arrays = {key: value[keep] for key, value in arrays.items()}
+    return arrays
 
 
 def load_dataset(name: str, root: str | Path, split: str = "train", limit: int | None = None) -> torch.Tensor:
@@ -122,14 +144,14 @@ def load_dataset(name: str, root: str | Path, split: str = "train", limit: int |
     Args:
         name: one of :data:`DATASETS`.
         root: the data set's folder (e.g. ``../shared/data/mnist``) or the folder above it.
-        split: "train" or "test" (MNIST, Omniglot = background/evaluation, CIFAR-10); CelebA also "val".
+        split: see :func:`data_files`.
         limit: keep only the first ``limit`` images.
     Returns:
         uint8 tensor (N, C, H, W); scale by 1/255 for [0, 1].
     """
-    file = data_file(name, root, split)
+    file = data_files(name, root, split)[0]
     if name in ("mnist", "omniglot"):
-        images = np.load(file, allow_pickle=False)["images"]
+        images = load_arrays(name, root, split)["images"]
     elif name == "cifar10":
         data = np.load(file, allow_pickle=False)
         count = len(data["offsets"]) - 1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from np_draw.data import data_file, load_dataset
+from np_draw.data import load_arrays, load_dataset
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
@@ -30,7 +30,7 @@ def main() -> None:
     np.savez_compressed(FIXTURES / "mnist_300.npz", images=images[chosen], indices=chosen)
     print(f"wrote {FIXTURES / 'mnist_300.npz'}: MNIST test images {chosen[:5]}...")
 
-    omniglot = np.load(data_file("omniglot", args.data, "test"), allow_pickle=False)
+    omniglot = load_arrays("omniglot", args.data, "evaluation")
     characters = np.sort(rng.choice(np.unique(omniglot["char_ids"]), 100, replace=False))
     # One drawing per character, by a drawer chosen at random, so the 100 images are 100 different characters.
     picked = np.array([rng.choice(np.flatnonzero(omniglot["char_ids"] == c)) for c in characters])

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from train_pretrained import git_commit, machine
 
-from np_draw.data import DATA_FILES, data_file, load_dataset
+from np_draw.data import data_files, load_dataset
 from np_draw.features import ARCHITECTURES, FEATURES_DIR, FeatureNetwork
 from np_draw.hub import sha256_file
 
@@ -52,7 +52,8 @@ def accuracy(network: FeatureNetwork, images: torch.Tensor, labels: torch.Tensor
 def labels_of(name: str, root: str, split: str) -> torch.Tensor:
     import numpy as np
 
-    return torch.from_numpy(np.load(data_file(name, root, split), allow_pickle=False)["labels"].astype("int64"))
+    (file,) = data_files(name, root, split)
+    return torch.from_numpy(np.load(file, allow_pickle=False)["labels"].astype("int64"))
 
 
 def main() -> None:
@@ -93,11 +94,11 @@ def main() -> None:
     wall = time.time() - start
     FEATURES_DIR.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, FEATURES_DIR / f"{args.name}.safetensors")
-    files = DATA_FILES[dataset]
     record = {"config": network.config(), "test_accuracy": round(accuracy(network, test, test_labels), 4),
               "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
               "git_commit": git_commit(), "wall_time_s": round(wall, 1), "machine": machine(),
-              "data_sha256": {f"{dataset}/{files[s]}": sha256_file(data_file(dataset, args.data, s)) for s in files}}
+              "data_sha256": {f"{dataset}/{file.name}": sha256_file(file) for split in ("train", "test")
+                              for file in data_files(dataset, args.data, split)}}
     (FEATURES_DIR / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
     logger.info("%s: test accuracy %.4f in %.0f s", args.name, record["test_accuracy"], wall)
 

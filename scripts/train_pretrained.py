@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from np_draw import NPDraw, NPDrawConfig
-from np_draw.data import DATA_FILES, data_file, load_dataset
+from np_draw.data import data_files, load_dataset
 from np_draw.hub import sha256_file
 from np_draw.training import FitConfig, fit
 
@@ -170,8 +170,8 @@ def main() -> None:
     wall = clock.total()
     clock.write()
     model.save_pretrained(out)
-    files = DATA_FILES[args.name]
-    sha256 = {f"{args.name}/{files[split]}": sha256_file(data_file(args.name, args.data, split)) for split in files}
+    sha256 = {f"{args.name}/{file.name}": sha256_file(file) for split in ("train", "test")
+              for file in data_files(args.name, args.data, split)}
     record = dict(name=args.name, git_commit=commit, config=config.to_dict(), fit_config=asdict(fit_config),
                   seed=args.seed, limit=args.limit, wall_time_s=round(wall, 1), machine=machine(), data_sha256=sha256,
                   val_bound=history.val_bound, prior_val=history.prior_val, train=history.train)
