@@ -64,13 +64,18 @@ class StepLogits(_Batch):
 
     def sample(self, noise: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, ...]:
         """Draw (ids, locs, present) from uniform noise (..., B + L + 1) matching the logits' leading axes:
-        Gumbel-max for z_id and z_loc, a threshold for z_is; the same noise always gives the same latents."""
+        Gumbel-max for z_id and z_loc, a threshold for z_is; the same noise always gives the same latents.
+
+        The draw is computed in float32 whatever the logits' dtype (half-precision noise rounds to 1.0, and a Gumbel
+        term of 16 bits swamps the logits); ``present`` comes back in the logits' dtype.
+        """
         num_parts = self.ids.shape[-1]
+        noise = noise.float()
         gumbel = -torch.log(-torch.log(noise[..., :-1].clamp(torch.finfo(noise.dtype).tiny, 1 - 1e-7)))
-        ids = (self.ids / temperature + gumbel[..., :num_parts]).argmax(-1)
-        locs = (self.locs / temperature + gumbel[..., num_parts:]).argmax(-1)
-        present = (noise[..., -1] < torch.sigmoid(self.present / temperature)).to(noise.dtype)
-        return ids, locs, present
+        ids = (self.ids.float() / temperature + gumbel[..., :num_parts]).argmax(-1)
+        locs = (self.locs.float() / temperature + gumbel[..., num_parts:]).argmax(-1)
+        present = noise[..., -1] < torch.sigmoid(self.present.float() / temperature)
+        return ids, locs, present.to(self.present.dtype)
 
     def mode(self) -> tuple[torch.Tensor, ...]:
         """The most likely (ids, locs, present) of every step: argmax for z_id and z_loc, logit > 0 for z_is."""

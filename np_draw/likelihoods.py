@@ -34,7 +34,12 @@ class Likelihood:
         raise NotImplementedError
 
     def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """x ~ p(x | params) from uniform noise (N, noise_channels, H, W): (N, C, H, W) in [0, 1]."""
+        """x ~ p(x | params) from uniform noise (N, noise_channels, H, W): (N, C, H, W) in [0, 1], in the params'
+        dtype. Computed in float32: in half precision the noise's clamp at 1 - 1e-5 rounds to 1 (an infinite
+        logistic draw) and the 256 levels of a pixel are not all representable."""
+        return self._sample(params.float(), noise.float()).to(params.dtype)
+
+    def _sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -50,7 +55,7 @@ class Bernoulli(Likelihood):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
 
-    def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def _sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return (noise < torch.sigmoid(params)).to(params.dtype)
 
 
@@ -97,7 +102,7 @@ class DiscretisedLogistic(Likelihood):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return (self._split(params)[0].clamp(-1, 1) + 1) / 2
 
-    def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def _sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return _to_unit(_logistic(*self._split(params), noise))
 
 
@@ -146,7 +151,7 @@ class LogisticMixture(Likelihood):
         weights = torch.softmax(logit_weights, dim=1)
         return ((torch.stack([r, g, b], dim=1) * weights[:, None]).sum(2).clamp(-1, 1) + 1) / 2
 
-    def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def _sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         logit_weights, means, log_scales, coeffs = self._split(params)
         k = self.num_mixtures
         gumbel = -torch.log(-torch.log(noise[:, :k].clamp(1e-7, 1 - 1e-7)))

@@ -185,7 +185,7 @@ class Prior(nn.Module):
 
         Args:
             bank: the parts pasted on the canvas.
-            noise: (N, T, B + L + 1) uniform noise in (0, 1) on this module's device; step t uses noise[:, t]
+            noise: (N, T, B + L + 1) float32 uniform noise in (0, 1) on this module's device; step t uses noise[:, t]
                 (Gumbel-max for z_id and z_loc, a threshold for z_is), so the same noise gives the same latents
                 with or without the cache.
             temperature: divides the logits; 1 samples the prior itself.
@@ -201,18 +201,19 @@ class Prior(nn.Module):
         if given:
             prefix = prefix.to(noise.device)
         c, s = bank.parts.shape[1], self.grid.canvas_size
+        like = bank.parts.new_empty(0).to(noise.device)  # the model's dtype; noise is float32
         ids = torch.zeros(n, steps, dtype=torch.long, device=noise.device)
         locs = torch.zeros_like(ids)
-        present = noise.new_zeros(n, steps)
+        present = like.new_zeros(n, steps)
         # Canvas and footprint after the steps so far, in padded coordinates so that every cell is whole.
-        padded = noise.new_zeros(n, c + 1, self.grid.padded_size**2)
+        padded = like.new_zeros(n, c + 1, self.grid.padded_size**2)
         cell_index = self.grid.cell_index(noise.device)
-        ones = noise.new_ones(n, 1, *bank.parts.shape[2:])
+        ones = like.new_ones(n, 1, *bank.parts.shape[2:])
         if use_cache:
             cache = KVCache(len(self.blocks), n, self.config.num_heads, steps,
-                            self.config.hidden_size // self.config.num_heads, noise)
+                            self.config.hidden_size // self.config.num_heads, like)
         else:
-            canvases = noise.new_zeros(n, steps, c + 1, s, s)
+            canvases = like.new_zeros(n, steps, c + 1, s, s)
         for t in range(steps):
             current = self.grid.crop(padded)
             if not use_cache:
