@@ -18,14 +18,15 @@ if TYPE_CHECKING:
     from .model import NPDraw
 
 
-def gumbel_temperature(epoch: int, decay: float = 0.0139, minimum: float = 0.5) -> float:
-    """τ = max(exp(−decay·epoch), minimum) (reference code)."""
-    return max(math.exp(-decay * epoch), minimum)
+def gumbel_temperature(epoch: int, decay: float = 0.0139, minimum: float = 0.5, start: float = 1.0) -> float:
+    """τ = max(start·exp(−decay·epoch), minimum) (reference code: start 1)."""
+    return max(start * math.exp(-decay * epoch), minimum)
 
 
-def substitution_probability(epoch: int, rate: float) -> float:
-    """p_e = exp(−r·e(e+1)/2): the chance that an image's sampled latents are replaced by its parse."""
-    return math.exp(-rate * epoch * (epoch + 1) / 2)
+def substitution_probability(epoch: int, rate: float, start: float = 1.0) -> float:
+    """p_e = start·exp(−r·e(e+1)/2): the chance that an image's sampled latents are replaced by its parse
+    (reference code: start 1)."""
+    return start * math.exp(-rate * epoch * (epoch + 1) / 2)
 
 
 @dataclass

@@ -9,16 +9,15 @@ killed at any point and resumed ends with the same weights as one that never sto
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
 import os
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -42,47 +41,77 @@ logger = logging.getLogger(__name__)
 @torch.no_grad()
 def evaluate_prior(prior: Prior, bank: PartBank, latents: Latents, batch_size: int = 512) -> float:
     """Mean −log p(z) in nats per sequence over ``latents``, in eval mode (no dropout)."""
-    was_training = prior.training
-    prior.eval()
-    total = 0.0
-    for start in range(0, len(latents), batch_size):
-        chunk = latents[start:start + batch_size]
-        total += -prior.log_prob(chunk, bank).sum().item()
-    prior.train(was_training)
+    with evaluating(prior):
+        total = sum(-prior.log_prob(latents[start:start + batch_size], bank).sum().item()
+                    for start in range(0, len(latents), batch_size))
     return total / len(latents)
+
+
+@contextlib.contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``module`` in eval mode inside the block, and back in the mode it had after it, even on an error."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+DEFAULT_PRIOR_EPOCHS = 20  # the paper: 200
+DEFAULT_EPOCHS = 10
 
 
 @dataclass
 class FitConfig:
-    """Hyper-parameters of :func:`fit` (paper and reference code unless said otherwise)."""
+    """Hyper-parameters of :func:`fit` (paper and reference code unless said otherwise).
+
+    ``FitConfig()`` trains a new model from scratch; :meth:`finetune` gives the defaults for adapting a trained one.
+    Each trained stage runs for a number of epochs (passes over the training images) or, when ``prior_steps`` or
+    ``steps`` is given, that many optimizer steps in rounds of ``eval_every`` steps, each round a fresh shuffle of
+    the images repeated as often as needed: on a few hundred images an epoch is a handful of steps.
+    """
 
     seed: int = 0
     val_fraction: float = 0.1  # held out for model selection and the validation bound
     fit_bank: bool = True
     fit_prior: bool = True
-    prior_epochs: int = 20  # paper: 200
+    prior_epochs: int | None = None  # None: 20 (paper: 200), or prior_steps when given
+    prior_steps: int | None = None
     prior_batch_size: int = 64
     prior_lr: float = 1e-4
-    epochs: int = 10  # stage 4 (VAE)
+    epochs: int | None = None  # stage 4 (VAE); None: 10, or steps when given
+    steps: int | None = None
+    eval_every: int = 50  # optimizer steps per round when a stage is measured in steps
     batch_size: int = 150
     encoder_lr: float = 1e-3
     decoder_lr: float = 1e-4
     parse_weight: float | None = None  # None: 50 for grey, 500 for colour data
     substitution_rate: float | None = None  # None: 0.005 for grey, 0.01 for colour data
+    substitution_start: float = 1.0  # the substitution probability at the first epoch (reference code: 1)
+    tau_start: float = 1.0  # the Gumbel temperature at the first epoch (reference code: 1)
     tau_decay: float = 0.0139
     tau_min: float = 0.5
+    freeze_batchnorm: bool = False  # keep BatchNorm's running statistics: small batches estimate them badly
+    patience: int | None = None  # stage 4: stop after this many rounds without a better validation bound
     checkpoint_every: int = 200  # optimizer steps between checkpoints (and one at the end of every epoch)
     mixed_precision: bool = False  # bf16 autocast, CUDA only
 
     def __post_init__(self) -> None:
-        for name in ("fit_bank", "fit_prior", "mixed_precision"):
+        for name in ("fit_bank", "fit_prior", "freeze_batchnorm", "mixed_precision"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidTypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        for name in ("seed", "prior_epochs", "epochs", "checkpoint_every"):  # 0 epochs skip a stage
+        optional = [name for name in ("prior_epochs", "epochs", "prior_steps", "steps", "patience")
+                    if getattr(self, name) is not None]
+        for name in ("seed", "checkpoint_every", *optional):  # 0 epochs or steps skip a stage
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidInputError(f"{name} must be a non-negative int, got {value!r}")
-        for name in ("prior_batch_size", "batch_size"):
+        for epochs, steps in (("prior_epochs", "prior_steps"), ("epochs", "steps")):
+            if getattr(self, epochs) is not None and getattr(self, steps) is not None:
+                raise InvalidInputError(f"give {epochs} or {steps}, not both; got {epochs}={getattr(self, epochs)!r} "
+                                        f"and {steps}={getattr(self, steps)!r}")
+        for name in ("prior_batch_size", "batch_size", "eval_every"):
             check_count(getattr(self, name), name)
         optional = [name for name in ("parse_weight", "substitution_rate") if getattr(self, name) is not None]
         for name in ("prior_lr", "encoder_lr", "decoder_lr", "tau_decay", *optional):
@@ -93,20 +122,56 @@ class FitConfig:
                                         f"number, got {value!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise InvalidInputError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        if not 0.0 < self.tau_min <= 1.0:
-            raise InvalidInputError(f"tau_min must be in (0, 1], got {self.tau_min!r}")
+        for name in ("tau_min", "tau_start"):
+            if isinstance(getattr(self, name), bool) or not 0.0 < getattr(self, name) <= 1.0:
+                raise InvalidInputError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
+        if isinstance(self.substitution_start, bool) or not 0.0 <= self.substitution_start <= 1.0:
+            raise InvalidInputError(f"substitution_start must be in [0, 1], got {self.substitution_start!r}")
+
+    @classmethod
+    def finetune(cls, **overrides: Any) -> FitConfig:
+        """The defaults for adapting a trained model to new images, chosen by measurement (docs/training.md,
+        benchmarks/bench_finetune.py); ``overrides`` change any field.
+
+        The part bank is kept (refitting it would change what every latent id means); the prior learns the new
+        parses for a few hundred steps; the encoder and decoder train in steps, not epochs, at the temperature
+        where a pretrained run ends, with the parse term and substitution that only a new encoder needs turned
+        down, BatchNorm's statistics frozen, and the best validation round kept (the starting weights included,
+        so fine-tuning never leaves the held-out bound worse than it found it).
+        """
+        return cls(**FINETUNE).replace(**overrides)
+
+    def replace(self, **changes: Any) -> FitConfig:
+        """A copy with ``changes``; giving a stage's epochs drops its steps and the other way round, so
+        ``FitConfig.finetune().replace(epochs=3)`` trains 3 epochs rather than refusing two budgets."""
+        for epochs, steps in (("prior_epochs", "prior_steps"), ("epochs", "steps")):
+            if (epochs in changes) != (steps in changes):
+                changes.setdefault(steps if epochs in changes else epochs, None)
+        return dataclasses.replace(self, **changes)
+
+
+# FitConfig.finetune's defaults; benchmarks/bench_finetune.py and docs/training.md say how they were chosen.
+FINETUNE: dict[str, Any] = dict(fit_bank=False, prior_steps=300, prior_lr=1e-4, prior_batch_size=32, steps=600,
+                                batch_size=32, encoder_lr=1e-4, decoder_lr=1e-4, parse_weight=5.0,
+                                substitution_start=0.0, tau_start=0.5, tau_min=0.5, freeze_batchnorm=True,
+                                patience=4)
 
 
 @dataclass
 class FitHistory:
-    """Per-epoch figures of :func:`fit`: the prior's train and validation loss (nats per sequence) and its kept
-    epoch; the VAE's mean training terms and validation bound (−ELBO, nats per image)."""
+    """Per-epoch (or per-round) figures of :func:`fit`: the prior's train and validation loss (nats per sequence)
+    and its kept epoch; the VAE's mean training terms and validation bound (−ELBO, nats per image). The
+    ``*_start`` figures are the starting weights' (None when the stage did not run); a kept epoch of -1 means the
+    starting weights were the best and were kept."""
 
     prior_train: list[float] = field(default_factory=list)
     prior_val: list[float] = field(default_factory=list)
     prior_best_epoch: int = -1
+    prior_val_start: float | None = None
     train: list[dict] = field(default_factory=list)
     val_bound: list[float] = field(default_factory=list)
+    val_bound_start: float | None = None
+    best_epoch: int | None = None  # stage 4's kept round when ``patience`` is set, else None (the last one is kept)
 
 
 def _targets(model: NPDraw, x: torch.Tensor) -> torch.Tensor:
@@ -115,18 +180,31 @@ def _targets(model: NPDraw, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validation_bound(model: NPDraw, images: torch.Tensor, parse: Latents, batch_size: int = 500) -> float:
+def validation_bound(model: NPDraw, images: torch.Tensor, parse: Latents, batch_size: int = 500,
+                     seed: int = 0) -> float:
     """One-sample estimate of −ELBO in nats per image (an upper bound on −log p(x) in expectation), with hard
-    latents drawn from the posterior itself."""
-    total = 0.0
-    for start in range(0, len(images), batch_size):
-        x = _targets(model, images[start:start + batch_size])
-        total += objective(model, x, parse[start:start + batch_size], tau=1.0, hard=True).negative_elbo.sum().item()
+    latents drawn from the posterior itself.
+
+    The noise comes from ``seed`` and leaves torch's global generator as it was, so bounds of two sets of weights
+    on the same images differ by the weights, not by the draw: model selection compares like with like.
+    """
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        total = 0.0
+        for start in range(0, len(images), batch_size):
+            x = _targets(model, images[start:start + batch_size])
+            terms = objective(model, x, parse[start:start + batch_size], tau=1.0, hard=True)
+            total += terms.negative_elbo.sum().item()
     return total / len(images)
 
 
 def _fingerprint(images: torch.Tensor) -> str:
     return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 class _Stage(torch.nn.Module):
@@ -167,7 +245,8 @@ class _Run:
         self.order: torch.Tensor | None = None
         self.sums: dict[str, float] = {}
         self.history = FitHistory()
-        self.best_val, self.best_prior = math.inf, None
+        # The best weights of the stage under way and their validation figure, for model selection.
+        self.best_val, self.best_state, self.stalled = math.inf, None, 0
         self.optimizer: torch.optim.Optimizer | None = None
         self.parsed: Latents | None = None
         self.fingerprint = _fingerprint(images) if directory is not None else ""
@@ -175,6 +254,12 @@ class _Run:
         if config.mixed_precision and model.device.type != "cuda":
             raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
         self._optimizer_meta: tuple[dict, dict | None] | None = None
+
+    def _length(self, epochs: int | None, steps: int | None, default: int) -> tuple[int, int | None]:
+        """A stage's rounds and the optimizer steps in each (None: one pass over the training images)."""
+        if steps is None:
+            return (default if epochs is None else epochs), None
+        return math.ceil(steps / self.config.eval_every), self.config.eval_every
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -186,17 +271,15 @@ class _Run:
             tensors["rng"].update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
         if self.order is not None:
             tensors["order"] = {"order": self.order}
-        if self.best_prior is not None:
-            tensors["best_prior"] = self.best_prior
+        if self.best_state is not None:
+            tensors["best"] = self.best_state
         optimizer_meta = None
         if self.optimizer is not None:
             tensors["optimizer"], optimizer_meta = optimizer_to_checkpoint(self.optimizer)
-        np_state = np.random.get_state()
         state = dict(stage=self.stage, epoch=self.epoch, step=self.step, global_step=self.global_step,
-                     sums=self.sums, history=asdict(self.history), best_val=self.best_val, optimizer=optimizer_meta,
-                     config=asdict(self.config), num_images=len(self.images), fingerprint=self.fingerprint,
-                     numpy_rng=[np_state[0], np_state[1].tolist(), *np_state[2:]],
-                     python_rng=[random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]])
+                     sums=self.sums, history=asdict(self.history), best_val=self.best_val, stalled=self.stalled,
+                     optimizer=optimizer_meta, config=asdict(self.config), num_images=len(self.images),
+                     fingerprint=self.fingerprint)
         save_checkpoint(self.directory, f"step-{self.global_step:08d}-{self.stage}", tensors, state)
 
     def _restore(self) -> bool:
@@ -211,7 +294,8 @@ class _Run:
                                     "FitConfig (only epochs may differ); pass the same images and config, or a new "
                                     "output folder")
         trained = len(state["history"]["train"])
-        if self.config.epochs < trained:
+        rounds, _ = self._length(self.config.epochs, self.config.steps, DEFAULT_EPOCHS)
+        if rounds < trained:
             raise InvalidInputError(f"cannot resume from {self.directory} with epochs={self.config.epochs}: it has "
                                     f"already trained {trained} epochs; pass epochs >= {trained}")
         self.model.load_state_dict(tensors["model"])
@@ -219,59 +303,71 @@ class _Run:
         self.order_generator.set_state(tensors["rng"]["order"])
         if torch.cuda.is_available() and "cuda0" in tensors["rng"]:
             torch.cuda.set_rng_state_all([tensors["rng"][f"cuda{i}"] for i in range(torch.cuda.device_count())])
-        np.random.set_state((state["numpy_rng"][0], np.array(state["numpy_rng"][1], dtype=np.uint32),
-                             *state["numpy_rng"][2:]))
-        random.setstate((state["python_rng"][0], tuple(state["python_rng"][1]), state["python_rng"][2]))
         self.stage, self.epoch, self.step = state["stage"], state["epoch"], state["step"]
         self.global_step, self.sums, self.best_val = state["global_step"], state["sums"], state["best_val"]
+        self.stalled = state["stalled"]
         self.history = FitHistory(**state["history"])
         self.order = tensors["order"]["order"] if "order" in tensors else None
-        self.best_prior = tensors.get("best_prior")
+        self.best_state = tensors.get("best")
         self._optimizer_meta = (tensors.get("optimizer", {}), state["optimizer"])
-        if self.stage == "done" and self.config.epochs > trained:
-            logger.info("extending the finished run from %d to %d epochs", trained, self.config.epochs)
-            # Earlier code finished its checkpoints at epoch 0 and without the optimizer's state.
+        if self.stage == "done" and self.config.epochs != state["config"]["epochs"]:
+            if self.config.patience is not None:
+                raise InvalidInputError(f"cannot extend the finished run in {self.directory}: it kept its best "
+                                        "round (patience is set), so its last weights are gone; start a new fit")
+            logger.info("extending the finished run from %d to %d epochs", trained, rounds)
             self.stage, self.epoch = "vae", trained
-            if state["optimizer"] is None:
-                logger.warning("%s keeps no optimizer state; the extra epochs start with a fresh Adam",
-                               self.directory)
         logger.info("resumed at stage %s, epoch %d, step %d", self.stage, self.epoch, self.step)
         return True
 
     def _make_optimizer(self, groups: list[dict]) -> None:
         self.optimizer = torch.optim.Adam(groups)
-        meta = getattr(self, "_optimizer_meta", None)
-        if meta is not None and meta[1] is not None:
-            optimizer_from_checkpoint(self.optimizer, *meta)
+        if self._optimizer_meta is not None and self._optimizer_meta[1] is not None:
+            optimizer_from_checkpoint(self.optimizer, *self._optimizer_meta)
         self._optimizer_meta = None
 
     def _next_stage(self, stage: str) -> None:
         self.stage, self.epoch, self.step, self.order, self.sums, self.optimizer = stage, 0, 0, None, {}, None
-        self._optimizer_meta = None
+        self.best_val, self.best_state, self.stalled, self._optimizer_meta = math.inf, None, 0, None
         self._save()
 
+    def _select(self, value: float, trained: torch.nn.Module) -> bool:
+        """Keep ``trained``'s weights if ``value`` is the best validation figure of the stage so far; True if so."""
+        if value < self.best_val:
+            self.best_val, self.best_state, self.stalled = value, _snapshot(trained), 0
+            return True
+        self.stalled += 1
+        return False
+
     # --- the loop shared by the two trained stages ---------------------------------------------------------------
-    def _epochs(self, epochs: int, batch_size: int, trained: torch.nn.Module,
+    def _epochs(self, length: tuple[int, int | None], batch_size: int, trained: torch.nn.Module,
                 compute: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
-                end_epoch: Callable[[], None], name: str) -> None:
-        """Run epochs of optimizer steps on the parameters of ``trained``. ``compute(index)`` returns the loss summed
-        over the images ``index`` and sums of the figures to log.
+                end_epoch: Callable[[], bool], name: str, total_steps: int | None = None) -> None:
+        """Run rounds of optimizer steps on the parameters of ``trained``: ``length`` is (rounds, steps per round),
+        steps per round None for one pass over the training images. ``compute(index)`` returns the loss summed
+        over the images ``index`` and sums of the figures to log; ``end_epoch()`` returns True to stop early.
 
         Under torchrun each global batch is shared out over the processes and ``trained`` is wrapped in
         DistributedDataParallel, which averages gradients: each process back-propagates its loss sum times the
         number of processes over the global batch size, so the result is the gradient of the global batch's mean.
         """
+        rounds, round_steps = length
         runner: torch.nn.Module = _Stage(trained, compute)
         if self.world > 1:
             runner = DistributedDataParallel(runner)
-        while self.epoch < epochs:
+        while self.epoch < rounds:
             if self.order is None:
-                self.order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.order_generator)]
+                count = len(self.train_idx)
+                if round_steps is not None:
+                    # The last round takes what is left of the stage's steps.
+                    count = min(round_steps, total_steps - self.epoch * round_steps) * batch_size
+                passes = [torch.randperm(len(self.train_idx), generator=self.order_generator)
+                          for _ in range(math.ceil(count / len(self.train_idx)))]
+                self.order = self.train_idx[torch.cat(passes)[:count]]
                 self.sums = {}
             steps = math.ceil(len(self.order) / batch_size)
             if 0 < len(self.order) % batch_size < self.world:
                 steps -= 1  # a last batch too small to give every process an image is dropped
-            bar = tqdm(total=steps, initial=self.step, desc=f"{name} {self.epoch + 1}/{epochs}",
+            bar = tqdm(total=steps, initial=self.step, desc=f"{name} {self.epoch + 1}/{rounds}",
                        disable=not self.progress or self.rank != 0, leave=False)
             while self.step < steps:
                 index = self.order[self.step * batch_size:(self.step + 1) * batch_size]
@@ -289,8 +385,11 @@ class _Run:
                     self._save()
             bar.close()
             self.sums = {key: value / steps for key, value in self.sums.items()}
-            end_epoch()
+            stop = end_epoch()
             self.epoch, self.step, self.order, self.sums = self.epoch + 1, 0, None, {}
+            if stop:
+                logger.info("%s: no better validation figure in %d rounds; stopping", name, self.stalled)
+                self.epoch = rounds
             self._save()
 
     def _autocast(self):
@@ -312,58 +411,90 @@ class _Run:
         self._make_optimizer([{"params": prior.parameters(), "lr": cfg.prior_lr}])
         val = self.parsed[self.val_idx[self.rank::self.world]]
 
+        def validate() -> float:
+            val_sum = evaluate_prior(prior, bank, val) * len(val) if len(val) else 0.0
+            return self._all_sum(val_sum) / len(self.val_idx)
+
         def compute(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
             prior.train()
             loss = -prior.log_prob(self.parsed[index], bank).sum()
             return loss, {"loss": loss.item()}
 
-        def end_epoch() -> None:
+        def end_epoch() -> bool:
             self.history.prior_train.append(self.sums["loss"])
-            val_sum = evaluate_prior(prior, bank, val) * len(val) if len(val) else 0.0
-            self.history.prior_val.append(self._all_sum(val_sum) / len(self.val_idx))
+            self.history.prior_val.append(validate())
             logger.info("prior epoch %d: train %.3f, val %.3f nats/sequence", self.epoch + 1,
                         self.history.prior_train[-1], self.history.prior_val[-1])
-            if self.history.prior_val[-1] < self.best_val:
-                self.best_val, self.history.prior_best_epoch = self.history.prior_val[-1], self.epoch
-                self.best_prior = {k: v.detach().clone() for k, v in prior.state_dict().items()}
+            if self._select(self.history.prior_val[-1], prior):
+                self.history.prior_best_epoch = self.epoch
+            return False
 
-        self._epochs(cfg.prior_epochs, cfg.prior_batch_size, prior, compute, end_epoch, "prior epoch")
-        if self.best_prior is not None:
-            prior.load_state_dict(self.best_prior)
+        if self.epoch == 0 and self.step == 0 and not cfg.fit_bank:
+            # A trained prior is the first candidate: training on few images must not leave it worse.
+            self.history.prior_val_start = validate()
+            self._select(self.history.prior_val_start, prior)
+            logger.info("prior before training: val %.3f nats/sequence", self.history.prior_val_start)
+        length = self._length(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS)
+        self._epochs(length, cfg.prior_batch_size, prior, compute, end_epoch, "prior epoch", cfg.prior_steps)
+        if self.best_state is not None:
+            prior.load_state_dict(self.best_state)
 
     def _vae_stage(self) -> None:
         model, cfg = self.model, self.config
         model.prior.eval().requires_grad_(False)
+        trained = torch.nn.ModuleList([model.encoder, model.decoder])
         self._make_optimizer([{"params": model.encoder.parameters(), "lr": cfg.encoder_lr},
                               {"params": model.decoder.parameters(), "lr": cfg.decoder_lr}])
         val_idx = self.val_idx[self.rank::self.world]
 
+        def validate() -> float:
+            with evaluating(trained):
+                bound = validation_bound(model, self.images[val_idx], self.parsed[val_idx], seed=cfg.seed) \
+                    * len(val_idx) if len(val_idx) else 0.0
+            return self._all_sum(bound) / len(self.val_idx)
+
+        def temperature() -> float:
+            return gumbel_temperature(self.epoch, cfg.tau_decay, cfg.tau_min, cfg.tau_start)
+
         def compute(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-            model.encoder.train()
-            model.decoder.train()
-            tau = gumbel_temperature(self.epoch, cfg.tau_decay, cfg.tau_min)
-            substitution = substitution_probability(self.epoch, self.rate)
-            terms = objective(model, _targets(model, self.images[index]), self.parsed[index], tau=tau,
+            trained.train()
+            if cfg.freeze_batchnorm:
+                for module in trained.modules():
+                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                        module.eval()
+            substitution = substitution_probability(self.epoch, self.rate, cfg.substitution_start)
+            terms = objective(model, _targets(model, self.images[index]), self.parsed[index], tau=temperature(),
                               substitution=substitution)
             loss = (terms.negative_elbo + self.parse_weight * terms.parse_ce).sum()
             return loss, {"loss": loss.item(), "reconstruction": terms.reconstruction.sum().item(),
                           "kl": terms.kl.sum().item(), "parse_ce": terms.parse_ce.sum().item()}
 
-        def end_epoch() -> None:
-            model.eval()
-            self.history.train.append(dict(self.sums, tau=gumbel_temperature(self.epoch, cfg.tau_decay, cfg.tau_min)))
-            bound = validation_bound(model, self.images[val_idx], self.parsed[val_idx]) * len(val_idx) \
-                if len(val_idx) else 0.0
-            self.history.val_bound.append(self._all_sum(bound) / len(self.val_idx))
+        def end_epoch() -> bool:
+            self.history.train.append(dict(self.sums, tau=temperature()))
+            self.history.val_bound.append(validate())
             logger.info("epoch %d: loss %.2f, reconstruction %.2f, KL %.2f, parse CE %.3f; validation bound "
                         "%.2f nats", self.epoch + 1, *(self.sums[k] for k in ("loss", "reconstruction", "kl",
                                                                                   "parse_ce")),
                         self.history.val_bound[-1])
             if self.callback is not None and self.rank == 0:
                 self.callback(self.epoch, self.history)
+            if cfg.patience is None:
+                return False
+            if self._select(self.history.val_bound[-1], trained):
+                self.history.best_epoch = self.epoch
+            return self.stalled >= cfg.patience
 
-        self._epochs(cfg.epochs, cfg.batch_size, torch.nn.ModuleList([model.encoder, model.decoder]), compute,
-                     end_epoch, "epoch")
+        if self.epoch == 0 and self.step == 0 and not cfg.fit_bank:
+            self.history.val_bound_start = validate()
+            logger.info("before training: validation bound %.2f nats", self.history.val_bound_start)
+            if cfg.patience is not None:
+                self._select(self.history.val_bound_start, trained)
+                self.history.best_epoch = -1
+        self._epochs(self._length(cfg.epochs, cfg.steps, DEFAULT_EPOCHS), cfg.batch_size, trained, compute,
+                     end_epoch, "epoch", cfg.steps)
+        if cfg.patience is not None and self.best_state is not None:
+            trained.load_state_dict(self.best_state)
+            logger.info("kept round %d (validation bound %.2f nats)", self.history.best_epoch + 1, self.best_val)
         model.prior.requires_grad_(True)
 
     def run(self, resume: bool) -> FitHistory:
@@ -375,7 +506,7 @@ class _Run:
             if self.config.fit_bank:
                 self.model.bank.fit(self.canvas_images[self.train_idx], self.model.grid, empty_threshold=empty,
                                     seed=self.config.seed)
-            elif not self.model.bank.parts.any():
+            elif not self.model.is_fitted:
                 raise InvalidInputError("fit_bank=False needs a model whose part bank is already fitted")
             if self.world > 1:
                 dist.broadcast(self.model.bank.parts, 0)

@@ -1,6 +1,7 @@
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from np_draw.elbo import (
     substitution_probability,
 )
 from np_draw.training import FitConfig
-from tests.conftest import tiny_config
+from tests.conftest import FIXTURES, tiny_config
 
 
 def random_logits(n: int, t: int, b: int, seed: int) -> StepLogits:
@@ -193,6 +194,66 @@ def test_a_given_validation_set_is_held_out_and_all_training_images_are_trained_
     assert history.prior_val[0] == pytest.approx(val_nats, rel=1e-4)  # the prior was validated on ``validation``
     with pytest.raises(ValueError, match=r"validation must have shape \(N, 1, 28, 28\)"):
         model.fit(train, epochs=1, validation=torch.rand(4, 3, 28, 28), progress=False)
+
+
+def test_fit_on_a_trained_model_fine_tunes_it_from_where_it_stands_and_improves_held_out_images(mnist_images):
+    import copy
+
+    from np_draw.metrics import nll
+    from np_draw.training import validation_bound
+
+    omniglot = torch.from_numpy(np.load(FIXTURES / "omniglot_100.npz", allow_pickle=False)["images"])[:, None]
+    train, validation, test = omniglot[:60], omniglot[60:75].float() / 255, omniglot[75:].float() / 255
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    model.fit(mnist_images[:200], FitConfig(prior_epochs=2, prior_lr=3e-3, epochs=3, batch_size=50, encoder_lr=3e-3,
+                                            decoder_lr=3e-3), progress=False)
+    pretrained = copy.deepcopy(model)
+    before = nll(model, test, 5, progress=False).mean_nats
+
+    history = model.fit(train, validation=validation, prior_steps=40, steps=120, eval_every=20, progress=False)
+    defaults = FitConfig.finetune()
+    assert torch.equal(model.bank.parts, pretrained.bank.parts)  # the bank is kept: latent ids mean what they meant
+    # The encoder and decoder started from the pretrained weights (their bound, with the prior as stage 3 left it, is
+    # the first candidate), at the fine-tuning temperature.
+    start = copy.deepcopy(pretrained)
+    start.prior.load_state_dict(model.prior.state_dict())
+    assert history.val_bound_start == pytest.approx(
+        validation_bound(start, validation, start.parse(validation), seed=defaults.seed), rel=1e-5)
+    assert [round["tau"] for round in history.train] == [defaults.tau_start] * len(history.train)
+    assert len(history.prior_val) == 2 and len(history.val_bound) <= 6
+    # The kept weights are the best candidate on the validation images, measured the same way.
+    kept = min([history.val_bound_start, *history.val_bound])
+    assert validation_bound(model, validation, model.parse(validation), seed=defaults.seed) == pytest.approx(kept,
+                                                                                                          rel=1e-5)
+    assert nll(model, test, 5, progress=False).mean_nats < before - 5  # held-out characters, never seen
+
+
+def test_fine_tuning_keeps_the_starting_weights_when_no_round_beats_them(mnist_images):
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    model.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    # A learning rate this large wrecks the encoder and decoder at the first step.
+    history = model.fit(mnist_images[100:140], fit_prior=False, steps=4, eval_every=2, encoder_lr=1.0,
+                        decoder_lr=1.0, progress=False)
+    assert history.best_epoch == -1 and min(history.val_bound) > history.val_bound_start
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items() if "running" not in k)
+
+
+def test_a_stage_measured_in_steps_runs_exactly_that_many_optimizer_steps(mnist_images, tmp_path):
+    from np_draw.checkpoint import load_checkpoint
+
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    config = FitConfig(prior_steps=7, steps=11, eval_every=4, batch_size=8, prior_batch_size=8, checkpoint_every=0)
+    history = model.fit(mnist_images[:20], config, output_dir=tmp_path, progress=False)  # 18 train images
+    assert len(history.prior_val) == 2 and len(history.val_bound) == 3  # rounds of 4 steps: 4+3 and 4+4+3
+    _, state = load_checkpoint(tmp_path / "checkpoints")
+    assert state["global_step"] == 7 + 11
+    with pytest.raises(ValueError, match="give epochs or steps, not both; got epochs=2 and steps=3"):
+        FitConfig(epochs=2, steps=3)
+    assert FitConfig.finetune(epochs=3).steps is None  # a budget in epochs replaces the default one in steps
 
 
 def test_fine_tuning_works_from_ten_images_and_keeps_bank_and_prior(mnist_images):
