@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -111,8 +112,44 @@ def _read_images(paths: Sequence[str], model: Any) -> tuple[torch.Tensor, list[s
     return torch.cat(batches), labels
 
 
+def infer_preset(data: Path) -> tuple[str, str]:
+    """The preset that fits the images of DATA (a folder or an .npz file), and what was seen: colour images of
+    64 px or more are faces-like (celeba, 64x64 RGB), smaller colour ones cifar10 (32x32 RGB), grey ones mnist
+    (28x28 grey). Reads the first 16 image files of a folder, or the shape of an .npz file's array."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import is_colour
+
+    if data.suffix == ".npz":
+        with np.load(data, allow_pickle=False) as arrays:
+            if "images" not in arrays.files:
+                raise InvalidInputError(f"{str(data)!r} has no 'images' array; it holds {sorted(arrays.files)}")
+            shape = arrays["images"].shape
+        # (N, H, W), (N, C, H, W) or (N, H, W, C)
+        channels_first = len(shape) == 4 and shape[1] in (1, 3)
+        colour = len(shape) == 4 and (shape[1] if channels_first else shape[3]) == 3
+        side = min(shape[2:] if channels_first else shape[1:3])
+    else:
+        colour, side, seen = False, None, 0
+        for path in sorted(p for p in data.rglob("*") if p.is_file()):
+            try:
+                with Image.open(path) as image:
+                    image.load()
+                    colour, side = colour or is_colour(image), min(side or 10**9, *image.size)
+                    seen += 1
+            except (OSError, SyntaxError, ValueError):
+                continue
+            if seen == 16:
+                break
+        if side is None:
+            raise InvalidInputError(f"images folder {str(data)!r} holds no readable image files")
+    preset = ("celeba" if side >= 64 else "cifar10") if colour else "mnist"
+    return preset, f"{'colour' if colour else 'grey'} images, {side} px or more a side"
+
+
 def _load_model(args: argparse.Namespace) -> NPDraw:
-    return NPDraw.from_pretrained(args.name, device=args.device)
+    return NPDraw.from_pretrained(args.name, device=args.device, token=args.token)
 
 
 # --- commands --------------------------------------------------------------------------------------------------
@@ -183,12 +220,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"DATA must be a folder of images or an .npz file with an 'images' array, got "
                                 f"{str(data)!r}")
     config = _fit_config(args)
-    model_preset = args.preset or "mnist"
+    model_preset = args.preset
+    if args.preset is None and args.from_name is None:
+        model_preset, seen = infer_preset(data)
+        size = PRESETS[model_preset]
+        logging.getLogger("np_draw").info("no --preset or --from: DATA holds %s, so the %s preset (%dx%d %s) is "
+                                          "trained; give --preset to choose another", seen, model_preset,
+                                          size.image_size, size.image_size, "RGB" if size.channels == 3 else "grey")
     device = args.device or torch.device("cpu")
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # under torchrun: one GPU per process
     if args.from_name is not None:
-        model = NPDraw.from_pretrained(args.from_name, device=device)
+        model = NPDraw.from_pretrained(args.from_name, device=device, token=args.token)
     else:
         torch.manual_seed(config.seed)  # the initial weights, so that a seed fixes the whole run
         model = NPDraw(NPDrawConfig.preset(model_preset)).to(device)
@@ -247,7 +290,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_info(name: str, device: torch.device | None = None) -> dict[str, Any]:
+def model_info(name: str, device: torch.device | None = None, token: str | None = None) -> dict[str, Any]:
     """What ``np-draw info`` prints: the config, parameter counts, the manifest's metrics and the files.
 
     Args:
@@ -258,9 +301,9 @@ def model_info(name: str, device: torch.device | None = None) -> dict[str, Any]:
         ({file: {"sha256", "size"}}), ``config``, ``parameters`` ({module: {"parameters", "buffers"}} and
         ``total``), and ``metrics`` / ``paper_metrics`` / ``dataset`` when the manifest has them.
     """
-    folder = hub.resolve_pretrained(name)
+    folder = hub.resolve_pretrained(name, token=token)
     models = hub.read_manifest()
-    local = Path(name).is_dir()  # a folder wins over a manifest name, as in resolve_pretrained
+    local = folder == Path(name)  # resolve_pretrained returns a folder it was given as it is
     if local:
         source = "a local folder"
     elif name in models:
@@ -270,7 +313,7 @@ def model_info(name: str, device: torch.device | None = None) -> dict[str, Any]:
                        "manifest")
     else:
         source = f"the Hub repo {name} (not in the weights manifest: unverified)"
-    model = NPDraw.from_pretrained(folder, device=device)
+    model = NPDraw.from_pretrained(Path(folder), device=device)
     counts = {child: {"parameters": sum(p.numel() for p in module.parameters()),
                       "buffers": sum(b.numel() for b in module.buffers())}
               for child, module in model.named_children()}
@@ -284,7 +327,7 @@ def model_info(name: str, device: torch.device | None = None) -> dict[str, Any]:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print what the model ``args.name`` is (config, parameters, metrics, files), as text or JSON."""
-    info = model_info(args.name, args.device)
+    info = model_info(args.name, args.device, args.token)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -308,13 +351,28 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     """Download and verify the weights ``args.name`` names, print their folder, and return the exit code 0.
 
-    Run it on a machine with internet access, then copy the Hugging Face cache (``HF_HUB_CACHE``) to an offline one.
+    Run it on a machine with internet access, then copy the Hugging Face cache (``HF_HUB_CACHE``) to an offline one;
+    or, with ``--output``, write a model folder that loads anywhere, for every name (bundled ones included).
 
     Raises:
         ValueError, OSError: the name is unknown, or the weights cannot be had or do not verify.
     """
+    models = hub.read_manifest()
+    bundled = args.name in models and models[args.name]["bundled"] and args.revision is None
+    if bundled and args.cache_dir is not None and args.output is None:
+        raise InvalidInputError(f"{args.name!r} is bundled in the np-draw package and not published on the Hub, so "
+                                "there is nothing to put in a Hugging Face cache; pass --output FOLDER for a copy "
+                                "of its model folder")
     folder = hub.resolve_pretrained(args.name, revision=args.revision, cache_dir=args.cache_dir,
-                                    force_download=args.force_download)
+                                    force_download=args.force_download, token=args.token)
+    if args.output is not None:
+        if args.output.exists() and any(args.output.iterdir()):
+            raise InvalidInputError(f"--output: {str(args.output)!r} exists and is not empty")
+        args.output.mkdir(parents=True, exist_ok=True)
+        for name in (*hub.LOADED_FILES, hub.CARD_NAME):
+            if (Path(folder) / name).is_file():
+                shutil.copyfile(Path(folder) / name, args.output / name)
+        folder = args.output
     print(folder)
     return 0
 
@@ -323,6 +381,9 @@ def cmd_download(args: argparse.Namespace) -> int:
 def _command(commands: argparse._SubParsersAction, name: str, summary: str, description: str,
              func: Any, device: bool = True) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=summary, description=description)
+    parser.add_argument("--token", default=None,
+                        help="a Hugging Face token, for a private or gated Hub repo (default: HF_TOKEN or the saved "
+                             "login)")
     if device:
         parser.add_argument("--device", type=device_arg, default=None,
                             help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
@@ -390,7 +451,8 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
     start.add_argument("--from", dest="from_name", metavar="NAME", default=None,
                        help="fine-tune this pretrained model: " + NAME_HELP)
     start.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                       help="train this preset from scratch (default mnist when --from is not given)")
+                       help="train this preset from scratch (default: the one that fits DATA: mnist for grey images, "
+                            "cifar10 for small colour ones, celeba for colour ones of 64 px or more)")
     fit.add_argument("--fit-bank", action="store_true", help="with --from: refit the part bank (k-means) on DATA")
     fit.add_argument("--fit-prior", action="store_true", help="with --from: train the prior on DATA too")
     fit.add_argument("--epochs", type=positive_int, default=None, help="encoder/decoder epochs (FitConfig.epochs)")
@@ -456,6 +518,9 @@ def add_download(commands: argparse._SubParsersAction) -> None:
                                              "pretrained name, main for a repo)")
     download.add_argument("--cache-dir", help="the Hugging Face cache folder (default: HF_HUB_CACHE)")
     download.add_argument("--force-download", action="store_true", help="download again even when cached")
+    download.add_argument("-o", "--output", type=Path, default=None,
+                          help="also write the verified files into this folder (new or empty), a model folder that "
+                               "NPDraw.from_pretrained(FOLDER) loads on any machine; works for bundled names too")
 
 
 # The subcommands in the order --help lists them.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -168,8 +168,24 @@ def load_dataset(name: str, root: str | Path, split: str = "train", limit: int |
     return rearrange(tensor, "n h w c -> n c h w").contiguous()
 
 
-def _square(image: Image.Image, size: int, channels: int) -> np.ndarray:
-    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C)."""
+def is_colour(image: Image.Image) -> bool:
+    """Whether a PIL image has colour: an RGB(A) or palette image whose channels differ somewhere."""
+    if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return False
+    red, green, blue = image.convert("RGB").split()
+    return red.tobytes() != green.tobytes() or red.tobytes() != blue.tobytes()
+
+
+def _square(image: Image.Image, size: int, channels: int, name: str = "image") -> np.ndarray:
+    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C).
+
+    A colour image for a grey model is an error (dropping its colour would train or score something else than
+    what the user has); a grey image for a colour model is repeated over R, G and B.
+    """
+    if channels == 1 and is_colour(image):
+        raise InvalidInputError(f"{name} is a colour image ({image.width}x{image.height} {image.mode}) but the model "
+                                "takes grey images (channels=1); use a colour model (a cifar10 or celeba preset or "
+                                "checkpoint), or convert the images to grey first")
     side = min(image.width, image.height)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     image = image.convert("L" if channels == 1 else "RGB").crop((left, top, left + side, top + side))
@@ -185,18 +201,34 @@ def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
-    arrays, skipped = [], []
+    images, skipped = [], []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             with Image.open(path) as image:
                 image.load()
-                arrays.append(_square(image, size, channels))
+                images.append((str(path), image.copy()))
         except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for unreadable or cut files
             skipped.append(f"{path.name} ({error.__class__.__name__})")
     if skipped:
         logger.warning("skipped %d files that are not readable images: %s", len(skipped), ", ".join(skipped[:10]))
-    if not arrays:
+    if not images:
         raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
+    return from_pil_images([image for _, image in images], channels=channels, size=size,
+                           names=[name for name, _ in images])
+
+
+def from_pil_images(images: Sequence[Image.Image], *, channels: int, size: int,
+                    names: Sequence[str] | None = None) -> torch.Tensor:
+    """PIL images of any size -> uint8 (N, C, size, size): centre-cropped to a square and resized, with a log line
+    saying how many were resized or turned from grey to RGB (see :func:`_square` for colour into a grey model)."""
+    names = names or [f"image {i}" for i in range(len(images))]
+    arrays = [_square(image, size, channels, name) for image, name in zip(images, names)]
+    resized = sum(image.size != (size, size) for image in images)
+    if resized:
+        logger.info("%d of %d images centre-cropped and resized to %dx%d", resized, len(images), size, size)
+    widened = sum(channels == 3 and not is_colour(image) for image in images)
+    if widened:
+        logger.info("%d of %d images are grey; their grey levels are used for R, G and B", widened, len(images))
     return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w")
 
 
@@ -205,15 +237,31 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
     :func:`check_images`.
 
     Args:
-        images: a tensor or NumPy array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; a torch
-            ``Dataset`` or ``DataLoader`` whose items are such images, PIL images, or (image, label) pairs; or a
-            folder of image files (see :func:`load_folder_images`).
+        images: a tensor or NumPy array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; a PIL
+            image or a list of them (any size: centre-cropped and resized), or a list of image tensors or arrays;
+            a torch ``Dataset`` or ``DataLoader`` whose items are such images, PIL images, or (image, label)
+            pairs; or a folder of image files (see :func:`load_folder_images`).
         channels, size: what the model expects.
     Returns:
         (N, C, H, W) tensor, dtype as given (uint8 or float).
     """
     if isinstance(images, (str, Path)):
         return load_folder_images(images, channels=channels, size=size)
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise InvalidInputError(f"{name} is an empty list")
+        if all(isinstance(item, Image.Image) for item in images):
+            return from_pil_images(images, channels=channels, size=size)
+        if all(isinstance(item, (torch.Tensor, np.ndarray)) for item in images):
+            items = [torch.as_tensor(np.asarray(item)) if isinstance(item, np.ndarray) else item for item in images]
+            if len({tuple(item.shape) for item in items}) != 1:
+                raise InvalidInputError(f"{name}: the images of a list must share one shape, got "
+                                        f"{sorted({tuple(item.shape) for item in items})}")
+            return as_image_tensor(torch.stack(items), channels=channels, size=size, name=name)
+        raise InvalidTypeError(f"{name}: a list must hold only PIL images or only image tensors/arrays, got "
+                               f"{sorted({type(item).__name__ for item in images})}")
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
     if isinstance(images, torch.Tensor):
@@ -227,7 +275,7 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         for item in images:
             item = item[0] if isinstance(item, (tuple, list)) else item
             if isinstance(item, Image.Image):
-                item = torch.from_numpy(_square(item, size, channels))[None]
+                item = from_pil_images([item], channels=channels, size=size)[0]
             elif isinstance(item, np.ndarray):
                 item = torch.from_numpy(np.ascontiguousarray(item))
             if not isinstance(item, torch.Tensor):
@@ -238,8 +286,8 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         if not items:
             raise InvalidInputError(f"{name} is an empty dataset")
         return torch.cat(items)
-    raise InvalidTypeError(f"{name} must be a tensor, a NumPy array, a torch Dataset or DataLoader, or a folder path, "
-                           f"got {type(images).__name__}")
+    raise InvalidTypeError(f"{name} must be a tensor, a NumPy array, a PIL image, a list of images, a torch Dataset "
+                           f"or DataLoader, or a folder path, got {type(images).__name__}")
 
 
 def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Tensor, list[str]]:
@@ -271,7 +319,7 @@ def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Te
         try:
             with Image.open(path) as image:
                 image.load()
-                pixels = _square(image, size, channels)
+                pixels = _square(image, size, channels, str(path))
         except (OSError, SyntaxError) as error:
             raise InvalidInputError(f"{str(path)!r} is not a readable image: {error}") from error
         return rearrange(torch.tensor(pixels), "h w c -> 1 c h w"), [str(path)]

@@ -50,7 +50,8 @@ LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 MANIFEST_ENV = "NP_DRAW_MANIFEST"
 PACKAGE_MANIFEST = Path(__file__).parent / "weights" / "manifest.json"
 LIBRARY_NAME = "np-draw"
-CARD_KEYS = ("dataset", "metrics", "notes", "training", "license", "repo_id")
+CARD_KEYS = ("dataset", "metrics", "notes", "training", "license", "license_name", "license_link", "data_license",
+             "repo_id")
 PAPER = ('Xiaohui Zeng, Raquel Urtasun, Richard Zemel, Sanja Fidler, Renjie Liao, "NP-DRAW: A Non-Parametric '
          'Structured Latent Variable Model for Image Generation", UAI 2021, '
          '[arXiv:2106.13435](https://arxiv.org/abs/2106.13435)')
@@ -166,8 +167,9 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> s
         config: the model's config.
         card: optional facts, all strings but ``metrics`` and ``training``: ``dataset``, ``metrics`` ({name: number
             or string}), ``notes``, ``training`` (a JSON-serialisable dict of how the weights were made: git commit,
-            config, seed, data sha256, wall time, machine), ``license`` (a Hub license id, default "mit") and
-            ``repo_id`` (used in the loading example).
+            config, seed, data sha256, wall time, machine), ``license`` (a Hub license id, default "mit"; "other"
+            needs ``license_name`` and ``license_link``), ``data_license`` (the terms of the training data, which
+            weights trained on it inherit) and ``repo_id`` (used in the loading example).
     Returns:
         The card's text.
     Raises:
@@ -175,6 +177,10 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> s
     """
     card = _check_card(card)
     license_id = card.get("license", "mit")
+    if license_id == "other" and not {"license_name", "license_link"} <= set(card):
+        raise InvalidInputError("card['license'] 'other' needs card['license_name'] and card['license_link'], as the "
+                                "Hub does")
+    other = [f"{key}: {json.dumps(card[key])}" for key in ("license_name", "license_link") if key in card]
     colour = "grey" if config.channels == 1 else "RGB"
     grid = f"{config.grid_size}x{config.grid_size}"
     metrics = card.get("metrics") or {}
@@ -182,6 +188,7 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> s
     sections = [
         "---",
         f"license: {json.dumps(license_id)}",
+        *other,
         f"library_name: {LIBRARY_NAME}",
         "pipeline_tag: unconditional-image-generation",
         "tags:\n- np-draw\n- image-generation\n- part-based\n- pytorch",
@@ -225,7 +232,9 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> s
         "",
         "## License",
         "",
-        f"`{license_id}`.",
+        f"The weights: `{card.get('license_name', license_id)}`"
+        + (f" ({card['license_link']})." if "license_link" in card else ".")
+        + (f" The training data: {card['data_license']}" if "data_license" in card else ""),
         "",
         "## Citation",
         "",
@@ -314,7 +323,8 @@ def read_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     Args:
         path: the manifest file; None for :func:`manifest_path`.
     Returns:
-        ``{name: entry}``; an entry has ``repo_id``, ``revision`` (a 40-hex commit), ``bundled``, ``files``
+        ``{name: entry}``; an entry has ``repo_id``, ``revision`` (a 40-hex commit, null while not on the Hub),
+        ``bundled``, ``files``
         (``{filename: {"sha256", "size"}}``, empty while unpublished) and descriptive fields (dataset, license,
         paper, metrics, paper_metrics).
     Raises:
@@ -343,10 +353,12 @@ def _entry_problem(entry: Any) -> str | None:
         return f"must be an object, got {type(entry).__name__}"
     if not re.fullmatch(_REPO_ID, str(entry.get("repo_id"))):
         return f"repo_id must be 'owner/name', got {entry.get('repo_id')!r}"
-    if not _COMMIT.fullmatch(str(entry.get("revision"))):
-        return f"revision must be a 40-hex commit id, got {entry.get('revision')!r}"
+    if entry.get("revision") is not None and not _COMMIT.fullmatch(str(entry["revision"])):
+        return f"revision must be a 40-hex commit id, or null while unpublished, got {entry.get('revision')!r}"
     if not isinstance(entry.get("bundled"), bool):
         return f"bundled must be true or false, got {entry.get('bundled')!r}"
+    if entry.get("files") and not entry["bundled"] and entry["revision"] is None:
+        return "files that are not bundled must be downloadable: give the Hub commit that holds them as revision"
     files = entry.get("files")
     if not isinstance(files, dict) or not all(_is_file_record(record) for record in files.values()):
         return f"files must map file names to {{'sha256': 64 hex digits, 'size': bytes}}, got {files!r}"
@@ -376,7 +388,8 @@ def _file_problem(path: Path, record: Mapping[str, Any]) -> str | None:
 
 def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None,
                        cache_dir: str | Path | None = None, local_files_only: bool = False,
-                       force_download: bool = False, manifest: str | Path | None = None) -> Path:
+                       force_download: bool = False, token: str | bool | None = None,
+                       manifest: str | Path | None = None) -> Path:
     """The local folder holding the model ``name_or_path`` names, downloaded and verified when needed.
 
     Args:
@@ -388,6 +401,7 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         cache_dir: the Hugging Face cache folder to use instead of ``HF_HUB_CACHE``.
         local_files_only: never touch the network: use the cache or fail.
         force_download: download again even when the cache has the files (bundled files are used as they are).
+        token: a Hub token for private or gated repos; None uses ``HF_TOKEN`` or the saved login.
         manifest: the manifest file; None for :func:`manifest_path`.
     Returns:
         The folder; for downloads, a snapshot folder of the Hugging Face cache.
@@ -399,17 +413,24 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise InvalidTypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
-    path = Path(name_or_path)
-    if path.is_dir():
+    path, name = Path(name_or_path), os.fspath(name_or_path)
+    manifest = Path(manifest) if manifest is not None else manifest_path()
+    models = read_manifest(manifest)
+    # A bare pretrained name ("mnist") means the pretrained model even where a folder has that name (a data folder
+    # called mnist/ is common); a Path, or a string written as a path ("./mnist"), always means a folder.
+    explicit = isinstance(name_or_path, os.PathLike) or name.startswith((".", "/", "~"))
+    if path.is_dir() and (explicit or name not in models):
         if revision is not None:
             raise InvalidInputError(f"revision={revision!r} was given with the local folder {str(path)!r}; a revision "
                                     f"selects a commit of a Hub repo")
         return path
-    name = os.fspath(name_or_path)
-    manifest = Path(manifest) if manifest is not None else manifest_path()
-    models = read_manifest(manifest)
+    if path.is_dir():
+        logger.warning("loading the pretrained model %r, not the folder %s%s: pass './%s' or a Path to load the "
+                       "folder", name, path.resolve(), " (a model folder)" if (path / CONFIG_NAME).is_file() else "",
+                       name)
     hint = f"np-draw download {name}" + (f" --revision {revision}" if revision else "")
-    options = dict(cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download, hint=hint)
+    options = dict(cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download, token=token,
+                   hint=hint)
     if name in models:
         return _resolve_manifest_name(name, models[name], manifest.parent / name, revision, **options)
     hub_name = _HUB_NAME.fullmatch(name)
@@ -444,14 +465,16 @@ def _resolve_manifest_name(name: str, entry: Mapping[str, Any], bundle: Path, re
                     f"from the Hub with revision='main'")
         return bundle
     if not pinned:
-        logger.warning("loading %r at revision %r rather than the manifest's %s: its files are not checked against "
-                       "the manifest", name, revision, entry["revision"])
+        logger.warning("loading %r at revision %r rather than the %s: its files are not checked against the "
+                       "manifest", name, revision, f"manifest's {entry['revision']}" if entry["revision"]
+                       else "bundled copy")
     return _download(entry["repo_id"], entry["revision"] if pinned else revision,
                      expected=entry["files"] if pinned else None, **options)
 
 
 def _download(repo_id: str, revision: str | None, *, expected: Mapping[str, Mapping[str, Any]] | None,
-              cache_dir: str | Path | None, local_files_only: bool, force_download: bool, hint: str) -> Path:
+              cache_dir: str | Path | None, local_files_only: bool, force_download: bool, token: str | bool | None,
+              hint: str) -> Path:
     """Fetch the files a load reads from ``repo_id`` through the Hugging Face cache; returns their snapshot folder.
 
     With ``expected`` (the manifest's records) each file is verified, and a bad one is deleted from the cache.
@@ -459,9 +482,12 @@ def _download(repo_id: str, revision: str | None, *, expected: Mapping[str, Mapp
     # Imported here: huggingface_hub reads HF_ENDPOINT, HF_HUB_CACHE, HF_HUB_OFFLINE... once, when imported, so
     # importing it with np_draw would ignore the variables a user sets after `import np_draw`.
     from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import (
+
+    # huggingface_hub.utils holds these from 0.x to 2.x (huggingface_hub.errors and RemoteEntryNotFoundError are
+    # 1.0's); a local miss is an EntryNotFoundError too, so it is caught first.
+    from huggingface_hub.utils import (
+        EntryNotFoundError,
         LocalEntryNotFoundError,
-        RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -472,10 +498,10 @@ def _download(repo_id: str, revision: str | None, *, expected: Mapping[str, Mapp
         try:
             path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
                                         local_files_only=local_files_only, force_download=force_download,
-                                        library_name=LIBRARY_NAME))
+                                        token=token, library_name=LIBRARY_NAME))
         except LocalEntryNotFoundError as error:
             reason = ("local_files_only=True was given" if local_files_only
-                      else "HF_HUB_OFFLINE is set" if constants.is_offline_mode()
+                      else "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
                       else f"the Hub at {constants.ENDPOINT} could not be reached")
             raise WeightsUnavailableError(
                 f"{where} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {reason}. To "
@@ -488,7 +514,7 @@ def _download(repo_id: str, revision: str | None, *, expected: Mapping[str, Mapp
                                           f"in)") from error
         except RevisionNotFoundError as error:
             raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no revision {revision!r}") from error
-        except RemoteEntryNotFoundError as error:
+        except EntryNotFoundError as error:
             raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {revision!r}; an "
                                           f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
         except OSError as error:  # other HTTP errors, a download cut short, a full disk

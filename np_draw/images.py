@@ -13,23 +13,29 @@ from PIL import Image
 from .errors import InvalidInputError
 
 
+def _unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (0..255) or float images -> float32 on the CPU in [0, 1] (floats are clamped)."""
+    images = images.detach().cpu()
+    return images.float() / 255 if images.dtype == torch.uint8 else images.float().clamp(0, 1)
+
+
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """(N, C, H, W) float in [0, 1], C in (1, 3) -> N PIL images ("L" or "RGB")."""
+    """(N, C, H, W) uint8 or float in [0, 1], C in (1, 3) -> N PIL images ("L" or "RGB")."""
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise InvalidInputError(f"images must be (N, C, H, W) with C in (1, 3), got shape {tuple(images.shape)}")
-    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    pixels = (_unit(images) * 255).round().to(torch.uint8)
     pixels = rearrange(pixels, "n c h w -> n h w c").numpy()
     return [Image.fromarray(p[..., 0] if p.shape[-1] == 1 else p) for p in pixels]
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
-    """Tile (N, C, H, W) images in [0, 1] into one PIL image, ``nrow`` per row (default: a square),
-    separated by ``padding`` px of white."""
+    """Tile (N, C, H, W) images (uint8, or float in [0, 1]) into one PIL image, ``nrow`` per row (default: a
+    square), separated by ``padding`` px of white."""
     n, c, h, w = images.shape
     nrow = nrow or math.ceil(math.sqrt(n))
     rows = math.ceil(n / nrow)
     canvas = torch.ones(c, rows * (h + padding) + padding, nrow * (w + padding) + padding)
-    for i, image in enumerate(images.detach().float().cpu().clamp(0, 1)):
+    for i, image in enumerate(_unit(images)):
         top, left = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)
         canvas[:, top:top + h, left:left + w] = image
     return to_pil(canvas[None])[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -70,12 +70,12 @@ def check_temperature(temperature: Any) -> None:
         raise InvalidInputError(f"temperature must be a positive finite number, got {temperature!r}")
 
 
-def uniform_noise(shape: Sequence[int], count: int, generator: Generators, device: torch.device,
-                  dtype: torch.dtype) -> torch.Tensor:
-    """(count, *shape) uniform noise on ``device``.
+def uniform_noise(shape: Sequence[int], count: int, generator: Generators, device: torch.device) -> torch.Tensor:
+    """(count, *shape) float32 uniform noise on ``device``.
 
     With a list of generators, image i's noise comes from generator i alone, so an image does not depend on the
-    batch it is drawn in. Noise is drawn on the generator's own device (CPU for None), then moved.
+    batch it is drawn in. Noise is drawn on the generator's own device (CPU for None), then moved. It stays float32
+    whatever the model's dtype: in bfloat16 a quarter of uniform draws round to 1.0, where a Gumbel draw is infinite.
     """
     if generator is None or isinstance(generator, torch.Generator):
         source = "cpu" if generator is None else generator.device
@@ -83,7 +83,7 @@ def uniform_noise(shape: Sequence[int], count: int, generator: Generators, devic
     else:
         check_generators(generator, count)
         noise = torch.stack([torch.rand(tuple(shape), generator=g, device=g.device) for g in generator])
-    return noise.to(device=device, dtype=dtype)
+    return noise.to(device)
 
 
 class NPDraw(nn.Module):
@@ -119,8 +119,17 @@ class NPDraw(nn.Module):
         """The model's floating dtype."""
         return self.bank.parts.dtype
 
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the part bank has been fitted (a trained or loaded model); :meth:`fit` then fine-tunes."""
+        return bool(self.bank.parts.any())
+
     def _images(self, images: Any, name: str = "images") -> torch.Tensor:
-        x = check_images(images, channels=self.config.channels, size=self.config.image_size, name=name)
+        """Images in any form :meth:`fit` takes -> checked (N, C, H, W) float in [0, 1] on the model's device and
+        in its dtype."""
+        cfg = self.config
+        x = as_image_tensor(images, channels=cfg.channels, size=cfg.image_size, name=name)
+        x = check_images(x, channels=cfg.channels, size=cfg.image_size, name=name)
         return x.to(device=self.device, dtype=self.dtype)
 
     @torch.no_grad()
@@ -128,7 +137,8 @@ class NPDraw(nn.Module):
         """The heuristic parse of images (spec §3), with the rendered canvas.
 
         Args:
-            images: (N, C, H, W) uint8 or float in [0, 1].
+            images: (N, C, H, W), (N, H, W, C) or (N, H, W), uint8 or float in [0, 1]; PIL images or a list of them; a
+                folder of image files (any form :meth:`fit` takes).
         Returns:
             Latents (ids, locs, present (N, T); canvas (N, C, S, S) in [0, 1]).
         """
@@ -154,7 +164,7 @@ class NPDraw(nn.Module):
         """Infer latents with the encoder q(z | x).
 
         Args:
-            images: (N, C, H, W) uint8 or float in [0, 1].
+            images: as in :meth:`parse`: (N, C, H, W) or NHWC, uint8 or float in [0, 1]; PIL images; a folder.
             sample: draw z ~ q(z | x) (seeded by ``generator``) instead of taking each distribution's mode.
             generator: one torch.Generator or one per image, for ``sample=True``.
             batch_size: encode this many images at a time, to bound memory; None encodes all at once. The result
@@ -166,8 +176,8 @@ class NPDraw(nn.Module):
         batches = self._batches(len(x), batch_size)
         cfg = self.config
         # Drawn for the whole batch up front, so the latents do not depend on batch_size.
-        noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), len(x), generator, self.device,
-                              self.dtype) if sample else None
+        noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), len(x), generator,
+                              self.device) if sample else None
         chunks = []
         for chunk in batches:
             logits = self.encoder(x[chunk])
@@ -207,7 +217,7 @@ class NPDraw(nn.Module):
     def _pixel_noise(self, count: int, generator: Generators) -> torch.Tensor:
         """The uniform noise :meth:`_decode` turns into ``count`` images of sampled pixels."""
         size = self.config.image_size
-        return uniform_noise((self.likelihood.noise_channels, size, size), count, generator, self.device, self.dtype)
+        return uniform_noise((self.likelihood.noise_channels, size, size), count, generator, self.device)
 
     def _decode(self, canvas: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         """Decode a canvas known to be valid (composed by the model): no input scan on the sampling path. With
@@ -221,7 +231,7 @@ class NPDraw(nn.Module):
         (all at once for None; the result does not depend on it)."""
         return self.decode(self.encode(images, batch_size=batch_size), batch_size=batch_size)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def sample(self, num_images: int, generator: Generators = None, *, batch_size: int = 256,
                device: torch.device | str | None = None, temperature: float = 1.0, progress: bool = True,
                sample_pixels: bool = False, use_cache: bool = True) -> SampleOutput:
@@ -265,13 +275,12 @@ class NPDraw(nn.Module):
               prefix: Latents | None = None) -> SampleOutput:
         """One batch of :meth:`sample` (or :meth:`complete`, with a prefix), on the model's device."""
         cfg = self.config
-        noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), count, generator, self.device,
-                              self.dtype)
+        noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), count, generator, self.device)
         drawn = self.prior.sample(self.bank, noise, temperature=temperature, use_cache=use_cache, prefix=prefix)
         pixel_noise = self._pixel_noise(count, generator) if sample_pixels else None
         return SampleOutput(self._decode(drawn.canvas, pixel_noise), drawn)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def complete(self, latents: Latents, steps: int, generator: Generators = None, *, temperature: float = 1.0,
                  sample_pixels: bool = False, use_cache: bool = True) -> SampleOutput:
         """Finish drawings: keep their first ``steps`` steps and let the prior draw the rest, then decode.
@@ -340,11 +349,13 @@ class NPDraw(nn.Module):
             >>> model = NPDraw(NPDrawConfig.preset("mnist"))
             >>> history = model.fit(images, epochs=10)  # doctest: +SKIP
         """
-        config = replace(config or FitConfig(), **overrides)
-        gathered = as_image_tensor(images, channels=self.config.channels, size=self.config.image_size)
-        held_out = None if validation is None else self._images(as_image_tensor(
-            validation, channels=self.config.channels, size=self.config.image_size, name="validation"), "validation")
-        return fit(self, self._images(gathered), config, output_dir=output_dir, resume=resume, progress=progress,
+        if config is None:
+            config = FitConfig.finetune() if self.is_fitted else FitConfig()
+            logger.info("%s", "fine-tuning a trained model (FitConfig.finetune())" if self.is_fitted
+                        else "training a new model from scratch (FitConfig())")
+        config = config.replace(**overrides)
+        held_out = None if validation is None else self._images(validation, "validation")
+        return fit(self, self._images(images), config, output_dir=output_dir, resume=resume, progress=progress,
                    callback=callback, validation=held_out)
 
     def save_pretrained(self, folder: str | Path, card: Mapping[str, Any] | None = None) -> Path:
@@ -367,7 +378,8 @@ class NPDraw(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
                         cache_dir: str | Path | None = None, local_files_only: bool = False,
-                        force_download: bool = False, device: torch.device | str | None = None,
+                        force_download: bool = False, token: str | bool | None = None,
+                        device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None, strict: bool = True) -> NPDraw:
         """Load a model: a local folder, a pretrained name or a Hub repo, in that order.
 
@@ -382,6 +394,7 @@ class NPDraw(nn.Module):
             cache_dir: the Hugging Face cache folder (default ``HF_HUB_CACHE``).
             local_files_only: use only the cache, never the network.
             force_download: download again even when cached.
+            token: a Hub token for a private or gated repo; None uses ``HF_TOKEN`` or the saved login.
             device, dtype: where to move the model after loading it on the CPU.
             strict: a missing or unexpected weight is an error; False loads what matches and logs the rest.
         Returns:
@@ -397,7 +410,8 @@ class NPDraw(nn.Module):
             >>> model = NPDraw.from_pretrained("mnist", device="cuda")  # doctest: +SKIP
         """
         folder = hub.resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
-                                        local_files_only=local_files_only, force_download=force_download)
+                                        local_files_only=local_files_only, force_download=force_download,
+                                        token=token)
         config, state = hub.load_folder(folder)
         model = cls(config)
         hub.load_state(model, state, source=folder, strict=strict)

@@ -75,8 +75,8 @@ def main() -> None:
     manifest = json.loads(manifest_file.read_text())
     entry = manifest["models"][args.name]
     notes = " ".join(filter(None, [args.note, DATASET_NOTES.get(args.name, "")]))
-    card = {"dataset": entry["dataset"], "metrics": metrics, "notes": notes, "license": entry["license"],
-            "repo_id": entry["repo_id"]}
+    card = {"dataset": entry["dataset"], "metrics": metrics, "notes": notes, "repo_id": entry["repo_id"],
+            **{key: entry[key] for key in ("license", "license_name", "license_link", "data_license") if key in entry}}
     if record is not None:
         card["training"] = {key: record[key] for key in ("git_commit", "config", "fit_config", "seed", "limit",
                                                          "wall_time_s", "machine", "data_sha256", "continued_from")

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from np_draw import NPDraw, NPDrawConfig
+from np_draw.training import FitConfig
 from np_draw.errors import (
     ConfigMismatchError,
     CorruptWeightsError,
@@ -119,9 +121,16 @@ API_CASES: list[ApiCase] = [
     ApiCase("integer dtype other than uint8", "NPDraw.encode", InvalidTypeError,
             "images must be uint8 (0..255) or floating point in [0, 1], got dtype torch.int32",
             lambda m, f: m.encode(_images(2, 1, 28, 28, fill=1, dtype=torch.int32))),
-    ApiCase("not a tensor or array", "NPDraw.encode", InvalidTypeError,
-            "images must be a torch.Tensor or numpy.ndarray, got list",
+    ApiCase("not images in any accepted form", "NPDraw.encode", InvalidTypeError,
+            "images must be a tensor, a NumPy array, a PIL image, a list of images, a torch Dataset or DataLoader, "
+            "or a folder path, got dict",
+            lambda m, f: m.encode({"image": 0})),
+    ApiCase("a list of neither images nor arrays", "NPDraw.encode", InvalidTypeError,
+            "images: a list must hold only PIL images or only image tensors/arrays, got ['list']",
             lambda m, f: m.encode([[0.0]])),
+    ApiCase("a colour image for a grey model", "NPDraw.reconstruct", InvalidInputError,
+            "image 0 is a colour image (8x8 RGB) but the model takes grey images (channels=1)",
+            lambda m, f: m.reconstruct(Image.fromarray(np.arange(192, dtype=np.uint8).reshape(8, 8, 3)))),
     ApiCase("empty batch", "NPDraw.reconstruct", InvalidInputError,
             "images must hold at least one image, got an empty batch of shape (0, 1, 28, 28)",
             lambda m, f: m.reconstruct(_images(0, 1, 28, 28))),
@@ -146,6 +155,9 @@ API_CASES: list[ApiCase] = [
     ApiCase("validation fraction of 1", "NPDraw.fit", InvalidInputError,
             "val_fraction must be in [0, 1), got 1.0",
             lambda m, f: m.fit(_images(4, 1, 28, 28), val_fraction=1.0, progress=False)),
+    ApiCase("a budget in epochs and in steps for one stage", "NPDraw.fit", InvalidInputError,
+            "give epochs or steps, not both; got epochs=2 and steps=100",
+            lambda m, f: m.fit(_images(4, 1, 28, 28), FitConfig(epochs=2, steps=100), progress=False)),
     ApiCase("a string for a bool", "NPDraw.fit", InvalidTypeError,
             "fit_bank must be a bool, got 'no'",
             lambda m, f: m.fit(_images(4, 1, 28, 28), fit_bank="no", progress=False)),

@@ -102,7 +102,7 @@ def world(tmp_path):
         models = {
             "tiny": entry(REPO, commits["a"], files),
             "tiny-bundled": entry(REPO, commits["a"], files, bundled=True),
-            "tiny-unpublished": entry("np-draw-test/unpublished", "0" * 40, {}),
+            "tiny-unpublished": entry("np-draw-test/unpublished", None, {}),
             **{f"tiny-{damage}": entry(f"np-draw-test/{damage}", commits[damage], files)
                for damage in ("corrupt", "truncated", "short")},
         }
@@ -188,6 +188,14 @@ def test_bundled_weights_are_verified_before_loading(world, monkeypatch):
     with pytest.raises(WeightsCorruptedError, match=f"its size is {len(genuine) - 10} bytes, expected {len(genuine)}"):
         NPDraw.from_pretrained("tiny-bundled")
     assert not world.server.requests  # a bundled name never asks the Hub
+
+
+def test_a_token_goes_with_every_request_to_the_hub(world):
+    assert world.load((REPO, {"token": "hf_np_draw_test_token"}))[0] == {"fingerprint": world.prints["b"]}
+    assert world.server.requests
+    for request in world.server.requests:
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        assert headers.get("authorization") == "Bearer hf_np_draw_test_token", request.path
 
 
 def test_download_then_offline_then_with_the_server_stopped(world):

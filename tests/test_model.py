@@ -143,7 +143,7 @@ def test_bad_arguments_raise_clear_errors(call, message):
 
 def test_wrong_types_raise_type_errors():
     model = random_model("mnist")
-    with pytest.raises(TypeError, match="images must be a torch.Tensor or numpy.ndarray, got list"):
+    with pytest.raises(TypeError, match="a list must hold only PIL images or only image tensors/arrays, got"):
         model.encode([[0.0]])
     with pytest.raises(TypeError, match="dtype torch.int32"):
         model.encode(torch.zeros(1, 1, 28, 28, dtype=torch.int32))

@@ -1,0 +1,117 @@
+"""What a user does right after the README: their own images in any form, folders named like models, a copy of a
+model for offline use, and the licences that come with the package."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from np_draw import NPDraw, NPDrawConfig
+from np_draw.cli import infer_preset
+from np_draw.hub import read_manifest
+from np_draw.images import make_grid, to_pil
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def mnist() -> NPDraw:
+    return NPDraw.from_pretrained("mnist")
+
+
+def test_encode_and_reconstruct_take_what_fit_takes(mnist, mnist_images):
+    x = mnist_images[:3]
+    expected = mnist.reconstruct(x)
+    uint8 = (x * 255).round().to(torch.uint8)
+    assert torch.allclose(mnist.reconstruct(uint8), expected, atol=1e-3)
+    nhwc = uint8.permute(0, 2, 3, 1).numpy()
+    pil = [Image.fromarray(image[..., 0]) for image in nhwc]
+    for form in (nhwc, nhwc[..., 0], pil, list(uint8), pil[0]):
+        out = mnist.reconstruct(form)
+        assert torch.allclose(out, expected[:len(out)], atol=1e-3)
+    assert torch.equal(mnist.encode(pil).ids, mnist.encode(uint8).ids)
+    # A PIL image of another size is centre-cropped and resized, as fit does with a folder.
+    assert mnist.reconstruct(pil[0].resize((56, 56))).shape == (1, 1, 28, 28)
+
+
+def test_colour_images_for_a_grey_model_are_refused_not_silently_turned_grey(mnist, tmp_path):
+    colour = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"is a colour image \(40x40 RGB\) but the model takes grey images"):
+        mnist.reconstruct(colour)
+    colour.save(tmp_path / "face.png")
+    with pytest.raises(ValueError, match="face.png is a colour image"):
+        mnist.fit(tmp_path, steps=1, progress=False)
+    grey_as_rgb = Image.fromarray(np.full((28, 28, 3), 128, dtype=np.uint8))
+    assert mnist.reconstruct(grey_as_rgb).shape == (1, 1, 28, 28)  # an RGB file of grey pixels is grey
+
+
+def test_np_draw_fit_without_a_preset_picks_the_one_that_fits_the_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, shape in (("faces", (72, 64, 3)), ("tiny", (32, 32, 3)), ("digits", (28, 28))):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    assert infer_preset(tmp_path / "faces")[0] == "celeba"
+    assert infer_preset(tmp_path / "tiny")[0] == "cifar10"
+    assert infer_preset(tmp_path / "digits")[0] == "mnist"
+    np.savez(tmp_path / "rgb.npz", images=rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8))
+    assert infer_preset(tmp_path / "rgb.npz")[0] == "cifar10"
+
+
+def test_uint8_images_make_the_same_pictures_as_their_floats(mnist_images):
+    uint8 = (mnist_images[:4] * 255).round().to(torch.uint8)
+    assert [np.asarray(p).tolist() for p in to_pil(uint8)] == [np.asarray(p).tolist() for p in to_pil(mnist_images[:4])]
+    assert np.array_equal(np.asarray(make_grid(uint8)), np.asarray(make_grid(mnist_images[:4])))
+    assert len(np.unique(np.asarray(make_grid(uint8)))) > 2  # not saturated to 0 and 255
+
+
+def test_a_bare_pretrained_name_means_the_pretrained_model_and_a_path_means_the_folder(tmp_path, monkeypatch,
+                                                                                          caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()  # e.g. the user's data folder: it used to fail with "'mnist' has no config.json"
+    (tmp_path / "mnist" / "0.png").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="np_draw"):
+        assert NPDraw.from_pretrained("mnist").is_fitted
+    assert "loading the pretrained model 'mnist', not the folder" in caplog.text
+    NPDraw(NPDrawConfig.preset("mnist")).save_pretrained(tmp_path / "mnist")  # now a model folder too
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="np_draw"):
+        assert NPDraw.from_pretrained("mnist").is_fitted
+    assert "(a model folder): pass './mnist' or a Path to load the folder" in caplog.text
+    assert not NPDraw.from_pretrained("./mnist").is_fitted
+    assert not NPDraw.from_pretrained(Path("mnist")).is_fitted
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "np_draw.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("name", ["mnist", "celeba"])
+def test_download_output_writes_a_model_folder_that_loads_offline_for_a_bundled_name(name, tmp_path):
+    done = run_cli("download", name, "--output", str(tmp_path / "copy"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    expected, copy = NPDraw.from_pretrained(name), NPDraw.from_pretrained(tmp_path / "copy", local_files_only=True)
+    assert all(torch.equal(v, copy.state_dict()[k]) for k, v in expected.state_dict().items())
+    refused = run_cli("download", name, "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert refused.returncode != 0 and "is bundled in the np-draw package" in refused.stderr
+
+
+def test_the_package_has_a_licence_type_information_and_truthful_data_licences():
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert (ROOT / "np_draw" / "py.typed").is_file()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert "py.typed" in pyproject and "Typing :: Typed" in pyproject and "[project.urls]" in pyproject
+    models = read_manifest()
+    assert all(entry["revision"] is None for entry in models.values() if entry["bundled"])  # no placeholder commits
+    celeba = (ROOT / "np_draw" / "weights" / "celeba" / "README.md").read_text()
+    assert 'license: "other"' in celeba and "non-commercial research" in celeba
+    assert all(entry.get("data_license") for entry in models.values())
