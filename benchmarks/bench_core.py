@@ -39,12 +39,12 @@ def main() -> None:
 
     # 1. Part bank and parse of the 60,000 training images; PSNR on the 10,000 test images.
     fit_s, _ = timed(lambda: model.bank.fit(train, grid, empty_threshold=cfg.empty_threshold, seed=0))
-    parse_s, train_latents = timed(lambda: parse(train, model.bank, grid, empty_threshold=cfg.empty_threshold), 2)
+    parse_s, _ = timed(lambda: parse(train, model.bank, grid, empty_threshold=cfg.empty_threshold), 2)
     test_latents = parse(test, model.bank, grid, empty_threshold=cfg.empty_threshold)
     test_psnr = psnr(render(test_latents, model.bank, grid), test)
-    results["parse"] = dict(bank_fit_s=fit_s, parse_train_s=parse_s, bank_plus_parse_s=fit_s + parse_s,
-                            test_psnr_db=test_psnr.mean().item(),
-                            drawn_steps_per_image=test_latents.present.sum(1).mean().item())
+    results["parse"] = {"bank_fit_s": fit_s, "parse_train_s": parse_s, "bank_plus_parse_s": fit_s + parse_s,
+                            "test_psnr_db": test_psnr.mean().item(),
+                            "drawn_steps_per_image": test_latents.present.sum(1).mean().item()}
     table("Part bank and parse (K=5, B=50, ε=0.01)", [
         ("bank fit, 60,000 train images (s)", f"{fit_s:.2f}"),
         ("parse, 60,000 train images (s)", f"{parse_s:.2f}"),
@@ -64,17 +64,17 @@ def main() -> None:
         torch.manual_seed(0)
         variant = NPDraw(NPDrawConfig.preset("mnist", prior=prior_config))
         variant.bank.load_state_dict(model.bank.state_dict())
-        train_s, _ = timed(lambda: fit(variant, subset, FitConfig(fit_bank=False, prior_epochs=1, prior_lr=1e-3,
-                                                                  epochs=0, checkpoint_every=0), progress=False))
+        config = FitConfig(fit_bank=False, prior_epochs=1, prior_lr=1e-3, epochs=0, checkpoint_every=0)
+        train_s, _ = timed(lambda v=variant, c=config: fit(v, subset, c, progress=False))
         prior = variant.prior
         val_nats = evaluate_prior(prior, model.bank, val)
         prior.sample(model.bank, noise[:8])
-        sample_s, _ = timed(lambda: prior.sample(model.bank, noise), 2)
+        sample_s, _ = timed(lambda p=prior: p.sample(model.bank, noise), 2)
         params = sum(p.numel() for p in prior.parameters())
-        results["prior_widths"][name] = dict(val_nats=val_nats, train_step_s=train_s / args.prior_steps,
-                                             cached_samples_per_s=args.batch / sample_s, params=params)
-        rows.append((name, f"val {val_nats:.2f} nats/seq, {train_s / args.prior_steps * 1000:.0f} ms/step, "
-                           f"{args.batch / sample_s:.0f} samples/s, {params:,} params"))
+        results["prior_widths"][name] = {"val_nats": val_nats, "train_step_s": train_s / args.prior_steps,
+                                             "cached_samples_per_s": args.batch / sample_s, "params": params}
+        rows.append((name, (f"val {val_nats:.2f} nats/seq, {train_s / args.prior_steps * 1000:.0f} ms/step, "
+                           f"{args.batch / sample_s:.0f} samples/s, {params:,} params")))
         if prior_config == PriorConfig():
             model.prior.load_state_dict(prior.state_dict())
     table(f"Prior widths after about {args.prior_steps} steps of batch 64 (lr 1e-3); val = 2,000 test parses",
@@ -94,18 +94,20 @@ def main() -> None:
         model.decode(drawn)
     prior_gflop = prior_flops.get_total_flops() / args.batch / 1e9
     decoder_gflop = decoder_flops.get_total_flops() / args.batch / 1e9
-    results["sampling"] = dict(
-        batch=args.batch, prior_cached_per_s=args.batch / cached_s, prior_prefix_recompute_per_s=args.batch / full_s,
-        cache_speedup=full_s / cached_s, whole_model_per_s=args.batch / whole_s,
-        gflop_per_sample=dict(prior_cached=prior_gflop, decoder=decoder_gflop, total=prior_gflop + decoder_gflop),
-        achieved_gflop_per_s=(prior_gflop + decoder_gflop) * args.batch / whole_s)
+    results["sampling"] = {
+        "batch": args.batch, "prior_cached_per_s": args.batch / cached_s,
+        "prior_prefix_recompute_per_s": args.batch / full_s, "cache_speedup": full_s / cached_s,
+        "whole_model_per_s": args.batch / whole_s,
+        "gflop_per_sample": {"prior_cached": prior_gflop, "decoder": decoder_gflop,
+                             "total": prior_gflop + decoder_gflop},
+        "achieved_gflop_per_s": (prior_gflop + decoder_gflop) * args.batch / whole_s}
     table(f"Sampling, batch {args.batch}, T = {cfg.num_steps}", [
         ("prior with cache (samples/s)", f"{args.batch / cached_s:.0f}"),
         ("prior re-running the prefix (samples/s)", f"{args.batch / full_s:.1f}"),
         ("cache speed-up, target >= 8x", f"{full_s / cached_s:.1f}x"),
         ("whole model (samples/s), target >= 150", f"{args.batch / whole_s:.0f}"),
-        ("GFLOP per sample: prior (cached) + decoder", f"{prior_gflop:.4f} + {decoder_gflop:.4f} = "
-                                                      f"{prior_gflop + decoder_gflop:.4f}"),
+        ("GFLOP per sample: prior (cached) + decoder", (f"{prior_gflop:.4f} + {decoder_gflop:.4f} = "
+                                                      f"{prior_gflop + decoder_gflop:.4f}")),
         ("achieved GFLOP/s", f"{(prior_gflop + decoder_gflop) * args.batch / whole_s:.1f}"),
     ])
 

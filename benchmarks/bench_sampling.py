@@ -43,8 +43,8 @@ def main() -> None:
         for batch in args.batches:
             count = max(batch, args.min_images // batch * batch)
             for cache in (True, False):
-                def run(n: int = count, b: int = batch, c: bool = cache) -> None:
-                    model.sample(n, torch.Generator().manual_seed(0), batch_size=b, progress=False, use_cache=c)
+                def run(n: int = count, b: int = batch, c: bool = cache, m: NPDraw = model) -> None:
+                    m.sample(n, torch.Generator().manual_seed(0), batch_size=b, progress=False, use_cache=c)
 
                 run(batch, batch, cache)  # warm-up: one batch
                 seconds, _ = timed(run)

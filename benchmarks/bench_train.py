@@ -13,10 +13,10 @@ import time
 import torch
 from common import peak_memory_mib, per_second, table, write_json
 
-from np_draw import NPDraw, NPDrawConfig, parse
+from np_draw import Latents, NPDraw, NPDrawConfig, parse
 from np_draw.data import load_dataset
 from np_draw.elbo import objective
-from np_draw.training import FitConfig
+from np_draw.training import DEFAULT_EPOCHS, DEFAULT_PRIOR_EPOCHS, FitConfig
 
 
 def main() -> None:
@@ -67,23 +67,24 @@ def main() -> None:
         vae_optimizer = torch.optim.Adam(list(vae.encoder.parameters()) + list(vae.decoder.parameters()))
         x, parsed = torch.bernoulli(images[: defaults.batch_size]), latents[: defaults.batch_size]
 
-        def vae_step() -> None:
+        def vae_step(vae: NPDraw = vae, x: torch.Tensor = x, parsed: Latents = parsed,
+                     optimizer: torch.optim.Optimizer = vae_optimizer) -> None:
             terms = objective(vae, x, parsed, tau=1.0, substitution=0.5)
             loss = (terms.negative_elbo + 50 * terms.parse_ce).mean()
-            vae_optimizer.zero_grad()
+            optimizer.zero_grad()
             loss.backward()
-            vae_optimizer.step()
+            optimizer.step()
 
         vae_per_s = per_second(len(x), vae_step, args.steps)
         vae_mib = peak_memory_mib(vae_step)
-        hours = (bank_s + 2 * len(images) / parse_per_s + defaults.prior_epochs * n_train / prior_per_s
-                 + defaults.epochs * n_train / vae_per_s) / 3600
-        results["widths"][width] = dict(vae_images_per_s=vae_per_s, vae_step_peak_mib=vae_mib,
-                                        projected_full_training_h=hours)
+        hours = (bank_s + 2 * len(images) / parse_per_s + DEFAULT_PRIOR_EPOCHS * n_train / prior_per_s
+                 + DEFAULT_EPOCHS * n_train / vae_per_s) / 3600
+        results["widths"][width] = {"vae_images_per_s": vae_per_s, "vae_step_peak_mib": vae_mib,
+                                        "projected_full_training_h": hours}
         rows += [(f"VAE stage, width {width}, batch {defaults.batch_size} (images/s)", f"{vae_per_s:.0f}"),
                  (f"VAE step, width {width}, peak memory (MiB)", f"{vae_mib:.0f}"),
-                 (f"projected full MNIST training at the defaults ({defaults.prior_epochs} prior epochs, "
-                  f"{defaults.epochs} VAE epochs), width {width} (h)", f"{hours:.2f}")]
+                 ((f"projected full MNIST training at the defaults ({DEFAULT_PRIOR_EPOCHS} prior epochs, "
+                  f"{DEFAULT_EPOCHS} VAE epochs), width {width} (h)"), f"{hours:.2f}")]
     table("Training throughput and memory per stage (MNIST)", rows)
     write_json(args.out, results)
 

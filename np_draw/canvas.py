@@ -35,7 +35,7 @@ class Grid:
         return self.side**2
 
     def _fold_args(self) -> dict:
-        return dict(kernel_size=self.part_size, stride=self.stride, padding=self.padding)
+        return {"kernel_size": self.part_size, "stride": self.stride, "padding": self.padding}
 
     def patches(self, images: torch.Tensor) -> torch.Tensor:
         """Cut the patch under every cell.

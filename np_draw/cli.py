@@ -197,14 +197,16 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 def _fit_config(args: argparse.Namespace) -> FitConfig:
     """The FitConfig the fit options ask for."""
-    fine_tune = args.from_name is not None
-    overrides = {key: value for key, value in dict(
-        epochs=args.epochs, prior_epochs=args.prior_epochs, batch_size=args.batch_size, seed=args.seed,
-        val_fraction=args.val_fraction, checkpoint_every=args.checkpoint_every).items() if value is not None}
-    # Fine-tuning keeps the pretrained bank and prior (the parts and their statistics already fit most data)
-    # unless --fit-bank / --fit-prior (or --prior-epochs) ask otherwise; training from scratch fits all of them.
-    fit_prior = args.fit_prior or args.prior_epochs is not None or not fine_tune
-    return FitConfig(fit_bank=args.fit_bank or not fine_tune, fit_prior=fit_prior, **overrides)
+    options = ("epochs", "steps", "prior_epochs", "prior_steps", "batch_size", "seed", "val_fraction",
+               "checkpoint_every")
+    overrides = {key: getattr(args, key) for key in options if getattr(args, key) is not None}
+    if args.from_name is None:
+        if args.fit_bank or args.keep_prior:
+            raise InvalidInputError("--fit-bank and --keep-prior are for fine-tuning (--from NAME); training from "
+                                    "scratch fits the bank and the prior")
+        return FitConfig().replace(**overrides)
+    # Fine-tuning keeps the pretrained bank (refitting it changes what every latent id means) unless --fit-bank.
+    return FitConfig.finetune(fit_bank=args.fit_bank, fit_prior=not args.keep_prior, **overrides)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -443,8 +445,9 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
                    "history.json), with checkpoints in OUTPUT/checkpoints; --resume continues a stopped run "
                    "exactly, or with a larger --epochs extends a finished one. Without --from, a preset is trained "
                    "from scratch (part bank, parse, prior, then encoder and decoder); with --from, a pretrained "
-                   "model is fine-tuned, keeping its part bank and prior unless --fit-bank or --fit-prior is "
-                   "given. Progress goes to stderr.", cmd_fit)
+                   "model is fine-tuned with FitConfig.finetune(): its part bank kept, its prior and then its encoder "
+                   "and decoder trained for a number of optimizer steps, the best validation round kept. Progress "
+                   "goes to stderr.", cmd_fit)
     fit.add_argument("data", metavar="DATA", help="a folder of images, or an .npz file with an 'images' array")
     fit.add_argument("-o", "--output", type=Path, required=True, help="the model folder to write (created)")
     start = fit.add_argument_group("where to start (one of)")
@@ -454,10 +457,14 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
                        help="train this preset from scratch (default: the one that fits DATA: mnist for grey images, "
                             "cifar10 for small colour ones, celeba for colour ones of 64 px or more)")
     fit.add_argument("--fit-bank", action="store_true", help="with --from: refit the part bank (k-means) on DATA")
-    fit.add_argument("--fit-prior", action="store_true", help="with --from: train the prior on DATA too")
-    fit.add_argument("--epochs", type=positive_int, default=None, help="encoder/decoder epochs (FitConfig.epochs)")
-    fit.add_argument("--prior-epochs", type=positive_int, default=None,
-                     help="prior epochs (FitConfig.prior_epochs); with --from it implies --fit-prior")
+    fit.add_argument("--keep-prior", action="store_true", help="with --from: leave the prior as it is")
+    budget = fit.add_argument_group("how long (default: FitConfig's, in epochs from scratch and in steps with --from)")
+    budget.add_argument("--epochs", type=positive_int, default=None, help="encoder/decoder epochs (FitConfig.epochs)")
+    budget.add_argument("--steps", type=positive_int, default=None,
+                        help="encoder/decoder optimizer steps instead of epochs (FitConfig.steps)")
+    budget.add_argument("--prior-epochs", type=positive_int, default=None, help="prior epochs (FitConfig.prior_epochs)")
+    budget.add_argument("--prior-steps", type=positive_int, default=None,
+                        help="prior optimizer steps instead of epochs (FitConfig.prior_steps)")
     fit.add_argument("--batch-size", type=positive_int, default=None, help="encoder/decoder batch size")
     fit.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation")
     fit.add_argument("--checkpoint-every", type=positive_int, default=None,

@@ -147,9 +147,9 @@ class NPDrawConfig:
         return cls.from_dict(data)
 
 
-_GREY = dict(image_size=28, channels=1, canvas_size=28, part_size=5, num_parts=50, grid_size=6, stride=5,
-             padding=1, likelihood="bernoulli", binarize=True)
-_RGB = dict(channels=3, canvas_size=32, part_size=4, num_parts=200, grid_size=8, stride=4, padding=0)
+_GREY = {"image_size": 28, "channels": 1, "canvas_size": 28, "part_size": 5, "num_parts": 50, "grid_size": 6,
+         "stride": 5, "padding": 1, "likelihood": "bernoulli", "binarize": True}
+_RGB = {"channels": 3, "canvas_size": 32, "part_size": 4, "num_parts": 200, "grid_size": 8, "stride": 4, "padding": 0}
 
 PRESETS: dict[str, NPDrawConfig] = {
     "mnist": NPDrawConfig(**_GREY),

@@ -13,7 +13,8 @@ Conditional completion (the prior finishing a drawing from its first steps) is :
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 

@@ -196,11 +196,11 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> s
         "",
         "# NP-DRAW model",
         "",
-        f"NP-DRAW draws an image part by part on a blank canvas: at each of {config.num_steps} steps a Transformer "
+        (f"NP-DRAW draws an image part by part on a blank canvas: at each of {config.num_steps} steps a Transformer "
         f"prior chooses whether to draw, which of {config.num_parts} parts of {config.part_size}x{config.part_size} "
         f"pixels, and where on a {grid} grid; a CNN decoder then turns the canvas into the image. This model makes "
         f"{config.image_size}x{config.image_size} {colour} images with a {config.likelihood} likelihood "
-        f"(`{CONFIG_NAME}` holds every size).",
+        f"(`{CONFIG_NAME}` holds every size)."),
         "",
         "## Data",
         "",
@@ -429,8 +429,8 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                        "folder", name, path.resolve(), " (a model folder)" if (path / CONFIG_NAME).is_file() else "",
                        name)
     hint = f"np-draw download {name}" + (f" --revision {revision}" if revision else "")
-    options = dict(cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download, token=token,
-                   hint=hint)
+    options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "force_download": force_download,
+               "token": token, "hint": hint}
     if name in models:
         return _resolve_manifest_name(name, models[name], manifest.parent / name, revision, **options)
     hub_name = _HUB_NAME.fullmatch(name)

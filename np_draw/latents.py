@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-_T = TypeVar("_T", "StepLogits", "Latents")
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 
 class _Batch:
     """Batch-wise indexing, moving and concatenation of a dataclass of tensors (fields may be None)."""
 
-    def _map(self: _T, fn: Callable[[torch.Tensor], torch.Tensor]) -> _T:
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Self:
         values = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -24,10 +26,10 @@ class _Batch:
     def __len__(self) -> int:
         return getattr(self, fields(self)[0].name).shape[0]
 
-    def __getitem__(self: _T, index) -> _T:
+    def __getitem__(self, index) -> Self:
         return self._map(lambda t: t[index])
 
-    def to(self: _T, *args, **kwargs) -> _T:
+    def to(self, *args, **kwargs) -> Self:
         """Like ``torch.Tensor.to`` for every tensor; only floating tensors take a dtype."""
         def move(t: torch.Tensor) -> torch.Tensor:
             if t.is_floating_point():
@@ -37,7 +39,7 @@ class _Batch:
         return self._map(move)
 
     @classmethod
-    def cat(cls: type[_T], items: list[_T]) -> _T:
+    def cat(cls, items: list[Self]) -> Self:
         """Concatenate along the batch; a field is kept only when every item has it."""
         values = {}
         for f in fields(cls):

@@ -14,9 +14,10 @@ import hashlib
 import logging
 import math
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -151,10 +152,11 @@ class FitConfig:
 
 
 # FitConfig.finetune's defaults; benchmarks/bench_finetune.py and docs/training.md say how they were chosen.
-FINETUNE: dict[str, Any] = dict(fit_bank=False, prior_steps=300, prior_lr=1e-4, prior_batch_size=32, steps=600,
-                                batch_size=32, encoder_lr=1e-4, decoder_lr=1e-4, parse_weight=5.0,
-                                substitution_start=0.0, tau_start=0.5, tau_min=0.5, freeze_batchnorm=True,
-                                patience=4)
+FINETUNE: dict[str, Any] = {
+    "fit_bank": False, "prior_steps": 300, "prior_lr": 1e-4, "prior_batch_size": 32, "steps": 600, "batch_size": 32,
+    "encoder_lr": 1e-4, "decoder_lr": 1e-4, "parse_weight": 5.0, "substitution_start": 0.0, "tau_start": 0.5,
+    "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4,
+}
 
 
 @dataclass
@@ -276,10 +278,10 @@ class _Run:
         optimizer_meta = None
         if self.optimizer is not None:
             tensors["optimizer"], optimizer_meta = optimizer_to_checkpoint(self.optimizer)
-        state = dict(stage=self.stage, epoch=self.epoch, step=self.step, global_step=self.global_step,
-                     sums=self.sums, history=asdict(self.history), best_val=self.best_val, stalled=self.stalled,
-                     optimizer=optimizer_meta, config=asdict(self.config), num_images=len(self.images),
-                     fingerprint=self.fingerprint)
+        state = {"stage": self.stage, "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+                 "sums": self.sums, "history": asdict(self.history), "best_val": self.best_val, "stalled": self.stalled,
+                 "optimizer": optimizer_meta, "config": asdict(self.config), "num_images": len(self.images),
+                 "fingerprint": self.fingerprint}
         save_checkpoint(self.directory, f"step-{self.global_step:08d}-{self.stage}", tensors, state)
 
     def _restore(self) -> bool:
@@ -311,9 +313,6 @@ class _Run:
         self.best_state = tensors.get("best")
         self._optimizer_meta = (tensors.get("optimizer", {}), state["optimizer"])
         if self.stage == "done" and self.config.epochs != state["config"]["epochs"]:
-            if self.config.patience is not None:
-                raise InvalidInputError(f"cannot extend the finished run in {self.directory}: it kept its best "
-                                        "round (patience is set), so its last weights are gone; start a new fit")
             logger.info("extending the finished run from %d to %d epochs", trained, rounds)
             self.stage, self.epoch = "vae", trained
         logger.info("resumed at stage %s, epoch %d, step %d", self.stage, self.epoch, self.step)
@@ -492,9 +491,6 @@ class _Run:
                 self.history.best_epoch = -1
         self._epochs(self._length(cfg.epochs, cfg.steps, DEFAULT_EPOCHS), cfg.batch_size, trained, compute,
                      end_epoch, "epoch", cfg.steps)
-        if cfg.patience is not None and self.best_state is not None:
-            trained.load_state_dict(self.best_state)
-            logger.info("kept round %d (validation bound %.2f nats)", self.history.best_epoch + 1, self.best_val)
         model.prior.requires_grad_(True)
 
     def run(self, resume: bool) -> FitHistory:
@@ -520,9 +516,14 @@ class _Run:
             self._next_stage("vae")
         if self.stage == "vae":
             self._vae_stage()
-            # The optimizer's state stays in the last checkpoint, so more epochs later continue this run exactly.
+            # The last weights and the optimizer's state stay in the last checkpoint (the best round's beside them),
+            # so more epochs later continue this run exactly.
             self.stage = "done"
             self._save()
+        if self.config.patience is not None and self.best_state is not None:
+            torch.nn.ModuleList([self.model.encoder, self.model.decoder]).load_state_dict(self.best_state)
+            logger.info("kept %s (validation bound %.2f nats)", "the starting weights" if self.history.best_epoch < 0
+                        else f"round {self.history.best_epoch + 1}", self.best_val)
         self.model.eval()
         return self.history
 

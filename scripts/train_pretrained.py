@@ -172,9 +172,10 @@ def main() -> None:
     model.save_pretrained(out)
     sha256 = {f"{args.name}/{file.name}": sha256_file(file) for split in ("train", "test")
               for file in data_files(args.name, args.data, split)}
-    record = dict(name=args.name, git_commit=commit, config=config.to_dict(), fit_config=asdict(fit_config),
-                  seed=args.seed, limit=args.limit, wall_time_s=round(wall, 1), machine=machine(), data_sha256=sha256,
-                  val_bound=history.val_bound, prior_val=history.prior_val, train=history.train)
+    record = {"name": args.name, "git_commit": commit, "config": config.to_dict(), "fit_config": asdict(fit_config),
+              "seed": args.seed, "limit": args.limit, "wall_time_s": round(wall, 1), "machine": machine(),
+              "data_sha256": sha256, "val_bound": history.val_bound, "prior_val": history.prior_val,
+              "train": history.train}
     if earlier is not None:
         record["continued_from"] = {key: earlier[key] for key in ("git_commit", "fit_config", "wall_time_s",
                                                                   "val_bound", "prior_val", "continued_from")

@@ -10,7 +10,7 @@ from pathlib import Path
 import np_draw
 
 API = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
-DOCUMENTED = set(re.findall(r"^- \*\*`([\w.]+)", API, re.M))
+DOCUMENTED = set(re.findall(r"^- \*\*`([\w.]+)", API, re.MULTILINE))
 
 
 def test_every_exported_name_is_documented():

@@ -152,7 +152,7 @@ def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_
     data = tmp_path / "data.npz"
     np.savez(data, images=mnist_images[:40].numpy())
     output = tmp_path / "tuned"
-    argv = ["fit", str(data), "-o", str(output), "--from", str(tmp_path / "start"), "--epochs", "1",
+    argv = ["fit", str(data), "-o", str(output), "--from", str(tmp_path / "start"), "--keep-prior", "--epochs", "1",
             "--batch-size", "20", "-q"]
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == str(output)

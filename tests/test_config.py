@@ -22,11 +22,11 @@ def test_json_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(part_size=0), "part_size"),
-    (dict(grid_size=7), "grid does not fit"),
-    (dict(likelihood="gaussian"), "likelihood"),
-    (dict(channels=3), "bernoulli"),
-    (dict(empty_threshold=-0.1), "empty_threshold"),
+    ({"part_size": 0}, "part_size"),
+    ({"grid_size": 7}, "grid does not fit"),
+    ({"likelihood": "gaussian"}, "likelihood"),
+    ({"channels": 3}, "bernoulli"),
+    ({"empty_threshold": -0.1}, "empty_threshold"),
 ])
 def test_invalid_config_names_the_field(bad, message):
     with pytest.raises(ValueError, match=message):

@@ -95,8 +95,8 @@ def test_pasting_latents_in_any_step_order_keeps_every_drawn_part(model):
             + Counter({k: v for k, v in drawn_parts(target, n).items() if not region[k[1]]}))
     assert torch.equal(edited.canvas, model.render(edited.ids, edited.locs, edited.present))
     # A collision made by hand: at step 3 the target draws cell 30 (kept) and the source cell 2 (taken).
-    blank = dict(ids=torch.zeros(1, 36, dtype=torch.long), locs=torch.zeros(1, 36, dtype=torch.long),
-                 present=torch.zeros(1, 36))
+    blank = {"ids": torch.zeros(1, 36, dtype=torch.long), "locs": torch.zeros(1, 36, dtype=torch.long),
+                 "present": torch.zeros(1, 36)}
     one, two = Latents(**{k: v.clone() for k, v in blank.items()}), Latents(**{k: v.clone() for k, v in blank.items()})
     one.ids[0, 3], one.locs[0, 3], one.present[0, 3] = 7, 30, 1
     two.ids[0, 3], two.locs[0, 3], two.present[0, 3] = 9, 2, 1

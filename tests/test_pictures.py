@@ -83,7 +83,7 @@ def test_gif_and_strip_hold_one_frame_per_drawn_step_and_the_decoded_image(model
         gif.seek(0)
         assert gif.info["duration"] == 100
         first = pixels(gif.convert("RGB"))
-        top, bottom, left, right = cell_box(int(latents.locs[0, latents.present[0].argmax()]), 3)
+        top, _bottom, left, right = cell_box(int(latents.locs[0, latents.present[0].argmax()]), 3)
         # The palette keeps the outline red: strong red, weak green, on the box's top edge.
         assert (first[0, top, left:right] > 0.9).all() and (first[1, top, left:right] < 0.3).all()
         gif.seek(count - 1)

@@ -79,5 +79,5 @@ def test_sources_unpickle_only_the_users_inception_weights() -> None:
     assert not [c for c in calls if c[1].startswith("pickle.")]
     numpy_loads = [c for c in calls if c[1] == "np.load"]
     assert numpy_loads and all(c[2].get("allow_pickle") is False for c in numpy_loads), numpy_loads
-    assert not any(re.search(r"^\s*(import|from) (pickle|dill|cloudpickle)\b", path.read_text(), re.M)
+    assert not any(re.search(r"^\s*(import|from) (pickle|dill|cloudpickle)\b", path.read_text(), re.MULTILINE)
                    for path in PACKAGE.glob("*.py"))

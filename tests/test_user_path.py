@@ -91,7 +91,7 @@ def test_a_bare_pretrained_name_means_the_pretrained_model_and_a_path_means_the_
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "np_draw.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
 
 
 @pytest.mark.parametrize("name", ["mnist", "celeba"])
