@@ -29,10 +29,12 @@ from np_draw.metrics import default_features, fid, nll, parse_psnr, reconstructi
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET_NOTES = {
-    "omniglot": "Omniglot here is the standard background (training, 19,280 images) / evaluation (test, 13,180) split "
-                "at 28x28, not the 24,345/8,070 split of the IWAE paper that the NP-DRAW paper reports on.",
+    "omniglot": "Omniglot here is the paper's split (the IWAE paper's protocol) at 28x28: drawers 1-15 of all 1,623 "
+                "characters to train (24,345 images), drawers 16-20 to test (8,115; the IWAE paper's file has "
+                "8,070).",
     "celeba": "CelebA here is a 6,000-image subset (200 identities x 30 images; 4,800 train / 600 validation / 600 "
-              "test, split by identity), not the full 202,599 images of the paper.",
+              "test, every identity in every split, so the test faces are of people seen in training), not the full "
+              "202,599 images of the paper.",
     "cifar10": "CIFAR-10 here is decoded from JPEG files (quality 75, about 30 dB from the lossless originals).",
 }
 
