@@ -1,19 +1,26 @@
-"""Half precision and autocast: the random choices of sampling are made in float32 whatever the weights' dtype."""
+"""Half precision and autocast: the random choices of sampling are made in float32 whatever the weights' dtype.
+
+NP_DRAW_TEST_DEVICE=cuda runs them on a GPU (scripts/gpu_check.py does).
+"""
+
+import os
 
 import pytest
 import torch
 
 from np_draw import NPDraw
 
+DEVICE = torch.device(os.environ.get("NP_DRAW_TEST_DEVICE", "cpu"))
+
 
 @pytest.fixture(scope="module")
 def reference() -> NPDraw:
-    return NPDraw.from_pretrained("mnist")
+    return NPDraw.from_pretrained("mnist", device=DEVICE)
 
 
 def mean_log_prior(model: NPDraw, reference: NPDraw, **sample_options) -> float:
     """Mean log p(z) under the float32 prior of 64 latents sampled by ``model`` with per-image seeds."""
-    generators = [torch.Generator().manual_seed(i) for i in range(64)]
+    generators = [torch.Generator(DEVICE).manual_seed(i) for i in range(64)]
     out = model.sample(64, generators, progress=False, **sample_options)
     return reference.prior.log_prob(out.latents, reference.bank).mean().item()
 
@@ -21,17 +28,17 @@ def mean_log_prior(model: NPDraw, reference: NPDraw, **sample_options) -> float:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_samples_drawn_in_half_precision_are_as_likely_under_the_float32_prior(reference, dtype):
     full = mean_log_prior(reference, reference)
-    half = NPDraw.from_pretrained("mnist", dtype=dtype)
+    half = NPDraw.from_pretrained("mnist", device=DEVICE, dtype=dtype)
     # Before the noise was kept in float32, bfloat16 samples scored about 19 nats lower and float16 ones about 2.
     assert abs(mean_log_prior(half, reference) - full) < 1.0
-    out = half.sample(8, generator=torch.Generator().manual_seed(0), progress=False, sample_pixels=True)
+    out = half.sample(8, generator=torch.Generator(DEVICE).manual_seed(0), progress=False, sample_pixels=True)
     assert out.images.dtype == dtype and torch.isfinite(out.images.float()).all()
     assert set(out.images.unique().float().tolist()) <= {0.0, 1.0}
 
 
 def test_sampling_under_autocast_matches_float32_sampling_closely(reference):
     full = mean_log_prior(reference, reference)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
         assert abs(mean_log_prior(reference, reference) - full) < 1.0
 
 
@@ -47,9 +54,9 @@ def test_logistic_pixels_sampled_in_half_precision_stay_finite_and_on_the_256_le
 
 
 def test_sampled_tensors_are_ordinary_tensors_that_can_be_edited_and_differentiated(reference):
-    out = reference.sample(2, generator=torch.Generator().manual_seed(0), progress=False)
+    out = reference.sample(2, generator=torch.Generator(DEVICE).manual_seed(0), progress=False)
     out.latents.canvas[:, :, :14] = 0  # raised "Inplace update to inference tensor outside InferenceMode"
     out.images.requires_grad_()
-    completed = reference.complete(out.latents, steps=18, generator=torch.Generator().manual_seed(1))
+    completed = reference.complete(out.latents, steps=18, generator=torch.Generator(DEVICE).manual_seed(1))
     completed.images.requires_grad_()
     assert reference.prior.log_prob(completed.latents, reference.bank).shape == (2,)

@@ -115,3 +115,13 @@ def test_the_package_has_a_licence_type_information_and_truthful_data_licences()
     celeba = (ROOT / "np_draw" / "weights" / "celeba" / "README.md").read_text()
     assert 'license: "other"' in celeba and "non-commercial research" in celeba
     assert all(entry.get("data_license") for entry in models.values())
+
+
+def test_the_gpu_check_script_runs_in_its_small_cpu_mode(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--device", "cpu", "--quick",
+                           "--out", str(tmp_path / "check.json")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = __import__("json").loads((tmp_path / "check.json").read_text())["models"]["mnist"]
+    assert abs(figures["log_prior"]["bfloat16"] - figures["log_prior"]["float32"]) < 2.0
+    assert figures["sampling"]["float32/16"]["images_per_s"] > 0
