@@ -205,6 +205,9 @@ def _fit_config(args: argparse.Namespace) -> FitConfig:
             raise InvalidInputError("--fit-bank and --keep-prior are for fine-tuning (--from NAME); training from "
                                     "scratch fits the bank and the prior")
         return FitConfig().replace(**overrides)
+    if args.keep_prior and (args.prior_steps or args.prior_epochs):
+        raise InvalidInputError("--keep-prior leaves the prior as it is: drop --prior-steps / --prior-epochs, or "
+                                "--keep-prior to train it")
     # Fine-tuning keeps the pretrained bank (refitting it changes what every latent id means) unless --fit-bank.
     return FitConfig.finetune(fit_bank=args.fit_bank, fit_prior=not args.keep_prior, **overrides)
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from . import hub
 from .bank import PartBank
 from .canvas import Grid, compose
+from .checkpoint import load_checkpoint
 from .config import NPDrawConfig
 from .data import as_image_tensor, check_count, check_images, to_canvas
 from .editing import interpolate
@@ -337,7 +338,8 @@ class NPDraw(nn.Module):
                 recursively, centre-cropped and resized to the model's size. From one image up.
             config: a :class:`np_draw.training.FitConfig` (defaults when None).
             output_dir: where checkpoints are written (``output_dir/checkpoints``); None keeps none.
-            resume: continue exactly from the latest checkpoint in ``output_dir``.
+            resume: continue exactly from the latest checkpoint in ``output_dir``; with ``config`` None the
+                checkpoint's own config is used (``overrides`` may then grow ``epochs`` or ``steps``).
             progress: progress bars.
             callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
             validation: held-out images for model selection, in any form ``images`` takes; None holds out
@@ -350,7 +352,11 @@ class NPDraw(nn.Module):
             >>> model = NPDraw(NPDrawConfig.preset("mnist"))
             >>> history = model.fit(images, epochs=10)  # doctest: +SKIP
         """
-        if config is None:
+        checkpoint = load_checkpoint(Path(output_dir) / "checkpoints") if resume and output_dir is not None else None
+        if config is None and checkpoint is not None:
+            # The run being resumed says what it was: a model half-trained from scratch has a fitted bank too.
+            config = FitConfig(**checkpoint[1]["config"])
+        elif config is None:
             config = FitConfig.finetune() if self.is_fitted else FitConfig()
             logger.info("%s", "fine-tuning a trained model (FitConfig.finetune())" if self.is_fitted
                         else "training a new model from scratch (FitConfig())")

@@ -102,7 +102,7 @@ class FitConfig:
         for name in ("fit_bank", "fit_prior", "freeze_batchnorm", "mixed_precision"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidTypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        optional = [name for name in ("prior_epochs", "epochs", "prior_steps", "steps", "patience")
+        optional = [name for name in ("prior_epochs", "epochs", "prior_steps", "steps")
                     if getattr(self, name) is not None]
         for name in ("seed", "checkpoint_every", *optional):  # 0 epochs or steps skip a stage
             value = getattr(self, name)
@@ -114,6 +114,11 @@ class FitConfig:
                                         f"and {steps}={getattr(self, steps)!r}")
         for name in ("prior_batch_size", "batch_size", "eval_every"):
             check_count(getattr(self, name), name)
+        if self.patience is not None:
+            check_count(self.patience, "patience")
+        if self.fit_bank and not self.fit_prior:
+            raise InvalidInputError("fit_bank=True with fit_prior=False: a refitted bank changes what every part id "
+                                    "means, so the prior must be trained on the new parses (fit_prior=True)")
         optional = [name for name in ("parse_weight", "substitution_rate") if getattr(self, name) is not None]
         for name in ("prior_lr", "encoder_lr", "decoder_lr", "tau_decay", *optional):
             value, positive = getattr(self, name), name.endswith("_lr")
@@ -146,8 +151,9 @@ class FitConfig:
         """A copy with ``changes``; giving a stage's epochs drops its steps and the other way round, so
         ``FitConfig.finetune().replace(epochs=3)`` trains 3 epochs rather than refusing two budgets."""
         for epochs, steps in (("prior_epochs", "prior_steps"), ("epochs", "steps")):
-            if (epochs in changes) != (steps in changes):
-                changes.setdefault(steps if epochs in changes else epochs, None)
+            given = [name for name in (epochs, steps) if changes.get(name) is not None]
+            if len(given) == 1:
+                changes.setdefault(steps if given[0] == epochs else epochs, None)
         return dataclasses.replace(self, **changes)
 
 
@@ -174,6 +180,7 @@ class FitHistory:
     val_bound: list[float] = field(default_factory=list)
     val_bound_start: float | None = None
     best_epoch: int | None = None  # stage 4's kept round when ``patience`` is set, else None (the last one is kept)
+    stopped_early: bool = False  # stage 4 ran out of patience before its budget
 
 
 def _targets(model: NPDraw, x: torch.Tensor) -> torch.Tensor:
@@ -289,17 +296,23 @@ class _Run:
         if loaded is None:
             return False
         tensors, state = loaded
-        # ``epochs`` alone may change: a resume with more epochs extends a run, finished or not.
-        unchanged = {**state["config"], "epochs": self.config.epochs} == asdict(self.config)
-        if not unchanged or state["fingerprint"] != self.fingerprint:
-            raise InvalidInputError(f"cannot resume from {self.directory}: it was written for other images or another "
-                                    "FitConfig (only epochs may differ); pass the same images and config, or a new "
-                                    "output folder")
+        # The VAE's budget alone may change: a resume with more epochs (or steps) extends a run, finished or not.
+        config = asdict(self.config)
+        changed = sorted(key for key in config if key not in ("epochs", "steps")
+                         and state["config"].get(key) != config[key])
+        if changed or state["fingerprint"] != self.fingerprint:
+            differences = ", ".join(f"{key}={state['config'].get(key)!r}, now {config[key]!r}" for key in changed)
+            what = f"another FitConfig ({differences})" if changed else "other images"
+            raise InvalidInputError(f"cannot resume from {self.directory}: it was written for {what}; only epochs "
+                                    "and steps may differ; pass the same images and config, or a new output folder")
         trained = len(state["history"]["train"])
         rounds, _ = self._length(self.config.epochs, self.config.steps, DEFAULT_EPOCHS)
-        if rounds < trained:
-            raise InvalidInputError(f"cannot resume from {self.directory} with epochs={self.config.epochs}: it has "
-                                    f"already trained {trained} epochs; pass epochs >= {trained}")
+        # A round under way counts as trained: stopping inside it would keep part of it.
+        under_way = trained + (state["stage"] == "vae" and state["step"] > 0)
+        if rounds < under_way:
+            raise InvalidInputError(f"cannot resume from {self.directory} with epochs={self.config.epochs}, "
+                                    f"steps={self.config.steps}: it has already trained {under_way} epochs or rounds; "
+                                    f"pass at least {under_way}")
         self.model.load_state_dict(tensors["model"])
         torch.set_rng_state(tensors["rng"]["torch"])
         self.order_generator.set_state(tensors["rng"]["order"])
@@ -312,8 +325,11 @@ class _Run:
         self.order = tensors["order"]["order"] if "order" in tensors else None
         self.best_state = tensors.get("best")
         self._optimizer_meta = (tensors.get("optimizer", {}), state["optimizer"])
-        if self.stage == "done" and self.config.epochs != state["config"]["epochs"]:
-            logger.info("extending the finished run from %d to %d epochs", trained, rounds)
+        extended = (self.config.epochs, self.config.steps) != (state["config"]["epochs"], state["config"]["steps"])
+        if self.stage == "done" and extended and self.history.stopped_early:
+            logger.info("the finished run stopped early (patience); more epochs or steps change nothing")
+        elif self.stage == "done" and extended:
+            logger.info("extending the finished run from %d to %d epochs or rounds", trained, rounds)
             self.stage, self.epoch = "vae", trained
         logger.info("resumed at stage %s, epoch %d, step %d", self.stage, self.epoch, self.step)
         return True
@@ -353,7 +369,7 @@ class _Run:
         runner: torch.nn.Module = _Stage(trained, compute)
         if self.world > 1:
             runner = DistributedDataParallel(runner)
-        while self.epoch < rounds:
+        while self.epoch < rounds and not self.history.stopped_early:
             if self.order is None:
                 count = len(self.train_idx)
                 if round_steps is not None:
@@ -388,7 +404,7 @@ class _Run:
             self.epoch, self.step, self.order, self.sums = self.epoch + 1, 0, None, {}
             if stop:
                 logger.info("%s: no better validation figure in %d rounds; stopping", name, self.stalled)
-                self.epoch = rounds
+                self.history.stopped_early = True
             self._save()
 
     def _autocast(self):
@@ -428,7 +444,7 @@ class _Run:
                 self.history.prior_best_epoch = self.epoch
             return False
 
-        if self.epoch == 0 and self.step == 0 and not cfg.fit_bank:
+        if self.history.prior_val_start is None and self.epoch == 0 and self.step == 0 and not cfg.fit_bank:
             # A trained prior is the first candidate: training on few images must not leave it worse.
             self.history.prior_val_start = validate()
             self._select(self.history.prior_val_start, prior)
@@ -483,7 +499,7 @@ class _Run:
                 self.history.best_epoch = self.epoch
             return self.stalled >= cfg.patience
 
-        if self.epoch == 0 and self.step == 0 and not cfg.fit_bank:
+        if self.history.val_bound_start is None and self.epoch == 0 and self.step == 0 and not cfg.fit_bank:
             self.history.val_bound_start = validate()
             logger.info("before training: validation bound %.2f nats", self.history.val_bound_start)
             if cfg.patience is not None:

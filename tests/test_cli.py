@@ -175,7 +175,7 @@ def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_
     capsys.readouterr()
     assert main(argv + ["--epochs", "2", "--batch-size", "10", "--resume"]) == 2
     err = capsys.readouterr().err
-    assert "cannot resume" in err and "only epochs may differ" in err and err.count("\n") == 1
+    assert "cannot resume" in err and "only epochs and steps may differ" in err and err.count("\n") == 1
 
 
 def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):

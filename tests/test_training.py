@@ -146,9 +146,9 @@ def test_resuming_a_finished_run_with_more_epochs_matches_a_run_given_them_from_
                             output_dir=tmp_path / "extended", resume=True, progress=False).val_bound) == 3
     expected, actual = straight.state_dict(), extended.state_dict()
     assert all(torch.equal(expected[key], actual[key]) for key in expected)
-    with pytest.raises(ValueError, match="already trained 3 epochs; pass epochs >= 3"):
+    with pytest.raises(ValueError, match="already trained 3 epochs or rounds; pass at least 3"):
         run("extended", 2)
-    with pytest.raises(ValueError, match="only epochs may differ"):
+    with pytest.raises(ValueError, match=r"another FitConfig \(decoder_lr=0.0001, now 0.001\); only epochs and steps"):
         run("extended", 4, decoder_lr=1e-3)
 
 
@@ -254,6 +254,43 @@ def test_a_stage_measured_in_steps_runs_exactly_that_many_optimizer_steps(mnist_
     with pytest.raises(ValueError, match="give epochs or steps, not both; got epochs=2 and steps=3"):
         FitConfig(epochs=2, steps=3)
     assert FitConfig.finetune(epochs=3).steps is None  # a budget in epochs replaces the default one in steps
+
+
+def test_an_interrupted_fine_tune_resumes_exactly_and_an_early_stop_stays_stopped(mnist_images, tmp_path):
+    torch.manual_seed(0)
+    start = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    start.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
+    images = mnist_images[100:160]
+
+    def tune(folder: str, interrupt: bool = False, **changes) -> NPDraw:
+        model = NPDraw(start.config)
+        model.load_state_dict(start.state_dict())
+
+        def stop(epoch, history):
+            if interrupt and epoch == 1:
+                raise KeyboardInterrupt
+
+        config = FitConfig.finetune(**{"prior_steps": 6, "steps": 20, "eval_every": 4, "batch_size": 8,
+                                       "patience": 2, "checkpoint_every": 3, **changes})
+        model.fit(images, config, output_dir=tmp_path / folder, resume=True, progress=False, callback=stop)
+        return model
+
+    straight = tune("straight")
+    with pytest.raises(KeyboardInterrupt):
+        tune("stopped", interrupt=True)
+    resumed = tune("stopped")
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in straight.state_dict().items())
+    # Once patience has stopped a run (a learning rate that makes every round worse), a larger budget changes
+    # nothing, as if it had been given from the start.
+    wrecked = tune("wrecked", encoder_lr=1.0, decoder_lr=1.0)
+    again = tune("wrecked", encoder_lr=1.0, decoder_lr=1.0, steps=40)
+    history = NPDraw(start.config).fit(images, output_dir=tmp_path / "wrecked", resume=True, progress=False)
+    assert history.stopped_early and len(history.val_bound) == 2 and history.best_epoch == -1
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in wrecked.state_dict().items())
+    with pytest.raises(ValueError, match="patience must be a positive integer, got 0"):
+        FitConfig(patience=0)
+    with pytest.raises(ValueError, match="fit_bank=True with fit_prior=False"):
+        FitConfig(fit_prior=False)
 
 
 def test_fine_tuning_works_from_ten_images_and_keeps_bank_and_prior(mnist_images):
