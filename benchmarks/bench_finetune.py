@@ -76,8 +76,9 @@ def cells(values: dict[str, float]) -> list[str]:
 
 
 def steps_taken(history: FitHistory, config: FitConfig) -> tuple[int, int]:
-    """Prior and encoder/decoder optimizer steps a fine-tune ran (early stopping may cut the second short)."""
-    return config.prior_steps or 0, min(config.steps or 0, len(history.train) * config.eval_every)
+    """Prior and encoder/decoder optimizer steps a fine-tune ran (max_passes cuts both on few images, early
+    stopping may cut the second short)."""
+    return history.prior_steps or 0, min(history.steps or 0, len(history.train) * config.eval_every)
 
 
 def main() -> None:

@@ -84,6 +84,7 @@ class FitConfig:
     epochs: int | None = None  # stage 4 (VAE); None: 10, or steps when given
     steps: int | None = None
     eval_every: int = 50  # optimizer steps per round when a stage is measured in steps
+    max_passes: float | None = None  # a budget in steps is cut to this many passes over the training images
     batch_size: int = 150
     encoder_lr: float = 1e-3
     decoder_lr: float = 1e-4
@@ -120,8 +121,9 @@ class FitConfig:
             raise InvalidInputError("fit_bank=True with fit_prior=False: a refitted bank changes what every part id "
                                     "means, so the prior must be trained on the new parses (fit_prior=True)")
         optional = [name for name in ("parse_weight", "substitution_rate") if getattr(self, name) is not None]
+        optional += ["max_passes"] if self.max_passes is not None else []
         for name in ("prior_lr", "encoder_lr", "decoder_lr", "tau_decay", *optional):
-            value, positive = getattr(self, name), name.endswith("_lr")
+            value, positive = getattr(self, name), name.endswith("_lr") or name == "max_passes"
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or (positive and value == 0):
                 raise InvalidInputError(f"{name} must be a {'positive' if positive else 'non-negative'} finite "
@@ -161,7 +163,7 @@ class FitConfig:
 FINETUNE: dict[str, Any] = {
     "fit_bank": False, "prior_steps": 300, "prior_lr": 1e-4, "prior_batch_size": 32, "steps": 600, "batch_size": 32,
     "encoder_lr": 3e-4, "decoder_lr": 3e-4, "parse_weight": 5.0, "substitution_start": 0.0, "tau_start": 0.5,
-    "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4,
+    "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4, "max_passes": 20,
 }
 
 
@@ -181,6 +183,8 @@ class FitHistory:
     val_bound_start: float | None = None
     best_epoch: int | None = None  # stage 4's kept round when ``patience`` is set, else None (the last one is kept)
     stopped_early: bool = False  # stage 4 ran out of patience before its budget
+    prior_steps: int | None = None  # the stages' budgets in optimizer steps, after ``max_passes``; None for epochs
+    steps: int | None = None
 
 
 def _targets(model: NPDraw, x: torch.Tensor) -> torch.Tensor:
@@ -264,11 +268,15 @@ class _Run:
             raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
         self._optimizer_meta: tuple[dict, dict | None] | None = None
 
-    def _length(self, epochs: int | None, steps: int | None, default: int) -> tuple[int, int | None]:
-        """A stage's rounds and the optimizer steps in each (None: one pass over the training images)."""
+    def _length(self, epochs: int | None, steps: int | None, default: int,
+                batch_size: int) -> tuple[int, int | None, int | None]:
+        """A stage's rounds, the optimizer steps in each (None: one pass over the training images) and the stage's
+        steps (None when measured in epochs), ``max_passes`` over the training images at most."""
         if steps is None:
-            return (default if epochs is None else epochs), None
-        return math.ceil(steps / self.config.eval_every), self.config.eval_every
+            return (default if epochs is None else epochs), None, None
+        if self.config.max_passes is not None:
+            steps = min(steps, max(1, math.ceil(self.config.max_passes * len(self.train_idx) / batch_size)))
+        return math.ceil(steps / self.config.eval_every), self.config.eval_every, steps
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -306,7 +314,7 @@ class _Run:
             raise InvalidInputError(f"cannot resume from {self.directory}: it was written for {what}; only epochs "
                                     "and steps may differ; pass the same images and config, or a new output folder")
         trained = len(state["history"]["train"])
-        rounds, _ = self._length(self.config.epochs, self.config.steps, DEFAULT_EPOCHS)
+        rounds, _, _ = self._length(self.config.epochs, self.config.steps, DEFAULT_EPOCHS, self.config.batch_size)
         # A round under way counts as trained: stopping inside it would keep part of it.
         under_way = trained + (state["stage"] == "vae" and state["step"] > 0)
         if rounds < under_way:
@@ -354,18 +362,18 @@ class _Run:
         return False
 
     # --- the loop shared by the two trained stages ---------------------------------------------------------------
-    def _epochs(self, length: tuple[int, int | None], batch_size: int, trained: torch.nn.Module,
+    def _epochs(self, length: tuple[int, int | None, int | None], batch_size: int, trained: torch.nn.Module,
                 compute: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
-                end_epoch: Callable[[], bool], name: str, total_steps: int | None = None) -> None:
-        """Run rounds of optimizer steps on the parameters of ``trained``: ``length`` is (rounds, steps per round),
-        steps per round None for one pass over the training images. ``compute(index)`` returns the loss summed
+                end_epoch: Callable[[], bool], name: str) -> None:
+        """Run rounds of optimizer steps on the parameters of ``trained``: ``length`` is (rounds, steps per round,
+        the stage's steps), steps None for one pass over the training images per round. ``compute(index)`` returns the loss summed
         over the images ``index`` and sums of the figures to log; ``end_epoch()`` returns True to stop early.
 
         Under torchrun each global batch is shared out over the processes and ``trained`` is wrapped in
         DistributedDataParallel, which averages gradients: each process back-propagates its loss sum times the
         number of processes over the global batch size, so the result is the gradient of the global batch's mean.
         """
-        rounds, round_steps = length
+        rounds, round_steps, total_steps = length
         runner: torch.nn.Module = _Stage(trained, compute)
         if self.world > 1:
             runner = DistributedDataParallel(runner)
@@ -449,8 +457,9 @@ class _Run:
             self.history.prior_val_start = validate()
             self._select(self.history.prior_val_start, prior)
             logger.info("prior before training: val %.3f nats/sequence", self.history.prior_val_start)
-        length = self._length(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS)
-        self._epochs(length, cfg.prior_batch_size, prior, compute, end_epoch, "prior epoch", cfg.prior_steps)
+        length = self._length(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
+        self.history.prior_steps = length[2]
+        self._epochs(length, cfg.prior_batch_size, prior, compute, end_epoch, "prior epoch")
         if self.best_state is not None:
             prior.load_state_dict(self.best_state)
 
@@ -505,8 +514,9 @@ class _Run:
             if cfg.patience is not None:
                 self._select(self.history.val_bound_start, trained)
                 self.history.best_epoch = -1
-        self._epochs(self._length(cfg.epochs, cfg.steps, DEFAULT_EPOCHS), cfg.batch_size, trained, compute,
-                     end_epoch, "epoch", cfg.steps)
+        length = self._length(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
+        self.history.steps = length[2]
+        self._epochs(length, cfg.batch_size, trained, compute, end_epoch, "epoch")
         model.prior.requires_grad_(True)
 
     def run(self, resume: bool) -> FitHistory:

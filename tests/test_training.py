@@ -250,7 +250,10 @@ def test_a_stage_measured_in_steps_runs_exactly_that_many_optimizer_steps(mnist_
     history = model.fit(mnist_images[:20], config, output_dir=tmp_path, progress=False)  # 18 train images
     assert len(history.prior_val) == 2 and len(history.val_bound) == 3  # rounds of 4 steps: 4+3 and 4+4+3
     _, state = load_checkpoint(tmp_path / "checkpoints")
-    assert state["global_step"] == 7 + 11
+    assert state["global_step"] == 7 + 11 and (history.prior_steps, history.steps) == (7, 11)
+    # On few images a budget in steps is cut to max_passes over them: 2 passes of 18 images at batch 8 = 5 steps.
+    capped = model.fit(mnist_images[:20], config.replace(max_passes=2.0, fit_bank=False), progress=False)
+    assert (capped.prior_steps, capped.steps, len(capped.val_bound)) == (5, 5, 2)
     with pytest.raises(ValueError, match="give epochs or steps, not both; got epochs=2 and steps=3"):
         FitConfig(epochs=2, steps=3)
     assert FitConfig.finetune(epochs=3).steps is None  # a budget in epochs replaces the default one in steps
