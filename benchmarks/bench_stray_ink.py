@@ -1,0 +1,51 @@
+"""Stray ink: how much faint background a grey model's samples carry, against the real images.
+
+    python benchmarks/bench_stray_ink.py --data ../shared/data [--samples 10000]
+
+A bundled grey model's sample is a map of Bernoulli probabilities p; binarised, every pixel is ink with
+probability p. Stray ink is the expected number of ink pixels that come from faint pixels, the sum of p over the
+pixels with p < 0.3: the salt noise of binarised samples, and the grey boxes that undrawn part backgrounds leave. The
+same sum over the real test images (their grey levels as probabilities) is the data's own figure; the target is
+within 1.5x of it. Prints a markdown table and writes a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import table, write_json
+
+from np_draw import NPDraw
+from np_draw.data import load_dataset
+
+
+def stray_ink(probabilities: torch.Tensor, below: float = 0.3) -> torch.Tensor:
+    """Per image: the sum of the probabilities under ``below`` (N,), for (N, 1, H, W) in [0, 1]."""
+    return (probabilities * (probabilities < below)).flatten(1).sum(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the shared data folder")
+    parser.add_argument("--models", nargs="+", default=["mnist", "omniglot"])
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--out", default="bench_stray_ink.json")
+    args = parser.parse_args()
+    results, rows = {"samples": args.samples}, []
+    for name in args.models:
+        model = NPDraw.from_pretrained(name)
+        samples = model.sample(args.samples, generator=torch.Generator().manual_seed(0), progress=False).images
+        data = load_dataset(name, args.data, "test").float() / 255
+        figures = {"samples": stray_ink(samples).mean().item(), "data": stray_ink(data).mean().item()}
+        figures["ratio"] = figures["samples"] / figures["data"]
+        results[name] = figures
+        rows.append((name, f"{figures['samples']:.1f}", f"{figures['data']:.1f}", f"{figures['ratio']:.2f}",
+                     "yes" if figures["ratio"] <= 1.5 else "no"))
+    table(f"Stray ink per image: sum of the pixel probabilities below 0.3 ({args.samples:,} samples; test images)",
+          rows, ("model", "samples", "data", "ratio", "within 1.5x"))
+    write_json(args.out, results)
+
+
+if __name__ == "__main__":
+    main()
