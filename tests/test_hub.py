@@ -279,6 +279,20 @@ def test_the_server_down_with_an_empty_cache_says_how_to_get_the_weights(world):
     assert forced["error"] == "WeightsUnavailableError" and "again (force_download=True)" in forced["message"]
 
 
+def test_publish_weights_uploads_a_bundled_folder_as_it_is_and_pins_its_commit(world):
+    script = ("import runpy, sys; sys.argv = ['publish_weights.py', *sys.argv[1:]]; "
+              "runpy.run_path('scripts/publish_weights.py', run_name='__main__')")
+    done = world.run(script, "--name", "tiny-bundled", "--pin", "--token", "hf_publish")
+    assert done.returncode == 0, done.stderr
+    commit = json.loads(done.stdout.splitlines()[-1])["commit"]
+    assert world.server.branches[(REPO, "main")] == commit
+    assert read_manifest(world.manifest)["tiny-bundled"]["revision"] == commit  # pinned in the manifest in use
+    assert world.load((REPO, {"revision": commit})) == [{"fingerprint": world.prints["a"]}]  # the bundled files
+    (world.manifest.parent / "tiny-bundled" / "README.md").write_text("edited")
+    refused = world.run(script, "--name", "tiny-bundled")
+    assert refused.returncode != 0 and "does not hold the files the manifest records" in refused.stderr
+
+
 def test_push_to_hub_uploads_the_folder_and_it_loads_back(world, tmp_path):
     code = """if True:
         import json
