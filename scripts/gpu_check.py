@@ -21,7 +21,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import peak_memory_mib, table
+from common import peak_memory_mib, per_second, table
 
 from np_draw import NPDraw
 from np_draw.elbo import objective
@@ -63,13 +62,8 @@ def sampling_speed(name: str, device: torch.device, batches: list[int], repeat: 
                 m.sample(b, torch.Generator(device).manual_seed(0), batch_size=b, progress=False)
                 synchronize(device)
 
-            run()
-            start = time.perf_counter()
-            for _ in range(repeat):
-                run()
-            seconds = (time.perf_counter() - start) / repeat
             figures[f"{str(dtype).removeprefix('torch.')}/{batch}"] = {
-                "images_per_s": batch / seconds, "peak_mib": peak_memory_mib(run, device)}
+                "images_per_s": per_second(batch, run, repeat), "peak_mib": peak_memory_mib(run, device)}
     return figures
 
 
@@ -90,12 +84,7 @@ def training_speed(name: str, device: torch.device, batch: int, repeat: int) -> 
             optimizer.step()
             synchronize(device)
 
-        step()
-        start = time.perf_counter()
-        for _ in range(repeat):
-            step()
-        seconds = (time.perf_counter() - start) / repeat
-        figures[label] = {"images_per_s": batch / seconds, "peak_mib": peak_memory_mib(step, device)}
+        figures[label] = {"images_per_s": per_second(batch, step, repeat), "peak_mib": peak_memory_mib(step, device)}
     return figures
 
 
