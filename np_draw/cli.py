@@ -197,8 +197,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 def _fit_config(args: argparse.Namespace) -> FitConfig:
     """The FitConfig the fit options ask for."""
-    options = ("epochs", "steps", "prior_epochs", "prior_steps", "batch_size", "seed", "val_fraction",
-               "checkpoint_every")
+    options = ("epochs", "steps", "prior_epochs", "prior_steps", "eval_every", "patience", "batch_size", "seed",
+               "val_fraction", "checkpoint_every")
     overrides = {key: getattr(args, key) for key in options if getattr(args, key) is not None}
     if args.from_name is None:
         if args.fit_bank or args.keep_prior:
@@ -468,6 +468,11 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
     budget.add_argument("--prior-epochs", type=positive_int, default=None, help="prior epochs (FitConfig.prior_epochs)")
     budget.add_argument("--prior-steps", type=positive_int, default=None,
                         help="prior optimizer steps instead of epochs (FitConfig.prior_steps)")
+    budget.add_argument("--eval-every", type=positive_int, default=None,
+                        help="optimizer steps per validation round when a stage is measured in steps")
+    budget.add_argument("--patience", type=positive_int, default=None,
+                        help="stop after this many rounds without a better validation bound, keeping the best "
+                             "(default with --from: 4)")
     fit.add_argument("--batch-size", type=positive_int, default=None, help="encoder/decoder batch size")
     fit.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation")
     fit.add_argument("--checkpoint-every", type=positive_int, default=None,

@@ -500,13 +500,11 @@ class _Run:
                         "%.2f nats", self.epoch + 1, *(self.sums[k] for k in ("loss", "reconstruction", "kl",
                                                                                   "parse_ce")),
                         self.history.val_bound[-1])
-            if self.callback is not None and self.rank == 0:
-                self.callback(self.epoch, self.history)
-            if cfg.patience is None:
-                return False
-            if self._select(self.history.val_bound[-1], trained):
+            if cfg.patience is not None and self._select(self.history.val_bound[-1], trained):
                 self.history.best_epoch = self.epoch
-            return self.stalled >= cfg.patience
+            if self.callback is not None and self.rank == 0:
+                self.callback(self.epoch, self.history)  # the history already says which round is kept
+            return cfg.patience is not None and self.stalled >= cfg.patience
 
         if self.history.val_bound_start is None and self.epoch == 0 and self.step == 0 and not cfg.fit_bank:
             self.history.val_bound_start = validate()
