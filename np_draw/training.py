@@ -162,7 +162,7 @@ class FitConfig:
 # FitConfig.finetune's defaults; benchmarks/bench_finetune.py and docs/training.md say how they were chosen.
 FINETUNE: dict[str, Any] = {
     "fit_bank": False, "prior_steps": 300, "prior_lr": 1e-4, "prior_batch_size": 32, "steps": 600, "batch_size": 32,
-    "encoder_lr": 3e-4, "decoder_lr": 3e-4, "parse_weight": 5.0, "substitution_start": 0.0, "tau_start": 0.5,
+    "encoder_lr": 3e-4, "decoder_lr": 1e-3, "parse_weight": 5.0, "substitution_start": 0.0, "tau_start": 0.5,
     "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4, "max_passes": 20,
 }
 
