@@ -25,12 +25,11 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from common import table, write_json
 
 from np_draw import NPDraw
-from np_draw.data import load_arrays, load_dataset
+from np_draw.data import load_dataset, omniglot_by_drawer
 from np_draw.metrics import default_features, fid, nll, reconstruction_psnr
 from np_draw.training import FitConfig, FitHistory
 
@@ -41,16 +40,6 @@ CASES = {"mnist-omniglot": ("mnist", "omniglot"), "omniglot-mnist": ("omniglot",
 def spread(images: torch.Tensor, count: int) -> torch.Tensor:
     """``count`` of ``images``, every (N // count)-th: all classes of a split sorted by class."""
     return images[::max(1, len(images) // count)][:count]
-
-
-def omniglot_by_drawer(root: str, seed: int, characters: int = 67) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Omniglot evaluation alphabets: drawers 1-15 of ``characters`` characters chosen with ``seed``, drawers 16-20
-    of the same characters, and drawers 1-15 of every character ("all"); uint8 (N, 1, 28, 28)."""
-    arrays = load_arrays("omniglot", root, "evaluation")
-    chosen = np.random.default_rng(seed).choice(np.unique(arrays["char_ids"]), characters, replace=False)
-    mine, early = np.isin(arrays["char_ids"], chosen), arrays["sample_idx"] <= 15
-    images = torch.from_numpy(arrays["images"])[:, None]
-    return images[mine & early], images[mine & ~early], images[early]
 
 
 def target_data(name: str, root: str, seed: int, test_images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

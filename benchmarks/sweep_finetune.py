@@ -15,10 +15,10 @@ import json
 import time
 
 import torch
-from bench_finetune import omniglot_by_drawer
 from common import table
 
 from np_draw import NPDraw
+from np_draw.data import omniglot_by_drawer
 from np_draw.metrics import default_features, fid, nll
 
 

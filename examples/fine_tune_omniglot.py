@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from np_draw import NPDraw
-from np_draw.data import load_arrays
+from np_draw.data import omniglot_by_drawer
 from np_draw.images import save_pairs
 from np_draw.metrics import nll, reconstruction_psnr
 
@@ -33,11 +33,8 @@ def load_characters(data: Path | None, seed: int) -> tuple[torch.Tensor, torch.T
     if data is None:
         images = torch.from_numpy(np.load(FIXTURE, allow_pickle=False)["images"])[:, None]
         return images[:80], images[80:]
-    arrays = load_arrays("omniglot", data, "evaluation")
-    chosen = np.random.default_rng(seed).choice(np.unique(arrays["char_ids"]), 67, replace=False)
-    mine, early = np.isin(arrays["char_ids"], chosen), arrays["sample_idx"] <= 15
-    images = torch.from_numpy(arrays["images"])[:, None]
-    return images[mine & early][:1000], images[mine & ~early]
+    train, held_out, _ = omniglot_by_drawer(data, seed=seed)
+    return train[:1000], held_out
 
 
 def main() -> None:

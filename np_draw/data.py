@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,18 @@ def load_arrays(name: str, root: str | Path, split: str) -> dict[str, np.ndarray
     return arrays
 
 
+def omniglot_by_drawer(root: str | Path, characters: int = 67,
+                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Omniglot's evaluation alphabets split by drawer, for fine-tuning on new characters: drawers 1-15 of
+    ``characters`` characters chosen with ``seed``, drawers 16-20 of the same characters (held out), and drawers
+    1-15 of every character; uint8 (N, 1, 28, 28) each."""
+    arrays = load_arrays("omniglot", root, "evaluation")
+    chosen = np.random.default_rng(seed).choice(np.unique(arrays["char_ids"]), characters, replace=False)
+    mine, early = np.isin(arrays["char_ids"], chosen), arrays["sample_idx"] <= OMNIGLOT_TRAIN_DRAWERS
+    images = torch.from_numpy(arrays["images"])[:, None]
+    return images[mine & early], images[mine & ~early], images[early]
+
+
 def load_dataset(name: str, root: str | Path, split: str = "train", limit: int | None = None) -> torch.Tensor:
     """Load one split of a data set from the shared ``.npz`` files as uint8 (N, C, H, W).
 
@@ -202,34 +214,44 @@ def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
-    images, skipped = [], []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        try:
-            with Image.open(path) as image:
-                image.load()
-                images.append((str(path), image.copy()))
-        except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for unreadable or cut files
-            skipped.append(f"{path.name} ({error.__class__.__name__})")
-    if skipped:
-        logger.warning("skipped %d files that are not readable images: %s", len(skipped), ", ".join(skipped[:10]))
-    if not images:
-        raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
-    return from_pil_images([image for _, image in images], channels=channels, size=size,
-                           names=[name for name, _ in images])
+    skipped: list[str] = []
+
+    def readable() -> Iterator[tuple[str, Image.Image]]:
+        # One file open at a time: the folder is never held in memory at its own resolution.
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            try:
+                with Image.open(path) as image:
+                    image.load()
+                    yield str(path), image
+            except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for unreadable or cut files
+                skipped.append(f"{path.name} ({error.__class__.__name__})")
+
+    try:
+        return from_pil_images(readable(), channels=channels, size=size,
+                               empty=f"images folder {str(folder)!r} holds no readable image files")
+    finally:
+        if skipped:
+            logger.warning("skipped %d files that are not readable images: %s", len(skipped),
+                           ", ".join(skipped[:10]))
 
 
-def from_pil_images(images: Sequence[Image.Image], *, channels: int, size: int,
-                    names: Sequence[str] | None = None) -> torch.Tensor:
-    """PIL images of any size -> uint8 (N, C, size, size): centre-cropped to a square and resized, with a log line
-    saying how many were resized or turned from grey to RGB (see :func:`_square` for colour into a grey model)."""
-    names = names or [f"image {i}" for i in range(len(images))]
-    arrays = [_square(image, size, channels, name) for image, name in zip(images, names)]
-    resized = sum(image.size != (size, size) for image in images)
+def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int, size: int,
+                    empty: str = "no images were given") -> torch.Tensor:
+    """PIL images of any size (or (name, image) pairs, the name used in errors) -> uint8 (N, C, size, size):
+    centre-cropped to a square and resized, with a log line saying how many were resized or turned from grey to
+    RGB (see :func:`_square` for colour into a grey model). ``empty`` is the error when there are none."""
+    arrays, resized, widened = [], 0, 0
+    for i, item in enumerate(images):
+        name, image = item if isinstance(item, tuple) else (f"image {i}", item)
+        arrays.append(_square(image, size, channels, name))
+        resized += image.size != (size, size)
+        widened += channels == 3 and not is_colour(image)
+    if not arrays:
+        raise InvalidInputError(empty)
     if resized:
-        logger.info("%d of %d images centre-cropped and resized to %dx%d", resized, len(images), size, size)
-    widened = sum(channels == 3 and not is_colour(image) for image in images)
+        logger.info("%d of %d images centre-cropped and resized to %dx%d", resized, len(arrays), size, size)
     if widened:
-        logger.info("%d of %d images are grey; their grey levels are used for R, G and B", widened, len(images))
+        logger.info("%d of %d images are grey; their grey levels are used for R, G and B", widened, len(arrays))
     return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w")
 
 
