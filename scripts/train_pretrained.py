@@ -102,6 +102,14 @@ def main() -> None:
     parser.add_argument("--decoder-lr", type=float, default=None,
                         help=f"default {FitConfig.decoder_lr:g}, the reference code's; the paper trains the full model "
                              "at 1e-3")
+    parser.add_argument("--tau-start", type=float, default=None,
+                        help="Gumbel temperature at the first VAE epoch (default 1; with --finetune-from, where a "
+                             "continued run should pick up its schedule)")
+    parser.add_argument("--substitution-start", type=float, default=None,
+                        help="the parse-substitution probability at the first VAE epoch (default 1)")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="stop the VAE stage after this many epochs without a better validation bound and keep "
+                             "the best epoch (default: run every epoch, keep the last)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT/checkpoints")
@@ -117,7 +125,8 @@ def main() -> None:
         parser.error("give --continue-from or --finetune-from, not both")
     if start is not None:
         flag = "--continue-from" if args.continue_from else "--finetune-from"
-        kept = ["--channels"] + (["--prior-epochs", "--prior-lr", "--batch-size", "--encoder-lr", "--decoder-lr"]
+        kept = ["--channels"] + (["--prior-epochs", "--prior-lr", "--batch-size", "--encoder-lr", "--decoder-lr",
+                                  "--tau-start", "--substitution-start", "--patience"]
                                  if args.continue_from else [])
         given = [name for name in kept if getattr(args, name[2:].replace("-", "_")) is not None]
         if given:
@@ -140,7 +149,8 @@ def main() -> None:
     images = load_dataset(args.name, args.data, "train", limit=args.limit).float() / 255
     validation = load_dataset(args.name, args.data, "val").float() / 255 if args.name == "celeba" else None
     out = Path(args.out)
-    overrides = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr")
+    overrides = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr", "tau_start",
+                                                     "substitution_start", "patience")
                  if getattr(args, key) is not None}
     if earlier is None:
         channels = args.channels or 64
