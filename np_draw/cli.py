@@ -16,7 +16,6 @@ and exits with code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ import torch
 
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
-from .data import DATASETS, check_images, data_files, load_dataset, load_images
+from .data import DATASETS, check_images, data_files, image_source, load_dataset, load_images
 from .errors import InvalidInputError, NPDrawError, UnwritablePathError
 from .features import ARCHITECTURES
 from .images import save_grid, save_pairs
@@ -240,7 +239,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         torch.manual_seed(config.seed)  # the initial weights, so that a seed fixes the whole run
         model = NPDraw(NPDrawConfig.preset(model_preset)).to(device)
-    images, _ = load_images(data, channels=model.config.channels, size=model.config.image_size)
+    cfg = model.config
+    # A folder is streamed (read a batch at a time); an .npz file is read whole.
+    images = image_source(data if data.is_dir() else load_images(data, channels=cfg.channels, size=cfg.image_size)[0],
+                          channels=cfg.channels, size=cfg.image_size, name=str(data))
     logging.getLogger("np_draw").info("fitting on %d images from %s; checkpoints in %s", len(images), data,
                                       args.output / "checkpoints")
     history = model.fit(images, config, output_dir=args.output, resume=args.resume, progress=not args.quiet)
@@ -249,7 +251,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
     card = {"dataset": f"{len(images)} images from {data.name}", "notes": f"{start} with `np-draw fit`.",
             "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data),
-                         "data_sha256": hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()}}
+                         "data_sha256": images.fingerprint()}}
     model.save_pretrained(args.output, card=card)
     (args.output / "history.json").write_text(json.dumps(asdict(history), indent=1) + "\n")
     print(args.output)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import abc
+import hashlib
 import io
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,35 +206,46 @@ def _square(image: Image.Image, size: int, channels: int, name: str = "image") -
     image = image.convert("L" if channels == 1 else "RGB").crop((left, top, left + side, top + side))
     if image.size != (size, size):
         image = image.resize((size, size), Image.BICUBIC)
-    return np.asarray(image, dtype=np.uint8).reshape(size, size, channels)
+    return np.array(image, dtype=np.uint8).reshape(size, size, channels)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The files under ``folder`` (recursively, sorted by path) that Pillow reads to the end; the others (not
+    images, or truncated) are skipped with a warning naming them. Each is decoded once and let go, so that a
+    folder read lazily later fails on none."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
+    files, skipped = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            with Image.open(path) as image:
+                image.load()
+            files.append(path)
+        except (OSError, SyntaxError, ValueError) as error:
+            skipped.append(f"{path.name} ({error.__class__.__name__})")
+    if skipped:
+        logger.warning("skipped %d files that are not readable images: %s", len(skipped), ", ".join(skipped[:10]))
+    if not files:
+        raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
+    return files
+
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InvalidInputError(f"{str(path)!r} is not a readable image: {error}") from error
 
 
 def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch.Tensor:
     """Every image file Pillow can read under ``folder`` (recursively, sorted by path), centre-cropped to a square
     and resized to ``size``: uint8 (N, C, size, size). Files that are not images or are truncated are skipped
     with a warning naming them."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
-    skipped: list[str] = []
-
-    def readable() -> Iterator[tuple[str, Image.Image]]:
-        # One file open at a time: the folder is never held in memory at its own resolution.
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            try:
-                with Image.open(path) as image:
-                    image.load()
-                    yield str(path), image
-            except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for unreadable or cut files
-                skipped.append(f"{path.name} ({error.__class__.__name__})")
-
-    try:
-        return from_pil_images(readable(), channels=channels, size=size,
-                               empty=f"images folder {str(folder)!r} holds no readable image files")
-    finally:
-        if skipped:
-            logger.warning("skipped %d files that are not readable images: %s", len(skipped),
-                           ", ".join(skipped[:10]))
+    # One file open at a time: the folder is never held in memory at its own resolution.
+    return from_pil_images(((str(path), _open_image(path)) for path in _image_files(Path(folder))),
+                           channels=channels, size=size)
 
 
 def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int, size: int,
@@ -293,24 +306,205 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         if images.ndim == 4 and images.shape[1] != channels and images.shape[-1] == channels:
             return rearrange(images, "n h w c -> n c h w").contiguous()
         return images
-    if isinstance(images, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
-        items = []
-        for item in images:
-            item = item[0] if isinstance(item, (tuple, list)) else item
-            if isinstance(item, Image.Image):
-                item = from_pil_images([item], channels=channels, size=size)[0]
-            elif isinstance(item, np.ndarray):
-                item = torch.from_numpy(np.ascontiguousarray(item))
-            if not isinstance(item, torch.Tensor):
-                raise InvalidTypeError(f"{name}: a dataset item must be an image tensor, array or PIL image, got "
-                                       f"{type(item).__name__}")
-            batched = isinstance(images, torch.utils.data.DataLoader)
-            items.append(as_image_tensor(item if batched else item[None], channels=channels, size=size, name=name))
+    if _is_dataset(images):
+        # Map-style or iterable, every item is read and converted; image_source reads map-style ones lazily.
+        items = [_item_tensor(item, channels=channels, size=size, name=name) for item in _items(images)]
         if not items:
             raise InvalidInputError(f"{name} is an empty dataset")
         return torch.cat(items)
     raise InvalidTypeError(f"{name} must be a tensor, a NumPy array, a PIL image, a list of images, a torch Dataset "
-                           f"or DataLoader, or a folder path, got {type(images).__name__}")
+                           f"or DataLoader, a Hugging Face datasets.Dataset, or a folder path, got "
+                           f"{type(images).__name__}")
+
+
+def _is_dataset(images: Any) -> bool:
+    """A torch Dataset or DataLoader, or any other dataset object (a Hugging Face ``datasets.Dataset``)."""
+    return isinstance(images, (torch.utils.data.Dataset, torch.utils.data.DataLoader)) or (
+        hasattr(images, "column_names") and hasattr(images, "__iter__"))
+
+
+def _items(dataset: Any) -> Iterator[Any]:
+    """A dataset's items one image at a time; a DataLoader's batches are split into their images."""
+    if not isinstance(dataset, torch.utils.data.DataLoader):
+        yield from dataset
+        return
+    for batch in dataset:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        images = images[_image_key(images, "a batch")] if isinstance(images, dict) else images
+        yield from images
+
+
+def _image_key(record: dict, name: str) -> str:
+    """The key of a record's image (a Hugging Face row): "image" or "img" if there, else its only image-like value."""
+    for key in ("image", "img"):
+        if key in record:
+            return key
+    found = [key for key, value in record.items()
+             if isinstance(value, Image.Image) or getattr(value, "ndim", 0) >= 2]
+    if len(found) != 1:
+        raise InvalidInputError(f"{name}: a dataset row must hold one image under 'image' or 'img', got the keys "
+                                f"{sorted(record)}")
+    return found[0]
+
+
+def _item_tensor(item: Any, *, channels: int, size: int, name: str) -> torch.Tensor:
+    """One dataset item (an image tensor or array, a PIL image, an (image, label) pair or a row with an image)
+    -> (1, C, H, W), dtype as given; PIL images centre-cropped and resized to ``size``."""
+    if isinstance(item, dict):
+        item = item[_image_key(item, name)]
+    elif isinstance(item, (tuple, list)):
+        item = item[0]
+    if isinstance(item, Image.Image):
+        return rearrange(torch.from_numpy(_square(item, size, channels, name)), "h w c -> 1 c h w")
+    if isinstance(item, np.ndarray):
+        item = torch.from_numpy(np.ascontiguousarray(item))
+    if not isinstance(item, torch.Tensor):
+        raise InvalidTypeError(f"{name}: a dataset item must be an image tensor, array or PIL image, got "
+                               f"{type(item).__name__}")
+    return as_image_tensor(item[None], channels=channels, size=size, name=name)
+
+
+class ImageSource(abc.ABC):
+    """N images read a batch at a time by index, so that training need not hold them all: in memory
+    (:class:`TensorImages`) or read on demand from files or a dataset (:class:`LazyImages`).
+
+    ``read(index)`` returns (n, C, H, W) float in [0, 1] (a lazy source: float32 on the CPU), checked.
+    """
+
+    channels: int
+    size: int
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """N."""
+
+    @abc.abstractmethod
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at ``index`` (a 1-d int64 tensor): (len(index), C, H, W)."""
+
+    def chunks(self, index: torch.Tensor | None = None, size: int = 1024) -> Iterator[torch.Tensor]:
+        """The images at ``index`` (all when None) in order, ``size`` at a time."""
+        index = torch.arange(len(self)) if index is None else index
+        for start in range(0, len(index), size):
+            yield self.read(index[start:start + size])
+
+    def fingerprint(self) -> str:
+        """sha256 of the images' bytes in order, read a chunk at a time (the same for a source in memory and a lazy
+        one of the same images and dtype)."""
+        digest = hashlib.sha256()
+        for chunk in self.chunks():
+            digest.update(rearrange(chunk.detach().cpu().contiguous(), "... -> (...)").view(torch.uint8).numpy())
+        return digest.hexdigest()
+
+    def subset(self, index: torch.Tensor) -> ImageSource:
+        """The images at ``index``, read lazily."""
+        return _Indexed(self, index)
+
+    def __add__(self, other: ImageSource) -> ImageSource:
+        """This source's images, then ``other``'s."""
+        return _Joined(self, other)
+
+
+class TensorImages(ImageSource):
+    """Images held in one checked (N, C, H, W) float tensor."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images, self.channels, self.size = images, images.shape[1], images.shape[-1]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        return self.images[index.to(self.images.device)]
+
+
+class LazyImages(ImageSource):
+    """Images read one at a time by ``item(i)`` (a file opened, a dataset row decoded) when a batch needs them.
+
+    Args:
+        length: N.
+        item: i -> the i-th image in any form a dataset item may take (see :func:`as_image_tensor`).
+        channels, size: what the model expects; PIL images are centre-cropped and resized to it.
+        name: what the images are, for error messages.
+        label: i -> the i-th image's name in error messages (default ``name[i]``).
+    """
+
+    def __init__(self, length: int, item: Callable[[int], Any], *, channels: int, size: int, name: str,
+                 label: Callable[[int], str] | None = None) -> None:
+        self.length, self.item, self.channels, self.size, self.name = length, item, channels, size, name
+        self.label = label or (lambda i: f"{name}[{i}]")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        batch = torch.cat([_item_tensor(self.item(i), channels=self.channels, size=self.size,
+                                        name=self.label(i)) for i in index.tolist()])
+        return check_images(batch, channels=self.channels, size=self.size, name=self.name).float()
+
+
+class _Indexed(ImageSource):
+    def __init__(self, source: ImageSource, index: torch.Tensor) -> None:
+        self.source, self.index, self.channels, self.size = source, index, source.channels, source.size
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        return self.source.read(self.index[index])
+
+
+class _Joined(ImageSource):
+    def __init__(self, first: ImageSource, second: ImageSource) -> None:
+        self.first, self.second, self.channels, self.size = first, second, first.channels, first.size
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        in_first = index < len(self.first)
+        first, second = self.first.read(index[in_first]), self.second.read(index[~in_first] - len(self.first))
+        out = first.new_empty((len(index), *first.shape[1:]))
+        out[in_first], out[~in_first] = first, second.to(first)
+        return out
+
+
+def image_source(images: Any, *, channels: int, size: int, name: str = "images") -> ImageSource:
+    """Images in any form :func:`as_image_tensor` takes, as an :class:`ImageSource` for training: a folder, a
+    map-style torch Dataset (or a DataLoader over one) or a Hugging Face ``datasets.Dataset`` is read lazily, a
+    batch at a time, so memory does not grow with the number of images; the other forms are gathered and
+    checked in memory (an iterable dataset, which cannot be read by index, included).
+
+    Lazily read PIL images are centre-cropped and resized to ``size`` without a log line per image; a colour image
+    for a grey model is an error when its batch is read.
+    """
+    if isinstance(images, ImageSource):
+        if (images.channels, images.size) != (channels, size):
+            raise InvalidInputError(f"{name}: an ImageSource of {images.channels}x{images.size}x{images.size} images "
+                                    f"for a model of {channels}x{size}x{size}")
+        return images
+    dataset = images.dataset if isinstance(images, torch.utils.data.DataLoader) else images
+    if isinstance(images, (str, Path)):
+        files = _image_files(Path(images))
+        source: ImageSource = LazyImages(len(files), lambda i: _open_image(files[i]), channels=channels, size=size,
+                                         name=str(images), label=lambda i: str(files[i]))
+    elif _is_dataset(images) and hasattr(dataset, "__len__") and not isinstance(
+            dataset, torch.utils.data.IterableDataset):
+        if dataset is not images:
+            logger.info("%s: the DataLoader's dataset is read by index in fit's own seeded order and batch size; the "
+                        "loader's sampler, batch size and workers are not used", name)
+        if len(dataset) == 0:
+            raise InvalidInputError(f"{name} is an empty dataset")
+        source = LazyImages(len(dataset), dataset.__getitem__, channels=channels, size=size, name=name)
+    else:
+        if _is_dataset(images):
+            logger.info("%s is an iterable dataset, which cannot be read by index: its images are held in memory",
+                        name)
+        tensor = as_image_tensor(images, channels=channels, size=size, name=name)
+        return TensorImages(check_images(tensor, channels=channels, size=size, name=name))
+    logger.info("%s: %d images, read a batch at a time (others than %dx%d are centre-cropped and resized)", name,
+                len(source), size, size)
+    return source
 
 
 def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Tensor, list[str]]:

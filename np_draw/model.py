@@ -20,7 +20,7 @@ from .bank import PartBank
 from .canvas import Grid, compose
 from .checkpoint import load_checkpoint
 from .config import NPDrawConfig
-from .data import as_image_tensor, check_count, check_images, to_canvas
+from .data import ImageSource, TensorImages, as_image_tensor, check_count, check_images, image_source, to_canvas
 from .editing import interpolate
 from .errors import InvalidInputError, InvalidTypeError
 from .images import save_grid, to_pil
@@ -133,6 +133,14 @@ class NPDraw(nn.Module):
         x = as_image_tensor(images, channels=cfg.channels, size=cfg.image_size, name=name)
         x = check_images(x, channels=cfg.channels, size=cfg.image_size, name=name)
         return x.to(device=self.device, dtype=self.dtype)
+
+    def _source(self, images: Any, name: str = "images") -> ImageSource:
+        """Images in any form :meth:`fit` takes -> an ImageSource: folders and datasets read lazily, the rest checked
+        and held on the model's device in its dtype."""
+        source = image_source(images, channels=self.config.channels, size=self.config.image_size, name=name)
+        if isinstance(source, TensorImages):
+            return TensorImages(source.images.to(device=self.device, dtype=self.dtype))
+        return source
 
     @torch.no_grad()
     def parse(self, images: Any) -> Latents:
@@ -333,9 +341,11 @@ class NPDraw(nn.Module):
         """Train on ``images``: part bank, parse, prior pretraining, then encoder and decoder (spec §2, §5, §7).
 
         Args:
-            images: a tensor or array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; a torch
-                Dataset or DataLoader of images (or (image, label) pairs); or a folder of image files, searched
-                recursively, centre-cropped and resized to the model's size. From one image up.
+            images: a tensor or array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; PIL
+                images; a torch Dataset or DataLoader of images (or (image, label) pairs), a Hugging Face
+                ``datasets.Dataset`` (its "image" column), or a folder of image files, searched recursively,
+                centre-cropped and resized to the model's size; or a :class:`np_draw.data.ImageSource`. From one
+                image up. Folders and map-style datasets are streamed: read a batch at a time, never all in memory.
             config: a :class:`np_draw.training.FitConfig` (defaults when None).
             output_dir: where checkpoints are written (``output_dir/checkpoints``); None keeps none.
             resume: continue exactly from the latest checkpoint in ``output_dir``; with ``config`` None the
@@ -361,8 +371,8 @@ class NPDraw(nn.Module):
             logger.info("%s", "fine-tuning a trained model (FitConfig.finetune())" if self.is_fitted
                         else "training a new model from scratch (FitConfig())")
         config = config.replace(**overrides)
-        held_out = None if validation is None else self._images(validation, "validation")
-        return fit(self, self._images(images), config, output_dir=output_dir, resume=resume, progress=progress,
+        held_out = None if validation is None else self._source(validation, "validation")
+        return fit(self, self._source(images), config, output_dir=output_dir, resume=resume, progress=progress,
                    callback=callback, validation=held_out)
 
     def save_pretrained(self, folder: str | Path, card: Mapping[str, Any] | None = None) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import math
 import os
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .bank import PartBank
 from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
-from .data import check_count, to_canvas
+from .data import ImageSource, TensorImages, check_count, to_canvas
 from .elbo import gumbel_temperature, objective, substitution_probability
 from .errors import InvalidInputError, InvalidTypeError
 from .latents import Latents
@@ -97,6 +96,7 @@ class FitConfig:
     freeze_batchnorm: bool = False  # keep BatchNorm's running statistics: small batches estimate them badly
     patience: int | None = None  # stage 4: stop after this many rounds without a better validation bound
     checkpoint_every: int = 200  # optimizer steps between checkpoints (and one at the end of every epoch)
+    bank_images: int | None = 10_000  # the part bank is fitted on a seeded sample of this many images; None: all
     mixed_precision: bool = False  # bf16 autocast, CUDA only
 
     def __post_init__(self) -> None:
@@ -115,8 +115,9 @@ class FitConfig:
                                         f"and {steps}={getattr(self, steps)!r}")
         for name in ("prior_batch_size", "batch_size", "eval_every"):
             check_count(getattr(self, name), name)
-        if self.patience is not None:
-            check_count(self.patience, "patience")
+        for name in ("patience", "bank_images"):
+            if getattr(self, name) is not None:
+                check_count(getattr(self, name), name)
         if self.fit_bank and not self.fit_prior:
             raise InvalidInputError("fit_bank=True with fit_prior=False: a refitted bank changes what every part id "
                                     "means, so the prior must be trained on the new parses (fit_prior=True)")
@@ -193,10 +194,11 @@ def _targets(model: NPDraw, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validation_bound(model: NPDraw, images: torch.Tensor, parse: Latents, batch_size: int = 500,
+def validation_bound(model: NPDraw, images: torch.Tensor | ImageSource, parse: Latents, batch_size: int = 500,
                      seed: int = 0) -> float:
     """One-sample estimate of −ELBO in nats per image (an upper bound on −log p(x) in expectation), with hard
-    latents drawn from the posterior itself.
+    latents drawn from the posterior itself. ``images``: (N, C, H, W) in [0, 1], or a source read a batch at a
+    time; ``parse``: their N parses.
 
     The noise comes from ``seed`` and leaves torch's global generator as it was, so bounds of two sets of weights
     on the same images differ by the weights, not by the draw: model selection compares like with like.
@@ -204,16 +206,34 @@ def validation_bound(model: NPDraw, images: torch.Tensor, parse: Latents, batch_
     devices = [model.device] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
+        source = TensorImages(images) if isinstance(images, torch.Tensor) else images
         total = 0.0
-        for start in range(0, len(images), batch_size):
-            x = _targets(model, images[start:start + batch_size])
+        for start, x in zip(range(0, len(source), batch_size), source.chunks(size=batch_size)):
+            x = _targets(model, x.to(device=model.device, dtype=model.dtype))
             terms = objective(model, x, parse[start:start + batch_size], tau=1.0, hard=True)
             total += terms.negative_elbo.sum().item()
-    return total / len(images)
+    return total / len(source)
 
 
-def _fingerprint(images: torch.Tensor) -> str:
-    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+class _Parses:
+    """The parses of a training set in 3 bytes a step (a part id of 16 bits, z_is as a bool), not the 20 of
+    :class:`Latents`: the locations of a parse are its steps' cells, so they are not kept."""
+
+    def __init__(self, num_images: int, num_steps: int, num_parts: int, device: torch.device) -> None:
+        dtype = torch.int16 if num_parts <= torch.iinfo(torch.int16).max else torch.int32
+        self.ids = torch.zeros(num_images, num_steps, dtype=dtype, device=device)
+        self.present = torch.zeros(num_images, num_steps, dtype=torch.bool, device=device)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __setitem__(self, index: slice, latents: Latents) -> None:
+        self.ids[index], self.present[index] = latents.ids.to(self.ids.dtype), latents.present.bool()
+
+    def __getitem__(self, index: torch.Tensor | slice) -> Latents:
+        present = self.present[index]
+        steps = torch.arange(present.shape[1], device=present.device)
+        return Latents(self.ids[index].long(), steps * present.long(), present.float())
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -235,11 +255,11 @@ class _Stage(torch.nn.Module):
 class _Run:
     """One call of :func:`fit`: the stage, epoch and step reached, and everything needed to continue exactly."""
 
-    def __init__(self, model: NPDraw, images: torch.Tensor, config: FitConfig, directory: Path | None, progress: bool,
-                 callback: Callable[[int, FitHistory], None] | None, validation: torch.Tensor | None = None) -> None:
+    def __init__(self, model: NPDraw, images: ImageSource, config: FitConfig, directory: Path | None, progress: bool,
+                 callback: Callable[[int, FitHistory], None] | None, validation: ImageSource | None = None) -> None:
         num_train = len(images)
         if validation is not None:
-            images = torch.cat([images, validation])
+            images = images + validation
         self.model, self.images, self.config, self.progress, self.callback = model, images, config, progress, callback
         self.directory = directory
         colour = model.config.channels == 3
@@ -252,7 +272,6 @@ class _Run:
             held = min(max(1, round(len(images) * config.val_fraction)), len(images) - 1) if len(images) > 1 else 0
             # With a single image, it is both the training and the validation set.
             self.train_idx, self.val_idx = (split[held:], split[:held]) if held else (split, split)
-        self.canvas_images = to_canvas(images, model.config.canvas_size)
         self.order_generator = torch.Generator().manual_seed(config.seed + 1)
         self.stage, self.epoch, self.step, self.global_step = "bank", 0, 0, 0
         self.order: torch.Tensor | None = None
@@ -261,8 +280,8 @@ class _Run:
         # The best weights of the stage under way and their validation figure, for model selection.
         self.best_val, self.best_state, self.stalled = math.inf, None, 0
         self.optimizer: torch.optim.Optimizer | None = None
-        self.parsed: Latents | None = None
-        self.fingerprint = _fingerprint(images) if directory is not None else ""
+        self.parsed: _Parses | None = None
+        self.fingerprint = images.fingerprint() if directory is not None else ""
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         if config.mixed_precision and model.device.type != "cuda":
             raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
@@ -473,7 +492,7 @@ class _Run:
 
         def validate() -> float:
             with evaluating(trained):
-                bound = validation_bound(model, self.images[val_idx], self.parsed[val_idx], seed=cfg.seed) \
+                bound = validation_bound(model, self.images.subset(val_idx), self.parsed[val_idx], seed=cfg.seed) \
                     * len(val_idx) if len(val_idx) else 0.0
             return self._all_sum(bound) / len(self.val_idx)
 
@@ -487,7 +506,8 @@ class _Run:
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                         module.eval()
             substitution = substitution_probability(self.epoch, self.rate, cfg.substitution_start)
-            terms = objective(model, _targets(model, self.images[index]), self.parsed[index], tau=temperature(),
+            x = self.images.read(index).to(device=model.device, dtype=model.dtype)
+            terms = objective(model, _targets(model, x), self.parsed[index], tau=temperature(),
                               substitution=substitution)
             loss = (terms.negative_elbo + self.parse_weight * terms.parse_ce).sum()
             return loss, {"loss": loss.item(), "reconstruction": terms.reconstruction.sum().item(),
@@ -517,6 +537,32 @@ class _Run:
         self._epochs(length, cfg.batch_size, trained, compute, end_epoch, "epoch")
         model.prior.requires_grad_(True)
 
+    def _canvas(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at ``index`` at canvas resolution, on the model's device: (n, C, S, S)."""
+        x = self.images.read(index).to(device=self.model.device, dtype=self.model.dtype)
+        return to_canvas(x, self.model.config.canvas_size)
+
+    def _bank_images(self) -> torch.Tensor:
+        """The training images the part bank is fitted on: all of them up to ``config.bank_images``, else a seeded
+        sample of that many (k-means takes a sample of patches anyway), so that memory does not grow with N."""
+        limit = self.config.bank_images
+        if limit is None or len(self.train_idx) <= limit:
+            return self.train_idx
+        pick = torch.randperm(len(self.train_idx), generator=torch.Generator().manual_seed(self.config.seed))
+        return self.train_idx[pick[:limit].sort().values]
+
+    def _parse(self) -> None:
+        """Parse every image a chunk at a time into the compact store."""
+        model, chunk = self.model, 4096
+        self.parsed = _Parses(len(self.images), model.grid.num_cells, model.config.num_parts, model.device)
+        bar = tqdm(total=len(self.images), desc="parse", disable=not self.progress or self.rank != 0, leave=False)
+        for start in range(0, len(self.images), chunk):
+            index = torch.arange(start, min(start + chunk, len(self.images)))
+            self.parsed[start:start + chunk] = parse(self._canvas(index), model.bank, model.grid,
+                                                     empty_threshold=model.config.empty_threshold)
+            bar.update(len(index))
+        bar.close()
+
     def run(self, resume: bool) -> FitHistory:
         torch.manual_seed(self.config.seed + self.rank)
         if not (resume and self.directory is not None and self._restore()):
@@ -524,17 +570,17 @@ class _Run:
         empty = self.model.config.empty_threshold
         if self.stage == "bank":
             if self.config.fit_bank:
-                self.model.bank.fit(self.canvas_images[self.train_idx], self.model.grid, empty_threshold=empty,
+                self.model.bank.fit(self._canvas(self._bank_images()), self.model.grid, empty_threshold=empty,
                                     seed=self.config.seed)
             elif not self.model.is_fitted:
                 raise InvalidInputError("fit_bank=False needs a model whose part bank is already fitted")
             if self.world > 1:
                 dist.broadcast(self.model.bank.parts, 0)
             self._next_stage("prior")
-        self.parsed = parse(self.canvas_images, self.model.bank, self.model.grid, empty_threshold=empty)
+        self._parse()
         if self.stage == "prior":
             logger.info("%d images parsed, %.1f drawn steps per image", len(self.images),
-                        self.parsed.present.sum(1).mean().item())
+                        self.parsed.present.sum(1, dtype=torch.float).mean().item())
             if self.config.fit_prior:
                 self._prior_stage()
             self._next_stage("vae")
@@ -552,15 +598,18 @@ class _Run:
         return self.history
 
 
-def fit(model: NPDraw, images: torch.Tensor, config: FitConfig | None = None, *, output_dir: str | Path | None = None,
-        resume: bool = False, progress: bool = True,
+def fit(model: NPDraw, images: torch.Tensor | ImageSource, config: FitConfig | None = None, *,
+        output_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
         callback: Callable[[int, FitHistory], None] | None = None,
-        validation: torch.Tensor | None = None) -> FitHistory:
+        validation: torch.Tensor | ImageSource | None = None) -> FitHistory:
     """Train ``model`` on ``images``: part bank, parse, prior pretraining, then the VAE with the prior frozen.
 
     Args:
         model: an NPDraw (trained in place).
-        images: (N, C, H, W) float in [0, 1], checked by the caller, on the model's device.
+        images: (N, C, H, W) float in [0, 1], checked by the caller, on the model's device; or an
+            :class:`~np_draw.data.ImageSource` (a folder or dataset read a batch at a time: the part bank is fitted
+            on a sample of ``config.bank_images``, the parses are kept in 3 bytes a step, and memory does not grow
+            with N beyond them).
         config: hyper-parameters; :class:`FitConfig` defaults when None.
         output_dir: where checkpoints go (``output_dir/checkpoints``); None keeps none.
         resume: continue from the latest checkpoint in ``output_dir`` (a fresh start when there is none). The
@@ -568,7 +617,7 @@ def fit(model: NPDraw, images: torch.Tensor, config: FitConfig | None = None, *,
             epochs in all, with the same optimizer state and schedules as a run that was given them from the start.
         progress: progress bars.
         callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
-        validation: (M, C, H, W) images held out for model selection and the validation bound, like ``images``;
+        validation: images held out for model selection and the validation bound, in either form ``images`` takes;
             when given, all of ``images`` are trained on and ``config.val_fraction`` is not used.
     Returns:
         The history of losses.
@@ -587,4 +636,5 @@ def fit(model: NPDraw, images: torch.Tensor, config: FitConfig | None = None, *,
         dist.init_process_group(backend)
         logger.info("process %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
+    images, validation = (TensorImages(x) if isinstance(x, torch.Tensor) else x for x in (images, validation))
     return _Run(model, images, config or FitConfig(), directory, progress, callback, validation).run(resume)

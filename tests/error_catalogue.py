@@ -96,6 +96,19 @@ def _junk_folder(folder: Path) -> Path:
     return images
 
 
+class _Rows(torch.utils.data.Dataset):
+    """A map-style dataset of the given rows."""
+
+    def __init__(self, rows: list) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        return self.rows[i]
+
+
 def _npz(folder: Path, images: np.ndarray) -> str:
     path = folder / "images.npz"
     np.savez(path, images=images)
@@ -123,7 +136,7 @@ API_CASES: list[ApiCase] = [
             lambda m, f: m.encode(_images(2, 1, 28, 28, fill=1, dtype=torch.int32))),
     ApiCase("not images in any accepted form", "NPDraw.encode", InvalidTypeError,
             "images must be a tensor, a NumPy array, a PIL image, a list of images, a torch Dataset or DataLoader, "
-            "or a folder path, got dict",
+            "a Hugging Face datasets.Dataset, or a folder path, got dict",
             lambda m, f: m.encode({"image": 0})),
     ApiCase("a list of neither images nor arrays", "NPDraw.encode", InvalidTypeError,
             "images: a list must hold only PIL images or only image tensors/arrays, got ['list']",
@@ -146,6 +159,9 @@ API_CASES: list[ApiCase] = [
     ApiCase("a folder with no readable image (unreadable files are skipped with a warning)", "NPDraw.fit",
             InvalidInputError, "holds no readable image files",
             lambda m, f: m.fit(_junk_folder(f), progress=False)),
+    ApiCase("a dataset row without an image (read when its batch is)", "NPDraw.fit", InvalidInputError,
+            "images[0]: a dataset row must hold one image under 'image' or 'img', got the keys ['label', 'text']",
+            lambda m, f: m.fit(_Rows([{"label": 1, "text": "no image"}]), progress=False)),
     ApiCase("negative epochs (0 skips the stage)", "NPDraw.fit", InvalidInputError,
             "epochs must be a non-negative int, got -1",
             lambda m, f: m.fit(_images(4, 1, 28, 28), epochs=-1, progress=False)),

@@ -1,0 +1,170 @@
+"""fit streams folders and datasets: read a batch at a time, with the same result as the images in memory."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from PIL import Image
+
+from np_draw import NPDraw
+from np_draw.data import LazyImages, TensorImages, image_source
+from np_draw.errors import InvalidInputError
+from np_draw.parsing import parse
+from np_draw.training import FitConfig, _Parses
+from tests.conftest import tiny_config
+
+# Two short stages: enough to show that every read goes through the source and the weights come out the same.
+SHORT = {"prior_steps": 4, "steps": 4, "eval_every": 2, "batch_size": 16, "prior_batch_size": 16}
+
+
+class CountingDataset(torch.utils.data.Dataset):
+    """uint8 (1, 28, 28) images by index, with a record of the indices read by each call of a batch."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images, self.reads = images, []
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        self.reads.append(i)
+        return self.images[i], 0
+
+
+def _uint8(mnist_images: torch.Tensor, n: int) -> torch.Tensor:
+    return (mnist_images[:n] * 255).round().to(torch.uint8)
+
+
+def _fit(images, seed: int = 0, **config) -> tuple[NPDraw, object]:
+    torch.manual_seed(seed)
+    model = NPDraw(tiny_config("mnist"))
+    history = model.fit(images, FitConfig(**{**SHORT, **config}), progress=False)
+    return model, history
+
+
+def _same_weights(a: NPDraw, b: NPDraw) -> None:
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+
+
+def test_a_folder_is_read_lazily_and_trains_exactly_as_the_same_images_in_memory(mnist_images, tmp_path):
+    images = _uint8(mnist_images, 60)
+    for i, image in enumerate(images):
+        Image.fromarray(image[0].numpy()).save(tmp_path / f"{i:03d}.png")
+    source = image_source(tmp_path, channels=1, size=28)
+    assert isinstance(source, LazyImages) and len(source) == 60
+    assert source.fingerprint() == TensorImages(images.float() / 255).fingerprint()
+    from_folder, history_folder = _fit(tmp_path)
+    in_memory, history_memory = _fit(images)
+    _same_weights(from_folder, in_memory)
+    assert history_folder.val_bound == history_memory.val_bound
+
+
+def test_a_dataset_is_read_a_batch_at_a_time_not_gathered(mnist_images, caplog):
+    dataset = CountingDataset(_uint8(mnist_images, 80))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=7, shuffle=True)
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        from_loader, history = _fit(loader, bank_images=40)
+    assert "the loader's sampler, batch size and workers are not used" in caplog.text
+    reads = dataset.reads
+    # The bank's sample of 40, one pass to parse all 80, then the four training batches of 16 and the 8 held-out
+    # images at the end of each of the two rounds: nothing else, so no copy of the data set is gathered.
+    assert sorted(set(reads)) == list(range(80))
+    assert len(reads) == 40 + 80 + 4 * 16 + 2 * 8
+    in_memory, _ = _fit(dataset.images, bank_images=40)
+    _same_weights(from_loader, in_memory)
+    assert history.steps == 4
+
+
+def test_the_bank_is_fitted_on_a_seeded_sample_of_bank_images(mnist_images):
+    images = _uint8(mnist_images, 60)
+    a, _ = _fit(images, bank_images=30, steps=0, prior_steps=0)
+    b, _ = _fit(images, bank_images=30, steps=0, prior_steps=0)
+    everything, _ = _fit(images, bank_images=None, steps=0, prior_steps=0)
+    assert torch.equal(a.bank.parts, b.bank.parts)
+    assert not torch.equal(a.bank.parts, everything.bank.parts)
+    with pytest.raises(InvalidInputError, match="bank_images must be a positive integer, got 0"):
+        FitConfig(bank_images=0)
+
+
+def test_a_hugging_face_dataset_streams_its_image_column(mnist_images):
+    datasets = pytest.importorskip("datasets", reason="the dev extra installs Hugging Face datasets")
+    images = _uint8(mnist_images, 60)
+    rows = datasets.Dataset.from_dict({"label": list(range(60)),
+                                       "image": [Image.fromarray(x[0].numpy()) for x in images]})
+    rows = rows.cast_column("image", datasets.Image())
+    source = image_source(rows, channels=1, size=28)
+    assert isinstance(source, LazyImages)
+    assert torch.equal(source.read(torch.tensor([3, 1])), images[[3, 1]].float() / 255)
+    from_rows, _ = _fit(rows)
+    in_memory, _ = _fit(images)
+    _same_weights(from_rows, in_memory)
+
+
+def test_an_iterable_dataset_is_held_in_memory_and_says_so(mnist_images, caplog):
+    images = _uint8(mnist_images, 20)
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(images)
+
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        source = image_source(Stream(), channels=1, size=28)
+    assert isinstance(source, TensorImages) and torch.equal(source.images, images.float() / 255)
+    assert "cannot be read by index: its images are held in memory" in caplog.text
+
+
+def test_bad_items_are_named_when_their_batch_is_read(tmp_path):
+    rows = [{"label": 1, "text": "no image here"}]
+
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return rows[i]
+
+    with pytest.raises(InvalidInputError, match=r"images\[0\]: a dataset row must hold one image"):
+        image_source(Rows(), channels=1, size=28).read(torch.tensor([0]))
+    Image.new("RGB", (5, 5), (255, 0, 0)).save(tmp_path / "red.png")
+    with pytest.raises(InvalidInputError, match=r"red.png is a colour image"):
+        image_source(tmp_path, channels=1, size=28).read(torch.tensor([0]))
+    with pytest.raises(InvalidInputError, match="an ImageSource of 1x28x28 images for a model of 3x32x32"):
+        image_source(TensorImages(torch.zeros(2, 1, 28, 28)), channels=3, size=32)
+
+
+def test_parses_kept_in_three_bytes_a_step_give_back_the_same_latents(mnist_images):
+    model = NPDraw(tiny_config("mnist"))
+    model.bank.fit(mnist_images, model.grid)
+    latents = parse(mnist_images, model.bank, model.grid)
+    store = _Parses(len(mnist_images), model.grid.num_cells, model.config.num_parts, torch.device("cpu"))
+    store[0:len(mnist_images)] = latents
+    index = torch.tensor([5, 0, 299, 5])
+    back = store[index]
+    for name in ("ids", "locs", "present"):
+        assert torch.equal(getattr(back, name), getattr(latents, name)[index]), name
+        assert getattr(back, name).dtype == getattr(latents, name).dtype
+    assert store.ids.element_size() + store.present.element_size() == 3
+
+
+def test_a_streamed_run_resumes_exactly_and_refuses_other_images(mnist_images, tmp_path):
+    images = _uint8(mnist_images, 40)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image[0].numpy()).save(folder / f"{i:03d}.png")
+    config = FitConfig(**SHORT)
+    torch.manual_seed(0)
+    straight = NPDraw(tiny_config("mnist"))
+    straight.fit(folder, config, progress=False)
+    torch.manual_seed(0)
+    stopped = NPDraw(tiny_config("mnist"))
+    stopped.fit(folder, config.replace(steps=2), output_dir=tmp_path / "run", progress=False)
+    resumed = NPDraw(tiny_config("mnist"))
+    resumed.fit(folder, config, output_dir=tmp_path / "run", resume=True, progress=False)
+    _same_weights(resumed, straight)
+    (folder / "039.png").unlink()
+    with pytest.raises(InvalidInputError, match="it was written for other images"):
+        NPDraw(tiny_config("mnist")).fit(folder, config, output_dir=tmp_path / "run", resume=True, progress=False)
