@@ -1,0 +1,27 @@
+"""The bundled models draw the same samples for the same seed as they did before sampling was made faster: the
+latents exactly, the images to float rounding (tests/fixtures/sample_pins.json was written by the code before)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from np_draw import NPDraw
+from tests.conftest import FIXTURES
+
+PINS = json.loads((FIXTURES / "sample_pins.json").read_text())["models"]
+
+
+@pytest.mark.parametrize("name", sorted(PINS))
+@pytest.mark.parametrize("batch_size", [8, 3])
+def test_the_same_seed_draws_the_pinned_samples(name, batch_size):
+    out = NPDraw.from_pretrained(name).sample(8, torch.Generator().manual_seed(0), batch_size=batch_size,
+                                              progress=False)
+    pin = PINS[name]
+    assert out.latents.ids.tolist() == pin["ids"]
+    assert out.latents.locs.tolist() == pin["locs"]
+    assert out.latents.present.int().tolist() == pin["present"]
+    sums = out.images.double().sum((1, 2, 3))
+    torch.testing.assert_close(sums, torch.tensor(pin["image_sums"], dtype=torch.float64), rtol=1e-5, atol=1e-3)
