@@ -194,7 +194,7 @@ def _targets(model: NPDraw, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validation_bound(model: NPDraw, images: torch.Tensor | ImageSource, parse: Latents, batch_size: int = 500,
+def validation_bound(model: NPDraw, images: torch.Tensor | ImageSource, parse: Latents, batch_size: int = 100,
                      seed: int = 0) -> float:
     """One-sample estimate of −ELBO in nats per image (an upper bound on −log p(x) in expectation), with hard
     latents drawn from the posterior itself. ``images``: (N, C, H, W) in [0, 1], or a source read a batch at a
