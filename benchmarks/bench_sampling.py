@@ -1,60 +1,93 @@
-"""Sampling throughput against batch size, with the prior's key/value cache and without it, and peak memory.
+"""Sampling throughput of the bundled models by batch size and thread count, against this machine's FLOP bound,
+and its slowdown when another process keeps one core busy.
 
-    python benchmarks/bench_sampling.py [--models mnist omniglot cifar10 celeba] [--batches 1 16 256]
+    cd benchmarks && python bench_sampling.py [--models mnist omniglot cifar10 celeba] [--batches 1 16 256]
 
-Each model is a pretrained name or a folder; names not available yet are reported and skipped. Prints a markdown
-table and writes the figures to a JSON file.
+For each model and batch: images/s of ``NPDraw.sample`` on 1 and 2 threads (nothing else running), the FLOPs of a
+sample (counted by torch's FlopCounterMode: the prior's cached steps and the decoder), the achieved fraction of the
+bound (the rate of a large fp32 matrix product on as many threads), and images/s on 2 threads while a second
+process spins a pure-Python loop on one core, with the slowdown against quiet. Prints a markdown table and writes
+a JSON file.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
+import sys
+import time
 
 import torch
-from common import peak_memory_mib, table, timed, write_json
+from common import table, write_json
+from torch.utils.flop_counter import FlopCounterMode
 
 from np_draw import NPDraw
-from np_draw.hub import WeightsUnavailableError
 
-logger = logging.getLogger(__name__)
+BUSY = "while True: pass"
+
+
+def rate(model: NPDraw, batch: int, threads: int, seconds: float) -> float:
+    """Images per second over at least ``seconds`` of whole batches, after one warm-up batch."""
+    torch.set_num_threads(threads)
+    model.sample(batch, torch.Generator().manual_seed(0), batch_size=batch, progress=False)
+    count, start = 0, time.perf_counter()
+    while count == 0 or time.perf_counter() - start < seconds:
+        model.sample(batch, torch.Generator().manual_seed(count), batch_size=batch, progress=False)
+        count += batch
+    return count / (time.perf_counter() - start)
+
+
+def flops_per_image(model: NPDraw, batch: int) -> float:
+    with FlopCounterMode(display=False) as counter:
+        model.sample(batch, torch.Generator().manual_seed(0), batch_size=batch, progress=False)
+    return counter.get_total_flops() / batch
+
+
+def matmul_gflops(threads: int, size: int = 1024, repeat: int = 20) -> float:
+    """The fp32 matrix-product rate on ``threads`` threads: the bound sampling is measured against."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * size**3 * repeat / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mnist", "omniglot", "cifar10", "celeba"])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 256])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--min-images", type=int, default=256, help="images timed per setting (at least a batch)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per figure")
     parser.add_argument("--out", default="bench_sampling.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    results: dict = {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": args.device,
-                     "models": {}}
+    bound = {threads: matmul_gflops(threads) for threads in (1, 2)}
+    results: dict = {"torch": torch.__version__, "matmul_gflops": bound, "models": {}}
     rows = []
     for name in args.models:
-        try:
-            model = NPDraw.from_pretrained(name, device=args.device)
-        except WeightsUnavailableError as error:
-            logger.warning("skipping %s: %s", name, error)
-            results["models"][name] = {"skipped": str(error)}
-            continue
-        figures = {}
+        model = NPDraw.from_pretrained(name)
+        results["models"][name] = {}
         for batch in args.batches:
-            count = max(batch, args.min_images // batch * batch)
-            for cache in (True, False):
-                def run(n: int = count, b: int = batch, c: bool = cache, m: NPDraw = model) -> None:
-                    m.sample(n, torch.Generator().manual_seed(0), batch_size=b, progress=False, use_cache=c)
-
-                run(batch, batch, cache)  # warm-up: one batch
-                seconds, _ = timed(run)
-                memory = peak_memory_mib(lambda b=batch, c=cache: run(b, b, c), args.device)
-                figures[f"batch{batch}_{'cache' if cache else 'nocache'}"] = {
-                    "images_per_s": count / seconds, "peak_mib": memory}
-                rows.append([name, batch, "yes" if cache else "no", f"{count / seconds:.1f}", f"{memory:.0f}"])
-        results["models"][name] = figures
-    table(f"Sampling throughput ({args.device}, {torch.get_num_threads()} threads)", rows,
-          ("model", "batch", "KV cache", "images/s", "peak memory of one batch (MiB)"))
+            flops = flops_per_image(model, batch)
+            quiet = {threads: rate(model, batch, threads, args.seconds) for threads in (1, 2)}
+            busy = subprocess.Popen([sys.executable, "-c", BUSY])
+            try:
+                time.sleep(0.5)
+                shared = rate(model, batch, 2, args.seconds)
+            finally:
+                busy.kill()
+                busy.wait()
+            fraction = {t: quiet[t] * flops / 1e9 / bound[t] for t in (1, 2)}
+            results["models"][name][batch] = {"images_per_s": quiet, "busy_core_images_per_s": shared,
+                                              "gflop_per_image": flops / 1e9, "bound_fraction": fraction}
+            rows.append((name, batch, f"{quiet[1]:.1f}", f"{quiet[2]:.1f}", f"{flops / 1e6:.0f}",
+                         f"{fraction[2]:.0%}", f"{shared:.1f}", f"{quiet[2] / shared:.2f}x"))
+            print(rows[-1], flush=True)
+    table(f"Sampling (CPU; fp32 matmul bound {bound[1]:.0f} GFLOP/s on 1 thread, {bound[2]:.0f} on 2)", rows,
+          ("model", "batch", "images/s, 1 thread", "images/s, 2 threads", "MFLOP per image",
+           "of the bound (2 threads)", "images/s, 2 threads, one core busy", "slowdown"))
     write_json(args.out, results)
 
 
