@@ -45,7 +45,7 @@ def spread(images: torch.Tensor, count: int) -> torch.Tensor:
 def target_data(name: str, root: str, seed: int, test_images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(training pool for sizes up to 1,000, held-out test images, the whole training set), uint8 NCHW."""
     if name == "omniglot":
-        return omniglot_by_drawer(root, seed)
+        return omniglot_by_drawer(root, seed=seed)
     train = load_dataset(name, root, "train")
     shuffled = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))]
     return shuffled, spread(load_dataset(name, root, "test"), test_images), shuffled

@@ -1,11 +1,15 @@
 """Compare fine-tuning settings on the case that chose FitConfig.finetune's defaults: the bundled MNIST model
-fine-tuned on 1,000 drawings (drawers 1-15) of 67 Omniglot characters, scored on their 335 drawings by drawers 16-20.
+fine-tuned on --size (1,000) drawings (drawers 1-15) of 67 Omniglot characters, scored on their 335 drawings by
+drawers 16-20.
 
     cd benchmarks && python sweep_finetune.py --data ../../shared/data '{}' '{"prior_steps": 0}' '{"parse_weight": 1}'
+    cd benchmarks && python sweep_finetune.py --data ../../shared/data --size 10 --seeds 0 1 2 '{}' '{"fit_prior": false}'
 
-Each argument is a JSON object of FitConfig fields that change the defaults. Prints, per setting, the held-out
-bound (--samples importance samples; 10 ranks settings at a fifth of the cost of the paper's 50), the FID in the
-cnn-mnist space between 335 samples and the held-out drawings, the kept round and the fit's wall time.
+Each argument is a JSON object of FitConfig fields that change the defaults ("as is" scores the pretrained model
+without fitting). Prints, per setting, the held-out bound (--samples importance samples; 10 ranks settings at a
+fifth of the cost of the paper's 50), the FID in the cnn-mnist space between 335 samples and the held-out
+drawings, the kept round and the fit's wall time; with several --seeds (each a different draw of the training
+images, fit seed and sample seed), their means, and the FIDs one by one.
 """
 
 from __future__ import annotations
@@ -27,24 +31,32 @@ def main() -> None:
     parser.add_argument("settings", nargs="+", help="JSON objects of FitConfig fields, e.g. '{\"decoder_lr\": 1e-3}'")
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=1000, help="training drawings")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
-    pool, test, _ = omniglot_by_drawer(args.data, args.seed)
+    pool, test, _ = omniglot_by_drawer(args.data)
     test = test.float() / 255
-    images = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(args.seed))[:1000]]
     rows = []
     for setting in args.settings:
-        model = NPDraw.from_pretrained("mnist")
-        start = time.perf_counter()
-        history = model.fit(images, seed=args.seed, progress=False, **json.loads(setting))
-        seconds = time.perf_counter() - start
-        samples = model.sample(len(test), generator=torch.Generator().manual_seed(0), progress=False).images
-        rows.append((setting, f"{nll(model, test, args.samples, progress=False).mean_nats:.2f}",
-                     f"{fid(samples, test, default_features(model), progress=False).value:.2f}",
-                     history.best_epoch, f"{seconds:.0f}"))
-        print(rows[-1], flush=True)
-    table(f"Fine-tuning settings ({args.samples}-sample held-out bound, {torch.get_num_threads()} threads)", rows,
-          ("changes to FitConfig.finetune()", "NLL (nats)", "FID-cnn-mnist", "kept round", "fit (s)"))
+        runs = []
+        for seed in args.seeds:
+            images = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:args.size]]
+            model = NPDraw.from_pretrained("mnist")
+            start = time.perf_counter()
+            kept = None
+            if setting != "as is":
+                kept = model.fit(images, seed=seed, progress=False, **json.loads(setting)).best_epoch
+            seconds = time.perf_counter() - start
+            samples = model.sample(len(test), generator=torch.Generator().manual_seed(seed), progress=False).images
+            runs.append((nll(model, test, args.samples, seed=seed, progress=False).mean_nats,
+                         fid(samples, test, default_features(model), progress=False).value, kept, seconds))
+            print(setting, seed, runs[-1], flush=True)
+        rows.append((setting, f"{sum(r[0] for r in runs) / len(runs):.2f}", f"{sum(r[1] for r in runs) / len(runs):.2f}",
+                     " / ".join(f"{r[1]:.1f}" for r in runs), " / ".join(str(r[2]) for r in runs),
+                     f"{sum(r[3] for r in runs) / len(runs):.0f}"))
+    table(f"Fine-tuning settings on {args.size} drawings, seeds {args.seeds} ({args.samples}-sample held-out bound, "
+          f"{torch.get_num_threads()} threads)", rows,
+          ("changes to FitConfig.finetune()", "NLL (nats)", "FID-cnn-mnist", "FIDs", "kept round", "fit (s)"))
 
 
 if __name__ == "__main__":
