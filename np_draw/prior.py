@@ -63,8 +63,9 @@ class KVCache:
     def __init__(self, num_layers: int, batch: int, heads: int, length: int, head_dim: int,
                  like: torch.Tensor) -> None:
         shape = (num_layers, batch, heads, length, head_dim)
-        self.keys = like.new_zeros(shape)
-        self.values = like.new_zeros(shape)
+        # Never read past what has been written, so never cleared.
+        self.keys = like.new_empty(shape)
+        self.values = like.new_empty(shape)
         self.length = 0
 
 
