@@ -38,7 +38,9 @@ def rate(model: NPDraw, batch: int, threads: int, seconds: float) -> float:
     return count / (time.perf_counter() - start)
 
 
-def flops_per_image(model: NPDraw, batch: int) -> float:
+def flops_per_image(model: NPDraw, batch: int = 16) -> float:
+    """FLOPs of one sample, counted on a batch that one thread draws (the counter sees only its own thread's work;
+    a sample costs the same in any batch)."""
     with FlopCounterMode(display=False) as counter:
         model.sample(batch, torch.Generator().manual_seed(0), batch_size=batch, progress=False)
     return counter.get_total_flops() / batch
@@ -69,8 +71,8 @@ def main() -> None:
     for name in args.models:
         model = NPDraw.from_pretrained(name)
         results["models"][name] = {}
+        flops = flops_per_image(model)
         for batch in args.batches:
-            flops = flops_per_image(model, batch)
             quiet = {threads: rate(model, batch, threads, args.seconds) for threads in (1, 2)}
             busy = subprocess.Popen([sys.executable, "-c", BUSY])
             try:
