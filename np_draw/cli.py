@@ -251,7 +251,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
     card = {"dataset": f"{len(images)} images from {data.name}", "notes": f"{start} with `np-draw fit`.",
             "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data),
-                         "data_sha256": images.fingerprint()}}
+                         "data_fingerprint": images.fingerprint()}}
     model.save_pretrained(args.output, card=card)
     (args.output / "history.json").write_text(json.dumps(asdict(history), indent=1) + "\n")
     print(args.output)

@@ -218,7 +218,10 @@ def _image_files(folder: Path) -> list[str]:
     if not folder.is_dir():
         raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
     files, skipped = [], []
-    for path in sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names):
+    # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
+    # their order.
+    for path in sorted((os.path.join(root, name) for root, _, names in os.walk(folder) for name in names),
+                       key=lambda path: path.split(os.sep)):
         try:
             with Image.open(path) as image:
                 image.load()
@@ -440,9 +443,12 @@ class LazyImages(ImageSource):
         return self.length
 
     def read(self, index: torch.Tensor) -> torch.Tensor:
-        batch = torch.cat([_item_tensor(self.item(i), channels=self.channels, size=self.size,
-                                        name=self.label(i)) for i in index.tolist()])
-        return check_images(batch, channels=self.channels, size=self.size, name=self.name).float()
+        # Each item is checked on its own, so that an error names the file or row at fault.
+        items = [check_images(_item_tensor(self.item(i), channels=self.channels, size=self.size, name=self.label(i)),
+                              channels=self.channels, size=self.size, name=self.label(i)) for i in index.tolist()]
+        if not items:
+            return torch.empty(0, self.channels, self.size, self.size)
+        return torch.cat([item.to(items[0].dtype) for item in items])
 
 
 class _Indexed(ImageSource):
@@ -465,17 +471,32 @@ class _Joined(ImageSource):
 
     def read(self, index: torch.Tensor) -> torch.Tensor:
         in_first = index < len(self.first)
+        if in_first.all():
+            return self.first.read(index)
+        if not in_first.any():
+            return self.second.read(index - len(self.first))
         first, second = self.first.read(index[in_first]), self.second.read(index[~in_first] - len(self.first))
         out = first.new_empty((len(index), *first.shape[1:]))
         out[in_first], out[~in_first] = first, second.to(first)
         return out
 
 
+def _plain(loader: torch.utils.data.DataLoader) -> bool:
+    """Whether a DataLoader only batches its dataset (in order or shuffled), so that reading the dataset by index
+    gives the same images."""
+    data = torch.utils.data
+    return (type(loader.batch_sampler) is data.BatchSampler
+            and type(loader.sampler) in (data.SequentialSampler, data.RandomSampler)
+            and loader.collate_fn is data.default_collate)
+
+
 def image_source(images: Any, *, channels: int, size: int, name: str = "images") -> ImageSource:
     """Images in any form :func:`as_image_tensor` takes, as an :class:`ImageSource` for training: a folder, a
-    map-style torch Dataset (or a DataLoader over one) or a Hugging Face ``datasets.Dataset`` is read lazily, a
-    batch at a time, so memory does not grow with the number of images; the other forms are gathered and
-    checked in memory (an iterable dataset, which cannot be read by index, included).
+    map-style torch Dataset (or a DataLoader that only batches one) or a Hugging Face ``datasets.Dataset`` is read
+    lazily, a batch at a time, so memory does not grow with the number of images; the other forms are gathered and
+    checked in memory (an iterable dataset, which cannot be read by index, and a DataLoader with its own sampler or
+    collate_fn, included). A dataset read lazily is read again each time an image is used: random transforms are
+    drawn anew each time.
 
     Lazily read PIL images are centre-cropped and resized to ``size`` without a log line per image; a colour image
     for a grey model is an error when its batch is read.
@@ -486,11 +507,15 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
                                     f"for a model of {channels}x{size}x{size}")
         return images
     dataset = images.dataset if isinstance(images, torch.utils.data.DataLoader) else images
+    if isinstance(images, torch.utils.data.DataLoader) and not _plain(images):
+        logger.info("%s: the DataLoader has its own sampler or collate_fn, which choose or change the images: it is "
+                    "read through once and its images held in memory", name)
+        dataset = None
     if isinstance(images, (str, Path)):
         files = _image_files(Path(images))
         source: ImageSource = LazyImages(len(files), lambda i: _open_image(files[i]), channels=channels, size=size,
                                          name=str(images), label=files.__getitem__)
-    elif _is_dataset(images) and hasattr(dataset, "__len__") and not isinstance(
+    elif dataset is not None and _is_dataset(images) and hasattr(dataset, "__len__") and not isinstance(
             dataset, torch.utils.data.IterableDataset):
         if dataset is not images:
             logger.info("%s: the DataLoader's dataset is read by index in fit's own seeded order and batch size; the "
@@ -499,7 +524,7 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
             raise InvalidInputError(f"{name} is an empty dataset")
         source = LazyImages(len(dataset), dataset.__getitem__, channels=channels, size=size, name=name)
     else:
-        if _is_dataset(images):
+        if _is_dataset(images) and dataset is not None:
             logger.info("%s is an iterable dataset, which cannot be read by index: its images are held in memory",
                         name)
         tensor = as_image_tensor(images, channels=channels, size=size, name=name)

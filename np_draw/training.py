@@ -324,9 +324,10 @@ class _Run:
             return False
         tensors, state = loaded
         # The VAE's budget alone may change: a resume with more epochs (or steps) extends a run, finished or not.
-        config = asdict(self.config)
+        # A field the checkpoint does not know is an option added since, at its default.
+        config, defaults = asdict(self.config), asdict(FitConfig())
         changed = sorted(key for key in config if key not in ("epochs", "steps")
-                         and state["config"].get(key) != config[key])
+                         and state["config"].get(key, defaults[key]) != config[key])
         if changed or state["fingerprint"] != self.fingerprint:
             differences = ", ".join(f"{key}={state['config'].get(key)!r}, now {config[key]!r}" for key in changed)
             what = f"another FitConfig ({differences})" if changed else "other images"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -168,3 +169,60 @@ def test_a_streamed_run_resumes_exactly_and_refuses_other_images(mnist_images, t
     (folder / "039.png").unlink()
     with pytest.raises(InvalidInputError, match="it was written for other images"):
         NPDraw(tiny_config("mnist")).fit(folder, config, output_dir=tmp_path / "run", resume=True, progress=False)
+
+
+def test_validation_images_may_be_streamed_on_either_side(mnist_images):
+    images = _uint8(mnist_images, 60)
+    torch.manual_seed(0)
+    in_memory = NPDraw(tiny_config("mnist"))
+    expected = in_memory.fit(images[:40], FitConfig(**SHORT), validation=images[40:], progress=False)
+    for train, held in ((images[:40], CountingDataset(images[40:])), (CountingDataset(images[:40]), images[40:]),
+                        (CountingDataset(images[:40]), CountingDataset(images[40:]))):
+        torch.manual_seed(0)
+        model = NPDraw(tiny_config("mnist"))
+        history = model.fit(train, FitConfig(**SHORT), validation=held, progress=False)
+        assert history.val_bound == expected.val_bound
+        _same_weights(model, in_memory)
+
+
+def test_a_loader_that_chooses_its_images_is_gathered_not_read_by_index(mnist_images, caplog):
+    dataset = CountingDataset(_uint8(mnist_images, 80))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8,
+                                         sampler=torch.utils.data.SubsetRandomSampler(range(40)))
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        source = image_source(loader, channels=1, size=28)
+    assert isinstance(source, TensorImages) and len(source) == 40
+    assert "read through once and its images held in memory" in caplog.text
+
+
+def test_a_bad_item_is_named_when_its_batch_is_read(mnist_images):
+    items = list(_uint8(mnist_images, 3))
+    items[1] = torch.zeros(1, 20, 20, dtype=torch.uint8)
+    source = LazyImages(len(items), items.__getitem__, channels=1, size=28, name="images")
+    assert len(source.read(torch.tensor([0, 2]))) == 2
+    with pytest.raises(InvalidInputError, match=r"images\[1\] must have shape \(N, 1, 28, 28\)"):
+        source.read(torch.tensor([0, 1, 2]))
+    assert source.read(torch.tensor([], dtype=torch.long)).shape == (0, 1, 28, 28)
+
+
+def test_folder_order_is_by_path_components(tmp_path):
+    (tmp_path / "a").mkdir()
+    Image.new("L", (28, 28), 10).save(tmp_path / "a" / "b.png")
+    Image.new("L", (28, 28), 20).save(tmp_path / "a-c.png")
+    first_pixels = image_source(tmp_path, channels=1, size=28).read(torch.tensor([0, 1]))[:, 0, 0, 0]
+    assert (first_pixels * 255).round().tolist() == [10, 20]  # "a/b.png" sorts before "a-c.png", as pathlib sorts
+
+
+def test_a_checkpoint_from_before_an_option_existed_resumes_with_the_option_at_its_default(mnist_images, tmp_path):
+    images = _uint8(mnist_images, 40)
+    torch.manual_seed(0)
+    NPDraw(tiny_config("mnist")).fit(images, FitConfig(**{**SHORT, "steps": 2}), output_dir=tmp_path, progress=False)
+    state_files = list((tmp_path / "checkpoints").rglob("state.json"))
+    assert state_files
+    for state_file in state_files:
+        state = json.loads(state_file.read_text())
+        del state["config"]["bank_images"]  # as written before the field existed
+        state_file.write_text(json.dumps(state))
+    history = NPDraw(tiny_config("mnist")).fit(images, FitConfig(**SHORT), output_dir=tmp_path, resume=True,
+                                               progress=False)
+    assert len(history.val_bound) == 2
