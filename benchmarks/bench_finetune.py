@@ -7,7 +7,8 @@ Cases (source model -> target data; training images / held-out test images):
 - mnist -> omniglot: drawers 1-15 / drawers 16-20 of the same characters of the evaluation alphabets (67 characters
   chosen with the seed for sizes up to 1,000; all 659 for "all", whose test images are still those of the 67);
 - omniglot -> mnist: MNIST training images / --test-images MNIST test images spread over the split;
-- cifar10 -> celeba: the 4,800 training faces / --test-images of the 600 test faces (people seen in training).
+- cifar10 -> celeba: the 4,800 training faces / --test-images of the 600 test faces (people seen in training),
+  averaged down to the CIFAR-10 model's 32x32.
 
 For each training-set size (0 means all) three models are scored: the pretrained one as it is, the pretrained one
 after ``model.fit(images)`` with its defaults (FitConfig.finetune), and a new model of the same config trained from
@@ -51,6 +52,15 @@ def target_data(name: str, root: str, seed: int, test_images: int) -> tuple[torc
     return shuffled, spread(load_dataset(name, root, "test"), test_images), shuffled
 
 
+def fit_size(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 images at the source model's size: CelebA's 64 px faces averaged over 2x2 blocks for the 32 px CIFAR-10
+    model."""
+    factor = images.shape[-1] // size
+    if factor == 1:
+        return images
+    return torch.nn.functional.avg_pool2d(images.float(), factor).round().to(torch.uint8)
+
+
 def score(model: NPDraw, test: torch.Tensor, samples: int) -> dict[str, float]:
     bound = nll(model, test, samples, seed=0, progress=False)
     generated = model.sample(len(test), generator=torch.Generator().manual_seed(0), progress=False).images
@@ -86,8 +96,9 @@ def main() -> None:
     for case in args.cases:
         source, target = CASES[case]
         pool, test, everything = target_data(target, args.data, args.seed, args.test_images)
-        test = test.float() / 255
         pretrained = NPDraw.from_pretrained(source)
+        pool, test, everything = (fit_size(x, pretrained.config.image_size) for x in (pool, test, everything))
+        test = test.float() / 255
         as_is = score(pretrained, test, args.samples)
         results["cases"][case] = {"test_images": len(test), "pretrained": as_is, "sizes": {}}
         for size in args.sizes:
