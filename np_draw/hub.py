@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import NPDrawConfig
@@ -104,12 +104,12 @@ def save_folder(config: NPDrawConfig, state: dict[str, torch.Tensor], folder: st
     return folder
 
 
-def load_folder(folder: str | Path) -> tuple[NPDrawConfig, dict[str, torch.Tensor]]:
-    """Read the config and the CPU weights from a folder written by :func:`save_folder`.
+def load_config(folder: str | Path) -> NPDrawConfig:
+    """The config of a folder written by :func:`save_folder`.
 
     Raises:
         FileNotFoundError: a file is missing. InvalidInputError: config.json is not a valid config (bad JSON,
-        unknown keys, bad values). CorruptWeightsError: model.safetensors is truncated or not safetensors.
+        unknown keys, bad values).
     """
     folder = Path(folder)
     for name in LOADED_FILES:
@@ -117,42 +117,64 @@ def load_folder(folder: str | Path) -> tuple[NPDrawConfig, dict[str, torch.Tenso
             raise FileNotFoundError(f"{str(folder)!r} has no {name}; a model folder holds {CONFIG_NAME} and "
                                     f"{WEIGHTS_NAME} (see NPDraw.save_pretrained)")
     try:
-        config = NPDrawConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
+        return NPDrawConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
     except (json.JSONDecodeError, TypeError, ValueError) as error:  # ValueError: unknown keys, bad values
         raise InvalidInputError(f"{folder / CONFIG_NAME} is not a valid NP-DRAW config: {error}") from error
-    try:
-        state = load_file(folder / WEIGHTS_NAME, device="cpu")
-    except (SafetensorError, OSError) as error:
-        raise CorruptWeightsError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file (corrupted or "
-                                  f"truncated?): {error}") from error
-    return config, state
 
 
-def load_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str | Path,
-               strict: bool = True) -> None:
-    """Copy the weights ``state`` into ``model``.
+def _corrupt(folder: Path, error: Exception) -> CorruptWeightsError:
+    return CorruptWeightsError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file (corrupted or "
+                               f"truncated?): {error}")
 
-    Args:
-        model: the model built from the weights' config.
-        state: the weights, by name.
-        source: where the weights come from, for messages.
-        strict: a missing or unexpected weight is an error. False loads the weights that match and logs a warning
-            listing the others; the missing ones keep their fresh initialisation.
+
+def check_weights(skeleton: torch.nn.Module, folder: str | Path, *, strict: bool = True) -> None:
+    """Compare the names, shapes and dtypes of a model's tensors with the safetensors header of ``folder``'s
+    weights, reading nothing but the header: ``skeleton`` may be built on the meta device, so that a config that
+    does not fit its weights (or asks for an absurd size) is refused before anything is allocated.
+
     Raises:
-        ConfigMismatchError: the names differ (with ``strict``) or a shape differs.
+        ConfigMismatchError: a name is missing or unexpected (with ``strict``; else they are logged), a shape differs,
+        or a floating-point tensor is stored as integers or the other way round. CorruptWeightsError: no readable
+        header.
     """
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    folder = Path(folder)
+    try:
+        with safe_open(folder / WEIGHTS_NAME, framework="pt") as weights:
+            header = {key: weights.get_slice(key) for key in weights.keys()}  # noqa: SIM118 - not a dict
+            stored = {key: (tuple(view.get_shape()), view.get_dtype()) for key, view in header.items()}
+    except (SafetensorError, OSError) as error:
+        raise _corrupt(folder, error) from error
+    expected = {key: (tuple(value.shape), value.is_floating_point()) for key, value in skeleton.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or unexpected:
         detail = f"missing keys {_preview(missing)}, unexpected keys {_preview(unexpected)}"
         if strict:
-            raise ConfigMismatchError(f"the weights in {source} do not match their config: {detail}")
-        logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", source,
+            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {detail}")
+        logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", folder,
                        detail)
+    for key in sorted(set(expected) & set(stored)):
+        (shape, floating), (stored_shape, dtype) = expected[key], stored[key]
+        if shape != stored_shape:
+            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} has shape "
+                                      f"{list(stored_shape)} in {WEIGHTS_NAME}, the config makes it {list(shape)}")
+        if floating != dtype.startswith(("F", "BF")):
+            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} is stored as "
+                                      f"{dtype}, the model holds {'floats' if floating else 'integers'} there")
+
+
+def load_weights(model: torch.nn.Module, folder: str | Path, *, strict: bool = True) -> None:
+    """Copy the weights of ``folder`` (checked by :func:`check_weights` first) into ``model``, on the CPU.
+
+    With ``strict`` False the weights that match are loaded and the missing ones keep their fresh initialisation.
+    Raises:
+        CorruptWeightsError: model.safetensors is truncated or not safetensors.
+    """
+    folder = Path(folder)
     try:
-        model.load_state_dict(state, strict=strict)
-    except RuntimeError as error:
-        raise ConfigMismatchError(f"the weights in {source} do not match their config: {error}") from error
+        state = load_file(folder / WEIGHTS_NAME, device="cpu")
+    except (SafetensorError, OSError) as error:
+        raise _corrupt(folder, error) from error
+    model.load_state_dict(state, strict=strict)
 
 
 def _preview(keys: list[str], limit: int = 5) -> str:

@@ -472,9 +472,14 @@ class NPDraw(nn.Module):
         folder = hub.resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
                                         local_files_only=local_files_only, force_download=force_download,
                                         token=token)
-        config, state = hub.load_folder(folder)
+        config = hub.load_config(folder)
+        # Built on the meta device, a model costs nothing: its tensors' names, shapes and dtypes are checked
+        # against the weights file's header before a config that does not fit them allocates anything.
+        with torch.device("meta"):
+            skeleton = cls(config)
+        hub.check_weights(skeleton, folder, strict=strict)
         model = cls(config)
-        hub.load_state(model, state, source=folder, strict=strict)
+        hub.load_weights(model, folder, strict=strict)
         return model.to(device=device, dtype=dtype).eval()
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool = False,

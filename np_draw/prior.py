@@ -48,10 +48,12 @@ class CanvasEmbedding(nn.Module):
 
 
 def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
-    """(length, width) sinusoidal encoding of positions 0..length-1."""
-    position = torch.arange(length, dtype=torch.float32)[:, None]
-    frequency = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
-    encoding = torch.zeros(length, width)
+    """(length, width) sinusoidal encoding of positions 0..length-1, on the CPU (a constant, moved with the module;
+    computed on the meta device, where from_pretrained first builds a model, it would import torch's decompositions,
+    three seconds)."""
+    position = torch.arange(length, dtype=torch.float32, device="cpu")[:, None]
+    frequency = torch.exp(torch.arange(0, width, 2, dtype=torch.float32, device="cpu") * (-math.log(10000.0) / width))
+    encoding = torch.zeros(length, width, device="cpu")
     encoding[:, 0::2] = torch.sin(position * frequency)
     encoding[:, 1::2] = torch.cos(position * frequency[: width // 2])
     return encoding

@@ -190,6 +190,11 @@ API_CASES: list[ApiCase] = [
     ApiCase("config that does not match the weights", "NPDraw.from_pretrained", ConfigMismatchError,
             "do not match their config",
             lambda m, f: NPDraw.from_pretrained(_edited_config(m, f, num_parts=7))),
+    ApiCase("config asking for an absurd size (refused from the weights' header, before allocating 25 GB)",
+            "NPDraw.from_pretrained", ConfigMismatchError,
+            "encoder.features.0.0.weight has shape [16, 1, 3, 3] in model.safetensors, the config makes it "
+            "[20000, 1, 3, 3]",
+            lambda m, f: NPDraw.from_pretrained(_edited_config(m, f, encoder_channels=20000))),
     ApiCase("config.json with an unexpected key", "NPDraw.from_pretrained", InvalidInputError,
             "config.json is not a valid NP-DRAW config: unknown config keys ['command']",
             lambda m, f: NPDraw.from_pretrained(_edited_config(m, f, command="rm -rf /"))),
