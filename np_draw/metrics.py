@@ -22,6 +22,7 @@ from .errors import CorruptWeightsError, InvalidInputError
 from .features import FeatureNetwork, feature_network
 from .latents import Latents
 from .model import NPDraw
+from .networks import evaluating
 from .parsing import psnr
 
 __all__ = ["FID", "NLL", "FeatureStatistics", "default_features", "evaluate", "feature_statistics", "fid",
@@ -115,15 +116,11 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
     batch_size = check_count(batch_size, "batch_size")
     generator = torch.Generator().manual_seed(seed)
     x = _targets(model, images, generator)
-    was_training = model.training
-    model.eval()
-    try:
-        bounds = []
+    bounds = []
+    with evaluating(model):
         for start in tqdm(range(0, len(x), batch_size), desc="nll", disable=not progress, leave=False):
             log_w = log_weights(model, x[start:start + batch_size], num_samples, generator)
             bounds.append(math.log(num_samples) - torch.logsumexp(log_w.double(), 1))
-    finally:
-        model.train(was_training)
     return NLL(torch.cat(bounds).float().cpu(), num_dims=x[0].numel(), num_samples=num_samples)
 
 
@@ -262,13 +259,9 @@ def parse_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Te
 def reconstruction_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Tensor:
     """PSNR in dB of each image's reconstruction decode(encode(x)) (posterior modes, mean pixels): (N,)."""
     x = model._images(images)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return torch.cat([psnr(model.reconstruct(x[i:i + batch_size]), x[i:i + batch_size]).cpu()
                           for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
 
 
 def default_features(model: NPDraw) -> str:

@@ -30,7 +30,7 @@ from .errors import InvalidInputError, InvalidTypeError
 from .images import save_grid, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
-from .networks import Decoder, Encoder
+from .networks import Decoder, Encoder, evaluating
 from .parsing import parse, render
 from .prior import Prior
 from .training import FitConfig, FitHistory, fit
@@ -284,10 +284,8 @@ class NPDraw(nn.Module):
         check_temperature(temperature)
         check_generators(generator, num_images)
         device = self.device if device is None else torch.device(device)
-        was_training = self.training
-        self.eval()
         images, latents = [], []
-        try:
+        with evaluating(self):
             for start in tqdm(range(0, num_images, batch_size), desc="sampling", disable=not progress,
                               unit="batch"):
                 count = min(batch_size, num_images - start)
@@ -296,8 +294,6 @@ class NPDraw(nn.Module):
                 out = self._draw(count, gens, temperature, use_cache, sample_pixels)
                 images.append(out.images.to(device))
                 latents.append(out.latents.to(device))
-        finally:
-            self.train(was_training)
         return SampleOutput(torch.cat(images), Latents.cat(latents))
 
     def _draw(self, count: int, generator: Generators, temperature: float, use_cache: bool, sample_pixels: bool,
@@ -363,12 +359,8 @@ class NPDraw(nn.Module):
         check_temperature(temperature)
         check_generators(generator, len(latents))
         prefix = Latents(latents.ids[:, :steps], latents.locs[:, :steps], latents.present[:, :steps])
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self._draw(len(latents), generator, temperature, use_cache, sample_pixels, prefix.to(self.device))
-        finally:
-            self.train(was_training)
 
     def interpolate(self, first: Any, second: Any, num: int = 8, *, method: str = "logits") -> torch.Tensor:
         """``num`` images from ``first`` to ``second`` through the latents: see :func:`np_draw.editing.interpolate`.

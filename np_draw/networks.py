@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -9,6 +12,17 @@ from torch import nn
 
 from .config import NPDrawConfig
 from .latents import StepLogits
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode inside the block, and back in the mode it had after it, even on an error."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int, transposed: bool = False) -> nn.Sequential:

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from .data import ImageSource, TensorImages, check_count, to_canvas
 from .elbo import gumbel_temperature, objective, substitution_probability
 from .errors import InvalidInputError, InvalidTypeError
 from .latents import Latents
+from .networks import evaluating
 from .parsing import parse
 from .prior import Prior
 
@@ -45,17 +46,6 @@ def evaluate_prior(prior: Prior, bank: PartBank, latents: Latents, batch_size: i
         total = sum(-prior.log_prob(latents[start:start + batch_size], bank).sum().item()
                     for start in range(0, len(latents), batch_size))
     return total / len(latents)
-
-
-@contextlib.contextmanager
-def evaluating(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """``module`` in eval mode inside the block, and back in the mode it had after it, even on an error."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
 
 
 DEFAULT_PRIOR_EPOCHS = 20  # the paper: 200
