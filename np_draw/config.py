@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .data import check_count
-from .errors import InvalidInputError, UnknownModelError
+from .errors import InvalidInputError, UnknownModelError, check_count
 
 Likelihood = Literal["bernoulli", "logistic_mixture", "logistic"]
 LIKELIHOODS = ("bernoulli", "logistic_mixture", "logistic")

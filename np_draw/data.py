@@ -58,13 +58,6 @@ def check_images(images: Any, *, channels: int, size: int, name: str = "images")
     return images
 
 
-def check_count(value: Any, name: str) -> int:
-    """A positive int, else an :class:`~np_draw.errors.InvalidInputError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def to_canvas(images: torch.Tensor, canvas_size: int) -> torch.Tensor:
     """Images (N, C, H, W) -> the canvas resolution (N, C, S, S) by averaging H/S x H/S blocks."""
     factor = images.shape[-1] // canvas_size

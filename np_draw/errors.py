@@ -7,6 +7,9 @@ wants every np-draw failure catches :class:`NPDrawError`. The catalogue of cases
 
 from __future__ import annotations
 
+import numbers
+from typing import Any
+
 __all__ = [
     "ConfigMismatchError", "CorruptWeightsError", "InvalidInputError", "InvalidTypeError", "NPDrawError",
     "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError",
@@ -44,3 +47,10 @@ class WeightsUnavailableError(NPDrawError, OSError):
 
 class UnwritablePathError(NPDrawError, OSError):
     """An output file or folder cannot be created or written."""
+
+
+def check_count(value: Any, name: str) -> int:
+    """A positive int (NumPy's integers included), else an :class:`InvalidInputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

@@ -17,8 +17,8 @@ from einops import rearrange, repeat
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .data import check_count, check_images, to_canvas
-from .errors import CorruptWeightsError, InvalidInputError
+from .data import check_images, to_canvas
+from .errors import CorruptWeightsError, InvalidInputError, check_count
 from .features import FeatureNetwork, feature_network
 from .latents import Latents
 from .model import NPDraw

@@ -24,9 +24,9 @@ from .bank import PartBank
 from .canvas import Grid, compose
 from .checkpoint import load_checkpoint
 from .config import NPDrawConfig
-from .data import ImageSource, TensorImages, as_image_tensor, check_count, check_images, image_source, to_canvas
+from .data import ImageSource, TensorImages, as_image_tensor, check_images, image_source, to_canvas
 from .editing import interpolate
-from .errors import InvalidInputError, InvalidTypeError
+from .errors import InvalidInputError, InvalidTypeError, check_count
 from .images import save_grid, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood

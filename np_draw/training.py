@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from .bank import PartBank
 from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
-from .data import ImageSource, TensorImages, check_count, to_canvas
+from .data import ImageSource, TensorImages, to_canvas
 from .elbo import gumbel_temperature, objective, substitution_probability
-from .errors import InvalidInputError, InvalidTypeError
+from .errors import InvalidInputError, InvalidTypeError, check_count
 from .latents import Latents
 from .networks import evaluating
 from .parsing import parse
