@@ -541,7 +541,35 @@ def add_download(commands: argparse._SubParsersAction) -> None:
 
 
 # The subcommands in the order --help lists them.
-COMMANDS = (add_sample, add_reconstruct, add_parse, add_fit, add_eval, add_info, add_download)
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the local web page (np_draw.demo) and serve it until interrupted."""
+    try:
+        import gradio  # noqa: F401 - only to say how to install it
+    except ImportError:
+        raise InvalidInputError("np-draw demo needs the demo extra: pip install 'np-draw[demo]' (Gradio)") from None
+    from .demo import serve
+
+    print(f"np-draw demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+    serve(args.name, host=args.host, port=args.port)
+    return 0
+
+
+def add_demo(commands: argparse._SubParsersAction) -> None:
+    """Register ``np-draw demo`` (:func:`cmd_demo`) in ``commands``."""
+    demo = commands.add_parser("demo", help="a local web page to sample, watch, edit and reconstruct",
+                               description="Start a web page (Gradio) on this machine with the bundled models: "
+                                           "sample, watch a drawing step by step, edit its parts, reconstruct your "
+                                           "own images. Needs pip install 'np-draw[demo]'; works offline.")
+    demo.add_argument("name", nargs="?", default="mnist", choices=["mnist", "omniglot", "cifar10", "celeba"],
+                      help="the model selected first (default mnist)")
+    demo.add_argument("--port", type=positive_int, default=7860, help="the port (default 7860)")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="the address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
+                           "network)")
+    demo.set_defaults(func=cmd_demo)
+
+
+COMMANDS = (add_sample, add_reconstruct, add_parse, add_fit, add_eval, add_info, add_download, add_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,272 @@
+"""``np-draw demo``: a local web page to sample, watch, edit and reconstruct with the bundled models.
+
+The page is a Gradio app (``pip install 'np-draw[demo]'``); the functions it calls are plain functions of this
+module, on PIL images and :class:`~np_draw.latents.Latents`, tested without a browser. Nothing is fetched from the
+network: the models are the bundled ones, and the page uses the system's fonts.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .data import check_images, from_pil_images
+from .editing import paste_latents
+from .errors import InvalidInputError, NPDrawError
+from .images import make_grid, to_pil
+from .latents import Latents
+from .model import NPDraw
+from .parsing import psnr
+from .pictures import drawing_frames, reconstruction_image, save_drawing_gif
+
+logger = logging.getLogger(__name__)
+
+MODELS = ("mnist", "omniglot", "cifar10", "celeba")
+ACTIONS = ("remove a drawn part", "move a drawn part to a cell", "swap a drawn part for a bank part",
+           "keep the first steps and let the prior complete")
+# Pictures are shown this many times larger than the model's pixels.
+SCALE = 4
+# Uploads larger than this are refused by the server before they reach the model.
+MAX_UPLOAD = "20mb"
+
+
+@functools.cache
+def load(name: str) -> NPDraw:
+    """A bundled model by name, loaded once."""
+    if name not in MODELS:
+        raise InvalidInputError(f"model must be one of {list(MODELS)}, got {name!r}")
+    return NPDraw.from_pretrained(name)
+
+
+def _picture(images: torch.Tensor, scale: int = SCALE) -> Image.Image:
+    """(C, H, W) or (N, C, H, W) in [0, 1] -> one PIL image, enlarged ``scale`` times (a grid for a batch)."""
+    images = images[None] if images.ndim == 3 else images
+    grid = make_grid(images.cpu(), nrow=min(8, len(images)), padding=2 if len(images) > 1 else 0)
+    return grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+
+
+@dataclass
+class Drawing:
+    """One drawing the page works on: its model's name and its latents (one image, T steps)."""
+
+    model: str
+    latents: Latents
+
+
+def sample(model: str, seed: int, temperature: float, count: int) -> tuple[Image.Image, list[Drawing]]:
+    """``count`` samples of ``model`` with ``seed``: the grid and each drawing."""
+    net = load(model)
+    out = net.sample(int(count), generator=torch.Generator().manual_seed(int(seed)), temperature=float(temperature),
+                     progress=False)
+    drawings = [Drawing(model, out.latents[i:i + 1]) for i in range(len(out.latents))]
+    return _picture(out.images), drawings
+
+
+def watch(drawing: Drawing, folder: str | Path) -> tuple[list[Image.Image], Path]:
+    """The canvas after each drawn step of ``drawing`` (the pasted part outlined) and the decoded image last, and an
+    animated GIF of them written into ``folder``."""
+    net = load(drawing.model)
+    frames = to_pil(drawing_frames(net, drawing.latents, scale=SCALE * 2))
+    gif = save_drawing_gif(net, drawing.latents, Path(folder) / f"{drawing.model}-drawing.gif", scale=SCALE * 2)
+    return frames, gif
+
+
+def _steps(drawing: Drawing, name: str, value: Any) -> int:
+    count = drawing.latents.ids.shape[1]
+    if not float(value).is_integer() or not 0 <= int(value) < count:
+        raise InvalidInputError(f"{name} must be a whole number in [0, {count - 1}], got {value!r}")
+    return int(value)
+
+
+def edit(drawing: Drawing, action: str, step: int, cell: int = 0, part: int = 0, seed: int = 0) -> Drawing:
+    """``drawing`` with one edit (one of :data:`ACTIONS`): its ``step``-th drawn part (0 = the first drawn, as the
+    Watch tab's frames count them) removed, moved to grid cell ``cell``, or swapped for bank part ``part``; or its
+    first ``step`` steps kept and the rest drawn by the prior (seeded by ``seed``)."""
+    net = load(drawing.model)
+    latents = drawing.latents
+    ids, locs, present = latents.ids.clone(), latents.locs.clone(), latents.present.clone()
+    if action == ACTIONS[3]:
+        done = net.complete(latents, _steps(drawing, "step", step), torch.Generator().manual_seed(int(seed)))
+        return Drawing(drawing.model, done.latents)
+    drawn = present[0].nonzero()[:, 0].tolist()
+    if not float(step).is_integer() or not 0 <= int(step) < len(drawn):
+        raise InvalidInputError(f"step must be a drawn part's number in [0, {len(drawn) - 1}] (this drawing has "
+                                f"{len(drawn)}), got {step!r}")
+    t = drawn[int(step)]
+    if action == ACTIONS[0]:
+        present[0, t] = 0
+    elif action == ACTIONS[1]:
+        locs[0, t] = _steps(drawing, "cell", cell)
+    elif action == ACTIONS[2]:
+        if not float(part).is_integer() or not 0 <= int(part) < net.config.num_parts:
+            raise InvalidInputError(f"part must be a whole number in [0, {net.config.num_parts - 1}], got {part!r}")
+        ids[0, t] = int(part)
+    else:
+        raise InvalidInputError(f"action must be one of {list(ACTIONS)}, got {action!r}")
+    return Drawing(drawing.model, Latents(ids, locs, present, canvas=net.render(ids, locs, present)))
+
+
+def paste(drawing: Drawing, image: Image.Image, rows: tuple[int, int]) -> Drawing:
+    """The paper's edit: the grid rows ``rows`` (first, last; inclusive) of ``drawing`` replaced by those of an
+    uploaded image's encoding."""
+    net = load(drawing.model)
+    side = net.grid.side
+    first, last = (int(r) for r in rows)
+    if not 0 <= first <= last < side:
+        raise InvalidInputError(f"rows must be two grid rows first <= last in [0, {side - 1}], got {rows!r}")
+    source = net.encode(image)
+    cells = [r * side + c for r in range(first, last + 1) for c in range(side)]
+    return Drawing(drawing.model, paste_latents(net, drawing.latents, source, cells=cells))
+
+
+def show(drawing: Drawing) -> tuple[Image.Image, Image.Image]:
+    """The canvas of ``drawing`` and its decoded image."""
+    net = load(drawing.model)
+    canvas = drawing.latents.canvas
+    if canvas is None:
+        canvas = net.render(drawing.latents.ids, drawing.latents.locs, drawing.latents.present)
+    return _picture(canvas[0]), _picture(net.decode(canvas)[0])
+
+
+def reconstruct(model: str, files: list[str | Path]) -> tuple[Image.Image, str]:
+    """Uploaded image files (any size: centre-cropped and resized as ``fit`` does): a picture with a row per image
+    of the image, its parse, the encoder's canvas and the reconstruction, and the reconstructions' PSNR."""
+    net = load(model)
+    if not files:
+        raise InvalidInputError("upload at least one image")
+    pictures = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+                pictures.append(image.copy())
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise InvalidInputError(f"{Path(file).name} is not an image this page can read: {error}") from error
+    cfg = net.config
+    images = check_images(from_pil_images(pictures, channels=cfg.channels, size=cfg.image_size),
+                          channels=cfg.channels, size=cfg.image_size)
+    values = psnr(net.reconstruct(images), images)
+    text = ", ".join(f"{Path(f).name}: {v:.2f} dB" for f, v in zip(files, values.tolist()))
+    return reconstruction_image(net, images), f"reconstruction PSNR: {text}"
+
+
+def _guard(function):
+    """Run ``function``; an error of the user's making becomes a message on the page (gradio.Error), never a
+    stack trace, and the server keeps running."""
+    import gradio as gr
+
+    @functools.wraps(function)
+    def wrapped(*args):
+        try:
+            return function(*args)
+        except (NPDrawError, ValueError, TypeError, OSError) as error:
+            logger.info("demo: %s", error)
+            raise gr.Error(str(error)) from error
+    return wrapped
+
+
+def build(default: str = "mnist"):
+    """The Gradio app (gradio.Blocks)."""
+    import gradio as gr
+
+    folder = Path(tempfile.mkdtemp(prefix="np-draw-demo-"))
+    with gr.Blocks(title="np-draw", analytics_enabled=False) as app:
+        gr.Markdown("# NP-DRAW\nImages drawn part by part on a canvas, then decoded. Sample, watch a drawing, "
+                    "edit its parts, or reconstruct your own images.")
+        model = gr.Dropdown(list(MODELS), value=default, label="model")
+        drawings = gr.State([])
+        current = gr.State(None)
+        with gr.Tab("Sample"):
+            with gr.Row():
+                seed = gr.Number(0, label="seed", precision=0)
+                temperature = gr.Slider(0.1, 1.5, value=1.0, label="temperature")
+                count = gr.Slider(1, 64, value=16, step=1, label="count")
+            go = gr.Button("Sample", elem_id="sample")
+            grid = gr.Image(label="samples", type="pil", elem_id="samples")
+            chosen = gr.Number(0, label="sample to watch and edit (0 = first, row by row)", precision=0)
+        with gr.Tab("Watch"):
+            draw = gr.Button("Draw it", elem_id="watch")
+            step = gr.Slider(0, 1, value=0, step=1, label="step")
+            frame = gr.Image(label="canvas after the step (the last frame is the decoded image)", type="pil")
+            gif = gr.File(label="the drawing as a GIF")
+            frames = gr.State([])
+        with gr.Tab("Edit"):
+            with gr.Row():
+                canvas = gr.Image(label="canvas", type="pil", elem_id="canvas")
+                decoded = gr.Image(label="decoded", type="pil", elem_id="decoded")
+            action = gr.Radio(list(ACTIONS), value=ACTIONS[0], label="edit")
+            with gr.Row():
+                edit_step = gr.Number(0, label="drawn part (0 = first), or steps kept", precision=0,
+                                      elem_id="edit-step")
+                cell = gr.Number(0, label="cell", precision=0)
+                part = gr.Number(0, label="bank part", precision=0)
+            apply = gr.Button("Apply", elem_id="apply")
+            with gr.Row():
+                source = gr.Image(label="paste from this image", type="pil")
+                first_row = gr.Number(0, label="first row", precision=0)
+                last_row = gr.Number(2, label="last row", precision=0)
+            paste_button = gr.Button("Paste its rows")
+        with gr.Tab("Reconstruct"):
+            uploads = gr.File(label="images (any size)", file_count="multiple", elem_id="uploads")
+            rebuild = gr.Button("Reconstruct", elem_id="reconstruct")
+            rows = gr.Image(label="image, parse, encoder's canvas, reconstruction", type="pil", elem_id="rows")
+            score = gr.Textbox(label="PSNR", elem_id="psnr")
+
+        def pick(items: list[Drawing], index: float) -> tuple:
+            if not items:
+                raise InvalidInputError("sample first (the Sample tab)")
+            if not float(index).is_integer() or not 0 <= int(index) < len(items):
+                raise InvalidInputError(f"sample to watch must be in [0, {len(items) - 1}], got {index!r}")
+            return (items[int(index)], *show(items[int(index)]))
+
+        go.click(_guard(sample), [model, seed, temperature, count], [grid, drawings]).then(
+            _guard(pick), [drawings, chosen], [current, canvas, decoded])
+        chosen.change(_guard(pick), [drawings, chosen], [current, canvas, decoded])
+
+        def film(drawing: Drawing | None) -> tuple:
+            if drawing is None:
+                raise InvalidInputError("sample first (the Sample tab)")
+            pictures, path = watch(drawing, folder)
+            return pictures, gr.Slider(0, len(pictures) - 1, value=len(pictures) - 1, step=1), pictures[-1], str(path)
+
+        draw.click(_guard(film), [current], [frames, step, frame, gif])
+        step.change(lambda pictures, i: pictures[int(i)] if pictures else None, [frames, step], [frame])
+
+        def change(drawing: Drawing | None, *args) -> tuple:
+            if drawing is None:
+                raise InvalidInputError("sample first (the Sample tab)")
+            edited = edit(drawing, *args)
+            return (edited, *show(edited))
+
+        apply.click(_guard(change), [current, action, edit_step, cell, part, seed], [current, canvas, decoded])
+
+        def graft(drawing: Drawing | None, image: Image.Image | None, first: float, last: float) -> tuple:
+            if drawing is None or image is None:
+                raise InvalidInputError("sample first, and upload an image to paste from")
+            pasted = paste(drawing, image, (first, last))
+            return (pasted, *show(pasted))
+
+        paste_button.click(_guard(graft), [current, source, first_row, last_row], [current, canvas, decoded])
+        rebuild.click(_guard(reconstruct), [model, uploads], [rows, score])
+    return app
+
+
+def serve(model: str = "mnist", *, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
+    """Start the page on ``host:port`` (loopback unless asked); returns the app (with ``block`` False, at once)."""
+    if model not in MODELS:
+        raise InvalidInputError(f"model must be one of {list(MODELS)}, got {model!r}")
+    import gradio as gr
+
+    app = build(model)
+    # The system's fonts: the default theme's come from Google's servers, which an offline machine cannot reach.
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])
+    app.launch(server_name=host, server_port=port, share=False, show_error=False, max_file_size=MAX_UPLOAD,
+               prevent_thread_lock=not block, quiet=True, theme=theme)
+    return app

@@ -1,0 +1,124 @@
+"""np-draw demo: the page's functions without a browser, then the page itself in a real headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from np_draw import demo
+from np_draw.errors import InvalidInputError
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _drawn_step(drawing: demo.Drawing) -> int:
+    return int(drawing.latents.present[0].nonzero()[0, 0])
+
+
+def test_sampling_is_seeded_and_gives_one_drawing_per_image():
+    grid, drawings = demo.sample("mnist", 3, 1.0, 4)
+    again, _ = demo.sample("mnist", 3, 1.0, 4)
+    assert len(drawings) == 4 and all(d.latents.ids.shape == (1, 36) for d in drawings)
+    assert np.array_equal(np.asarray(grid), np.asarray(again))
+    assert grid.width > grid.height  # four images side by side
+
+
+def test_watching_gives_a_frame_per_drawn_step_and_the_decoded_image(tmp_path):
+    _, drawings = demo.sample("mnist", 0, 1.0, 1)
+    frames, gif = demo.watch(drawings[0], tmp_path)
+    assert len(frames) == int(drawings[0].latents.present.sum()) + 1
+    with Image.open(gif) as animation:
+        assert animation.n_frames >= 2
+
+
+def test_edits_change_the_drawing_as_they_say():
+    _, drawings = demo.sample("mnist", 0, 1.0, 1)
+    drawing = drawings[0]
+    t = _drawn_step(drawing)  # drawn part 0 is drawn at step t
+    removed = demo.edit(drawing, demo.ACTIONS[0], 0)
+    assert removed.latents.present[0, t] == 0 and removed.latents.present.sum() == drawing.latents.present.sum() - 1
+    moved = demo.edit(drawing, demo.ACTIONS[1], 0, cell=35)
+    assert moved.latents.locs[0, t] == 35 and not torch.equal(moved.latents.canvas, drawing.latents.canvas)
+    swapped = demo.edit(drawing, demo.ACTIONS[2], 0, part=7)
+    assert swapped.latents.ids[0, t] == 7
+    completed = demo.edit(drawing, demo.ACTIONS[3], 18, seed=1)
+    assert torch.equal(completed.latents.ids[0, :18], drawing.latents.ids[0, :18])
+    canvas, decoded = demo.show(completed)
+    assert canvas.size == decoded.size == (28 * demo.SCALE, 28 * demo.SCALE)
+    pasted = demo.paste(drawing, Image.new("L", (40, 40), 0), (0, 5))  # a blank image over every row
+    assert pasted.latents.present.sum() == 0
+    count = int(drawing.latents.present.sum())
+    with pytest.raises(InvalidInputError, match=rf"step must be a drawn part's number in \[0, {count - 1}\]"):
+        demo.edit(drawing, demo.ACTIONS[0], count)
+    with pytest.raises(InvalidInputError, match=r"step must be a whole number in \[0, 35\], got 36"):
+        demo.edit(drawing, demo.ACTIONS[3], 36)
+    with pytest.raises(InvalidInputError, match=r"part must be a whole number in \[0, 49\], got 50"):
+        demo.edit(drawing, demo.ACTIONS[2], 0, part=50)
+
+
+def test_reconstruct_takes_any_size_and_names_a_file_that_is_not_an_image(tmp_path):
+    Image.new("RGB", (90, 60), (200, 200, 200)).save(tmp_path / "face.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    picture, text = demo.reconstruct("celeba", [tmp_path / "face.png"])
+    assert picture.width > 64 and text.startswith("reconstruction PSNR: face.png: ")
+    with pytest.raises(InvalidInputError, match="notes.png is not an image this page can read"):
+        demo.reconstruct("celeba", [tmp_path / "notes.png"])
+    with pytest.raises(InvalidInputError, match=r"model must be one of \['mnist', 'omniglot', 'cifar10', 'celeba'\]"):
+        demo.load("mnsit")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_the_page_samples_edits_and_reconstructs_in_a_real_browser(tmp_path):
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (in the dev extra)")
+    port = _free_port()
+    app = demo.serve("mnist", port=port, block=False)
+    Image.new("L", (50, 50), 255).save(tmp_path / "upload.png")
+    (tmp_path / "junk.png").write_text("not an image")
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+            page.click("#sample", timeout=60_000)
+            page.wait_for_selector("#samples img", timeout=60_000)
+            page.screenshot(path=str(tmp_path / "sample.png"))
+            page.get_by_role("tab", name="Edit").click()
+            page.wait_for_selector("#decoded img", timeout=60_000)
+            before = page.get_attribute("#canvas img", "src")
+            page.fill("#edit-step input", "0")
+            page.click("#apply")
+            page.wait_for_function("src => document.querySelector('#canvas img').src !== src", arg=before,
+                                   timeout=60_000)
+            page.screenshot(path=str(tmp_path / "edit.png"))
+            page.get_by_role("tab", name="Reconstruct").click()
+            page.set_input_files("#uploads input[type=file]", str(tmp_path / "upload.png"))
+            page.wait_for_timeout(1000)
+            page.click("#reconstruct")
+            page.wait_for_selector("#rows img", timeout=60_000)
+            assert "upload.png" in page.input_value("#psnr textarea")
+            # A file that is not an image: a message on the page, and the server goes on answering.
+            page.set_input_files("#uploads input[type=file]", str(tmp_path / "junk.png"))
+            page.wait_for_timeout(1000)
+            page.click("#reconstruct")
+            page.wait_for_selector("text=is not an image this page can read", timeout=60_000)
+            browser.close()
+    finally:
+        app.close()
+    with Image.open(tmp_path / "edit.png") as shot:
+        assert shot.width > 500
+    time.sleep(0.1)
