@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import sys
 import time
 
 import numpy as np
@@ -122,3 +123,11 @@ def test_the_page_samples_edits_and_reconstructs_in_a_real_browser(tmp_path):
     with Image.open(tmp_path / "edit.png") as shot:
         assert shot.width > 500
     time.sleep(0.1)
+
+
+def test_np_draw_demo_without_gradio_says_how_to_install_it(monkeypatch, capsys):
+    from np_draw.cli import main
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if not installed: import raises
+    assert main(["demo"]) == 2
+    assert "np-draw demo: error: np-draw demo needs the demo extra: pip install 'np-draw[demo]'" in capsys.readouterr().err
