@@ -549,6 +549,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise InvalidInputError("np-draw demo needs the demo extra: pip install 'np-draw[demo]' (Gradio)") from None
     from .demo import serve
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, one line each
     print(f"np-draw demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     serve(args.name, host=args.host, port=args.port)
     return 0
