@@ -60,13 +60,18 @@ class Drawing:
     latents: Latents
 
 
-def sample(model: str, seed: int, temperature: float, count: int) -> tuple[Image.Image, list[Drawing]]:
-    """``count`` samples of ``model`` with ``seed``: the grid and each drawing."""
+def sample(model: str, seed: int, temperature: float, count: int) -> tuple[list[Image.Image], list[Drawing]]:
+    """``count`` samples of ``model`` with ``seed``: each image (enlarged) and each drawing."""
     net = load(model)
     out = net.sample(int(count), generator=torch.Generator().manual_seed(int(seed)), temperature=float(temperature),
                      progress=False)
     drawings = [Drawing(model, out.latents[i:i + 1]) for i in range(len(out.latents))]
-    return _picture(out.images), drawings
+    return [_picture(image) for image in out.images], drawings
+
+
+def from_image(model: str, image: Image.Image) -> Drawing:
+    """An uploaded image (any size: centre-cropped and resized) as a drawing: the encoder's latents."""
+    return Drawing(model, load(model).encode(image))
 
 
 def watch(drawing: Drawing, folder: str | Path) -> tuple[list[Image.Image], Path]:
@@ -189,8 +194,10 @@ def build(default: str = "mnist"):
                 temperature = gr.Slider(0.1, 1.5, value=1.0, label="temperature")
                 count = gr.Slider(1, 64, value=16, step=1, label="count")
             go = gr.Button("Sample", elem_id="sample")
-            grid = gr.Image(label="samples", type="pil", elem_id="samples")
-            chosen = gr.Number(0, label="sample to watch and edit (0 = first, row by row)", precision=0)
+            grid = gr.Gallery(label="samples: click one to watch and edit it", columns=8, object_fit="contain",
+                              elem_id="samples")
+            chosen = gr.Number(0, label="sample to watch and edit (0 = first, row by row)", precision=0,
+                               elem_id="chosen")
         with gr.Tab("Watch"):
             draw = gr.Button("Draw it", elem_id="watch")
             step = gr.Slider(0, 1, value=0, step=1, label="step")
@@ -213,6 +220,9 @@ def build(default: str = "mnist"):
                 first_row = gr.Number(0, label="first row", precision=0)
                 last_row = gr.Number(2, label="last row", precision=0)
             paste_button = gr.Button("Paste its rows")
+            with gr.Row():
+                own = gr.Image(label="or watch and edit your own image", type="pil", elem_id="own")
+                use = gr.Button("Use this image", elem_id="use")
         with gr.Tab("Reconstruct"):
             uploads = gr.File(label="images (any size)", file_count="multiple", elem_id="uploads")
             rebuild = gr.Button("Reconstruct", elem_id="reconstruct")
@@ -229,6 +239,20 @@ def build(default: str = "mnist"):
         go.click(_guard(sample), [model, seed, temperature, count], [grid, drawings]).then(
             _guard(pick), [drawings, chosen], [current, canvas, decoded])
         chosen.change(_guard(pick), [drawings, chosen], [current, canvas, decoded])
+        def choose(selected) -> int:
+            return selected.index
+
+        # Gradio hands the click to a parameter annotated SelectData; this module's annotations are strings.
+        choose.__annotations__ = {"selected": gr.SelectData, "return": int}
+        grid.select(choose, [], [chosen])
+
+        def adopt(name: str, image: Image.Image | None) -> tuple:
+            if image is None:
+                raise InvalidInputError("upload an image first")
+            drawing = from_image(name, image)
+            return (drawing, *show(drawing))
+
+        use.click(_guard(adopt), [model, own], [current, canvas, decoded])
 
         def film(drawing: Drawing | None) -> tuple:
             if drawing is None:

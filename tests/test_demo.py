@@ -23,11 +23,22 @@ def _drawn_step(drawing: demo.Drawing) -> int:
 
 
 def test_sampling_is_seeded_and_gives_one_drawing_per_image():
-    grid, drawings = demo.sample("mnist", 3, 1.0, 4)
+    images, drawings = demo.sample("mnist", 3, 1.0, 4)
     again, _ = demo.sample("mnist", 3, 1.0, 4)
-    assert len(drawings) == 4 and all(d.latents.ids.shape == (1, 36) for d in drawings)
-    assert np.array_equal(np.asarray(grid), np.asarray(again))
-    assert grid.width > grid.height  # four images side by side
+    assert len(images) == len(drawings) == 4 and all(d.latents.ids.shape == (1, 36) for d in drawings)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(images, again))
+    assert images[0].size == (28 * demo.SCALE, 28 * demo.SCALE)
+    _, decoded = demo.show(drawings[2])
+    # The drawing is the image shown (to a grey level: a convolution over another batch size may round apart).
+    assert np.abs(np.asarray(decoded, dtype=int) - np.asarray(images[2], dtype=int)).max() <= 1
+
+
+def test_an_uploaded_image_becomes_a_drawing_to_watch_and_edit(tmp_path):
+    drawing = demo.from_image("mnist", Image.new("L", (60, 40), 0))
+    assert drawing.latents.ids.shape == (1, 36) and drawing.latents.present.sum() == 0  # a blank image draws nothing
+    digit = demo.from_image("mnist", demo.sample("mnist", 0, 1.0, 1)[0][0])
+    frames, _ = demo.watch(digit, tmp_path)
+    assert len(frames) == int(digit.latents.present.sum()) + 1 > 1
 
 
 def test_watching_gives_a_frame_per_drawn_step_and_the_decoded_image(tmp_path):
@@ -97,6 +108,9 @@ def test_the_page_samples_edits_and_reconstructs_in_a_real_browser(tmp_path):
             page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
             page.click("#sample", timeout=60_000)
             page.wait_for_selector("#samples img", timeout=60_000)
+            page.locator("#samples img").nth(2).click()  # the third sample, opened for watching and editing
+            page.wait_for_function("document.querySelector('#chosen input').value === '2'", timeout=30_000)
+            page.keyboard.press("Escape")  # the gallery's enlarged preview
             page.screenshot(path=str(tmp_path / "sample.png"))
             page.get_by_role("tab", name="Edit").click()
             page.wait_for_selector("#decoded img", timeout=60_000)
