@@ -203,29 +203,28 @@ def _square(image: Image.Image, size: int, channels: int, name: str = "image") -
     return np.array(image, dtype=np.uint8).reshape(size, size, channels)
 
 
-def _image_files(folder: Path) -> list[str]:
-    """The paths of the files under ``folder`` (recursively, sorted) that Pillow reads to the end; the others (not
-    images, or truncated) are skipped with a warning naming them. Each is decoded once and let go, so that a
-    folder read lazily later fails on none. Plain strings: a Path object costs several times the memory, which
-    shows at 100,000 files."""
+def _readable(folder: Path) -> Iterator[tuple[str, Image.Image]]:
+    """The files under ``folder`` (recursively, sorted) that Pillow reads to the end, decoded, one at a time; the
+    others (not images, or truncated) are skipped with a warning naming them, and a folder with none is an error."""
     if not folder.is_dir():
         raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
-    files, skipped = [], []
+    skipped, found = [], False
     # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
-    # their order.
+    # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
     for path in sorted((os.path.join(root, name) for root, _, names in os.walk(folder) for name in names),
                        key=lambda path: path.split(os.sep)):
         try:
             with Image.open(path) as image:
                 image.load()
-            files.append(path)
         except (OSError, SyntaxError, ValueError) as error:
             skipped.append(f"{os.path.basename(path)} ({error.__class__.__name__})")
+            continue
+        found = True
+        yield path, image
     if skipped:
         logger.warning("skipped %d files that are not readable images: %s", len(skipped), ", ".join(skipped[:10]))
-    if not files:
+    if not found:
         raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
-    return files
 
 
 def _open_image(path: str | Path) -> Image.Image:
@@ -242,8 +241,7 @@ def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch
     and resized to ``size``: uint8 (N, C, size, size). Files that are not images or are truncated are skipped
     with a warning naming them."""
     # One file open at a time: the folder is never held in memory at its own resolution.
-    return from_pil_images(((path, _open_image(path)) for path in _image_files(Path(folder))),
-                           channels=channels, size=size)
+    return from_pil_images(_readable(Path(folder)), channels=channels, size=size)
 
 
 def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int, size: int,
@@ -499,29 +497,30 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
             raise InvalidInputError(f"{name}: an ImageSource of {images.channels}x{images.size}x{images.size} images "
                                     f"for a model of {channels}x{size}x{size}")
         return images
-    dataset = images.dataset if isinstance(images, torch.utils.data.DataLoader) else images
-    if isinstance(images, torch.utils.data.DataLoader) and not _plain(images):
-        logger.info("%s: the DataLoader has its own sampler or collate_fn, which choose or change the images: it is "
-                    "read through once and its images held in memory", name)
-        dataset = None
     if isinstance(images, (str, Path)):
-        files = _image_files(Path(images))
+        # Each file is decoded once here and let go, so that reading the folder lazily later fails on none.
+        files = [path for path, _ in _readable(Path(images))]
         source: ImageSource = LazyImages(len(files), lambda i: _open_image(files[i]), channels=channels, size=size,
                                          name=str(images), label=files.__getitem__)
-    elif dataset is not None and _is_dataset(images) and hasattr(dataset, "__len__") and not isinstance(
-            dataset, torch.utils.data.IterableDataset):
-        if dataset is not images:
+    else:
+        loader = isinstance(images, torch.utils.data.DataLoader)
+        dataset = images.dataset if loader else images
+        if not _is_dataset(images) or not hasattr(dataset, "__len__") \
+                or isinstance(dataset, torch.utils.data.IterableDataset) or (loader and not _plain(images)):
+            if loader and not _plain(images):
+                logger.info("%s: the DataLoader has its own sampler or collate_fn, which choose or change the images: "
+                            "it is read through once and its images held in memory", name)
+            elif _is_dataset(images):
+                logger.info("%s is an iterable dataset, which cannot be read by index: its images are held in memory",
+                            name)
+            tensor = as_image_tensor(images, channels=channels, size=size, name=name)
+            return TensorImages(check_images(tensor, channels=channels, size=size, name=name))
+        if loader:
             logger.info("%s: the DataLoader's dataset is read by index in fit's own seeded order and batch size; the "
                         "loader's sampler, batch size and workers are not used", name)
         if len(dataset) == 0:
             raise InvalidInputError(f"{name} is an empty dataset")
         source = LazyImages(len(dataset), dataset.__getitem__, channels=channels, size=size, name=name)
-    else:
-        if _is_dataset(images) and dataset is not None:
-            logger.info("%s is an iterable dataset, which cannot be read by index: its images are held in memory",
-                        name)
-        tensor = as_image_tensor(images, channels=channels, size=size, name=name)
-        return TensorImages(check_images(tensor, channels=channels, size=size, name=name))
     logger.info("%s: %d images, read a batch at a time (others than %dx%d are centre-cropped and resized)", name,
                 len(source), size, size)
     return source

@@ -83,10 +83,10 @@ def watch(drawing: Drawing, folder: str | Path) -> tuple[list[Image.Image], Path
     return frames, gif
 
 
-def _steps(drawing: Drawing, name: str, value: Any) -> int:
-    count = drawing.latents.ids.shape[1]
+def _whole(value: Any, name: str, count: int, what: str = "a whole number", note: str = "") -> int:
+    """``value`` as an int in [0, count), else an error naming ``name`` and the range."""
     if not float(value).is_integer() or not 0 <= int(value) < count:
-        raise InvalidInputError(f"{name} must be a whole number in [0, {count - 1}], got {value!r}")
+        raise InvalidInputError(f"{name} must be {what} in [0, {count - 1}]{note}, got {value!r}")
     return int(value)
 
 
@@ -98,21 +98,17 @@ def edit(drawing: Drawing, action: str, step: int, cell: int = 0, part: int = 0,
     latents = drawing.latents
     ids, locs, present = latents.ids.clone(), latents.locs.clone(), latents.present.clone()
     if action == ACTIONS[3]:
-        done = net.complete(latents, _steps(drawing, "step", step), torch.Generator().manual_seed(int(seed)))
+        kept = _whole(step, "step", latents.ids.shape[1])
+        done = net.complete(latents, kept, torch.Generator().manual_seed(int(seed)))
         return Drawing(drawing.model, done.latents)
     drawn = present[0].nonzero()[:, 0].tolist()
-    if not float(step).is_integer() or not 0 <= int(step) < len(drawn):
-        raise InvalidInputError(f"step must be a drawn part's number in [0, {len(drawn) - 1}] (this drawing has "
-                                f"{len(drawn)}), got {step!r}")
-    t = drawn[int(step)]
+    t = drawn[_whole(step, "step", len(drawn), "a drawn part's number", f" (this drawing has {len(drawn)})")]
     if action == ACTIONS[0]:
         present[0, t] = 0
     elif action == ACTIONS[1]:
-        locs[0, t] = _steps(drawing, "cell", cell)
+        locs[0, t] = _whole(cell, "cell", net.grid.num_cells)
     elif action == ACTIONS[2]:
-        if not float(part).is_integer() or not 0 <= int(part) < net.config.num_parts:
-            raise InvalidInputError(f"part must be a whole number in [0, {net.config.num_parts - 1}], got {part!r}")
-        ids[0, t] = int(part)
+        ids[0, t] = _whole(part, "part", net.config.num_parts)
     else:
         raise InvalidInputError(f"action must be one of {list(ACTIONS)}, got {action!r}")
     return Drawing(drawing.model, Latents(ids, locs, present, canvas=net.render(ids, locs, present)))
@@ -232,9 +228,8 @@ def build(default: str = "mnist"):
         def pick(items: list[Drawing], index: float) -> tuple:
             if not items:
                 raise InvalidInputError("sample first (the Sample tab)")
-            if not float(index).is_integer() or not 0 <= int(index) < len(items):
-                raise InvalidInputError(f"sample to watch must be in [0, {len(items) - 1}], got {index!r}")
-            return (items[int(index)], *show(items[int(index)]))
+            drawing = items[_whole(index, "sample to watch", len(items))]
+            return (drawing, *show(drawing))
 
         go.click(_guard(sample), [model, seed, temperature, count], [grid, drawings]).then(
             _guard(pick), [drawings, chosen], [current, canvas, decoded])

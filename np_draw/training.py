@@ -497,8 +497,7 @@ class _Run:
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                         module.eval()
             substitution = substitution_probability(self.epoch, self.rate, cfg.substitution_start)
-            x = self.images.read(index).to(device=model.device, dtype=model.dtype)
-            terms = objective(model, _targets(model, x), self.parsed[index], tau=temperature(),
+            terms = objective(model, _targets(model, self._read(index)), self.parsed[index], tau=temperature(),
                               substitution=substitution)
             loss = (terms.negative_elbo + self.parse_weight * terms.parse_ce).sum()
             return loss, {"loss": loss.item(), "reconstruction": terms.reconstruction.sum().item(),
@@ -528,10 +527,9 @@ class _Run:
         self._epochs(length, cfg.batch_size, trained, compute, end_epoch, "epoch")
         model.prior.requires_grad_(True)
 
-    def _canvas(self, index: torch.Tensor) -> torch.Tensor:
-        """The images at ``index`` at canvas resolution, on the model's device: (n, C, S, S)."""
-        x = self.images.read(index).to(device=self.model.device, dtype=self.model.dtype)
-        return to_canvas(x, self.model.config.canvas_size)
+    def _read(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at ``index`` on the model's device and in its dtype: (n, C, H, W)."""
+        return self.images.read(index).to(device=self.model.device, dtype=self.model.dtype)
 
     def _bank_images(self) -> torch.Tensor:
         """The training images the part bank is fitted on: all of them up to ``config.bank_images``, else a seeded
@@ -544,14 +542,14 @@ class _Run:
 
     def _parse(self) -> None:
         """Parse every image a chunk at a time into the compact store."""
-        model, chunk = self.model, 4096
-        self.parsed = _Parses(len(self.images), model.grid.num_cells, model.config.num_parts, model.device)
+        model, chunk, cfg = self.model, 4096, self.model.config
+        self.parsed = _Parses(len(self.images), model.grid.num_cells, cfg.num_parts, model.device)
         bar = tqdm(total=len(self.images), desc="parse", disable=not self.progress or self.rank != 0, leave=False)
-        for start in range(0, len(self.images), chunk):
-            index = torch.arange(start, min(start + chunk, len(self.images)))
-            self.parsed[start:start + chunk] = parse(self._canvas(index), model.bank, model.grid,
-                                                     empty_threshold=model.config.empty_threshold)
-            bar.update(len(index))
+        for start, x in zip(range(0, len(self.images), chunk), self.images.chunks(size=chunk)):
+            canvas = to_canvas(x.to(device=model.device, dtype=model.dtype), cfg.canvas_size)
+            self.parsed[start:start + len(x)] = parse(canvas, model.bank, model.grid,
+                                                      empty_threshold=cfg.empty_threshold)
+            bar.update(len(x))
         bar.close()
 
     def run(self, resume: bool) -> FitHistory:
@@ -561,7 +559,8 @@ class _Run:
         empty = self.model.config.empty_threshold
         if self.stage == "bank":
             if self.config.fit_bank:
-                self.model.bank.fit(self._canvas(self._bank_images()), self.model.grid, empty_threshold=empty,
+                self.model.bank.fit(to_canvas(self._read(self._bank_images()), self.model.config.canvas_size),
+                                    self.model.grid, empty_threshold=empty,
                                     seed=self.config.seed)
             elif not self.model.is_fitted:
                 raise InvalidInputError("fit_bank=False needs a model whose part bank is already fitted")
