@@ -41,7 +41,7 @@ def main() -> None:
     fit_s, _ = timed(lambda: model.bank.fit(train, grid, empty_threshold=cfg.empty_threshold, seed=0))
     parse_s, _ = timed(lambda: parse(train, model.bank, grid, empty_threshold=cfg.empty_threshold), 2)
     test_latents = parse(test, model.bank, grid, empty_threshold=cfg.empty_threshold)
-    test_psnr = psnr(render(test_latents, model.bank, grid), test)
+    test_psnr = psnr(render(model.bank, grid, test_latents.ids, test_latents.locs, test_latents.present), test)
     results["parse"] = {"bank_fit_s": fit_s, "parse_train_s": parse_s, "bank_plus_parse_s": fit_s + parse_s,
                             "test_psnr_db": test_psnr.mean().item(),
                             "drawn_steps_per_image": test_latents.present.sum(1).mean().item()}

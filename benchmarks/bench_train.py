@@ -15,7 +15,6 @@ from common import peak_memory_mib, per_second, table, write_json
 
 from np_draw import Latents, NPDraw, NPDrawConfig, parse
 from np_draw.data import load_dataset
-from np_draw.elbo import objective
 from np_draw.training import DEFAULT_EPOCHS, DEFAULT_PRIOR_EPOCHS, FitConfig
 
 
@@ -69,7 +68,7 @@ def main() -> None:
 
         def vae_step(vae: NPDraw = vae, x: torch.Tensor = x, parsed: Latents = parsed,
                      optimizer: torch.optim.Optimizer = vae_optimizer) -> None:
-            terms = objective(vae, x, parsed, tau=1.0, substitution=0.5)
+            terms = vae.objective(x, parsed, tau=1.0, substitution=0.5)
             loss = (terms.negative_elbo + 50 * terms.parse_ce).mean()
             optimizer.zero_grad()
             loss.backward()

@@ -8,7 +8,7 @@ drawers 16-20.
 Each argument is a JSON object of FitConfig fields that change the defaults ("as is" scores the pretrained model
 without fitting). Prints, per setting, the held-out bound (--samples importance samples; 10 ranks settings at a
 fifth of the cost of the paper's 50), the FID in the cnn-mnist space between 335 samples and the held-out
-drawings, the kept round and the fit's wall time; with several --seeds (each a different draw of the training
+drawings, their reconstructions' PSNR, the kept round and the fit's wall time; with several --seeds (each a different draw of the training
 images, fit seed and sample seed), their means, and the FIDs one by one.
 """
 
@@ -23,7 +23,7 @@ from common import table
 
 from np_draw import NPDraw
 from np_draw.data import omniglot_by_drawer
-from np_draw.metrics import default_features, fid, nll
+from np_draw.metrics import default_features, fid, nll, reconstruction_psnr
 
 
 def main() -> None:
@@ -49,14 +49,16 @@ def main() -> None:
             seconds = time.perf_counter() - start
             samples = model.sample(len(test), generator=torch.Generator().manual_seed(seed), progress=False).images
             runs.append((nll(model, test, args.samples, seed=seed, progress=False).mean_nats,
-                         fid(samples, test, default_features(model), progress=False).value, kept, seconds))
+                         fid(samples, test, default_features(model), progress=False).value, kept, seconds,
+                         reconstruction_psnr(model, test).mean().item()))
             print(setting, seed, runs[-1], flush=True)
         rows.append((setting, f"{sum(r[0] for r in runs) / len(runs):.2f}", f"{sum(r[1] for r in runs) / len(runs):.2f}",
                      " / ".join(f"{r[1]:.1f}" for r in runs), " / ".join(str(r[2]) for r in runs),
-                     f"{sum(r[3] for r in runs) / len(runs):.0f}"))
+                     f"{sum(r[3] for r in runs) / len(runs):.0f}", f"{sum(r[4] for r in runs) / len(runs):.2f}"))
     table(f"Fine-tuning settings on {args.size} drawings, seeds {args.seeds} ({args.samples}-sample held-out bound, "
           f"{torch.get_num_threads()} threads)", rows,
-          ("changes to FitConfig.finetune()", "NLL (nats)", "FID-cnn-mnist", "FIDs", "kept round", "fit (s)"))
+          ("changes to FitConfig.finetune()", "NLL (nats)", "FID-cnn-mnist", "FIDs", "kept round", "fit (s)",
+           "recon PSNR (dB)"))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ from .errors import (
     WeightsUnavailableError,
 )
 from .latents import Latents, StepLogits
-from .model import NPDraw, SampleOutput
-from .parsing import parse, psnr, render
+from .metrics import psnr
+from .model import NPDraw, SampleOutput, render
+from .parsing import parse
 from .prior import Prior
 
 __all__ = [

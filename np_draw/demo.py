@@ -22,8 +22,8 @@ from .editing import paste_latents
 from .errors import InvalidInputError, NPDrawError
 from .images import make_grid, to_pil
 from .latents import Latents
+from .metrics import psnr
 from .model import NPDraw
-from .parsing import psnr
 from .pictures import drawing_frames, reconstruction_image, save_drawing_gif
 
 logger = logging.getLogger(__name__)

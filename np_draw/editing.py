@@ -14,7 +14,6 @@ Conditional completion (the prior finishing a drawing from its first steps) is :
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,9 +21,7 @@ from .canvas import Grid
 from .data import check_images
 from .errors import InvalidInputError, InvalidTypeError
 from .latents import Latents, StepLogits
-
-if TYPE_CHECKING:
-    from .model import NPDraw
+from .model import NPDraw
 
 Cells = Iterable[int] | torch.Tensor | None
 Box = tuple[int, int, int, int] | None

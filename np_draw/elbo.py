@@ -1,21 +1,16 @@
-"""The training objective of stage 2 (spec §7): the negative ELBO with Gumbel-softmax latents, the analytic
-per-step KL against the frozen prior on the posterior's sampled history (supplement eq. 2), and the reference
-code's parse supervision and parse substitution."""
+"""The pieces of the stage-2 objective (spec §7) that need no model: the relaxed posterior sample, the reference
+code's parse substitution, the analytic per-step KL (supplement eq. 2), the terms, and their schedules.
+:meth:`np_draw.NPDraw.objective` puts them together with the model's canvas, decoder and prior."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from .canvas import compose, history
 from .latents import Latents, StepLogits
-
-if TYPE_CHECKING:
-    from .model import NPDraw
 
 
 def gumbel_temperature(epoch: int, decay: float = 0.0139, minimum: float = 0.5, start: float = 1.0) -> float:
@@ -70,17 +65,10 @@ def kl_per_step(q: StepLogits, p: StepLogits, present: torch.Tensor) -> torch.Te
     return (categorical(q.ids, p.ids) + categorical(q.locs, p.locs)) * present + kl_is
 
 
-def parse_cross_entropy(q: StepLogits, parse: Latents) -> torch.Tensor:
-    """Cross-entropy of the posterior towards the parse, summed over steps: (N,)."""
-    ce_id = F.cross_entropy(q.ids.transpose(1, 2), parse.ids, reduction="none")
-    ce_loc = F.cross_entropy(q.locs.transpose(1, 2), parse.locs, reduction="none")
-    ce_is = F.binary_cross_entropy_with_logits(q.present, parse.present, reduction="none")
-    return ((ce_id + ce_loc) * parse.present + ce_is).sum(1)
-
-
 @dataclass
 class Terms:
-    """Per-image terms of the objective, in nats: reconstruction −log p(x|z), KL, parse cross-entropy."""
+    """Per-image terms of the objective, (N,) each in nats: reconstruction −log p(x|z), KL against the prior, and
+    the posterior's cross-entropy towards the parse (−log q(parse | x))."""
 
     reconstruction: torch.Tensor
     kl: torch.Tensor
@@ -90,28 +78,3 @@ class Terms:
     def negative_elbo(self) -> torch.Tensor:
         """−ELBO = reconstruction + KL, per image: (N,) nats."""
         return self.reconstruction + self.kl
-
-
-def objective(model: NPDraw, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
-              hard: bool = False) -> Terms:
-    """One stochastic evaluation of the stage-2 objective.
-
-    Args:
-        model: an NPDraw whose prior is frozen.
-        x: (N, C, H, W) target images in [0, 1] (binarised for a Bernoulli likelihood).
-        parse: the images' parsed latents.
-        tau: Gumbel-softmax temperature.
-        substitution: probability that an image's sample is replaced by its parse.
-        hard: sample z_id one-hot: the terms are then a one-sample estimate of the true negative ELBO.
-    """
-    q = model.encoder(x)
-    sample = relaxed_sample(q, tau, hard)
-    if substitution > 0:
-        sample = substitute(sample, parse, torch.rand(x.shape[0], device=x.device) < substitution)
-    parts = model.bank(sample.ids)
-    placed = model.grid.place(parts, sample.locs)
-    canvas = compose(placed, sample.present)
-    reconstruction = -model.likelihood.log_prob(model.decoder(canvas), x)
-    p = model.prior(history(placed, model.grid.box(sample.locs), sample.present))
-    kl = kl_per_step(q, p, sample.present).sum(1)
-    return Terms(reconstruction, kl, parse_cross_entropy(q, parse))

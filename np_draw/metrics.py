@@ -13,20 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from einops import rearrange, repeat
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .data import check_images, to_canvas
 from .errors import CorruptWeightsError, InvalidInputError, check_count
 from .features import FeatureNetwork, feature_network
-from .latents import Latents
 from .model import NPDraw
 from .networks import evaluating
-from .parsing import psnr
 
 __all__ = ["FID", "NLL", "FeatureStatistics", "default_features", "evaluate", "feature_statistics", "fid",
-           "frechet_distance", "log_weights", "nll", "parse_psnr", "psnr", "reconstruction_psnr"]
+           "frechet_distance", "nll", "parse_psnr", "psnr", "reconstruction_psnr"]
 
 
 @dataclass
@@ -56,31 +53,8 @@ class NLL:
         return self.bits_per_dim.mean().item()
 
 
-def log_weights(model: NPDraw, x: torch.Tensor, num_samples: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """log p(x | z_s) + log p(z_s) − log q(z_s | x) for S posterior draws per image.
-
-    Args:
-        model: an NPDraw in eval mode.
-        x: (N, C, H, W) targets as the likelihood scores them (binary for a Bernoulli model), on the model's device.
-        num_samples: S.
-        generator: a CPU torch.Generator seeding the posterior draws.
-    Returns:
-        (N, S) log importance weights in nats.
-    """
-    cfg = model.config
-    q = model.encoder(x)[torch.arange(x.shape[0], device=x.device).repeat_interleave(num_samples)]
-    noise = torch.rand(x.shape[0] * num_samples, cfg.num_steps, cfg.num_parts + cfg.num_steps + 1,
-                       generator=generator).to(device=x.device, dtype=x.dtype)
-    z = Latents(*q.sample(noise))
-    log_px = model.likelihood.log_prob(model.decoder(model.render(z.ids, z.locs, z.present)),
-                                       repeat(x, "n ... -> (n s) ...", s=num_samples))
-    log_w = log_px + model.prior.log_prob(z, model.bank) - q.log_prob(z)
-    return rearrange(log_w, "(n s) -> n s", s=num_samples)
-
-
 def _targets(model: NPDraw, images: Any, generator: torch.Generator) -> torch.Tensor:
-    x = model._images(images)
+    x = model.prepare_images(images)
     if model.config.binarize and not ((x == 0) | (x == 1)).all():
         # A fixed binarisation of the grey test images, drawn once from the seed, as is usual for binarised MNIST.
         x = torch.bernoulli(x.cpu(), generator=generator).to(x)
@@ -119,7 +93,7 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
     bounds = []
     with evaluating(model):
         for start in tqdm(range(0, len(x), batch_size), desc="nll", disable=not progress, leave=False):
-            log_w = log_weights(model, x[start:start + batch_size], num_samples, generator)
+            log_w = model.log_weights(x[start:start + batch_size], num_samples, generator)
             bounds.append(math.log(num_samples) - torch.logsumexp(log_w.double(), 1))
     return NLL(torch.cat(bounds).float().cpu(), num_dims=x[0].numel(), num_samples=num_samples)
 
@@ -247,9 +221,15 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mni
 
 
 @torch.no_grad()
+def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 1.0) -> torch.Tensor:
+    """Per-image PSNR in dB, 20·log10(MAX) − 10·log10(MSE): (N, ...) and (N, ...) -> (N,)."""
+    mse = ((reconstruction - target) ** 2).flatten(1).mean(1)
+    return 20 * torch.log10(torch.tensor(max_value)) - 10 * torch.log10(mse.clamp_min(1e-10))
+
+
 def parse_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Tensor:
     """PSNR in dB of each image's parse canvas against the image at canvas size: (N,)."""
-    x = model._images(images)
+    x = model.prepare_images(images)
     return torch.cat([psnr(model.parse(x[i:i + batch_size]).canvas,
                            to_canvas(x[i:i + batch_size], model.config.canvas_size)).cpu()
                       for i in range(0, len(x), batch_size)])
@@ -258,7 +238,7 @@ def parse_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Te
 @torch.no_grad()
 def reconstruction_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Tensor:
     """PSNR in dB of each image's reconstruction decode(encode(x)) (posterior modes, mean pixels): (N,)."""
-    x = model._images(images)
+    x = model.prepare_images(images)
     with evaluating(model):
         return torch.cat([psnr(model.reconstruct(x[i:i + batch_size]), x[i:i + batch_size]).cpu()
                           for i in range(0, len(x), batch_size)])
@@ -286,7 +266,7 @@ def evaluate(model: NPDraw, images: Any, *, num_samples: int = 50, features: str
         {"nll_nats", "nll_bits_per_dim", "<FID label>", "parse_psnr_db", "reconstruction_psnr_db"} as floats:
         means over the images; the FID key names its feature network, e.g. "FID-cnn-mnist".
     """
-    x = model._images(images)
+    x = model.prepare_images(images)
     bound = nll(model, x, num_samples, seed=seed, progress=progress)
     generated = model.sample(num_generated or len(x), generator=torch.Generator().manual_seed(seed),
                              progress=progress).images

@@ -1,4 +1,11 @@
-"""NPDraw: the part bank, the prior p(z), the encoder q(z | x) and the decoder p(x | canvas) in one module."""
+"""NPDraw, the whole model: the part bank, the prior p(z), the encoder q(z | x) and the decoder p(x | canvas), and
+the joint they make: rendering latents into a canvas, the stage-2 objective, the importance weights of the bound.
+
+One rule decides what is a method here: what the model computes from images, latents or noise with its own weights
+(parse, encode, decode, reconstruct, render, sample, complete, objective, log_weights), training it (fit), and
+saving and loading it. What is done with those results (measuring them: np_draw.metrics; editing latents and
+canvases: np_draw.editing; pictures of them: np_draw.pictures) is a function taking the model as its first argument.
+"""
 
 from __future__ import annotations
 
@@ -15,23 +22,24 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange, repeat
 from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import hub
 from .bank import PartBank
-from .canvas import Grid, compose
+from .canvas import Grid, compose, history
 from .checkpoint import load_checkpoint
 from .config import NPDrawConfig
 from .data import ImageSource, TensorImages, as_image_tensor, check_images, image_source, to_canvas
-from .editing import interpolate
+from .elbo import Terms, kl_per_step, relaxed_sample, substitute
 from .errors import InvalidInputError, InvalidTypeError, check_count
 from .images import save_grid, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
 from .networks import Decoder, Encoder, evaluating
-from .parsing import parse, render
+from .parsing import parse
 from .prior import Prior
 from .training import FitConfig, FitHistory, fit
 
@@ -96,6 +104,34 @@ def uniform_noise(shape: Sequence[int], count: int, generator: Generators, devic
 # their Python overheads queueing for the interpreter lock; of 128, 1.3x faster, CelebA 2.2x).
 
 _PIECE = 128
+_RENDER_BATCH = 1024
+
+
+def place(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor) -> torch.Tensor:
+    """Each step's part on a canvas of its own: -> (N, T, C, S, S). ``ids``: (N, T) part indices or (N, T, B)
+    weights over the bank; ``locs``: (N, T) grid cells or (N, T, L) one-hot weights (relaxed latents)."""
+    parts = bank(ids) if ids.is_floating_point() else bank.lookup(ids)
+    if not locs.is_floating_point():
+        locs = F.one_hot(locs, grid.num_cells).to(parts.dtype)
+    return grid.place(parts, locs)
+
+
+def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Compose the canvas of latents: their parts pasted in step order, the running maximum of the drawn ones. The
+    one renderer of hard and relaxed latents (sampling, encoding, parsing, training and the bound all use it).
+
+    Args:
+        bank: the parts, (B, C, K, K) in [0, 1].
+        grid: the canvas's cells.
+        ids: (N, T) part indices, or (N, T, B) weights over the bank (a relaxed sample).
+        locs: (N, T) grid cells, or (N, T, L) one-hot weights.
+        present: (N, T) z_is in {0, 1} (straight-through values for a relaxed sample).
+    Returns:
+        (N, C, S, S) in [0, 1], in the bank's dtype.
+    """
+    # Each step's placed part is a canvas of its own, T times the output: a large batch is composed in pieces.
+    rows = [slice(start, start + _RENDER_BATCH) for start in range(0, len(ids), _RENDER_BATCH)] or [slice(None)]
+    return torch.cat([compose(place(bank, grid, ids[r], locs[r]), present[r].to(bank.parts.dtype)) for r in rows])
 
 
 @functools.cache
@@ -145,9 +181,9 @@ class NPDraw(nn.Module):
         """Whether the part bank has been fitted (a trained or loaded model); :meth:`fit` then fine-tunes."""
         return bool(self.bank.parts.any())
 
-    def _images(self, images: Any, name: str = "images") -> torch.Tensor:
-        """Images in any form :meth:`fit` takes -> checked (N, C, H, W) float in [0, 1] on the model's device and
-        in its dtype."""
+    def prepare_images(self, images: Any, name: str = "images") -> torch.Tensor:
+        """Images in any form :meth:`parse` takes -> checked (N, C, H, W) float in [0, 1] on the model's device and
+        in its dtype; an error names ``name`` and says what was expected."""
         cfg = self.config
         x = as_image_tensor(images, channels=cfg.channels, size=cfg.image_size, name=name)
         x = check_images(x, channels=cfg.channels, size=cfg.image_size, name=name)
@@ -171,21 +207,26 @@ class NPDraw(nn.Module):
         Returns:
             Latents (ids, locs, present (N, T); canvas (N, C, S, S) in [0, 1]).
         """
-        x = to_canvas(self._images(images), self.config.canvas_size)
+        x = to_canvas(self.prepare_images(images), self.config.canvas_size)
         latents = parse(x, self.bank, self.grid, empty_threshold=self.config.empty_threshold)
-        latents.canvas = render(latents, self.bank, self.grid)
+        latents.canvas = self.render(latents.ids, latents.locs, latents.present)
         return latents
 
     def render(self, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """Compose the canvas of hard latents (N, T) each: -> (N, C, S, S) in [0, 1]."""
-        locations = F.one_hot(locs, self.grid.num_cells).to(self.dtype)
-        return compose(self.grid.place(self.bank.lookup(ids), locations), present.to(self.dtype))
+        """The canvas of latents with this model's parts: :func:`render`."""
+        return render(self.bank, self.grid, ids, locs, present)
 
     @staticmethod
     def _batches(count: int, batch_size: int | None) -> list[slice]:
         """The slices of ``count`` items, ``batch_size`` at a time (all at once for None)."""
         size = count if batch_size is None else check_count(batch_size, "batch_size")
         return [slice(start, start + size) for start in range(0, count, size)]
+
+    def _step_noise(self, count: int, generator: Generators) -> torch.Tensor:
+        """The uniform noise of ``count`` latent sequences, (count, T, B + L + 1): one draw per step for z_id's
+        Gumbel-max over B parts, z_loc's over L cells and z_is's threshold (:meth:`StepLogits.sample`)."""
+        cfg = self.config
+        return uniform_noise((cfg.num_steps, cfg.num_parts + self.grid.num_cells + 1), count, generator, self.device)
 
     @torch.no_grad()
     def encode(self, images: Any, *, sample: bool = False, generator: Generators = None,
@@ -201,12 +242,10 @@ class NPDraw(nn.Module):
         Returns:
             Latents with ids, locs, present (N, T), the canvas (N, C, S, S) and the posterior logits.
         """
-        x = self._images(images)
+        x = self.prepare_images(images)
         batches = self._batches(len(x), batch_size)
-        cfg = self.config
         # Drawn for the whole batch up front, so the latents do not depend on batch_size.
-        noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), len(x), generator,
-                              self.device) if sample else None
+        noise = self._step_noise(len(x), generator) if sample else None
         chunks = []
         for chunk in batches:
             logits = self.encoder(x[chunk])
@@ -299,8 +338,7 @@ class NPDraw(nn.Module):
     def _draw(self, count: int, generator: Generators, temperature: float, use_cache: bool, sample_pixels: bool,
               prefix: Latents | None = None) -> SampleOutput:
         """One batch of :meth:`sample` (or :meth:`complete`, with a prefix), on the model's device."""
-        cfg = self.config
-        noise = uniform_noise((cfg.num_steps, cfg.num_parts + cfg.num_steps + 1), count, generator, self.device)
+        noise = self._step_noise(count, generator)
         pixel_noise = self._pixel_noise(count, generator) if sample_pixels else None
 
         def draw(rows: slice) -> SampleOutput:
@@ -362,13 +400,47 @@ class NPDraw(nn.Module):
         with evaluating(self):
             return self._draw(len(latents), generator, temperature, use_cache, sample_pixels, prefix.to(self.device))
 
-    def interpolate(self, first: Any, second: Any, num: int = 8, *, method: str = "logits") -> torch.Tensor:
-        """``num`` images from ``first`` to ``second`` through the latents: see :func:`np_draw.editing.interpolate`.
+    def objective(self, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
+                  hard: bool = False) -> Terms:
+        """One stochastic evaluation of the stage-2 objective (spec §7), drawn with torch's global RNG: the
+        posterior's relaxed sample rendered and decoded, its KL against the prior on its own canvas history, and the
+        posterior's cross-entropy towards the parse.
 
+        Args:
+            x: (N, C, H, W) target images in [0, 1] (binarised for a Bernoulli likelihood).
+            parse: the images' parsed latents, (N, T) each.
+            tau: the Gumbel-softmax temperature (> 0).
+            substitution: the chance that an image's sample is replaced by its parse (the reference code's schedule).
+            hard: sample z_id one-hot: the terms are then a one-sample estimate of the true negative ELBO.
         Returns:
-            (num, C, H, W) float in [0, 1]; the endpoints are the two images' reconstructions.
+            :class:`np_draw.elbo.Terms`, (N,) each in nats.
         """
-        return interpolate(self, first, second, num, method=method)
+        q = self.encoder(x)
+        z = relaxed_sample(q, tau, hard)
+        if substitution > 0:
+            z = substitute(z, parse, torch.rand(x.shape[0], device=x.device) < substitution)
+        placed = place(self.bank, self.grid, z.ids, z.locs)
+        reconstruction = -self.likelihood.log_prob(self.decoder(compose(placed, z.present)), x)
+        p = self.prior(history(placed, self.grid.box(z.locs), z.present))
+        return Terms(reconstruction, kl_per_step(q, p, z.present).sum(1), -q.log_prob(parse))
+
+    def log_weights(self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """log p(x | z_s) + log p(z_s) − log q(z_s | x) for S posterior draws per image: the importance weights of
+        the bound on −log p(x) (:func:`np_draw.metrics.nll`). Every term is an exact probability of discrete latents.
+
+        Args:
+            x: (N, C, H, W) targets as the likelihood scores them (binary for a Bernoulli model), on the model's device.
+            num_samples: S.
+            generator: a CPU torch.Generator seeding the posterior draws.
+        Returns:
+            (N, S) log importance weights in nats.
+        """
+        q = self.encoder(x)[torch.arange(x.shape[0], device=x.device).repeat_interleave(num_samples)]
+        z = Latents(*q.sample(self._step_noise(x.shape[0] * num_samples, generator)))
+        log_px = self.likelihood.log_prob(self.decoder(self.render(z.ids, z.locs, z.present)),
+                                          repeat(x, "n ... -> (n s) ...", s=num_samples))
+        log_w = log_px + self.prior.log_prob(z, self.bank) - q.log_prob(z)
+        return rearrange(log_w, "(n s) -> n s", s=num_samples)
 
     def fit(self, images: Any, config: FitConfig | None = None, *, output_dir: str | Path | None = None,
             resume: bool = False, progress: bool = True, callback: Callable[[int, FitHistory], None] | None = None,

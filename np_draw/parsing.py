@@ -1,19 +1,17 @@
-"""The heuristic parser (spec §3): each non-empty grid cell is drawn with its nearest part."""
+"""The heuristic parser (spec §3): each non-empty grid cell is drawn with its nearest part (rendered by
+:meth:`np_draw.NPDraw.render`)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
 from .bank import PartBank, nearest
-from .canvas import Grid, compose
+from .canvas import Grid
 from .latents import Latents
 
 # Parsing a large set runs this many images at a time to bound memory.
 _PARSE_BATCH = 8192
-# Rendering holds one canvas per step, T times the output: a smaller batch.
-_RENDER_BATCH = 1024
 
 
 def parse(canvas_images: torch.Tensor, bank: PartBank, grid: Grid, *, empty_threshold: float = 0.01) -> Latents:
@@ -41,19 +39,3 @@ def parse(canvas_images: torch.Tensor, bank: PartBank, grid: Grid, *, empty_thre
     steps = torch.arange(num_cells, device=canvas_images.device)
     locs = (steps * present.long()).expand(n, -1).contiguous()
     return Latents(ids, locs, present)
-
-
-def render(latents: Latents, bank: PartBank, grid: Grid) -> torch.Tensor:
-    """Paste parsed parts on a blank canvas: -> (N, C, S, S) in [0, 1]."""
-    chunks = []
-    for start in range(0, len(latents), _RENDER_BATCH):
-        part = latents[start:start + _RENDER_BATCH]
-        placed = grid.place(bank.lookup(part.ids), F.one_hot(part.locs, grid.num_cells).to(bank.parts))
-        chunks.append(compose(placed, part.present.to(bank.parts)))
-    return torch.cat(chunks)
-
-
-def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 1.0) -> torch.Tensor:
-    """Per-image PSNR in dB, 20·log10(MAX) − 10·log10(MSE): (N, ...) and (N, ...) -> (N,)."""
-    mse = ((reconstruction - target) ** 2).flatten(1).mean(1)
-    return 20 * torch.log10(torch.tensor(max_value)) - 10 * torch.log10(mse.clamp_min(1e-10))

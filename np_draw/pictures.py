@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +23,7 @@ from .data import check_images
 from .errors import InvalidInputError, InvalidTypeError
 from .images import make_grid, to_pil
 from .latents import Latents
-
-if TYPE_CHECKING:
-    from .model import NPDraw
+from .model import NPDraw
 
 RED = (1.0, 0.15, 0.15)
 

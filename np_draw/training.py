@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -24,19 +24,48 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .bank import PartBank
+from .canvas import Grid
 from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
+from .config import NPDrawConfig
 from .data import ImageSource, TensorImages, to_canvas
-from .elbo import gumbel_temperature, objective, substitution_probability
+from .elbo import Terms, gumbel_temperature, substitution_probability
 from .errors import InvalidInputError, InvalidTypeError, check_count
 from .latents import Latents
 from .networks import evaluating
 from .parsing import parse
 from .prior import Prior
 
-if TYPE_CHECKING:
-    from .model import NPDraw
-
 logger = logging.getLogger(__name__)
+
+
+class Trainable(Protocol):
+    """What training needs of a model; :class:`np_draw.NPDraw` is one. Written here, not imported, so that the
+    model (whose ``fit`` calls this module) and its training do not import each other."""
+
+    config: NPDrawConfig
+    grid: Grid
+    bank: PartBank
+    prior: Prior
+    encoder: torch.nn.Module
+    decoder: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def is_fitted(self) -> bool: ...
+
+    def objective(self, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
+                  hard: bool = False) -> Terms: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+    def eval(self) -> Any: ...
 
 
 @torch.no_grad()
@@ -178,13 +207,13 @@ class FitHistory:
     steps: int | None = None
 
 
-def _targets(model: NPDraw, x: torch.Tensor) -> torch.Tensor:
+def _targets(model: Trainable, x: torch.Tensor) -> torch.Tensor:
     """Dynamic binarisation (a fresh Bernoulli draw per use) for binarised data, else the images."""
     return torch.bernoulli(x) if model.config.binarize else x
 
 
 @torch.no_grad()
-def validation_bound(model: NPDraw, images: torch.Tensor | ImageSource, parse: Latents, batch_size: int = 100,
+def validation_bound(model: Trainable, images: torch.Tensor | ImageSource, parse: Latents, batch_size: int = 100,
                      seed: int = 0) -> float:
     """One-sample estimate of −ELBO in nats per image (an upper bound on −log p(x) in expectation), with hard
     latents drawn from the posterior itself. ``images``: (N, C, H, W) in [0, 1], or a source read a batch at a
@@ -200,7 +229,7 @@ def validation_bound(model: NPDraw, images: torch.Tensor | ImageSource, parse: L
         total = 0.0
         for start, x in zip(range(0, len(source), batch_size), source.chunks(size=batch_size)):
             x = _targets(model, x.to(device=model.device, dtype=model.dtype))
-            terms = objective(model, x, parse[start:start + batch_size], tau=1.0, hard=True)
+            terms = model.objective(x, parse[start:start + batch_size], tau=1.0, hard=True)
             total += terms.negative_elbo.sum().item()
     return total / len(source)
 
@@ -245,7 +274,7 @@ class _Stage(torch.nn.Module):
 class _Run:
     """One call of :func:`fit`: the stage, epoch and step reached, and everything needed to continue exactly."""
 
-    def __init__(self, model: NPDraw, images: ImageSource, config: FitConfig, directory: Path | None, progress: bool,
+    def __init__(self, model: Trainable, images: ImageSource, config: FitConfig, directory: Path | None, progress: bool,
                  callback: Callable[[int, FitHistory], None] | None, validation: ImageSource | None = None) -> None:
         num_train = len(images)
         if validation is not None:
@@ -497,8 +526,8 @@ class _Run:
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                         module.eval()
             substitution = substitution_probability(self.epoch, self.rate, cfg.substitution_start)
-            terms = objective(model, _targets(model, self._read(index)), self.parsed[index], tau=temperature(),
-                              substitution=substitution)
+            terms = model.objective(_targets(model, self._read(index)), self.parsed[index], tau=temperature(),
+                                    substitution=substitution)
             loss = (terms.negative_elbo + self.parse_weight * terms.parse_ce).sum()
             return loss, {"loss": loss.item(), "reconstruction": terms.reconstruction.sum().item(),
                           "kl": terms.kl.sum().item(), "parse_ce": terms.parse_ce.sum().item()}
@@ -588,29 +617,14 @@ class _Run:
         return self.history
 
 
-def fit(model: NPDraw, images: torch.Tensor | ImageSource, config: FitConfig | None = None, *,
+def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig | None = None, *,
         output_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
         callback: Callable[[int, FitHistory], None] | None = None,
         validation: torch.Tensor | ImageSource | None = None) -> FitHistory:
-    """Train ``model`` on ``images``: part bank, parse, prior pretraining, then the VAE with the prior frozen.
-
-    Args:
-        model: an NPDraw (trained in place).
-        images: (N, C, H, W) float in [0, 1], checked by the caller, on the model's device; or an
-            :class:`~np_draw.data.ImageSource` (a folder or dataset read a batch at a time: the part bank is fitted
-            on a sample of ``config.bank_images``, the parses are kept in 3 bytes a step, and memory does not grow
-            with N beyond them).
-        config: hyper-parameters; :class:`FitConfig` defaults when None.
-        output_dir: where checkpoints go (``output_dir/checkpoints``); None keeps none.
-        resume: continue from the latest checkpoint in ``output_dir`` (a fresh start when there is none). The
-            config must be the checkpoint's except ``epochs``, which may grow: a finished run then trains that many
-            epochs in all, with the same optimizer state and schedules as a run that was given them from the start.
-        progress: progress bars.
-        callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
-        validation: images held out for model selection and the validation bound, in either form ``images`` takes;
-            when given, all of ``images`` are trained on and ``config.val_fraction`` is not used.
-    Returns:
-        The history of losses.
+    """The work of :meth:`np_draw.NPDraw.fit`, which documents the arguments, on images it has already checked:
+    ``images`` and ``validation`` are (N, C, H, W) tensors in [0, 1] on the model's device, or
+    :class:`~np_draw.data.ImageSource` objects read a batch at a time; ``config`` None is :class:`FitConfig`'s
+    defaults. Returns the history of losses and validation figures.
 
     Under ``torchrun`` (WORLD_SIZE > 1) each process takes its share of every global batch and the trained modules
     are wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU); only process 0 writes checkpoints. Prior

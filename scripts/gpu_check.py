@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import peak_memory_mib, per_second, table
 
 from np_draw import NPDraw
-from np_draw.elbo import objective
 
 MODELS = ("mnist", "omniglot", "cifar10", "celeba")
 
@@ -77,7 +76,7 @@ def training_speed(name: str, device: torch.device, batch: int, repeat: int) -> 
     for label, autocast in (("float32", False), ("bf16 autocast", True)):
         def step(a: bool = autocast) -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a):
-                terms = objective(model, images, parsed, tau=0.5)
+                terms = model.objective(images, parsed, tau=0.5)
                 loss = (terms.negative_elbo + 5 * terms.parse_ce).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -17,7 +17,7 @@ import torch
 
 from np_draw import NPDraw
 from np_draw.data import DATASETS, load_dataset
-from np_draw.editing import paste_latents
+from np_draw.editing import interpolate, paste_latents
 from np_draw.pictures import (
     comparison_image,
     drawing_strip,
@@ -79,7 +79,7 @@ def main() -> None:
     save(comparison_image([images[:4], top, *completions], scale=2), "completion.png")
 
     # Interpolation from image 0 to image 1: one row per method.
-    paths = [model.interpolate(images[0], images[1], 8, method=method) for method in ("logits", "swap")]
+    paths = [interpolate(model, images[0], images[1], 8, method=method) for method in ("logits", "swap")]
     save(comparison_image(list(torch.stack(paths, dim=1)), scale=2), "interpolation.png")
 
     for path in written:

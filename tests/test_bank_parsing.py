@@ -45,7 +45,7 @@ def test_parse_of_planted_images_returns_the_planted_latents():
     latents = parse(images, bank, grid)
     assert torch.equal(latents.present, present)
     assert torch.equal(latents.ids[present.bool()], ids[present.bool()])
-    assert torch.equal(render(latents, bank, grid), images)
+    assert torch.equal(render(bank, grid, latents.ids, latents.locs, latents.present), images)
 
 
 def test_parse_batches_equal_one_image_at_a_time(mnist_images):
@@ -64,7 +64,7 @@ def test_parse_of_real_mnist_reaches_18_db(mnist_images):
     # Empty cells are not drawn, and every drawn cell is drawn at its own location.
     assert 5 < latents.present.sum(1).float().mean() < 30
     assert torch.equal(latents.locs, torch.arange(36).expand(100, -1) * latents.present.long())
-    value = psnr(render(latents, bank, MNIST_GRID), held_out).mean().item()
+    value = psnr(render(bank, MNIST_GRID, latents.ids, latents.locs, latents.present), held_out).mean().item()
     assert value >= 18.0, value
 
 

@@ -5,7 +5,7 @@ import torch
 from conftest import random_model
 
 from np_draw import Latents, NPDraw
-from np_draw.editing import paste_canvas, paste_latents, region_cells, region_pixels
+from np_draw.editing import interpolate, paste_canvas, paste_latents, region_cells, region_pixels
 
 TOP_HALF = (0, 0, 28, 14)  # left, top, right, bottom: the top three rows of MNIST's 6 x 6 cells
 
@@ -113,7 +113,7 @@ def test_pasting_latents_in_any_step_order_keeps_every_drawn_part(model):
 @pytest.mark.parametrize("method", ["logits", "swap"])
 def test_interpolation_runs_between_the_two_reconstructions(pretrained, mnist_images, method):
     first, second = mnist_images[0], mnist_images[1]
-    path = pretrained.interpolate(first, second, 5, method=method)
+    path = interpolate(pretrained, first, second, 5, method=method)
     assert path.shape == (5, 1, 28, 28) and path.min() >= 0 and path.max() <= 1
     ends = pretrained.reconstruct(torch.stack([first, second]))
     assert torch.allclose(path[0], ends[0], atol=1e-6) and torch.allclose(path[-1], ends[1], atol=1e-6)
@@ -123,7 +123,7 @@ def test_interpolation_runs_between_the_two_reconstructions(pretrained, mnist_im
 
 def test_the_swap_interpolation_is_a_paste_of_the_first_cells(pretrained, mnist_images):
     first, second = mnist_images[2:3], mnist_images[3:4]
-    path = pretrained.interpolate(first, second, 3, method="swap")
+    path = interpolate(pretrained, first, second, 3, method="swap")
     half = paste_latents(pretrained, pretrained.encode(first), pretrained.encode(second), box=TOP_HALF)
     assert torch.allclose(path[1:2], pretrained.decode(half), atol=1e-6)
 
@@ -135,7 +135,7 @@ def test_the_swap_interpolation_of_faces_that_draw_every_step():
     first, second = faces.sample(2, generator=torch.Generator().manual_seed(0), progress=False).images
     encoded = faces.encode(torch.stack([first, second]))
     assert encoded.present.sum(1).min() > 0.9 * faces.config.num_steps
-    path = faces.interpolate(first, second, 8, method="swap")
+    path = interpolate(faces, first, second, 8, method="swap")
     ends = faces.reconstruct(torch.stack([first, second]))
     assert path.shape == (8, 3, 64, 64)
     assert torch.allclose(path[0], ends[0], atol=1e-6) and torch.allclose(path[-1], ends[1], atol=1e-6)
@@ -143,11 +143,11 @@ def test_the_swap_interpolation_of_faces_that_draw_every_step():
 
 def test_interpolation_rejects_bad_arguments(model, mnist_images):
     with pytest.raises(ValueError, match="num must be an int >= 2"):
-        model.interpolate(mnist_images[0], mnist_images[1], 1)
+        interpolate(model, mnist_images[0], mnist_images[1], 1)
     with pytest.raises(ValueError, match="method must be 'logits' or 'swap'"):
-        model.interpolate(mnist_images[0], mnist_images[1], method="linear")
+        interpolate(model, mnist_images[0], mnist_images[1], method="linear")
     with pytest.raises(ValueError, match="one image each"):
-        model.interpolate(mnist_images[:2], mnist_images[2:4])
+        interpolate(model, mnist_images[:2], mnist_images[2:4])
 
 
 def noise(n: int, seed: int) -> torch.Tensor:

@@ -45,11 +45,11 @@ def test_pasting_stays_in_the_unit_interval(grid: Grid, channels: int, num_parts
     g = torch.Generator().manual_seed(seed)
     bank = _bank(grid, channels, num_parts, g)
     latents = _latents(grid, num_parts, 3, g)
-    hard = render(latents, bank, grid)
+    hard = render(bank, grid, latents.ids, latents.locs, latents.present)
     # Soft weights, as training's relaxed samples are: convex mixtures of parts and of cells.
     part_weights = torch.softmax(torch.randn(3, grid.num_cells, num_parts, generator=g), -1)
     cell_weights = torch.softmax(torch.randn(3, grid.num_cells, grid.num_cells, generator=g), -1)
-    soft = compose(grid.place(bank(part_weights), cell_weights), latents.present)
+    soft = render(bank, grid, part_weights, cell_weights, latents.present)
     for canvas in (hard, soft):
         assert canvas.shape == (3, channels, grid.canvas_size, grid.canvas_size)
         assert canvas.min() >= 0 and canvas.max() <= 1 + 1e-6
@@ -65,13 +65,13 @@ def test_parts_placed_at_cells_parse_back_to_their_latents(grid: Grid, channels:
     bank = _bank(grid, channels, num_parts, g, low=0.2)
     planted = _latents(grid, num_parts, 4, g)
     planted.locs = torch.arange(grid.num_cells).expand(4, -1)
-    images = render(planted, bank, grid)
+    images = render(bank, grid, planted.ids, planted.locs, planted.present)
     parsed = parse(images, bank, grid)
     assert torch.equal(parsed.present, planted.present)
     drawn = planted.present.bool()
     assert torch.equal(parsed.ids[drawn], planted.ids[drawn])
     assert torch.equal(parsed.locs[drawn], planted.locs[drawn])
-    assert torch.equal(render(parsed, bank, grid), images)
+    assert torch.equal(render(bank, grid, parsed.ids, parsed.locs, parsed.present), images)
 
 
 @SETTINGS

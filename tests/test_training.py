@@ -11,7 +11,6 @@ from np_draw.elbo import (
     RelaxedLatents,
     gumbel_temperature,
     kl_per_step,
-    parse_cross_entropy,
     substitute,
     substitution_probability,
 )
@@ -57,12 +56,13 @@ def test_substitution_replaces_exactly_the_masked_images():
     assert torch.equal(out.locs[0].argmax(-1), parse.locs[0]) and torch.equal(out.present[1], torch.zeros(3))
 
 
-def test_parse_cross_entropy_is_small_for_a_posterior_that_puts_its_mass_on_the_parse():
+def test_the_parse_term_is_small_for_a_posterior_that_puts_its_mass_on_the_parse():
+    # The objective's parse cross-entropy is -log q(parse | x).
     parse = Latents(torch.tensor([[1, 2]]), torch.tensor([[0, 1]]), torch.tensor([[1.0, 0.0]]))
     confident = StepLogits(20 * F.one_hot(parse.ids, 4).float(), 20 * F.one_hot(parse.locs, 2).float(),
                            torch.tensor([[20.0, -20.0]]))
-    assert parse_cross_entropy(confident, parse).item() < 1e-6
-    assert parse_cross_entropy(random_logits(1, 2, 4, seed=3), parse).item() > 0.5
+    assert -confident.log_prob(parse).item() < 1e-6
+    assert -random_logits(1, 2, 4, seed=3).log_prob(parse).item() > 0.5
 
 
 def test_fit_trains_a_tiny_model_end_to_end(mnist_images):
