@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from einops import rearrange
 from PIL import Image
@@ -46,14 +45,6 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, p
     path = Path(path)
     make_grid(images, nrow, padding).save(path)
     return path
-
-
-def from_pil(images: list[Image.Image], channels: int) -> torch.Tensor:
-    """PIL images of one size -> (N, C, H, W) float in [0, 1]."""
-    mode = "L" if channels == 1 else "RGB"
-    arrays = [np.asarray(image.convert(mode), dtype=np.uint8).reshape(image.height, image.width, channels)
-              for image in images]
-    return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w").float() / 255
 
 
 def save_pairs(images: torch.Tensor, results: torch.Tensor, path: str | Path, pairs_per_row: int | None = None) -> Path:
