@@ -68,10 +68,6 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-# The names this module has always exported, kept for code that imports them from here.
-WeightsCorruptedError = CorruptWeightsError
-
-
 def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename, so a reader never sees half a file."""
     try:

@@ -22,16 +22,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from np_draw import NPDraw
-from np_draw.hub import (
-    MANIFEST_ENV,
-    PACKAGE_MANIFEST,
-    WeightsCorruptedError,
-    WeightsUnavailableError,
-    describe_files,
-    read_manifest,
-    sha256_file,
-)
+from np_draw import CorruptWeightsError, NPDraw, WeightsUnavailableError
+from np_draw.hub import MANIFEST_ENV, PACKAGE_MANIFEST, describe_files, read_manifest, sha256_file
 from tests.conftest import random_model
 from tests.hub_server import HubServer, fingerprint
 
@@ -182,10 +174,10 @@ def test_bundled_weights_are_verified_before_loading(world, monkeypatch):
     weights = world.manifest.parent / "tiny-bundled" / "model.safetensors"
     genuine = weights.read_bytes()
     weights.write_bytes(genuine[:-1] + bytes([genuine[-1] ^ 1]))
-    with pytest.raises(WeightsCorruptedError, match="bundled model.safetensors of 'tiny-bundled'.*its sha256 is"):
+    with pytest.raises(CorruptWeightsError, match="bundled model.safetensors of 'tiny-bundled'.*its sha256 is"):
         NPDraw.from_pretrained("tiny-bundled")
     weights.write_bytes(genuine[:-10])
-    with pytest.raises(WeightsCorruptedError, match=f"its size is {len(genuine) - 10} bytes, expected {len(genuine)}"):
+    with pytest.raises(CorruptWeightsError, match=f"its size is {len(genuine) - 10} bytes, expected {len(genuine)}"):
         NPDraw.from_pretrained("tiny-bundled")
     assert not world.server.requests  # a bundled name never asks the Hub
 
