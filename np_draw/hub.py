@@ -23,7 +23,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -40,6 +40,9 @@ from .errors import (
     WeightsUnavailableError,
 )
 
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
+
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
@@ -50,18 +53,9 @@ LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 MANIFEST_ENV = "NP_DRAW_MANIFEST"
 PACKAGE_MANIFEST = Path(__file__).parent / "weights" / "manifest.json"
 LIBRARY_NAME = "np-draw"
+CARD_TEMPLATE = Path(__file__).parent / "model_card.md"
 CARD_KEYS = ("dataset", "metrics", "notes", "training", "license", "license_name", "license_link", "data_license",
              "repo_id")
-PAPER = ('Xiaohui Zeng, Raquel Urtasun, Richard Zemel, Sanja Fidler, Renjie Liao, "NP-DRAW: A Non-Parametric '
-         'Structured Latent Variable Model for Image Generation", UAI 2021, '
-         '[arXiv:2106.13435](https://arxiv.org/abs/2106.13435)')
-CITATION = """@inproceedings{zeng2021npdraw,
-  title     = {NP-DRAW: A Non-Parametric Structured Latent Variable Model for Image Generation},
-  author    = {Zeng, Xiaohui and Urtasun, Raquel and Zemel, Richard and Fidler, Sanja and Liao, Renjie},
-  booktitle = {Conference on Uncertainty in Artificial Intelligence (UAI)},
-  year      = {2021}
-}"""
-
 _REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
 _HUB_NAME = re.compile(rf"(?P<repo_id>{_REPO_ID})(?:@(?P<revision>[\w./-]+))?")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -177,9 +171,9 @@ def _preview(keys: list[str], limit: int = 5) -> str:
     return f"{keys[:limit]}{f'... ({len(keys)} in all)' if len(keys) > limit else ''}"
 
 
-def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> str:
-    """The ``README.md`` of a saved model: Hub metadata as YAML front matter, then what the model is, its data,
-    metrics, how to load it, its license and the paper to cite.
+def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> ModelCard:
+    """The model card of a saved model: Hub metadata, what the model is, its data, metrics, notes, how it was
+    trained and how to load it, its license and the paper to cite.
 
     Args:
         config: the model's config.
@@ -189,83 +183,29 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> s
             needs ``license_name`` and ``license_link``), ``data_license`` (the terms of the training data, which
             weights trained on it inherit) and ``repo_id`` (used in the loading example).
     Returns:
-        The card's text.
+        The card; ``.save(path)`` writes it as ``README.md``.
     Raises:
-        ValueError: ``card`` has an unknown key. TypeError: a field has the wrong type.
+        InvalidInputError, InvalidTypeError: as :func:`check_card`.
     """
-    card = _check_card(card)
-    license_id = card.get("license", "mit")
-    if license_id == "other" and not {"license_name", "license_link"} <= set(card):
-        raise InvalidInputError("card['license'] 'other' needs card['license_name'] and card['license_link'], as the "
-                                "Hub does")
-    other = [f"{key}: {json.dumps(card[key])}" for key in ("license_name", "license_link") if key in card]
-    colour = "grey" if config.channels == 1 else "RGB"
-    grid = f"{config.grid_size}x{config.grid_size}"
-    metrics = card.get("metrics") or {}
-    metric_rows = "\n".join(f"| {name} | {value} |" for name, value in metrics.items())
-    sections = [
-        "---",
-        f"license: {json.dumps(license_id)}",
-        *other,
-        f"library_name: {LIBRARY_NAME}",
-        "pipeline_tag: unconditional-image-generation",
-        "tags:\n- np-draw\n- image-generation\n- part-based\n- pytorch",
-        "---",
-        "",
-        "# NP-DRAW model",
-        "",
-        (f"NP-DRAW draws an image part by part on a blank canvas: at each of {config.num_steps} steps a Transformer "
-        f"prior chooses whether to draw, which of {config.num_parts} parts of {config.part_size}x{config.part_size} "
-        f"pixels, and where on a {grid} grid; a CNN decoder then turns the canvas into the image. This model makes "
-        f"{config.image_size}x{config.image_size} {colour} images with a {config.likelihood} likelihood "
-        f"(`{CONFIG_NAME}` holds every size)."),
-        "",
-        "## Data",
-        "",
-        card.get("dataset", "Not recorded."),
-        "",
-        "## Metrics",
-        "",
-        f"| metric | value |\n|---|---|\n{metric_rows}" if metrics else "Not measured.",
-        "",
-    ]
-    if "notes" in card:
-        sections += ["## Notes", "", card["notes"], ""]
-    if "training" in card:
-        sections += ["## Training", "", "How these weights were made (`scripts/train_pretrained.py`):", "", "```json",
-                     json.dumps(card["training"], indent=2), "```", ""]
-    sections += [
-        "## How to load",
-        "",
-        "```python",
-        "import torch",
-        "from np_draw import NPDraw",
-        "",
-        f'model = NPDraw.from_pretrained("{card.get("repo_id", "path/to/this/folder")}")',
-        "out = model.sample(16, generator=torch.Generator().manual_seed(0))",
-        "out.images  # (16, channels, height, width), floats in [0, 1]",
-        "```",
-        "",
-        f"Only `{CONFIG_NAME}` and `{WEIGHTS_NAME}` are read: no pickle, no code.",
-        "",
-        "## License",
-        "",
-        f"The weights: `{card.get('license_name', license_id)}`"
-        + (f" ({card['license_link']})." if "license_link" in card else ".")
-        + (f" The training data: {card['data_license']}" if "data_license" in card else ""),
-        "",
-        "## Citation",
-        "",
-        PAPER + ".",
-        "",
-        "```bibtex",
-        CITATION,
-        "```",
-    ]
-    return "\n".join(sections) + "\n"
+    from huggingface_hub import ModelCard, ModelCardData  # imported late, for the reason given in _download
+
+    card = check_card(card)
+    data = ModelCardData(license=card.get("license", "mit"), license_name=card.get("license_name"),
+                         license_link=card.get("license_link"), library_name=LIBRARY_NAME,
+                         pipeline_tag="unconditional-image-generation",
+                         tags=["np-draw", "image-generation", "part-based", "pytorch"])
+    facts = {key: card.get(key) for key in ("dataset", "metrics", "notes", "repo_id", "data_license")}
+    training = json.dumps(card["training"], indent=2) if "training" in card else None
+    return ModelCard.from_template(data, template_path=CARD_TEMPLATE, config=config, training=training, **facts)
 
 
-def _check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
+def check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The facts for :func:`model_card`, checked; None is no facts.
+
+    Raises:
+        InvalidInputError: an unknown key, or license "other" without ``license_name`` and ``license_link`` (the Hub
+        needs both). InvalidTypeError: ``card`` or one of its fields has the wrong type.
+    """
     if card is None:
         return {}
     if not isinstance(card, Mapping):
@@ -286,15 +226,10 @@ def _check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
                 raise InvalidTypeError(f"card['training'] must be JSON-serialisable: {error}") from None
         elif not isinstance(value, str):
             raise InvalidTypeError(f"card[{key!r}] must be a str, got {type(value).__name__}")
+    if card.get("license") == "other" and not {"license_name", "license_link"} <= set(card):
+        raise InvalidInputError("card['license'] 'other' needs card['license_name'] and card['license_link'], as the "
+                                "Hub does")
     return card
-
-
-def write_model_card(folder: str | Path, config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> Path:
-    """Write :func:`model_card` as ``README.md`` into ``folder`` (which must exist); returns the file."""
-    path = Path(folder) / CARD_NAME
-    text = model_card(config, card)
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    return path
 
 
 def sha256_file(path: str | Path) -> str:

@@ -496,7 +496,7 @@ class NPDraw(nn.Module):
             >>> folder = model.save_pretrained("np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
         folder = hub.save_folder(self.config, self.state_dict(), folder)
-        hub.write_model_card(folder, self.config, card)
+        hub.model_card(self.config, card).save(folder / hub.CARD_NAME)
         return folder
 
     @classmethod

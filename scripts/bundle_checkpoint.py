@@ -61,9 +61,9 @@ def record_metrics(name: str, metrics: dict[str, float], drop: tuple[str, ...] =
     text = (folder / hub.CARD_NAME).read_text()
     notes = re.search(r"## Notes\n\n(.*?)\n\n## ", text, re.DOTALL)
     training = re.search(r"```json\n(.*?)\n```", text, re.DOTALL)
-    hub.write_model_card(folder, NPDrawConfig.from_json(folder / hub.CONFIG_NAME),
-                         card_facts(entry, entry["metrics"], notes.group(1) if notes else "",
-                                    json.loads(training.group(1)) if training else None))
+    hub.model_card(NPDrawConfig.from_json(folder / hub.CONFIG_NAME),
+                   card_facts(entry, entry["metrics"], notes.group(1) if notes else "",
+                              json.loads(training.group(1)) if training else None)).save(folder / hub.CARD_NAME)
     entry["files"] = hub.describe_files(folder)
     text = json.dumps(manifest, indent=2) + "\n"
     manifest_file.write_text(text)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 
 from np_draw import CorruptWeightsError, NPDraw, WeightsUnavailableError
@@ -134,8 +135,10 @@ def test_save_pretrained_writes_a_model_card_and_the_folder_loads_back(tmp_path)
     folder = model.save_pretrained(tmp_path / "m", card={"dataset": "CIFAR-10 train", "metrics": {"bpd": 5.5},
                                                          "notes": "a test", "repo_id": "me/m"})
     card = (folder / "README.md").read_text()
-    front, body = card.split("---\n")[1:3]
-    assert 'license: "mit"' in front and "library_name: np-draw" in front and "- np-draw" in front
+    metadata = ModelCard.load(folder / "README.md").data
+    assert metadata.license == "mit" and metadata.library_name == "np-draw" and "np-draw" in metadata.tags
+    assert metadata.pipeline_tag == "unconditional-image-generation"
+    body = card.split("---\n")[2]
     for text in ("CIFAR-10 train", "| bpd | 5.5 |", "a test", 'NPDraw.from_pretrained("me/m")', "32x32 RGB",
                  "Xiaohui Zeng, Raquel Urtasun", "NP-DRAW: A Non-Parametric", "UAI 2021", "arXiv:2106.13435",
                  "@inproceedings{zeng2021npdraw"):

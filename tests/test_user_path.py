@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from PIL import Image
 
 from np_draw import NPDraw, NPDrawConfig
@@ -112,8 +113,8 @@ def test_the_package_has_a_licence_type_information_and_truthful_data_licences()
     assert "py.typed" in pyproject and "Typing :: Typed" in pyproject and "[project.urls]" in pyproject
     models = read_manifest()
     assert all(entry["revision"] is None for entry in models.values() if entry["bundled"])  # no placeholder commits
-    celeba = (ROOT / "np_draw" / "weights" / "celeba" / "README.md").read_text()
-    assert 'license: "other"' in celeba and "non-commercial research" in celeba
+    celeba = ROOT / "np_draw" / "weights" / "celeba" / "README.md"
+    assert ModelCard.load(celeba).data.license == "other" and "non-commercial research" in celeba.read_text()
     assert all(entry.get("data_license") for entry in models.values())
 
 
