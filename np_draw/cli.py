@@ -34,7 +34,9 @@ from .data import DATASETS, check_images, data_files, image_source, load_dataset
 from .errors import InvalidInputError, NPDrawError, UnwritablePathError
 from .features import ARCHITECTURES
 from .images import save_grid, save_pairs
+from .manifest import describe_files, read_manifest
 from .model import NPDraw
+from .model_files import CARD_NAME, LOADED_FILES
 from .training import FitConfig
 
 USAGE_ERROR = 2
@@ -309,7 +311,7 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
         ``total``), and ``metrics`` / ``paper_metrics`` / ``dataset`` when the manifest has them.
     """
     folder = hub.resolve_pretrained(name, token=token)
-    models = hub.read_manifest()
+    models = read_manifest()
     local = folder == Path(name)  # resolve_pretrained returns a folder it was given as it is
     if local:
         source = "a local folder"
@@ -325,7 +327,7 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
                       "buffers": sum(b.numel() for b in module.buffers())}
               for child, module in model.named_children()}
     counts["total"] = {kind: sum(c[kind] for c in counts.values()) for kind in ("parameters", "buffers")}
-    info = {"name": name, "source": source, "folder": str(folder), "files": hub.describe_files(folder),
+    info = {"name": name, "source": source, "folder": str(folder), "files": describe_files(folder),
             "config": model.config.to_dict(), "parameters": counts}
     if name in models and not local:
         info.update({key: models[name][key] for key in ("dataset", "metrics", "paper_metrics") if key in models[name]})
@@ -364,7 +366,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     Raises:
         ValueError, OSError: the name is unknown, or the weights cannot be had or do not verify.
     """
-    models = hub.read_manifest()
+    models = read_manifest()
     bundled = args.name in models and models[args.name]["bundled"] and args.revision is None
     if bundled and args.cache_dir is not None and args.output is None:
         raise InvalidInputError(f"{args.name!r} is bundled in the np-draw package and not published on the Hub, so "
@@ -376,7 +378,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         if args.output.exists() and any(args.output.iterdir()):
             raise InvalidInputError(f"--output: {str(args.output)!r} exists and is not empty")
         args.output.mkdir(parents=True, exist_ok=True)
-        for name in (*hub.LOADED_FILES, hub.CARD_NAME):
+        for name in (*LOADED_FILES, CARD_NAME):
             if (Path(folder) / name).is_file():
                 shutil.copyfile(Path(folder) / name, args.output / name)
         folder = args.output

@@ -1,174 +1,44 @@
-"""Saving, finding and loading models: a folder with ``config.json``, ``model.safetensors`` and a ``README.md`` card.
+"""Models on the Hugging Face Hub: the model card, uploading a model folder, and :func:`resolve_pretrained`, which
+turns what a user gives ``NPDraw.from_pretrained`` into a verified local folder.
 
-:func:`resolve_pretrained` turns what a user gives ``NPDraw.from_pretrained`` into such a folder, trying in order:
-
-1. a local folder;
-2. a name from the weights manifest (``np_draw/weights/manifest.json``, or the file ``$NP_DRAW_MANIFEST`` names):
-   its files bundled in the package when it has them, else a download from its Hub repo at the manifest's pinned
-   commit; either way every file is checked against the manifest's sha256 and size before anything reads it;
-3. a Hub repo id ``owner/name``, optionally ``owner/name@revision``.
-
-Downloads go through ``huggingface_hub`` into its usual cache, so ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT`` and
-``HF_HUB_OFFLINE`` work as for any Hub model. Only JSON and safetensors are ever read, so loading a model runs no
-code from its files.
+A name is, in this order: a local folder; a name from the weights manifest (:mod:`np_draw.manifest`): its copy bundled
+in the package, else a download at the manifest's pinned commit, each file checked against the manifest's sha256
+and size before anything reads it; a Hub repo id ``owner/name[@revision]``. Downloads go through ``huggingface_hub``
+into its usual cache, so ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` work as for any Hub
+model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
-
 from .config import NPDrawConfig
 from .errors import (
-    ConfigMismatchError,
     CorruptWeightsError,
     InvalidInputError,
     InvalidTypeError,
     UnknownModelError,
-    UnwritablePathError,
     WeightsUnavailableError,
 )
+from .manifest import REPO_ID, file_problem, manifest_path, read_manifest
+from .model_files import CONFIG_NAME, LOADED_FILES, WEIGHTS_NAME
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-# The files a load reads, so the only ones downloaded and verified; the card is for people and never parsed.
-LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
-MANIFEST_ENV = "NP_DRAW_MANIFEST"
-PACKAGE_MANIFEST = Path(__file__).parent / "weights" / "manifest.json"
 LIBRARY_NAME = "np-draw"
 CARD_TEMPLATE = Path(__file__).parent / "model_card.md"
 CARD_KEYS = ("dataset", "metrics", "notes", "training", "license", "license_name", "license_link", "data_license",
              "repo_id")
-_REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
-_HUB_NAME = re.compile(rf"(?P<repo_id>{_REPO_ID})(?:@(?P<revision>[\w./-]+))?")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename, so a reader never sees half a file."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise UnwritablePathError(f"cannot write {str(path)!r}: {error.strerror}") from error
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp made the file private (0600); give it the permissions any new file gets.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_folder(config: NPDrawConfig, state: dict[str, torch.Tensor], folder: str | Path) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``folder`` (created if needed); returns the folder."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UnwritablePathError(f"cannot create the output folder {str(folder)!r}: {error.strerror}") from error
-    tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
-    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(folder / CONFIG_NAME, lambda tmp: config.to_json(tmp))
-    return folder
-
-
-def load_config(folder: str | Path) -> NPDrawConfig:
-    """The config of a folder written by :func:`save_folder`.
-
-    Raises:
-        FileNotFoundError: a file is missing. InvalidInputError: config.json is not a valid config (bad JSON,
-        unknown keys, bad values).
-    """
-    folder = Path(folder)
-    for name in LOADED_FILES:
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{str(folder)!r} has no {name}; a model folder holds {CONFIG_NAME} and "
-                                    f"{WEIGHTS_NAME} (see NPDraw.save_pretrained)")
-    try:
-        return NPDrawConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as error:  # ValueError: unknown keys, bad values
-        raise InvalidInputError(f"{folder / CONFIG_NAME} is not a valid NP-DRAW config: {error}") from error
-
-
-def _corrupt(folder: Path, error: Exception) -> CorruptWeightsError:
-    return CorruptWeightsError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file (corrupted or "
-                               f"truncated?): {error}")
-
-
-def check_weights(skeleton: torch.nn.Module, folder: str | Path, *, strict: bool = True) -> None:
-    """Compare the names, shapes and dtypes of a model's tensors with the safetensors header of ``folder``'s
-    weights, reading nothing but the header: ``skeleton`` may be built on the meta device, so that a config that
-    does not fit its weights (or asks for an absurd size) is refused before anything is allocated.
-
-    Raises:
-        ConfigMismatchError: a name is missing or unexpected (with ``strict``; else they are logged), a shape differs,
-        or a floating-point tensor is stored as integers or the other way round. CorruptWeightsError: no readable
-        header.
-    """
-    folder = Path(folder)
-    try:
-        with safe_open(folder / WEIGHTS_NAME, framework="pt") as weights:
-            header = {key: weights.get_slice(key) for key in weights.keys()}  # noqa: SIM118 - not a dict
-            stored = {key: (tuple(view.get_shape()), view.get_dtype()) for key, view in header.items()}
-    except (SafetensorError, OSError) as error:
-        raise _corrupt(folder, error) from error
-    expected = {key: (tuple(value.shape), value.is_floating_point()) for key, value in skeleton.state_dict().items()}
-    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
-    if missing or unexpected:
-        detail = f"missing keys {_preview(missing)}, unexpected keys {_preview(unexpected)}"
-        if strict:
-            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {detail}")
-        logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", folder,
-                       detail)
-    for key in sorted(set(expected) & set(stored)):
-        (shape, floating), (stored_shape, dtype) = expected[key], stored[key]
-        if shape != stored_shape:
-            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} has shape "
-                                      f"{list(stored_shape)} in {WEIGHTS_NAME}, the config makes it {list(shape)}")
-        if floating != dtype.startswith(("F", "BF")):
-            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} is stored as "
-                                      f"{dtype}, the model holds {'floats' if floating else 'integers'} there")
-
-
-def load_weights(model: torch.nn.Module, folder: str | Path, *, strict: bool = True) -> None:
-    """Copy the weights of ``folder`` (checked by :func:`check_weights` first) into ``model``, on the CPU.
-
-    With ``strict`` False the weights that match are loaded and the missing ones keep their fresh initialisation.
-    Raises:
-        CorruptWeightsError: model.safetensors is truncated or not safetensors.
-    """
-    folder = Path(folder)
-    try:
-        state = load_file(folder / WEIGHTS_NAME, device="cpu")
-    except (SafetensorError, OSError) as error:
-        raise _corrupt(folder, error) from error
-    model.load_state_dict(state, strict=strict)
-
-
-def _preview(keys: list[str], limit: int = 5) -> str:
-    return f"{keys[:limit]}{f'... ({len(keys)} in all)' if len(keys) > limit else ''}"
+_HUB_NAME = re.compile(rf"(?P<repo_id>{REPO_ID})(?:@(?P<revision>[\w./-]+))?")
 
 
 def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> ModelCard:
@@ -230,113 +100,6 @@ def check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
         raise InvalidInputError("card['license'] 'other' needs card['license_name'] and card['license_link'], as the "
                                 "Hub does")
     return card
-
-
-def sha256_file(path: str | Path) -> str:
-    """The sha256 of a file, in hex, read in chunks so a large file is never held in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def describe_files(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """The manifest's ``files`` record for a saved model folder: the sha256 and size of each of its files.
-
-    To publish a checkpoint: ``save_pretrained`` (and ``push_to_hub``), then put this record, the repo id and the
-    commit into the manifest entry.
-
-    Args:
-        folder: a folder written by ``NPDraw.save_pretrained``.
-    Returns:
-        ``{filename: {"sha256": hex, "size": bytes}}`` for config.json, model.safetensors and README.md if present.
-    Raises:
-        FileNotFoundError: config.json or model.safetensors is missing.
-    """
-    folder = Path(folder)
-    for name in LOADED_FILES:
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{str(folder)!r} has no {name}; describe a folder written by save_pretrained")
-    names = [*LOADED_FILES, CARD_NAME] if (folder / CARD_NAME).is_file() else list(LOADED_FILES)
-    return {name: {"sha256": sha256_file(folder / name), "size": (folder / name).stat().st_size} for name in names}
-
-
-def manifest_path() -> Path:
-    """The weights manifest in use: the file ``$NP_DRAW_MANIFEST`` names (read at each call), else the package's.
-
-    Bundled checkpoints live beside it, in ``<manifest folder>/<name>/``.
-    """
-    return Path(os.environ.get(MANIFEST_ENV) or PACKAGE_MANIFEST)
-
-
-def read_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """The models of a weights manifest, by name, each checked for the fields loading relies on.
-
-    Args:
-        path: the manifest file; None for :func:`manifest_path`.
-    Returns:
-        ``{name: entry}``; an entry has ``repo_id``, ``revision`` (a 40-hex commit, null while not on the Hub),
-        ``bundled``, ``files``
-        (``{filename: {"sha256", "size"}}``, empty while unpublished) and descriptive fields (dataset, license,
-        paper, metrics, paper_metrics).
-    Raises:
-        FileNotFoundError: there is no file at ``path``. ValueError: it is not a valid manifest.
-    """
-    path = Path(path) if path is not None else manifest_path()
-    try:
-        models = json.loads(path.read_text())["models"]
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"no weights manifest at {str(path)!r}") from error
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise InvalidInputError(f"{path} is not a weights manifest (a JSON object with a 'models' object): "
-                                f"{error!r}") from error
-    if not isinstance(models, dict):
-        raise InvalidInputError(f"{path}: 'models' must be an object, got {type(models).__name__}")
-    for name, entry in models.items():
-        problem = _entry_problem(entry)
-        if problem:
-            raise InvalidInputError(f"{path}: model {name!r}: {problem}")
-    return models
-
-
-def _entry_problem(entry: Any) -> str | None:
-    """What is wrong with one manifest entry, or None."""
-    if not isinstance(entry, dict):
-        return f"must be an object, got {type(entry).__name__}"
-    if not re.fullmatch(_REPO_ID, str(entry.get("repo_id"))):
-        return f"repo_id must be 'owner/name', got {entry.get('repo_id')!r}"
-    if entry.get("revision") is not None and not _COMMIT.fullmatch(str(entry["revision"])):
-        return f"revision must be a 40-hex commit id, or null while unpublished, got {entry.get('revision')!r}"
-    if not isinstance(entry.get("bundled"), bool):
-        return f"bundled must be true or false, got {entry.get('bundled')!r}"
-    if entry.get("files") and not entry["bundled"] and entry["revision"] is None:
-        return "files that are not bundled must be downloadable: give the Hub commit that holds them as revision"
-    files = entry.get("files")
-    if not isinstance(files, dict) or not all(_is_file_record(record) for record in files.values()):
-        return f"files must map file names to {{'sha256': 64 hex digits, 'size': bytes}}, got {files!r}"
-    if (files or entry["bundled"]) and not set(LOADED_FILES) <= set(files):
-        return f"files must list {list(LOADED_FILES)} (or be empty while unpublished), got {sorted(files)}"
-    return None
-
-
-def _is_file_record(record: Any) -> bool:
-    return (isinstance(record, dict) and isinstance(record.get("sha256"), str)
-            and _SHA256.fullmatch(record["sha256"]) is not None
-            and isinstance(record.get("size"), int) and not isinstance(record["size"], bool) and record["size"] >= 0)
-
-
-def _file_problem(path: Path, record: Mapping[str, Any]) -> str | None:
-    """How ``path`` differs from its manifest record (size first: it is free), or None when it matches."""
-    if not path.is_file():
-        return "the file is missing"
-    size = path.stat().st_size
-    if size != record["size"]:
-        return f"its size is {size} bytes, expected {record['size']}"
-    digest = sha256_file(path)
-    if digest != record["sha256"]:
-        return f"its sha256 is {digest}, expected {record['sha256']}"
-    return None
 
 
 def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None,
@@ -410,7 +173,7 @@ def _resolve_manifest_name(name: str, entry: Mapping[str, Any], bundle: Path, re
             f"from the Hub repo {entry['repo_id']} with revision='main'")
     if pinned and entry["bundled"]:
         for filename in LOADED_FILES:
-            problem = _file_problem(bundle / filename, entry["files"][filename])
+            problem = file_problem(bundle / filename, entry["files"][filename])
             if problem:
                 raise CorruptWeightsError(
                     f"the bundled {filename} of {name!r} ({bundle / filename}) is damaged: {problem}; nothing was "
@@ -480,7 +243,7 @@ def _download(repo_id: str, revision: str | None, *, expected: Mapping[str, Mapp
                                           f"{error.__cause__ or error}") from error
         # The first file fixes the commit, so the others come from the same snapshot even if the branch moves.
         revision, folder = path.parent.name, path.parent
-        problem = _file_problem(path, expected[filename]) if expected is not None else None
+        problem = file_problem(path, expected[filename]) if expected is not None else None
         if problem:
             _evict(path)
             raise CorruptWeightsError(
@@ -513,7 +276,7 @@ def push_folder(folder: str | Path, repo_id: str, *, revision: str | None = None
     Raises:
         ValueError: ``repo_id`` is not "owner/name". huggingface_hub.errors.HfHubHTTPError: the Hub refused.
     """
-    if not isinstance(repo_id, str) or not re.fullmatch(_REPO_ID, repo_id):
+    if not isinstance(repo_id, str) or not re.fullmatch(REPO_ID, repo_id):
         raise InvalidInputError(f"repo_id must be 'owner/name', got {repo_id!r}")
     from huggingface_hub import HfApi  # imported late, for the reason given in _download
 

@@ -38,6 +38,7 @@ from .errors import InvalidInputError, InvalidTypeError, check_count
 from .images import save_grid, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
+from .model_files import CARD_NAME, check_weights, load_config, load_weights, make_folder, write_model_files
 from .networks import Decoder, Encoder, evaluating
 from .parsing import parse
 from .prior import Prior
@@ -495,8 +496,9 @@ class NPDraw(nn.Module):
         Example:
             >>> folder = model.save_pretrained("np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
-        folder = hub.save_folder(self.config, self.state_dict(), folder)
-        hub.model_card(self.config, card).save(folder / hub.CARD_NAME)
+        folder = make_folder(folder)
+        write_model_files(self.config, self.state_dict(), folder)
+        hub.model_card(self.config, card).save(folder / CARD_NAME)
         return folder
 
     @classmethod
@@ -536,14 +538,14 @@ class NPDraw(nn.Module):
         folder = hub.resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
                                         local_files_only=local_files_only, force_download=force_download,
                                         token=token)
-        config = hub.load_config(folder)
+        config = load_config(folder)
         # Built on the meta device, a model costs nothing: its tensors' names, shapes and dtypes are checked
         # against the weights file's header before a config that does not fit them allocates anything.
         with torch.device("meta"):
             skeleton = cls(config)
-        hub.check_weights(skeleton, folder, strict=strict)
+        check_weights(skeleton, folder, strict=strict)
         model = cls(config)
-        hub.load_weights(model, folder, strict=strict)
+        load_weights(model, folder, strict=strict)
         return model.to(device=device, dtype=dtype).eval()
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool = False,

@@ -24,10 +24,13 @@ from pathlib import Path
 import torch
 from cifar10_jpeg_effect import jpeg_effect
 
-from np_draw import NPDraw, NPDrawConfig, hub
+from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset
+from np_draw.hub import model_card
 from np_draw.images import save_grid
+from np_draw.manifest import describe_files, manifest_path
 from np_draw.metrics import default_features, fid, nll, parse_psnr, reconstruction_psnr
+from np_draw.model_files import CARD_NAME, CONFIG_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET_NOTES = {
@@ -53,18 +56,18 @@ def card_facts(entry: dict, metrics: dict, notes: str, training: dict | None) ->
 def record_metrics(name: str, metrics: dict[str, float], drop: tuple[str, ...] = ()) -> None:
     """Add ``metrics`` to (and remove ``drop`` from) the bundled model ``name``'s manifest entry and model card,
     keeping the card's notes and training record, and update the files' sha256 in both manifests."""
-    manifest_file = hub.manifest_path()
+    manifest_file = manifest_path()
     manifest = json.loads(manifest_file.read_text())
     entry = manifest["models"][name]
     entry["metrics"] = {**{k: v for k, v in entry["metrics"].items() if k not in drop}, **metrics}
     folder = manifest_file.parent / name
-    text = (folder / hub.CARD_NAME).read_text()
+    text = (folder / CARD_NAME).read_text()
     notes = re.search(r"## Notes\n\n(.*?)\n\n## ", text, re.DOTALL)
     training = re.search(r"```json\n(.*?)\n```", text, re.DOTALL)
-    hub.model_card(NPDrawConfig.from_json(folder / hub.CONFIG_NAME),
-                   card_facts(entry, entry["metrics"], notes.group(1) if notes else "",
-                              json.loads(training.group(1)) if training else None)).save(folder / hub.CARD_NAME)
-    entry["files"] = hub.describe_files(folder)
+    model_card(NPDrawConfig.from_json(folder / CONFIG_NAME),
+               card_facts(entry, entry["metrics"], notes.group(1) if notes else "",
+                          json.loads(training.group(1)) if training else None)).save(folder / CARD_NAME)
+    entry["files"] = describe_files(folder)
     text = json.dumps(manifest, indent=2) + "\n"
     manifest_file.write_text(text)
     (ROOT / "weights_manifest.json").write_text(text)
@@ -108,7 +111,7 @@ def main() -> None:
         metrics.update(jpeg_effect(model, args.data, args.num_samples))
     record_file = Path(args.model) / "training.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else None
-    manifest_file = hub.manifest_path()
+    manifest_file = manifest_path()
     manifest = json.loads(manifest_file.read_text())
     entry = manifest["models"][args.name]
     notes = " ".join(filter(None, [args.note, DATASET_NOTES.get(args.name, "")]))
@@ -119,7 +122,7 @@ def main() -> None:
     folder = manifest_file.parent / args.name
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder, card=card)
-    entry.update(bundled=True, files=hub.describe_files(folder), metrics=metrics)
+    entry.update(bundled=True, files=describe_files(folder), metrics=metrics)
     text = json.dumps(manifest, indent=2) + "\n"
     manifest_file.write_text(text)
     (ROOT / "weights_manifest.json").write_text(text)

@@ -53,7 +53,7 @@ def main() -> None:
     if args.write:
         from bundle_checkpoint import record_metrics
 
-        from np_draw.hub import read_manifest
+        from np_draw.manifest import read_manifest
 
         # The split's bound was measured on JPEG images: its name says so, as bundle_checkpoint.py now writes it.
         old = [key for key in read_manifest()["cifar10"]["metrics"] if key.startswith("test_nll_")]

@@ -17,16 +17,17 @@ import json
 from pathlib import Path
 
 from np_draw import hub
+from np_draw.manifest import PACKAGE_MANIFEST, describe_files, manifest_path, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def publish(name: str, *, token: str | None = None, pin: bool = False) -> str:
     """Upload the bundled folder of manifest entry ``name`` after checking it; returns the commit id."""
-    manifest_file = hub.manifest_path()
-    entry = hub.read_manifest(manifest_file)[name]
+    manifest_file = manifest_path()
+    entry = read_manifest(manifest_file)[name]
     folder = manifest_file.parent / name
-    found = hub.describe_files(folder) if folder.is_dir() else {}
+    found = describe_files(folder) if folder.is_dir() else {}
     if found != entry["files"]:
         raise SystemExit(f"publish_weights.py: {folder} does not hold the files the manifest records for {name!r} "
                          f"(found {sorted(found)}, checked sha256 and size); bundle it first")
@@ -37,7 +38,7 @@ def publish(name: str, *, token: str | None = None, pin: bool = False) -> str:
         manifest["models"][name]["revision"] = commit
         text = json.dumps(manifest, indent=2) + "\n"
         manifest_file.write_text(text)
-        if manifest_file == hub.PACKAGE_MANIFEST:
+        if manifest_file == PACKAGE_MANIFEST:
             (ROOT / "weights_manifest.json").write_text(text)
     return commit
 

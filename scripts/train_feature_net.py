@@ -20,7 +20,7 @@ from train_pretrained import git_commit, machine
 
 from np_draw.data import data_files, load_dataset
 from np_draw.features import ARCHITECTURES, FEATURES_DIR, FeatureNetwork
-from np_draw.hub import sha256_file
+from np_draw.manifest import sha256_file
 
 logger = logging.getLogger(__name__)
 DATASET = {"cnn-mnist": "mnist", "cnn-cifar10": "cifar10"}

@@ -37,7 +37,7 @@ import torch
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import data_files, load_dataset
-from np_draw.hub import sha256_file
+from np_draw.manifest import sha256_file
 from np_draw.training import FitConfig, fit
 
 ROOT = Path(__file__).resolve().parent.parent

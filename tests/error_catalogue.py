@@ -26,7 +26,9 @@ from np_draw.errors import (
     UnknownModelError,
     UnwritablePathError,
 )
-from np_draw.hub import CONFIG_NAME, WEIGHTS_NAME, resolve_pretrained, sha256_file
+from np_draw.hub import resolve_pretrained
+from np_draw.manifest import sha256_file
+from np_draw.model_files import CONFIG_NAME, WEIGHTS_NAME
 from np_draw.training import FitConfig
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"

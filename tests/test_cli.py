@@ -9,8 +9,8 @@ from PIL import Image
 
 from np_draw import NPDraw
 from np_draw.cli import build_parser, main
-from np_draw.hub import read_manifest
 from np_draw.images import to_pil
+from np_draw.manifest import read_manifest
 
 
 def bundled_names() -> list[str]:

@@ -24,7 +24,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 
 from np_draw import CorruptWeightsError, NPDraw, WeightsUnavailableError
-from np_draw.hub import MANIFEST_ENV, PACKAGE_MANIFEST, describe_files, read_manifest, sha256_file
+from np_draw.manifest import MANIFEST_ENV, PACKAGE_MANIFEST, describe_files, read_manifest, sha256_file
 from tests.conftest import random_model
 from tests.hub_server import HubServer, fingerprint
 
@@ -165,7 +165,7 @@ def test_strict_false_loads_what_matches_and_warns_about_the_rest(tmp_path, capl
     save_file(state, folder / "model.safetensors")
     with pytest.raises(ValueError, match=r"missing keys \['bank.parts'\], unexpected keys \['extra.weight'\]"):
         NPDraw.from_pretrained(folder)
-    with caplog.at_level(logging.WARNING, logger="np_draw.hub"):
+    with caplog.at_level(logging.WARNING, logger="np_draw"):
         loaded = NPDraw.from_pretrained(folder, strict=False, dtype=torch.float64)
     assert "missing keys ['bank.parts'], unexpected keys ['extra.weight']" in caplog.text
     assert loaded.dtype == torch.float64

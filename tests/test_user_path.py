@@ -16,8 +16,8 @@ from PIL import Image
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.cli import infer_preset
-from np_draw.hub import read_manifest
 from np_draw.images import make_grid, to_pil
+from np_draw.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 

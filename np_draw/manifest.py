@@ -1,0 +1,133 @@
+"""The weights manifest: the pretrained models by name, their Hub repo and pinned commit, whether the package
+bundles them, and the sha256 and size of each of their files, which every copy is checked against before anything
+reads it.
+
+The package's manifest is ``np_draw/weights/manifest.json`` (``$NP_DRAW_MANIFEST`` names another), with the bundled
+model folders beside it in ``<manifest folder>/<name>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidInputError
+from .model_files import CARD_NAME, LOADED_FILES
+
+MANIFEST_ENV = "NP_DRAW_MANIFEST"
+PACKAGE_MANIFEST = Path(__file__).parent / "weights" / "manifest.json"
+REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def manifest_path() -> Path:
+    """The weights manifest in use: the file ``$NP_DRAW_MANIFEST`` names (read at each call), else the package's."""
+    return Path(os.environ.get(MANIFEST_ENV) or PACKAGE_MANIFEST)
+
+
+def read_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The models of a weights manifest, by name, each checked for the fields loading relies on.
+
+    Args:
+        path: the manifest file; None for :func:`manifest_path`.
+    Returns:
+        ``{name: entry}``; an entry has ``repo_id``, ``revision`` (a 40-hex commit, null while not on the Hub),
+        ``bundled``, ``files`` (``{filename: {"sha256", "size"}}``, empty while unpublished) and descriptive fields
+        (dataset, license, paper, metrics, paper_metrics).
+    Raises:
+        FileNotFoundError: there is no file at ``path``. InvalidInputError: it is not a valid manifest.
+    """
+    path = Path(path) if path is not None else manifest_path()
+    try:
+        models = json.loads(path.read_text())["models"]
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"no weights manifest at {str(path)!r}") from error
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise InvalidInputError(f"{path} is not a weights manifest (a JSON object with a 'models' object): "
+                                f"{error!r}") from error
+    if not isinstance(models, dict):
+        raise InvalidInputError(f"{path}: 'models' must be an object, got {type(models).__name__}")
+    for name, entry in models.items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise InvalidInputError(f"{path}: model {name!r}: {problem}")
+    return models
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one manifest entry, or None."""
+    if not isinstance(entry, dict):
+        return f"must be an object, got {type(entry).__name__}"
+    if not re.fullmatch(REPO_ID, str(entry.get("repo_id"))):
+        return f"repo_id must be 'owner/name', got {entry.get('repo_id')!r}"
+    if entry.get("revision") is not None and not _COMMIT.fullmatch(str(entry["revision"])):
+        return f"revision must be a 40-hex commit id, or null while unpublished, got {entry.get('revision')!r}"
+    if not isinstance(entry.get("bundled"), bool):
+        return f"bundled must be true or false, got {entry.get('bundled')!r}"
+    if entry.get("files") and not entry["bundled"] and entry["revision"] is None:
+        return "files that are not bundled must be downloadable: give the Hub commit that holds them as revision"
+    files = entry.get("files")
+    if not isinstance(files, dict) or not all(_is_file_record(record) for record in files.values()):
+        return f"files must map file names to {{'sha256': 64 hex digits, 'size': bytes}}, got {files!r}"
+    if (files or entry["bundled"]) and not set(LOADED_FILES) <= set(files):
+        return f"files must list {list(LOADED_FILES)} (or be empty while unpublished), got {sorted(files)}"
+    return None
+
+
+def _is_file_record(record: Any) -> bool:
+    return (isinstance(record, dict) and isinstance(record.get("sha256"), str)
+            and _SHA256.fullmatch(record["sha256"]) is not None
+            and isinstance(record.get("size"), int) and not isinstance(record["size"], bool) and record["size"] >= 0)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file, in hex, read in chunks so a large file is never held in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_files(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """The manifest's ``files`` record of a saved model folder.
+
+    To publish a checkpoint: ``save_pretrained`` (and ``push_to_hub``), then put this record, the repo id and the
+    commit into the manifest entry.
+
+    Args:
+        folder: a folder written by ``NPDraw.save_pretrained``.
+    Returns:
+        ``{filename: {"sha256": hex, "size": bytes}}`` for config.json, model.safetensors and README.md if present.
+    Raises:
+        FileNotFoundError: config.json or model.safetensors is missing.
+    """
+    folder = Path(folder)
+    for name in LOADED_FILES:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{str(folder)!r} has no {name}; describe a folder written by save_pretrained")
+    names = [*LOADED_FILES, CARD_NAME] if (folder / CARD_NAME).is_file() else list(LOADED_FILES)
+    return {name: {"sha256": sha256_file(folder / name), "size": (folder / name).stat().st_size} for name in names}
+
+
+def file_problem(path: Path, record: Mapping[str, Any]) -> str | None:
+    """How the file ``path`` differs from its manifest record (the size is compared first: it is free).
+
+    Returns:
+        What differs, for an error message, or None when the file matches.
+    """
+    if not path.is_file():
+        return "the file is missing"
+    size = path.stat().st_size
+    if size != record["size"]:
+        return f"its size is {size} bytes, expected {record['size']}"
+    digest = sha256_file(path)
+    if digest != record["sha256"]:
+        return f"its sha256 is {digest}, expected {record['sha256']}"
+    return None

@@ -1,0 +1,153 @@
+"""A model folder's files: ``config.json`` and ``model.safetensors`` (beside the ``README.md`` card of
+:func:`np_draw.hub.model_card`).
+
+They are written atomically and read back as JSON and safetensors only, never pickle. :func:`check_weights` compares
+a model built on the meta device with the weights' safetensors header, so a config that does not fit its weights, or
+asks for an absurd size, is refused before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .config import NPDrawConfig
+from .errors import ConfigMismatchError, CorruptWeightsError, InvalidInputError, UnwritablePathError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+# The files a load reads, so the only ones downloaded and verified; the card is for people and never parsed.
+LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
+
+
+def make_folder(folder: str | Path) -> Path:
+    """Create ``folder`` and its parents if needed; returns it.
+
+    Raises:
+        UnwritablePathError: it cannot be created (a file is in the way, no permission).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UnwritablePathError(f"cannot create the output folder {str(folder)!r}: {error.strerror}") from error
+    return folder
+
+
+def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """Write through a temporary file in the same folder, then rename, so a reader never sees half a file."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise UnwritablePathError(f"cannot write {str(path)!r}: {error.strerror}") from error
+    os.close(fd)
+    try:
+        write(tmp)
+        # mkstemp made the file private (0600); give it the permissions any new file gets.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], folder: str | Path) -> None:
+    """Write ``config.json`` and ``model.safetensors`` (the tensors on the CPU, contiguous) into ``folder``.
+
+    Raises:
+        UnwritablePathError: ``folder`` does not take new files.
+    """
+    folder = Path(folder)
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
+    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    _atomic_write(folder / CONFIG_NAME, config.to_json)
+
+
+def load_config(folder: str | Path) -> NPDrawConfig:
+    """The config of a model folder.
+
+    Raises:
+        FileNotFoundError: config.json or model.safetensors is missing. InvalidInputError: config.json is not a valid
+        config (bad JSON, unknown keys, bad values).
+    """
+    folder = Path(folder)
+    for name in LOADED_FILES:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{str(folder)!r} has no {name}; a model folder holds {CONFIG_NAME} and "
+                                    f"{WEIGHTS_NAME} (see NPDraw.save_pretrained)")
+    try:
+        return NPDrawConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as error:  # ValueError: unknown keys, bad values
+        raise InvalidInputError(f"{folder / CONFIG_NAME} is not a valid NP-DRAW config: {error}") from error
+
+
+def _corrupt(folder: Path, error: Exception) -> CorruptWeightsError:
+    return CorruptWeightsError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file (corrupted or "
+                               f"truncated?): {error}")
+
+
+def check_weights(skeleton: torch.nn.Module, folder: str | Path, *, strict: bool = True) -> None:
+    """Compare the names, shapes and dtypes of a model's tensors with the safetensors header of ``folder``'s
+    weights, reading nothing but the header: ``skeleton`` may be built on the meta device, so that a config that
+    does not fit its weights (or asks for an absurd size) is refused before anything is allocated.
+
+    Raises:
+        ConfigMismatchError: a name is missing or unexpected (with ``strict``; else they are logged), a shape differs,
+        or a floating-point tensor is stored as integers or the other way round. CorruptWeightsError: no readable
+        header.
+    """
+    folder = Path(folder)
+    try:
+        with safe_open(folder / WEIGHTS_NAME, framework="pt") as weights:
+            header = {key: weights.get_slice(key) for key in weights.keys()}  # noqa: SIM118 - not a dict
+            stored = {key: (tuple(view.get_shape()), view.get_dtype()) for key, view in header.items()}
+    except (SafetensorError, OSError) as error:
+        raise _corrupt(folder, error) from error
+    expected = {key: (tuple(value.shape), value.is_floating_point()) for key, value in skeleton.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        detail = f"missing keys {_preview(missing)}, unexpected keys {_preview(unexpected)}"
+        if strict:
+            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {detail}")
+        logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", folder,
+                       detail)
+    for key in sorted(set(expected) & set(stored)):
+        (shape, floating), (stored_shape, dtype) = expected[key], stored[key]
+        if shape != stored_shape:
+            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} has shape "
+                                      f"{list(stored_shape)} in {WEIGHTS_NAME}, the config makes it {list(shape)}")
+        if floating != dtype.startswith(("F", "BF")):
+            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} is stored as "
+                                      f"{dtype}, the model holds {'floats' if floating else 'integers'} there")
+
+
+def _preview(keys: list[str], limit: int = 5) -> str:
+    return f"{keys[:limit]}{f'... ({len(keys)} in all)' if len(keys) > limit else ''}"
+
+
+def load_weights(model: torch.nn.Module, folder: str | Path, *, strict: bool = True) -> None:
+    """Copy the weights of ``folder`` (checked by :func:`check_weights` first) into ``model``, on the CPU; with
+    ``strict`` False the missing ones keep their fresh initialisation.
+
+    Raises:
+        CorruptWeightsError: model.safetensors is truncated or not safetensors.
+    """
+    folder = Path(folder)
+    try:
+        state = load_file(folder / WEIGHTS_NAME, device="cpu")
+    except (SafetensorError, OSError) as error:
+        raise _corrupt(folder, error) from error
+    model.load_state_dict(state, strict=strict)
