@@ -1,11 +1,12 @@
-"""Models on the Hugging Face Hub: the model card, uploading a model folder, and :func:`resolve_pretrained`, which
-turns what a user gives ``NPDraw.from_pretrained`` into a verified local folder.
+"""Models on the Hugging Face Hub, beside what ``huggingface_hub.ModelHubMixin`` does for ``NPDraw`` (saving,
+uploading, loading a folder): the model card, and :func:`resolve_pretrained`, which turns what a user gives
+``NPDraw.from_pretrained`` into a verified local folder.
 
 A name is, in this order: a local folder; a name from the weights manifest (:mod:`np_draw.manifest`): its copy bundled
 in the package, else a download at the manifest's pinned commit, each file checked against the manifest's sha256
-and size before anything reads it; a Hub repo id ``owner/name[@revision]``. Downloads go through ``huggingface_hub``
-into its usual cache, so ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` work as for any Hub
-model.
+and size before anything reads it; a Hub repo id ``owner/name[@revision]``. Downloads go through ``hf_hub_download``
+into the usual Hugging Face cache, so ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` work as for
+any Hub model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData, constants, hf_hub_download
+
+# huggingface_hub.utils holds these from 0.x to 2.x (huggingface_hub.errors and RemoteEntryNotFoundError are 1.0's).
+from huggingface_hub.utils import (
+    EntryNotFoundError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from .config import NPDrawConfig
 from .errors import (
@@ -28,9 +39,6 @@ from .errors import (
 )
 from .manifest import REPO_ID, file_problem, manifest_path, read_manifest
 from .model_files import CONFIG_NAME, LOADED_FILES, WEIGHTS_NAME
-
-if TYPE_CHECKING:
-    from huggingface_hub import ModelCard
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +65,6 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> M
     Raises:
         InvalidInputError, InvalidTypeError: as :func:`check_card`.
     """
-    from huggingface_hub import ModelCard, ModelCardData  # imported late, for the reason given in _download
-
     card = check_card(card)
     data = ModelCardData(license=card.get("license", "mit"), license_name=card.get("license_name"),
                          license_link=card.get("license_link"), library_name=LIBRARY_NAME,
@@ -102,6 +108,17 @@ def check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return card
 
 
+def upload_card(repo_id: str, card: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The card facts of an upload to ``repo_id`` (whose loading example names it), checked before anything is sent.
+
+    Raises:
+        InvalidInputError: ``repo_id`` is not "owner/name"; and as :func:`check_card`.
+    """
+    if not isinstance(repo_id, str) or not re.fullmatch(REPO_ID, repo_id):
+        raise InvalidInputError(f"repo_id must be 'owner/name', got {repo_id!r}")
+    return {"repo_id": repo_id, **check_card(card)}
+
+
 def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None,
                        cache_dir: str | Path | None = None, local_files_only: bool = False,
                        force_download: bool = False, token: str | bool | None = None,
@@ -123,9 +140,8 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         The folder; for downloads, a snapshot folder of the Hugging Face cache.
     Raises:
         UnknownModelError: ``name_or_path`` is none of the three kinds (the message lists the known names).
-        InvalidInputError: ``revision`` contradicts it.
-        WeightsUnavailableError: the weights are not published yet, or neither
-            cached nor downloadable. CorruptWeightsError: a file does not match the manifest.
+        InvalidInputError: ``revision`` contradicts it. WeightsUnavailableError: the weights are not published yet,
+        or neither cached nor downloadable. CorruptWeightsError: a file does not match the manifest.
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise InvalidTypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
@@ -195,19 +211,6 @@ def _download(repo_id: str, revision: str | None, *, expected: Mapping[str, Mapp
 
     With ``expected`` (the manifest's records) each file is verified, and a bad one is deleted from the cache.
     """
-    # Imported here: huggingface_hub reads HF_ENDPOINT, HF_HUB_CACHE, HF_HUB_OFFLINE... once, when imported, so
-    # importing it with np_draw would ignore the variables a user sets after `import np_draw`.
-    from huggingface_hub import constants, hf_hub_download
-
-    # huggingface_hub.utils holds these from 0.x to 2.x (huggingface_hub.errors and RemoteEntryNotFoundError are
-    # 1.0's); a local miss is an EntryNotFoundError too, so it is caught first.
-    from huggingface_hub.utils import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
     folder = None
     for filename in LOADED_FILES:
         where = f"{filename} of {repo_id} at revision {revision or 'main'}"
@@ -258,31 +261,3 @@ def _evict(path: Path) -> None:
     blob = path.resolve()
     path.unlink(missing_ok=True)
     blob.unlink(missing_ok=True)
-
-
-def push_folder(folder: str | Path, repo_id: str, *, revision: str | None = None, private: bool = False,
-                token: str | None = None, commit_message: str = "Upload NP-DRAW model") -> str:
-    """Upload a saved model folder to the Hub repo ``repo_id``, creating the repo (and the branch) when needed.
-
-    Args:
-        folder: a folder written by ``NPDraw.save_pretrained``.
-        repo_id: "owner/name".
-        revision: the branch to commit to; None for the default branch.
-        private: create the repo private (an existing repo keeps its visibility).
-        token: a Hub token; None uses the saved login or ``HF_TOKEN``.
-        commit_message: the commit's message.
-    Returns:
-        The id of the new commit, to pin with ``revision=``.
-    Raises:
-        ValueError: ``repo_id`` is not "owner/name". huggingface_hub.errors.HfHubHTTPError: the Hub refused.
-    """
-    if not isinstance(repo_id, str) or not re.fullmatch(REPO_ID, repo_id):
-        raise InvalidInputError(f"repo_id must be 'owner/name', got {repo_id!r}")
-    from huggingface_hub import HfApi  # imported late, for the reason given in _download
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision is not None:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message)
-    return info.oid

@@ -13,7 +13,6 @@ import functools
 import itertools
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
+from huggingface_hub import HfApi, ModelCard, ModelHubMixin
 from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
@@ -140,7 +140,7 @@ def _workers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="np_draw")
 
 
-class NPDraw(nn.Module):
+class NPDraw(nn.Module, ModelHubMixin):
     """NP-DRAW (Zeng et al., UAI 2021): images drawn part by part on a canvas, then decoded.
 
     Args:
@@ -483,23 +483,39 @@ class NPDraw(nn.Module):
         return fit(self, self._source(images), config, output_dir=output_dir, resume=resume, progress=progress,
                    callback=callback, validation=held_out)
 
-    def save_pretrained(self, folder: str | Path, card: Mapping[str, Any] | None = None) -> Path:
+    def save_pretrained(self, folder: str | Path, card: Mapping[str, Any] | None = None,
+                        **mixin_options: Any) -> Path:
         """Write ``config.json``, ``model.safetensors`` (bank, prior, encoder, decoder) and a ``README.md`` model card.
 
         Args:
             folder: the output folder, created if needed.
             card: facts for the model card: ``dataset``, ``metrics`` ({name: value}), ``notes``, ``license`` (Hub
                 license id, default "mit"), ``repo_id``; see :func:`np_draw.hub.model_card`.
+            **mixin_options: for ``huggingface_hub.ModelHubMixin.save_pretrained``, whose ``push_to_hub`` passes the
+                card as ``model_card_kwargs={"card": ...}``.
         Returns:
             The folder.
+        Raises:
+            UnwritablePathError: the folder cannot be created or written. InvalidInputError, InvalidTypeError: a bad
+            ``card`` (see :func:`np_draw.hub.check_card`).
 
         Example:
             >>> folder = model.save_pretrained("np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
         folder = make_folder(folder)
-        write_model_files(self.config, self.state_dict(), folder)
-        hub.model_card(self.config, card).save(folder / CARD_NAME)
+        # The mixin writes a card only where there is none, which would keep an earlier save's card.
+        (folder / CARD_NAME).unlink(missing_ok=True)
+        mixin_options.setdefault("model_card_kwargs", {"card": card})
+        super().save_pretrained(folder, **mixin_options)
         return folder
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """ModelHubMixin's hook for the model's files: the config and the weights."""
+        write_model_files(self.config, self.state_dict(), save_directory)
+
+    def generate_model_card(self, card: Mapping[str, Any] | None = None) -> ModelCard:
+        """ModelHubMixin's hook for ``README.md``: :func:`np_draw.hub.model_card` of this model and ``card``."""
+        return hub.model_card(self.config, card)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
@@ -535,17 +551,25 @@ class NPDraw(nn.Module):
         Example:
             >>> model = NPDraw.from_pretrained("mnist", device="cuda")  # doctest: +SKIP
         """
+        # The mixin would ask the Hub for anything that is not a folder: a pretrained name first becomes its
+        # verified folder (bundled or downloaded), and the mixin loads that folder with its checked config.
         folder = hub.resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
                                         local_files_only=local_files_only, force_download=force_download,
                                         token=token)
-        config = load_config(folder)
+        return super().from_pretrained(folder, config=load_config(folder), device=device, dtype=dtype, strict=strict)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, config: NPDrawConfig, device: torch.device | str | None = None,
+                         dtype: torch.dtype | None = None, strict: bool = True, **hub_options: Any) -> NPDraw:
+        """ModelHubMixin's hook for loading: the folder ``model_id``, which :meth:`from_pretrained` has already
+        resolved with the ``hub_options`` (revision, token...; proxies too on huggingface_hub < 1.0)."""
         # Built on the meta device, a model costs nothing: its tensors' names, shapes and dtypes are checked
         # against the weights file's header before a config that does not fit them allocates anything.
         with torch.device("meta"):
             skeleton = cls(config)
-        check_weights(skeleton, folder, strict=strict)
+        check_weights(skeleton, model_id, strict=strict)
         model = cls(config)
-        load_weights(model, folder, strict=strict)
+        load_weights(model, model_id, strict=strict)
         return model.to(device=device, dtype=dtype).eval()
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool = False,
@@ -562,11 +586,19 @@ class NPDraw(nn.Module):
             card: facts for the model card, as in :meth:`save_pretrained`; ``repo_id`` defaults to this one.
         Returns:
             The commit id, to load exactly this upload with ``from_pretrained(repo_id, revision=...)``.
+        Raises:
+            InvalidInputError: ``repo_id`` is not "owner/name", or a bad ``card``.
+            huggingface_hub.errors.HfHubHTTPError: the Hub refused.
 
         Example:
             >>> commit = model.push_to_hub("me/np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
-        with tempfile.TemporaryDirectory(prefix="np-draw-push-") as folder:
-            self.save_pretrained(folder, card={"repo_id": repo_id, **(card or {})})
-            return hub.push_folder(folder, repo_id, revision=revision, private=private, token=token,
-                                   commit_message=commit_message)
+        facts = hub.upload_card(repo_id, card)
+        if revision is not None:
+            # The mixin commits to a branch but does not create it, and a branch needs its repo first.
+            api = HfApi(token=token)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = super().push_to_hub(repo_id, branch=revision, private=private, token=token,
+                                     commit_message=commit_message, model_card_kwargs={"card": facts})
+        return commit.oid

@@ -16,7 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from np_draw import hub
+from huggingface_hub import HfApi
+
 from np_draw.manifest import PACKAGE_MANIFEST, describe_files, manifest_path, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,8 +32,11 @@ def publish(name: str, *, token: str | None = None, pin: bool = False) -> str:
     if found != entry["files"]:
         raise SystemExit(f"publish_weights.py: {folder} does not hold the files the manifest records for {name!r} "
                          f"(found {sorted(found)}, checked sha256 and size); bundle it first")
-    commit = hub.push_folder(folder, entry["repo_id"], token=token,
-                             commit_message=f"np-draw {name}: the checkpoint bundled in the package")
+    # The folder's own files, card included, as the manifest records them: not a model saved afresh by push_to_hub.
+    api = HfApi(token=token)
+    api.create_repo(entry["repo_id"], exist_ok=True)
+    commit = api.upload_folder(repo_id=entry["repo_id"], folder_path=folder,
+                               commit_message=f"np-draw {name}: the checkpoint bundled in the package").oid
     if pin:
         manifest = json.loads(manifest_file.read_text())
         manifest["models"][name]["revision"] = commit

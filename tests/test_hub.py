@@ -154,6 +154,8 @@ def test_save_pretrained_writes_a_model_card_and_the_folder_loads_back(tmp_path)
     with pytest.raises(TypeError, match=r"card\['training'\] must be JSON-serialisable"):
         model.save_pretrained(tmp_path / "u", card={"training": {"when": object()}})
     assert set(describe_files(folder)) == {"config.json", "model.safetensors", "README.md"}
+    model.save_pretrained(folder, card={"dataset": "CIFAR-10 test"})  # saving again writes a fresh card
+    assert "CIFAR-10 test" in (folder / "README.md").read_text() and "a test" not in (folder / "README.md").read_text()
 
 
 def test_strict_false_loads_what_matches_and_warns_about_the_rest(tmp_path, caplog):
@@ -305,8 +307,10 @@ def test_push_to_hub_uploads_the_folder_and_it_loads_back(world, tmp_path):
     assert main_print == fingerprint(random_model("mnist", seed=2))
     assert dev_print == fingerprint(random_model("mnist", seed=3))
 
-    [create, _] = world.server.received("POST", "/api/repos/create")
-    assert json.loads(create.body)["name"] == "pushed" and create.headers["authorization"] == "Bearer hf_secret"
+    # A push to a branch asks for the repo first itself, to create the branch in it.
+    creates = world.server.received("POST", "/api/repos/create")
+    assert creates and all(json.loads(create.body)["name"] == "pushed"
+                           and create.headers["authorization"] == "Bearer hf_secret" for create in creates)
     assert world.server.received("POST", "/api/models/me/pushed/branch/dev")
     assert world.server.branches[("me/pushed", "main")] == main and world.server.branches[("me/pushed", "dev")] == dev
     # The bytes that arrived are the files save_pretrained writes.
