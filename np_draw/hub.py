@@ -205,59 +205,56 @@ def _resolve_manifest_name(name: str, entry: Mapping[str, Any], bundle: Path, re
 
 
 def _download(repo_id: str, revision: str | None, *, expected: Mapping[str, Mapping[str, Any]] | None,
-              cache_dir: str | Path | None, local_files_only: bool, force_download: bool, token: str | bool | None,
-              hint: str) -> Path:
-    """Fetch the files a load reads from ``repo_id`` through the Hugging Face cache; returns their snapshot folder.
-
-    With ``expected`` (the manifest's records) each file is verified, and a bad one is deleted from the cache.
-    """
+              **options: Any) -> Path:
+    """Fetch the files a load reads from ``repo_id`` through the Hugging Face cache, each checked against
+    ``expected`` (the manifest's records) when given; returns their snapshot folder."""
     folder = None
     for filename in LOADED_FILES:
         where = f"{filename} of {repo_id} at revision {revision or 'main'}"
-        try:
-            path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
-                                        local_files_only=local_files_only, force_download=force_download,
-                                        token=token, library_name=LIBRARY_NAME))
-        except LocalEntryNotFoundError as error:
-            reason = ("local_files_only=True was given" if local_files_only
-                      else "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
-                      else f"the Hub at {constants.ENDPOINT} could not be reached")
-            raise WeightsUnavailableError(
-                f"{where} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {reason}. To "
-                f"get the weights: run `{hint}` on a machine with internet access and copy its cache here (point "
-                f"HF_HUB_CACHE or cache_dir at it); or set HF_ENDPOINT to a Hub mirror you can reach; or pass a "
-                f"local folder holding {CONFIG_NAME} and {WEIGHTS_NAME}") from error
-        except RepositoryNotFoundError as error:
-            raise WeightsUnavailableError(f"there is no local folder {repo_id!r}, and the Hub at {constants.ENDPOINT} "
-                                          f"has no model repo {repo_id!r} (or it is private and you are not logged "
-                                          f"in)") from error
-        except RevisionNotFoundError as error:
-            raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no revision {revision!r}") from error
-        except EntryNotFoundError as error:
-            raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {revision!r}; an "
-                                          f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
-        except OSError as error:  # other HTTP errors, a download cut short, a full disk
-            raise WeightsUnavailableError(f"could not download {where}: {str(error).splitlines()[0]}") from error
-        except ValueError as error:
-            if not force_download:
-                raise
-            # huggingface_hub's message here is "Force download failed due to the above error": give the error.
-            raise WeightsUnavailableError(f"could not download {where} again (force_download=True): "
-                                          f"{error.__cause__ or error}") from error
+        path = _fetch(repo_id, filename, revision, where, **options)
         # The first file fixes the commit, so the others come from the same snapshot even if the branch moves.
         revision, folder = path.parent.name, path.parent
         problem = file_problem(path, expected[filename]) if expected is not None else None
         if problem:
-            _evict(path)
+            # The bad copy stays in the cache, where its blob may be another revision's too; a download asked for
+            # again replaces it.
             raise CorruptWeightsError(
-                f"the downloaded {where} does not match the weights manifest: {problem}. The bad copy was deleted "
-                f"from the cache and nothing was loaded; try again, and if it happens again the server "
-                f"({constants.ENDPOINT}) serves damaged files")
+                f"the downloaded {where} does not match the weights manifest: {problem}; nothing was loaded. Load it "
+                f"again with force_download=True (`{options['hint']} --force-download`) to replace the cached copy; "
+                f"if it happens again, the server ({constants.ENDPOINT}) serves damaged files")
     return folder
 
 
-def _evict(path: Path) -> None:
-    """Delete a cached file, its snapshot link and the blob it points to, so the next try downloads it afresh."""
-    blob = path.resolve()
-    path.unlink(missing_ok=True)
-    blob.unlink(missing_ok=True)
+def _fetch(repo_id: str, filename: str, revision: str | None, where: str, *, cache_dir: str | Path | None,
+           local_files_only: bool, force_download: bool, token: str | bool | None, hint: str) -> Path:
+    """``hf_hub_download`` of one file; a failure becomes a WeightsUnavailableError that says why and what to do."""
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                                    local_files_only=local_files_only, force_download=force_download, token=token,
+                                    library_name=LIBRARY_NAME))
+    except LocalEntryNotFoundError as error:  # caught before EntryNotFoundError, which it is too
+        reason = ("local_files_only=True was given" if local_files_only
+                  else "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
+                  else f"the Hub at {constants.ENDPOINT} could not be reached")
+        raise WeightsUnavailableError(
+            f"{where} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {reason}. To get "
+            f"the weights: run `{hint}` on a machine with internet access and copy its cache here (point HF_HUB_CACHE "
+            f"or cache_dir at it); or set HF_ENDPOINT to a Hub mirror you can reach; or pass a local folder holding "
+            f"{CONFIG_NAME} and {WEIGHTS_NAME}") from error
+    except RepositoryNotFoundError as error:
+        raise WeightsUnavailableError(
+            f"there is no local folder {repo_id!r}, and the Hub at {constants.ENDPOINT} has no model repo {repo_id!r} "
+            f"(or it is private and you are not logged in)") from error
+    except RevisionNotFoundError as error:
+        raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no revision {revision!r}") from error
+    except EntryNotFoundError as error:
+        raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {revision!r}; an "
+                                      f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
+    except OSError as error:  # other HTTP errors, a download cut short, a full disk
+        raise WeightsUnavailableError(f"could not download {where}: {str(error).splitlines()[0]}") from error
+    except ValueError as error:
+        if not force_download:
+            raise
+        # huggingface_hub's message here is "Force download failed due to the above error": give the error.
+        raise WeightsUnavailableError(f"could not download {where} again (force_download=True): "
+                                      f"{error.__cause__ or error}") from error

@@ -237,18 +237,18 @@ def test_revisions_are_pinned(world):
     assert world.server.received("HEAD", f"/{REPO}/resolve/{world.commits['a']}/")
 
 
-def test_corrupted_bytes_are_rejected_removed_from_the_cache_and_fetched_again(world):
+def test_corrupted_bytes_are_rejected_every_time_until_force_download_fetches_them_again(world):
     [result] = world.load("tiny-corrupt")
     assert result["error"] == "CorruptWeightsError"
     assert "does not match the weights manifest: its sha256 is" in result["message"]
-    assert "deleted from the cache and nothing was loaded" in result["message"]
-    repo = world.cache / "models--np-draw-test--corrupt"
-    assert not (repo / "snapshots" / world.commits["corrupt"] / "model.safetensors").exists()
-    config_sha = describe_files(world.folder)["config.json"]["sha256"]
-    assert {path.name for path in (repo / "blobs").iterdir()} == {config_sha}
+    assert "nothing was loaded" in result["message"]
+    assert "force_download=True (`np-draw download tiny-corrupt --force-download`)" in result["message"]
 
     world.server.served.clear()  # the server mends its ways
-    assert world.load("tiny-corrupt") == [{"fingerprint": world.prints["a"]}]
+    # The bad copy stays in the cache (its blob may be another revision's too), and is never loaded from there.
+    assert world.load("tiny-corrupt")[0]["error"] == "CorruptWeightsError"
+    assert world.load(("tiny-corrupt", {"force_download": True}), "tiny-corrupt") == \
+        [{"fingerprint": world.prints["a"]}] * 2
 
 
 def test_truncated_downloads_are_rejected(world):
@@ -257,11 +257,11 @@ def test_truncated_downloads_are_rejected(world):
     assert truncated["error"] == "CorruptWeightsError"
     assert f"its size is 1000 bytes, expected {(world.folder / 'model.safetensors').stat().st_size}" in \
         truncated["message"]
+    assert world.load("tiny-truncated")[0]["error"] == "CorruptWeightsError"  # and never loaded from the cache
     # Announced whole, sent cut: the download itself fails and leaves nothing behind.
     assert short["error"] == "WeightsUnavailableError" and "could not download model.safetensors" in short["message"]
-    for damage in ("truncated", "short"):
-        snapshot = world.cache / f"models--np-draw-test--{damage}" / "snapshots" / world.commits[damage]
-        assert not (snapshot / "model.safetensors").exists()
+    snapshot = world.cache / "models--np-draw-test--short" / "snapshots" / world.commits["short"]
+    assert not (snapshot / "model.safetensors").exists()
 
 
 def test_the_server_down_with_an_empty_cache_says_how_to_get_the_weights(world):
