@@ -76,8 +76,12 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> M
 
 
 def check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """The facts for :func:`model_card`, checked; None is no facts.
+    """The facts for :func:`model_card`, checked.
 
+    Args:
+        card: the facts (see :func:`model_card`), or None for none.
+    Returns:
+        ``card``, or an empty mapping for None.
     Raises:
         InvalidInputError: an unknown key, or license "other" without ``license_name`` and ``license_link`` (the Hub
         needs both). InvalidTypeError: ``card`` or one of its fields has the wrong type.
@@ -109,8 +113,13 @@ def check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 def upload_card(repo_id: str, card: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The card facts of an upload to ``repo_id`` (whose loading example names it), checked before anything is sent.
+    """The card facts of an upload, checked before anything is sent.
 
+    Args:
+        repo_id: the Hub repo, "owner/name"; the card's loading example names it unless ``card`` gives a repo_id.
+        card: the facts (see :func:`model_card`), or None.
+    Returns:
+        The facts, with ``repo_id``.
     Raises:
         InvalidInputError: ``repo_id`` is not "owner/name"; and as :func:`check_card`.
     """

@@ -119,6 +119,9 @@ def describe_files(folder: str | Path) -> dict[str, dict[str, Any]]:
 def file_problem(path: Path, record: Mapping[str, Any]) -> str | None:
     """How the file ``path`` differs from its manifest record (the size is compared first: it is free).
 
+    Args:
+        path: the file.
+        record: its manifest record, ``{"sha256": hex, "size": bytes}``.
     Returns:
         What differs, for an error message, or None when the file matches.
     """

@@ -32,8 +32,12 @@ LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 
 
 def make_folder(folder: str | Path) -> Path:
-    """Create ``folder`` and its parents if needed; returns it.
+    """Create ``folder`` and its parents if needed.
 
+    Args:
+        folder: the output folder.
+    Returns:
+        ``folder``, as a Path.
     Raises:
         UnwritablePathError: it cannot be created (a file is in the way, no permission).
     """
@@ -65,8 +69,13 @@ def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
 
 
 def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], folder: str | Path) -> None:
-    """Write ``config.json`` and ``model.safetensors`` (the tensors on the CPU, contiguous) into ``folder``.
+    """Write ``config.json`` and ``model.safetensors`` into ``folder``.
 
+    Args:
+        config: the model's config.
+        state: the model's state dict; the file holds its tensors on the CPU, contiguous (so a channels-last
+            layout in memory does not change the file).
+        folder: an existing folder.
     Raises:
         UnwritablePathError: ``folder`` does not take new files.
     """
@@ -79,6 +88,10 @@ def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], f
 def load_config(folder: str | Path) -> NPDrawConfig:
     """The config of a model folder.
 
+    Args:
+        folder: a folder holding config.json and model.safetensors.
+    Returns:
+        The config, checked field by field.
     Raises:
         FileNotFoundError: config.json or model.safetensors is missing. InvalidInputError: config.json is not a valid
         config (bad JSON, unknown keys, bad values).
@@ -104,6 +117,10 @@ def check_weights(skeleton: torch.nn.Module, folder: str | Path, *, strict: bool
     weights, reading nothing but the header: ``skeleton`` may be built on the meta device, so that a config that
     does not fit its weights (or asks for an absurd size) is refused before anything is allocated.
 
+    Args:
+        skeleton: the model the weights are for, on any device (the meta device costs nothing).
+        folder: the model folder.
+        strict: a missing or unexpected name is an error; False logs them instead.
     Raises:
         ConfigMismatchError: a name is missing or unexpected (with ``strict``; else they are logged), a shape differs,
         or a floating-point tensor is stored as integers or the other way round. CorruptWeightsError: no readable
@@ -139,9 +156,12 @@ def _preview(keys: list[str], limit: int = 5) -> str:
 
 
 def load_weights(model: torch.nn.Module, folder: str | Path, *, strict: bool = True) -> None:
-    """Copy the weights of ``folder`` (checked by :func:`check_weights` first) into ``model``, on the CPU; with
-    ``strict`` False the missing ones keep their fresh initialisation.
+    """Copy the weights of ``folder`` (checked by :func:`check_weights` first) into ``model``, on the CPU.
 
+    Args:
+        model: the model to fill.
+        folder: the model folder.
+        strict: as for ``load_state_dict``; False leaves the missing weights at their fresh initialisation.
     Raises:
         CorruptWeightsError: model.safetensors is truncated or not safetensors.
     """
