@@ -24,7 +24,7 @@ CHILD = r"""
 import json, resource, sys, time, logging
 import torch
 from np_draw import NPDraw, NPDrawConfig
-from np_draw.data import load_folder_images
+from np_draw.images import load_folder_images
 from np_draw.training import FitConfig
 folder, how, out = sys.argv[1:4]
 torch.manual_seed(0)

@@ -30,10 +30,10 @@ import torch
 
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
-from .data import DATASETS, check_images, data_files, image_source, load_dataset, load_images
+from .data import DATASETS, data_files, load_dataset
 from .errors import InvalidInputError, NPDrawError, UnwritablePathError
 from .features import ARCHITECTURES
-from .images import save_grid, save_pairs
+from .images import check_images, image_source, load_images, save_grid, save_pairs
 from .manifest import describe_files, read_manifest
 from .model import NPDraw
 from .model_files import CARD_NAME, LOADED_FILES
@@ -120,7 +120,7 @@ def infer_preset(data: Path) -> tuple[str, str]:
     import numpy as np
     from PIL import Image
 
-    from .data import is_colour
+    from .images import is_colour
 
     if data.suffix == ".npz":
         with np.load(data, allow_pickle=False) as arrays:

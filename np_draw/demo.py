@@ -17,10 +17,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .data import check_images, from_pil_images
 from .editing import paste_latents
 from .errors import InvalidInputError, NPDrawError
-from .images import make_grid, to_pil
+from .images import check_images, from_pil_images, make_grid, to_pil
 from .latents import Latents
 from .metrics import psnr
 from .model import NPDraw

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 import torch
 
 from .canvas import Grid
-from .data import check_images
 from .errors import InvalidInputError, InvalidTypeError
+from .images import check_images
 from .latents import Latents, StepLogits
 from .model import NPDraw
 

@@ -1,15 +1,456 @@
-"""Turning image tensors (float NCHW in [0, 1]) into PIL images and grids."""
+"""Image tensors in and out: what users pass (tensors and arrays in any layout, PIL images, folders of files, torch
+and Hugging Face datasets) checked and turned into float NCHW in [0, 1], held in memory or read a batch at a time as
+an :class:`ImageSource`; and tensors turned into PIL images and grid pictures."""
 
 from __future__ import annotations
 
+import abc
+import hashlib
+import logging
 import math
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from einops import rearrange
 from PIL import Image
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, InvalidTypeError
+
+logger = logging.getLogger(__name__)
+
+
+def check_images(images: Any, *, channels: int, size: int, name: str = "images") -> torch.Tensor:
+    """Validate an image batch and return it as a float tensor in [0, 1].
+
+    Args:
+        images: (N, C, H, W) torch tensor or NumPy array; uint8 (0..255, scaled to [0, 1]) or floating point
+            in [0, 1].
+        channels, size: the C and H = W the model expects.
+        name: the argument's name, used in error messages.
+    Returns:
+        (N, C, H, W) floating tensor (float32 unless the input was a floating tensor already).
+    Raises:
+        InvalidTypeError: not a tensor/array, or a dtype that is neither uint8 nor floating.
+        InvalidInputError: wrong shape, an empty batch, NaN/inf, or floats outside [0, 1].
+    """
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor):
+        raise InvalidTypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
+    expected = f"(N, {channels}, {size}, {size})"
+    if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
+        raise InvalidInputError(f"{name} must have shape {expected} (NCHW), got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise InvalidInputError(f"{name} must hold at least one image, got an empty batch of shape "
+                                f"{tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    if not images.is_floating_point():
+        raise InvalidTypeError(f"{name} must be uint8 (0..255) or floating point in [0, 1], got dtype {images.dtype}")
+    if not torch.isfinite(images).all():
+        raise InvalidInputError(f"{name} must be finite, got {int((~torch.isfinite(images)).sum())} NaN or inf values")
+    low, high = images.min().item(), images.max().item()
+    if low < 0 or high > 1:
+        raise InvalidInputError(f"{name} must lie in [0, 1] (floats) or be uint8, got values in "
+                                f"[{low:.4g}, {high:.4g}]")
+    return images
+
+
+def to_canvas(images: torch.Tensor, canvas_size: int) -> torch.Tensor:
+    """Images (N, C, H, W) -> the canvas resolution (N, C, S, S) by averaging H/S x H/S blocks."""
+    factor = images.shape[-1] // canvas_size
+    if factor == 1:
+        return images
+    return torch.nn.functional.avg_pool2d(images, factor)
+
+
+def is_colour(image: Image.Image) -> bool:
+    """Whether a PIL image has colour: an RGB(A) or palette image whose channels differ somewhere."""
+    if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return False
+    red, green, blue = image.convert("RGB").split()
+    return red.tobytes() != green.tobytes() or red.tobytes() != blue.tobytes()
+
+
+def _square(image: Image.Image, size: int, channels: int, name: str = "image") -> np.ndarray:
+    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C).
+
+    A colour image for a grey model is an error (dropping its colour would train or score something else than
+    what the user has); a grey image for a colour model is repeated over R, G and B.
+    """
+    if channels == 1 and is_colour(image):
+        raise InvalidInputError(f"{name} is a colour image ({image.width}x{image.height} {image.mode}) but the model "
+                                "takes grey images (channels=1); use a colour model (a cifar10 or celeba preset or "
+                                "checkpoint), or convert the images to grey first")
+    side = min(image.width, image.height)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.convert("L" if channels == 1 else "RGB").crop((left, top, left + side, top + side))
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BICUBIC)
+    return np.array(image, dtype=np.uint8).reshape(size, size, channels)
+
+
+def _readable(folder: Path) -> Iterator[tuple[str, Image.Image]]:
+    """The files under ``folder`` (recursively, sorted) that Pillow reads to the end, decoded, one at a time; the
+    others (not images, or truncated) are skipped with a warning naming them, and a folder with none is an error."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
+    skipped, found = [], False
+    # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
+    # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
+    for path in sorted((os.path.join(root, name) for root, _, names in os.walk(folder) for name in names),
+                       key=lambda path: path.split(os.sep)):
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError) as error:
+            skipped.append(f"{os.path.basename(path)} ({error.__class__.__name__})")
+            continue
+        found = True
+        yield path, image
+    if skipped:
+        logger.warning("skipped %d files that are not readable images: %s", len(skipped), ", ".join(skipped[:10]))
+    if not found:
+        raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
+
+
+def _open_image(path: str | Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InvalidInputError(f"{str(path)!r} is not a readable image: {error}") from error
+
+
+def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch.Tensor:
+    """Every image file Pillow can read under ``folder`` (recursively, sorted by path), centre-cropped to a square
+    and resized to ``size``: uint8 (N, C, size, size). Files that are not images or are truncated are skipped
+    with a warning naming them."""
+    # One file open at a time: the folder is never held in memory at its own resolution.
+    return from_pil_images(_readable(Path(folder)), channels=channels, size=size)
+
+
+def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int, size: int,
+                    empty: str = "no images were given") -> torch.Tensor:
+    """PIL images of any size (or (name, image) pairs, the name used in errors) -> uint8 (N, C, size, size):
+    centre-cropped to a square and resized, with a log line saying how many were resized or turned from grey to
+    RGB (see :func:`_square` for colour into a grey model). ``empty`` is the error when there are none."""
+    arrays, resized, widened = [], 0, 0
+    for i, item in enumerate(images):
+        name, image = item if isinstance(item, tuple) else (f"image {i}", item)
+        arrays.append(_square(image, size, channels, name))
+        resized += image.size != (size, size)
+        widened += channels == 3 and not is_colour(image)
+    if not arrays:
+        raise InvalidInputError(empty)
+    if resized:
+        logger.info("%d of %d images centre-cropped and resized to %dx%d", resized, len(arrays), size, size)
+    if widened:
+        logger.info("%d of %d images are grey; their grey levels are used for R, G and B", widened, len(arrays))
+    return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w")
+
+
+def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "images") -> torch.Tensor:
+    """Gather images given in any of the supported forms into one (N, C, H, W) tensor, before
+    :func:`check_images`.
+
+    Args:
+        images: a tensor or NumPy array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; a PIL
+            image or a list of them (any size: centre-cropped and resized), or a list of image tensors or arrays;
+            a torch ``Dataset`` or ``DataLoader`` whose items are such images, PIL images, or (image, label)
+            pairs; or a folder of image files (see :func:`load_folder_images`).
+        channels, size: what the model expects.
+    Returns:
+        (N, C, H, W) tensor, dtype as given (uint8 or float).
+    """
+    if isinstance(images, (str, Path)):
+        return load_folder_images(images, channels=channels, size=size)
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise InvalidInputError(f"{name} is an empty list")
+        if all(isinstance(item, Image.Image) for item in images):
+            return from_pil_images(images, channels=channels, size=size)
+        if all(isinstance(item, (torch.Tensor, np.ndarray)) for item in images):
+            items = [torch.as_tensor(np.asarray(item)) if isinstance(item, np.ndarray) else item for item in images]
+            if len({tuple(item.shape) for item in items}) != 1:
+                raise InvalidInputError(f"{name}: the images of a list must share one shape, got "
+                                        f"{sorted({tuple(item.shape) for item in items})}")
+            return as_image_tensor(torch.stack(items), channels=channels, size=size, name=name)
+        raise InvalidTypeError(f"{name}: a list must hold only PIL images or only image tensors/arrays, got "
+                               f"{sorted({type(item).__name__ for item in images})}")
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if isinstance(images, torch.Tensor):
+        if images.ndim == 3:
+            return images[:, None]
+        if images.ndim == 4 and images.shape[1] != channels and images.shape[-1] == channels:
+            return rearrange(images, "n h w c -> n c h w").contiguous()
+        return images
+    if _is_dataset(images):
+        # Map-style or iterable, every item is read and converted; image_source reads map-style ones lazily.
+        items = [_item_tensor(item, channels=channels, size=size, name=name) for item in _items(images)]
+        if not items:
+            raise InvalidInputError(f"{name} is an empty dataset")
+        return torch.cat(items)
+    raise InvalidTypeError(f"{name} must be a tensor, a NumPy array, a PIL image, a list of images, a torch Dataset "
+                           f"or DataLoader, a Hugging Face datasets.Dataset, or a folder path, got "
+                           f"{type(images).__name__}")
+
+
+def _is_dataset(images: Any) -> bool:
+    """A torch Dataset or DataLoader, or any other dataset object (a Hugging Face ``datasets.Dataset``)."""
+    return isinstance(images, (torch.utils.data.Dataset, torch.utils.data.DataLoader)) or (
+        hasattr(images, "column_names") and hasattr(images, "__iter__"))
+
+
+def _items(dataset: Any) -> Iterator[Any]:
+    """A dataset's items one image at a time; a DataLoader's batches are split into their images."""
+    if not isinstance(dataset, torch.utils.data.DataLoader):
+        yield from dataset
+        return
+    for batch in dataset:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        images = images[_image_key(images, "a batch")] if isinstance(images, dict) else images
+        yield from images
+
+
+def _image_key(record: dict, name: str) -> str:
+    """The key of a record's image (a Hugging Face row): "image" or "img" if there, else its only image-like value."""
+    for key in ("image", "img"):
+        if key in record:
+            return key
+    found = [key for key, value in record.items()
+             if isinstance(value, Image.Image) or getattr(value, "ndim", 0) >= 2]
+    if len(found) != 1:
+        raise InvalidInputError(f"{name}: a dataset row must hold one image under 'image' or 'img', got the keys "
+                                f"{sorted(record)}")
+    return found[0]
+
+
+def _item_tensor(item: Any, *, channels: int, size: int, name: str) -> torch.Tensor:
+    """One dataset item (an image tensor or array, a PIL image, an (image, label) pair or a row with an image)
+    -> (1, C, H, W), dtype as given; PIL images centre-cropped and resized to ``size``."""
+    if isinstance(item, dict):
+        item = item[_image_key(item, name)]
+    elif isinstance(item, (tuple, list)):
+        item = item[0]
+    if isinstance(item, Image.Image):
+        return rearrange(torch.from_numpy(_square(item, size, channels, name)), "h w c -> 1 c h w")
+    if isinstance(item, np.ndarray):
+        item = torch.from_numpy(np.ascontiguousarray(item))
+    if not isinstance(item, torch.Tensor):
+        raise InvalidTypeError(f"{name}: a dataset item must be an image tensor, array or PIL image, got "
+                               f"{type(item).__name__}")
+    return as_image_tensor(item[None], channels=channels, size=size, name=name)
+
+
+class ImageSource(abc.ABC):
+    """N images read a batch at a time by index, so that training need not hold them all: in memory
+    (:class:`TensorImages`) or read on demand from files or a dataset (:class:`LazyImages`).
+
+    ``read(index)`` returns (n, C, H, W) float in [0, 1] (a lazy source: float32 on the CPU), checked.
+    """
+
+    channels: int
+    size: int
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """N."""
+
+    @abc.abstractmethod
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at ``index`` (a 1-d int64 tensor): (len(index), C, H, W)."""
+
+    def chunks(self, index: torch.Tensor | None = None, size: int = 1024) -> Iterator[torch.Tensor]:
+        """The images at ``index`` (all when None) in order, ``size`` at a time."""
+        index = torch.arange(len(self)) if index is None else index
+        for start in range(0, len(index), size):
+            yield self.read(index[start:start + size])
+
+    def fingerprint(self) -> str:
+        """sha256 of the images' bytes in order, read a chunk at a time (the same for a source in memory and a lazy
+        one of the same images and dtype)."""
+        digest = hashlib.sha256()
+        for chunk in self.chunks():
+            digest.update(rearrange(chunk.detach().cpu().contiguous(), "... -> (...)").view(torch.uint8).numpy())
+        return digest.hexdigest()
+
+    def subset(self, index: torch.Tensor) -> ImageSource:
+        """The images at ``index``, read lazily."""
+        return _Indexed(self, index)
+
+    def __add__(self, other: ImageSource) -> ImageSource:
+        """This source's images, then ``other``'s."""
+        return _Joined(self, other)
+
+
+class TensorImages(ImageSource):
+    """Images held in one checked (N, C, H, W) float tensor."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images, self.channels, self.size = images, images.shape[1], images.shape[-1]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        return self.images[index.to(self.images.device)]
+
+
+class LazyImages(ImageSource):
+    """Images read one at a time by ``item(i)`` (a file opened, a dataset row decoded) when a batch needs them.
+
+    Args:
+        length: N.
+        item: i -> the i-th image in any form a dataset item may take (see :func:`as_image_tensor`).
+        channels, size: what the model expects; PIL images are centre-cropped and resized to it.
+        name: what the images are, for error messages.
+        label: i -> the i-th image's name in error messages (default ``name[i]``).
+    """
+
+    def __init__(self, length: int, item: Callable[[int], Any], *, channels: int, size: int, name: str,
+                 label: Callable[[int], str] | None = None) -> None:
+        self.length, self.item, self.channels, self.size, self.name = length, item, channels, size, name
+        self.label = label or (lambda i: f"{name}[{i}]")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        # Each item is checked on its own, so that an error names the file or row at fault.
+        items = [check_images(_item_tensor(self.item(i), channels=self.channels, size=self.size, name=self.label(i)),
+                              channels=self.channels, size=self.size, name=self.label(i)) for i in index.tolist()]
+        if not items:
+            return torch.empty(0, self.channels, self.size, self.size)
+        return torch.cat([item.to(items[0].dtype) for item in items])
+
+
+class _Indexed(ImageSource):
+    def __init__(self, source: ImageSource, index: torch.Tensor) -> None:
+        self.source, self.index, self.channels, self.size = source, index, source.channels, source.size
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        return self.source.read(self.index[index])
+
+
+class _Joined(ImageSource):
+    def __init__(self, first: ImageSource, second: ImageSource) -> None:
+        self.first, self.second, self.channels, self.size = first, second, first.channels, first.size
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        in_first = index < len(self.first)
+        if in_first.all():
+            return self.first.read(index)
+        if not in_first.any():
+            return self.second.read(index - len(self.first))
+        first, second = self.first.read(index[in_first]), self.second.read(index[~in_first] - len(self.first))
+        out = first.new_empty((len(index), *first.shape[1:]))
+        out[in_first], out[~in_first] = first, second.to(first)
+        return out
+
+
+def _plain(loader: torch.utils.data.DataLoader) -> bool:
+    """Whether a DataLoader only batches its dataset (in order or shuffled), so that reading the dataset by index
+    gives the same images."""
+    data = torch.utils.data
+    return (type(loader.batch_sampler) is data.BatchSampler
+            and type(loader.sampler) in (data.SequentialSampler, data.RandomSampler)
+            and loader.collate_fn is data.default_collate)
+
+
+def image_source(images: Any, *, channels: int, size: int, name: str = "images") -> ImageSource:
+    """Images in any form :func:`as_image_tensor` takes, as an :class:`ImageSource` for training: a folder, a
+    map-style torch Dataset (or a DataLoader that only batches one) or a Hugging Face ``datasets.Dataset`` is read
+    lazily, a batch at a time, so memory does not grow with the number of images; the other forms are gathered and
+    checked in memory (an iterable dataset, which cannot be read by index, and a DataLoader with its own sampler or
+    collate_fn, included). A dataset read lazily is read again each time an image is used: random transforms are
+    drawn anew each time.
+
+    Lazily read PIL images are centre-cropped and resized to ``size`` without a log line per image; a colour image
+    for a grey model is an error when its batch is read.
+    """
+    if isinstance(images, ImageSource):
+        if (images.channels, images.size) != (channels, size):
+            raise InvalidInputError(f"{name}: an ImageSource of {images.channels}x{images.size}x{images.size} images "
+                                    f"for a model of {channels}x{size}x{size}")
+        return images
+    if isinstance(images, (str, Path)):
+        # Each file is decoded once here and let go, so that reading the folder lazily later fails on none.
+        files = [path for path, _ in _readable(Path(images))]
+        source: ImageSource = LazyImages(len(files), lambda i: _open_image(files[i]), channels=channels, size=size,
+                                         name=str(images), label=files.__getitem__)
+    else:
+        loader = isinstance(images, torch.utils.data.DataLoader)
+        dataset = images.dataset if loader else images
+        if not _is_dataset(images) or not hasattr(dataset, "__len__") \
+                or isinstance(dataset, torch.utils.data.IterableDataset) or (loader and not _plain(images)):
+            if loader and not _plain(images):
+                logger.info("%s: the DataLoader has its own sampler or collate_fn, which choose or change the images: "
+                            "it is read through once and its images held in memory", name)
+            elif _is_dataset(images):
+                logger.info("%s is an iterable dataset, which cannot be read by index: its images are held in memory",
+                            name)
+            tensor = as_image_tensor(images, channels=channels, size=size, name=name)
+            return TensorImages(check_images(tensor, channels=channels, size=size, name=name))
+        if loader:
+            logger.info("%s: the DataLoader's dataset is read by index in fit's own seeded order and batch size; the "
+                        "loader's sampler, batch size and workers are not used", name)
+        if len(dataset) == 0:
+            raise InvalidInputError(f"{name} is an empty dataset")
+        source = LazyImages(len(dataset), dataset.__getitem__, channels=channels, size=size, name=name)
+    logger.info("%s: %d images, read a batch at a time (others than %dx%d are centre-cropped and resized)", name,
+                len(source), size, size)
+    return source
+
+
+def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Tensor, list[str]]:
+    """Read images from one path, as the command line takes them.
+
+    Args:
+        path: an ``.npz`` file with an ``images`` array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in
+            [0, 1]; a folder of image files (see :func:`load_folder_images`); or one image file (centre-cropped to a
+            square and resized to ``size``).
+        channels, size: what the model expects.
+    Returns:
+        (N, C, size, size) tensor (uint8, or float as stored in an .npz), and a label naming each image's source:
+        the file, or ``path[i]`` for the i-th image of an .npz or of a folder's readable images in path order.
+    Raises:
+        FileNotFoundError: nothing at ``path``. InvalidInputError: an .npz without ``images`` or a file that is not
+        an image.
+    """
+    path = Path(path)
+    if path.is_dir():
+        images = load_folder_images(path, channels=channels, size=size)
+    elif not path.is_file():
+        raise FileNotFoundError(f"no file or folder at {str(path)!r}")
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            if "images" not in data.files:
+                raise InvalidInputError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
+            images = as_image_tensor(data["images"], channels=channels, size=size, name=f"{path}['images']")
+    else:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                pixels = _square(image, size, channels, str(path))
+        except (OSError, SyntaxError) as error:
+            raise InvalidInputError(f"{str(path)!r} is not a readable image: {error}") from error
+        return rearrange(torch.tensor(pixels), "h w c -> 1 c h w"), [str(path)]
+    return images, [f"{path}[{i}]" for i in range(len(images))]
 
 
 def _unit(images: torch.Tensor) -> torch.Tensor:

@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .data import check_images, to_canvas
 from .errors import CorruptWeightsError, InvalidInputError, check_count
 from .features import FeatureNetwork, feature_network
+from .images import check_images, to_canvas
 from .model import NPDraw
 from .networks import evaluating
 

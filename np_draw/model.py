@@ -32,10 +32,9 @@ from .bank import PartBank
 from .canvas import Grid, compose, history
 from .checkpoint import load_checkpoint
 from .config import NPDrawConfig
-from .data import ImageSource, TensorImages, as_image_tensor, check_images, image_source, to_canvas
 from .elbo import Terms, kl_per_step, relaxed_sample, substitute
 from .errors import InvalidInputError, InvalidTypeError, check_count
-from .images import save_grid, to_pil
+from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
 from .model_files import CARD_NAME, check_weights, load_config, load_weights, make_folder, write_model_files
@@ -452,7 +451,7 @@ class NPDraw(nn.Module, ModelHubMixin):
             images: a tensor or array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; PIL
                 images; a torch Dataset or DataLoader of images (or (image, label) pairs), a Hugging Face
                 ``datasets.Dataset`` (its "image" column), or a folder of image files, searched recursively,
-                centre-cropped and resized to the model's size; or a :class:`np_draw.data.ImageSource`. From one
+                centre-cropped and resized to the model's size; or a :class:`np_draw.images.ImageSource`. From one
                 image up. Folders and map-style datasets are streamed: read a batch at a time, never all in memory.
             config: a :class:`np_draw.training.FitConfig` (defaults when None).
             output_dir: where checkpoints are written (``output_dir/checkpoints``); None keeps none.

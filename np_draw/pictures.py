@@ -19,9 +19,8 @@ from PIL import Image
 
 from .bank import PartBank
 from .canvas import running_max
-from .data import check_images
 from .errors import InvalidInputError, InvalidTypeError
-from .images import make_grid, to_pil
+from .images import check_images, make_grid, to_pil
 from .latents import Latents
 from .model import NPDraw
 

@@ -27,9 +27,9 @@ from .bank import PartBank
 from .canvas import Grid
 from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
 from .config import NPDrawConfig
-from .data import ImageSource, TensorImages, to_canvas
 from .elbo import Terms, gumbel_temperature, substitution_probability
 from .errors import InvalidInputError, InvalidTypeError, check_count
+from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
 from .networks import evaluating
 from .parsing import parse
@@ -623,7 +623,7 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
         validation: torch.Tensor | ImageSource | None = None) -> FitHistory:
     """The work of :meth:`np_draw.NPDraw.fit`, which documents the arguments, on images it has already checked:
     ``images`` and ``validation`` are (N, C, H, W) tensors in [0, 1] on the model's device, or
-    :class:`~np_draw.data.ImageSource` objects read a batch at a time; ``config`` None is :class:`FitConfig`'s
+    :class:`~np_draw.images.ImageSource` objects read a batch at a time; ``config`` None is :class:`FitConfig`'s
     defaults. Returns the history of losses and validation figures.
 
     Under ``torchrun`` (WORLD_SIZE > 1) each process takes its share of every global batch and the trained modules

@@ -11,7 +11,7 @@ from PIL import Image
 
 from np_draw import NPDraw, NPDrawError
 from np_draw.cli import main
-from np_draw.data import load_folder_images
+from np_draw.images import load_folder_images
 from tests.conftest import random_model
 from tests.error_catalogue import API_CASES, CLI_CASES, DOC, ApiCase, CliCase, render
 

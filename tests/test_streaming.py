@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from np_draw import NPDraw
-from np_draw.data import LazyImages, TensorImages, image_source
 from np_draw.errors import InvalidInputError
+from np_draw.images import LazyImages, TensorImages, image_source
 from np_draw.parsing import parse
 from np_draw.training import FitConfig, _Parses
 from tests.conftest import tiny_config

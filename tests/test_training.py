@@ -156,7 +156,7 @@ def test_fit_accepts_arrays_datasets_loaders_and_folders(mnist_images, tmp_path)
     from PIL import Image
     from torch.utils.data import DataLoader, TensorDataset
 
-    from np_draw.data import as_image_tensor
+    from np_draw.images import as_image_tensor
 
     as_uint8 = (mnist_images[:12] * 255).round().to(torch.uint8)
     expected = as_uint8
@@ -179,7 +179,7 @@ def test_fit_accepts_arrays_datasets_loaders_and_folders(mnist_images, tmp_path)
 
 
 def test_a_given_validation_set_is_held_out_and_all_training_images_are_trained_on(mnist_images):
-    from np_draw.data import to_canvas
+    from np_draw.images import to_canvas
 
     train, validation = mnist_images[:60], mnist_images[200:240]
     torch.manual_seed(0)
