@@ -3,7 +3,7 @@ fine-tuned on --size (1,000) drawings (drawers 1-15) of 67 Omniglot characters, 
 drawers 16-20.
 
     cd benchmarks && python sweep_finetune.py --data ../../shared/data '{}' '{"prior_steps": 0}' '{"parse_weight": 1}'
-    cd benchmarks && python sweep_finetune.py --data ../../shared/data --size 10 --seeds 0 1 2 '{}' '{"fit_prior": false}'
+    cd benchmarks && python sweep_finetune.py '{}' '{"fit_prior": false}' --data ../../shared/data --size 10 --seeds 0 1 2
 
 Each argument is a JSON object of FitConfig fields that change the defaults ("as is" scores the pretrained model
 without fitting). Prints, per setting, the held-out bound (--samples importance samples; 10 ranks settings at a
