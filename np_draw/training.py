@@ -106,6 +106,9 @@ class FitConfig:
     batch_size: int = 150
     encoder_lr: float = 1e-3
     decoder_lr: float = 1e-4
+    # The learning rates rise linearly from 0 over each stage's first warmup_steps optimizer steps: Adam's first
+    # steps move every weight by about the learning rate whatever its gradient, which a trained model pays for.
+    warmup_steps: int = 0
     parse_weight: float | None = None  # None: 50 for grey, 500 for colour data
     substitution_rate: float | None = None  # None: 0.005 for grey, 0.01 for colour data
     substitution_start: float = 1.0  # the substitution probability at the first epoch (reference code: 1)
@@ -124,7 +127,7 @@ class FitConfig:
                 raise InvalidTypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         optional = [name for name in ("prior_epochs", "epochs", "prior_steps", "steps")
                     if getattr(self, name) is not None]
-        for name in ("seed", "checkpoint_every", *optional):  # 0 epochs or steps skip a stage
+        for name in ("seed", "checkpoint_every", "warmup_steps", *optional):  # 0 epochs or steps skip a stage
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidInputError(f"{name} must be a non-negative int, got {value!r}")
@@ -183,7 +186,7 @@ class FitConfig:
 FINETUNE: dict[str, Any] = {
     "fit_bank": False, "prior_steps": 300, "prior_lr": 1e-4, "prior_batch_size": 32, "steps": 600, "batch_size": 32,
     "encoder_lr": 3e-4, "decoder_lr": 1e-3, "parse_weight": 5.0, "substitution_start": 0.0, "tau_start": 0.5,
-    "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4, "max_passes": 20,
+    "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4, "max_passes": 20, "warmup_steps": 20,
 }
 
 
@@ -299,6 +302,7 @@ class _Run:
         # The best weights of the stage under way and their validation figure, for model selection.
         self.best_val, self.best_state, self.stalled = math.inf, None, 0
         self.optimizer: torch.optim.Optimizer | None = None
+        self.learning_rates: list[float] = []  # the stage's rates, before warm-up
         self.parsed: _Parses | None = None
         self.fingerprint = images.fingerprint() if directory is not None else ""
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -382,6 +386,7 @@ class _Run:
         return True
 
     def _make_optimizer(self, groups: list[dict]) -> None:
+        self.learning_rates = [group["lr"] for group in groups]
         self.optimizer = torch.optim.Adam(groups)
         if self._optimizer_meta is not None and self._optimizer_meta[1] is not None:
             optimizer_from_checkpoint(self.optimizer, *self._optimizer_meta)
@@ -437,6 +442,11 @@ class _Run:
                     loss_sum, values = runner(index[self.rank::self.world])
                 self.optimizer.zero_grad(set_to_none=True)
                 (loss_sum * self.world / len(index)).backward()
+                if self.config.warmup_steps:
+                    # Worked out from the stage's step, so a resumed run sets the same rates.
+                    done = self.epoch * (round_steps or steps) + self.step
+                    for group, rate in zip(self.optimizer.param_groups, self.learning_rates, strict=True):
+                        group["lr"] = rate * min(1.0, (done + 1) / self.config.warmup_steps)
                 self.optimizer.step()
                 for key, value in values.items():
                     self.sums[key] = self.sums.get(key, 0.0) + self._all_sum(value) / len(index)

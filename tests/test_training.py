@@ -234,11 +234,30 @@ def test_fine_tuning_keeps_the_starting_weights_when_no_round_beats_them(mnist_i
     model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
     model.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    # A learning rate this large wrecks the encoder and decoder at the first step.
+    # A learning rate this large, without warm-up, wrecks the encoder and decoder at the first step.
     history = model.fit(mnist_images[100:140], fit_prior=False, steps=4, eval_every=2, encoder_lr=1.0,
-                        decoder_lr=1.0, progress=False)
+                        decoder_lr=1.0, warmup_steps=0, progress=False)
     assert history.best_epoch == -1 and min(history.val_bound) > history.val_bound_start
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items() if "running" not in k)
+
+
+def test_warm_up_starts_a_stage_at_a_fraction_of_its_learning_rates(mnist_images):
+    import copy
+
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    model.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
+    weights = {}
+    # One step of a 4-step warm-up at rate 4e-3 is one step at 1e-3 (4 x 1e-3 is 4e-3 exactly in binary).
+    for name, rate, warmup in (("warm", 4e-3, 4), ("slow", 1e-3, 0), ("fast", 4e-3, 0)):
+        tuned = copy.deepcopy(model)
+        tuned.fit(mnist_images[100:140], fit_prior=False, steps=1, patience=None, encoder_lr=rate, decoder_lr=rate,
+                  warmup_steps=warmup, progress=False)
+        weights[name] = tuned.decoder.state_dict()
+    assert all(torch.equal(weights["warm"][key], weights["slow"][key]) for key in weights["warm"])
+    assert not all(torch.equal(weights["warm"][key], weights["fast"][key]) for key in weights["warm"])
+    with pytest.raises(ValueError, match="warmup_steps must be a non-negative int"):
+        FitConfig(warmup_steps=-1)
 
 
 def test_a_stage_measured_in_steps_runs_exactly_that_many_optimizer_steps(mnist_images, tmp_path):
@@ -285,8 +304,8 @@ def test_an_interrupted_fine_tune_resumes_exactly_and_an_early_stop_stays_stoppe
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in straight.state_dict().items())
     # Once patience has stopped a run (a learning rate that makes every round worse), a larger budget changes
     # nothing, as if it had been given from the start.
-    wrecked = tune("wrecked", encoder_lr=1.0, decoder_lr=1.0)
-    again = tune("wrecked", encoder_lr=1.0, decoder_lr=1.0, steps=40)
+    wrecked = tune("wrecked", encoder_lr=1.0, decoder_lr=1.0, warmup_steps=0)
+    again = tune("wrecked", encoder_lr=1.0, decoder_lr=1.0, warmup_steps=0, steps=40)
     history = NPDraw(start.config).fit(images, output_dir=tmp_path / "wrecked", resume=True, progress=False)
     assert history.stopped_early and len(history.val_bound) == 2 and history.best_epoch == -1
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in wrecked.state_dict().items())
