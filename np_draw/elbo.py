@@ -48,7 +48,7 @@ def substitute(sample: RelaxedLatents, parse: Latents, mask: torch.Tensor) -> Re
     m = mask[:, None, None].to(sample.ids.dtype)
     ids = m * F.one_hot(parse.ids, sample.ids.shape[-1]).to(m) + (1 - m) * sample.ids
     locs = m * F.one_hot(parse.locs, sample.locs.shape[-1]).to(m) + (1 - m) * sample.locs
-    present = m[..., 0] * parse.present + (1 - m[..., 0]) * sample.present
+    present = m[..., 0] * parse.present.to(m) + (1 - m[..., 0]) * sample.present
     return RelaxedLatents(ids, locs, present)
 
 

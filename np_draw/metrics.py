@@ -220,13 +220,13 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mni
     return FID(frechet_distance(a, b), f"FID-{a.features}")
 
 
-@torch.no_grad()
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 1.0) -> torch.Tensor:
     """Per-image PSNR in dB, 20·log10(MAX) − 10·log10(MSE): (N, ...) and (N, ...) -> (N,)."""
     mse = ((reconstruction - target) ** 2).flatten(1).mean(1)
     return 20 * torch.log10(torch.tensor(max_value)) - 10 * torch.log10(mse.clamp_min(1e-10))
 
 
+@torch.no_grad()
 def parse_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Tensor:
     """PSNR in dB of each image's parse canvas against the image at canvas size: (N,)."""
     x = model.prepare_images(images)

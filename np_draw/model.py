@@ -33,7 +33,7 @@ from .canvas import Grid, compose, history
 from .checkpoint import load_checkpoint
 from .config import NPDrawConfig
 from .elbo import Terms, kl_per_step, relaxed_sample, substitute
-from .errors import InvalidInputError, InvalidTypeError, check_count
+from .errors import InvalidInputError, InvalidTypeError, NPDrawError, UnwritablePathError, check_count
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
@@ -110,15 +110,15 @@ _RENDER_BATCH = 1024
 def place(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor) -> torch.Tensor:
     """Each step's part on a canvas of its own: -> (N, T, C, S, S). ``ids``: (N, T) part indices or (N, T, B)
     weights over the bank; ``locs``: (N, T) grid cells or (N, T, L) one-hot weights (relaxed latents)."""
-    parts = bank(ids) if ids.is_floating_point() else bank.lookup(ids)
-    if not locs.is_floating_point():
-        locs = F.one_hot(locs, grid.num_cells).to(parts.dtype)
+    parts = bank(ids.to(bank.parts)) if ids.is_floating_point() else bank.lookup(ids.to(bank.parts.device))
+    locs = locs.to(parts) if locs.is_floating_point() else F.one_hot(locs.to(parts.device), grid.num_cells).to(parts)
     return grid.place(parts, locs)
 
 
 def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """Compose the canvas of latents: their parts pasted in step order, the running maximum of the drawn ones. The
-    one renderer of hard and relaxed latents (sampling, encoding, parsing, training and the bound all use it).
+    one renderer of whole latent sequences, hard or relaxed (encoding, parsing, editing, training and the bound use it;
+    sampling draws its canvas a step at a time, :meth:`np_draw.Prior.sample`).
 
     Args:
         bank: the parts, (B, C, K, K) in [0, 1].
@@ -127,11 +127,11 @@ def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, pr
         locs: (N, T) grid cells, or (N, T, L) one-hot weights.
         present: (N, T) z_is in {0, 1} (straight-through values for a relaxed sample).
     Returns:
-        (N, C, S, S) in [0, 1], in the bank's dtype.
+        (N, C, S, S) in [0, 1], in the bank's dtype and on its device.
     """
     # Each step's placed part is a canvas of its own, T times the output: a large batch is composed in pieces.
     rows = [slice(start, start + _RENDER_BATCH) for start in range(0, len(ids), _RENDER_BATCH)] or [slice(None)]
-    return torch.cat([compose(place(bank, grid, ids[r], locs[r]), present[r].to(bank.parts.dtype)) for r in rows])
+    return torch.cat([compose(place(bank, grid, ids[r], locs[r]), present[r].to(bank.parts)) for r in rows])
 
 
 @functools.cache
@@ -427,6 +427,8 @@ class NPDraw(nn.Module, ModelHubMixin):
     def log_weights(self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """log p(x | z_s) + log p(z_s) − log q(z_s | x) for S posterior draws per image: the importance weights of
         the bound on −log p(x) (:func:`np_draw.metrics.nll`). Every term is an exact probability of discrete latents.
+        Call it in eval mode under ``torch.no_grad()``, as ``nll`` does; the draws' noise is float32 whatever the
+        model's dtype, as in sampling.
 
         Args:
             x: (N, C, H, W) targets as the likelihood scores them (binary for a Bernoulli model), on the model's device.
@@ -501,11 +503,21 @@ class NPDraw(nn.Module, ModelHubMixin):
         Example:
             >>> folder = model.save_pretrained("np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
+        if mixin_options.get("push_to_hub"):
+            raise InvalidInputError("save_pretrained(push_to_hub=True) is not supported: call "
+                                    "model.push_to_hub(repo_id, card=...), which checks the repo id and the card "
+                                    "before anything is written or sent")
+        hub.check_card(card)  # before anything on disk changes
         folder = make_folder(folder)
-        # The mixin writes a card only where there is none, which would keep an earlier save's card.
-        (folder / CARD_NAME).unlink(missing_ok=True)
-        mixin_options.setdefault("model_card_kwargs", {"card": card})
-        super().save_pretrained(folder, **mixin_options)
+        try:
+            # The mixin writes a card only where there is none, which would keep an earlier save's card.
+            (folder / CARD_NAME).unlink(missing_ok=True)
+            mixin_options.setdefault("model_card_kwargs", {"card": card})
+            super().save_pretrained(folder, **mixin_options)
+        except OSError as error:
+            if isinstance(error, NPDrawError):
+                raise
+            raise UnwritablePathError(f"cannot write the model into {str(folder)!r}: {error}") from error
         return folder
 
     def _save_pretrained(self, save_directory: Path) -> None:

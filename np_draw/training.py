@@ -46,26 +46,39 @@ class Trainable(Protocol):
     grid: Grid
     bank: PartBank
     prior: Prior
-    encoder: torch.nn.Module
-    decoder: torch.nn.Module
 
     @property
-    def device(self) -> torch.device: ...
+    def encoder(self) -> torch.nn.Module:
+        """q(z | x): images -> StepLogits."""
 
     @property
-    def dtype(self) -> torch.dtype: ...
+    def decoder(self) -> torch.nn.Module:
+        """p(x | canvas): canvases -> the likelihood's parameters."""
 
     @property
-    def is_fitted(self) -> bool: ...
+    def device(self) -> torch.device:
+        """Where the model's tensors are."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's floating dtype."""
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the part bank is fitted."""
 
     def objective(self, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
-                  hard: bool = False) -> Terms: ...
+                  hard: bool = False) -> Terms:
+        """The stage-2 terms of images ``x`` and their parses (:meth:`np_draw.NPDraw.objective`)."""
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self, /) -> dict[str, Any]:
+        """The weights, for checkpoints."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+    def load_state_dict(self, state_dict: dict[str, Any], /) -> Any:
+        """Put back weights from a checkpoint."""
 
-    def eval(self) -> Any: ...
+    def eval(self) -> Any:
+        """Switch to evaluation mode."""
 
 
 @torch.no_grad()
@@ -106,8 +119,8 @@ class FitConfig:
     batch_size: int = 150
     encoder_lr: float = 1e-3
     decoder_lr: float = 1e-4
-    # The learning rates rise linearly from 0 over each stage's first warmup_steps optimizer steps: Adam's first
-    # steps move every weight by about the learning rate whatever its gradient, which a trained model pays for.
+    # Step k (from 1) of each stage runs at min(1, k / warmup_steps) of the learning rates: Adam's first steps move
+    # every weight by about the learning rate whatever its gradient, which a trained model pays for.
     warmup_steps: int = 0
     parse_weight: float | None = None  # None: 50 for grey, 500 for colour data
     substitution_rate: float | None = None  # None: 0.005 for grey, 0.01 for colour data
@@ -352,7 +365,8 @@ class _Run:
         changed = sorted(key for key in config if key not in ("epochs", "steps")
                          and state["config"].get(key, defaults[key]) != config[key])
         if changed or state["fingerprint"] != self.fingerprint:
-            differences = ", ".join(f"{key}={state['config'].get(key)!r}, now {config[key]!r}" for key in changed)
+            differences = ", ".join(f"{key}={state['config'].get(key, defaults[key])!r}, now {config[key]!r}"
+                                    for key in changed)
             what = f"another FitConfig ({differences})" if changed else "other images"
             raise InvalidInputError(f"cannot resume from {self.directory}: it was written for {what}; only epochs "
                                     "and steps may differ; pass the same images and config, or a new output folder")

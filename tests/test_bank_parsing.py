@@ -78,5 +78,7 @@ def test_bank_fit_is_seeded(mnist_images):
 
 def test_psnr_matches_its_definition():
     target = torch.zeros(2, 1, 4, 4)
-    noisy = target + 0.1
-    assert torch.allclose(psnr(noisy, target), torch.tensor([20.0, 20.0]))
+    noisy = (target + 0.1).requires_grad_()
+    value = psnr(noisy, target)
+    assert torch.allclose(value, torch.tensor([20.0, 20.0]))
+    assert value.requires_grad  # usable as a loss

@@ -158,6 +158,18 @@ def test_save_pretrained_writes_a_model_card_and_the_folder_loads_back(tmp_path)
     assert "CIFAR-10 test" in (folder / "README.md").read_text() and "a test" not in (folder / "README.md").read_text()
 
 
+def test_save_pretrained_checks_the_card_before_writing_and_does_not_push(tmp_path):
+    from np_draw import InvalidInputError
+
+    model = random_model("mnist")
+    with pytest.raises(InvalidInputError, match="card has unknown keys"):
+        model.save_pretrained(tmp_path / "bad", card={"datset": "MNIST"})
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(InvalidInputError, match=r"push_to_hub=True\) is not supported"):
+        model.save_pretrained(tmp_path / "push", push_to_hub=True, repo_id="me/model")
+    assert not (tmp_path / "push").exists()
+
+
 def test_strict_false_loads_what_matches_and_warns_about_the_rest(tmp_path, caplog):
     model = random_model("mnist")
     folder = model.save_pretrained(tmp_path / "m")

@@ -60,3 +60,17 @@ def test_sampled_tensors_are_ordinary_tensors_that_can_be_edited_and_differentia
     completed = reference.complete(out.latents, steps=18, generator=torch.Generator(DEVICE).manual_seed(1))
     completed.images.requires_grad_()
     assert reference.prior.log_prob(completed.latents, reference.bank).shape == (2,)
+
+
+def test_a_bfloat16_model_renders_float32_latents_and_takes_a_training_step_with_parse_substitution(reference):
+    import copy
+
+    model = copy.deepcopy(reference).to(torch.bfloat16)
+    images = reference.sample(4, torch.Generator(DEVICE).manual_seed(0), progress=False).images
+    parses = reference.parse(images)  # float32 present, as fit's parses are
+    weights = torch.softmax(torch.randn(4, 36, 50, device=DEVICE), -1)  # float32 relaxed ids
+    canvas = model.render(weights, parses.locs, parses.present)
+    assert canvas.dtype == torch.bfloat16 and canvas.shape == (4, 1, 28, 28)
+    terms = model.objective(torch.bernoulli(images).to(torch.bfloat16), parses, tau=0.5, substitution=1.0)
+    (terms.negative_elbo + terms.parse_ce).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.decoder.parameters() if p.grad is not None)
