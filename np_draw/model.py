@@ -107,6 +107,11 @@ _PIECE = 128
 _RENDER_BATCH = 1024
 
 
+def _slices(count: int, size: int) -> list[slice]:
+    """The slices of ``count`` items, ``size`` at a time."""
+    return [slice(start, start + size) for start in range(0, count, size)]
+
+
 def place(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor) -> torch.Tensor:
     """Each step's part on a canvas of its own: -> (N, T, C, S, S). ``ids``: (N, T) part indices or (N, T, B)
     weights over the bank; ``locs``: (N, T) grid cells or (N, T, L) one-hot weights (relaxed latents)."""
@@ -130,7 +135,7 @@ def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, pr
         (N, C, S, S) in [0, 1], in the bank's dtype and on its device.
     """
     # Each step's placed part is a canvas of its own, T times the output: a large batch is composed in pieces.
-    rows = [slice(start, start + _RENDER_BATCH) for start in range(0, len(ids), _RENDER_BATCH)] or [slice(None)]
+    rows = _slices(len(ids), _RENDER_BATCH) or [slice(None)]
     return torch.cat([compose(place(bank, grid, ids[r], locs[r]), present[r].to(bank.parts)) for r in rows])
 
 
@@ -219,8 +224,7 @@ class NPDraw(nn.Module, ModelHubMixin):
     @staticmethod
     def _batches(count: int, batch_size: int | None) -> list[slice]:
         """The slices of ``count`` items, ``batch_size`` at a time (all at once for None)."""
-        size = count if batch_size is None else check_count(batch_size, "batch_size")
-        return [slice(start, start + size) for start in range(0, count, size)]
+        return _slices(count, count if batch_size is None else check_count(batch_size, "batch_size"))
 
     def _step_noise(self, count: int, generator: Generators) -> torch.Tensor:
         """The uniform noise of ``count`` latent sequences, (count, T, B + L + 1): one draw per step for z_id's
