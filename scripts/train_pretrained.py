@@ -107,6 +107,9 @@ def main() -> None:
                              "continued run should pick up its schedule)")
     parser.add_argument("--substitution-start", type=float, default=None,
                         help="the parse-substitution probability at the first VAE epoch (default 1)")
+    parser.add_argument("--warmup-steps", type=int, default=None,
+                        help="ramp the learning rates up over this many steps of each stage (default 0); a fresh "
+                             "Adam on trained weights otherwise sets the bound back first")
     parser.add_argument("--patience", type=int, default=None,
                         help="stop the VAE stage after this many epochs without a better validation bound and keep "
                              "the best epoch (default: run every epoch, keep the last)")
@@ -126,7 +129,7 @@ def main() -> None:
     if start is not None:
         flag = "--continue-from" if args.continue_from else "--finetune-from"
         kept = ["--channels"] + (["--prior-epochs", "--prior-lr", "--batch-size", "--encoder-lr", "--decoder-lr",
-                                  "--tau-start", "--substitution-start", "--patience"]
+                                  "--tau-start", "--substitution-start", "--warmup-steps", "--patience"]
                                  if args.continue_from else [])
         given = [name for name in kept if getattr(args, name[2:].replace("-", "_")) is not None]
         if given:
@@ -150,7 +153,7 @@ def main() -> None:
     validation = load_dataset(args.name, args.data, "val").float() / 255 if args.name == "celeba" else None
     out = Path(args.out)
     overrides = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr", "tau_start",
-                                                     "substitution_start", "patience")
+                                                     "substitution_start", "warmup_steps", "patience")
                  if getattr(args, key) is not None}
     if earlier is None:
         channels = args.channels or 64
