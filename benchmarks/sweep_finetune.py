@@ -1,7 +1,8 @@
 """Compare fine-tuning settings on the case that chose FitConfig.finetune's defaults: the bundled MNIST model
 fine-tuned on --size (1,000) drawings (drawers 1-15) of 67 Omniglot characters, scored on their 335 drawings by
 drawers 16-20; or (--case cifar10-celeba) the bundled CIFAR-10 model on CelebA training faces averaged to 32 px,
-scored on --test-images of the 600 test faces.
+scored on --test-images of the 600 test faces; or (--case omniglot-mnist) the bundled Omniglot model on MNIST
+training images, scored on --test-images MNIST test images spread over the split.
 
     cd benchmarks && python sweep_finetune.py --data ../../shared/data '{}' '{"prior_steps": 0}' '{"parse_weight": 1}'
     cd benchmarks && python sweep_finetune.py '{}' '{"fit_prior": false}' --data ../../shared/data --size 10 --seeds 0 1 2
@@ -36,8 +37,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--size", type=int, default=1000, help="training drawings")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--case", choices=["mnist-omniglot", "cifar10-celeba"], default="mnist-omniglot")
-    parser.add_argument("--test-images", type=int, default=100, help="cifar10-celeba's test faces")
+    parser.add_argument("--case", choices=sorted(CASES), default="mnist-omniglot")
+    parser.add_argument("--test-images", type=int, default=100,
+                        help="test images of cifar10-celeba and omniglot-mnist (mnist-omniglot: its 335 drawings)")
     args = parser.parse_args()
     source, target = CASES[args.case]
     image_size = NPDraw.from_pretrained(source).config.image_size
