@@ -122,6 +122,10 @@ class FitConfig:
     # Step k (from 1) of each stage runs at min(1, k / warmup_steps) of the learning rates: Adam's first steps move
     # every weight by about the learning rate whatever its gradient, which a trained model pays for.
     warmup_steps: int = 0
+    # On fewer training images than this, the prior's and the decoder's learning rates are scaled by images /
+    # full_rate_images: a fine-tune on ten images must move a pretrained model less than one on a thousand (the
+    # decoder is what draws worse samples after a few steps on few images). None: no scaling.
+    full_rate_images: int | None = None
     parse_weight: float | None = None  # None: 50 for grey, 500 for colour data
     substitution_rate: float | None = None  # None: 0.005 for grey, 0.01 for colour data
     substitution_start: float = 1.0  # the substitution probability at the first epoch (reference code: 1)
@@ -150,7 +154,7 @@ class FitConfig:
                                         f"and {steps}={getattr(self, steps)!r}")
         for name in ("prior_batch_size", "batch_size", "eval_every"):
             check_count(getattr(self, name), name)
-        for name in ("patience", "bank_images"):
+        for name in ("patience", "bank_images", "full_rate_images"):
             if getattr(self, name) is not None:
                 check_count(getattr(self, name), name)
         if self.fit_bank and not self.fit_prior:
@@ -180,8 +184,9 @@ class FitConfig:
         The part bank is kept (refitting it would change what every latent id means); the prior learns the new
         parses for a few hundred steps; the encoder and decoder train in steps, not epochs, at the temperature
         where a pretrained run ends, with the parse term and substitution that only a new encoder needs turned
-        down, BatchNorm's statistics frozen, and the best validation round kept (the starting weights included,
-        so fine-tuning never leaves the held-out bound worse than it found it).
+        down, BatchNorm's statistics frozen, the prior's and decoder's learning rates scaled down on fewer than
+        1,000 training images, and the best validation round kept (the starting weights included, so fine-tuning
+        never leaves the held-out bound worse than it found it).
         """
         return cls(**FINETUNE).replace(**overrides)
 
@@ -200,6 +205,7 @@ FINETUNE: dict[str, Any] = {
     "fit_bank": False, "prior_steps": 300, "prior_lr": 1e-4, "prior_batch_size": 32, "steps": 600, "batch_size": 32,
     "encoder_lr": 3e-4, "decoder_lr": 1e-3, "parse_weight": 5.0, "substitution_start": 0.0, "tau_start": 0.5,
     "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4, "max_passes": 20, "warmup_steps": 20,
+    "full_rate_images": 1000,
 }
 
 
@@ -399,6 +405,11 @@ class _Run:
         logger.info("resumed at stage %s, epoch %d, step %d", self.stage, self.epoch, self.step)
         return True
 
+    def _rate_scale(self) -> float:
+        """The factor on the prior's and the decoder's learning rates (FitConfig.full_rate_images)."""
+        full = self.config.full_rate_images
+        return 1.0 if full is None else min(1.0, len(self.train_idx) / full)
+
     def _make_optimizer(self, groups: list[dict]) -> None:
         self.learning_rates = [group["lr"] for group in groups]
         self.optimizer = torch.optim.Adam(groups)
@@ -494,7 +505,7 @@ class _Run:
     def _prior_stage(self) -> None:
         prior, bank, cfg = self.model.prior, self.model.bank, self.config
         prior.requires_grad_(True)
-        self._make_optimizer([{"params": prior.parameters(), "lr": cfg.prior_lr}])
+        self._make_optimizer([{"params": prior.parameters(), "lr": cfg.prior_lr * self._rate_scale()}])
         val = self.parsed[self.val_idx[self.rank::self.world]]
 
         def validate() -> float:
@@ -531,7 +542,7 @@ class _Run:
         model.prior.eval().requires_grad_(False)
         trained = torch.nn.ModuleList([model.encoder, model.decoder])
         self._make_optimizer([{"params": model.encoder.parameters(), "lr": cfg.encoder_lr},
-                              {"params": model.decoder.parameters(), "lr": cfg.decoder_lr}])
+                              {"params": model.decoder.parameters(), "lr": cfg.decoder_lr * self._rate_scale()}])
         val_idx = self.val_idx[self.rank::self.world]
 
         def validate() -> float:

@@ -236,9 +236,31 @@ def test_fine_tuning_keeps_the_starting_weights_when_no_round_beats_them(mnist_i
     start = {k: v.clone() for k, v in model.state_dict().items()}
     # A learning rate this large, without warm-up, wrecks the encoder and decoder at the first step.
     history = model.fit(mnist_images[100:140], fit_prior=False, steps=4, eval_every=2, encoder_lr=1.0,
-                        decoder_lr=1.0, warmup_steps=0, progress=False)
+                        decoder_lr=1.0, warmup_steps=0, full_rate_images=None, progress=False)
     assert history.best_epoch == -1 and min(history.val_bound) > history.val_bound_start
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items() if "running" not in k)
+
+
+def test_fine_tuning_on_few_images_scales_the_prior_and_decoder_rates(mnist_images):
+    import copy
+
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    model.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
+    tuned = {}
+    # 40 images hold 4 out: 36 train, half of full_rate_images=72, so the rates are halved (exactly, in binary).
+    for name, (prior_lr, decoder_lr, full) in {"scaled": (2**-12, 2**-10, 72), "halved": (2**-13, 2**-11, None),
+                                               "full": (2**-12, 2**-10, None)}.items():
+        copy_ = copy.deepcopy(model)
+        copy_.fit(mnist_images[100:140], prior_steps=2, steps=2, patience=None, prior_lr=prior_lr,
+                  decoder_lr=decoder_lr, full_rate_images=full, progress=False)
+        tuned[name] = copy_.state_dict()
+    # Every weight, the encoder's included (its rate is not scaled), is that of the fine-tune given halved rates.
+    trained = [key for key in tuned["full"] if key.startswith(("prior.", "encoder.", "decoder."))]
+    assert all(torch.equal(tuned["scaled"][key], tuned["halved"][key]) for key in trained)
+    assert not all(torch.equal(tuned["scaled"][key], tuned["full"][key]) for key in trained)
+    with pytest.raises(ValueError, match="full_rate_images"):
+        FitConfig(full_rate_images=0)
 
 
 def test_warm_up_starts_a_stage_at_a_fraction_of_its_learning_rates(mnist_images):
@@ -304,8 +326,9 @@ def test_an_interrupted_fine_tune_resumes_exactly_and_an_early_stop_stays_stoppe
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in straight.state_dict().items())
     # Once patience has stopped a run (a learning rate that makes every round worse), a larger budget changes
     # nothing, as if it had been given from the start.
-    wrecked = tune("wrecked", encoder_lr=1.0, decoder_lr=1.0, warmup_steps=0)
-    again = tune("wrecked", encoder_lr=1.0, decoder_lr=1.0, warmup_steps=0, steps=40)
+    wrecked = tune("wrecked", encoder_lr=1.0, decoder_lr=1.0, warmup_steps=0, full_rate_images=None)
+    again = tune("wrecked", encoder_lr=1.0, decoder_lr=1.0, warmup_steps=0, full_rate_images=None,
+                   steps=40)
     history = NPDraw(start.config).fit(images, output_dir=tmp_path / "wrecked", resume=True, progress=False)
     assert history.stopped_early and len(history.val_bound) == 2 and history.best_epoch == -1
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in wrecked.state_dict().items())
