@@ -16,13 +16,16 @@ from .latents import StepLogits
 
 @contextlib.contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """``module`` in eval mode inside the block, and back in the mode it had after it, even on an error."""
-    was_training = module.training
-    module.eval()
+    """``module`` in eval mode inside the block, and every submodule back in its own mode after it, even on an
+    error. A model already in eval mode is not touched (``eval()`` walks every submodule: a millisecond a call)."""
+    modes = [(child, child.training) for child in module.modules()]
+    if any(mode for _, mode in modes):
+        module.eval()
     try:
         yield module
     finally:
-        module.train(was_training)
+        for child, mode in modes:
+            child.training = mode
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int, transposed: bool = False) -> nn.Sequential:

@@ -48,6 +48,23 @@ def test_sample_shapes_ranges_and_seeds(name):
     assert torch.equal(out.images, again.images) and not torch.equal(out.images, other.images)
 
 
+def test_sampling_leaves_every_submodule_in_its_own_mode():
+    """A model being fine-tuned with frozen BatchNorm statistics (training mode, BatchNorm in eval) is sampled
+    in eval mode and handed back exactly as it was: dropout off while sampling, the frozen layers still frozen."""
+    model = random_model("mnist").train()
+    frozen = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for module in frozen:
+        module.eval()
+    before = {name: module.training for name, module in model.named_modules()}
+    seeded = model.sample(3, generator=torch.Generator().manual_seed(0), progress=False)
+    assert {name: module.training for name, module in model.named_modules()} == before
+    assert frozen and not any(m.training for m in frozen) and model.prior.training
+    # Sampled in eval mode: the same as the model in eval mode throughout.
+    model.eval()
+    assert torch.equal(seeded.images, model.sample(3, generator=torch.Generator().manual_seed(0),
+                                                   progress=False).images)
+
+
 def test_an_image_sampled_alone_equals_the_same_seed_inside_a_batch_of_64():
     model = random_model("mnist")
     generators = [torch.Generator().manual_seed(100 + i) for i in range(64)]
