@@ -73,33 +73,47 @@ class Grid:
         """Side of the padded canvas that holds every cell whole."""
         return (self.side - 1) * self.stride + self.part_size
 
-    def cell_index(self, device: torch.device | str | None = None) -> torch.Tensor:
-        """(L, K*K) flat indices of each cell's pixels in the padded canvas (row-major, padded_size²)."""
-        corner = torch.arange(self.side, device=device) * self.stride
+    def tile_index(self, channels: int, tile: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """Where each cell's pixels lie in a tiled canvas, the layout sampling draws on.
+
+        A tiled canvas is (N, tiles + 1, channels * tile * tile): the canvas cut into ceil(S / tile)² tiles of
+        ``tile`` px, row-major, each flattened channel-major, then one more tile that takes the pixels a cell puts
+        past the canvas's edge. It is the prior's input as it stands (no copy per step), see :meth:`untile`.
+
+        Returns:
+            (L, channels * K * K) int64 flat indices into (tiles + 1) * channels * tile * tile.
+        """
+        side = -(-self.canvas_size // tile)
+        corner = torch.arange(self.side, device=device) * self.stride - self.padding
         offset = torch.arange(self.part_size, device=device)
-        rows = rearrange(corner, "r -> r 1 1 1") + rearrange(offset, "i -> 1 1 i 1")
-        cols = rearrange(corner, "c -> 1 c 1 1") + rearrange(offset, "j -> 1 1 1 j")
-        return rearrange(rows * self.padded_size + cols, "r c i j -> (r c) (i j)")
+        y = rearrange(corner, "r -> r 1 1 1 1") + rearrange(offset, "i -> 1 1 1 i 1")
+        x = rearrange(corner, "c -> 1 c 1 1 1") + rearrange(offset, "j -> 1 1 1 1 j")
+        channel = rearrange(torch.arange(channels, device=device), "k -> 1 1 k 1 1")
+        flat = (((y // tile) * side + x // tile) * channels + channel) * tile**2 + (y % tile) * tile + x % tile
+        inside = (y >= 0) & (y < self.canvas_size) & (x >= 0) & (x < self.canvas_size)
+        flat = torch.where(inside, flat, side**2 * channels * tile**2)
+        return rearrange(flat, "r c k i j -> (r c) (k i j)")
 
-    def draw(self, padded: torch.Tensor, parts: torch.Tensor, locations: torch.Tensor,
-             cell_index: torch.Tensor) -> None:
-        """Paste one hard part per image onto a padded canvas in place, composing by max.
+    def draw(self, tiled: torch.Tensor, parts: torch.Tensor, locations: torch.Tensor, index: torch.Tensor) -> None:
+        """Paste one hard part per image onto a tiled canvas in place, composing by max.
 
-        The fast path of sampling: a gather and a scatter of K*K pixels instead of a whole-canvas fold.
+        The fast path of sampling: a gather and a scatter of C*K*K pixels instead of a whole-canvas fold.
 
         Args:
-            padded: (N, C, P*P) canvas in padded coordinates (see :meth:`crop`), updated in place.
+            tiled: (N, tiles + 1, C * tile * tile), see :meth:`tile_index`; updated in place.
             parts: (N, C, K, K) pixels, 0 where nothing is drawn.
             locations: (N,) int64 cells.
-            cell_index: :meth:`cell_index` on the canvas's device.
+            index: :meth:`tile_index` for C channels, on the canvas's device.
         """
-        index = cell_index[locations][:, None, :].expand(-1, padded.shape[1], -1)
-        pixels = torch.maximum(padded.gather(2, index), rearrange(parts, "n c h w -> n c (h w)"))
-        padded.scatter_(2, index, pixels)
+        flat = tiled.view(len(tiled), -1)
+        where = index[locations]
+        flat.scatter_(1, where, torch.maximum(flat.gather(1, where), parts.flatten(1)))
 
-    def crop(self, padded: torch.Tensor) -> torch.Tensor:
-        """(N, C, P*P) padded canvas -> (N, C, S, S) canvas."""
-        return self._cut(rearrange(padded, "n c (h w) -> n c h w", h=self.padded_size))
+    def untile(self, tiled: torch.Tensor, tile: int) -> torch.Tensor:
+        """(N, tiles + 1, C * tile * tile) tiled canvas -> (N, C, S, S) canvas."""
+        side = -(-self.canvas_size // tile)
+        square = rearrange(tiled[:, :-1], "n (h w) (c i j) -> n c (h i) (w j)", h=side, i=tile, j=tile)
+        return square[..., :self.canvas_size, :self.canvas_size]
 
     def _cut(self, square: torch.Tensor) -> torch.Tensor:
         """(..., P, P) padded canvas -> (..., S, S) canvas. The cells may stop short of the canvas's far edge (e.g.

@@ -34,17 +34,23 @@ class CanvasEmbedding(nn.Module):
     def __init__(self, channels: int, canvas_size: int, hidden: int, width: int) -> None:
         super().__init__()
         self.pad = -canvas_size % self.patch
-        cells = (canvas_size + self.pad) // self.patch
+        self.cells = ((canvas_size + self.pad) // self.patch) ** 2
         self.conv1 = nn.Linear(channels * self.patch**2, hidden)
         self.conv2 = nn.Linear(hidden, hidden)
-        self.proj = nn.Linear(hidden * cells * cells, width)
+        self.proj = nn.Linear(hidden * self.cells, width)
 
-    def forward(self, canvases: torch.Tensor) -> torch.Tensor:
-        """(N, T, C + 1, S, S) -> (N, T, width)."""
+    def tiles(self, canvases: torch.Tensor) -> torch.Tensor:
+        """(N, T, C + 1, S, S) -> (N, T, cells, (C + 1) * 4 * 4): the 4x4 patches the first layer reads."""
         if self.pad:
             canvases = F.pad(canvases, (0, self.pad, 0, self.pad))
-        patches = rearrange(canvases, "n t c (h i) (w j) -> n t (h w) (c i j)", i=self.patch, j=self.patch)
-        return self.proj(self.conv2(F.relu(self.conv1(patches))).flatten(2))
+        return rearrange(canvases, "n t c (h i) (w j) -> n t (h w) (c i j)", i=self.patch, j=self.patch)
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        """(N, T, cells + k, (C + 1) * 4 * 4) patches (:meth:`tiles`) -> (N, T, width). Tiles after the first
+        ``cells`` are not read: sampling's canvas keeps one more, see :meth:`np_draw.canvas.Grid.tile_index`."""
+        conv1, conv2, proj = self.conv1, self.conv2, self.proj
+        features = F.linear(F.relu(F.linear(tiles, conv1.weight, conv1.bias)), conv2.weight, conv2.bias)
+        return F.linear(features.narrow(2, 0, self.cells).flatten(2), proj.weight, proj.bias)
 
 
 def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
@@ -60,14 +66,13 @@ def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
 
 
 class KVCache:
-    """Keys and values of the tokens seen so far, one preallocated (N, heads, T, head_dim) pair per layer."""
+    """Keys and values of the tokens seen so far, each a preallocated (layers, N, T, D) tensor: a step's single
+    query then multiplies rows that are contiguous over the cached steps."""
 
-    def __init__(self, num_layers: int, batch: int, heads: int, length: int, head_dim: int,
-                 like: torch.Tensor) -> None:
-        shape = (num_layers, batch, heads, length, head_dim)
+    def __init__(self, num_layers: int, batch: int, length: int, width: int, like: torch.Tensor) -> None:
         # Never read past what has been written, so never cleared.
-        self.keys = like.new_empty(shape)
-        self.values = like.new_empty(shape)
+        self.keys = like.new_empty(num_layers, batch, length, width)
+        self.values = like.new_empty(num_layers, batch, length, width)
         self.length = 0
 
 
@@ -84,26 +89,30 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         """x: (N, t, D). With a cache, x holds the new tokens only, which attend to the cached ones too."""
         n, t, width = x.shape
-        # Functional calls and views rather than submodules and einops: a sampling step runs this 8 times on one
-        # token, where Python's share of the time is larger than the arithmetic's.
-        qkv = F.linear(x, self.qkv.weight, self.qkv.bias).view(n, t, 3, self.heads, width // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        if cache is not None:
-            start, end = cache.length, cache.length + x.shape[1]
-            cache.keys[layer, :, :, start:end] = k
-            cache.values[layer, :, :, start:end] = v
-            k, v = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]
-            # One new token may see every cached one; several new tokens after a prefix would need an offset mask.
-            if start > 0 and x.shape[1] != 1:
-                raise InvalidInputError("after the first call, a cached forward takes one token at a time")
-        if cache is not None and x.shape[1] == 1:
-            # One query: two small batched products. The fused kernel's per-call set-up costs more than the
-            # arithmetic here (a third of CPU sampling time at batch 256).
-            weights = torch.softmax((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5, dim=-1)
-            y = weights @ v
+        heads, head = self.heads, width // self.heads
+        # Functional calls, views, select and narrow rather than submodules, einops and indexing: a sampling step
+        # runs this 8 times on one token, where Python's share of the time is larger than the arithmetic's.
+        qkv = F.linear(x, self.qkv.weight, self.qkv.bias).view(n, t, 3, width)
+        if cache is None:
+            q, k, v = qkv.view(n, t, 3, heads, head).permute(2, 0, 3, 1, 4).unbind(0)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                               dropout_p=self.dropout if self.training else 0.0)
+            start, end = cache.length, cache.length + t
+            keys, values = cache.keys.select(0, layer), cache.values.select(0, layer)
+            keys.narrow(1, start, t).copy_(qkv.select(2, 1))
+            values.narrow(1, start, t).copy_(qkv.select(2, 2))
+            k, v = keys.narrow(1, 0, end), values.narrow(1, 0, end)
+            if t == 1:
+                # One query: products and sums over the cached steps. A batched matrix product of one row per
+                # image and head runs far below the machine's rate (it took a third of CPU sampling at batch 256).
+                scores = (qkv.select(2, 0) * k).view(n, end, heads, head).sum(-1)
+                weights = torch.softmax(scores * head**-0.5, dim=1)
+                y = (weights.unsqueeze(-1) * v.view(n, end, heads, head)).sum(1)
+                return F.linear(y.view(n, 1, width), self.out.weight, self.out.bias)
+            # Several new tokens after a prefix would need an offset mask.
+            if start > 0:
+                raise InvalidInputError("after the first call, a cached forward takes one token at a time")
+            q, k, v = (z.view(n, t, heads, head).transpose(1, 2) for z in (qkv.select(2, 0), k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return F.linear(y.transpose(1, 2).reshape(n, t, width), self.out.weight, self.out.bias)
 
 
@@ -125,11 +134,11 @@ class Block(nn.Module):
         """x: (N, t, D) -> (N, t, D); with ``cache``, attends to the cached steps too and appends this one."""
         # The submodules' own functions, called directly (see CausalSelfAttention.forward).
         norm1, norm2, (up, _, down, drop) = self.norm1, self.norm2, self.mlp
-        h = F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps)
-        x = x + F.dropout(self.attn(h, cache, layer), self.drop.p, self.training)
+        h = self.attn(F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps), cache, layer)
+        x = x + (F.dropout(h, self.drop.p, True) if self.training else h)
         h = F.layer_norm(x, norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps)
         h = F.linear(F.gelu(F.linear(h, up.weight, up.bias)), down.weight, down.bias)
-        return x + F.dropout(h, drop.p, self.training)
+        return x + (F.dropout(h, drop.p, True) if self.training else h)
 
 
 class Prior(nn.Module):
@@ -155,12 +164,14 @@ class Prior(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size)
         self.head = nn.Linear(config.hidden_size, num_parts + self.num_steps + 1)
 
-    def _run(self, canvases: torch.Tensor, offset: int = 0, cache: KVCache | None = None) -> StepLogits:
-        x = self.drop(self.embed(canvases) + self.position[offset:offset + canvases.shape[1]])
+    def _run(self, tiles: torch.Tensor, offset: int = 0, cache: KVCache | None = None) -> StepLogits:
+        x = self.embed(tiles) + self.position.narrow(0, offset, tiles.shape[1])
+        if self.training:
+            x = self.drop(x)
         for layer, block in enumerate(self.blocks):
             x = block(x, cache, layer)
         if cache is not None:
-            cache.length += canvases.shape[1]
+            cache.length += tiles.shape[1]
         out = self.head(self.norm(x))
         ids, locs, present = out.split([self.num_parts, self.num_steps, 1], dim=-1)
         return StepLogits(ids, locs, present.squeeze(-1))
@@ -174,7 +185,7 @@ class Prior(nn.Module):
         Returns:
             StepLogits for steps 0..t-1.
         """
-        return self._run(canvases)
+        return self._run(self.embed.tiles(canvases))
 
     def history(self, parts: torch.Tensor, locations: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """The prior's input for given (possibly soft) latents.
@@ -215,37 +226,35 @@ class Prior(nn.Module):
         given = 0 if prefix is None else self._check_prefix(prefix, n)
         if given:
             prefix = prefix.to(noise.device)
-        c, s = bank.parts.shape[1], self.grid.canvas_size
+        c, tile = bank.parts.shape[1], self.embed.patch
         like = bank.parts.new_empty(0).to(noise.device)  # the model's dtype; noise is float32
         ids = torch.zeros(n, steps, dtype=torch.long, device=noise.device)
         locs = torch.zeros_like(ids)
         present = like.new_zeros(n, steps)
-        # Canvas and footprint after the steps so far, in padded coordinates so that every cell is whole.
-        padded = like.new_zeros(n, c + 1, self.grid.padded_size**2)
-        cell_index = self.grid.cell_index(noise.device)
+        # Canvas and footprint after the steps so far, cut in the tiles the prior's embedding reads.
+        tiled = like.new_zeros(n, self.embed.cells + 1, (c + 1) * tile**2)
+        index = self.grid.tile_index(c + 1, tile, noise.device)
         ones = like.new_ones(n, 1, *bank.parts.shape[2:])
         if use_cache:
-            cache = KVCache(len(self.blocks), n, self.config.num_heads, steps,
-                            self.config.hidden_size // self.config.num_heads, like)
+            cache = KVCache(len(self.blocks), n, steps, self.config.hidden_size, like)
         else:
-            canvases = like.new_zeros(n, steps, c + 1, s, s)
+            past = like.new_zeros(n, steps, *tiled.shape[1:])
         for t in range(steps):
-            current = self.grid.crop(padded)
             if not use_cache:
-                canvases[:, t] = current
+                past[:, t] = tiled
             if t < given:
                 if use_cache:  # the given step's keys and values must be in the cache for the steps after it
-                    self._run(current[:, None], offset=t, cache=cache)
+                    self._run(tiled[:, None], offset=t, cache=cache)
                 ids[:, t], locs[:, t], present[:, t] = prefix.ids[:, t], prefix.locs[:, t], prefix.present[:, t]
             else:
                 if use_cache:
-                    logits = self._run(current[:, None], offset=t, cache=cache)[:, -1]
+                    logits = self._run(tiled[:, None], offset=t, cache=cache)[:, -1]
                 else:
-                    logits = self._run(canvases[:, :t + 1])[:, -1]
+                    logits = self._run(past[:, :t + 1])[:, -1]
                 ids[:, t], locs[:, t], present[:, t] = logits.sample(noise[:, t], temperature)
             drawn = torch.cat([bank.lookup(ids[:, t]), ones], dim=1) * present[:, t, None, None, None]
-            self.grid.draw(padded, drawn, locs[:, t], cell_index)
-        return Latents(ids, locs, present, canvas=self.grid.crop(padded)[:, :c].contiguous())
+            self.grid.draw(tiled, drawn, locs[:, t], index)
+        return Latents(ids, locs, present, canvas=self.grid.untile(tiled, tile)[:, :c].contiguous())
 
     def _check_prefix(self, prefix: Latents, count: int) -> int:
         """The number of given steps k of a prefix for ``count`` drawings, after checking its shapes and values."""

@@ -2,6 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from np_draw.canvas import Grid, compose, history, running_max
+from np_draw.prior import CanvasEmbedding
 
 MNIST_GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
 
@@ -48,11 +49,15 @@ def test_draw_matches_place_and_compose():
     locs = torch.randint(0, grid.num_cells, (n, steps))
     present = (torch.rand(n, steps) < 0.7).float()
     expected = compose(grid.place(parts, F.one_hot(locs, grid.num_cells).float()), present)
-    padded = torch.zeros(n, 3, grid.padded_size**2)
-    index = grid.cell_index()
-    for t in range(steps):
-        grid.draw(padded, parts[:, t] * present[:, t, None, None, None], locs[:, t], index)
-    assert torch.equal(grid.crop(padded), expected)
+    tiled = {}
+    for tile in (4, 3):  # 28 px in tiles of 3: the last row and column of tiles reach past the canvas
+        tiled[tile] = torch.zeros(n, (-(-28 // tile)) ** 2 + 1, 3 * tile**2)
+        index = grid.tile_index(3, tile)
+        for t in range(steps):
+            grid.draw(tiled[tile], parts[:, t] * present[:, t, None, None, None], locs[:, t], index)
+        assert torch.equal(grid.untile(tiled[tile], tile), expected)
+    # The tiles of 4 px are the patches the prior's embedding cuts from the composed canvas.
+    assert torch.equal(tiled[4][:, :-1], CanvasEmbedding(3, 28, 16, 8).tiles(expected[:, None])[:, 0])
 
 
 def test_soft_parts_are_differentiable_and_one_hot_weights_give_the_hard_paste():

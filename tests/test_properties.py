@@ -85,9 +85,9 @@ def test_soft_paste_with_one_hot_weights_is_the_hard_paste(grid: Grid, channels:
     soft = compose(grid.place(bank(F.one_hot(latents.ids, num_parts).float()),
                               F.one_hot(latents.locs, grid.num_cells).float()), latents.present)
     # Hard: each part looked up and scattered onto the padded canvas in place (sampling's path).
-    padded = torch.zeros(3, channels, grid.padded_size**2)
-    index = grid.cell_index()
+    tiled = torch.zeros(3, (-(-grid.canvas_size // 4)) ** 2 + 1, channels * 16)
+    index = grid.tile_index(channels, 4)
     for step in range(grid.num_cells):
         parts = bank.lookup(latents.ids[:, step]) * latents.present[:, step, None, None, None]
-        grid.draw(padded, parts, latents.locs[:, step], index)
-    assert torch.allclose(soft, grid.crop(padded), atol=1e-6)
+        grid.draw(tiled, parts, latents.locs[:, step], index)
+    assert torch.allclose(soft, grid.untile(tiled, 4), atol=1e-6)
