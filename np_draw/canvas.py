@@ -105,7 +105,7 @@ class Grid:
             locations: (N,) int64 cells.
             index: :meth:`tile_index` for C channels, on the canvas's device.
         """
-        flat = tiled.view(len(tiled), -1)
+        flat = tiled.flatten(1)  # a view: the canvas is contiguous
         where = index[locations]
         flat.scatter_(1, where, torch.maximum(flat.gather(1, where), parts.flatten(1)))
 

@@ -62,3 +62,11 @@ def test_log_prob_is_a_normalised_sum_over_steps():
     empty = prior(torch.zeros(1, 1, 2, 28, 28))
     assert torch.allclose(torch.sigmoid(empty.present) + torch.sigmoid(-empty.present), torch.ones(1, 1))
     assert torch.allclose(empty.ids.softmax(-1).sum(-1), torch.ones(1, 1))
+
+
+def test_an_empty_batch_samples_to_empty_latents():
+    prior, bank = make_prior()
+    for use_cache in (True, False):
+        out = prior.sample(bank, noise(0, seed=0), use_cache=use_cache)
+        assert out.ids.shape == (0, 36) and out.canvas.shape == (0, 1, 28, 28)
+
