@@ -53,6 +53,14 @@ class _Batch:
         return cls(**values)
 
 
+def gumbel(noise: torch.Tensor) -> torch.Tensor:
+    """Uniform noise (..., B + L + 1) in (0, 1) -> float32 Gumbel noise for z_id and z_loc, the last entry (z_is's
+    threshold) kept uniform: what :meth:`StepLogits.draw` takes."""
+    noise = noise.float()
+    drawn = -torch.log(-torch.log(noise[..., :-1].clamp(torch.finfo(noise.dtype).tiny, 1 - 1e-7)))
+    return torch.cat([drawn, noise[..., -1:]], dim=-1)
+
+
 @dataclass
 class StepLogits(_Batch):
     """Logits of the three per-step distributions, from the prior or the encoder.
@@ -71,13 +79,18 @@ class StepLogits(_Batch):
         The draw is computed in float32 whatever the logits' dtype (half-precision noise rounds to 1.0, and a Gumbel
         term of 16 bits swamps the logits); ``present`` comes back in the logits' dtype.
         """
+        return self.draw(gumbel(noise), temperature)
+
+    def draw(self, noise: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, ...]:
+        """:meth:`sample` from noise already passed through :func:`gumbel` (the sampler transforms all its steps'
+        noise at once)."""
         num_parts = self.ids.shape[-1]
-        noise = noise.float()
-        gumbel = -torch.log(-torch.log(noise[..., :-1].clamp(torch.finfo(noise.dtype).tiny, 1 - 1e-7)))
-        ids = (self.ids.float() / temperature + gumbel[..., :num_parts]).argmax(-1)
-        locs = (self.locs.float() / temperature + gumbel[..., num_parts:]).argmax(-1)
-        present = noise[..., -1] < torch.sigmoid(self.present.float() / temperature)
-        return ids, locs, present.to(self.present.dtype)
+        ids, locs, present = self.ids.float(), self.locs.float(), self.present.float()
+        if temperature != 1:  # x / 1 is x: skipped, the draw is the same
+            ids, locs, present = ids / temperature, locs / temperature, present / temperature
+        ids = (ids + noise[..., :num_parts]).argmax(-1)
+        locs = (locs + noise[..., num_parts:-1]).argmax(-1)
+        return ids, locs, (noise[..., -1] < torch.sigmoid(present)).to(self.present.dtype)
 
     def mode(self) -> tuple[torch.Tensor, ...]:
         """The most likely (ids, locs, present) of every step: argmax for z_id and z_loc, logit > 0 for z_is."""

@@ -19,7 +19,7 @@ from .bank import PartBank
 from .canvas import Grid, history
 from .config import PriorConfig
 from .errors import InvalidInputError, InvalidTypeError
-from .latents import Latents, StepLogits
+from .latents import Latents, StepLogits, gumbel
 
 
 class CanvasEmbedding(nn.Module):
@@ -223,6 +223,7 @@ class Prior(nn.Module):
             Latents with the final canvas (N, C, S, S); with a prefix, their first k steps equal it.
         """
         n, steps = noise.shape[0], self.num_steps
+        noise = gumbel(noise)  # once for every step, not per step
         given = 0 if prefix is None else self._check_prefix(prefix, n)
         if given:
             prefix = prefix.to(noise.device)
@@ -251,7 +252,7 @@ class Prior(nn.Module):
                     logits = self._run(tiled[:, None], offset=t, cache=cache)[:, -1]
                 else:
                     logits = self._run(past[:, :t + 1])[:, -1]
-                ids[:, t], locs[:, t], present[:, t] = logits.sample(noise[:, t], temperature)
+                ids[:, t], locs[:, t], present[:, t] = logits.draw(noise[:, t], temperature)
             drawn = torch.cat([bank.lookup(ids[:, t]), ones], dim=1) * present[:, t, None, None, None]
             self.grid.draw(tiled, drawn, locs[:, t], index)
         return Latents(ids, locs, present, canvas=self.grid.untile(tiled, tile)[:, :c].contiguous())
