@@ -83,7 +83,7 @@ class Grid:
         Returns:
             (L, channels * K * K) int64 flat indices into (tiles + 1) * channels * tile * tile.
         """
-        side = -(-self.canvas_size // tile)
+        side = self._tile_side(tile)
         corner = torch.arange(self.side, device=device) * self.stride - self.padding
         offset = torch.arange(self.part_size, device=device)
         y = rearrange(corner, "r -> r 1 1 1 1") + rearrange(offset, "i -> 1 1 1 i 1")
@@ -93,6 +93,15 @@ class Grid:
         inside = (y >= 0) & (y < self.canvas_size) & (x >= 0) & (x < self.canvas_size)
         flat = torch.where(inside, flat, side**2 * channels * tile**2)
         return rearrange(flat, "r c k i j -> (r c) (k i j)")
+
+    def _tile_side(self, tile: int) -> int:
+        """Tiles per row of a tiled canvas: the canvas rounded up to whole tiles."""
+        return -(-self.canvas_size // tile)
+
+    def new_tiled(self, count: int, channels: int, tile: int, like: torch.Tensor) -> torch.Tensor:
+        """A blank tiled canvas (count, tiles + 1, channels * tile * tile), see :meth:`tile_index`, with ``like``'s
+        dtype and device."""
+        return like.new_zeros(count, self._tile_side(tile) ** 2 + 1, channels * tile**2)
 
     def draw(self, tiled: torch.Tensor, parts: torch.Tensor, locations: torch.Tensor, index: torch.Tensor) -> None:
         """Paste one hard part per image onto a tiled canvas in place, composing by max.
@@ -111,7 +120,7 @@ class Grid:
 
     def untile(self, tiled: torch.Tensor, tile: int) -> torch.Tensor:
         """(N, tiles + 1, C * tile * tile) tiled canvas -> (N, C, S, S) canvas."""
-        side = -(-self.canvas_size // tile)
+        side = self._tile_side(tile)
         square = rearrange(tiled[:, :-1], "n (h w) (c i j) -> n c (h i) (w j)", h=side, i=tile, j=tile)
         return square[..., :self.canvas_size, :self.canvas_size]
 

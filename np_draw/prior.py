@@ -233,7 +233,7 @@ class Prior(nn.Module):
         locs = torch.zeros_like(ids)
         present = like.new_zeros(n, steps)
         # Canvas and footprint after the steps so far, cut in the tiles the prior's embedding reads.
-        tiled = like.new_zeros(n, self.embed.cells + 1, (c + 1) * tile**2)
+        tiled = self.grid.new_tiled(n, c + 1, tile, like)
         index = self.grid.tile_index(c + 1, tile, noise.device)
         ones = like.new_ones(n, 1, *bank.parts.shape[2:])
         if use_cache:

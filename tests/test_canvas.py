@@ -51,7 +51,7 @@ def test_draw_matches_place_and_compose():
     expected = compose(grid.place(parts, F.one_hot(locs, grid.num_cells).float()), present)
     tiled = {}
     for tile in (4, 3):  # 28 px in tiles of 3: the last row and column of tiles reach past the canvas
-        tiled[tile] = torch.zeros(n, (-(-28 // tile)) ** 2 + 1, 3 * tile**2)
+        tiled[tile] = grid.new_tiled(n, 3, tile, parts)
         index = grid.tile_index(3, tile)
         for t in range(steps):
             grid.draw(tiled[tile], parts[:, t] * present[:, t, None, None, None], locs[:, t], index)

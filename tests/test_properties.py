@@ -85,7 +85,7 @@ def test_soft_paste_with_one_hot_weights_is_the_hard_paste(grid: Grid, channels:
     soft = compose(grid.place(bank(F.one_hot(latents.ids, num_parts).float()),
                               F.one_hot(latents.locs, grid.num_cells).float()), latents.present)
     # Hard: each part looked up and scattered onto the padded canvas in place (sampling's path).
-    tiled = torch.zeros(3, (-(-grid.canvas_size // 4)) ** 2 + 1, channels * 16)
+    tiled = grid.new_tiled(3, channels, 4, bank.parts)
     index = grid.tile_index(channels, 4)
     for step in range(grid.num_cells):
         parts = bank.lookup(latents.ids[:, step]) * latents.present[:, step, None, None, None]
