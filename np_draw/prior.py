@@ -50,7 +50,9 @@ class CanvasEmbedding(nn.Module):
         ``cells`` are not read: sampling's canvas keeps one more, see :meth:`np_draw.canvas.Grid.tile_index`."""
         conv1, conv2, proj = self.conv1, self.conv2, self.proj
         features = F.linear(F.relu(F.linear(tiles, conv1.weight, conv1.bias)), conv2.weight, conv2.bias)
-        return F.linear(features.narrow(2, 0, self.cells).flatten(2), proj.weight, proj.bias)
+        if features.shape[2] > self.cells:  # only sampling's canvas has more; training's backward skips a copy
+            features = features.narrow(2, 0, self.cells)
+        return F.linear(features.flatten(2), proj.weight, proj.bias)
 
 
 def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
