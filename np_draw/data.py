@@ -16,10 +16,9 @@ from PIL import Image
 from .errors import InvalidInputError, UnknownModelError
 
 
-def _decode_jpegs(data: Any, indices: np.ndarray | None = None, transform=None) -> np.ndarray:
-    offsets = data["offsets"]
-    blob = data["jpeg"]
-    indices = np.arange(len(offsets) - 1) if indices is None else indices
+def _decode_jpegs(data: Any, indices: np.ndarray, transform=None) -> np.ndarray:
+    """The JPEG images at ``indices`` of a ``*_jpegbytes.npz`` file, RGB (n, H, W, 3) uint8."""
+    offsets, blob = data["offsets"], data["jpeg"]
     out = []
     for i in indices:
         image = Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")
@@ -110,18 +109,11 @@ def load_dataset(name: str, root: str | Path, split: str = "train", limit: int |
     """
     file = data_files(name, root, split)[0]
     if name in ("mnist", "omniglot"):
-        images = load_arrays(name, root, split)["images"]
+        images = load_arrays(name, root, split)["images"][:limit, ..., None]
     elif name == "cifar10":
-        data = np.load(file, allow_pickle=False)
-        count = len(data["offsets"]) - 1
-        images = _decode_jpegs(data, np.arange(count if limit is None else min(limit, count)))
+        with np.load(file, allow_pickle=False) as data:
+            images = _decode_jpegs(data, np.arange(len(data["offsets"]) - 1)[:limit])
     else:
-        data = np.load(file, allow_pickle=False)
-        chosen = np.flatnonzero(data["repo_split"] == split)
-        images = _decode_jpegs(data, chosen if limit is None else chosen[:limit], celeba_transform)
-    if limit is not None:
-        images = images[:limit]
-    tensor = torch.from_numpy(np.ascontiguousarray(images))
-    if tensor.ndim == 3:
-        return tensor[:, None]
-    return rearrange(tensor, "n h w c -> n c h w").contiguous()
+        with np.load(file, allow_pickle=False) as data:
+            images = _decode_jpegs(data, np.flatnonzero(data["repo_split"] == split)[:limit], celeba_transform)
+    return rearrange(torch.from_numpy(images), "n h w c -> n c h w").contiguous()

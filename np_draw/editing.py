@@ -69,12 +69,9 @@ def region_cells(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.T
             raise InvalidInputError(f"a boolean cells mask must have shape ({grid.num_cells},), "
                                     f"got {tuple(chosen.shape)}")
         return chosen
-    if chosen.ndim != 1 or chosen.is_floating_point() or (chosen.numel() and not (
-            0 <= int(chosen.min()) and int(chosen.max()) < grid.num_cells)):
+    if chosen.ndim != 1 or chosen.is_floating_point() or ((chosen < 0) | (chosen >= grid.num_cells)).any():
         raise InvalidInputError(f"cells must be ints in [0, {grid.num_cells}) or a boolean mask, got {cells!r}")
-    mask = torch.zeros(grid.num_cells, dtype=torch.bool)
-    mask[chosen.long()] = True
-    return mask
+    return torch.zeros(grid.num_cells, dtype=torch.bool).index_fill_(0, chosen.long(), True)
 
 
 def region_pixels(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.Tensor:

@@ -76,12 +76,9 @@ def is_colour(image: Image.Image) -> bool:
     return red.tobytes() != green.tobytes() or red.tobytes() != blue.tobytes()
 
 
-def _square(image: Image.Image, size: int, channels: int, name: str = "image") -> np.ndarray:
-    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C).
-
-    A colour image for a grey model is an error (dropping its colour would train or score something else than
-    what the user has); a grey image for a colour model is repeated over R, G and B.
-    """
+def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarray:
+    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C)."""
+    # Dropping a colour image's colour would train or score something else than what the user has: refused.
     if channels == 1 and is_colour(image):
         raise InvalidInputError(f"{name} is a colour image ({image.width}x{image.height} {image.mode}) but the model "
                                 "takes grey images (channels=1); use a colour model (a cifar10 or celeba preset or "
@@ -95,8 +92,7 @@ def _square(image: Image.Image, size: int, channels: int, name: str = "image") -
 
 
 def _readable(folder: Path) -> Iterator[tuple[str, Image.Image]]:
-    """The files under ``folder`` (recursively, sorted) that Pillow reads to the end, decoded, one at a time; the
-    others (not images, or truncated) are skipped with a warning naming them, and a folder with none is an error."""
+    """The image files under ``folder`` (recursively, sorted), decoded; unreadable ones skipped with a warning."""
     if not folder.is_dir():
         raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
     skipped, found = [], False
@@ -105,10 +101,9 @@ def _readable(folder: Path) -> Iterator[tuple[str, Image.Image]]:
     for path in sorted((os.path.join(root, name) for root, _, names in os.walk(folder) for name in names),
                        key=lambda path: path.split(os.sep)):
         try:
-            with Image.open(path) as image:
-                image.load()
-        except (OSError, SyntaxError, ValueError) as error:
-            skipped.append(f"{os.path.basename(path)} ({error.__class__.__name__})")
+            image = _open_image(path)
+        except InvalidInputError as error:
+            skipped.append(f"{os.path.basename(path)} ({error.__cause__.__class__.__name__})")
             continue
         found = True
         yield path, image
@@ -135,11 +130,11 @@ def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch
     return from_pil_images(_readable(Path(folder)), channels=channels, size=size)
 
 
-def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int, size: int,
-                    empty: str = "no images were given") -> torch.Tensor:
+def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int,
+                    size: int) -> torch.Tensor:
     """PIL images of any size (or (name, image) pairs, the name used in errors) -> uint8 (N, C, size, size):
     centre-cropped to a square and resized, with a log line saying how many were resized or turned from grey to
-    RGB (see :func:`_square` for colour into a grey model). ``empty`` is the error when there are none."""
+    RGB. A colour image for a grey model (``channels`` 1) is an error (InvalidInputError), as are no images."""
     arrays, resized, widened = [], 0, 0
     for i, item in enumerate(images):
         name, image = item if isinstance(item, tuple) else (f"image {i}", item)
@@ -147,7 +142,7 @@ def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, 
         resized += image.size != (size, size)
         widened += channels == 3 and not is_colour(image)
     if not arrays:
-        raise InvalidInputError(empty)
+        raise InvalidInputError("no images were given")
     if resized:
         logger.info("%d of %d images centre-cropped and resized to %dx%d", resized, len(arrays), size, size)
     if widened:
@@ -177,14 +172,13 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
             raise InvalidInputError(f"{name} is an empty list")
         if all(isinstance(item, Image.Image) for item in images):
             return from_pil_images(images, channels=channels, size=size)
-        if all(isinstance(item, (torch.Tensor, np.ndarray)) for item in images):
-            items = [torch.as_tensor(np.asarray(item)) if isinstance(item, np.ndarray) else item for item in images]
-            if len({tuple(item.shape) for item in items}) != 1:
-                raise InvalidInputError(f"{name}: the images of a list must share one shape, got "
-                                        f"{sorted({tuple(item.shape) for item in items})}")
-            return as_image_tensor(torch.stack(items), channels=channels, size=size, name=name)
-        raise InvalidTypeError(f"{name}: a list must hold only PIL images or only image tensors/arrays, got "
-                               f"{sorted({type(item).__name__ for item in images})}")
+        if not all(isinstance(item, (torch.Tensor, np.ndarray)) for item in images):
+            raise InvalidTypeError(f"{name}: a list must hold only PIL images or only image tensors/arrays, got "
+                                   f"{sorted({type(item).__name__ for item in images})}")
+        shapes = {tuple(item.shape) for item in images}
+        if len(shapes) != 1:
+            raise InvalidInputError(f"{name}: the images of a list must share one shape, got {sorted(shapes)}")
+        images = torch.stack([torch.as_tensor(item) for item in images])
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
     if isinstance(images, torch.Tensor):
@@ -195,7 +189,9 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         return images
     if _is_dataset(images):
         # Map-style or iterable, every item is read and converted; image_source reads map-style ones lazily.
-        items = [_item_tensor(item, channels=channels, size=size, name=name) for item in _items(images)]
+        if isinstance(images, torch.utils.data.DataLoader):
+            images = (image for batch in images for image in _image_of(batch, "a batch"))
+        items = [_item_tensor(item, channels=channels, size=size, name=name) for item in images]
         if not items:
             raise InvalidInputError(f"{name} is an empty dataset")
         return torch.cat(items)
@@ -210,42 +206,29 @@ def _is_dataset(images: Any) -> bool:
         hasattr(images, "column_names") and hasattr(images, "__iter__"))
 
 
-def _items(dataset: Any) -> Iterator[Any]:
-    """A dataset's items one image at a time; a DataLoader's batches are split into their images."""
-    if not isinstance(dataset, torch.utils.data.DataLoader):
-        yield from dataset
-        return
-    for batch in dataset:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        images = images[_image_key(images, "a batch")] if isinstance(images, dict) else images
-        yield from images
-
-
-def _image_key(record: dict, name: str) -> str:
-    """The key of a record's image (a Hugging Face row): "image" or "img" if there, else its only image-like value."""
+def _image_of(item: Any, name: str) -> Any:
+    """A dataset item's (or a DataLoader batch's) image: the item, the first of a pair, or a row's (a Hugging Face
+    row's) image: under "image" or "img", else its only image-like value."""
+    item = item[0] if isinstance(item, (tuple, list)) else item
+    if not isinstance(item, dict):
+        return item
     for key in ("image", "img"):
-        if key in record:
-            return key
-    found = [key for key, value in record.items()
-             if isinstance(value, Image.Image) or getattr(value, "ndim", 0) >= 2]
+        if key in item:
+            return item[key]
+    found = [value for value in item.values() if isinstance(value, Image.Image) or getattr(value, "ndim", 0) >= 2]
     if len(found) != 1:
         raise InvalidInputError(f"{name}: a dataset row must hold one image under 'image' or 'img', got the keys "
-                                f"{sorted(record)}")
+                                f"{sorted(item)}")
     return found[0]
 
 
 def _item_tensor(item: Any, *, channels: int, size: int, name: str) -> torch.Tensor:
-    """One dataset item (an image tensor or array, a PIL image, an (image, label) pair or a row with an image)
-    -> (1, C, H, W), dtype as given; PIL images centre-cropped and resized to ``size``."""
-    if isinstance(item, dict):
-        item = item[_image_key(item, name)]
-    elif isinstance(item, (tuple, list)):
-        item = item[0]
+    """One dataset item (see :func:`_image_of`) -> (1, C, H, W), dtype as given; PIL images centre-cropped and
+    resized."""
+    item = _image_of(item, name)
     if isinstance(item, Image.Image):
         return rearrange(torch.from_numpy(_square(item, size, channels, name)), "h w c -> 1 c h w")
-    if isinstance(item, np.ndarray):
-        item = torch.from_numpy(np.ascontiguousarray(item))
-    if not isinstance(item, torch.Tensor):
+    if not isinstance(item, (torch.Tensor, np.ndarray)):
         raise InvalidTypeError(f"{name}: a dataset item must be an image tensor, array or PIL image, got "
                                f"{type(item).__name__}")
     return as_image_tensor(item[None], channels=channels, size=size, name=name)
@@ -363,13 +346,23 @@ class _Joined(ImageSource):
         return out
 
 
-def _plain(loader: torch.utils.data.DataLoader) -> bool:
-    """Whether a DataLoader only batches its dataset (in order or shuffled), so that reading the dataset by index
-    gives the same images."""
+def _by_index(images: Any, name: str) -> bool:
+    """Whether ``images`` is a map-style dataset, or a DataLoader that only batches one (in order or shuffled, so that
+    reading its dataset by index gives the same images); says why not for a dataset that is not."""
     data = torch.utils.data
-    return (type(loader.batch_sampler) is data.BatchSampler
-            and type(loader.sampler) in (data.SequentialSampler, data.RandomSampler)
-            and loader.collate_fn is data.default_collate)
+    if isinstance(images, data.DataLoader):
+        if not (type(images.batch_sampler) is data.BatchSampler and images.collate_fn is data.default_collate
+                and type(images.sampler) in (data.SequentialSampler, data.RandomSampler)):
+            logger.info("%s: the DataLoader has its own sampler or collate_fn, which choose or change the images: it "
+                        "is read through once and its images held in memory", name)
+            return False
+        images = images.dataset
+    elif not _is_dataset(images):
+        return False
+    if isinstance(images, data.IterableDataset) or not hasattr(images, "__len__"):
+        logger.info("%s is an iterable dataset, which cannot be read by index: its images are held in memory", name)
+        return False
+    return True
 
 
 def image_source(images: Any, *, channels: int, size: int, name: str = "images") -> ImageSource:
@@ -393,25 +386,17 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
         files = [path for path, _ in _readable(Path(images))]
         source: ImageSource = LazyImages(len(files), lambda i: _open_image(files[i]), channels=channels, size=size,
                                          name=str(images), label=files.__getitem__)
-    else:
-        loader = isinstance(images, torch.utils.data.DataLoader)
-        dataset = images.dataset if loader else images
-        if not _is_dataset(images) or not hasattr(dataset, "__len__") \
-                or isinstance(dataset, torch.utils.data.IterableDataset) or (loader and not _plain(images)):
-            if loader and not _plain(images):
-                logger.info("%s: the DataLoader has its own sampler or collate_fn, which choose or change the images: "
-                            "it is read through once and its images held in memory", name)
-            elif _is_dataset(images):
-                logger.info("%s is an iterable dataset, which cannot be read by index: its images are held in memory",
-                            name)
-            tensor = as_image_tensor(images, channels=channels, size=size, name=name)
-            return TensorImages(check_images(tensor, channels=channels, size=size, name=name))
-        if loader:
+    elif _by_index(images, name):
+        if isinstance(images, torch.utils.data.DataLoader):
             logger.info("%s: the DataLoader's dataset is read by index in fit's own seeded order and batch size; the "
                         "loader's sampler, batch size and workers are not used", name)
-        if len(dataset) == 0:
+            images = images.dataset
+        if len(images) == 0:
             raise InvalidInputError(f"{name} is an empty dataset")
-        source = LazyImages(len(dataset), dataset.__getitem__, channels=channels, size=size, name=name)
+        source = LazyImages(len(images), images.__getitem__, channels=channels, size=size, name=name)
+    else:
+        tensor = as_image_tensor(images, channels=channels, size=size, name=name)
+        return TensorImages(check_images(tensor, channels=channels, size=size, name=name))
     logger.info("%s: %d images, read a batch at a time (others than %dx%d are centre-cropped and resized)", name,
                 len(source), size, size)
     return source
@@ -443,13 +428,7 @@ def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Te
                 raise InvalidInputError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
             images = as_image_tensor(data["images"], channels=channels, size=size, name=f"{path}['images']")
     else:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                pixels = _square(image, size, channels, str(path))
-        except (OSError, SyntaxError) as error:
-            raise InvalidInputError(f"{str(path)!r} is not a readable image: {error}") from error
-        return rearrange(torch.tensor(pixels), "h w c -> 1 c h w"), [str(path)]
+        return _item_tensor(_open_image(path), channels=channels, size=size, name=str(path)), [str(path)]
     return images, [f"{path}[{i}]" for i in range(len(images))]
 
 

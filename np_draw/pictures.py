@@ -105,7 +105,7 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
         left, right = int(cols[0]) * scale, (int(cols[-1]) + 1) * scale
         for edge in (frame[:, top:top + width, left:right], frame[:, bottom - width:bottom, left:right],
                      frame[:, top:bottom, left:left + width], frame[:, top:bottom, right - width:right]):
-            edge.copy_(paint.expand_as(edge))
+            edge.copy_(paint)
     if final:
         frames = torch.cat([frames, _enlarge(model.decode(one), size)])
     return frames
@@ -124,8 +124,7 @@ def save_drawing_gif(model: NPDraw, latents: Latents, path: str | Path, index: i
         The path. GIF writers merge identical consecutive frames (a part pasted twice on one cell may add none).
     """
     frames = to_pil(drawing_frames(model, latents, index, scale=scale, final=final))
-    durations = [step_ms] * len(frames)
-    durations[-1] = final_ms
+    durations = [step_ms] * (len(frames) - 1) + [final_ms]
     path = Path(path)
     frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return path
