@@ -26,14 +26,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import torch
+from PIL import Image
 
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
 from .data import DATASETS, data_files, load_dataset
 from .errors import InvalidInputError, NPDrawError, UnwritablePathError
 from .features import ARCHITECTURES
-from .images import check_images, image_source, load_images, save_grid, save_pairs
+from .images import check_images, image_source, is_colour, load_images, save_grid, save_pairs
 from .manifest import describe_files, read_manifest
 from .model import NPDraw
 from .model_files import CARD_NAME, LOADED_FILES
@@ -43,6 +45,7 @@ USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 NAME_HELP = "a pretrained name (mnist, omniglot, cifar10, celeba), a model folder, or a Hub repo owner/name[@revision]"
 IMAGES_HELP = "image files, folders of images, or .npz files with an 'images' array"
+logger = logging.getLogger("np_draw")
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,10 +62,9 @@ def device_arg(text: str) -> torch.device:
         device = torch.device(text)
     except RuntimeError as error:
         raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if device.type in available and not available[device.type]():
+        raise argparse.ArgumentTypeError(f"{text!r}: {device.type.upper()} is not available on this machine")
     return device
 
 
@@ -87,22 +89,22 @@ fraction = checked_value(float, lambda value: 0 <= value < 1, "a number in [0, 1
 
 
 def output_path(text: str) -> Path:
-    """``-o``: a file whose folder exists."""
+    """``-o``: a file (or a folder to create) whose folder exists."""
     path = Path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} does not exist")
     return path
 
 
-def _write_output(path: Path, write: Callable[[], Any]) -> None:
-    """Run ``write()``, which saves the picture ``path``, turning a failed write into an error naming --output."""
+def _write_output(path: Path, write: Callable[[], Any], option: str = "--output") -> None:
+    """Run ``write()``, which writes ``path``, turning a failed write into an error naming ``option``."""
     try:
         write()
     except (OSError, ValueError) as error:  # Pillow: unknown suffix, unwritable file
-        raise UnwritablePathError(f"--output: cannot write {str(path)!r}: {error}") from error
+        raise UnwritablePathError(f"{option}: cannot write {str(path)!r}: {error}") from error
 
 
-def _read_images(paths: Sequence[str], model: Any) -> tuple[torch.Tensor, list[str]]:
+def _read_images(paths: Sequence[str], model: NPDraw) -> tuple[torch.Tensor, list[str]]:
     """Every image the IMAGES arguments name, at the model's size: (N, C, H, W) float in [0, 1], and their labels."""
     cfg = model.config
     batches, labels = [], []
@@ -117,11 +119,6 @@ def infer_preset(data: Path) -> tuple[str, str]:
     """The preset that fits the images of DATA (a folder or an .npz file), and what was seen: colour images of
     64 px or more are faces-like (celeba, 64x64 RGB), smaller colour ones cifar10 (32x32 RGB), grey ones mnist
     (28x28 grey). Reads the first 16 image files of a folder, or the shape of an .npz file's array."""
-    import numpy as np
-    from PIL import Image
-
-    from .images import is_colour
-
     if data.suffix == ".npz":
         with np.load(data, allow_pickle=False) as arrays:
             if "images" not in arrays.files:
@@ -187,10 +184,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
                                                         latents.present.tolist())]
         document = {"model": args.name, "num_steps": model.config.num_steps, "grid_size": model.config.grid_size,
                     "num_parts": model.config.num_parts, "images": records}
-        try:
-            args.json.write_text(json.dumps(document) + "\n")
-        except OSError as error:
-            raise UnwritablePathError(f"--json: cannot write {str(args.json)!r}: {error}") from error
+        _write_output(args.json, lambda: args.json.write_text(json.dumps(document) + "\n"), "--json")
         print(args.json)
     print(args.output)
     return 0
@@ -219,8 +213,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise InvalidInputError("give --from NAME (fine-tune) or --preset NAME (train from scratch), not both")
     if args.output.exists() and not args.output.is_dir():
         raise InvalidInputError(f"--output: {str(args.output)!r} is a file, not a folder")
-    if not args.output.parent.is_dir():
-        raise InvalidInputError(f"--output: the folder {str(args.output.parent)!r} does not exist")
     data = Path(args.data)
     if not (data.is_dir() or data.suffix == ".npz"):
         raise InvalidInputError(f"DATA must be a folder of images or an .npz file with an 'images' array, got "
@@ -230,9 +222,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.preset is None and args.from_name is None:
         model_preset, seen = infer_preset(data)
         size = PRESETS[model_preset]
-        logging.getLogger("np_draw").info("no --preset or --from: DATA holds %s, so the %s preset (%dx%d %s) is "
-                                          "trained; give --preset to choose another", seen, model_preset,
-                                          size.image_size, size.image_size, "RGB" if size.channels == 3 else "grey")
+        logger.info("no --preset or --from: DATA holds %s, so the %s preset (%dx%d %s) is trained; give --preset to "
+                    "choose another", seen, model_preset, size.image_size, size.image_size,
+                    "RGB" if size.channels == 3 else "grey")
     device = args.device or torch.device("cpu")
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # under torchrun: one GPU per process
@@ -245,8 +237,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     # A folder is streamed (read a batch at a time); an .npz file is read whole.
     images = image_source(data if data.is_dir() else load_images(data, channels=cfg.channels, size=cfg.image_size)[0],
                           channels=cfg.channels, size=cfg.image_size, name=str(data))
-    logging.getLogger("np_draw").info("fitting on %d images from %s; checkpoints in %s", len(images), data,
-                                      args.output / "checkpoints")
+    logger.info("fitting on %d images from %s; checkpoints in %s", len(images), data, args.output / "checkpoints")
     history = model.fit(images, config, output_dir=args.output, resume=args.resume, progress=not args.quiet)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return 0  # under torchrun every process holds the same weights; the first one writes them
@@ -294,8 +285,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{args.name} on {source}\n\n| metric | value |\n|---|---|")
     print("\n".join(f"| {name} | {value} |" for name, value in rows))
     if args.json:
-        _write_output(args.json, lambda: args.json.write_text(json.dumps(
-            {"model": args.name, "data": source, "num_samples": args.num_samples, **results}, indent=2) + "\n"))
+        document = {"model": args.name, "data": source, "num_samples": args.num_samples, **results}
+        _write_output(args.json, lambda: args.json.write_text(json.dumps(document, indent=2) + "\n"), "--json")
     return 0
 
 
@@ -386,10 +377,27 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the local web page (np_draw.demo) and serve it until interrupted."""
+    try:
+        import gradio  # noqa: F401 - only to say how to install it
+    except ImportError:
+        raise InvalidInputError("np-draw demo needs the demo extra: pip install 'np-draw[demo]' (Gradio)") from None
+    from .demo import serve
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, one line each
+    print(f"np-draw demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+    serve(args.name, host=args.host, port=args.port)
+    return 0
+
+
 # --- the parser --------------------------------------------------------------------------------------------------
-def _command(commands: argparse._SubParsersAction, name: str, summary: str, description: str,
-             func: Any, device: bool = True) -> argparse.ArgumentParser:
+def _command(commands: argparse._SubParsersAction, name: str, summary: str, description: str, func: Any, *,
+             name_help: str | None = NAME_HELP, device: bool = True) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` (run by ``func``) with --token, and --device and a model ``name`` where asked."""
     parser = commands.add_parser(name, help=summary, description=description)
+    if name_help is not None:
+        parser.add_argument("name", help=name_help)
     parser.add_argument("--token", default=None,
                         help="a Hugging Face token, for a private or gated Hub repo (default: HF_TOKEN or the saved "
                              "login)")
@@ -405,7 +413,6 @@ def add_sample(commands: argparse._SubParsersAction) -> None:
     sample = _command(commands, "sample", "sample images from a model and save them as a grid",
                       "Draw images from a pretrained model (or a model folder / Hub repo) and save them as one PNG "
                       "grid.", cmd_sample)
-    sample.add_argument("name", help=NAME_HELP)
     sample.add_argument("-n", "--num-images", type=positive_int, default=64, help="how many images (default 64)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("-o", "--output", type=output_path, default=Path("samples.png"),
@@ -417,7 +424,6 @@ def add_sample(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_pairs_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
-    parser.add_argument("name", help=NAME_HELP)
     parser.add_argument("images", nargs="+", metavar="IMAGES", help=IMAGES_HELP)
     parser.add_argument("-o", "--output", type=output_path, default=Path(default_output),
                         help=f"the picture (default {default_output})")
@@ -454,9 +460,9 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
                    "from scratch (part bank, parse, prior, then encoder and decoder); with --from, a pretrained "
                    "model is fine-tuned with FitConfig.finetune(): its part bank kept, its prior and then its encoder "
                    "and decoder trained for a number of optimizer steps, the best validation round kept. Progress "
-                   "goes to stderr.", cmd_fit)
+                   "goes to stderr.", cmd_fit, name_help=None)
     fit.add_argument("data", metavar="DATA", help="a folder of images, or an .npz file with an 'images' array")
-    fit.add_argument("-o", "--output", type=Path, required=True, help="the model folder to write (created)")
+    fit.add_argument("-o", "--output", type=output_path, required=True, help="the model folder to write (created)")
     start = fit.add_argument_group("where to start (one of)")
     start.add_argument("--from", dest="from_name", metavar="NAME", default=None,
                        help="fine-tune this pretrained model: " + NAME_HELP)
@@ -494,7 +500,6 @@ def add_eval(commands: argparse._SubParsersAction) -> None:
                           "bits/dim), the Frechet distance between its samples and the images in a named feature "
                           "space (FID-cnn-mnist, FID-cnn-cifar10, or Inception-v3 from a local pytorch-fid weights "
                           "file), and the PSNR of parses and reconstructions. Prints a markdown table.", cmd_eval)
-    evaluation.add_argument("name", help=NAME_HELP)
     evaluation.add_argument("--data", required=True,
                             help="the shared data folder (with --dataset, or when NAME is a data set), or "
                                  + IMAGES_HELP.replace("image files", "an image file"))
@@ -520,7 +525,6 @@ def add_info(commands: argparse._SubParsersAction) -> None:
     info = _command(commands, "info", "show a model's config, parameter counts, metrics and files",
                     "Print a model's config, its parameter counts per module, the weights manifest's metrics when "
                     "it has them, and its files (size, sha256) with where they came from.", cmd_info)
-    info.add_argument("name", help=NAME_HELP)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -530,9 +534,8 @@ def add_download(commands: argparse._SubParsersAction) -> None:
     download = _command(commands, "download", "download and verify pretrained weights, for use offline later",
                         "Download a model's config.json and model.safetensors into the Hugging Face cache, checked "
                         "against the weights manifest, and print the folder holding them.", cmd_download,
-                        device=False)
-    download.add_argument("name", help="a pretrained name (mnist, omniglot, cifar10, celeba) or a Hub repo "
-                                       "owner/name[@revision]")
+                        name_help="a pretrained name (mnist, omniglot, cifar10, celeba) or a Hub repo "
+                                  "owner/name[@revision]", device=False)
     download.add_argument("--revision", help="a branch, tag or commit (default: the manifest's pinned commit for a "
                                              "pretrained name, main for a repo)")
     download.add_argument("--cache-dir", help="the Hugging Face cache folder (default: HF_HUB_CACHE)")
@@ -540,21 +543,6 @@ def add_download(commands: argparse._SubParsersAction) -> None:
     download.add_argument("-o", "--output", type=Path, default=None,
                           help="also write the verified files into this folder (new or empty), a model folder that "
                                "NPDraw.from_pretrained(FOLDER) loads on any machine; works for bundled names too")
-
-
-# The subcommands in the order --help lists them.
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Start the local web page (np_draw.demo) and serve it until interrupted."""
-    try:
-        import gradio  # noqa: F401 - only to say how to install it
-    except ImportError:
-        raise InvalidInputError("np-draw demo needs the demo extra: pip install 'np-draw[demo]' (Gradio)") from None
-    from .demo import serve
-
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, one line each
-    print(f"np-draw demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
-    serve(args.name, host=args.host, port=args.port)
-    return 0
 
 
 def add_demo(commands: argparse._SubParsersAction) -> None:
@@ -572,6 +560,7 @@ def add_demo(commands: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
+# The subcommands in the order --help lists them.
 COMMANDS = (add_sample, add_reconstruct, add_parse, add_fit, add_eval, add_info, add_download, add_demo)
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from .editing import paste_latents
 from .errors import InvalidInputError, NPDrawError
-from .images import check_images, from_pil_images, make_grid, to_pil
+from .images import from_pil_images, make_grid, to_pil
 from .latents import Latents
 from .metrics import psnr
 from .model import NPDraw
@@ -149,9 +149,7 @@ def reconstruct(model: str, files: list[str | Path]) -> tuple[Image.Image, str]:
                 pictures.append(image.copy())
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise InvalidInputError(f"{Path(file).name} is not an image this page can read: {error}") from error
-    cfg = net.config
-    images = check_images(from_pil_images(pictures, channels=cfg.channels, size=cfg.image_size),
-                          channels=cfg.channels, size=cfg.image_size)
+    images = from_pil_images(pictures, channels=net.config.channels, size=net.config.image_size).float() / 255
     values = psnr(net.reconstruct(images), images)
     text = ", ".join(f"{Path(f).name}: {v:.2f} dB" for f, v in zip(files, values.tolist()))
     return reconstruction_image(net, images), f"reconstruction PSNR: {text}"
@@ -177,6 +175,7 @@ def build(default: str = "mnist"):
     import gradio as gr
 
     folder = Path(tempfile.mkdtemp(prefix="np-draw-demo-"))
+    whole_number = functools.partial(gr.Number, precision=0)
     with gr.Blocks(title="np-draw", analytics_enabled=False) as app:
         gr.Markdown("# NP-DRAW\nImages drawn part by part on a canvas, then decoded. Sample, watch a drawing, "
                     "edit its parts, or reconstruct your own images.")
@@ -185,14 +184,13 @@ def build(default: str = "mnist"):
         current = gr.State(None)
         with gr.Tab("Sample"):
             with gr.Row():
-                seed = gr.Number(0, label="seed", precision=0)
+                seed = whole_number(0, label="seed")
                 temperature = gr.Slider(0.1, 1.5, value=1.0, label="temperature")
                 count = gr.Slider(1, 64, value=16, step=1, label="count")
             go = gr.Button("Sample", elem_id="sample")
             grid = gr.Gallery(label="samples: click one to watch and edit it", columns=8, object_fit="contain",
                               elem_id="samples")
-            chosen = gr.Number(0, label="sample to watch and edit (0 = first, row by row)", precision=0,
-                               elem_id="chosen")
+            chosen = whole_number(0, label="sample to watch and edit (0 = first, row by row)", elem_id="chosen")
         with gr.Tab("Watch"):
             draw = gr.Button("Draw it", elem_id="watch")
             step = gr.Slider(0, 1, value=0, step=1, label="step")
@@ -205,15 +203,14 @@ def build(default: str = "mnist"):
                 decoded = gr.Image(label="decoded", type="pil", elem_id="decoded")
             action = gr.Radio(list(ACTIONS), value=ACTIONS[0], label="edit")
             with gr.Row():
-                edit_step = gr.Number(0, label="drawn part (0 = first), or steps kept", precision=0,
-                                      elem_id="edit-step")
-                cell = gr.Number(0, label="cell", precision=0)
-                part = gr.Number(0, label="bank part", precision=0)
+                edit_step = whole_number(0, label="drawn part (0 = first), or steps kept", elem_id="edit-step")
+                cell = whole_number(0, label="cell")
+                part = whole_number(0, label="bank part")
             apply = gr.Button("Apply", elem_id="apply")
             with gr.Row():
                 source = gr.Image(label="paste from this image", type="pil")
-                first_row = gr.Number(0, label="first row", precision=0)
-                last_row = gr.Number(2, label="last row", precision=0)
+                first_row = whole_number(0, label="first row")
+                last_row = whole_number(2, label="last row")
             paste_button = gr.Button("Paste its rows")
             with gr.Row():
                 own = gr.Image(label="or watch and edit your own image", type="pil", elem_id="own")
