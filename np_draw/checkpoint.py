@@ -92,13 +92,9 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, dict[str, torch.Te
 def optimizer_to_checkpoint(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer's state dict into tensors (for safetensors) and JSON."""
     state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for index, values in state["state"].items():
-        for key, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{key}"] = value
-            else:
-                scalars[f"{index}.{key}"] = value
+    flat = {f"{index}.{key}": value for index, values in state["state"].items() for key, value in values.items()}
+    tensors = {key: value for key, value in flat.items() if isinstance(value, torch.Tensor)}
+    scalars = {key: value for key, value in flat.items() if not isinstance(value, torch.Tensor)}
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 

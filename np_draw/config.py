@@ -122,13 +122,10 @@ class NPDrawConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidInputError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
-        data = dict(data)
-        if isinstance(data.get("prior"), dict):
-            prior = data["prior"]
-            known_prior = {f.name for f in dataclasses.fields(PriorConfig)}
-            if set(prior) - known_prior:
-                raise InvalidInputError(f"unknown prior config keys {sorted(set(prior) - known_prior)}")
-            data["prior"] = PriorConfig(**prior)
+        prior = data.get("prior")
+        known_prior = {f.name for f in dataclasses.fields(PriorConfig)}
+        if isinstance(prior, dict) and set(prior) - known_prior:  # __post_init__ makes the dict a PriorConfig
+            raise InvalidInputError(f"unknown prior config keys {sorted(set(prior) - known_prior)}")
         return cls(**data)
 
     @classmethod
@@ -141,9 +138,7 @@ class NPDrawConfig:
         """The paper's configuration for ``name`` in ("mnist", "omniglot", "cifar10", "celeba")."""
         if name not in PRESETS:
             raise UnknownModelError(f"unknown preset {name!r}; known presets are {sorted(PRESETS)}")
-        data = PRESETS[name].to_dict()
-        data.update(overrides)
-        return cls.from_dict(data)
+        return cls.from_dict({**PRESETS[name].to_dict(), **overrides})
 
 
 _GREY = {"image_size": 28, "channels": 1, "canvas_size": 28, "part_size": 5, "num_parts": 50, "grid_size": 6,

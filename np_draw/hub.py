@@ -30,13 +30,7 @@ from huggingface_hub.utils import (
 )
 
 from .config import NPDrawConfig
-from .errors import (
-    CorruptWeightsError,
-    InvalidInputError,
-    InvalidTypeError,
-    UnknownModelError,
-    WeightsUnavailableError,
-)
+from .errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, UnknownModelError, WeightsUnavailableError
 from .manifest import REPO_ID, file_problem, manifest_path, read_manifest
 from .model_files import CONFIG_NAME, LOADED_FILES, WEIGHTS_NAME
 
@@ -75,19 +69,25 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> M
     return ModelCard.from_template(data, template_path=CARD_TEMPLATE, config=config, training=training, **facts)
 
 
-def check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """The facts for :func:`model_card`, checked.
+def check_card(card: Mapping[str, Any] | None, repo_id: str | None = None) -> dict[str, Any]:
+    """The facts for :func:`model_card`, checked before anything is written or sent.
 
     Args:
         card: the facts (see :func:`model_card`), or None for none.
+        repo_id: for an upload, the Hub repo "owner/name", which the card's loading example names unless ``card``
+            gives a repo_id; None for a local save.
     Returns:
-        ``card``, or an empty mapping for None.
+        The facts as a dict (empty for None), with ``repo_id`` when it is given.
     Raises:
-        InvalidInputError: an unknown key, or license "other" without ``license_name`` and ``license_link`` (the Hub
-        needs both). InvalidTypeError: ``card`` or one of its fields has the wrong type.
+        InvalidInputError: ``repo_id`` is not "owner/name", an unknown key, or license "other" without
+        ``license_name`` and ``license_link`` (the Hub needs both). InvalidTypeError: ``card`` or one of its fields
+        has the wrong type.
     """
+    if repo_id is not None and (not isinstance(repo_id, str) or not re.fullmatch(REPO_ID, repo_id)):
+        raise InvalidInputError(f"repo_id must be 'owner/name', got {repo_id!r}")
+    facts = {} if repo_id is None else {"repo_id": repo_id}
     if card is None:
-        return {}
+        return facts
     if not isinstance(card, Mapping):
         raise InvalidTypeError(f"card must be a dict or None, got {type(card).__name__}")
     unknown = sorted(set(card) - set(CARD_KEYS))
@@ -109,23 +109,7 @@ def check_card(card: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if card.get("license") == "other" and not {"license_name", "license_link"} <= set(card):
         raise InvalidInputError("card['license'] 'other' needs card['license_name'] and card['license_link'], as the "
                                 "Hub does")
-    return card
-
-
-def upload_card(repo_id: str, card: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The card facts of an upload, checked before anything is sent.
-
-    Args:
-        repo_id: the Hub repo, "owner/name"; the card's loading example names it unless ``card`` gives a repo_id.
-        card: the facts (see :func:`model_card`), or None.
-    Returns:
-        The facts, with ``repo_id``.
-    Raises:
-        InvalidInputError: ``repo_id`` is not "owner/name"; and as :func:`check_card`.
-    """
-    if not isinstance(repo_id, str) or not re.fullmatch(REPO_ID, repo_id):
-        raise InvalidInputError(f"repo_id must be 'owner/name', got {repo_id!r}")
-    return {"repo_id": repo_id, **check_card(card)}
+    return {**facts, **card}
 
 
 def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None,
@@ -135,15 +119,10 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
     """The local folder holding the model ``name_or_path`` names, downloaded and verified when needed.
 
     Args:
-        name_or_path: a folder holding config.json and model.safetensors; a name from the weights manifest
-            ("mnist", "omniglot", "cifar10", "celeba"); or a Hub repo id "owner/name", optionally
-            "owner/name@revision".
+        name_or_path, cache_dir, local_files_only, token: as for :meth:`np_draw.NPDraw.from_pretrained`.
         revision: a branch, tag or commit of the Hub repo. For a manifest name, None means the manifest's pinned
             commit, the only one whose files the manifest can verify; another revision is downloaded unverified.
-        cache_dir: the Hugging Face cache folder to use instead of ``HF_HUB_CACHE``.
-        local_files_only: never touch the network: use the cache or fail.
         force_download: download again even when the cache has the files (bundled files are used as they are).
-        token: a Hub token for private or gated repos; None uses ``HF_TOKEN`` or the saved login.
         manifest: the manifest file; None for :func:`manifest_path`.
     Returns:
         The folder; for downloads, a snapshot folder of the Hugging Face cache.
@@ -170,100 +149,92 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                        "folder", name, path.resolve(), " (a model folder)" if (path / CONFIG_NAME).is_file() else "",
                        name)
     hint = f"np-draw download {name}" + (f" --revision {revision}" if revision else "")
-    options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "force_download": force_download,
-               "token": token, "hint": hint}
+    expected = None  # the manifest's records of the files, for its pinned commit only
     if name in models:
-        return _resolve_manifest_name(name, models[name], manifest.parent / name, revision, **options)
-    hub_name = _HUB_NAME.fullmatch(name)
-    if hub_name and not path.exists():
-        suffix = hub_name["revision"]
+        entry = models[name]
+        repo_id = entry["repo_id"]
+        pinned = revision is None or revision == entry["revision"]
+        if pinned and not entry["files"]:
+            raise WeightsUnavailableError(
+                f"the pretrained weights {name!r} are not available yet: no checkpoint of them has been published for "
+                f"this version of np-draw. Train one (`python scripts/train_pretrained.py --name {name} --data DATA "
+                f"--out FOLDER` in the np-draw repository, or NPDraw(NPDrawConfig.preset({name!r})).fit(images) then "
+                f".save_pretrained(FOLDER)) and load its folder; or, if a checkpoint has been uploaded since, load it "
+                f"from the Hub repo {repo_id} with revision='main'")
+        if pinned and entry["bundled"]:
+            bundle = manifest.parent / name
+            for filename in LOADED_FILES:
+                problem = file_problem(bundle / filename, entry["files"][filename])
+                if problem:
+                    raise CorruptWeightsError(
+                        f"the bundled {filename} of {name!r} ({bundle / filename}) is damaged: {problem}; nothing was "
+                        f"loaded. Reinstall np-draw (pip install --force-reinstall np-draw) or load {repo_id} from the "
+                        f"Hub with revision='main'")
+            return bundle
+        if pinned:
+            revision, expected = entry["revision"], entry["files"]
+        else:
+            logger.warning("loading %r at revision %r rather than the %s: its files are not checked against the "
+                           "manifest", name, revision, f"manifest's {entry['revision']}" if entry["revision"]
+                           else "bundled copy")
+    elif (hub_name := _HUB_NAME.fullmatch(name)) and not path.exists():
+        repo_id, suffix = hub_name["repo_id"], hub_name["revision"]
         if suffix and revision is not None and revision != suffix:
             raise InvalidInputError(f"{name!r} asks for revision {suffix!r} but revision={revision!r} was also given")
-        return _download(hub_name["repo_id"], suffix or revision, expected=None, **options)
-    what = "is a file, not a model folder" if path.exists() else "is not a model folder"
-    raise UnknownModelError(f"{name!r} {what}, a known pretrained name ({', '.join(sorted(models))}) or a Hub repo id "
-                            f"'owner/name[@revision]'")
+        revision = suffix or revision
+    else:
+        what = "is a file, not a model folder" if path.exists() else "is not a model folder"
+        raise UnknownModelError(f"{name!r} {what}, a known pretrained name ({', '.join(sorted(models))}) or a Hub "
+                                f"repo id 'owner/name[@revision]'")
+    return _download(repo_id, revision, expected, hint, cache_dir=cache_dir, local_files_only=local_files_only,
+                     force_download=force_download, token=token)
 
 
-def _resolve_manifest_name(name: str, entry: Mapping[str, Any], bundle: Path, revision: str | None,
-                           **options: Any) -> Path:
-    """The verified folder of manifest entry ``name``: its bundled copy, else a download (see resolve_pretrained)."""
-    pinned = revision is None or revision == entry["revision"]
-    if pinned and not entry["files"]:
-        raise WeightsUnavailableError(
-            f"the pretrained weights {name!r} are not available yet: no checkpoint of them has been published for "
-            f"this version of np-draw. Train one (`python scripts/train_pretrained.py --name {name} --data DATA "
-            f"--out FOLDER` in the np-draw repository, or NPDraw(NPDrawConfig.preset({name!r})).fit(images) then "
-            f".save_pretrained(FOLDER)) and load its folder; or, if a checkpoint has been uploaded since, load it "
-            f"from the Hub repo {entry['repo_id']} with revision='main'")
-    if pinned and entry["bundled"]:
-        for filename in LOADED_FILES:
-            problem = file_problem(bundle / filename, entry["files"][filename])
-            if problem:
-                raise CorruptWeightsError(
-                    f"the bundled {filename} of {name!r} ({bundle / filename}) is damaged: {problem}; nothing was "
-                    f"loaded. Reinstall np-draw (pip install --force-reinstall np-draw) or load {entry['repo_id']} "
-                    f"from the Hub with revision='main'")
-        return bundle
-    if not pinned:
-        logger.warning("loading %r at revision %r rather than the %s: its files are not checked against the "
-                       "manifest", name, revision, f"manifest's {entry['revision']}" if entry["revision"]
-                       else "bundled copy")
-    return _download(entry["repo_id"], entry["revision"] if pinned else revision,
-                     expected=entry["files"] if pinned else None, **options)
-
-
-def _download(repo_id: str, revision: str | None, *, expected: Mapping[str, Mapping[str, Any]] | None,
-              **options: Any) -> Path:
-    """Fetch the files a load reads from ``repo_id`` through the Hugging Face cache, each checked against
-    ``expected`` (the manifest's records) when given; returns their snapshot folder."""
-    folder = None
+def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping[str, Any]] | None, hint: str, *,
+              cache_dir: str | Path | None, local_files_only: bool, force_download: bool,
+              token: str | bool | None) -> Path:
+    """The snapshot folder of the files a load reads, fetched through the Hugging Face cache and checked against
+    ``expected`` when given; a failure says why and what to do (``hint`` is the command that downloads them)."""
     for filename in LOADED_FILES:
         where = f"{filename} of {repo_id} at revision {revision or 'main'}"
-        path = _fetch(repo_id, filename, revision, where, **options)
+        try:
+            path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                                        local_files_only=local_files_only, force_download=force_download,
+                                        token=token, library_name=LIBRARY_NAME))
+        except LocalEntryNotFoundError as error:  # caught before EntryNotFoundError, which it is too
+            reason = ("local_files_only=True was given" if local_files_only
+                      else "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
+                      else f"the Hub at {constants.ENDPOINT} could not be reached")
+            raise WeightsUnavailableError(
+                f"{where} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {reason}. To "
+                f"get the weights: run `{hint}` on a machine with internet access and copy its cache here (point "
+                f"HF_HUB_CACHE or cache_dir at it); or set HF_ENDPOINT to a Hub mirror you can reach; or pass a local "
+                f"folder holding {CONFIG_NAME} and {WEIGHTS_NAME}") from error
+        except RepositoryNotFoundError as error:
+            raise WeightsUnavailableError(
+                f"there is no local folder {repo_id!r}, and the Hub at {constants.ENDPOINT} has no model repo "
+                f"{repo_id!r} (or it is private and you are not logged in)") from error
+        except RevisionNotFoundError as error:
+            raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no revision {revision!r}") from error
+        except EntryNotFoundError as error:
+            raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {revision!r}; an "
+                                          f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
+        except OSError as error:  # other HTTP errors, a download cut short, a full disk
+            raise WeightsUnavailableError(f"could not download {where}: {str(error).splitlines()[0]}") from error
+        except ValueError as error:
+            if not force_download:
+                raise
+            # huggingface_hub's message here is "Force download failed due to the above error": give the error.
+            raise WeightsUnavailableError(f"could not download {where} again (force_download=True): "
+                                          f"{error.__cause__ or error}") from error
         # The first file fixes the commit, so the others come from the same snapshot even if the branch moves.
-        revision, folder = path.parent.name, path.parent
+        revision = path.parent.name
         problem = file_problem(path, expected[filename]) if expected is not None else None
         if problem:
             # The bad copy stays in the cache, where its blob may be another revision's too; a download asked for
             # again replaces it.
             raise CorruptWeightsError(
                 f"the downloaded {where} does not match the weights manifest: {problem}; nothing was loaded. Load it "
-                f"again with force_download=True (`{options['hint']} --force-download`) to replace the cached copy; "
-                f"if it happens again, the server ({constants.ENDPOINT}) serves damaged files")
-    return folder
-
-
-def _fetch(repo_id: str, filename: str, revision: str | None, where: str, *, cache_dir: str | Path | None,
-           local_files_only: bool, force_download: bool, token: str | bool | None, hint: str) -> Path:
-    """``hf_hub_download`` of one file; a failure becomes a WeightsUnavailableError that says why and what to do."""
-    try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
-                                    local_files_only=local_files_only, force_download=force_download, token=token,
-                                    library_name=LIBRARY_NAME))
-    except LocalEntryNotFoundError as error:  # caught before EntryNotFoundError, which it is too
-        reason = ("local_files_only=True was given" if local_files_only
-                  else "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
-                  else f"the Hub at {constants.ENDPOINT} could not be reached")
-        raise WeightsUnavailableError(
-            f"{where} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {reason}. To get "
-            f"the weights: run `{hint}` on a machine with internet access and copy its cache here (point HF_HUB_CACHE "
-            f"or cache_dir at it); or set HF_ENDPOINT to a Hub mirror you can reach; or pass a local folder holding "
-            f"{CONFIG_NAME} and {WEIGHTS_NAME}") from error
-    except RepositoryNotFoundError as error:
-        raise WeightsUnavailableError(
-            f"there is no local folder {repo_id!r}, and the Hub at {constants.ENDPOINT} has no model repo {repo_id!r} "
-            f"(or it is private and you are not logged in)") from error
-    except RevisionNotFoundError as error:
-        raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no revision {revision!r}") from error
-    except EntryNotFoundError as error:
-        raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {revision!r}; an "
-                                      f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
-    except OSError as error:  # other HTTP errors, a download cut short, a full disk
-        raise WeightsUnavailableError(f"could not download {where}: {str(error).splitlines()[0]}") from error
-    except ValueError as error:
-        if not force_download:
-            raise
-        # huggingface_hub's message here is "Force download failed due to the above error": give the error.
-        raise WeightsUnavailableError(f"could not download {where} again (force_download=True): "
-                                      f"{error.__cause__ or error}") from error
+                f"again with force_download=True (`{hint} --force-download`) to replace the cached copy; if it "
+                f"happens again, the server ({constants.ENDPOINT}) serves damaged files")
+    return path.parent

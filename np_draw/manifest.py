@@ -8,13 +8,14 @@ model folders beside it in ``<manifest folder>/<name>/``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from huggingface_hub.utils.sha import sha_fileobj
 
 from .errors import InvalidInputError
 from .model_files import CARD_NAME, LOADED_FILES
@@ -88,11 +89,8 @@ def _is_file_record(record: Any) -> bool:
 
 def sha256_file(path: str | Path) -> str:
     """The sha256 of a file, in hex, read in chunks so a large file is never held in memory."""
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha_fileobj(file).hex()
 
 
 def describe_files(folder: str | Path) -> dict[str, dict[str, Any]]:

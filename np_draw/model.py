@@ -37,7 +37,7 @@ from .errors import InvalidInputError, InvalidTypeError, NPDrawError, Unwritable
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
-from .model_files import CARD_NAME, check_weights, load_config, load_weights, make_folder, write_model_files
+from .model_files import CARD_NAME, load_config, load_weights, make_folder, write_model_files
 from .networks import Decoder, Encoder, evaluating
 from .parsing import parse
 from .prior import Prior
@@ -578,13 +578,7 @@ class NPDraw(nn.Module, ModelHubMixin):
                          dtype: torch.dtype | None = None, strict: bool = True, **hub_options: Any) -> NPDraw:
         """ModelHubMixin's hook for loading: the folder ``model_id``, which :meth:`from_pretrained` has already
         resolved with the ``hub_options`` (revision, token...; proxies too on huggingface_hub < 1.0)."""
-        # Built on the meta device, a model costs nothing: its tensors' names, shapes and dtypes are checked
-        # against the weights file's header before a config that does not fit them allocates anything.
-        with torch.device("meta"):
-            skeleton = cls(config)
-        check_weights(skeleton, model_id, strict=strict)
-        model = cls(config)
-        load_weights(model, model_id, strict=strict)
+        model = load_weights(lambda: cls(config), model_id, strict=strict)
         return model.to(device=device, dtype=dtype).eval()
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool = False,
@@ -608,7 +602,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         Example:
             >>> commit = model.push_to_hub("me/np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
-        facts = hub.upload_card(repo_id, card)
+        facts = hub.check_card(card, repo_id=repo_id)
         if revision is not None:
             # The mixin commits to a branch but does not create it, and a branch needs its repo first.
             api = HfApi(token=token)

@@ -1,9 +1,7 @@
 """A model folder's files: ``config.json`` and ``model.safetensors`` (beside the ``README.md`` card of
 :func:`np_draw.hub.model_card`).
 
-They are written atomically and read back as JSON and safetensors only, never pickle. :func:`check_weights` compares
-a model built on the meta device with the weights' safetensors header, so a config that does not fit its weights, or
-asks for an absurd size, is refused before anything is allocated.
+They are written atomically and read back as JSON and safetensors only, never pickle.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .config import NPDrawConfig
 from .errors import ConfigMismatchError, CorruptWeightsError, InvalidInputError, UnwritablePathError
@@ -107,67 +105,55 @@ def load_config(folder: str | Path) -> NPDrawConfig:
         raise InvalidInputError(f"{folder / CONFIG_NAME} is not a valid NP-DRAW config: {error}") from error
 
 
-def _corrupt(folder: Path, error: Exception) -> CorruptWeightsError:
-    return CorruptWeightsError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file (corrupted or "
-                               f"truncated?): {error}")
+def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, strict: bool = True) -> torch.nn.Module:
+    """The model ``build()`` makes, holding the weights of ``folder``, on the CPU.
 
-
-def check_weights(skeleton: torch.nn.Module, folder: str | Path, *, strict: bool = True) -> None:
-    """Compare the names, shapes and dtypes of a model's tensors with the safetensors header of ``folder``'s
-    weights, reading nothing but the header: ``skeleton`` may be built on the meta device, so that a config that
-    does not fit its weights (or asks for an absurd size) is refused before anything is allocated.
+    ``build`` runs first on the meta device, where a model costs nothing, and the names, shapes and dtypes of that
+    skeleton's tensors are compared with the weights' safetensors header; so a config that does not fit its weights
+    (or asks for an absurd size) is refused before anything is allocated. Only then is the model built and filled.
 
     Args:
-        skeleton: the model the weights are for, on any device (the meta device costs nothing).
+        build: makes the model the weights are for (e.g. ``lambda: NPDraw(config)``).
         folder: the model folder.
-        strict: a missing or unexpected name is an error; False logs them instead.
+        strict: a missing or unexpected name is an error; False logs them, and the missing weights keep their fresh
+            initialisation.
+    Returns:
+        The model, with the weights.
     Raises:
-        ConfigMismatchError: a name is missing or unexpected (with ``strict``; else they are logged), a shape differs,
-        or a floating-point tensor is stored as integers or the other way round. CorruptWeightsError: no readable
-        header.
+        ConfigMismatchError: a name is missing or unexpected (with ``strict``), a shape differs, or a floating-point
+        tensor is stored as integers or the other way round. CorruptWeightsError: model.safetensors is truncated or
+        not safetensors.
     """
-    folder = Path(folder)
-    try:
-        with safe_open(folder / WEIGHTS_NAME, framework="pt") as weights:
-            header = {key: weights.get_slice(key) for key in weights.keys()}  # noqa: SIM118 - not a dict
-            stored = {key: (tuple(view.get_shape()), view.get_dtype()) for key, view in header.items()}
-    except (SafetensorError, OSError) as error:
-        raise _corrupt(folder, error) from error
+    with torch.device("meta"):
+        skeleton = build()
     expected = {key: (tuple(value.shape), value.is_floating_point()) for key, value in skeleton.state_dict().items()}
-    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
-    if missing or unexpected:
-        detail = f"missing keys {_preview(missing)}, unexpected keys {_preview(unexpected)}"
-        if strict:
-            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {detail}")
-        logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", folder,
-                       detail)
-    for key in sorted(set(expected) & set(stored)):
-        (shape, floating), (stored_shape, dtype) = expected[key], stored[key]
-        if shape != stored_shape:
-            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} has shape "
-                                      f"{list(stored_shape)} in {WEIGHTS_NAME}, the config makes it {list(shape)}")
-        if floating != dtype.startswith(("F", "BF")):
-            raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} is stored as "
-                                      f"{dtype}, the model holds {'floats' if floating else 'integers'} there")
+    try:
+        weights = safe_open(Path(folder) / WEIGHTS_NAME, framework="pt")
+    except (SafetensorError, OSError) as error:
+        raise CorruptWeightsError(f"{Path(folder) / WEIGHTS_NAME} is not a readable safetensors file (corrupted or "
+                                  f"truncated?): {error}") from error
+    with weights:
+        stored = {key: weights.get_slice(key) for key in weights.keys()}  # noqa: SIM118 - not a dict
+        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+        if missing or unexpected:
+            detail = f"missing keys {_preview(missing)}, unexpected keys {_preview(unexpected)}"
+            if strict:
+                raise ConfigMismatchError(f"the weights in {folder} do not match their config: {detail}")
+            logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", folder,
+                           detail)
+        for key in sorted(set(expected) & set(stored)):
+            (shape, floating), view = expected[key], stored[key]
+            if shape != tuple(view.get_shape()):
+                raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} has shape "
+                                          f"{view.get_shape()} in {WEIGHTS_NAME}, the config makes it {list(shape)}")
+            if floating != view.get_dtype().startswith(("F", "BF")):
+                raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} is stored as "
+                                          f"{view.get_dtype()}, the model holds {'floats' if floating else 'integers'} "
+                                          f"there")
+        model = build()
+        model.load_state_dict({key: weights.get_tensor(key) for key in stored}, strict=strict)
+    return model
 
 
 def _preview(keys: list[str], limit: int = 5) -> str:
     return f"{keys[:limit]}{f'... ({len(keys)} in all)' if len(keys) > limit else ''}"
-
-
-def load_weights(model: torch.nn.Module, folder: str | Path, *, strict: bool = True) -> None:
-    """Copy the weights of ``folder`` (checked by :func:`check_weights` first) into ``model``, on the CPU.
-
-    Args:
-        model: the model to fill.
-        folder: the model folder.
-        strict: as for ``load_state_dict``; False leaves the missing weights at their fresh initialisation.
-    Raises:
-        CorruptWeightsError: model.safetensors is truncated or not safetensors.
-    """
-    folder = Path(folder)
-    try:
-        state = load_file(folder / WEIGHTS_NAME, device="cpu")
-    except (SafetensorError, OSError) as error:
-        raise _corrupt(folder, error) from error
-    model.load_state_dict(state, strict=strict)
