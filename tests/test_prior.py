@@ -2,6 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from np_draw import Grid, PartBank, Prior, PriorConfig
+from np_draw.prior import CausalSelfAttention, dropout
 
 GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
 
@@ -64,9 +65,58 @@ def test_log_prob_is_a_normalised_sum_over_steps():
     assert torch.allclose(empty.ids.softmax(-1).sum(-1), torch.ones(1, 1))
 
 
+def test_log_prob_draws_the_same_canvases_as_the_history_of_whole_canvases():
+    """log_prob draws its teacher-forced canvases a step at a time in the embedding's tiles; they must equal
+    history()'s whole canvases cut into tiles, on a grid that reaches past the canvas and on a colour grid whose
+    cells are the tiles, and give the same log-probabilities up to float rounding."""
+    colour = Grid(canvas_size=32, part_size=4, stride=4, padding=0)
+    for grid, channels, num_parts in ((GRID, 1, 50), (colour, 3, 20)):
+        torch.manual_seed(0)
+        prior = Prior(PriorConfig(), grid, channels=channels, num_parts=num_parts).eval()
+        bank = PartBank(num_parts, channels, grid.part_size)
+        bank.parts.uniform_()
+        u = torch.rand(6, grid.num_cells, num_parts + grid.num_cells + 1, generator=torch.Generator().manual_seed(5))
+        drawn = prior.sample(bank, u)
+        whole = prior.history(bank.lookup(drawn.ids), F.one_hot(drawn.locs, grid.num_cells).float(), drawn.present)
+        assert torch.equal(prior._drawn_tiles(drawn, bank), prior.embed.tiles(whole))
+        with torch.no_grad():
+            torch.testing.assert_close(prior.log_prob(drawn, bank), prior(whole).log_prob(drawn))
+
+
 def test_an_empty_batch_samples_to_empty_latents():
     prior, bank = make_prior()
     for use_cache in (True, False):
         out = prior.sample(bank, noise(0, seed=0), use_cache=use_cache)
         assert out.ids.shape == (0, 36) and out.canvas.shape == (0, 1, 28, 28)
 
+
+
+def test_dropout_zeroes_a_share_p_and_scales_the_rest():
+    torch.manual_seed(0)
+    x = torch.rand(200_000) + 0.5
+    y = dropout(x, 0.25)
+    zero = y == 0
+    assert abs(zero.float().mean().item() - 0.25) < 0.01
+    torch.testing.assert_close(y[~zero], x[~zero] / 0.75)
+    assert torch.equal(dropout(x, 0.0), x)
+
+
+def test_training_attention_with_dropout_is_causal_and_unbiased():
+    """The attention written out for dropout on the CPU: averaged over many dropout masks it gives the eval-mode
+    (scaled_dot_product_attention) output, and no token is moved by tokens after it."""
+    torch.manual_seed(0)
+    attention = CausalSelfAttention(PriorConfig(hidden_size=16, num_heads=2, dropout=0.3))
+    x = torch.randn(2, 5, 16)
+    expected = attention.eval()(x)
+    attention.train()
+    with torch.no_grad():
+        mean = torch.stack([attention(x) for _ in range(4000)]).mean(0)
+        torch.testing.assert_close(mean, expected, atol=0.03, rtol=0)
+        changed = x.clone()
+        changed[:, 3:] += 1
+        torch.manual_seed(1)
+        before = attention(x)
+        torch.manual_seed(1)
+        after = attention(changed)
+    torch.testing.assert_close(before[:, :3], after[:, :3])
+    assert not torch.allclose(before[:, 3:], after[:, 3:])
