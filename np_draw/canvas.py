@@ -132,36 +132,74 @@ class Grid:
         end = self.padding + self.canvas_size
         return square[..., self.padding:end, self.padding:end]
 
-    def box(self, locations: torch.Tensor) -> torch.Tensor:
-        """The footprint of each step's box: (N, T, L) one-hot -> (N, T, 1, S, S) in {0, 1}."""
-        ones = locations.new_ones(*locations.shape[:2], 1, self.part_size, self.part_size)
-        return self.place(ones, locations)
+    def box(self, locations: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """The footprint of each drawn step's box: (N, T, L) one-hot locations and (N, T) z_is -> (N, T, 1, S, S),
+        z_is inside the box (1 for a drawn step) and 0 elsewhere."""
+        return self.place(present[:, :, None, None, None].expand(-1, -1, 1, self.part_size, self.part_size), locations)
 
 
-def compose(placed: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """The final canvas: elementwise max over the drawn steps.
+def compose(placed: torch.Tensor) -> torch.Tensor:
+    """The final canvas: elementwise max over the steps.
 
     Args:
-        placed: (N, T, C, S, S) parts on their own canvases, values >= 0.
-        present: (N, T) z_is in {0, 1}.
+        placed: (N, T, C, S, S) each step's drawn part on a canvas of its own (zero for a step not drawn: see
+            :func:`np_draw.model.place`), values >= 0.
     Returns:
         (N, C, S, S), background 0.
     """
-    return (placed * present[:, :, None, None, None]).amax(dim=1)
+    return placed.amax(dim=1)
 
 
-def history(placed: torch.Tensor, box: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+def history(placed: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     """What the prior sees before each step: the canvas after steps < t and the footprint of those steps.
 
     Args:
-        placed: (N, T, C, S, S) parts on their own canvases.
-        box: (N, T, 1, S, S) their boxes.
-        present: (N, T) z_is; the footprint is masked by it, as the canvas is.
+        placed: (N, T, C, S, S) each step's drawn part on a canvas of its own, zero for a step not drawn.
+        box: (N, T, 1, S, S) their footprints, zero for a step not drawn (:meth:`Grid.box`).
     Returns:
-        (N, T, C + 1, S, S); entry t holds steps < t, entry 0 is blank.
+        (N, T, C + 1, S, S); entry t holds steps < t, entry 0 is blank. Its gradient is cummax's (see
+        :func:`running_max`).
     """
-    drawn = torch.cat([placed, box], dim=2) * present[:, :, None, None, None]
-    return torch.cat([torch.zeros_like(drawn[:, :1]), running_max(drawn[:, :-1])], dim=1)
+    return _History.apply(torch.cat([placed, box], dim=2))
+
+
+def _carry_back(grad: torch.Tensor, rises: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Write into ``out`` the gradient of a running maximum over axis 1 from its output's, ``grad``; ``rises[:, t]``
+    marks where step t reached the maximum so far. Walking back, the gradients of steps t, t+1, ... gather until
+    the step that set their maximum, as cummax's do."""
+    carried = torch.zeros_like(grad[:, 0])
+    for t in range(grad.shape[1] - 1, -1, -1):
+        carried = carried + grad[:, t]
+        torch.mul(carried, rises[:, t], out=out[:, t])
+        carried = carried * ~rises[:, t]
+    return out
+
+
+class _History(torch.autograd.Function):
+    """:func:`history`'s running maximum written one entry later, after a blank one, into a tensor of its own: no
+    concatenation of the blank entry (a copy of every canvas, forward and backward)."""
+
+    @staticmethod
+    def forward(ctx, drawn: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(drawn)
+        # rises[:, t]: step t reaches the canvas before it (>= as cummax: the last of equal values wins).
+        rises = torch.empty(drawn[:, :-1].shape, dtype=torch.bool, device=drawn.device)
+        out[:, 0] = 0
+        if drawn.shape[1] > 1:
+            out[:, 1], rises[:, 0] = drawn[:, 0], True
+        for t in range(1, drawn.shape[1] - 1):
+            torch.ge(drawn[:, t], out[:, t], out=rises[:, t])
+            torch.maximum(out[:, t], drawn[:, t], out=out[:, t + 1])
+        ctx.save_for_backward(rises)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (rises,) = ctx.saved_tensors
+        grad_drawn = torch.empty_like(grad)
+        grad_drawn[:, -1] = 0  # the last step is in no entry
+        _carry_back(grad[:, 1:], rises, grad_drawn[:, :-1])
+        return grad_drawn
 
 
 class _RunningMax(torch.autograd.Function):
@@ -184,14 +222,7 @@ class _RunningMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (rises,) = ctx.saved_tensors
-        grad_x = torch.empty_like(grad)
-        carried = torch.zeros_like(grad[:, 0])
-        # Walking back, the gradients of steps t, t+1, ... gather until the step that set their maximum.
-        for t in range(grad.shape[1] - 1, -1, -1):
-            carried = carried + grad[:, t]
-            grad_x[:, t] = carried * rises[:, t]
-            carried = carried * ~rises[:, t]
-        return grad_x
+        return _carry_back(grad, rises, torch.empty_like(grad))
 
 
 def running_max(x: torch.Tensor) -> torch.Tensor:

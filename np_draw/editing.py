@@ -29,7 +29,7 @@ Box = tuple[int, int, int, int] | None
 
 def _footprints(grid: Grid) -> torch.Tensor:
     """(L, S, S) in {0, 1}: the on-canvas pixels of every cell."""
-    return grid.box(torch.eye(grid.num_cells)[None])[0, :, 0]
+    return grid.box(torch.eye(grid.num_cells)[None], torch.ones(1, grid.num_cells))[0, :, 0]
 
 
 def _box_mask(grid: Grid, box: tuple[int, int, int, int]) -> torch.Tensor:

@@ -112,12 +112,13 @@ def _slices(count: int, size: int) -> list[slice]:
     return [slice(start, start + size) for start in range(0, count, size)]
 
 
-def place(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor) -> torch.Tensor:
-    """Each step's part on a canvas of its own: -> (N, T, C, S, S). ``ids``: (N, T) part indices or (N, T, B)
-    weights over the bank; ``locs``: (N, T) grid cells or (N, T, L) one-hot weights (relaxed latents)."""
+def place(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Each drawn step's part on a canvas of its own: (N, T, C, S, S), zero for a step not drawn, in the bank's dtype
+    and on its device. ``ids``, ``locs``, ``present`` as for :func:`render`. z_is multiplies the K x K parts, not
+    the S x S canvases: the same values and gradients for a fraction of the work."""
     parts = bank(ids.to(bank.parts)) if ids.is_floating_point() else bank.lookup(ids.to(bank.parts.device))
     locs = locs.to(parts) if locs.is_floating_point() else F.one_hot(locs.to(parts.device), grid.num_cells).to(parts)
-    return grid.place(parts, locs)
+    return grid.place(parts * present.to(parts)[:, :, None, None, None], locs)
 
 
 def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -136,7 +137,7 @@ def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, pr
     """
     # Each step's placed part is a canvas of its own, T times the output: a large batch is composed in pieces.
     rows = _slices(len(ids), _RENDER_BATCH) or [slice(None)]
-    return torch.cat([compose(place(bank, grid, ids[r], locs[r]), present[r].to(bank.parts)) for r in rows])
+    return torch.cat([compose(place(bank, grid, ids[r], locs[r], present[r])) for r in rows])
 
 
 @functools.cache
@@ -423,9 +424,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         z = relaxed_sample(q, tau, hard)
         if substitution > 0:
             z = substitute(z, parse, torch.rand(x.shape[0], device=x.device) < substitution)
-        placed = place(self.bank, self.grid, z.ids, z.locs)
-        reconstruction = -self.likelihood.log_prob(self.decoder(compose(placed, z.present)), x)
-        p = self.prior(history(placed, self.grid.box(z.locs), z.present))
+        placed = place(self.bank, self.grid, z.ids, z.locs, z.present)
+        reconstruction = -self.likelihood.log_prob(self.decoder(compose(placed)), x)
+        p = self.prior(history(placed, self.grid.box(z.locs, z.present)))
         return Terms(reconstruction, kl_per_step(q, p, z.present).sum(1), -q.log_prob(parse))
 
     def log_weights(self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:

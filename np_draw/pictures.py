@@ -22,7 +22,7 @@ from .canvas import running_max
 from .errors import InvalidInputError, InvalidTypeError
 from .images import check_images, make_grid, to_pil
 from .latents import Latents
-from .model import NPDraw
+from .model import NPDraw, place
 
 RED = (1.0, 0.15, 0.15)
 
@@ -88,15 +88,13 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
     size = model.grid.canvas_size * _check_scale(scale)
     index %= len(latents)
     one = latents[index:index + 1].to(model.device)
-    locations = F.one_hot(one.locs, model.grid.num_cells).to(model.dtype)
-    present = one.present.to(model.dtype)
-    placed = model.grid.place(model.bank.lookup(one.ids), locations) * present[:, :, None, None, None]
-    drawn = present[0].nonzero()[:, 0]
+    placed = place(model.bank, model.grid, one.ids, one.locs, one.present)
+    drawn = one.present[0].nonzero()[:, 0]
     if not final and drawn.numel() == 0:
         raise InvalidInputError(f"drawing {index} draws nothing (z_is = 0 at every step): with final=False it has "
                                 "no frame")
     frames = _enlarge(running_max(placed)[0, drawn], size)
-    boxes = model.grid.box(locations)[0, drawn, 0]
+    boxes = model.grid.box(F.one_hot(one.locs, model.grid.num_cells).to(placed), one.present.to(placed))[0, drawn, 0]
     width = max(1, scale // 8)
     paint = torch.tensor(colour)[:, None, None]
     for frame, box in zip(frames, boxes):

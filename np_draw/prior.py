@@ -213,7 +213,8 @@ class Prior(nn.Module):
         Returns:
             (N, T, C + 1, S, S).
         """
-        return history(self.grid.place(parts, locations), self.grid.box(locations), present)
+        return history(self.grid.place(parts * present[:, :, None, None, None], locations),
+                       self.grid.box(locations, present))
 
     def log_prob(self, latents: Latents, bank: PartBank) -> torch.Tensor:
         """Teacher-forced log p(z) of hard latents, summed over steps: (N,) in nats."""

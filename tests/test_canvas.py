@@ -34,8 +34,8 @@ def test_compose_takes_the_max_of_drawn_steps_only():
     grid = Grid(canvas_size=8, part_size=4, stride=4, padding=0)
     parts = torch.stack([torch.full((1, 4, 4), 0.3), torch.full((1, 4, 4), 0.7), torch.full((1, 4, 4), 0.9)])[None]
     locations = F.one_hot(torch.tensor([[0, 0, 3]]), 4).float()
-    placed = grid.place(parts, locations)
-    canvas = compose(placed, torch.tensor([[1.0, 1.0, 0.0]]))
+    present = torch.tensor([[1.0, 1.0, 0.0]])
+    canvas = compose(grid.place(parts * present[:, :, None, None, None], locations))
     assert torch.allclose(canvas[0, 0, :4, :4], torch.tensor(0.7))
     assert canvas[0, 0, 4:, 4:].abs().max() == 0  # step 2 not drawn
 
@@ -48,7 +48,7 @@ def test_draw_matches_place_and_compose():
     parts = torch.rand(n, steps, 3, 5, 5)
     locs = torch.randint(0, grid.num_cells, (n, steps))
     present = (torch.rand(n, steps) < 0.7).float()
-    expected = compose(grid.place(parts, F.one_hot(locs, grid.num_cells).float()), present)
+    expected = compose(grid.place(parts * present[:, :, None, None, None], F.one_hot(locs, grid.num_cells).float()))
     tiled = {}
     for tile in (4, 3):  # 28 px in tiles of 3: the last row and column of tiles reach past the canvas
         tiled[tile] = grid.new_tiled(n, 3, tile, parts)
@@ -69,7 +69,7 @@ def test_soft_parts_are_differentiable_and_one_hot_weights_give_the_hard_paste()
     soft = grid.place(torch.einsum("ntb,bchw->ntchw", weights, bank), locations)
     hard = grid.place(bank[ids], locations.detach())
     assert torch.equal(soft, hard)
-    compose(soft, torch.ones(1, 3)).sum().backward()
+    compose(soft).sum().backward()
     assert weights.grad.abs().sum() > 0 and locations.grad.abs().sum() > 0
 
 
@@ -78,7 +78,7 @@ def test_history_holds_the_canvas_before_each_step_masked_by_present():
     parts = torch.ones(1, 3, 1, 4, 4)
     locations = F.one_hot(torch.tensor([[0, 1, 2]]), 4).float()
     present = torch.tensor([[1.0, 0.0, 1.0]])
-    h = history(grid.place(parts, locations), grid.box(locations), present)
+    h = history(grid.place(parts * present[:, :, None, None, None], locations), grid.box(locations, present))
     assert h.shape == (1, 3, 2, 8, 8)
     assert h[0, 0].sum() == 0  # nothing drawn before step 0
     assert h[0, 1, 0].sum() == 16 and h[0, 1, 1].sum() == 16  # step 0's part and its footprint
@@ -99,6 +99,24 @@ def test_running_max_equals_cummax_with_and_without_gradients():
         assert torch.equal(running_max(x), expected)
 
 
+def test_history_equals_the_shifted_cummax_of_parts_and_footprints_with_gradients():
+    # Ties everywhere again (blank and inked pixels), a part of 3 channels and its footprint.
+    torch.manual_seed(0)
+    placed = (torch.rand(2, 9, 3, 6, 6) * 3).floor().div(3).requires_grad_()
+    box = (torch.rand(2, 9, 1, 6, 6) < 0.5).float().requires_grad_()
+    weights = torch.rand(2, 9, 4, 6, 6)
+    drawn = torch.cat([placed, box], dim=2)
+    expected = torch.cat([torch.zeros_like(drawn[:, :1]), torch.cummax(drawn[:, :-1], dim=1).values], dim=1)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (placed, box))
+    ours = history(placed, box)
+    grads = torch.autograd.grad((ours * weights).sum(), (placed, box))
+    assert torch.equal(ours, expected)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad)
+    assert grads[0][:, -1].abs().sum() == 0  # the last step is in no entry
+    assert history(placed[:, :1], box[:, :1]).abs().sum() == 0  # one step: only the blank entry
+
+
 def test_tiling_fast_path_equals_fold_for_grey_and_rgb():
     torch.manual_seed(0)
     for grid, channels in ((MNIST_GRID, 1), (Grid(canvas_size=32, part_size=4, stride=4, padding=0), 3)):
@@ -114,6 +132,6 @@ def test_overlapping_cells_compose_by_max():
     assert grid.num_cells == 9
     parts = torch.stack([torch.full((1, 4, 4), 0.2), torch.full((1, 4, 4), 0.6)])[None]
     locations = F.one_hot(torch.tensor([[0, 1]]), 9).float()
-    canvas = compose(grid.place(parts, locations), torch.ones(1, 2))[0, 0]
+    canvas = compose(grid.place(parts, locations))[0, 0]
     assert torch.allclose(canvas[:4, :2], torch.tensor(0.2)) and torch.allclose(canvas[:4, 2:6], torch.tensor(0.6))
     assert canvas[4:].sum() == 0 and canvas[:, 6:].sum() == 0

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from np_draw import Grid, Latents, PartBank, parse, render
 from np_draw.canvas import compose
+from np_draw.model import place
 
 # A few dozen small cases keep the file to seconds; the shapes vary more than the pixel values need to.
 SETTINGS = settings(max_examples=50, deadline=None)
@@ -82,8 +83,8 @@ def test_soft_paste_with_one_hot_weights_is_the_hard_paste(grid: Grid, channels:
     bank = _bank(grid, channels, num_parts, g)
     latents = _latents(grid, num_parts, 3, g)
     # Soft: mixtures of parts and cells by weights, composed by max (training's path).
-    soft = compose(grid.place(bank(F.one_hot(latents.ids, num_parts).float()),
-                              F.one_hot(latents.locs, grid.num_cells).float()), latents.present)
+    soft = compose(place(bank, grid, F.one_hot(latents.ids, num_parts).float(),
+                         F.one_hot(latents.locs, grid.num_cells).float(), latents.present))
     # Hard: each part looked up and scattered onto the padded canvas in place (sampling's path).
     tiled = grid.new_tiled(3, channels, 4, bank.parts)
     index = grid.tile_index(channels, 4)
