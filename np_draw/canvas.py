@@ -167,7 +167,7 @@ def _carry_back(grad: torch.Tensor, rises: torch.Tensor, out: torch.Tensor) -> t
     """Write into ``out`` the gradient of a running maximum over axis 1 from its output's, ``grad``; ``rises[:, t]``
     marks where step t reached the maximum so far. Walking back, the gradients of steps t, t+1, ... gather until
     the step that set their maximum, as cummax's do."""
-    carried = torch.zeros_like(grad[:, 0])
+    carried = grad.new_zeros(grad.shape[:1] + grad.shape[2:])  # no grad[:, 0]: a one-step history has no steps here
     for t in range(grad.shape[1] - 1, -1, -1):
         carried = carried + grad[:, t]
         torch.mul(carried, rises[:, t], out=out[:, t])

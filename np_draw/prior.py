@@ -73,7 +73,9 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     ``F.dropout`` (the prior's masks took a sixth of its training step); on CUDA, ``F.dropout``."""
     if x.is_cuda or not p:
         return F.dropout(x, p, True)
-    return x * ((torch.rand_like(x) >= p) * (1 / (1 - p)))
+    # Drawn in float32 whatever x's dtype: bfloat16's coarse uniforms would keep the wrong share, and the mask stays
+    # a bool, so the product keeps x's dtype.
+    return x * (torch.rand(x.shape, device=x.device) >= p) * (1 / (1 - p))
 
 
 class KVCache:

@@ -114,7 +114,9 @@ def test_history_equals_the_shifted_cummax_of_parts_and_footprints_with_gradient
     for grad, expected_grad in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(grad, expected_grad)
     assert grads[0][:, -1].abs().sum() == 0  # the last step is in no entry
-    assert history(placed[:, :1], box[:, :1]).abs().sum() == 0  # one step: only the blank entry
+    one = history(placed[:, :1], box[:, :1])  # one step: only the blank entry, and no gradient
+    assert one.abs().sum() == 0
+    assert all(g.abs().sum() == 0 for g in torch.autograd.grad((one * weights[:, :1]).sum(), (placed, box)))
 
 
 def test_tiling_fast_path_equals_fold_for_grey_and_rgb():

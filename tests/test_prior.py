@@ -120,3 +120,17 @@ def test_training_attention_with_dropout_is_causal_and_unbiased():
         after = attention(changed)
     torch.testing.assert_close(before[:, :3], after[:, :3])
     assert not torch.allclose(before[:, 3:], after[:, 3:])
+
+
+def test_a_bfloat16_prior_trains_in_bfloat16():
+    """Training-mode dropout keeps the activations' dtype (a float mask would turn them float32 and fail at the next
+    bfloat16 layer), and keeps about 1 - p of them."""
+    x = torch.ones(100_000, dtype=torch.bfloat16)
+    kept = dropout(x, 0.1)
+    assert kept.dtype == torch.bfloat16 and abs((kept != 0).float().mean().item() - 0.9) < 0.005
+    prior, bank = make_prior()
+    drawn = prior.sample(bank, noise(4, seed=6))
+    prior, bank = prior.to(torch.bfloat16).train(), bank.to(torch.bfloat16)
+    log_p = prior.log_prob(drawn, bank)
+    log_p.sum().backward()
+    assert torch.isfinite(log_p).all() and prior.head.weight.grad.dtype == torch.bfloat16
