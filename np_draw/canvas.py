@@ -163,6 +163,18 @@ def history(placed: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     return _History.apply(torch.cat([placed, box], dim=2))
 
 
+def _running_max_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Write the running maximum over axis 1 of ``x`` into ``out`` (same shape); return where each step reached the
+    maximum so far (>= as cummax: the last of equal values wins), for :func:`_carry_back`."""
+    rises = torch.empty(x.shape, dtype=torch.bool, device=x.device)
+    if x.shape[1]:
+        out[:, 0], rises[:, 0] = x[:, 0], True
+    for t in range(1, x.shape[1]):
+        torch.ge(x[:, t], out[:, t - 1], out=rises[:, t])
+        torch.maximum(out[:, t - 1], x[:, t], out=out[:, t])
+    return rises
+
+
 def _carry_back(grad: torch.Tensor, rises: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Write into ``out`` the gradient of a running maximum over axis 1 from its output's, ``grad``; ``rises[:, t]``
     marks where step t reached the maximum so far. Walking back, the gradients of steps t, t+1, ... gather until
@@ -182,15 +194,8 @@ class _History(torch.autograd.Function):
     @staticmethod
     def forward(ctx, drawn: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(drawn)
-        # rises[:, t]: step t reaches the canvas before it (>= as cummax: the last of equal values wins).
-        rises = torch.empty(drawn[:, :-1].shape, dtype=torch.bool, device=drawn.device)
         out[:, 0] = 0
-        if drawn.shape[1] > 1:
-            out[:, 1], rises[:, 0] = drawn[:, 0], True
-        for t in range(1, drawn.shape[1] - 1):
-            torch.ge(drawn[:, t], out[:, t], out=rises[:, t])
-            torch.maximum(out[:, t], drawn[:, t], out=out[:, t + 1])
-        ctx.save_for_backward(rises)
+        ctx.save_for_backward(_running_max_into(drawn[:, :-1], out[:, 1:]))
         return out
 
     @staticmethod
@@ -210,13 +215,7 @@ class _RunningMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(x)
-        # rises[:, t]: step t reaches the maximum so far (>= as cummax: the last of equal values wins).
-        rises = torch.empty(x.shape, dtype=torch.bool, device=x.device)
-        out[:, 0], rises[:, 0] = x[:, 0], True
-        for t in range(1, x.shape[1]):
-            torch.ge(x[:, t], out[:, t - 1], out=rises[:, t])
-            torch.maximum(out[:, t - 1], x[:, t], out=out[:, t])
-        ctx.save_for_backward(rises)
+        ctx.save_for_backward(_running_max_into(x, out))
         return out
 
     @staticmethod
