@@ -28,10 +28,30 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
             child.training = mode
 
 
-def _conv(cin: int, cout: int, kernel: int, stride: int, transposed: bool = False) -> nn.Sequential:
-    padding = (kernel - stride + 1) // 2 if not transposed else (kernel - stride) // 2
-    layer = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, kernel, stride, padding, bias=False)
-    return nn.Sequential(layer, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+class ConvBlock(nn.Sequential):
+    """Convolution (or transposed convolution) without bias, BatchNorm, ReLU. In eval mode BatchNorm is folded into
+    the convolution's weights and bias (computed at each call, so they follow any change to the weights): the same
+    function to float rounding, without a pass over the activations, which at CelebA's 64 x 64 took a third of the
+    decoder's time on a CPU."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, transposed: bool = False) -> None:
+        padding = (kernel - stride + 1) // 2 if not transposed else (kernel - stride) // 2
+        layer = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, kernel, stride, padding, bias=False)
+        super().__init__(layer, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, cin, H, W) -> (N, cout, H', W')."""
+        conv, norm, _ = self
+        if self.training or norm.training:
+            return super().forward(x)
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        bias = norm.bias - norm.running_mean * scale
+        if isinstance(conv, nn.ConvTranspose2d):  # weight (cin, cout, k, k)
+            y = F.conv_transpose2d(x, conv.weight * scale[:, None, None], bias, conv.stride, conv.padding,
+                                   conv.output_padding)
+        else:  # weight (cout, cin, k, k)
+            y = F.conv2d(x, conv.weight * scale[:, None, None, None], bias, conv.stride, conv.padding)
+        return F.relu(y, inplace=True)
 
 
 def _head(width: int, out: int) -> nn.Sequential:
@@ -48,10 +68,10 @@ class Encoder(nn.Module):
         width = config.encoder_channels
         self.grid_size = config.grid_size
         self.features = nn.Sequential(
-            _conv(config.channels, width, 3, config.upscale),
-            _conv(width, width, 4, 2),
-            _conv(width, width, 3, 1),
-            _conv(width, width, 4, 2),
+            ConvBlock(config.channels, width, 3, config.upscale),
+            ConvBlock(width, width, 4, 2),
+            ConvBlock(width, width, 3, 1),
+            ConvBlock(width, width, 4, 2),
         )
         self.ids = _head(width, config.num_parts)
         self.locs = _head(width, config.num_steps)
@@ -74,15 +94,15 @@ class Decoder(nn.Module):
         super().__init__()
         width = config.decoder_channels
         layers = [
-            _conv(config.channels, width, 3, 2),
-            _conv(width, width, 3, 2),
-            _conv(width, width, 3, 1),
-            _conv(width, width, 3, 1),
-            _conv(width, width, 4, 2, transposed=True),
-            _conv(width, width, 4, 2, transposed=True),
+            ConvBlock(config.channels, width, 3, 2),
+            ConvBlock(width, width, 3, 2),
+            ConvBlock(width, width, 3, 1),
+            ConvBlock(width, width, 3, 1),
+            ConvBlock(width, width, 4, 2, transposed=True),
+            ConvBlock(width, width, 4, 2, transposed=True),
         ]
         if config.upscale == 2:
-            layers.append(_conv(width, width, 4, 2, transposed=True))
+            layers.append(ConvBlock(width, width, 4, 2, transposed=True))
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(width, num_params, 1)
 

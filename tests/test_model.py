@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from np_draw import Latents, NPDraw
+from np_draw.networks import ConvBlock
 from tests.conftest import random_model
 
 FAMILIES = ["mnist", "cifar10", "celeba"]
@@ -164,3 +165,33 @@ def test_wrong_types_raise_type_errors():
         model.encode([[0.0]])
     with pytest.raises(TypeError, match="dtype torch.int32"):
         model.encode(torch.zeros(1, 1, 28, 28, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_eval_mode_folds_batchnorm_into_the_convolution_with_the_same_result(transposed):
+    torch.manual_seed(0)
+    block = ConvBlock(3, 8, 4, 2, transposed=transposed)
+    norm = block[1]
+    # Statistics and affine parameters far from the identity, so a fold that forgot one of them would show.
+    norm.running_mean.uniform_(-1, 1)
+    norm.running_var.uniform_(0.2, 3)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2)
+        norm.bias.uniform_(-1, 1)
+    x = torch.randn(5, 3, 6, 6)
+    reference = torch.nn.Sequential(*block).eval()(x)  # the three layers one after another, unfused
+    folded = block.eval()(x)
+    assert folded.shape == reference.shape
+    torch.testing.assert_close(folded, reference, rtol=1e-5, atol=1e-5)
+    # The fold follows the weights: a changed BatchNorm changes the result at once.
+    with torch.no_grad():
+        norm.bias.add_(1)
+    moved = block(x)
+    assert not torch.allclose(moved, folded)
+    torch.testing.assert_close(moved, torch.nn.Sequential(*block)(x), rtol=1e-5, atol=1e-5)
+    # Training, and BatchNorm frozen while the rest trains (fine-tuning), run the layers unfused: gradients reach
+    # BatchNorm's affine parameters as before.
+    block.train()
+    norm.eval()
+    block(x).sum().backward()
+    assert norm.weight.grad is not None and block[0].weight.grad is not None
