@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from np_draw import Grid, PartBank, Prior, PriorConfig
-from np_draw.prior import CausalSelfAttention, dropout
+from np_draw.prior import CausalSelfAttention, KVCache, dropout
 
 GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
 
@@ -134,3 +134,20 @@ def test_a_bfloat16_prior_trains_in_bfloat16():
     log_p = prior.log_prob(drawn, bank)
     log_p.sum().backward()
     assert torch.isfinite(log_p).all() and prior.head.weight.grad.dtype == torch.bfloat16
+
+
+def test_a_cached_prefix_of_several_tokens_then_single_tokens_equals_attention_over_all_of_them():
+    """The cache's two paths, a causal prefix written at once and then one token at a time, attend as a causal
+    forward over the whole sequence does."""
+    torch.manual_seed(0)
+    attention = CausalSelfAttention(PriorConfig()).eval()
+    x = torch.randn(5, 6, PriorConfig().hidden_size)
+    cache = KVCache(1, 5, 6, PriorConfig().hidden_size, x)
+    with torch.no_grad():
+        whole = attention(x)
+        pieces = [attention(x[:, :3], cache)]
+        cache.length = 3
+        for t in range(3, 6):
+            pieces.append(attention(x[:, t:t + 1], cache))
+            cache.length += 1
+    torch.testing.assert_close(torch.cat(pieces, 1), whole, rtol=1e-5, atol=1e-6)
