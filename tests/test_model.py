@@ -193,5 +193,7 @@ def test_eval_mode_folds_batchnorm_into_the_convolution_with_the_same_result(tra
     # BatchNorm's affine parameters as before.
     block.train()
     norm.eval()
-    block(x).sum().backward()
+    out = block(x)
+    assert torch.equal(out, torch.nn.Sequential(*block)(x))  # bit for bit: the unfused layers ran
+    out.sum().backward()
     assert norm.weight.grad is not None and block[0].weight.grad is not None
