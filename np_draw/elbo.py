@@ -67,12 +67,14 @@ def kl_per_step(q: StepLogits, p: StepLogits, present: torch.Tensor) -> torch.Te
 
 @dataclass
 class Terms:
-    """Per-image terms of the objective, (N,) each in nats: reconstruction −log p(x|z), KL against the prior, and
-    the posterior's cross-entropy towards the parse (−log q(parse | x))."""
+    """Per-image terms of the objective, (N,) each in nats: reconstruction −log p(x|z), KL against the prior, the
+    posterior's cross-entropy towards the parse (−log q(parse | x)), and, when asked for, the decoder's
+    −log p(x | the parse's canvas)."""
 
     reconstruction: torch.Tensor
     kl: torch.Tensor
     parse_ce: torch.Tensor
+    parse_reconstruction: torch.Tensor | None = None
 
     @property
     def negative_elbo(self) -> torch.Tensor:

@@ -406,10 +406,11 @@ class NPDraw(nn.Module, ModelHubMixin):
             return self._draw(len(latents), generator, temperature, use_cache, sample_pixels, prefix.to(self.device))
 
     def objective(self, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
-                  hard: bool = False) -> Terms:
+                  hard: bool = False, decode_parse: bool = False) -> Terms:
         """One stochastic evaluation of the stage-2 objective (spec §7), drawn with torch's global RNG: the
         posterior's relaxed sample rendered and decoded, its KL against the prior on its own canvas history, and the
-        posterior's cross-entropy towards the parse.
+        posterior's cross-entropy towards the parse; with ``decode_parse``, also the decoder's loss on the parse's
+        canvas.
 
         Args:
             x: (N, C, H, W) target images in [0, 1] (binarised for a Bernoulli likelihood).
@@ -417,6 +418,8 @@ class NPDraw(nn.Module, ModelHubMixin):
             tau: the Gumbel-softmax temperature (> 0).
             substitution: the chance that an image's sample is replaced by its parse (the reference code's schedule).
             hard: sample z_id one-hot: the terms are then a one-sample estimate of the true negative ELBO.
+            decode_parse: also return −log p(x | the parse's canvas) (``Terms.parse_reconstruction``), decoded in
+                the same batch as the sample's canvas.
         Returns:
             :class:`np_draw.elbo.Terms`, (N,) each in nats.
         """
@@ -425,9 +428,14 @@ class NPDraw(nn.Module, ModelHubMixin):
         if substitution > 0:
             z = substitute(z, parse, torch.rand(x.shape[0], device=x.device) < substitution)
         placed = place(self.bank, self.grid, z.ids, z.locs, z.present)
-        reconstruction = -self.likelihood.log_prob(self.decoder(compose(placed)), x)
+        canvas = compose(placed)
+        if decode_parse:
+            with torch.no_grad():  # hard latents: no gradient reaches the bank
+                canvas = torch.cat([canvas, self.render(parse.ids, parse.locs, parse.present)])
+        log_px = self.likelihood.log_prob(self.decoder(canvas), torch.cat([x, x]) if decode_parse else x)
+        reconstruction, from_parse = (-log_px).split(len(x)) if decode_parse else (-log_px, None)
         p = self.prior(history(placed, self.grid.box(z.locs, z.present)))
-        return Terms(reconstruction, kl_per_step(q, p, z.present).sum(1), -q.log_prob(parse))
+        return Terms(reconstruction, kl_per_step(q, p, z.present).sum(1), -q.log_prob(parse), from_parse)
 
     def log_weights(self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """log p(x | z_s) + log p(z_s) − log q(z_s | x) for S posterior draws per image: the importance weights of

@@ -68,7 +68,7 @@ class Trainable(Protocol):
         """Whether the part bank is fitted."""
 
     def objective(self, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
-                  hard: bool = False) -> Terms:
+                  hard: bool = False, decode_parse: bool = False) -> Terms:
         """The stage-2 terms of images ``x`` and their parses (:meth:`np_draw.NPDraw.objective`)."""
 
     def state_dict(self, /) -> dict[str, Any]:
@@ -129,6 +129,9 @@ class FitConfig:
     parse_weight: float | None = None  # None: 50 for grey, 500 for colour data
     substitution_rate: float | None = None  # None: 0.005 for grey, 0.01 for colour data
     substitution_start: float = 1.0  # the substitution probability at the first epoch (reference code: 1)
+    # Weight of the decoder's loss on each image's parse canvas, added to the loss: the prior draws canvases like
+    # the parses it learned, which a decoder trained only on the encoder's canvases draws blurred (0: the paper).
+    parse_canvas_weight: float = 0.0
     tau_start: float = 1.0  # the Gumbel temperature at the first epoch (reference code: 1)
     tau_decay: float = 0.0139
     tau_min: float = 0.5
@@ -162,7 +165,7 @@ class FitConfig:
                                     "means, so the prior must be trained on the new parses (fit_prior=True)")
         optional = [name for name in ("parse_weight", "substitution_rate") if getattr(self, name) is not None]
         optional += ["max_passes"] if self.max_passes is not None else []
-        for name in ("prior_lr", "encoder_lr", "decoder_lr", "tau_decay", *optional):
+        for name in ("prior_lr", "encoder_lr", "decoder_lr", "tau_decay", "parse_canvas_weight", *optional):
             value, positive = getattr(self, name), name.endswith("_lr") or name == "max_passes"
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or (positive and value == 0):
@@ -184,9 +187,10 @@ class FitConfig:
         The part bank is kept (refitting it would change what every latent id means); the prior learns the new
         parses for a few hundred steps; the encoder and decoder train in steps, not epochs, at the temperature
         where a pretrained run ends, with the parse term and substitution that only a new encoder needs turned
-        down, BatchNorm's statistics frozen, the prior's and decoder's learning rates scaled down on fewer than
-        1,000 training images, and the best validation round kept (the starting weights included, so fine-tuning
-        never leaves the held-out bound worse than it found it).
+        down, the decoder also trained on the parses' canvases (what the prior draws), BatchNorm's statistics
+        frozen, the prior's and decoder's learning rates scaled down on fewer than 1,000 training images, and the
+        best validation round kept (the starting weights included, so fine-tuning never leaves the held-out bound
+        worse than it found it).
         """
         return cls(**FINETUNE).replace(**overrides)
 
@@ -203,8 +207,8 @@ class FitConfig:
 # FitConfig.finetune's defaults; benchmarks/bench_finetune.py and docs/training.md say how they were chosen.
 FINETUNE: dict[str, Any] = {
     "fit_bank": False, "prior_steps": 300, "prior_lr": 1e-4, "prior_batch_size": 32, "steps": 600, "batch_size": 32,
-    "encoder_lr": 3e-4, "decoder_lr": 1e-3, "parse_weight": 5.0, "substitution_start": 0.0, "tau_start": 0.5,
-    "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4, "max_passes": 20, "warmup_steps": 20,
+    "encoder_lr": 3e-4, "decoder_lr": 1e-3, "parse_weight": 5.0, "substitution_start": 0.0, "parse_canvas_weight": 1.0,
+    "tau_start": 0.5, "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4, "max_passes": 20, "warmup_steps": 20,
     "full_rate_images": 1000,
 }
 
@@ -562,8 +566,11 @@ class _Run:
                         module.eval()
             substitution = substitution_probability(self.epoch, self.rate, cfg.substitution_start)
             terms = model.objective(_targets(model, self._read(index)), self.parsed[index], tau=temperature(),
-                                    substitution=substitution)
-            loss = (terms.negative_elbo + self.parse_weight * terms.parse_ce).sum()
+                                    substitution=substitution, decode_parse=cfg.parse_canvas_weight > 0)
+            loss = terms.negative_elbo + self.parse_weight * terms.parse_ce
+            if terms.parse_reconstruction is not None:
+                loss = loss + cfg.parse_canvas_weight * terms.parse_reconstruction
+            loss = loss.sum()
             return loss, {"loss": loss.item(), "reconstruction": terms.reconstruction.sum().item(),
                           "kl": terms.kl.sum().item(), "parse_ce": terms.parse_ce.sum().item()}
 

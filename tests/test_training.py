@@ -377,3 +377,47 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
             # rescales the rounding noise left in it into steps of size lr, so it alone may differ.
             a, b = torch.cat([a[:64], a[128:]]), torch.cat([b[:64], b[128:]])
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), key
+
+
+def test_the_parse_canvas_term_is_the_decoders_loss_on_the_parse_and_leaves_the_other_terms_alone(mnist_images):
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    model.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
+    x = torch.bernoulli(mnist_images[100:108], generator=torch.Generator().manual_seed(0))
+    parse = model.parse(x)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        plain = model.objective(x, parse, tau=0.5)
+        torch.manual_seed(1)
+        both = model.objective(x, parse, tau=0.5, decode_parse=True)
+        expected = -model.likelihood.log_prob(model.decoder(model.render(parse.ids, parse.locs, parse.present)), x)
+    assert plain.parse_reconstruction is None
+    torch.testing.assert_close(both.parse_reconstruction, expected)
+    for name in ("reconstruction", "kl", "parse_ce"):
+        torch.testing.assert_close(getattr(both, name), getattr(plain, name))
+
+
+def test_fine_tuning_with_the_parse_canvas_term_teaches_the_decoder_the_parses(mnist_images):
+    import copy
+
+    omniglot = torch.from_numpy(np.load(FIXTURES / "omniglot_100.npz", allow_pickle=False)["images"])[:, None]
+    train, test = omniglot[:80], torch.bernoulli(omniglot[80:].float() / 255, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    model.fit(mnist_images[:200], FitConfig(prior_epochs=1, epochs=2, batch_size=50, encoder_lr=3e-3,
+                                            decoder_lr=3e-3), progress=False)
+
+    def parse_loss(m: NPDraw) -> float:  # the decoder's loss on held-out drawings' parse canvases
+        with torch.no_grad():
+            return -m.likelihood.log_prob(m.decoder(m.parse(test).canvas), test).mean().item()
+
+    losses = {}
+    for weight in (0.0, 1.0):
+        tuned = copy.deepcopy(model)
+        tuned.fit(train, prior_steps=10, steps=40, eval_every=20, patience=None, full_rate_images=None,
+                  decoder_lr=3e-3, parse_canvas_weight=weight, progress=False)
+        losses[weight] = parse_loss(tuned)
+    assert FitConfig.finetune().parse_canvas_weight == 1.0 and FitConfig().parse_canvas_weight == 0.0
+    assert losses[1.0] < 0.97 * losses[0.0], losses
+    with pytest.raises(ValueError, match="parse_canvas_weight"):
+        FitConfig(parse_canvas_weight=-1.0)
