@@ -8,7 +8,7 @@
     np-draw info mnist                                     # config, parameters, metrics, files and their source
     np-draw download mnist                                 # fetch and verify pretrained weights into the HF cache
 
-Each subcommand is one ``cmd_*`` function and one ``add_*`` function that registers it in :func:`build_parser`.
+Each subcommand is one ``cmd_*`` function, registered in :func:`build_parser`.
 A user error (an unknown name, a missing file, a bad option, weights that do not verify) prints one line on stderr
 and exits with code 2, without a traceback.
 """
@@ -16,6 +16,7 @@ and exits with code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -28,14 +29,13 @@ from typing import Any, NoReturn
 
 import numpy as np
 import torch
-from PIL import Image
 
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
 from .data import DATASETS, data_files, load_dataset
 from .errors import InvalidInputError, NPDrawError, UnwritablePathError
 from .features import ARCHITECTURES
-from .images import check_images, image_source, is_colour, load_images, save_grid, save_pairs
+from .images import check_images, image_source, is_colour, load_images, read_folder, save_grid, save_pairs
 from .manifest import describe_files, read_manifest
 from .model import NPDraw
 from .model_files import CARD_NAME, LOADED_FILES
@@ -96,12 +96,15 @@ def output_path(text: str) -> Path:
     return path
 
 
-def _write_output(path: Path, write: Callable[[], Any], option: str = "--output") -> None:
-    """Run ``write()``, which writes ``path``, turning a failed write into an error naming ``option``."""
+def _write_output(path: Path, write: Callable[[], Any], option: str = "--output") -> int:
+    """Run ``write()``, which writes ``path``, turning a failed write into an error naming ``option``; print
+    ``path`` and return the exit code 0."""
     try:
         write()
     except (OSError, ValueError) as error:  # Pillow: unknown suffix, unwritable file
         raise UnwritablePathError(f"{option}: cannot write {str(path)!r}: {error}") from error
+    print(path)
+    return 0
 
 
 def _read_images(paths: Sequence[str], model: NPDraw) -> tuple[torch.Tensor, list[str]]:
@@ -129,19 +132,8 @@ def infer_preset(data: Path) -> tuple[str, str]:
         colour = len(shape) == 4 and (shape[1] if channels_first else shape[3]) == 3
         side = min(shape[2:] if channels_first else shape[1:3])
     else:
-        colour, side, seen = False, None, 0
-        for path in sorted(p for p in data.rglob("*") if p.is_file()):
-            try:
-                with Image.open(path) as image:
-                    image.load()
-                    colour, side = colour or is_colour(image), min(side or 10**9, *image.size)
-                    seen += 1
-            except (OSError, SyntaxError, ValueError):
-                continue
-            if seen == 16:
-                break
-        if side is None:
-            raise InvalidInputError(f"images folder {str(data)!r} holds no readable image files")
+        seen = [image for _, image in itertools.islice(read_folder(data), 16)]
+        colour, side = any(map(is_colour, seen)), min(min(image.size) for image in seen)
     preset = ("celeba" if side >= 64 else "cifar10") if colour else "mnist"
     return preset, f"{'colour' if colour else 'grey'} images, {side} px or more a side"
 
@@ -157,9 +149,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     out = model.sample(args.num_images, generator, batch_size=args.batch_size, temperature=args.temperature,
                        progress=not args.quiet)
-    _write_output(args.output, lambda: save_grid(out.images, args.output, args.nrow))
-    print(args.output)
-    return 0
+    return _write_output(args.output, lambda: save_grid(out.images, args.output, args.nrow))
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -167,9 +157,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     model = _load_model(args)
     images, _ = _read_images(args.images, model)
     reconstructions = model.reconstruct(images, batch_size=args.batch_size)
-    _write_output(args.output, lambda: save_pairs(images, reconstructions, args.output, args.pairs_per_row))
-    print(args.output)
-    return 0
+    return _write_output(args.output, lambda: save_pairs(images, reconstructions, args.output, args.pairs_per_row))
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -408,8 +396,21 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, desc
     return parser
 
 
-def add_sample(commands: argparse._SubParsersAction) -> None:
-    """Register ``np-draw sample`` (:func:`cmd_sample`) in ``commands``."""
+def _add_pairs_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGES", help=IMAGES_HELP)
+    parser.add_argument("-o", "--output", type=output_path, default=Path(default_output),
+                        help=f"the picture (default {default_output})")
+    parser.add_argument("--pairs-per-row", type=positive_int, default=None,
+                        help="image pairs per row (default: about square)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand, in the order --help lists them; each sets ``func``, the ``cmd_*`` function
+    that runs it."""
+    parser = Parser(prog="np-draw", description="NP-DRAW: sample, train, inspect and manage models.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     sample = _command(commands, "sample", "sample images from a model and save them as a grid",
                       "Draw images from a pretrained model (or a model folder / Hub repo) and save them as one PNG "
                       "grid.", cmd_sample)
@@ -422,17 +423,6 @@ def add_sample(commands: argparse._SubParsersAction) -> None:
     sample.add_argument("--temperature", type=float, default=1.0, help="prior temperature (default 1)")
     sample.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-
-def _add_pairs_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGES", help=IMAGES_HELP)
-    parser.add_argument("-o", "--output", type=output_path, default=Path(default_output),
-                        help=f"the picture (default {default_output})")
-    parser.add_argument("--pairs-per-row", type=positive_int, default=None,
-                        help="image pairs per row (default: about square)")
-
-
-def add_reconstruct(commands: argparse._SubParsersAction) -> None:
-    """Register ``np-draw reconstruct`` (:func:`cmd_reconstruct`) in ``commands``."""
     reconstruct = _command(commands, "reconstruct", "save images beside their reconstructions",
                            "Encode each image, decode it again, and save one grid with each original (left) beside "
                            "its reconstruction (right). Images are centre-cropped and resized to the model's size.",
@@ -440,9 +430,6 @@ def add_reconstruct(commands: argparse._SubParsersAction) -> None:
     _add_pairs_arguments(reconstruct, "reconstructions.png")
     reconstruct.add_argument("--batch-size", type=positive_int, default=256, help="images at once (default 256)")
 
-
-def add_parse(commands: argparse._SubParsersAction) -> None:
-    """Register ``np-draw parse`` (:func:`cmd_parse`) in ``commands``."""
     parse = _command(commands, "parse", "save images beside their heuristic parse canvases",
                      "Parse each image with the model's part bank (the nearest part in every non-empty grid cell) "
                      "and save one grid with each image (left) beside its parse canvas (right).", cmd_parse)
@@ -450,9 +437,6 @@ def add_parse(commands: argparse._SubParsersAction) -> None:
     parse.add_argument("--json", type=output_path, default=None,
                        help="also write the latents (ids, locs, present per step) of every image to this JSON file")
 
-
-def add_fit(commands: argparse._SubParsersAction) -> None:
-    """Register ``np-draw fit`` (:func:`cmd_fit`) in ``commands``."""
     fit = _command(commands, "fit", "train or fine-tune a model on images",
                    "Train a model on DATA and save it to OUTPUT (config.json, model.safetensors, a model card and "
                    "history.json), with checkpoints in OUTPUT/checkpoints; --resume continues a stopped run "
@@ -492,9 +476,6 @@ def add_fit(commands: argparse._SubParsersAction) -> None:
                      help="continue from the latest checkpoint in OUTPUT (same DATA and options; --epochs may grow)")
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars or epoch lines")
 
-
-def add_eval(commands: argparse._SubParsersAction) -> None:
-    """Register ``np-draw eval`` (:func:`cmd_eval`) in ``commands``."""
     evaluation = _command(commands, "eval", "measure a model: NLL bound, FID, parse and reconstruction PSNR",
                           "Score a model on test images: the importance-sampled bound on -log p(x) (nats and "
                           "bits/dim), the Frechet distance between its samples and the images in a named feature "
@@ -519,18 +500,12 @@ def add_eval(commands: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--json", type=output_path, default=None, help="also write the figures to this JSON file")
     evaluation.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-
-def add_info(commands: argparse._SubParsersAction) -> None:
-    """Register ``np-draw info`` (:func:`cmd_info`) in ``commands``."""
     info = _command(commands, "info", "show a model's config, parameter counts, metrics and files",
                     "Print a model's config, its parameter counts per module, the weights manifest's metrics when "
                     "it has them, and its files (size, sha256) with where they came from.", cmd_info)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
-
-
-def add_download(commands: argparse._SubParsersAction) -> None:
-    """Register ``np-draw download`` (:func:`cmd_download`) in ``commands``."""
     # No --device: nothing is loaded, only files are fetched and verified.
+
     download = _command(commands, "download", "download and verify pretrained weights, for use offline later",
                         "Download a model's config.json and model.safetensors into the Hugging Face cache, checked "
                         "against the weights manifest, and print the folder holding them.", cmd_download,
@@ -544,9 +519,6 @@ def add_download(commands: argparse._SubParsersAction) -> None:
                           help="also write the verified files into this folder (new or empty), a model folder that "
                                "NPDraw.from_pretrained(FOLDER) loads on any machine; works for bundled names too")
 
-
-def add_demo(commands: argparse._SubParsersAction) -> None:
-    """Register ``np-draw demo`` (:func:`cmd_demo`) in ``commands``."""
     demo = commands.add_parser("demo", help="a local web page to sample, watch, edit and reconstruct",
                                description="Start a web page (Gradio) on this machine with the bundled models: "
                                            "sample, watch a drawing step by step, edit its parts, reconstruct your "
@@ -558,19 +530,6 @@ def add_demo(commands: argparse._SubParsersAction) -> None:
                       help="the address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
                            "network)")
     demo.set_defaults(func=cmd_demo)
-
-
-# The subcommands in the order --help lists them.
-COMMANDS = (add_sample, add_reconstruct, add_parse, add_fit, add_eval, add_info, add_download, add_demo)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand; each sets ``func``, the ``cmd_*`` function that runs it."""
-    parser = Parser(prog="np-draw", description="NP-DRAW: sample, train, inspect and manage models.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in COMMANDS:
-        add(commands)
     return parser
 
 

@@ -128,11 +128,8 @@ def paste(drawing: Drawing, image: Image.Image, rows: tuple[int, int]) -> Drawin
 
 def show(drawing: Drawing) -> tuple[Image.Image, Image.Image]:
     """The canvas of ``drawing`` and its decoded image."""
-    net = load(drawing.model)
-    canvas = drawing.latents.canvas
-    if canvas is None:
-        canvas = net.render(drawing.latents.ids, drawing.latents.locs, drawing.latents.present)
-    return _picture(canvas[0]), _picture(net.decode(canvas)[0])
+    canvas = drawing.latents.canvas  # every Drawing this page makes has its canvas
+    return _picture(canvas[0]), _picture(load(drawing.model).decode(canvas)[0])
 
 
 def reconstruct(model: str, files: list[str | Path]) -> tuple[Image.Image, str]:

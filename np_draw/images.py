@@ -91,7 +91,7 @@ def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarr
     return np.array(image, dtype=np.uint8).reshape(size, size, channels)
 
 
-def _readable(folder: Path) -> Iterator[tuple[str, Image.Image]]:
+def read_folder(folder: Path) -> Iterator[tuple[str, Image.Image]]:
     """The image files under ``folder`` (recursively, sorted), decoded; unreadable ones skipped with a warning."""
     if not folder.is_dir():
         raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
@@ -101,7 +101,7 @@ def _readable(folder: Path) -> Iterator[tuple[str, Image.Image]]:
     for path in sorted((os.path.join(root, name) for root, _, names in os.walk(folder) for name in names),
                        key=lambda path: path.split(os.sep)):
         try:
-            image = _open_image(path)
+            image = open_image(path)
         except InvalidInputError as error:
             skipped.append(f"{os.path.basename(path)} ({error.__cause__.__class__.__name__})")
             continue
@@ -113,12 +113,13 @@ def _readable(folder: Path) -> Iterator[tuple[str, Image.Image]]:
         raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
 
 
-def _open_image(path: str | Path) -> Image.Image:
+def open_image(path: str | Path) -> Image.Image:
+    """The image file ``path``, decoded; InvalidInputError for a file Pillow cannot read."""
     try:
         with Image.open(path) as image:
             image.load()
             return image
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise InvalidInputError(f"{str(path)!r} is not a readable image: {error}") from error
 
 
@@ -127,7 +128,7 @@ def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch
     and resized to ``size``: uint8 (N, C, size, size). Files that are not images or are truncated are skipped
     with a warning naming them."""
     # One file open at a time: the folder is never held in memory at its own resolution.
-    return from_pil_images(_readable(Path(folder)), channels=channels, size=size)
+    return from_pil_images(read_folder(Path(folder)), channels=channels, size=size)
 
 
 def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int,
@@ -346,23 +347,25 @@ class _Joined(ImageSource):
         return out
 
 
-def _by_index(images: Any, name: str) -> bool:
-    """Whether ``images`` is a map-style dataset, or a DataLoader that only batches one (in order or shuffled, so that
-    reading its dataset by index gives the same images); says why not for a dataset that is not."""
+def _by_index(images: Any, name: str) -> Any:
+    """The map-style dataset ``images`` is, or that a DataLoader only batches (in order or shuffled, so that reading
+    its dataset by index gives the same images), else None; says why not for a dataset that is not."""
     data = torch.utils.data
     if isinstance(images, data.DataLoader):
         if not (type(images.batch_sampler) is data.BatchSampler and images.collate_fn is data.default_collate
                 and type(images.sampler) in (data.SequentialSampler, data.RandomSampler)):
             logger.info("%s: the DataLoader has its own sampler or collate_fn, which choose or change the images: it "
                         "is read through once and its images held in memory", name)
-            return False
+            return None
+        logger.info("%s: the DataLoader's dataset is read by index in fit's own seeded order and batch size; the "
+                    "loader's sampler, batch size and workers are not used", name)
         images = images.dataset
     elif not _is_dataset(images):
-        return False
+        return None
     if isinstance(images, data.IterableDataset) or not hasattr(images, "__len__"):
         logger.info("%s is an iterable dataset, which cannot be read by index: its images are held in memory", name)
-        return False
-    return True
+        return None
+    return images
 
 
 def image_source(images: Any, *, channels: int, size: int, name: str = "images") -> ImageSource:
@@ -383,14 +386,11 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
         return images
     if isinstance(images, (str, Path)):
         # Each file is decoded once here and let go, so that reading the folder lazily later fails on none.
-        files = [path for path, _ in _readable(Path(images))]
-        source: ImageSource = LazyImages(len(files), lambda i: _open_image(files[i]), channels=channels, size=size,
+        files = [path for path, _ in read_folder(Path(images))]
+        source: ImageSource = LazyImages(len(files), lambda i: open_image(files[i]), channels=channels, size=size,
                                          name=str(images), label=files.__getitem__)
-    elif _by_index(images, name):
-        if isinstance(images, torch.utils.data.DataLoader):
-            logger.info("%s: the DataLoader's dataset is read by index in fit's own seeded order and batch size; the "
-                        "loader's sampler, batch size and workers are not used", name)
-            images = images.dataset
+    elif (dataset := _by_index(images, name)) is not None:
+        images = dataset
         if len(images) == 0:
             raise InvalidInputError(f"{name} is an empty dataset")
         source = LazyImages(len(images), images.__getitem__, channels=channels, size=size, name=name)
@@ -428,7 +428,7 @@ def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Te
                 raise InvalidInputError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
             images = as_image_tensor(data["images"], channels=channels, size=size, name=f"{path}['images']")
     else:
-        return _item_tensor(_open_image(path), channels=channels, size=size, name=str(path)), [str(path)]
+        return _item_tensor(open_image(path), channels=channels, size=size, name=str(path)), [str(path)]
     return images, [f"{path}[{i}]" for i in range(len(images))]
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .errors import InvalidInputError, UnknownModelError
+from .errors import InvalidInputError
 
 _BIN = 1.0 / 255.0  # half a bin in [-1, 1]
 
@@ -166,10 +166,6 @@ class LogisticMixture(Likelihood):
 
 def make_likelihood(name: str, channels: int, num_mixtures: int = 10) -> Likelihood:
     """The likelihood called ``name`` ("bernoulli", "logistic", "logistic_mixture")."""
-    if name == "bernoulli":
-        return Bernoulli(channels)
-    if name == "logistic":
-        return DiscretisedLogistic(channels)
     if name == "logistic_mixture":
         return LogisticMixture(channels, num_mixtures)
-    raise UnknownModelError(f"unknown likelihood {name!r}")
+    return {"bernoulli": Bernoulli, "logistic": DiscretisedLogistic}[name](channels)

@@ -18,7 +18,7 @@ from typing import Any
 from huggingface_hub.utils.sha import sha_fileobj
 
 from .errors import InvalidInputError
-from .model_files import CARD_NAME, LOADED_FILES
+from .model_files import CARD_NAME, LOADED_FILES, check_model_folder
 
 MANIFEST_ENV = "NP_DRAW_MANIFEST"
 PACKAGE_MANIFEST = Path(__file__).parent / "weights" / "manifest.json"
@@ -106,10 +106,7 @@ def describe_files(folder: str | Path) -> dict[str, dict[str, Any]]:
     Raises:
         FileNotFoundError: config.json or model.safetensors is missing.
     """
-    folder = Path(folder)
-    for name in LOADED_FILES:
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{str(folder)!r} has no {name}; describe a folder written by save_pretrained")
+    folder = check_model_folder(folder)
     names = [*LOADED_FILES, CARD_NAME] if (folder / CARD_NAME).is_file() else list(LOADED_FILES)
     return {name: {"sha256": sha256_file(folder / name), "size": (folder / name).stat().st_size} for name in names}
 

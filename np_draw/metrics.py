@@ -132,10 +132,6 @@ def _network(features: str | FeatureNetwork | torch.nn.Module) -> torch.nn.Modul
     return feature_network(features) if isinstance(features, str) else features
 
 
-def _name(network: torch.nn.Module) -> str:
-    return getattr(network, "name", type(network).__name__)
-
-
 @torch.no_grad()
 def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist", *, batch_size: int = 500,
                        progress: bool = True) -> FeatureStatistics:
@@ -161,7 +157,7 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
     rows = [network.features(x[i:i + batch_size].to(device).float()).double().cpu()
             for i in tqdm(range(0, len(x), batch_size), desc="features", disable=not progress, leave=False)]
     f = torch.cat(rows)
-    return FeatureStatistics(f.mean(0), torch.cov(f.T), len(f), _name(network))
+    return FeatureStatistics(f.mean(0), torch.cov(f.T), len(f), getattr(network, "name", type(network).__name__))
 
 
 def frechet_distance(a: FeatureStatistics, b: FeatureStatistics) -> float:

@@ -37,7 +37,7 @@ from .errors import InvalidInputError, InvalidTypeError, NPDrawError, Unwritable
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
-from .model_files import CARD_NAME, load_config, load_weights, make_folder, write_model_files
+from .model_files import CARD_NAME, load_config, load_weights, write_model_files
 from .networks import Decoder, Encoder, evaluating
 from .parsing import parse
 from .prior import Prior
@@ -273,13 +273,10 @@ class NPDraw(nn.Module, ModelHubMixin):
         Returns:
             (N, C, H, W) float in [0, 1].
         """
+        canvas = latents
         if isinstance(latents, Latents):
-            canvas = latents.canvas
-            if canvas is None:
-                canvas = self.render(latents.ids.to(self.device), latents.locs.to(self.device),
-                                     latents.present.to(self.device))
-        else:
-            canvas = latents
+            canvas = latents.canvas if latents.canvas is not None else self.render(latents.ids, latents.locs,
+                                                                                    latents.present)
         canvas = check_images(canvas, channels=self.config.channels, size=self.config.canvas_size, name="canvas")
         canvas = canvas.to(device=self.device, dtype=self.dtype)
         batches = self._batches(len(canvas), batch_size)
@@ -521,7 +518,11 @@ class NPDraw(nn.Module, ModelHubMixin):
                                     "model.push_to_hub(repo_id, card=...), which checks the repo id and the card "
                                     "before anything is written or sent")
         hub.check_card(card)  # before anything on disk changes
-        folder = make_folder(folder)
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UnwritablePathError(f"cannot create the output folder {str(folder)!r}: {error.strerror}") from error
         try:
             # The mixin writes a card only where there is none, which would keep an earlier save's card.
             (folder / CARD_NAME).unlink(missing_ok=True)

@@ -29,24 +29,6 @@ CARD_NAME = "README.md"
 LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 
 
-def make_folder(folder: str | Path) -> Path:
-    """Create ``folder`` and its parents if needed.
-
-    Args:
-        folder: the output folder.
-    Returns:
-        ``folder``, as a Path.
-    Raises:
-        UnwritablePathError: it cannot be created (a file is in the way, no permission).
-    """
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UnwritablePathError(f"cannot create the output folder {str(folder)!r}: {error.strerror}") from error
-    return folder
-
-
 def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """Write through a temporary file in the same folder, then rename, so a reader never sees half a file."""
     try:
@@ -83,6 +65,16 @@ def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], f
     _atomic_write(folder / CONFIG_NAME, config.to_json)
 
 
+def check_model_folder(folder: str | Path) -> Path:
+    """``folder`` as a Path, after checking that it holds config.json and model.safetensors (FileNotFoundError)."""
+    folder = Path(folder)
+    for name in LOADED_FILES:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{str(folder)!r} has no {name}; a model folder holds {CONFIG_NAME} and "
+                                    f"{WEIGHTS_NAME} (see NPDraw.save_pretrained)")
+    return folder
+
+
 def load_config(folder: str | Path) -> NPDrawConfig:
     """The config of a model folder.
 
@@ -94,11 +86,7 @@ def load_config(folder: str | Path) -> NPDrawConfig:
         FileNotFoundError: config.json or model.safetensors is missing. InvalidInputError: config.json is not a valid
         config (bad JSON, unknown keys, bad values).
     """
-    folder = Path(folder)
-    for name in LOADED_FILES:
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{str(folder)!r} has no {name}; a model folder holds {CONFIG_NAME} and "
-                                    f"{WEIGHTS_NAME} (see NPDraw.save_pretrained)")
+    folder = check_model_folder(folder)
     try:
         return NPDrawConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
     except (json.JSONDecodeError, TypeError, ValueError) as error:  # ValueError: unknown keys, bad values

@@ -19,18 +19,12 @@ from PIL import Image
 
 from .bank import PartBank
 from .canvas import running_max
-from .errors import InvalidInputError, InvalidTypeError
+from .errors import InvalidInputError, InvalidTypeError, check_count
 from .images import check_images, make_grid, to_pil
 from .latents import Latents
 from .model import NPDraw, place
 
 RED = (1.0, 0.15, 0.15)
-
-
-def _check_scale(scale: int) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise InvalidInputError(f"scale must be a positive int, got {scale!r}")
-    return scale
 
 
 def _enlarge(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -60,7 +54,7 @@ def part_bank_image(bank: PartBank | torch.Tensor, *, scale: int = 4, separator:
     if nrow is None:
         count, square = parts.shape[0], math.ceil(math.sqrt(parts.shape[0]))
         nrow = next((d for d in range(square, 2 * square + 1) if count % d == 0), square)
-    return make_grid(_enlarge(parts, parts.shape[-1] * _check_scale(scale)), nrow=nrow, padding=separator)
+    return make_grid(_enlarge(parts, parts.shape[-1] * check_count(scale, "scale")), nrow=nrow, padding=separator)
 
 
 def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: int = 8, final: bool = True,
@@ -85,7 +79,7 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
         raise InvalidInputError(f"index must be an int in [-{len(latents)}, {len(latents)}), got {index!r}")
     if len(colour) != 3 or not all(0 <= c <= 1 for c in colour):
         raise InvalidInputError(f"colour must be three floats in [0, 1] (RGB), got {colour!r}")
-    size = model.grid.canvas_size * _check_scale(scale)
+    size = model.grid.canvas_size * check_count(scale, "scale")
     index %= len(latents)
     one = latents[index:index + 1].to(model.device)
     placed = place(model.bank, model.grid, one.ids, one.locs, one.present)
@@ -153,7 +147,7 @@ def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separat
     if not columns or len({c.shape[0] for c in columns}) != 1 or any(c.ndim != 4 for c in columns):
         raise InvalidInputError(f"columns must be one or more (N, C, H, W) batches of one N, got shapes "
                                 f"{[tuple(c.shape) for c in columns]}")
-    size = max(c.shape[-1] for c in columns) * _check_scale(scale)
+    size = max(c.shape[-1] for c in columns) * check_count(scale, "scale")
     tiles = torch.stack([_enlarge(c, size) for c in columns])
     return make_grid(rearrange(tiles, "k n c h w -> (n k) c h w"), nrow=len(columns), padding=separator)
 

@@ -16,7 +16,7 @@ from einops import rearrange
 from torch import nn
 
 from .bank import PartBank
-from .canvas import Grid, history
+from .canvas import Grid
 from .config import PriorConfig
 from .errors import InvalidInputError, InvalidTypeError
 from .latents import Latents, StepLogits, gumbel
@@ -101,7 +101,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        """x: (N, t, D). With a cache, x holds the new tokens only, which attend to the cached ones too."""
+        """x: (N, t, D). With a cache, x holds one new token (t = 1), which attends to the cached ones too."""
         n, t, width = x.shape
         heads, head = self.heads, width // self.heads
         # Functional calls, views, select and narrow rather than submodules, einops and indexing: a sampling step
@@ -110,23 +110,19 @@ class CausalSelfAttention(nn.Module):
         if cache is None:
             q, k, v = qkv.view(n, t, 3, heads, head).permute(2, 0, 3, 1, 4).unbind(0)
         else:
+            if t != 1:  # several tokens after a prefix would need an offset mask; sampling feeds one at a time
+                raise InvalidInputError(f"a cached forward takes one token at a time, got {t}")
             start, end = cache.length, cache.length + t
             keys, values = cache.keys.select(0, layer), cache.values.select(0, layer)
             keys.narrow(0, start, t).copy_(qkv.select(2, 1).transpose(0, 1))
             values.narrow(0, start, t).copy_(qkv.select(2, 2).transpose(0, 1))
             k, v = keys.narrow(0, 0, end), values.narrow(0, 0, end)
-            if t == 1:
-                # One query: products and sums over the cached steps. A batched matrix product of one row per
-                # image and head runs far below the machine's rate (it took a third of CPU sampling at batch 256).
-                scores = (qkv.select(2, 0).transpose(0, 1) * k).view(end, n, heads, head).sum(-1)
-                weights = torch.softmax(scores * head**-0.5, dim=0)
-                y = (weights.unsqueeze(-1) * v.view(end, n, heads, head)).sum(0)
-                return F.linear(y.view(n, 1, width), self.out.weight, self.out.bias)
-            # Several new tokens after a prefix would need an offset mask.
-            if start > 0:
-                raise InvalidInputError("after the first call, a cached forward takes one token at a time")
-            q = qkv.select(2, 0).view(n, t, heads, head).transpose(1, 2)
-            k, v = (z.view(t, n, heads, head).permute(1, 2, 0, 3) for z in (k, v))
+            # One query: products and sums over the cached steps. A batched matrix product of one row per
+            # image and head runs far below the machine's rate (it took a third of CPU sampling at batch 256).
+            scores = (qkv.select(2, 0).transpose(0, 1) * k).view(end, n, heads, head).sum(-1)
+            weights = torch.softmax(scores * head**-0.5, dim=0)
+            y = (weights.unsqueeze(-1) * v.view(end, n, heads, head)).sum(0)
+            return F.linear(y.view(n, 1, width), self.out.weight, self.out.bias)
         if self.training and self.dropout and not x.is_cuda:
             # Written out on the CPU for dropout's mask (see dropout); the kernel's own adds a check of every row.
             future = torch.full((t, t), float("-inf"), dtype=q.dtype, device=x.device).triu_(1)
@@ -208,18 +204,6 @@ class Prior(nn.Module):
         """
         return self._run(self.embed.tiles(canvases))
 
-    def history(self, parts: torch.Tensor, locations: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """The prior's input for given (possibly soft) latents.
-
-        Args:
-            parts: (N, T, C, K, K) pixels of the part of each step (a mixture for soft ids).
-            locations: (N, T, L) one-hot locations. present: (N, T) in {0, 1}.
-        Returns:
-            (N, T, C + 1, S, S).
-        """
-        return history(self.grid.place(parts * present[:, :, None, None, None], locations),
-                       self.grid.box(locations, present))
-
     def log_prob(self, latents: Latents, bank: PartBank) -> torch.Tensor:
         """Teacher-forced log p(z) of hard latents, summed over steps: (N,) in nats."""
         return self._run(self._drawn_tiles(latents, bank)).log_prob(latents)
@@ -228,8 +212,9 @@ class Prior(nn.Module):
     def _drawn_tiles(self, latents: Latents, bank: PartBank) -> torch.Tensor:
         """The prior's input for hard latents, (N, T, tiles, (C + 1) * 4 * 4): the canvas and footprint before each
         step, drawn a step at a time in the embedding's tiles as sampling draws them. The same values as
-        :meth:`history` cut into tiles (maxima are exact), without its T whole canvases per image to place, mask,
-        accumulate and cut: the prior's training step runs 1.3-1.9x faster. Hard latents carry no gradient."""
+        :func:`np_draw.canvas.history` cut into tiles (maxima are exact), without its T whole canvases per image to
+        place, mask, accumulate and cut: the prior's training step runs 1.3-1.9x faster. Hard latents carry no
+        gradient."""
         n, steps = latents.ids.shape
         like = bank.parts
         tiled = self.grid.new_tiled(n, like.shape[1] + 1, self.embed.patch, like)

@@ -46,39 +46,17 @@ class Trainable(Protocol):
     grid: Grid
     bank: PartBank
     prior: Prior
-
-    @property
-    def encoder(self) -> torch.nn.Module:
-        """q(z | x): images -> StepLogits."""
-
-    @property
-    def decoder(self) -> torch.nn.Module:
-        """p(x | canvas): canvases -> the likelihood's parameters."""
-
-    @property
-    def device(self) -> torch.device:
-        """Where the model's tensors are."""
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The model's floating dtype."""
-
-    @property
-    def is_fitted(self) -> bool:
-        """Whether the part bank is fitted."""
+    encoder: torch.nn.Module
+    decoder: torch.nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    is_fitted: bool
 
     def objective(self, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
-                  hard: bool = False, decode_parse: bool = False) -> Terms:
-        """The stage-2 terms of images ``x`` and their parses (:meth:`np_draw.NPDraw.objective`)."""
-
-    def state_dict(self, /) -> dict[str, Any]:
-        """The weights, for checkpoints."""
-
-    def load_state_dict(self, state_dict: dict[str, Any], /) -> Any:
-        """Put back weights from a checkpoint."""
-
-    def eval(self) -> Any:
-        """Switch to evaluation mode."""
+                  hard: bool = False, decode_parse: bool = False) -> Terms: ...
+    def state_dict(self, /) -> dict[str, Any]: ...
+    def load_state_dict(self, state_dict: dict[str, Any], /) -> Any: ...
+    def eval(self) -> Any: ...
 
 
 @torch.no_grad()

@@ -1,7 +1,10 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
 from np_draw import Grid, PartBank, Prior, PriorConfig
+from np_draw.canvas import history
+from np_draw.errors import InvalidInputError
 from np_draw.prior import CausalSelfAttention, KVCache, dropout
 
 GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
@@ -13,6 +16,11 @@ def make_prior(seed: int = 0) -> tuple[Prior, PartBank]:
     bank = PartBank(50, 1, 5)
     bank.parts.uniform_()
     return prior, bank
+
+
+def whole_history(grid: Grid, parts: torch.Tensor, locations: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """The prior's input as whole canvases, (N, T, C + 1, S, S), for parts (N, T, C, K, K) at one-hot locations."""
+    return history(grid.place(parts * present[:, :, None, None, None], locations), grid.box(locations, present))
 
 
 def noise(n: int, seed: int) -> torch.Tensor:
@@ -37,7 +45,7 @@ def test_teacher_forcing_reproduces_the_logits_seen_while_sampling():
     prior, bank = make_prior()
     drawn = prior.sample(bank, noise(16, seed=2), temperature=1e-4)
     locations = F.one_hot(drawn.locs, 36).float()
-    logits = prior(prior.history(bank.lookup(drawn.ids), locations, drawn.present))
+    logits = prior(whole_history(GRID, bank.lookup(drawn.ids), locations, drawn.present))
     assert torch.equal(logits.ids.argmax(-1), drawn.ids)
     assert torch.equal(logits.locs.argmax(-1), drawn.locs)
     assert torch.equal((logits.present > 0).float(), drawn.present)
@@ -46,7 +54,7 @@ def test_teacher_forcing_reproduces_the_logits_seen_while_sampling():
 def test_the_prior_is_causal():
     prior, bank = make_prior()
     drawn = prior.sample(bank, noise(4, seed=3))
-    canvases = prior.history(bank.lookup(drawn.ids), F.one_hot(drawn.locs, 36).float(), drawn.present)
+    canvases = whole_history(GRID, bank.lookup(drawn.ids), F.one_hot(drawn.locs, 36).float(), drawn.present)
     before = prior(canvases)
     canvases[:, 20:] = torch.rand_like(canvases[:, 20:])
     after = prior(canvases)
@@ -77,7 +85,7 @@ def test_log_prob_draws_the_same_canvases_as_the_history_of_whole_canvases():
         bank.parts.uniform_()
         u = torch.rand(6, grid.num_cells, num_parts + grid.num_cells + 1, generator=torch.Generator().manual_seed(5))
         drawn = prior.sample(bank, u)
-        whole = prior.history(bank.lookup(drawn.ids), F.one_hot(drawn.locs, grid.num_cells).float(), drawn.present)
+        whole = whole_history(grid, bank.lookup(drawn.ids), F.one_hot(drawn.locs, grid.num_cells).float(), drawn.present)
         assert torch.equal(prior._drawn_tiles(drawn, bank), prior.embed.tiles(whole))
         with torch.no_grad():
             torch.testing.assert_close(prior.log_prob(drawn, bank), prior(whole).log_prob(drawn))
@@ -136,18 +144,19 @@ def test_a_bfloat16_prior_trains_in_bfloat16():
     assert torch.isfinite(log_p).all() and prior.head.weight.grad.dtype == torch.bfloat16
 
 
-def test_a_cached_prefix_of_several_tokens_then_single_tokens_equals_attention_over_all_of_them():
-    """The cache's two paths, a causal prefix written at once and then one token at a time, attend as a causal
-    forward over the whole sequence does."""
+def test_cached_single_tokens_equal_attention_over_the_whole_sequence():
+    """Fed one token at a time, the cache attends as a causal forward over the whole sequence does; it refuses
+    several new tokens at once, which would need an offset mask."""
     torch.manual_seed(0)
     attention = CausalSelfAttention(PriorConfig()).eval()
     x = torch.randn(5, 6, PriorConfig().hidden_size)
     cache = KVCache(1, 5, 6, PriorConfig().hidden_size, x)
     with torch.no_grad():
         whole = attention(x)
-        pieces = [attention(x[:, :3], cache)]
-        cache.length = 3
-        for t in range(3, 6):
+        pieces = []
+        for t in range(6):
             pieces.append(attention(x[:, t:t + 1], cache))
             cache.length += 1
+        with pytest.raises(InvalidInputError, match="one token at a time"):
+            attention(x[:, :2], KVCache(1, 5, 6, PriorConfig().hidden_size, x))
     torch.testing.assert_close(torch.cat(pieces, 1), whole, rtol=1e-5, atol=1e-6)
