@@ -415,8 +415,8 @@ class NPDraw(nn.Module, ModelHubMixin):
             tau: the Gumbel-softmax temperature (> 0).
             substitution: the chance that an image's sample is replaced by its parse (the reference code's schedule).
             hard: sample z_id one-hot: the terms are then a one-sample estimate of the true negative ELBO.
-            decode_parse: also return −log p(x | the parse's canvas) (``Terms.parse_reconstruction``), decoded in
-                the same batch as the sample's canvas.
+            decode_parse: also return −log p(x | the parse's canvas) (``Terms.parse_reconstruction``), whose
+                gradient reaches the decoder only.
         Returns:
             :class:`np_draw.elbo.Terms`, (N,) each in nats.
         """
@@ -425,12 +425,13 @@ class NPDraw(nn.Module, ModelHubMixin):
         if substitution > 0:
             z = substitute(z, parse, torch.rand(x.shape[0], device=x.device) < substitution)
         placed = place(self.bank, self.grid, z.ids, z.locs, z.present)
-        canvas = compose(placed)
+        reconstruction = -self.likelihood.log_prob(self.decoder(compose(placed)), x)
+        from_parse = None
         if decode_parse:
-            with torch.no_grad():  # hard latents: no gradient reaches the bank
-                canvas = torch.cat([canvas, self.render(parse.ids, parse.locs, parse.present)])
-        log_px = self.likelihood.log_prob(self.decoder(canvas), torch.cat([x, x]) if decode_parse else x)
-        reconstruction, from_parse = (-log_px).split(len(x)) if decode_parse else (-log_px, None)
+            # A batch of its own: decoded with the sample's canvases, BatchNorm's batch statistics would mix the two.
+            with torch.no_grad():  # hard latents: nothing upstream of the parse's canvas is trained by it
+                canvas = self.render(parse.ids, parse.locs, parse.present)
+            from_parse = -self.likelihood.log_prob(self.decoder(canvas), x)
         p = self.prior(history(placed, self.grid.box(z.locs, z.present)))
         return Terms(reconstruction, kl_per_step(q, p, z.present).sum(1), -q.log_prob(parse), from_parse)
 

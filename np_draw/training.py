@@ -46,17 +46,39 @@ class Trainable(Protocol):
     grid: Grid
     bank: PartBank
     prior: Prior
-    encoder: torch.nn.Module
-    decoder: torch.nn.Module
-    device: torch.device
-    dtype: torch.dtype
-    is_fitted: bool
+
+    @property
+    def encoder(self) -> torch.nn.Module:
+        """q(z | x): images -> StepLogits."""
+
+    @property
+    def decoder(self) -> torch.nn.Module:
+        """p(x | canvas): canvases -> the likelihood's parameters."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors are."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's floating dtype."""
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the part bank is fitted."""
 
     def objective(self, x: torch.Tensor, parse: Latents, *, tau: float, substitution: float = 0.0,
-                  hard: bool = False, decode_parse: bool = False) -> Terms: ...
-    def state_dict(self, /) -> dict[str, Any]: ...
-    def load_state_dict(self, state_dict: dict[str, Any], /) -> Any: ...
-    def eval(self) -> Any: ...
+                  hard: bool = False, decode_parse: bool = False) -> Terms:
+        """The stage-2 terms of images ``x`` and their parses (:meth:`np_draw.NPDraw.objective`)."""
+
+    def state_dict(self, /) -> dict[str, Any]:
+        """The weights, for checkpoints."""
+
+    def load_state_dict(self, state_dict: dict[str, Any], /) -> Any:
+        """Put back weights from a checkpoint."""
+
+    def eval(self) -> Any:
+        """Switch to evaluation mode."""
 
 
 @torch.no_grad()
@@ -543,14 +565,18 @@ class _Run:
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                         module.eval()
             substitution = substitution_probability(self.epoch, self.rate, cfg.substitution_start)
+            # Only asked for when used: a Trainable of earlier code need not know the keyword.
+            extra = {"decode_parse": True} if cfg.parse_canvas_weight > 0 else {}
             terms = model.objective(_targets(model, self._read(index)), self.parsed[index], tau=temperature(),
-                                    substitution=substitution, decode_parse=cfg.parse_canvas_weight > 0)
+                                    substitution=substitution, **extra)
             loss = terms.negative_elbo + self.parse_weight * terms.parse_ce
-            if terms.parse_reconstruction is not None:
+            values = {"reconstruction": terms.reconstruction.sum().item(), "kl": terms.kl.sum().item(),
+                      "parse_ce": terms.parse_ce.sum().item()}
+            if extra:
                 loss = loss + cfg.parse_canvas_weight * terms.parse_reconstruction
+                values["parse_reconstruction"] = terms.parse_reconstruction.sum().item()
             loss = loss.sum()
-            return loss, {"loss": loss.item(), "reconstruction": terms.reconstruction.sum().item(),
-                          "kl": terms.kl.sum().item(), "parse_ce": terms.parse_ce.sum().item()}
+            return loss, {"loss": loss.item(), **values}
 
         def end_epoch() -> bool:
             self.history.train.append(dict(self.sums, tau=temperature()))

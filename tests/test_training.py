@@ -379,22 +379,33 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), key
 
 
-def test_the_parse_canvas_term_is_the_decoders_loss_on_the_parse_and_leaves_the_other_terms_alone(mnist_images):
+def test_the_parse_canvas_term_is_the_decoders_loss_on_the_parse_and_trains_the_decoder_only(mnist_images):
     torch.manual_seed(0)
     model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
     model.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
     x = torch.bernoulli(mnist_images[100:108], generator=torch.Generator().manual_seed(0))
     parse = model.parse(x)
-    with torch.no_grad():
+    terms, gradients = {}, {}
+    for decode_parse in (False, True):
+        model.zero_grad()
         torch.manual_seed(1)
-        plain = model.objective(x, parse, tau=0.5)
-        torch.manual_seed(1)
-        both = model.objective(x, parse, tau=0.5, decode_parse=True)
-        expected = -model.likelihood.log_prob(model.decoder(model.render(parse.ids, parse.locs, parse.present)), x)
-    assert plain.parse_reconstruction is None
-    torch.testing.assert_close(both.parse_reconstruction, expected)
+        terms[decode_parse] = model.objective(x, parse, tau=0.5, decode_parse=decode_parse)
+        terms[decode_parse].reconstruction.sum().backward(retain_graph=True)
+        gradients[decode_parse] = [p.grad.clone() for p in model.encoder.parameters()]
+    assert terms[False].parse_reconstruction is None
+    # The sample's terms, and the encoder's gradient through its reconstruction, are those without the parse term.
     for name in ("reconstruction", "kl", "parse_ce"):
-        torch.testing.assert_close(getattr(both, name), getattr(plain, name))
+        torch.testing.assert_close(getattr(terms[True], name), getattr(terms[False], name))
+    assert all(torch.equal(a, b) for a, b in zip(gradients[True], gradients[False], strict=True))
+    assert any(g.abs().sum() > 0 for g in gradients[True])
+    with torch.no_grad():
+        expected = -model.likelihood.log_prob(model.decoder(model.render(parse.ids, parse.locs, parse.present)), x)
+    torch.testing.assert_close(terms[True].parse_reconstruction, expected)
+    model.zero_grad()
+    terms[True].parse_reconstruction.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in [*model.encoder.parameters(), *model.prior.parameters()])
+    assert all(p.grad is not None and p.grad.any() for p in model.decoder.parameters() if p.dim() > 1)
+    assert not model.bank.parts.requires_grad
 
 
 def test_fine_tuning_with_the_parse_canvas_term_teaches_the_decoder_the_parses(mnist_images):
