@@ -96,15 +96,12 @@ def output_path(text: str) -> Path:
     return path
 
 
-def _write_output(path: Path, write: Callable[[], Any], option: str = "--output") -> int:
-    """Run ``write()``, which writes ``path``, turning a failed write into an error naming ``option``; print
-    ``path`` and return the exit code 0."""
+def _write_output(path: Path, write: Callable[[], Any], option: str = "--output") -> None:
+    """Run ``write()``, which writes ``path``, turning a failed write into an error naming ``option``."""
     try:
         write()
     except (OSError, ValueError) as error:  # Pillow: unknown suffix, unwritable file
         raise UnwritablePathError(f"{option}: cannot write {str(path)!r}: {error}") from error
-    print(path)
-    return 0
 
 
 def _read_images(paths: Sequence[str], model: NPDraw) -> tuple[torch.Tensor, list[str]]:
@@ -132,8 +129,9 @@ def infer_preset(data: Path) -> tuple[str, str]:
         colour = len(shape) == 4 and (shape[1] if channels_first else shape[3]) == 3
         side = min(shape[2:] if channels_first else shape[1:3])
     else:
-        seen = [image for _, image in itertools.islice(read_folder(data), 16)]
-        colour, side = any(map(is_colour, seen)), min(min(image.size) for image in seen)
+        colour, side = False, 10**9
+        for _, image in itertools.islice(read_folder(data), 16):  # one decoded image held at a time
+            colour, side = colour or is_colour(image), min(side, *image.size)
     preset = ("celeba" if side >= 64 else "cifar10") if colour else "mnist"
     return preset, f"{'colour' if colour else 'grey'} images, {side} px or more a side"
 
@@ -149,7 +147,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     out = model.sample(args.num_images, generator, batch_size=args.batch_size, temperature=args.temperature,
                        progress=not args.quiet)
-    return _write_output(args.output, lambda: save_grid(out.images, args.output, args.nrow))
+    _write_output(args.output, lambda: save_grid(out.images, args.output, args.nrow))
+    print(args.output)
+    return 0
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -157,7 +157,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     model = _load_model(args)
     images, _ = _read_images(args.images, model)
     reconstructions = model.reconstruct(images, batch_size=args.batch_size)
-    return _write_output(args.output, lambda: save_pairs(images, reconstructions, args.output, args.pairs_per_row))
+    _write_output(args.output, lambda: save_pairs(images, reconstructions, args.output, args.pairs_per_row))
+    print(args.output)
+    return 0
 
 
 def cmd_parse(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, UnknownModelError
 
 _BIN = 1.0 / 255.0  # half a bin in [-1, 1]
 
@@ -168,4 +168,6 @@ def make_likelihood(name: str, channels: int, num_mixtures: int = 10) -> Likelih
     """The likelihood called ``name`` ("bernoulli", "logistic", "logistic_mixture")."""
     if name == "logistic_mixture":
         return LogisticMixture(channels, num_mixtures)
+    if name not in ("bernoulli", "logistic"):
+        raise UnknownModelError(f"unknown likelihood {name!r}; known: bernoulli, logistic, logistic_mixture")
     return {"bernoulli": Bernoulli, "logistic": DiscretisedLogistic}[name](channels)

@@ -82,10 +82,11 @@ def test_reconstruct_puts_each_image_beside_its_reconstruction(tmp_path, digit_f
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
-def test_parse_writes_canvases_and_the_latents(tmp_path, digit_files, mnist, mnist_images):
+def test_parse_writes_canvases_and_the_latents(tmp_path, digit_files, mnist, mnist_images, capsys):
     output, latents_file = tmp_path / "parse.png", tmp_path / "z.json"
     assert main(["parse", "mnist", str(tmp_path / "digits.npz"), str(digit_files[0]), "-o", str(output),
                  "--json", str(latents_file)]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(latents_file), str(output)]  # each file named once
     images = torch.cat([mnist_images[:3], mnist_images[:1]])
     latents = mnist.parse(images)
     document = json.loads(latents_file.read_text())
