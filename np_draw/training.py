@@ -122,15 +122,16 @@ class FitConfig:
     # Step k (from 1) of each stage runs at min(1, k / warmup_steps) of the learning rates: Adam's first steps move
     # every weight by about the learning rate whatever its gradient, which a trained model pays for.
     warmup_steps: int = 0
-    # On fewer training images than this, the prior's and the decoder's learning rates are scaled by images /
-    # full_rate_images: a fine-tune on ten images must move a pretrained model less than one on a thousand (the
-    # decoder is what draws worse samples after a few steps on few images). None: no scaling.
+    # On fewer training images than this, the prior's and the decoder's learning rates (and parse_canvas_weight)
+    # are scaled by images / full_rate_images: a fine-tune on ten images must move a pretrained model less than one
+    # on a thousand (the decoder is what draws worse samples after a few steps on few images). None: no scaling.
     full_rate_images: int | None = None
     parse_weight: float | None = None  # None: 50 for grey, 500 for colour data
     substitution_rate: float | None = None  # None: 0.005 for grey, 0.01 for colour data
     substitution_start: float = 1.0  # the substitution probability at the first epoch (reference code: 1)
     # Weight of the decoder's loss on each image's parse canvas, added to the loss: the prior draws canvases like
     # the parses it learned, which a decoder trained only on the encoder's canvases draws blurred (0: the paper).
+    # Scaled like the decoder's learning rate on few images (full_rate_images).
     parse_canvas_weight: float = 0.0
     tau_start: float = 1.0  # the Gumbel temperature at the first epoch (reference code: 1)
     tau_decay: float = 0.0139
@@ -573,7 +574,9 @@ class _Run:
             values = {"reconstruction": terms.reconstruction.sum().item(), "kl": terms.kl.sum().item(),
                       "parse_ce": terms.parse_ce.sum().item()}
             if extra:
-                loss = loss + cfg.parse_canvas_weight * terms.parse_reconstruction
+                # Scaled as the decoder's rate: on few images the decoder's pull towards the parses cost the
+                # held-out reconstructions more than the samples gained.
+                loss = loss + cfg.parse_canvas_weight * self._rate_scale() * terms.parse_reconstruction
                 values["parse_reconstruction"] = terms.parse_reconstruction.sum().item()
             loss = loss.sum()
             return loss, {"loss": loss.item(), **values}

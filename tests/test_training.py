@@ -241,19 +241,21 @@ def test_fine_tuning_keeps_the_starting_weights_when_no_round_beats_them(mnist_i
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items() if "running" not in k)
 
 
-def test_fine_tuning_on_few_images_scales_the_prior_and_decoder_rates(mnist_images):
+def test_fine_tuning_on_few_images_scales_the_prior_and_decoder_rates_and_the_parse_canvas_term(mnist_images):
     import copy
 
     torch.manual_seed(0)
     model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
     model.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
     tuned = {}
-    # 40 images hold 4 out: 36 train, half of full_rate_images=72, so the rates are halved (exactly, in binary).
-    for name, (prior_lr, decoder_lr, full) in {"scaled": (2**-12, 2**-10, 72), "halved": (2**-13, 2**-11, None),
-                                               "full": (2**-12, 2**-10, None)}.items():
+    # 40 images hold 4 out: 36 train, half of full_rate_images=72, so the rates and the weight of the parse canvas
+    # term are halved (exactly, in binary).
+    for name, (prior_lr, decoder_lr, weight, full) in {"scaled": (2**-12, 2**-10, 1.0, 72),
+                                                       "halved": (2**-13, 2**-11, 0.5, None),
+                                                       "full": (2**-12, 2**-10, 1.0, None)}.items():
         copy_ = copy.deepcopy(model)
         copy_.fit(mnist_images[100:140], prior_steps=2, steps=2, patience=None, prior_lr=prior_lr,
-                  decoder_lr=decoder_lr, full_rate_images=full, progress=False)
+                  decoder_lr=decoder_lr, parse_canvas_weight=weight, full_rate_images=full, progress=False)
         tuned[name] = copy_.state_dict()
     # Every weight, the encoder's included (its rate is not scaled), is that of the fine-tune given halved rates.
     trained = [key for key in tuned["full"] if key.startswith(("prior.", "encoder.", "decoder."))]
