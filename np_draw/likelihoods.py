@@ -168,6 +168,8 @@ def make_likelihood(name: str, channels: int, num_mixtures: int = 10) -> Likelih
     """The likelihood called ``name`` ("bernoulli", "logistic", "logistic_mixture")."""
     if name == "logistic_mixture":
         return LogisticMixture(channels, num_mixtures)
-    if name not in ("bernoulli", "logistic"):
-        raise UnknownModelError(f"unknown likelihood {name!r}; known: bernoulli, logistic, logistic_mixture")
-    return {"bernoulli": Bernoulli, "logistic": DiscretisedLogistic}[name](channels)
+    if name == "bernoulli":
+        return Bernoulli(channels)
+    if name == "logistic":
+        return DiscretisedLogistic(channels)
+    raise UnknownModelError(f"unknown likelihood {name!r}; known: bernoulli, logistic, logistic_mixture")

@@ -549,6 +549,9 @@ class _Run:
         self._make_optimizer([{"params": model.encoder.parameters(), "lr": cfg.encoder_lr},
                               {"params": model.decoder.parameters(), "lr": cfg.decoder_lr * self._rate_scale()}])
         val_idx = self.val_idx[self.rank::self.world]
+        # Scaled as the decoder's rate: on few images the decoder's pull towards the parses cost the held-out
+        # reconstructions more than the samples gained.
+        canvas_weight = cfg.parse_canvas_weight * self._rate_scale()
 
         def validate() -> float:
             with evaluating(trained):
@@ -566,17 +569,13 @@ class _Run:
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                         module.eval()
             substitution = substitution_probability(self.epoch, self.rate, cfg.substitution_start)
-            # Only asked for when used: a Trainable of earlier code need not know the keyword.
-            extra = {"decode_parse": True} if cfg.parse_canvas_weight > 0 else {}
             terms = model.objective(_targets(model, self._read(index)), self.parsed[index], tau=temperature(),
-                                    substitution=substitution, **extra)
+                                    substitution=substitution, decode_parse=canvas_weight > 0)
             loss = terms.negative_elbo + self.parse_weight * terms.parse_ce
             values = {"reconstruction": terms.reconstruction.sum().item(), "kl": terms.kl.sum().item(),
                       "parse_ce": terms.parse_ce.sum().item()}
-            if extra:
-                # Scaled as the decoder's rate: on few images the decoder's pull towards the parses cost the
-                # held-out reconstructions more than the samples gained.
-                loss = loss + cfg.parse_canvas_weight * self._rate_scale() * terms.parse_reconstruction
+            if terms.parse_reconstruction is not None:
+                loss = loss + canvas_weight * terms.parse_reconstruction
                 values["parse_reconstruction"] = terms.parse_reconstruction.sum().item()
             loss = loss.sum()
             return loss, {"loss": loss.item(), **values}
