@@ -124,7 +124,9 @@ class FitConfig:
     warmup_steps: int = 0
     # On fewer training images than this, the prior's and the decoder's learning rates (and parse_canvas_weight)
     # are scaled by images / full_rate_images: a fine-tune on ten images must move a pretrained model less than one
-    # on a thousand (the decoder is what draws worse samples after a few steps on few images). None: no scaling.
+    # on a thousand (the decoder is what draws worse samples after a few steps on few images). The encoder's rate
+    # is scaled likewise below a tenth of it (trained at full rate on nine images, it reconstructed new ones worse;
+    # on a hundred, lower rates cost bound and reconstructions). None: no scaling.
     full_rate_images: int | None = None
     parse_weight: float | None = None  # None: 50 for grey, 500 for colour data
     substitution_rate: float | None = None  # None: 0.005 for grey, 0.01 for colour data
@@ -189,7 +191,8 @@ class FitConfig:
         parses for a few hundred steps; the encoder and decoder train in steps, not epochs, at the temperature
         where a pretrained run ends, with the parse term and substitution that only a new encoder needs turned
         down, the decoder also trained on the parses' canvases (what the prior draws), BatchNorm's statistics
-        frozen, the prior's and decoder's learning rates scaled down on fewer than 1,000 training images, and the
+        frozen, the prior's and decoder's learning rates scaled down on fewer than 1,000 training images (the
+        encoder's on fewer than 100), and the
         best validation round kept (the starting weights included, so fine-tuning never leaves the held-out bound
         worse than it found it).
         """
@@ -410,10 +413,10 @@ class _Run:
         logger.info("resumed at stage %s, epoch %d, step %d", self.stage, self.epoch, self.step)
         return True
 
-    def _rate_scale(self) -> float:
-        """The factor on the prior's and the decoder's learning rates (FitConfig.full_rate_images)."""
+    def _rate_scale(self, times: int = 1) -> float:
+        """The factor on a learning rate that is full from FitConfig.full_rate_images / ``times`` images on."""
         full = self.config.full_rate_images
-        return 1.0 if full is None else min(1.0, len(self.train_idx) / full)
+        return 1.0 if full is None else min(1.0, times * len(self.train_idx) / full)
 
     def _make_optimizer(self, groups: list[dict]) -> None:
         self.learning_rates = [group["lr"] for group in groups]
@@ -546,7 +549,7 @@ class _Run:
         model, cfg = self.model, self.config
         model.prior.eval().requires_grad_(False)
         trained = torch.nn.ModuleList([model.encoder, model.decoder])
-        self._make_optimizer([{"params": model.encoder.parameters(), "lr": cfg.encoder_lr},
+        self._make_optimizer([{"params": model.encoder.parameters(), "lr": cfg.encoder_lr * self._rate_scale(10)},
                               {"params": model.decoder.parameters(), "lr": cfg.decoder_lr * self._rate_scale()}])
         val_idx = self.val_idx[self.rank::self.world]
         # Scaled as the decoder's rate: on few images the decoder's pull towards the parses cost the held-out

@@ -241,26 +241,31 @@ def test_fine_tuning_keeps_the_starting_weights_when_no_round_beats_them(mnist_i
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items() if "running" not in k)
 
 
-def test_fine_tuning_on_few_images_scales_the_prior_and_decoder_rates_and_the_parse_canvas_term(mnist_images):
+def test_fine_tuning_on_few_images_scales_its_learning_rates_and_the_parse_canvas_term(mnist_images):
     import copy
 
     torch.manual_seed(0)
     model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
     model.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
     tuned = {}
-    # 40 images hold 4 out: 36 train, half of full_rate_images=72, so the rates and the weight of the parse canvas
-    # term are halved (exactly, in binary).
-    for name, (prior_lr, decoder_lr, weight, full) in {"scaled": (2**-12, 2**-10, 1.0, 72),
-                                                       "halved": (2**-13, 2**-11, 0.5, None),
-                                                       "full": (2**-12, 2**-10, 1.0, None)}.items():
+    # 40 images hold 4 out: 36 train, a sixteenth of full_rate_images=576, so the prior's and decoder's rates and
+    # the parse canvas term's weight are divided by 16, and the encoder's rate, full from 57.6 images on, is
+    # multiplied by 36 / 57.6 = 0.625 (all exact in binary).
+    encoder_lr = FitConfig.finetune().encoder_lr
+    for name, (prior_lr, decoder_lr, weight, encoder, full) in {
+            "scaled": (2**-12, 2**-10, 1.0, encoder_lr, 576),
+            "given scaled": (2**-16, 2**-14, 2**-4, encoder_lr * 0.625, None),
+            "full": (2**-12, 2**-10, 1.0, encoder_lr, None)}.items():
         copy_ = copy.deepcopy(model)
         copy_.fit(mnist_images[100:140], prior_steps=2, steps=2, patience=None, prior_lr=prior_lr,
-                  decoder_lr=decoder_lr, parse_canvas_weight=weight, full_rate_images=full, progress=False)
+                  decoder_lr=decoder_lr, encoder_lr=encoder, parse_canvas_weight=weight, full_rate_images=full,
+                  progress=False)
         tuned[name] = copy_.state_dict()
-    # Every weight, the encoder's included (its rate is not scaled), is that of the fine-tune given halved rates.
     trained = [key for key in tuned["full"] if key.startswith(("prior.", "encoder.", "decoder."))]
-    assert all(torch.equal(tuned["scaled"][key], tuned["halved"][key]) for key in trained)
-    assert not all(torch.equal(tuned["scaled"][key], tuned["full"][key]) for key in trained)
+    assert all(torch.equal(tuned["scaled"][key], tuned["given scaled"][key]) for key in trained)
+    for part in ("prior.", "encoder.", "decoder."):
+        assert not all(torch.equal(tuned["scaled"][key], tuned["full"][key]) for key in trained
+                       if key.startswith(part))
     with pytest.raises(ValueError, match="full_rate_images"):
         FitConfig(full_rate_images=0)
 
