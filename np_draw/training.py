@@ -125,8 +125,9 @@ class FitConfig:
     # On fewer training images than this, the prior's and the decoder's learning rates (and parse_canvas_weight)
     # are scaled by images / full_rate_images: a fine-tune on ten images must move a pretrained model less than one
     # on a thousand (the decoder is what draws worse samples after a few steps on few images). The encoder's rate
-    # is scaled likewise below a tenth of it (trained at full rate on nine images, it reconstructed new ones worse;
-    # on a hundred, lower rates cost bound and reconstructions). None: no scaling.
+    # is scaled by 10 x images / full_rate_images, full from a tenth of it on (trained at full rate on nine images,
+    # it reconstructed new ones worse; on a hundred, lower rates cost bound and reconstructions). Images: those
+    # trained on, after the held-out share. None: no scaling.
     full_rate_images: int | None = None
     parse_weight: float | None = None  # None: 50 for grey, 500 for colour data
     substitution_rate: float | None = None  # None: 0.005 for grey, 0.01 for colour data
@@ -192,9 +193,8 @@ class FitConfig:
         where a pretrained run ends, with the parse term and substitution that only a new encoder needs turned
         down, the decoder also trained on the parses' canvases (what the prior draws), BatchNorm's statistics
         frozen, the prior's and decoder's learning rates scaled down on fewer than 1,000 training images (the
-        encoder's on fewer than 100), and the
-        best validation round kept (the starting weights included, so fine-tuning never leaves the held-out bound
-        worse than it found it).
+        encoder's on fewer than 100), and the best validation round kept (the starting weights included, so
+        fine-tuning never leaves the held-out bound worse than it found it).
         """
         return cls(**FINETUNE).replace(**overrides)
 

@@ -36,10 +36,10 @@ def main() -> None:
         model = NPDraw.from_pretrained(name).eval()
         target = args.target or name
         test = load_dataset(target, args.data, "test")
-        x = test[::max(1, len(test) // args.images)][:args.images].float() / 255
+        x = (test[::max(1, len(test) // args.images)][:args.images].float() / 255).to(model.device)
         with torch.no_grad():
             z = model.encode(x)
-            own = torch.arange(z.ids.shape[1]).expand_as(z.ids)
+            own = torch.arange(z.ids.shape[1], device=z.ids.device).expand_as(z.ids)
             placed = model.render(z.ids, own, z.present)
             drawn = z.present.bool()
             agree = (z.locs == own)[drawn].float().mean().item()
