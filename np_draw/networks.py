@@ -61,7 +61,11 @@ def _head(width: int, out: int) -> nn.Sequential:
 
 class Encoder(nn.Module):
     """q(z | x): four conv layers (BatchNorm + ReLU), the feature map pooled to the √T x √T grid, and three MLP
-    heads giving step t's logits from cell t (paper). A 64 px image is first halved by a strided first layer."""
+    heads giving step t's logits from cell t (paper). A 64 px image is first halved by a strided first layer.
+
+    The z_loc logits also get a learned bias per step and location, ``location_bias`` (T, L): the heads read each
+    cell's feature alone, so without it the encoder can tell which cell a step is in (where every parse places its
+    part) only from the image's content, which a new domain changes (scripts/location_heads.py)."""
 
     def __init__(self, config: NPDrawConfig) -> None:
         super().__init__()
@@ -76,12 +80,13 @@ class Encoder(nn.Module):
         self.ids = _head(width, config.num_parts)
         self.locs = _head(width, config.num_steps)
         self.present = _head(width, 1)
+        self.location_bias = nn.Parameter(torch.zeros(config.num_steps, config.num_steps))
 
     def forward(self, images: torch.Tensor) -> StepLogits:
         """(N, C, H, W) in [0, 1] -> StepLogits with ids (N, T, B), locs (N, T, L), present (N, T)."""
         h = F.adaptive_avg_pool2d(self.features(2 * images - 1), self.grid_size)
         cells = "n k gh gw -> n (gh gw) k"
-        return StepLogits(rearrange(self.ids(h), cells), rearrange(self.locs(h), cells),
+        return StepLogits(rearrange(self.ids(h), cells), rearrange(self.locs(h), cells) + self.location_bias,
                           rearrange(self.present(h), cells)[..., 0])
 
 

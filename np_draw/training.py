@@ -119,6 +119,10 @@ class FitConfig:
     batch_size: int = 150
     encoder_lr: float = 1e-3
     decoder_lr: float = 1e-4
+    # The learning rate of the encoder's per-step z_loc bias (Encoder.location_bias). A fine-tune (3e-2 there)
+    # must move these logit offsets by several units in a few hundred steps, which Adam at the weights' rate (about
+    # lr per step) cannot do; training from scratch has thousands of steps and keeps the encoder's rate.
+    location_lr: float = 1e-3
     # Step k (from 1) of each stage runs at min(1, k / warmup_steps) of the learning rates: Adam's first steps move
     # every weight by about the learning rate whatever its gradient, which a trained model pays for.
     warmup_steps: int = 0
@@ -169,7 +173,8 @@ class FitConfig:
                                     "means, so the prior must be trained on the new parses (fit_prior=True)")
         optional = [name for name in ("parse_weight", "substitution_rate") if getattr(self, name) is not None]
         optional += ["max_passes"] if self.max_passes is not None else []
-        for name in ("prior_lr", "encoder_lr", "decoder_lr", "tau_decay", "parse_canvas_weight", *optional):
+        for name in ("prior_lr", "encoder_lr", "decoder_lr", "location_lr", "tau_decay", "parse_canvas_weight",
+                     *optional):
             value, positive = getattr(self, name), name.endswith("_lr") or name == "max_passes"
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or (positive and value == 0):
@@ -211,7 +216,7 @@ class FitConfig:
 # FitConfig.finetune's defaults; benchmarks/bench_finetune.py and docs/training.md say how they were chosen.
 FINETUNE: dict[str, Any] = {
     "fit_bank": False, "prior_steps": 300, "prior_lr": 1e-4, "prior_batch_size": 32, "steps": 600, "batch_size": 32,
-    "encoder_lr": 3e-4, "decoder_lr": 1e-3, "parse_weight": 5.0, "substitution_start": 0.0, "parse_canvas_weight": 1.0,
+    "encoder_lr": 3e-4, "location_lr": 3e-2, "decoder_lr": 1e-3, "parse_weight": 5.0, "substitution_start": 0.0, "parse_canvas_weight": 1.0,
     "tau_start": 0.5, "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4, "max_passes": 20, "warmup_steps": 20,
     "full_rate_images": 1000,
 }
@@ -549,7 +554,10 @@ class _Run:
         model, cfg = self.model, self.config
         model.prior.eval().requires_grad_(False)
         trained = torch.nn.ModuleList([model.encoder, model.decoder])
-        self._make_optimizer([{"params": model.encoder.parameters(), "lr": cfg.encoder_lr * self._rate_scale(10)},
+        bias = model.encoder.location_bias
+        weights = [p for p in model.encoder.parameters() if p is not bias]
+        self._make_optimizer([{"params": weights, "lr": cfg.encoder_lr * self._rate_scale(10)},
+                              {"params": [bias], "lr": cfg.location_lr * self._rate_scale(10)},
                               {"params": model.decoder.parameters(), "lr": cfg.decoder_lr * self._rate_scale()}])
         val_idx = self.val_idx[self.rank::self.world]
         # Scaled as the decoder's rate: on few images the decoder's pull towards the parses cost the held-out

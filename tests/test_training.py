@@ -251,15 +251,15 @@ def test_fine_tuning_on_few_images_scales_its_learning_rates_and_the_parse_canva
     # 40 images hold 4 out: 36 train, a sixteenth of full_rate_images=576, so the prior's and decoder's rates and
     # the parse canvas term's weight are divided by 16, and the encoder's rate, full from 57.6 images on, is
     # multiplied by 36 / 57.6 = 0.625 (all exact in binary).
-    encoder_lr = FitConfig.finetune().encoder_lr
-    for name, (prior_lr, decoder_lr, weight, encoder, full) in {
-            "scaled": (2**-12, 2**-10, 1.0, encoder_lr, 576),
-            "given scaled": (2**-16, 2**-14, 2**-4, encoder_lr * 0.625, None),
-            "full": (2**-12, 2**-10, 1.0, encoder_lr, None)}.items():
+    encoder_lr, location_lr = FitConfig.finetune().encoder_lr, FitConfig.finetune().location_lr
+    for name, (prior_lr, decoder_lr, weight, encoder, location, full) in {
+            "scaled": (2**-12, 2**-10, 1.0, encoder_lr, location_lr, 576),
+            "given scaled": (2**-16, 2**-14, 2**-4, encoder_lr * 0.625, location_lr * 0.625, None),
+            "full": (2**-12, 2**-10, 1.0, encoder_lr, location_lr, None)}.items():
         copy_ = copy.deepcopy(model)
         copy_.fit(mnist_images[100:140], prior_steps=2, steps=2, patience=None, prior_lr=prior_lr,
-                  decoder_lr=decoder_lr, encoder_lr=encoder, parse_canvas_weight=weight, full_rate_images=full,
-                  progress=False)
+                  decoder_lr=decoder_lr, encoder_lr=encoder, location_lr=location, parse_canvas_weight=weight,
+                  full_rate_images=full, progress=False)
         tuned[name] = copy_.state_dict()
     trained = [key for key in tuned["full"] if key.startswith(("prior.", "encoder.", "decoder."))]
     assert all(torch.equal(tuned["scaled"][key], tuned["given scaled"][key]) for key in trained)
