@@ -216,7 +216,8 @@ class FitConfig:
 # FitConfig.finetune's defaults; benchmarks/bench_finetune.py and docs/training.md say how they were chosen.
 FINETUNE: dict[str, Any] = {
     "fit_bank": False, "prior_steps": 300, "prior_lr": 1e-4, "prior_batch_size": 32, "steps": 600, "batch_size": 32,
-    "encoder_lr": 3e-4, "location_lr": 3e-2, "decoder_lr": 1e-3, "parse_weight": 5.0, "substitution_start": 0.0, "parse_canvas_weight": 1.0,
+    "encoder_lr": 3e-4, "location_lr": 3e-2, "decoder_lr": 1e-3, "parse_weight": 5.0, "substitution_start": 0.0,
+    "parse_canvas_weight": 1.0,
     "tau_start": 0.5, "tau_min": 0.5, "freeze_batchnorm": True, "patience": 4, "max_passes": 20, "warmup_steps": 20,
     "full_rate_images": 1000,
 }
@@ -554,10 +555,10 @@ class _Run:
         model, cfg = self.model, self.config
         model.prior.eval().requires_grad_(False)
         trained = torch.nn.ModuleList([model.encoder, model.decoder])
-        bias = model.encoder.location_bias
+        bias, encoder_scale = model.encoder.location_bias, self._rate_scale(10)
         weights = [p for p in model.encoder.parameters() if p is not bias]
-        self._make_optimizer([{"params": weights, "lr": cfg.encoder_lr * self._rate_scale(10)},
-                              {"params": [bias], "lr": cfg.location_lr * self._rate_scale(10)},
+        self._make_optimizer([{"params": weights, "lr": cfg.encoder_lr * encoder_scale},
+                              {"params": [bias], "lr": cfg.location_lr * encoder_scale},
                               {"params": model.decoder.parameters(), "lr": cfg.decoder_lr * self._rate_scale()}])
         val_idx = self.val_idx[self.rank::self.world]
         # Scaled as the decoder's rate: on few images the decoder's pull towards the parses cost the held-out
