@@ -8,9 +8,10 @@ import logging
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from np_draw import NPDraw
-from np_draw.errors import InvalidInputError
+from np_draw.errors import ConfigMismatchError, InvalidInputError
 from np_draw.images import LazyImages, TensorImages, image_source
 from np_draw.parsing import parse
 from np_draw.training import FitConfig, _Parses
@@ -226,3 +227,15 @@ def test_a_checkpoint_from_before_an_option_existed_resumes_with_the_option_at_i
     history = NPDraw(tiny_config("mnist")).fit(images, FitConfig(**SHORT), output_dir=tmp_path, resume=True,
                                                progress=False)
     assert len(history.val_bound) == 2
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_refused_by_name(mnist_images, tmp_path):
+    images = _uint8(mnist_images, 40)
+    torch.manual_seed(0)
+    NPDraw(tiny_config("mnist")).fit(images, FitConfig(**{**SHORT, "steps": 2}), output_dir=tmp_path, progress=False)
+    for weights_file in (tmp_path / "checkpoints").rglob("model.safetensors"):
+        weights = load_file(weights_file)
+        del weights["encoder.location_bias"]  # as a checkpoint of the code before the bias was written
+        save_file(weights, weights_file)
+    with pytest.raises(ConfigMismatchError, match=r"missing \['encoder.location_bias'\]"):
+        NPDraw(tiny_config("mnist")).fit(images, FitConfig(**SHORT), output_dir=tmp_path, resume=True, progress=False)
