@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--decoder-lr", type=float, default=None,
                         help=f"default {FitConfig.decoder_lr:g}, the reference code's; the paper trains the full model "
                              "at 1e-3")
+    parser.add_argument("--location-lr", type=float, default=None,
+                        help=f"learning rate of the encoder's per-step location bias (default {FitConfig.location_lr:g}; "
+                             "a short continuation moves it more at 3e-2, as fine-tuning does)")
     parser.add_argument("--tau-start", type=float, default=None,
                         help="Gumbel temperature at the first VAE epoch (default 1; with --finetune-from, where a "
                              "continued run should pick up its schedule)")
@@ -129,7 +132,7 @@ def main() -> None:
     if start is not None:
         flag = "--continue-from" if args.continue_from else "--finetune-from"
         kept = ["--channels"] + (["--prior-epochs", "--prior-lr", "--batch-size", "--encoder-lr", "--decoder-lr",
-                                  "--tau-start", "--substitution-start", "--warmup-steps", "--patience"]
+                                  "--location-lr", "--tau-start", "--substitution-start", "--warmup-steps", "--patience"]
                                  if args.continue_from else [])
         given = [name for name in kept if getattr(args, name[2:].replace("-", "_")) is not None]
         if given:
@@ -152,7 +155,7 @@ def main() -> None:
     images = load_dataset(args.name, args.data, "train", limit=args.limit).float() / 255
     validation = load_dataset(args.name, args.data, "val").float() / 255 if args.name == "celeba" else None
     out = Path(args.out)
-    overrides = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr", "tau_start",
+    overrides = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr", "location_lr", "tau_start",
                                                      "substitution_start", "warmup_steps", "patience")
                  if getattr(args, key) is not None}
     if earlier is None:
