@@ -17,7 +17,8 @@ about its wall time (its encoder/decoder steps scaled up when the fine-tune's to
 are printed). Every fit holds 10 % of its images out for
 model selection (at least one); no test image is ever trained on. Scores: the 50-sample importance bound (nats for
 grey data, bits per dimension for colour), reconstruction PSNR, and the FID in the project's feature space between
-as many samples as test images and the test images. Prints a markdown table and writes a JSON file.
+as many samples as test images and the test images; beside them, the pretrained model's FID with samples of another
+seed, which says how far an FID moves with the samples alone. Prints a markdown table and writes a JSON file.
 """
 
 from __future__ import annotations
@@ -121,7 +122,12 @@ def main() -> None:
         pool, test, everything = (fit_size(x, pretrained.config.image_size) for x in (pool, test, everything))
         test = test.float() / 255
         as_is = score(pretrained, test, args.samples)
-        results["cases"][case] = {"test_images": len(test), "pretrained": as_is, "sizes": {}}
+        # How far the FID moves with the samples alone: the same model, samples of another seed.
+        other = pretrained.sample(len(test), generator=torch.Generator().manual_seed(1), progress=False).images
+        noise = fid(other, test, default_features(pretrained), progress=False).value
+        results["cases"][case] = {"test_images": len(test), "pretrained": as_is,
+                                  "pretrained_fid_other_samples": noise, "sizes": {}}
+        rows.append((f"{source} -> {target}", "", "pretrained, samples of seed 1", "", "", f"{noise:.2f}", "", ""))
         for size in args.sizes:
             images = everything if size == 0 else pool[torch.randperm(len(pool), generator=torch.Generator()
                                                                        .manual_seed(args.seed))[:size]]
