@@ -114,7 +114,6 @@ def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, st
     """
     with torch.device("meta"):
         skeleton = build()
-    expected = {key: (tuple(value.shape), value.is_floating_point()) for key, value in skeleton.state_dict().items()}
     try:
         weights = safe_open(Path(folder) / WEIGHTS_NAME, framework="pt")
     except (SafetensorError, OSError) as error:
@@ -122,25 +121,48 @@ def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, st
                                   f"truncated?): {error}") from error
     with weights:
         stored = {key: weights.get_slice(key) for key in weights.keys()}  # noqa: SIM118 - not a dict
-        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
-        if missing or unexpected:
-            detail = f"missing keys {_preview(missing)}, unexpected keys {_preview(unexpected)}"
-            if strict:
-                raise ConfigMismatchError(f"the weights in {folder} do not match their config: {detail}")
+        names = check_weights(skeleton.state_dict(),
+                              {key: (view.get_shape(), view.get_dtype().startswith(("F", "BF")))
+                               for key, view in stored.items()},
+                              f"the weights in {folder} do not match their config", WEIGHTS_NAME, strict=strict)
+        if names:
             logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", folder,
-                           detail)
-        for key in sorted(set(expected) & set(stored)):
-            (shape, floating), view = expected[key], stored[key]
-            if shape != tuple(view.get_shape()):
-                raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} has shape "
-                                          f"{view.get_shape()} in {WEIGHTS_NAME}, the config makes it {list(shape)}")
-            if floating != view.get_dtype().startswith(("F", "BF")):
-                raise ConfigMismatchError(f"the weights in {folder} do not match their config: {key} is stored as "
-                                          f"{view.get_dtype()}, the model holds {'floats' if floating else 'integers'} "
-                                          f"there")
+                           names)
         model = build()
         model.load_state_dict({key: weights.get_tensor(key) for key in stored}, strict=strict)
     return model
+
+
+def check_weights(expected: Mapping[str, torch.Tensor], stored: Mapping[str, tuple[list[int], bool]], problem: str,
+                  source: str, *, strict: bool = True) -> str:
+    """Check stored tensors against a model's ``state_dict()`` before any is loaded into it.
+
+    Args:
+        expected: the model's tensors (a meta-device skeleton's will do: only shapes and dtypes are read).
+        stored: for each stored name, its shape and whether it holds floating-point numbers.
+        problem: the start of the error message, e.g. "cannot resume from FOLDER".
+        source: the file the stored tensors come from, named in the message.
+        strict: a missing or unexpected name is an error; False returns their description instead.
+    Returns:
+        "" when the names match, else (only without ``strict``) which names are missing and unexpected.
+    Raises:
+        ConfigMismatchError: a name is missing or unexpected (with ``strict``), a shape differs, or a floating-point
+        tensor is stored as integers or the other way round.
+    """
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    names = f"missing keys {_preview(missing)}, unexpected keys {_preview(unexpected)}" if missing or unexpected else ""
+    if names and strict:
+        raise ConfigMismatchError(f"{problem}: {names}")
+    for key in sorted(set(expected) & set(stored)):
+        (shape, floating), tensor = stored[key], expected[key]
+        if list(shape) != list(tensor.shape):
+            raise ConfigMismatchError(f"{problem}: {key} has shape {list(shape)} in {source}, the config makes it "
+                                      f"{list(tensor.shape)}")
+        if floating != tensor.is_floating_point():
+            raise ConfigMismatchError(f"{problem}: {key} is stored as {'floats' if floating else 'integers'} in "
+                                      f"{source}, the model holds {'floats' if tensor.is_floating_point() else 'integers'}"
+                                      " there")
+    return names
 
 
 def _preview(keys: list[str], limit: int = 5) -> str:

@@ -28,9 +28,10 @@ from .canvas import Grid
 from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
 from .config import NPDrawConfig
 from .elbo import Terms, gumbel_temperature, substitution_probability
-from .errors import ConfigMismatchError, InvalidInputError, InvalidTypeError, check_count
+from .errors import InvalidInputError, InvalidTypeError, check_count
 from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
+from .model_files import check_weights
 from .networks import evaluating
 from .parsing import parse
 from .prior import Prior
@@ -398,11 +399,10 @@ class _Run:
             raise InvalidInputError(f"cannot resume from {self.directory} with epochs={self.config.epochs}, "
                                     f"steps={self.config.steps}: it has already trained {under_way} epochs or rounds; "
                                     f"pass at least {under_way}")
-        expected, stored = set(self.model.state_dict()), set(tensors["model"])
-        if expected != stored:
-            raise ConfigMismatchError(f"cannot resume from {self.directory}: its model weights do not fit this model "
-                                      f"(missing {sorted(expected - stored)}, unexpected {sorted(stored - expected)}); "
-                                      "it was written by another np-draw version or config: train into a new folder")
+        check_weights(self.model.state_dict(),
+                      {key: (list(value.shape), value.is_floating_point()) for key, value in tensors["model"].items()},
+                      f"cannot resume from {self.directory}: its model weights, written by another np-draw version or "
+                      "config, do not fit this model (train into a new folder)", "the checkpoint's model.safetensors")
         self.model.load_state_dict(tensors["model"])
         torch.set_rng_state(tensors["rng"]["torch"])
         self.order_generator.set_state(tensors["rng"]["order"])

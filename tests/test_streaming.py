@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from np_draw import NPDraw
+from np_draw import NPDraw, NPDrawConfig
 from np_draw.errors import ConfigMismatchError, InvalidInputError
 from np_draw.images import LazyImages, TensorImages, image_source
 from np_draw.parsing import parse
@@ -237,5 +237,15 @@ def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_refused_by_name(mnis
         weights = load_file(weights_file)
         del weights["encoder.location_bias"]  # as a checkpoint of the code before the bias was written
         save_file(weights, weights_file)
-    with pytest.raises(ConfigMismatchError, match=r"missing \['encoder.location_bias'\]"):
+    with pytest.raises(ConfigMismatchError, match=r"missing keys \['encoder.location_bias'\]"):
         NPDraw(tiny_config("mnist")).fit(images, FitConfig(**SHORT), output_dir=tmp_path, resume=True, progress=False)
+
+
+def test_a_checkpoint_of_another_config_is_refused_by_shape_before_loading(mnist_images, tmp_path):
+    images = _uint8(mnist_images, 40)
+    torch.manual_seed(0)
+    NPDraw(tiny_config("mnist")).fit(images, FitConfig(**{**SHORT, "steps": 2}), output_dir=tmp_path, progress=False)
+    wider = NPDrawConfig.preset("mnist", encoder_channels=32, decoder_channels=16)  # tiny_config's encoder: 16
+    with pytest.raises(ConfigMismatchError, match=r"cannot resume from .*encoder\.\S+ has shape \[\d+, .*"
+                                                  r"in the checkpoint's model.safetensors, the config makes it"):
+        NPDraw(wider).fit(images, FitConfig(**SHORT), output_dir=tmp_path, resume=True, progress=False)
