@@ -16,7 +16,8 @@ optimizer state and schedules carry on as if the run had been given those epochs
 runs finished before fit kept its optimizer state restart Adam). ``--finetune-from FOLDER`` starts a new fit from a
 finished run's weights with its part bank kept: ``--prior-epochs N`` trains its prior N more epochs (fresh Adam, the
 best validation epoch kept), then ``--epochs`` encoder and decoder epochs (0 for none), with the learning rates
-given. Either way the record adds the earlier run's wall time and keeps its commit and configs under
+given; with ``--channels`` the encoder and decoder start afresh at that width instead, on the run's bank and
+prior. Either way the record adds the earlier run's wall time and keeps its commit and configs under
 ``continued_from``.
 """
 
@@ -131,9 +132,9 @@ def main() -> None:
         parser.error("give --continue-from or --finetune-from, not both")
     if start is not None:
         flag = "--continue-from" if args.continue_from else "--finetune-from"
-        kept = ["--channels"] + (["--prior-epochs", "--prior-lr", "--batch-size", "--encoder-lr", "--decoder-lr",
-                                  "--location-lr", "--tau-start", "--substitution-start", "--warmup-steps", "--patience"]
-                                 if args.continue_from else [])
+        kept = (["--channels", "--prior-epochs", "--prior-lr", "--batch-size", "--encoder-lr", "--decoder-lr",
+                 "--location-lr", "--tau-start", "--substitution-start", "--warmup-steps", "--patience"]
+                if args.continue_from else [])
         given = [name for name in kept if getattr(args, name[2:].replace("-", "_")) is not None]
         if given:
             parser.error(f"{flag} keeps the earlier run's configs; drop {', '.join(given)}")
@@ -165,6 +166,9 @@ def main() -> None:
                                epochs=args.epochs, **overrides)
     elif args.finetune_from is not None:
         config = NPDrawConfig.from_dict(earlier["config"])
+        if args.channels is not None:
+            config = NPDrawConfig.from_dict({**config.to_dict(), "encoder_channels": args.channels,
+                                             "decoder_channels": args.channels})
         fit_config = FitConfig(seed=args.seed, fit_bank=False, fit_prior=bool(args.prior_epochs),
                                prior_epochs=args.prior_epochs or 0, prior_lr=args.prior_lr or 1e-3,
                                epochs=args.epochs, **overrides)
@@ -176,6 +180,12 @@ def main() -> None:
         if not (out / "checkpoints").exists():
             shutil.copytree(Path(args.continue_from) / "checkpoints", out / "checkpoints")
     model = NPDraw.from_pretrained(args.finetune_from) if args.finetune_from else NPDraw(config)
+    if model.config != config:  # --finetune-from with --channels: fresh encoder and decoder, bank and prior kept
+        torch.manual_seed(args.seed)
+        fresh = NPDraw(config)
+        fresh.bank.load_state_dict(model.bank.state_dict())
+        fresh.prior.load_state_dict(model.prior.state_dict())
+        model = fresh
     record_file = out / "training.json"
     # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost.
     clock = WallClock(out / "wall_time.json", args.resume, earlier["wall_time_s"] if earlier else 0.0)
