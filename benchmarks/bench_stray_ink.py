@@ -1,6 +1,7 @@
 """Stray ink: how much faint background a grey model's samples carry, against the real images.
 
     python benchmarks/bench_stray_ink.py --data ../shared/data [--samples 10000]
+    python benchmarks/bench_stray_ink.py --data ../shared/data --models runs/omniglot-128 --dataset omniglot
 
 A bundled grey model's sample is a map of Bernoulli probabilities p; binarised, every pixel is ink with
 probability p. Stray ink is the expected number of ink pixels that come from faint pixels, the sum of p over the
@@ -30,7 +31,10 @@ def stray_ink(probabilities: torch.Tensor, below: float = 0.3) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the shared data folder")
-    parser.add_argument("--models", nargs="+", default=["mnist", "omniglot"])
+    parser.add_argument("--models", nargs="+", default=["mnist", "omniglot"],
+                        help="bundled names or model folders (a folder needs --dataset)")
+    parser.add_argument("--dataset", default=None, choices=["mnist", "omniglot"],
+                        help="the test images to compare with (default: the model's name)")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--out", default="bench_stray_ink.json")
     args = parser.parse_args()
@@ -38,7 +42,7 @@ def main() -> None:
     for name in args.models:
         model = NPDraw.from_pretrained(name)
         samples = model.sample(args.samples, generator=torch.Generator().manual_seed(0), progress=False).images
-        data = load_dataset(name, args.data, "test").float() / 255
+        data = load_dataset(args.dataset or name, args.data, "test").float() / 255
         figures = {"samples": stray_ink(samples).mean().item(), "data": stray_ink(data).mean().item(),
                    "reconstructions": stray_ink(model.reconstruct(data)).mean().item()}
         figures["ratio"] = figures["samples"] / figures["data"]
