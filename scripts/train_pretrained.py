@@ -16,9 +16,10 @@ optimizer state and schedules carry on as if the run had been given those epochs
 runs finished before fit kept its optimizer state restart Adam). ``--finetune-from FOLDER`` starts a new fit from a
 finished run's weights with its part bank kept: ``--prior-epochs N`` trains its prior N more epochs (fresh Adam, the
 best validation epoch kept), then ``--epochs`` encoder and decoder epochs (0 for none), with the learning rates
-given; with ``--channels`` the encoder and decoder start afresh at that width instead, on the run's bank and
-prior. Either way the record adds the earlier run's wall time and keeps its commit and configs under
-``continued_from``.
+given; with ``--channels`` (even the run's own width) the encoder and decoder start afresh at that width instead, on
+the run's bank and prior. Either way the record keeps the earlier run's commit, configs and wall time under
+``continued_from``, and its wall time adds the earlier run's, unless the encoder and decoder started afresh
+(``"new_encoder_decoder": true``).
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ def main() -> None:
     parser.add_argument("--name", required=True, choices=["mnist", "omniglot", "cifar10", "celeba"])
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--out", required=True, help="output model folder")
-    parser.add_argument("--channels", type=int, default=None, help="encoder/decoder widths (default 64; paper: 128)")
+    parser.add_argument("--channels", type=int, default=None,
+                        help="encoder/decoder widths (default 64; paper: 128); with --finetune-from, a new encoder and "
+                             "decoder of this width on the run's bank and prior (default: keep the run's)")
     parser.add_argument("--prior-epochs", type=int, default=None, help="default 2")
     parser.add_argument("--prior-lr", type=float, default=None, help="default 1e-3")
     parser.add_argument("--epochs", type=int, default=2)
@@ -148,6 +151,9 @@ def main() -> None:
         for option, key in (("--seed", "seed"), ("--limit", "limit")):
             if getattr(args, key) != earlier[key]:
                 parser.error(f"{flag}: that run used {option} {earlier[key]}, got {getattr(args, key)}")
+    if args.finetune_from is not None and args.channels is not None and args.epochs < 1:
+        parser.error(f"--channels with --finetune-from trains a new encoder and decoder: --epochs must be at least 1, "
+                     f"got {args.epochs}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,15 +186,18 @@ def main() -> None:
         if not (out / "checkpoints").exists():
             shutil.copytree(Path(args.continue_from) / "checkpoints", out / "checkpoints")
     model = NPDraw.from_pretrained(args.finetune_from) if args.finetune_from else NPDraw(config)
-    if model.config != config:  # --finetune-from with --channels: fresh encoder and decoder, bank and prior kept
+    fresh_networks = args.finetune_from is not None and args.channels is not None
+    if fresh_networks:  # bank and prior kept, encoder and decoder new (at any width, the source's too)
         torch.manual_seed(args.seed)
         fresh = NPDraw(config)
         fresh.bank.load_state_dict(model.bank.state_dict())
         fresh.prior.load_state_dict(model.prior.state_dict())
         model = fresh
     record_file = out / "training.json"
-    # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost.
-    clock = WallClock(out / "wall_time.json", args.resume, earlier["wall_time_s"] if earlier else 0.0)
+    # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost; new
+    # networks count from zero (the source's time, its discarded encoder and decoder included, is under continued_from).
+    clock = WallClock(out / "wall_time.json", args.resume, earlier["wall_time_s"] if earlier and not fresh_networks
+                      else 0.0)
     # Read before training: commits made while a long run goes on are not the code it ran.
     commit = git_commit()
     history = fit(model, images, fit_config, output_dir=out, resume=args.resume or args.continue_from is not None,
@@ -202,8 +211,10 @@ def main() -> None:
               "seed": args.seed, "limit": args.limit, "wall_time_s": round(wall, 1), "machine": machine(),
               "data_sha256": sha256, "val_bound": history.val_bound, "prior_val": history.prior_val,
               "train": history.train}
+    if fresh_networks:
+        record["new_encoder_decoder"] = True
     if earlier is not None:
-        record["continued_from"] = {key: earlier[key] for key in ("git_commit", "fit_config", "wall_time_s",
+        record["continued_from"] = {key: earlier[key] for key in ("git_commit", "config", "fit_config", "wall_time_s",
                                                                   "val_bound", "prior_val", "continued_from")
                                     if key in earlier}
     record_file.write_text(json.dumps(record, indent=2) + "\n")
