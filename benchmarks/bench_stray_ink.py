@@ -1,7 +1,7 @@
 """Stray ink: how much faint background a grey model's samples carry, against the real images.
 
     python benchmarks/bench_stray_ink.py --data ../shared/data [--samples 10000]
-    python benchmarks/bench_stray_ink.py --data ../shared/data --models runs/omniglot-128 --dataset omniglot
+    python benchmarks/bench_stray_ink.py --data ../shared/data --models runs/omniglot-128  # a training run's folder
 
 A bundled grey model's sample is a map of Bernoulli probabilities p; binarised, every pixel is ink with
 probability p. Stray ink is the expected number of ink pixels that come from faint pixels, the sum of p over the
@@ -15,6 +15,8 @@ JSON file.
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import torch
 from common import table, write_json
@@ -22,27 +24,40 @@ from common import table, write_json
 from np_draw import NPDraw
 from np_draw.data import load_dataset
 
+GREY = ("mnist", "omniglot")
+
 
 def stray_ink(probabilities: torch.Tensor, below: float = 0.3) -> torch.Tensor:
     """Per image: the sum of the probabilities under ``below`` (N,), for (N, 1, H, W) in [0, 1]."""
     return (probabilities * (probabilities < below)).flatten(1).sum(1)
 
 
+def test_images_of(model: str) -> str | None:
+    """The grey data set a bundled name or a train_pretrained.py run folder was trained on, None if neither."""
+    if model in GREY:
+        return model
+    record = Path(model) / "training.json"
+    name = json.loads(record.read_text()).get("name") if record.is_file() else None
+    return name if name in GREY else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--models", nargs="+", default=["mnist", "omniglot"],
-                        help="bundled names or model folders (a folder needs --dataset)")
-    parser.add_argument("--dataset", default=None, choices=["mnist", "omniglot"],
-                        help="the test images to compare with (default: the model's name)")
+                        help="bundled names, or folders of train_pretrained.py runs (their training.json names the data)")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--out", default="bench_stray_ink.json")
     args = parser.parse_args()
+    datasets = {name: test_images_of(name) for name in args.models}
+    if None in datasets.values():
+        parser.error(f"--models: {[name for name, found in datasets.items() if found is None]} are neither mnist, "
+                     "omniglot nor the folder of a train_pretrained.py run of one of them")
     results, rows = {"samples": args.samples}, []
     for name in args.models:
         model = NPDraw.from_pretrained(name)
         samples = model.sample(args.samples, generator=torch.Generator().manual_seed(0), progress=False).images
-        data = load_dataset(args.dataset or name, args.data, "test").float() / 255
+        data = load_dataset(datasets[name], args.data, "test").float() / 255
         figures = {"samples": stray_ink(samples).mean().item(), "data": stray_ink(data).mean().item(),
                    "reconstructions": stray_ink(model.reconstruct(data)).mean().item()}
         figures["ratio"] = figures["samples"] / figures["data"]
