@@ -77,6 +77,15 @@ def _edited_config(model: NPDraw, folder: Path, **changes: object) -> Path:
     return saved
 
 
+def _resume_with_other_width(model: NPDraw, folder: Path) -> None:
+    """Fit ``model`` into ``folder``, then resume that run with a model twice as wide."""
+    images, config = _images(8, 1, 28, 28), FitConfig(prior_steps=1, steps=1, eval_every=1, batch_size=4,
+                                                        prior_batch_size=4, bank_images=8)
+    model.fit(images, config, output_dir=folder / "run", progress=False)
+    wider = NPDrawConfig.from_dict({**model.config.to_dict(), "encoder_channels": 2 * model.config.encoder_channels})
+    NPDraw(wider).fit(images, config, output_dir=folder / "run", resume=True, progress=False)
+
+
 def _bad_manifest(model: NPDraw, folder: Path) -> Path:
     """A manifest whose bundled model "tiny" records a sha256 its weights file does not have."""
     _saved(model, folder).rename(folder / "tiny")
@@ -197,6 +206,9 @@ API_CASES: list[ApiCase] = [
             "encoder.features.0.0.weight has shape [16, 1, 3, 3] in model.safetensors, the config makes it "
             "[20000, 1, 3, 3]",
             lambda m, f: NPDraw.from_pretrained(_edited_config(m, f, encoder_channels=20000))),
+    ApiCase("resuming a run with a model of another config", "NPDraw.fit", ConfigMismatchError,
+            "its model weights, written by another np-draw version or config, do not fit this model",
+            _resume_with_other_width),
     ApiCase("config.json with an unexpected key", "NPDraw.from_pretrained", InvalidInputError,
             "config.json is not a valid NP-DRAW config: unknown config keys ['command']",
             lambda m, f: NPDraw.from_pretrained(_edited_config(m, f, command="rm -rf /"))),
