@@ -151,7 +151,9 @@ def main() -> None:
         for option, key in (("--seed", "seed"), ("--limit", "limit")):
             if getattr(args, key) != earlier[key]:
                 parser.error(f"{flag}: that run used {option} {earlier[key]}, got {getattr(args, key)}")
-    if args.finetune_from is not None and args.channels is not None and args.epochs < 1:
+    # Bank and prior kept, a new encoder and decoder (at any width given, the source's too).
+    fresh_networks = args.finetune_from is not None and args.channels is not None
+    if fresh_networks and args.epochs < 1:
         parser.error(f"--channels with --finetune-from trains a new encoder and decoder: --epochs must be at least 1, "
                      f"got {args.epochs}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -172,7 +174,7 @@ def main() -> None:
                                epochs=args.epochs, **overrides)
     elif args.finetune_from is not None:
         config = NPDrawConfig.from_dict(earlier["config"])
-        if args.channels is not None:
+        if fresh_networks:
             config = NPDrawConfig.from_dict({**config.to_dict(), "encoder_channels": args.channels,
                                              "decoder_channels": args.channels})
         fit_config = FitConfig(seed=args.seed, fit_bank=False, fit_prior=bool(args.prior_epochs),
@@ -186,8 +188,7 @@ def main() -> None:
         if not (out / "checkpoints").exists():
             shutil.copytree(Path(args.continue_from) / "checkpoints", out / "checkpoints")
     model = NPDraw.from_pretrained(args.finetune_from) if args.finetune_from else NPDraw(config)
-    fresh_networks = args.finetune_from is not None and args.channels is not None
-    if fresh_networks:  # bank and prior kept, encoder and decoder new (at any width, the source's too)
+    if fresh_networks:
         torch.manual_seed(args.seed)
         fresh = NPDraw(config)
         fresh.bank.load_state_dict(model.bank.state_dict())
