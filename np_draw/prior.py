@@ -79,14 +79,19 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
 
 
 class KVCache:
-    """Keys and values of the tokens seen so far, each a preallocated (layers, T, N, D) tensor: a step writes one
-    contiguous block, and its single query reads the cached steps as one block (with the steps inside each image's
-    rows, each write scattered N small rows over the cache, and the prior's steps ran 1.2x slower on a CPU)."""
+    """Keys and values of the tokens seen so far, preallocated per layer: keys (T, d, N, H), the head's d channels
+    outermost, and values (T, N, H, d); a step writes one block of each.
 
-    def __init__(self, num_layers: int, batch: int, length: int, width: int, like: torch.Tensor) -> None:
+    A single query's dot products then sum over an outer axis, whole contiguous rows at a time: 2.5x faster on a
+    CPU than summing each head's channels where they lie innermost (the scores took over half of the attention's
+    time). Values stay image-major: weighting them was as fast either way, and their sum comes out ready for the
+    output projection.
+    """
+
+    def __init__(self, num_layers: int, batch: int, length: int, width: int, heads: int, like: torch.Tensor) -> None:
         # Never read past what has been written, so never cleared.
-        self.keys = like.new_empty(num_layers, length, batch, width)
-        self.values = like.new_empty(num_layers, length, batch, width)
+        self.keys = [like.new_empty(length, width // heads, batch, heads) for _ in range(num_layers)]
+        self.values = [like.new_empty(length, batch, heads, width // heads) for _ in range(num_layers)]
         self.length = 0
 
 
@@ -112,16 +117,16 @@ class CausalSelfAttention(nn.Module):
         else:
             if t != 1:  # several tokens after a prefix would need an offset mask; sampling feeds one at a time
                 raise InvalidInputError(f"a cached forward takes one token at a time, got {t}")
-            start, end = cache.length, cache.length + t
-            keys, values = cache.keys.select(0, layer), cache.values.select(0, layer)
-            keys.narrow(0, start, t).copy_(qkv.select(2, 1).transpose(0, 1))
-            values.narrow(0, start, t).copy_(qkv.select(2, 2).transpose(0, 1))
-            k, v = keys.narrow(0, 0, end), values.narrow(0, 0, end)
-            # One query: products and sums over the cached steps. A batched matrix product of one row per
-            # image and head runs far below the machine's rate (it took a third of CPU sampling at batch 256).
-            scores = (qkv.select(2, 0).transpose(0, 1) * k).view(end, n, heads, head).sum(-1)
+            step, keys, values = cache.length, cache.keys[layer], cache.values[layer]
+            qkv = qkv.view(n, 3, heads, head)
+            keys.select(0, step).copy_(qkv.select(1, 1).permute(2, 0, 1))
+            values.select(0, step).copy_(qkv.select(1, 2))
+            # One query: products and sums over the cached steps (linalg.vecdot: one call for both). A batched
+            # matrix product of one row per image and head runs far below the machine's rate on a CPU.
+            query = keys.new_empty(head, n, heads).copy_(qkv.select(1, 0).permute(2, 0, 1))  # the keys' layout
+            scores = torch.linalg.vecdot(query, keys.narrow(0, 0, step + 1), dim=1)  # (steps, N, H)
             weights = torch.softmax(scores * head**-0.5, dim=0)
-            y = (weights.unsqueeze(-1) * v.view(end, n, heads, head)).sum(0)
+            y = torch.linalg.vecdot(weights.unsqueeze(-1), values.narrow(0, 0, step + 1), dim=0)
             return F.linear(y.view(n, 1, width), self.out.weight, self.out.bias)
         if self.training and self.dropout and not x.is_cuda:
             # Written out on the CPU for dropout's mask (see dropout); the kernel's own adds a check of every row.
@@ -261,7 +266,7 @@ class Prior(nn.Module):
         index = self.grid.tile_index(c + 1, tile, noise.device)
         ones = like.new_ones(n, 1, *bank.parts.shape[2:])
         if use_cache:
-            cache = KVCache(len(self.blocks), n, steps, self.config.hidden_size, like)
+            cache = KVCache(len(self.blocks), n, steps, self.config.hidden_size, self.config.num_heads, like)
         else:
             past = like.new_zeros(n, steps, *tiled.shape[1:])
         for t in range(steps):
