@@ -150,7 +150,7 @@ def test_cached_single_tokens_equal_attention_over_the_whole_sequence():
     torch.manual_seed(0)
     attention = CausalSelfAttention(PriorConfig()).eval()
     x = torch.randn(5, 6, PriorConfig().hidden_size)
-    cache = KVCache(1, 5, 6, PriorConfig().hidden_size, PriorConfig().num_heads, x)
+    cache = KVCache([attention], 5, 6)
     with torch.no_grad():
         whole = attention(x)
         pieces = []
@@ -158,5 +158,5 @@ def test_cached_single_tokens_equal_attention_over_the_whole_sequence():
             pieces.append(attention(x[:, t:t + 1], cache))
             cache.length += 1
         with pytest.raises(InvalidInputError, match="one token at a time"):
-            attention(x[:, :2], KVCache(1, 5, 6, PriorConfig().hidden_size, PriorConfig().num_heads, x))
+            attention(x[:, :2], KVCache([attention], 5, 6))
     torch.testing.assert_close(torch.cat(pieces, 1), whole, rtol=1e-5, atol=1e-6)
