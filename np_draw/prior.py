@@ -128,12 +128,13 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        """x: (N, t, D). With a cache, x holds one new token (t = 1), which attends to the cached ones too."""
-        n, t, width = x.shape
+        """x: (N, t, D) -> (N, t, D). With a cache, x is one new token per image, (N, D), which attends to the
+        cached ones too."""
         if cache is not None:
-            if t != 1:  # several tokens after a prefix would need an offset mask; sampling feeds one at a time
-                raise InvalidInputError(f"a cached forward takes one token at a time, got {t}")
+            if x.dim() != 2:  # several tokens after a prefix would need an offset mask; sampling feeds one at a time
+                raise InvalidInputError(f"a cached forward takes one token per image, (N, D), got {tuple(x.shape)}")
             return self._step(x, cache, layer)
+        n, t, width = x.shape
         heads, head = self.heads, width // self.heads
         qkv = F.linear(x, self.qkv.weight, self.qkv.bias).view(n, t, 3, heads, head)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
@@ -147,13 +148,13 @@ class CausalSelfAttention(nn.Module):
         return F.linear(y.transpose(1, 2).reshape(n, t, width), self.out.weight, self.out.bias)
 
     def _step(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
-        """One token (N, 1, D) through this layer's attention, appending its key and value to ``cache``."""
+        """One token per image (N, D) through this layer's attention, appending its key and value to ``cache``."""
         # Functional calls, views, select and narrow rather than submodules, einops and indexing: a sampling step
         # runs this 8 times on one token, where Python's share of the time is larger than the arithmetic's.
-        n, width = x.shape[0], x.shape[2]
+        n, width = x.shape
         wq, bq, wk, bk, wv, bv, wo, bo = cache.projections[layer]
         step, keys, values = cache.length, cache.keys[layer], cache.values[layer]
-        h = x.view(n, width).t()
+        h = x.t()
         torch.addmm(bq, wq, h, out=cache.query.view(width, n))
         torch.addmm(bk, wk, h, out=keys.select(0, step).view(width, n))
         torch.addmm(bv, wv, h, out=values.select(0, step).view(width, n))
@@ -161,7 +162,7 @@ class CausalSelfAttention(nn.Module):
         # one row per image and head runs far below the machine's rate on a CPU.
         weights = torch.softmax(torch.linalg.vecdot(cache.query, keys.narrow(0, 0, step + 1), dim=1), dim=0)
         y = torch.linalg.vecdot(weights.unsqueeze(1), values.narrow(0, 0, step + 1), dim=0)  # (d, H, N)
-        return F.linear(y.view(width, n).t(), wo, bo).view(n, 1, width)
+        return F.linear(y.view(width, n).t(), wo, bo)
 
 
 class Block(nn.Module):
@@ -179,7 +180,8 @@ class Block(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        """x: (N, t, D) -> (N, t, D); with ``cache``, attends to the cached steps too and appends this one."""
+        """x: (N, t, D) -> (N, t, D); with ``cache``, one token per image (N, D) that attends to the cached steps
+        too and is appended to them."""
         # The submodules' own functions, called directly (see CausalSelfAttention.forward).
         norm1, norm2, (up, _, down, drop) = self.norm1, self.norm2, self.mlp
         h = self.attn(F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps), cache, layer)
@@ -212,14 +214,19 @@ class Prior(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size)
         self.head = nn.Linear(config.hidden_size, num_parts + self.num_steps + 1)
 
-    def _run(self, tiles: torch.Tensor, offset: int = 0, cache: KVCache | None = None) -> StepLogits:
-        x = self.embed(tiles) + self.position.narrow(0, offset, tiles.shape[1])
+    def _run(self, tiles: torch.Tensor, cache: KVCache | None = None) -> StepLogits:
+        """Logits of the steps whose inputs are ``tiles`` (N, t, cells, F); with ``cache``, of one step (t = 1) that
+        attends to the cached ones and is appended to them, without the step axis: (N, B), (N, L), (N,)."""
+        if cache is None:
+            x = self.embed(tiles) + self.position.narrow(0, 0, tiles.shape[1])
+        else:
+            x = self.embed(tiles).select(1, 0) + self.position.select(0, cache.length)
         if self.training:
             x = dropout(x, self.drop.p)
         for layer, block in enumerate(self.blocks):
             x = block(x, cache, layer)
         if cache is not None:
-            cache.length += tiles.shape[1]
+            cache.length += 1
         out = self.head(self.norm(x))
         ids, locs, present = out.split([self.num_parts, self.num_steps, 1], dim=-1)
         return StepLogits(ids, locs, present.squeeze(-1))
@@ -300,15 +307,15 @@ class Prior(nn.Module):
                 past[:, t] = tiled
             if t < given:
                 if use_cache:  # the given step's keys and values must be in the cache for the steps after it
-                    self._run(tiled[:, None], offset=t, cache=cache)
-                ids[:, t], locs[:, t], present[:, t] = prefix.ids[:, t], prefix.locs[:, t], prefix.present[:, t]
+                    self._run(tiled[:, None], cache)
+                step = prefix.ids[:, t], prefix.locs[:, t], prefix.present[:, t]
             else:
-                if use_cache:
-                    logits = self._run(tiled[:, None], offset=t, cache=cache)[:, -1]
-                else:
-                    logits = self._run(past[:, :t + 1])[:, -1]
-                ids[:, t], locs[:, t], present[:, t] = logits.draw(noise[:, t], temperature)
-            self.grid.draw(tiled, _drawn(bank, ids[:, t], ones, present[:, t]), locs[:, t], index)
+                logits = self._run(tiled[:, None], cache) if use_cache else self._run(past[:, :t + 1])[:, -1]
+                step = logits.draw(noise[:, t], temperature)
+            # select and copy_ rather than indexing: Python's share of a step is large at small batches.
+            for into, value in zip((ids, locs, present), step):
+                into.select(1, t).copy_(value)
+            self.grid.draw(tiled, _drawn(bank, step[0], ones, step[2]), step[1], index)
         return Latents(ids, locs, present, canvas=self.grid.untile(tiled, tile)[:, :c].contiguous())
 
     def _check_prefix(self, prefix: Latents, count: int) -> int:

@@ -155,8 +155,8 @@ def test_cached_single_tokens_equal_attention_over_the_whole_sequence():
         whole = attention(x)
         pieces = []
         for t in range(6):
-            pieces.append(attention(x[:, t:t + 1], cache))
+            pieces.append(attention(x[:, t], cache))
             cache.length += 1
-        with pytest.raises(InvalidInputError, match="one token at a time"):
+        with pytest.raises(InvalidInputError, match=r"one token per image, \(N, D\), got \(5, 2, 64\)"):
             attention(x[:, :2], KVCache([attention], 5, 6))
-    torch.testing.assert_close(torch.cat(pieces, 1), whole, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.stack(pieces, 1), whole, rtol=1e-5, atol=1e-6)
