@@ -89,6 +89,9 @@ class KVCache:
     time. On a CPU the prior's steps take 1.3x less time in torch's kernels than with the tokens' (N, H, d) layout,
     whose per-head sums over 16 innermost channels ran far below the machine's rate.
 
+    The projections are the layers' weights when the cache is built: a cache serves one sampling call, under
+    ``torch.no_grad()`` (its in-place writes cannot be differentiated).
+
     Args:
         attentions: the prior's attention layers, in order.
         batch: N.
@@ -96,6 +99,8 @@ class KVCache:
     """
 
     def __init__(self, attentions: Sequence[CausalSelfAttention], batch: int, length: int) -> None:
+        if torch.is_grad_enabled():
+            raise InvalidInputError("a KVCache is for sampling: build and use it under torch.no_grad()")
         weight = attentions[0].out.weight
         heads, width = attentions[0].heads, weight.shape[0]
         head = width // heads
@@ -106,7 +111,8 @@ class KVCache:
         self.projections = []
         for attention in attentions:
             (wq, wk, wv), (bq, bk, bv) = attention.qkv.weight.chunk(3), attention.qkv.bias.chunk(3)
-            # 1 / sqrt(d) folded into the query (exact for d = 16, a power of two, as every bundled model's).
+            # 1 / sqrt(d) folded into the query: exact when it is a power of two (d = 4, 16, 64; every bundled
+            # model has d = 16), else a rounding of the last bit.
             self.projections.append((d_major(wq) * head**-0.5, d_major(bq) * head**-0.5, d_major(wk), d_major(bk),
                                      d_major(wv), d_major(bv),
                                      rearrange(attention.out.weight, "o (h d) -> o (d h)", h=heads), attention.out.bias))
@@ -114,7 +120,7 @@ class KVCache:
         self.keys = [weight.new_empty(length, head, heads, batch) for _ in attentions]
         self.values = [weight.new_empty(length, head, heads, batch) for _ in attentions]
         self.query = weight.new_empty(head, heads, batch)
-        self.length = 0
+        self.batch, self.capacity, self.length = batch, length, 0
 
 
 class CausalSelfAttention(nn.Module):
@@ -131,8 +137,12 @@ class CausalSelfAttention(nn.Module):
         """x: (N, t, D) -> (N, t, D). With a cache, x is one new token per image, (N, D), which attends to the
         cached ones too."""
         if cache is not None:
-            if x.dim() != 2:  # several tokens after a prefix would need an offset mask; sampling feeds one at a time
-                raise InvalidInputError(f"a cached forward takes one token per image, (N, D), got {tuple(x.shape)}")
+            # Several tokens after a prefix would need an offset mask; sampling feeds one at a time.
+            if x.shape != (cache.batch, self.out.in_features):
+                raise InvalidInputError(f"a cached forward takes one token per image, (N, D) = ({cache.batch}, "
+                                        f"{self.out.in_features}), got {tuple(x.shape)}")
+            if cache.length == cache.capacity:
+                raise InvalidInputError(f"the cache is full: it holds {cache.capacity} steps")
             return self._step(x, cache, layer)
         n, t, width = x.shape
         heads, head = self.heads, width // self.heads
@@ -154,7 +164,7 @@ class CausalSelfAttention(nn.Module):
         n, width = x.shape
         wq, bq, wk, bk, wv, bv, wo, bo = cache.projections[layer]
         step, keys, values = cache.length, cache.keys[layer], cache.values[layer]
-        h = x.t()
+        h = x.t().to(wq.dtype)  # a half model under CUDA autocast gets float32 from layer_norm; out= is not cast
         torch.addmm(bq, wq, h, out=cache.query.view(width, n))
         torch.addmm(bk, wk, h, out=keys.select(0, step).view(width, n))
         torch.addmm(bv, wv, h, out=values.select(0, step).view(width, n))
@@ -287,8 +297,9 @@ class Prior(nn.Module):
         n, steps = noise.shape[0], self.num_steps
         noise = gumbel(noise)  # once for every step, not per step
         given = 0 if prefix is None else self._check_prefix(prefix, n)
-        if given:
-            prefix = prefix.to(noise.device)
+        if given:  # in the dtypes drawn steps have: indices must be int64 (uint8 would index as a mask)
+            prefix = Latents(prefix.ids.to(noise.device, torch.long), prefix.locs.to(noise.device, torch.long),
+                             prefix.present.to(noise.device, bank.parts.dtype))
         c, tile = bank.parts.shape[1], self.embed.patch
         like = bank.parts.new_empty(0).to(noise.device)  # the model's dtype; noise is float32
         ids = torch.zeros(n, steps, dtype=torch.long, device=noise.device)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from np_draw import Grid, PartBank, Prior, PriorConfig
+from np_draw import Grid, Latents, PartBank, Prior, PriorConfig
 from np_draw.canvas import history
 from np_draw.errors import InvalidInputError
 from np_draw.prior import CausalSelfAttention, KVCache, dropout
@@ -37,6 +37,18 @@ def test_cached_sampling_equals_prefix_recomputation():
     assert torch.equal(cached.present, full.present)
     assert torch.equal(cached.canvas, full.canvas)
     assert 0 < cached.present.mean() < 1  # something was drawn, and not everything
+
+
+def test_a_prefix_of_any_integer_dtype_is_drawn_as_int64_indices():
+    """Prefix ids and locs in a narrow integer dtype draw what the same int64 values draw: with 36 drawings on 36
+    cells, uint8 locations used as they are would index the cells as a mask."""
+    prior, bank = make_prior()
+    u = noise(36, seed=3)
+    drawn = prior.sample(bank, u)
+    given = Latents(drawn.ids[:, :10], drawn.locs[:, :10], drawn.present[:, :10])
+    narrow = Latents(given.ids.to(torch.int16), given.locs.to(torch.uint8), given.present)
+    assert torch.equal(prior.sample(bank, u, prefix=narrow).ids, prior.sample(bank, u, prefix=given).ids)
+    assert torch.equal(prior.sample(bank, u, prefix=narrow).canvas, drawn.canvas)
 
 
 def test_teacher_forcing_reproduces_the_logits_seen_while_sampling():
@@ -146,17 +158,21 @@ def test_a_bfloat16_prior_trains_in_bfloat16():
 
 def test_cached_single_tokens_equal_attention_over_the_whole_sequence():
     """Fed one token at a time, the cache attends as a causal forward over the whole sequence does; it refuses
-    several new tokens at once, which would need an offset mask."""
+    several new tokens at once, which would need an offset mask, a step past its length, and gradients."""
     torch.manual_seed(0)
     attention = CausalSelfAttention(PriorConfig()).eval()
     x = torch.randn(5, 6, PriorConfig().hidden_size)
-    cache = KVCache([attention], 5, 6)
     with torch.no_grad():
+        cache = KVCache([attention], 5, 6)
         whole = attention(x)
         pieces = []
         for t in range(6):
             pieces.append(attention(x[:, t], cache))
             cache.length += 1
-        with pytest.raises(InvalidInputError, match=r"one token per image, \(N, D\), got \(5, 2, 64\)"):
+        with pytest.raises(InvalidInputError, match=r"one token per image, \(N, D\) = \(5, 64\), got \(5, 2, 64\)"):
             attention(x[:, :2], KVCache([attention], 5, 6))
+        with pytest.raises(InvalidInputError, match="the cache is full: it holds 6 steps"):
+            attention(x[:, 0], cache)
+    with pytest.raises(InvalidInputError, match=r"for sampling: build and use it under torch.no_grad\(\)"):
+        KVCache([attention], 5, 6)
     torch.testing.assert_close(torch.stack(pieces, 1), whole, rtol=1e-5, atol=1e-6)
