@@ -86,8 +86,9 @@ class KVCache:
     query, key and value are computed transposed (projection @ h^T, the projections' rows reordered from (H, d) to
     (d, H) once, here) and written where they belong as they are computed, without a copy; the single query's dot
     products and its weighted sum of the values then run over outer axes, a whole contiguous row of images at a
-    time. On a CPU the prior's steps take 1.3x less time in torch's kernels than with the tokens' (N, H, d) layout,
-    whose per-head sums over 16 innermost channels ran far below the machine's rate.
+    time, where the tokens' (N, H, d) layout summed each head's 16 channels innermost, far below a CPU's rate, and
+    copied every key and value into the cache: 1.3-1.4x fewer instructions per prior step at batch 64
+    (benchmarks/bench_sampling_instructions.py).
 
     The projections are the layers' weights when the cache is built: a cache serves one sampling call, under
     ``torch.no_grad()`` (its in-place writes cannot be differentiated).
