@@ -3,9 +3,7 @@
     cd benchmarks && python bench_sampling_detail.py [--models mnist celeba] [--batch 256] [--repeats 12]
 
 For each bundled model: milliseconds per image of the prior's T steps (``Prior.sample``) and of the decoder
-(``NPDraw.decode`` of the drawn canvases) on one thread, the fastest of three batches each, and how much of one prior
-batch's time is spent inside torch's operators (torch.profiler's self times, summed: the arithmetic and the
-operators' own bookkeeping; the rest of the prior's time is Python and the calls into torch); then images/s of
+(``NPDraw.decode`` of the drawn canvases) on one thread, the fastest of three batches each; then images/s of
 ``--repeats`` single batches of ``NPDraw.sample`` on 2 threads, one after another, with their median, to show how much
 a two-thread figure varies from batch to batch. Uses the public API only, so it runs on earlier commits too
 (``PYTHONPATH=/path/to/old/checkout``). Prints markdown tables and writes a JSON file.
@@ -19,7 +17,6 @@ import time
 
 import torch
 from common import table, write_json
-from torch.profiler import ProfilerActivity, profile
 
 from np_draw import NPDraw
 
@@ -35,15 +32,8 @@ def fastest(work, repeat: int = 3) -> float:
     return min(times)
 
 
-def operator_ms(work) -> float:
-    """Milliseconds of one call of ``work`` spent inside torch's operators (their self times under the profiler)."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        work()
-    return sum(event.self_cpu_time_total for event in prof.key_averages()) / 1e3
-
-
 def phases(model: NPDraw, batch: int) -> dict[str, float]:
-    """Milliseconds per image of the prior (also: inside torch's operators) and of the decoder, on one thread."""
+    """Milliseconds per image of the prior and of the decoder, on one thread."""
     torch.set_num_threads(1)
     prior, cfg = model.prior, model.config
     noise = torch.rand(batch, cfg.num_steps, cfg.num_parts + cfg.num_steps + 1,
@@ -51,7 +41,6 @@ def phases(model: NPDraw, batch: int) -> dict[str, float]:
     with torch.no_grad():
         canvas = prior.sample(model.bank, noise).canvas
         return {"prior_ms": fastest(lambda: prior.sample(model.bank, noise)) / batch * 1e3,
-                "prior_operators_ms": operator_ms(lambda: prior.sample(model.bank, noise)) / batch,
                 "decoder_ms": fastest(lambda: model.decode(canvas)) / batch * 1e3}
 
 
@@ -80,11 +69,10 @@ def main() -> None:
         split = phases(model, args.batch)
         rates = single_batches(model, args.batch, args.repeats)
         results["models"][name] = {**split, "two_thread_batches_images_per_s": rates}
-        phase_rows.append((name, f"{split['prior_ms']:.2f}", f"{split['prior_operators_ms']:.2f}",
-                           f"{split['decoder_ms']:.2f}"))
+        phase_rows.append((name, f"{split['prior_ms']:.2f}", f"{split['decoder_ms']:.2f}"))
         spread_rows.append((name, f"{min(rates):.0f}", f"{statistics.median(rates):.0f}", f"{max(rates):.0f}",
                             " ".join(f"{rate:.0f}" for rate in rates)))
-    table(f"Milliseconds per image on one thread, batch {args.batch}", phase_rows, ("model", "prior", "prior, in torch's operators", "decoder"))
+    table(f"Milliseconds per image on one thread, batch {args.batch}", phase_rows, ("model", "prior", "decoder"))
     table(f"Images/s of {args.repeats} single batches of {args.batch} on 2 threads", spread_rows,
           ("model", "lowest", "median", "highest", "each"))
     write_json(args.out, results)
