@@ -121,7 +121,7 @@ class KVCache:
         self.keys = [weight.new_empty(length, head, heads, batch) for _ in attentions]
         self.values = [weight.new_empty(length, head, heads, batch) for _ in attentions]
         self.query = weight.new_empty(head, heads, batch)
-        self.batch, self.capacity, self.length = batch, length, 0
+        self.length = 0
 
 
 class CausalSelfAttention(nn.Module):
@@ -139,11 +139,12 @@ class CausalSelfAttention(nn.Module):
         cached ones too."""
         if cache is not None:
             # Several tokens after a prefix would need an offset mask; sampling feeds one at a time.
-            if x.shape != (cache.batch, self.out.in_features):
-                raise InvalidInputError(f"a cached forward takes one token per image, (N, D) = ({cache.batch}, "
+            n, steps = cache.query.shape[-1], len(cache.keys[layer])  # the cache's N and T
+            if x.shape != (n, self.out.in_features):
+                raise InvalidInputError(f"a cached forward takes one token per image, (N, D) = ({n}, "
                                         f"{self.out.in_features}), got {tuple(x.shape)}")
-            if cache.length == cache.capacity:
-                raise InvalidInputError(f"the cache is full: it holds {cache.capacity} steps")
+            if cache.length == steps:
+                raise InvalidInputError(f"the cache is full: it holds {steps} steps")
             return self._step(x, cache, layer)
         n, t, width = x.shape
         heads, head = self.heads, width // self.heads
