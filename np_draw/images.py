@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from einops import rearrange
-from PIL import Image
+from PIL import Image, ImageChops
 
 from .errors import InvalidInputError, InvalidTypeError
 
@@ -68,12 +68,29 @@ def to_canvas(images: torch.Tensor, canvas_size: int) -> torch.Tensor:
     return torch.nn.functional.avg_pool2d(images, factor)
 
 
+# Channels that differ by at most this many of 255 levels are grey: a grey image saved in a lossy colour format
+# (JPEG, WebP) comes back with its channels a few levels apart.
+GREY_TOLERANCE = 8
+
+
 def is_colour(image: Image.Image) -> bool:
-    """Whether a PIL image has colour: an RGB(A) or palette image whose channels differ somewhere."""
-    if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+    """Whether a PIL image has colour: an RGB(A), CMYK or palette image whose channels differ somewhere by more than
+    ``GREY_TOLERANCE`` levels."""
+    if image.mode in ("1", "L", "LA", "I", "F") or image.mode.startswith("I;16"):
         return False
     red, green, blue = image.convert("RGB").split()
-    return red.tobytes() != green.tobytes() or red.tobytes() != blue.tobytes()
+    return any(ImageChops.difference(red, other).getextrema()[1] > GREY_TOLERANCE for other in (green, blue))
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grey image (Pillow's "I;16" modes, or "I" holding values above 255) scaled to 8-bit "L": Pillow's
+    own conversion clips every level above 255 to white."""
+    if not (image.mode.startswith("I;16") or image.mode == "I"):
+        return image
+    levels = np.asarray(image, dtype=np.float64)
+    if image.mode == "I" and levels.max(initial=0) <= 255:
+        return Image.fromarray(levels.clip(0, 255).astype(np.uint8), "L")
+    return Image.fromarray((levels.clip(0, 65535) / 257).round().astype(np.uint8), "L")
 
 
 def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarray:
@@ -85,7 +102,7 @@ def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarr
                                 "checkpoint), or convert the images to grey first")
     side = min(image.width, image.height)
     left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = image.convert("L" if channels == 1 else "RGB").crop((left, top, left + side, top + side))
+    image = _eight_bit(image).convert("L" if channels == 1 else "RGB").crop((left, top, left + side, top + side))
     if image.size != (size, size):
         image = image.resize((size, size), Image.BICUBIC)
     return np.array(image, dtype=np.uint8).reshape(size, size, channels)

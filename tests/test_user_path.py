@@ -53,6 +53,19 @@ def test_colour_images_for_a_grey_model_are_refused_not_silently_turned_grey(mni
     assert mnist.reconstruct(grey_as_rgb).shape == (1, 1, 28, 28)  # an RGB file of grey pixels is grey
 
 
+def test_16_bit_grey_files_keep_their_grey_levels_and_lossy_grey_files_count_as_grey(mnist, mnist_images, tmp_path):
+    """Pillow turns a 16-bit grey PNG into 8 bits by clipping every level above 255 to white; a grey image saved as
+    lossy WebP or JPEG comes back as RGB with channels a few levels apart."""
+    levels = (mnist_images[0, 0] * 255).round().to(torch.int32).numpy()
+    Image.fromarray(levels * 257, mode="I").convert("I;16").save(tmp_path / "deep.png")
+    Image.fromarray(levels.astype(np.uint8)).save(tmp_path / "flat.png")
+    assert torch.equal(*(mnist.prepare_images(Image.open(tmp_path / name)) for name in ("deep.png", "flat.png")))
+    Image.fromarray(levels.astype(np.uint8)).convert("RGB").save(tmp_path / "lossy.webp", quality=50)
+    rgb = np.asarray(Image.open(tmp_path / "lossy.webp"))
+    assert (rgb[..., 0] != rgb[..., 1]).any()  # the channels do differ
+    assert mnist.prepare_images(Image.open(tmp_path / "lossy.webp")).shape == (1, 1, 28, 28)
+
+
 def test_np_draw_fit_without_a_preset_picks_the_one_that_fits_the_images(tmp_path):
     rng = np.random.default_rng(0)
     for name, shape in (("faces", (72, 64, 3)), ("tiny", (32, 32, 3)), ("digits", (28, 28))):
