@@ -9,6 +9,7 @@ from .errors import (
     InvalidInputError,
     InvalidTypeError,
     NPDrawError,
+    TrainingDivergedError,
     UnknownModelError,
     UnwritablePathError,
     WeightsUnavailableError,
@@ -22,6 +23,6 @@ from .prior import Prior
 __all__ = [
     "PRESETS", "ConfigMismatchError", "CorruptWeightsError", "Grid", "InvalidInputError", "InvalidTypeError",
     "Latents", "NPDraw", "NPDrawConfig", "NPDrawError", "PartBank", "Prior", "PriorConfig", "SampleOutput",
-    "StepLogits", "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError", "parse", "psnr", "render",
+    "StepLogits", "TrainingDivergedError", "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError", "parse", "psnr", "render",
 ]
 __version__ = "0.1.0"

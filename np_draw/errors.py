@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = [
     "ConfigMismatchError", "CorruptWeightsError", "InvalidInputError", "InvalidTypeError", "NPDrawError",
-    "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError",
+    "TrainingDivergedError", "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError",
 ]
 
 
@@ -43,6 +43,11 @@ class CorruptWeightsError(NPDrawError, OSError, ValueError):
 
 class WeightsUnavailableError(NPDrawError, OSError):
     """The weights cannot be had: not published yet, or neither in the cache nor reachable on the Hub."""
+
+
+class TrainingDivergedError(NPDrawError, FloatingPointError):
+    """A training loss or validation figure became NaN or infinite; the message names the stage and round and what
+    to change. The run's last checkpoint is from before it."""
 
 
 class UnwritablePathError(NPDrawError, OSError):

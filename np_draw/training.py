@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import numbers
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,7 @@ from .canvas import Grid
 from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
 from .config import NPDrawConfig
 from .elbo import Terms, gumbel_temperature, substitution_probability
-from .errors import InvalidInputError, InvalidTypeError, check_count
+from .errors import InvalidInputError, InvalidTypeError, TrainingDivergedError, check_count
 from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
 from .model_files import check_weights
@@ -151,6 +152,10 @@ class FitConfig:
     mixed_precision: bool = False  # bf16 autocast, CUDA only
 
     def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):  # NumPy's numbers as Python's, for the checks below and for JSON
+            value = getattr(self, spec.name)
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+                setattr(self, spec.name, int(value) if isinstance(value, numbers.Integral) else float(value))
         for name in ("fit_bank", "fit_prior", "freeze_batchnorm", "mixed_precision"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidTypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -340,6 +345,10 @@ class _Run:
         self.parsed: _Parses | None = None
         self.fingerprint = images.fingerprint() if directory is not None else ""
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        if model.dtype == torch.float16:
+            raise InvalidTypeError("fit needs a float32 or bfloat16 model, got float16, whose weights and gradients "
+                                   "overflow: load it in float32 (from_pretrained(..., dtype=torch.float32), or "
+                                   "model.float()); on CUDA, mixed_precision=True trains in bfloat16")
         if config.mixed_precision and model.device.type != "cuda":
             raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
         self._optimizer_meta: tuple[dict, dict | None] | None = None
@@ -484,6 +493,9 @@ class _Run:
                 index = self.order[self.step * batch_size:(self.step + 1) * batch_size]
                 with self._autocast():
                     loss_sum, values = runner(index[self.rank::self.world])
+                values = {key: self._all_sum(value) for key, value in values.items()}
+                self._check_finite(values["loss"] / len(index), f"{name} {self.epoch + 1}, step {self.step + 1}: "
+                                                                "the training loss")
                 self.optimizer.zero_grad(set_to_none=True)
                 (loss_sum * self.world / len(index)).backward()
                 if self.config.warmup_steps:
@@ -493,7 +505,7 @@ class _Run:
                         group["lr"] = rate * min(1.0, (done + 1) / self.config.warmup_steps)
                 self.optimizer.step()
                 for key, value in values.items():
-                    self.sums[key] = self.sums.get(key, 0.0) + self._all_sum(value) / len(index)
+                    self.sums[key] = self.sums.get(key, 0.0) + value / len(index)
                 self.step += 1
                 self.global_step += 1
                 bar.update()
@@ -507,6 +519,13 @@ class _Run:
                 logger.info("%s: no better validation figure in %d rounds; stopping", name, self.stalled)
                 self.history.stopped_early = True
             self._save()
+
+    def _check_finite(self, value: float, what: str) -> float:
+        """``value``, or a TrainingDivergedError saying that ``what`` is not finite and what to change."""
+        if math.isfinite(value):
+            return value
+        raise TrainingDivergedError(f"{what} is {value}: training diverged; lower the learning rates (prior_lr, "
+                                    "encoder_lr, decoder_lr) or warm them up (warmup_steps)")
 
     def _autocast(self):
         if self.config.mixed_precision:
@@ -529,7 +548,7 @@ class _Run:
 
         def validate() -> float:
             val_sum = evaluate_prior(prior, bank, val) * len(val) if len(val) else 0.0
-            return self._all_sum(val_sum) / len(self.val_idx)
+            return self._check_finite(self._all_sum(val_sum) / len(self.val_idx), "the prior's validation loss")
 
         def compute(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
             prior.train()
@@ -574,7 +593,7 @@ class _Run:
             with evaluating(trained):
                 bound = validation_bound(model, self.images.subset(val_idx), self.parsed[val_idx], seed=cfg.seed) \
                     * len(val_idx) if len(val_idx) else 0.0
-            return self._all_sum(bound) / len(self.val_idx)
+            return self._check_finite(self._all_sum(bound) / len(self.val_idx), "the validation bound")
 
         def temperature() -> float:
             return gumbel_temperature(self.epoch, cfg.tau_decay, cfg.tau_min, cfg.tau_start)

@@ -23,6 +23,7 @@ from np_draw.errors import (
     CorruptWeightsError,
     InvalidInputError,
     InvalidTypeError,
+    TrainingDivergedError,
     UnknownModelError,
     UnwritablePathError,
 )
@@ -154,7 +155,7 @@ API_CASES: list[ApiCase] = [
             lambda m, f: m.encode([[0.0]])),
     ApiCase("a colour image for a grey model", "NPDraw.reconstruct", InvalidInputError,
             "image 0 is a colour image (8x8 RGB) but the model takes grey images (channels=1)",
-            lambda m, f: m.reconstruct(Image.fromarray(np.arange(192, dtype=np.uint8).reshape(8, 8, 3)))),
+            lambda m, f: m.reconstruct(Image.new("RGB", (8, 8), (200, 30, 30)))),
     ApiCase("empty batch", "NPDraw.reconstruct", InvalidInputError,
             "images must hold at least one image, got an empty batch of shape (0, 1, 28, 28)",
             lambda m, f: m.reconstruct(_images(0, 1, 28, 28))),
@@ -188,6 +189,13 @@ API_CASES: list[ApiCase] = [
     ApiCase("a string for a bool", "NPDraw.fit", InvalidTypeError,
             "fit_bank must be a bool, got 'no'",
             lambda m, f: m.fit(_images(4, 1, 28, 28), fit_bank="no", progress=False)),
+    ApiCase("a float16 model", "NPDraw.fit", InvalidTypeError, "fit needs a float32 or bfloat16 model, got float16",
+            lambda m, f: NPDraw(m.config).half().fit(_images(4, 1, 28, 28), progress=False)),
+    ApiCase("learning rates so large that the loss becomes NaN", "NPDraw.fit", TrainingDivergedError,
+            "training diverged; lower the learning rates",
+            lambda m, f: NPDraw(m.config).fit(_images(8, 1, 28, 28), FitConfig(
+                prior_steps=2, steps=2, eval_every=1, batch_size=4, prior_batch_size=4, bank_images=8,
+                prior_lr=1e8, encoder_lr=1e8, decoder_lr=1e8), progress=False)),
     ApiCase("unknown model name", "NPDraw.from_pretrained", UnknownModelError,
             "'mnsit' is not a model folder, a known pretrained name (celeba, cifar10, mnist, omniglot) or a Hub "
             "repo id 'owner/name[@revision]'",
