@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from .errors import InvalidInputError
+
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
 
@@ -119,3 +121,23 @@ class Latents(_Batch):
     present: torch.Tensor
     canvas: torch.Tensor | None = None
     logits: StepLogits | None = None
+
+    def check(self, *, num_parts: int, num_steps: int, count: int | None = None, name: str = "latents") -> int:
+        """The number of steps k of hard latents after checking them: ids, locs and present each (N, k) with
+        k <= ``num_steps`` (and N = ``count`` when given), integer ids in [0, ``num_parts``) and locs in
+        [0, ``num_steps``), present of 0s and 1s; else an InvalidInputError naming ``name``."""
+        shapes = {field: tuple(getattr(self, field).shape) for field in ("ids", "locs", "present")}
+        k = shapes["ids"][1] if len(shapes["ids"]) == 2 else -1
+        n = shapes["ids"][0] if count is None else count
+        if any(shape != (n, k) for shape in shapes.values()) or not 0 <= k <= num_steps:
+            raise InvalidInputError(f"{name} ids, locs and present must each have shape (N={n}, k) with k <= "
+                                    f"T={num_steps}, got {shapes}")
+        if self.ids.is_floating_point() or self.locs.is_floating_point():
+            raise InvalidInputError(f"{name} ids and locs must be integer tensors, got {self.ids.dtype} and "
+                                    f"{self.locs.dtype}")
+        if k and n and not (0 <= int(self.ids.min()) and int(self.ids.max()) < num_parts
+                            and 0 <= int(self.locs.min()) and int(self.locs.max()) < num_steps):
+            raise InvalidInputError(f"{name} ids must lie in [0, {num_parts}) and locs in [0, {num_steps})")
+        if k and not ((self.present == 0) | (self.present == 1)).all():
+            raise InvalidInputError(f"{name} present must hold only 0 and 1")
+        return k

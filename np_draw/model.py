@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -78,10 +79,12 @@ def check_generators(generator: Generators, count: int) -> None:
                                 f"got a list of {len(generator)}")
 
 
-def check_temperature(temperature: Any) -> None:
-    """A positive finite number, else a clear error."""
-    if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+def check_temperature(temperature: Any) -> float:
+    """A positive finite number (NumPy's included, not a bool) as a float, else a clear error."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
+            or not 0 < temperature < float("inf"):
         raise InvalidInputError(f"temperature must be a positive finite number, got {temperature!r}")
+    return float(temperature)
 
 
 def uniform_noise(shape: Sequence[int], count: int, generator: Generators, device: torch.device) -> torch.Tensor:
@@ -236,7 +239,7 @@ class NPDraw(nn.Module, ModelHubMixin):
     @torch.no_grad()
     def encode(self, images: Any, *, sample: bool = False, generator: Generators = None,
                batch_size: int | None = None) -> Latents:
-        """Infer latents with the encoder q(z | x).
+        """Infer latents with the encoder q(z | x), in eval mode (a model in training mode is handed back as it was).
 
         Args:
             images: as in :meth:`parse`: (N, C, H, W) or NHWC, uint8 or float in [0, 1]; PIL images; a folder.
@@ -252,16 +255,17 @@ class NPDraw(nn.Module, ModelHubMixin):
         # Drawn for the whole batch up front, so the latents do not depend on batch_size.
         noise = self._step_noise(len(x), generator) if sample else None
         chunks = []
-        for chunk in batches:
-            logits = self.encoder(x[chunk])
-            ids, locs, present = logits.sample(noise[chunk]) if sample else logits.mode()
-            chunks.append(Latents(ids, locs, present, canvas=self.render(ids, locs, present), logits=logits))
+        with evaluating(self):  # BatchNorm's running statistics are not the images' to change
+            for chunk in batches:
+                logits = self.encoder(x[chunk])
+                ids, locs, present = logits.sample(noise[chunk]) if sample else logits.mode()
+                chunks.append(Latents(ids, locs, present, canvas=self.render(ids, locs, present), logits=logits))
         return Latents.cat(chunks)
 
     @torch.no_grad()
     def decode(self, latents: Latents | torch.Tensor, *, sample_pixels: bool = False,
                generator: Generators = None, batch_size: int | None = None) -> torch.Tensor:
-        """Decode canvases into images.
+        """Decode canvases into images, in eval mode (a model in training mode is handed back as it was).
 
         Args:
             latents: Latents (their canvas is used, or composed from ids/locs/present) or a canvas tensor
@@ -274,15 +278,19 @@ class NPDraw(nn.Module, ModelHubMixin):
             (N, C, H, W) float in [0, 1].
         """
         canvas = latents
-        if isinstance(latents, Latents):
-            canvas = latents.canvas if latents.canvas is not None else self.render(latents.ids, latents.locs,
-                                                                                    latents.present)
+        if isinstance(latents, Latents) and latents.canvas is None:
+            latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
+            canvas = self.render(latents.ids, latents.locs, latents.present)
+        elif isinstance(latents, Latents):
+            canvas = latents.canvas
         canvas = check_images(canvas, channels=self.config.channels, size=self.config.canvas_size, name="canvas")
         canvas = canvas.to(device=self.device, dtype=self.dtype)
         batches = self._batches(len(canvas), batch_size)
         # Drawn for the whole batch up front, so the pixels do not depend on batch_size.
         noise = self._pixel_noise(len(canvas), generator) if sample_pixels else None
-        return torch.cat([self._decode(canvas[chunk], None if noise is None else noise[chunk]) for chunk in batches])
+        with evaluating(self):
+            return torch.cat([self._decode(canvas[chunk], None if noise is None else noise[chunk])
+                              for chunk in batches])
 
     def _pixel_noise(self, count: int, generator: Generators) -> torch.Tensor:
         """The uniform noise :meth:`_decode` turns into ``count`` images of sampled pixels."""
@@ -322,7 +330,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         """
         num_images = check_count(num_images, "num_images")
         batch_size = check_count(batch_size, "batch_size")
-        check_temperature(temperature)
+        temperature = check_temperature(temperature)
         check_generators(generator, num_images)
         device = self.device if device is None else torch.device(device)
         images, latents = [], []
@@ -394,9 +402,10 @@ class NPDraw(nn.Module, ModelHubMixin):
         """
         if not isinstance(latents, Latents):
             raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= self.config.num_steps:
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 0 <= steps <= self.config.num_steps:
             raise InvalidInputError(f"steps must be an int in [0, {self.config.num_steps}], got {steps!r}")
-        check_temperature(temperature)
+        steps = int(steps)
+        temperature = check_temperature(temperature)
         check_generators(generator, len(latents))
         prefix = Latents(latents.ids[:, :steps], latents.locs[:, :steps], latents.present[:, :steps])
         with evaluating(self):

@@ -335,17 +335,7 @@ class Prior(nn.Module):
         """The number of given steps k of a prefix for ``count`` drawings, after checking its shapes and values."""
         if not isinstance(prefix, Latents):
             raise InvalidTypeError(f"prefix must be Latents, got {type(prefix).__name__}")
-        shapes = {name: tuple(getattr(prefix, name).shape) for name in ("ids", "locs", "present")}
-        k = shapes["ids"][1] if len(shapes["ids"]) == 2 else -1
-        if any(shape != (count, k) for shape in shapes.values()) or not 0 <= k <= self.num_steps:
-            raise InvalidInputError(f"prefix ids, locs and present must each have shape (N={count}, k) with k <= "
-                                    f"T={self.num_steps}, got {shapes}")
-        if k and not (0 <= int(prefix.ids.min()) and int(prefix.ids.max()) < self.num_parts
-                      and 0 <= int(prefix.locs.min()) and int(prefix.locs.max()) < self.num_steps):
-            raise InvalidInputError(f"prefix ids must lie in [0, {self.num_parts}) and locs in [0, {self.num_steps})")
-        if k and not ((prefix.present == 0) | (prefix.present == 1)).all():
-            raise InvalidInputError("prefix present must hold only 0 and 1")
-        return k
+        return prefix.check(num_parts=self.num_parts, num_steps=self.num_steps, count=count, name="prefix")
 
 
 def _drawn(bank: PartBank, ids: torch.Tensor, ones: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from PIL import Image
 
 from np_draw import Latents, NPDraw
 from np_draw.networks import ConvBlock
+from np_draw.training import FitConfig
 from tests.conftest import random_model
 
 FAMILIES = ["mnist", "cifar10", "celeba"]
@@ -64,6 +65,19 @@ def test_sampling_leaves_every_submodule_in_its_own_mode():
     model.eval()
     assert torch.equal(seeded.images, model.sample(3, generator=torch.Generator().manual_seed(0),
                                                    progress=False).images)
+
+
+def test_encoding_and_decoding_a_model_in_training_mode_leaves_its_batchnorm_statistics_alone():
+    """A user monitoring reconstructions inside their own training loop: encode and decode run in eval mode (the
+    running statistics are not updated by the images, and the result is the eval-mode one), then hand the model
+    back in training mode."""
+    model = random_model("mnist")
+    images = torch.rand(6, 1, 28, 28)
+    expected = model.eval().reconstruct(images)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    assert torch.equal(model.train().reconstruct(images), expected)
+    assert model.training and model.encoder.training and model.decoder.training
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
 
 
 def test_an_image_sampled_alone_equals_the_same_seed_inside_a_batch_of_64():
@@ -128,6 +142,14 @@ def test_uint8_and_numpy_inputs_are_accepted():
     as_uint8 = (x * 255).round().to(torch.uint8)
     assert torch.allclose(model.reconstruct(as_uint8), model.reconstruct(as_uint8.float() / 255))
     assert model.encode(as_uint8.numpy()).ids.shape == (2, 36)
+    # NumPy's numbers where Python's are asked for: a temperature, a number of steps kept, a training budget.
+    seeded = [model.sample(2, torch.Generator().manual_seed(0), temperature=t, progress=False) for t in
+              (np.float32(0.5), 0.5)]
+    assert torch.equal(seeded[0].images, seeded[1].images)
+    assert torch.equal(model.complete(seeded[0].latents, np.int64(5), torch.Generator().manual_seed(1)).latents.ids,
+                       model.complete(seeded[0].latents, 5, torch.Generator().manual_seed(1)).latents.ids)
+    config = FitConfig(steps=np.int64(2), prior_lr=np.float32(1e-4))
+    assert (type(config.steps), type(config.prior_lr)) == (int, float)
 
 
 def test_outputs_convert_to_pil_and_grids(tmp_path):
@@ -152,6 +174,11 @@ def test_outputs_convert_to_pil_and_grids(tmp_path):
     (lambda m: m.sample(2, temperature=0.0), "temperature must be a positive finite number"),
     (lambda m: m.sample(3, generator=[torch.Generator()] * 2), "list of 3"),
     (lambda m: m.decode(torch.rand(2, 1, 14, 14)), r"canvas must have shape \(N, 1, 28, 28\)"),
+    (lambda m: m.sample(2, temperature=True), "temperature must be a positive finite number, got True"),
+    (lambda m: m.decode(Latents(torch.full((2, 36), 50), torch.zeros(2, 36, dtype=torch.long), torch.ones(2, 36))),
+     r"latents ids must lie in \[0, 50\) and locs in \[0, 36\)"),
+    (lambda m: m.decode(Latents(torch.zeros(2, 36), torch.zeros(2, 36, dtype=torch.long), torch.ones(2, 36))),
+     "latents ids and locs must be integer tensors, got torch.float32"),
 ])
 def test_bad_arguments_raise_clear_errors(call, message):
     model = random_model("mnist")
