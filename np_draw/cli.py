@@ -29,11 +29,12 @@ from typing import Any, NoReturn
 
 import numpy as np
 import torch
+from PIL import Image
 
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
 from .data import DATASETS, data_files, load_dataset
-from .errors import InvalidInputError, NPDrawError, UnwritablePathError
+from .errors import InvalidInputError, NPDrawError, UnwritablePathError, check_device
 from .features import ARCHITECTURES
 from .images import check_images, image_source, is_colour, load_images, read_folder, save_grid, save_pairs
 from .manifest import describe_files, read_manifest
@@ -59,13 +60,9 @@ class Parser(argparse.ArgumentParser):
 def device_arg(text: str) -> torch.device:
     """``--device``: a torch device that exists on this machine."""
     try:
-        device = torch.device(text)
-    except RuntimeError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from error
-    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
-    if device.type in available and not available[device.type]():
-        raise argparse.ArgumentTypeError(f"{text!r}: {device.type.upper()} is not available on this machine")
-    return device
+        return check_device(text)
+    except InvalidInputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def checked_value(cast: Callable[[str], Any], accept: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
@@ -86,6 +83,7 @@ def checked_value(cast: Callable[[str], Any], accept: Callable[[Any], bool], exp
 
 positive_int = checked_value(int, lambda value: value > 0, "a positive integer")
 fraction = checked_value(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
+seed = checked_value(int, lambda value: 0 <= value < 2**63, "an integer in [0, 2**63)")
 
 
 def output_path(text: str) -> Path:
@@ -96,10 +94,22 @@ def output_path(text: str) -> Path:
     return path
 
 
+def picture_path(text: str) -> Path:
+    """``-o`` for a picture: :func:`output_path` with a suffix Pillow writes, checked before any work is done."""
+    path = output_path(text)
+    Image.init()
+    if Image.registered_extensions().get(path.suffix.lower()) not in Image.SAVE:
+        raise argparse.ArgumentTypeError(f"{text!r}: {path.suffix or 'no suffix'} is not a picture format Pillow "
+                                         "writes (e.g. .png, .jpg, .webp)")
+    return path
+
+
 def _write_output(path: Path, write: Callable[[], Any], option: str = "--output") -> None:
     """Run ``write()``, which writes ``path``, turning a failed write into an error naming ``option``."""
     try:
         write()
+    except UnwritablePathError as error:
+        raise UnwritablePathError(f"{option}: {error}") from error
     except (OSError, ValueError) as error:  # Pillow: unknown suffix, unwritable file
         raise UnwritablePathError(f"{option}: cannot write {str(path)!r}: {error}") from error
 
@@ -400,7 +410,7 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, desc
 
 def _add_pairs_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGES", help=IMAGES_HELP)
-    parser.add_argument("-o", "--output", type=output_path, default=Path(default_output),
+    parser.add_argument("-o", "--output", type=picture_path, default=Path(default_output),
                         help=f"the picture (default {default_output})")
     parser.add_argument("--pairs-per-row", type=positive_int, default=None,
                         help="image pairs per row (default: about square)")
@@ -417,8 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "Draw images from a pretrained model (or a model folder / Hub repo) and save them as one PNG "
                       "grid.", cmd_sample)
     sample.add_argument("-n", "--num-images", type=positive_int, default=64, help="how many images (default 64)")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    sample.add_argument("-o", "--output", type=output_path, default=Path("samples.png"),
+    sample.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
+    sample.add_argument("-o", "--output", type=picture_path, default=Path("samples.png"),
                         help="the grid picture (default samples.png)")
     sample.add_argument("--nrow", type=positive_int, default=None, help="images per row (default: a square)")
     sample.add_argument("--batch-size", type=positive_int, default=256, help="images drawn at once (default 256)")
@@ -473,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation")
     fit.add_argument("--checkpoint-every", type=positive_int, default=None,
                      help="optimizer steps between checkpoints (also one after every epoch)")
-    fit.add_argument("--seed", type=int, default=None, help="random seed (FitConfig.seed, default 0)")
+    fit.add_argument("--seed", type=seed, default=None, help="random seed (FitConfig.seed, default 0)")
     fit.add_argument("--resume", action="store_true",
                      help="continue from the latest checkpoint in OUTPUT (same DATA and options; --epochs may grow)")
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars or epoch lines")
@@ -498,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="pytorch-fid's Inception-v3 weights file: report the Inception FID instead")
     evaluation.add_argument("--num-generated", type=positive_int, default=None,
                             help="samples compared with the images by the FID (default: as many as images)")
-    evaluation.add_argument("--seed", type=int, default=0, help="seeds binarisation, posterior draws and samples")
+    evaluation.add_argument("--seed", type=seed, default=0, help="seeds binarisation, posterior draws and samples")
     evaluation.add_argument("--json", type=output_path, default=None, help="also write the figures to this JSON file")
     evaluation.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 

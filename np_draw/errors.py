@@ -10,6 +10,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import torch
+
 __all__ = [
     "ConfigMismatchError", "CorruptWeightsError", "InvalidInputError", "InvalidTypeError", "NPDrawError",
     "TrainingDivergedError", "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError",
@@ -59,3 +61,25 @@ def check_count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """A torch device (or its name) that exists on this machine, else an :class:`InvalidInputError` naming
+    ``name``."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InvalidInputError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") \
+            from error
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if device.type in available and not available[device.type]():
+        raise InvalidInputError(f"{name} {str(device)!r}: {device.type.upper()} is not available on this machine")
+    return device
+
+
+def check_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """A floating torch dtype, else an :class:`InvalidTypeError` naming ``name``."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise InvalidTypeError(f"{name} must be a floating torch dtype such as torch.float32, torch.bfloat16 or "
+                               f"torch.float16, got {dtype!r}")
+    return dtype

@@ -104,7 +104,7 @@ def feature_network(name: str, *, device: torch.device | str = "cpu") -> Feature
     """
     if name not in ARCHITECTURES:
         raise UnknownModelError(f"unknown feature network {name!r}; known ones are {sorted(ARCHITECTURES)} "
-                                "(Inception-v3: pass inception_path to np_draw.metrics.fid)")
+                                "(for Inception-v3, pass features=np_draw.inception.inception_v3(weights_path))")
     weights = FEATURES_DIR / f"{name}.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"the weights of feature network {name!r} are missing: {weights}; train them with "

@@ -18,7 +18,7 @@ import torch
 from einops import rearrange
 from PIL import Image, ImageChops
 
-from .errors import InvalidInputError, InvalidTypeError
+from .errors import InvalidInputError, InvalidTypeError, UnwritablePathError, check_count
 
 logger = logging.getLogger(__name__)
 
@@ -468,7 +468,7 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
     """Tile (N, C, H, W) images (uint8, or float in [0, 1]) into one PIL image, ``nrow`` per row (default: a
     square), separated by ``padding`` px of white."""
     n, c, h, w = images.shape
-    nrow = nrow or math.ceil(math.sqrt(n))
+    nrow = math.ceil(math.sqrt(n)) if nrow is None else check_count(nrow, "nrow")
     rows = math.ceil(n / nrow)
     canvas = torch.ones(c, rows * (h + padding) + padding, nrow * (w + padding) + padding)
     for i, image in enumerate(_unit(images)):
@@ -479,8 +479,11 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
     """Save :func:`make_grid` of ``images`` to ``path`` (format from the suffix); returns the path."""
-    path = Path(path)
-    make_grid(images, nrow, padding).save(path)
+    path, grid = Path(path), make_grid(images, nrow, padding)
+    try:
+        grid.save(path)
+    except (OSError, ValueError) as error:  # Pillow: a missing folder, an unknown suffix, a read-only file
+        raise UnwritablePathError(f"cannot write {str(path)!r}: {error}") from error
     return path
 
 

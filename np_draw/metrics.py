@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from einops import rearrange
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .errors import CorruptWeightsError, InvalidInputError, check_count
 from .features import FeatureNetwork, feature_network
-from .images import check_images, to_canvas
+from .images import as_image_tensor, check_images, to_canvas
 from .model import NPDraw
 from .networks import evaluating
 
@@ -138,7 +140,8 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
     """Mean and covariance of a feature network's activations over ``images``.
 
     Args:
-        images: (N, C, H, W) uint8 or float in [0, 1], N >= 2; any size and 1 or 3 channels (the network converts).
+        images: (N, C, H, W), (N, H, W, C) or (N, H, W), uint8 or float in [0, 1], N >= 2, any size and 1 or 3
+            channels (the network converts); or PIL images or a folder of image files, read at the network's size.
         features: a shipped network's name ("cnn-mnist", "cnn-cifar10"), or a module with a ``features(images)``
             method returning (N, D) (e.g. :class:`np_draw.features.FeatureNetwork` or the Inception network).
         batch_size: images per forward pass.
@@ -147,7 +150,15 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
         :class:`FeatureStatistics` in float64.
     """
     network = _network(features)
-    shape = tuple(getattr(images, "shape", ()))
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        images = torch.as_tensor(images)
+        if images.ndim == 3:
+            images = images[:, None]
+        elif images.ndim == 4 and images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3):
+            images = rearrange(images, "n h w c -> n c h w")
+    else:  # PIL images, a folder, a dataset: read at the network's own size (Inception's: 299 px, RGB)
+        images = as_image_tensor(images, channels=getattr(network, "channels", 3), size=getattr(network, "size", 299))
+    shape = tuple(images.shape)
     if len(shape) != 4 or shape[1] not in (1, 3) or shape[2] != shape[3]:
         raise InvalidInputError(f"images must have shape (N, 1 or 3, H, H) (NCHW), got {shape}")
     x = check_images(images, channels=shape[1], size=shape[-1])
@@ -190,8 +201,9 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mni
     """The Fréchet distance between the feature statistics of ``samples`` and ``reference``.
 
     Args:
-        samples: (N, C, H, W) images in [0, 1] (or uint8), or their :class:`FeatureStatistics`.
-        reference: the same kinds, or the path of statistics saved with :meth:`FeatureStatistics.save`
+        samples: images in any form :func:`feature_statistics` takes, or their :class:`FeatureStatistics`.
+        reference: the same kinds (a folder of images included), or the path of statistics saved with
+            :meth:`FeatureStatistics.save`
             (precompute a data set's statistics once and reuse the file).
         features: a shipped network's name ("cnn-mnist" for grey digits and characters, "cnn-cifar10" for RGB
             images), or a module with ``features(images) -> (N, D)``, e.g. from
@@ -207,7 +219,7 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mni
         nonlocal network
         if isinstance(item, FeatureStatistics):
             return item
-        if isinstance(item, (str, Path)):
+        if isinstance(item, (str, Path)) and not Path(item).is_dir():
             return FeatureStatistics.load(item)
         network = network or _network(features)
         return feature_statistics(item, network, batch_size=batch_size, progress=progress)
@@ -217,7 +229,13 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mni
 
 
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 1.0) -> torch.Tensor:
-    """Per-image PSNR in dB, 20·log10(MAX) − 10·log10(MSE): (N, ...) and (N, ...) -> (N,)."""
+    """Per-image PSNR in dB, 20·log10(MAX) − 10·log10(MSE): (N, ...) and (N, ...) of one shape -> (N,); integer
+    images (uint8: give ``max_value=255``) are compared as floats."""
+    if reconstruction.shape != target.shape or reconstruction.ndim < 2:
+        raise InvalidInputError(f"reconstruction and target must have one shape (N, ...), got "
+                                f"{tuple(reconstruction.shape)} and {tuple(target.shape)}")
+    if not reconstruction.is_floating_point() or not target.is_floating_point():  # uint8 differences wrap around
+        reconstruction, target = reconstruction.double(), target.double()
     mse = ((reconstruction - target) ** 2).flatten(1).mean(1)
     return 20 * torch.log10(torch.tensor(max_value)) - 10 * torch.log10(mse.clamp_min(1e-10))
 
@@ -225,6 +243,7 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 
 @torch.no_grad()
 def parse_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Tensor:
     """PSNR in dB of each image's parse canvas against the image at canvas size: (N,)."""
+    batch_size = check_count(batch_size, "batch_size")
     x = model.prepare_images(images)
     return torch.cat([psnr(model.parse(x[i:i + batch_size]).canvas,
                            to_canvas(x[i:i + batch_size], model.config.canvas_size)).cpu()
@@ -234,6 +253,7 @@ def parse_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Te
 @torch.no_grad()
 def reconstruction_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Tensor:
     """PSNR in dB of each image's reconstruction decode(encode(x)) (posterior modes, mean pixels): (N,)."""
+    batch_size = check_count(batch_size, "batch_size")
     x = model.prepare_images(images)
     with evaluating(model):
         return torch.cat([psnr(model.reconstruct(x[i:i + batch_size]), x[i:i + batch_size]).cpu()

@@ -34,7 +34,15 @@ from .canvas import Grid, compose, history
 from .checkpoint import load_checkpoint
 from .config import NPDrawConfig
 from .elbo import Terms, kl_per_step, relaxed_sample, substitute
-from .errors import InvalidInputError, InvalidTypeError, NPDrawError, UnwritablePathError, check_count
+from .errors import (
+    InvalidInputError,
+    InvalidTypeError,
+    NPDrawError,
+    UnwritablePathError,
+    check_count,
+    check_device,
+    check_dtype,
+)
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
@@ -332,7 +340,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         batch_size = check_count(batch_size, "batch_size")
         temperature = check_temperature(temperature)
         check_generators(generator, num_images)
-        device = self.device if device is None else torch.device(device)
+        device = self.device if device is None else check_device(device)
         images, latents = [], []
         with evaluating(self):
             for start in tqdm(range(0, num_images, batch_size), desc="sampling", disable=not progress,
@@ -474,13 +482,14 @@ class NPDraw(nn.Module, ModelHubMixin):
                 images; a torch Dataset or DataLoader of images (or (image, label) pairs), a Hugging Face
                 ``datasets.Dataset`` (its "image" column), or a folder of image files, searched recursively,
                 centre-cropped and resized to the model's size; or a :class:`np_draw.images.ImageSource`. From one
-                image up. Folders and map-style datasets are streamed: read a batch at a time, never all in memory.
+                image up to fine-tune; from scratch, enough for the part bank's ``num_parts`` non-empty patches. Folders and map-style datasets are streamed: read a batch at a time, never all in memory.
             config: a :class:`np_draw.training.FitConfig` (defaults when None).
             output_dir: where checkpoints are written (``output_dir/checkpoints``); None keeps none.
             resume: continue exactly from the latest checkpoint in ``output_dir``; with ``config`` None the
                 checkpoint's own config is used (``overrides`` may then grow ``epochs`` or ``steps``).
             progress: progress bars.
-            callback: called as ``callback(epoch, history)`` after each epoch of the last stage.
+            callback: called as ``callback(epoch, history)`` after each epoch of the last stage, ``epoch`` counted
+                from 0 (an index into ``history.val_bound``).
             validation: held-out images for model selection, in any form ``images`` takes; None holds out
                 ``config.val_fraction`` of ``images`` instead.
             **overrides: FitConfig fields to change, e.g. ``epochs=5``.
@@ -491,6 +500,18 @@ class NPDraw(nn.Module, ModelHubMixin):
             >>> model = NPDraw(NPDrawConfig.preset("mnist"))
             >>> history = model.fit(images, epochs=10)  # doctest: +SKIP
         """
+        if config is not None and not isinstance(config, FitConfig):
+            raise InvalidTypeError(f"config must be a FitConfig (or None), got {type(config).__name__}; pass "
+                                   "FitConfig(**fields), or the fields themselves as keyword arguments")
+        if callback is not None and not callable(callback):
+            raise InvalidTypeError(f"callback must be callable as callback(epoch, history), got "
+                                   f"{type(callback).__name__}")
+        if output_dir is not None:
+            try:  # before any work: a run that cannot keep its checkpoints must not train for an epoch first
+                (Path(output_dir) / "checkpoints").mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise UnwritablePathError(f"output_dir: cannot create the folder {str(output_dir)!r}: "
+                                          f"{error.strerror or error}") from error
         checkpoint = load_checkpoint(Path(output_dir) / "checkpoints") if resume and output_dir is not None else None
         if config is None and checkpoint is not None:
             # The run being resumed says what it was: a model half-trained from scratch has a fitted bank too.
@@ -586,6 +607,10 @@ class NPDraw(nn.Module, ModelHubMixin):
         Example:
             >>> model = NPDraw.from_pretrained("mnist", device="cuda")  # doctest: +SKIP
         """
+        if isinstance(name_or_path, str) and not name_or_path.strip():
+            raise InvalidInputError("name_or_path must name a model folder, a pretrained name or a Hub repo, got ''")
+        device = None if device is None else check_device(device)
+        dtype = None if dtype is None else check_dtype(dtype)
         # The mixin would ask the Hub for anything that is not a folder: a pretrained name first becomes its
         # verified folder (bundled or downloaded), and the mixin loads that folder with its checked config.
         folder = hub.resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,

@@ -88,7 +88,10 @@ def load_config(folder: str | Path) -> NPDrawConfig:
     """
     folder = check_model_folder(folder)
     try:
-        return NPDrawConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
+        document = json.loads((folder / CONFIG_NAME).read_text())
+        if not isinstance(document, dict):
+            raise TypeError(f"a JSON object is expected, got a JSON {type(document).__name__}")
+        return NPDrawConfig.from_dict(document)
     except (json.JSONDecodeError, TypeError, ValueError) as error:  # ValueError: unknown keys, bad values
         raise InvalidInputError(f"{folder / CONFIG_NAME} is not a valid NP-DRAW config: {error}") from error
 

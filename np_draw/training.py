@@ -243,7 +243,9 @@ class FitHistory:
     train: list[dict] = field(default_factory=list)
     val_bound: list[float] = field(default_factory=list)
     val_bound_start: float | None = None
-    best_epoch: int | None = None  # stage 4's kept round when ``patience`` is set, else None (the last one is kept)
+    # Stage 4's kept round when ``patience`` is set, an index into val_bound (from 0; the log counts rounds from 1);
+    # None without patience (the last round is kept).
+    best_epoch: int | None = None
     stopped_early: bool = False  # stage 4 ran out of patience before its budget
     prior_steps: int | None = None  # the stages' budgets in optimizer steps, after ``max_passes``; None for epochs
     steps: int | None = None

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from np_draw import NPDraw, NPDrawConfig
+from np_draw import Latents, NPDraw, NPDrawConfig, SampleOutput
 from np_draw.errors import (
     ConfigMismatchError,
     CorruptWeightsError,
@@ -58,6 +58,11 @@ class CliCase:
 def _images(*shape: int, fill: float | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     images = torch.rand(*shape) if fill is None else torch.full(shape, fill)
     return images.to(dtype)
+
+
+def _file(path: Path) -> Path:
+    path.write_text("in the way")
+    return path
 
 
 def _saved(model: NPDraw, folder: Path) -> Path:
@@ -196,6 +201,27 @@ API_CASES: list[ApiCase] = [
             lambda m, f: NPDraw(m.config).fit(_images(8, 1, 28, 28), FitConfig(
                 prior_steps=2, steps=2, eval_every=1, batch_size=4, prior_batch_size=4, bank_images=8,
                 prior_lr=1e8, encoder_lr=1e8, decoder_lr=1e8), progress=False)),
+    ApiCase("a dict for the FitConfig", "NPDraw.fit", InvalidTypeError, "config must be a FitConfig (or None), got dict",
+            lambda m, f: m.fit(_images(4, 1, 28, 28), {"steps": 2}, progress=False)),
+    ApiCase("an output_dir that cannot be created (a file is in the way)", "NPDraw.fit", UnwritablePathError,
+            "output_dir: cannot create the folder",
+            lambda m, f: m.fit(_images(4, 1, 28, 28), output_dir=_file(f / "run"), progress=False)),
+    ApiCase("latents whose part ids lie outside the bank", "NPDraw.decode", InvalidInputError,
+            "latents ids must lie in [0, 50) and locs in [0, 36)",
+            lambda m, f: m.decode(Latents(torch.full((1, 36), 50), torch.zeros(1, 36, dtype=torch.long),
+                                          torch.ones(1, 36)))),
+    ApiCase("a grid with a negative number of images per row", "SampleOutput.save_grid", InvalidInputError,
+            "nrow must be a positive integer, got -1",
+            lambda m, f: SampleOutput(_images(4, 1, 28, 28), None).save_grid(f / "grid.png", nrow=-1)),
+    ApiCase("an empty model name", "NPDraw.from_pretrained", InvalidInputError,
+            "name_or_path must name a model folder, a pretrained name or a Hub repo, got ''",
+            lambda m, f: NPDraw.from_pretrained("")),
+    ApiCase("a dtype given as a string", "NPDraw.from_pretrained", InvalidTypeError,
+            "dtype must be a floating torch dtype such as torch.float32, torch.bfloat16 or torch.float16, got "
+            "'float16'", lambda m, f: NPDraw.from_pretrained("mnist", dtype="float16")),
+    ApiCase("a device that is not one", "NPDraw.from_pretrained", InvalidInputError,
+            "device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'gpu'",
+            lambda m, f: NPDraw.from_pretrained("mnist", device="gpu")),
     ApiCase("unknown model name", "NPDraw.from_pretrained", UnknownModelError,
             "'mnsit' is not a model folder, a known pretrained name (celeba, cifar10, mnist, omniglot) or a Hub "
             "repo id 'owner/name[@revision]'",
@@ -246,9 +272,18 @@ CLI_CASES: list[CliCase] = [
                               "-o", str(f / "x.png")]),
     CliCase("-o in a folder that does not exist", "does not exist",
             lambda model, f: ["sample", str(model), "-n", "1", "-o", str(f / "missing" / "x.png")]),
-    CliCase("-o that cannot be written", "--output: cannot write",
-            lambda model, f: ["sample", str(model), "-n", "1", "-o", str(model), "-q"]),
+    CliCase("-o that cannot be written (a folder of that name)", "--output: cannot write",
+            lambda model, f: ["sample", str(model), "-n", "1", "-o", str(_folder(f / "taken.png")), "-q"]),
+    CliCase("-o with a suffix Pillow cannot write (refused before sampling)", "is not a picture format Pillow writes",
+            lambda model, f: ["sample", str(model), "-n", "1", "-o", str(f / "grid.xyz"), "-q"]),
+    CliCase("a seed out of range", "argument --seed: must be an integer in [0, 2**63)",
+            lambda model, f: ["sample", str(model), "-n", "1", "--seed", "99999999999999999999", "-q"]),
 ]
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def _truncate(model_folder: Path) -> Path:

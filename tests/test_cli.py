@@ -197,7 +197,7 @@ def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):
     (["sample", "svhn"], "known"),
     (["sample", "mnist", "-o", "/no/such/folder/grid.png"], "--output"),
     (["sample", "mnist", "--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "--device"),
-    (["sample", "mnist", "--device", "gpu"], "not a torch device"),
+    (["sample", "mnist", "--device", "gpu"], "must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'gpu'"),
     (["reconstruct", "mnist", "/no/such/image.png"], "no file or folder"),
     (["parse", "mnist"], "IMAGES"),
     (["fit", "data.npz", "-o", "out", "--from", "mnist", "--preset", "mnist"], "not both"),

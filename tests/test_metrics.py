@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from np_draw import NPDraw, NPDrawConfig, PriorConfig
@@ -125,6 +126,19 @@ def test_the_shipped_digit_features_separate_digits_from_noise(mnist_images):
     same = fid(a, b, "cnn-mnist", progress=False)
     assert same.label == "FID-cnn-mnist"
     assert same.value < fid(a, noise, "cnn-mnist", progress=False).value / 10
+
+
+def test_fid_takes_images_in_every_form_the_model_does(mnist_images, tmp_path):
+    """NHW and NHWC arrays, PIL images and a folder of files give the NCHW tensors' distance (to float rounding:
+    uint8 files are scaled back to the same floats)."""
+    digits = (mnist_images[:60] * 255).round().to(torch.uint8)
+    expected = fid(digits[:30], digits[30:], progress=False).value
+    for i, image in enumerate(digits[30:, 0].numpy()):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    forms = [(digits[:30, 0].numpy(), digits[30:].permute(0, 2, 3, 1).numpy()),
+             ([Image.fromarray(image) for image in digits[:30, 0].numpy()], tmp_path)]
+    for samples, reference in forms:
+        assert fid(samples, reference, progress=False).value == pytest.approx(expected, rel=1e-5)
 
 
 def test_the_shipped_rgb_features_separate_photos_from_noise():
