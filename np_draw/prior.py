@@ -55,6 +55,19 @@ class CanvasEmbedding(nn.Module):
             features = features.narrow(2, 0, self.cells)
         return F.linear(features.flatten(2), proj.weight, proj.bias)
 
+    def _step_weights(self) -> tuple:
+        """The weights :func:`_embed_step` reads, transposed as ``F.linear`` passes them to ``torch.addmm``."""
+        conv1, conv2, proj = self.conv1, self.conv2, self.proj
+        return self.cells, conv1.weight.t(), conv1.bias, conv2.weight.t(), conv2.bias, proj.weight.t(), proj.bias
+
+
+def _embed_step(tiled: torch.Tensor, weights: tuple) -> torch.Tensor:
+    """:class:`CanvasEmbedding` of one step's tiled canvases (N, cells + 1, F) -> (N, width), with the weights of its
+    ``_step_weights``: the same products, as F.linear on contiguous input is torch.addmm over its rows."""
+    cells, w1, b1, w2, b2, wp, bp = weights
+    features = torch.addmm(b2, torch.relu(torch.addmm(b1, tiled.flatten(0, 1), w1)), w2)
+    return torch.addmm(bp, features.view(*tiled.shape[:2], b2.shape[0]).narrow(1, 0, cells).flatten(1), wp)
+
 
 def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
     """(length, width) sinusoidal encoding of positions 0..length-1, on the CPU (a constant, moved with the module;
@@ -90,8 +103,9 @@ class KVCache:
     copied every key and value into the cache: 1.3-1.4x fewer instructions per prior step at batch 64
     (benchmarks/bench_sampling_instructions.py).
 
-    The projections are the layers' weights when the cache is built: a cache serves one sampling call, under
-    ``torch.no_grad()`` (its in-place writes cannot be differentiated).
+    The output projection is kept transposed, as ``F.linear`` hands it to ``torch.addmm``. The projections are the
+    layers' weights when the cache is built: a cache serves one sampling call, under ``torch.no_grad()`` (its
+    in-place writes cannot be differentiated).
 
     Args:
         attentions: the prior's attention layers, in order.
@@ -114,13 +128,18 @@ class KVCache:
             (wq, wk, wv), (bq, bk, bv) = attention.qkv.weight.chunk(3), attention.qkv.bias.chunk(3)
             # 1 / sqrt(d) folded into the query: exact when it is a power of two (d = 4, 16, 64; every bundled
             # model has d = 16), else a rounding of the last bit.
+            out = rearrange(attention.out.weight, "o (h d) -> o (d h)", h=heads).t()
             self.projections.append((d_major(wq) * head**-0.5, d_major(bq) * head**-0.5, d_major(wk), d_major(bk),
-                                     d_major(wv), d_major(bv),
-                                     rearrange(attention.out.weight, "o (h d) -> o (d h)", h=heads), attention.out.bias))
+                                     d_major(wv), d_major(bv), out, attention.out.bias))
         # Never read past what has been written, so never cleared.
         self.keys = [weight.new_empty(length, head, heads, batch) for _ in attentions]
         self.values = [weight.new_empty(length, head, heads, batch) for _ in attentions]
         self.query = weight.new_empty(head, heads, batch)
+        # The same memory as the (width, N) matrices torch.addmm writes, made once: a view costs as much Python as
+        # a small product, and a step would make three per layer.
+        self.rows = [(keys.view(length, width, batch), values.view(length, width, batch))
+                     for keys, values in zip(self.keys, self.values)]
+        self.query_rows = self.query.view(width, batch)
         self.length = 0
 
 
@@ -138,14 +157,8 @@ class CausalSelfAttention(nn.Module):
         """x: (N, t, D) -> (N, t, D). With a cache, x is one new token per image, (N, D), which attends to the
         cached ones too."""
         if cache is not None:
-            # Several tokens after a prefix would need an offset mask; sampling feeds one at a time.
-            n, steps = cache.query.shape[-1], len(cache.keys[layer])  # the cache's N and T
-            if x.shape != (n, self.out.in_features):
-                raise InvalidInputError(f"a cached forward takes one token per image, (N, D) = ({n}, "
-                                        f"{self.out.in_features}), got {tuple(x.shape)}")
-            if cache.length == steps:
-                raise InvalidInputError(f"the cache is full: it holds {steps} steps")
-            return self._step(x, cache, layer)
+            self._check_token(x, cache, layer)
+            return _attention_step(x, cache, layer)
         n, t, width = x.shape
         heads, head = self.heads, width // self.heads
         qkv = F.linear(x, self.qkv.weight, self.qkv.bias).view(n, t, 3, heads, head)
@@ -159,22 +172,33 @@ class CausalSelfAttention(nn.Module):
                                                dropout_p=self.dropout if self.training else 0.0)
         return F.linear(y.transpose(1, 2).reshape(n, t, width), self.out.weight, self.out.bias)
 
-    def _step(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
-        """One token per image (N, D) through this layer's attention, appending its key and value to ``cache``."""
-        # Functional calls, views, select and narrow rather than submodules, einops and indexing: a sampling step
-        # runs this 8 times on one token, where Python's share of the time is larger than the arithmetic's.
-        n, width = x.shape
-        wq, bq, wk, bk, wv, bv, wo, bo = cache.projections[layer]
-        step, keys, values = cache.length, cache.keys[layer], cache.values[layer]
-        h = x.t().to(wq.dtype)  # a half model under CUDA autocast gets float32 from layer_norm; out= is not cast
-        torch.addmm(bq, wq, h, out=cache.query.view(width, n))
-        torch.addmm(bk, wk, h, out=keys.select(0, step).view(width, n))
-        torch.addmm(bv, wv, h, out=values.select(0, step).view(width, n))
-        # Products and sums over the cached steps (linalg.vecdot: one call for both); a batched matrix product of
-        # one row per image and head runs far below the machine's rate on a CPU.
-        weights = torch.softmax(torch.linalg.vecdot(cache.query, keys.narrow(0, 0, step + 1), dim=1), dim=0)
-        y = torch.linalg.vecdot(weights.unsqueeze(1), values.narrow(0, 0, step + 1), dim=0)  # (d, H, N)
-        return F.linear(y.view(width, n).t(), wo, bo)
+    def _check_token(self, x: torch.Tensor, cache: KVCache, layer: int) -> None:
+        """Refuse what a cached forward cannot take: anything but one token per image, or a full cache."""
+        # Several tokens after a prefix would need an offset mask; sampling feeds one at a time.
+        n, steps = cache.query.shape[-1], len(cache.keys[layer])  # the cache's N and T
+        if x.shape != (n, self.out.in_features):
+            raise InvalidInputError(f"a cached forward takes one token per image, (N, D) = ({n}, "
+                                    f"{self.out.in_features}), got {tuple(x.shape)}")
+        if cache.length == steps:
+            raise InvalidInputError(f"the cache is full: it holds {steps} steps")
+
+
+def _attention_step(x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+    """One token per image (N, D) through layer ``layer``'s attention, appending its key and value to ``cache``."""
+    # Functions of the cache's tensors and views rather than submodules and einops: a sampling step runs this 8
+    # times on one token, where Python's share of the time is larger than the arithmetic's.
+    n, width = x.shape
+    wq, bq, wk, bk, wv, bv, wo, bo = cache.projections[layer]
+    (key_rows, value_rows), step = cache.rows[layer], cache.length
+    h = x.t().to(wq.dtype)  # a half model under CUDA autocast gets float32 from layer_norm; out= is not cast
+    torch.addmm(bq, wq, h, out=cache.query_rows)
+    torch.addmm(bk, wk, h, out=key_rows[step])  # indexing the first axis: less Python than select
+    torch.addmm(bv, wv, h, out=value_rows[step])
+    # Products and sums over the cached steps (linalg.vecdot: one call for both); a batched matrix product of
+    # one row per image and head runs far below the machine's rate on a CPU. Slices: less Python than narrow.
+    weights = torch.softmax(torch.linalg.vecdot(cache.query, cache.keys[layer][:step + 1], dim=1), dim=0)
+    y = torch.linalg.vecdot(weights.unsqueeze(1), cache.values[layer][:step + 1], dim=0)  # (d, H, N)
+    return torch.addmm(bo, y.view(width, n).t(), wo)
 
 
 class Block(nn.Module):
@@ -194,13 +218,49 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         """x: (N, t, D) -> (N, t, D); with ``cache``, one token per image (N, D) that attends to the cached steps
         too and is appended to them."""
+        if cache is not None:
+            self.attn._check_token(x, cache, layer)
+            return _block_step(x, cache, layer, self._step_weights(x.shape[0]))
         # The submodules' own functions, called directly (see CausalSelfAttention.forward).
         norm1, norm2, (up, _, down, drop) = self.norm1, self.norm2, self.mlp
-        h = self.attn(F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps), cache, layer)
+        h = self.attn(F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps))
         x = x + (dropout(h, self.drop.p) if self.training else h)
         h = F.layer_norm(x, norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps)
         h = F.linear(F.gelu(F.linear(h, up.weight, up.bias)), down.weight, down.bias)
         return x + (dropout(h, drop.p) if self.training else h)
+
+    def _step_weights(self, batch: int) -> tuple:
+        """What :func:`_block_step` reads of this block for ``batch`` tokens: its weights as ``torch.layer_norm`` and
+        ``torch.addmm`` take them (``F.linear`` passes the transpose), each dropout's p (0 when evaluating: dropout
+        is then skipped), and buffers for the MLP's hidden layer."""
+        norm1, norm2, (up, _, down, drop) = self.norm1, self.norm2, self.mlp
+        p = (self.drop.p, drop.p) if self.training else (0.0, 0.0)
+        # The hidden layer (N, F) is written into the first N F values of a (2, ceil(N F / 2)) buffer, which gelu
+        # reads transposed (see _block_step), and gelu writes another such buffer the same way.
+        shape = batch, up.out_features
+        into, out = (up.weight.new_zeros(2, -(-math.prod(shape) // 2)) for _ in range(2))
+        return ((norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps), up.weight.t(), up.bias,
+                (norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps), down.weight.t(), down.bias, *p,
+                into.view(-1).narrow(0, 0, math.prod(shape)).view(shape), into.t(), out.t(),
+                out.view(-1).narrow(0, 0, math.prod(shape)).view(shape))
+
+
+def _block_step(x: torch.Tensor, cache: KVCache, layer: int, weights: tuple) -> torch.Tensor:
+    """:class:`Block` on one token per image (N, D) that attends to the cached steps and is appended to them, with
+    the block's ``_step_weights``: a function of tensors looked up once per sampling call, not per step, as an
+    nn.Module's parameters and submodules are found by its ``__getattr__`` after a failed lookup (which formats an
+    AttributeError): those lookups were a fifth of a batch-1 sampling step's instructions."""
+    norm1, up, up_bias, norm2, down, down_bias, p_attention, p_mlp, hidden, hidden_t, activated_t, activated = weights
+    h = _attention_step(torch.layer_norm(x, *norm1), cache, layer)
+    x = (dropout(h, p_attention) if p_attention else h).add_(x)  # h is a new tensor: x + h, in place
+    # F.gelu hands contiguous float32 CPU input to oneDNN, whose fixed cost per call (~50,000 instructions) was 7% of
+    # a batch-1 step; ATen's own kernel, a fifth of that, takes non-contiguous input: here the transpose of the
+    # buffer the up projection writes, which its loop reads as one contiguous run. Rounds as ATen's gelu, which
+    # differs from oneDNN's in the last bit of some values.
+    torch.addmm(up_bias, torch.layer_norm(x, *norm2).to(up.dtype), up, out=hidden)  # cast as in _attention_step
+    F.gelu(hidden_t, out=activated_t)
+    h = torch.addmm(down_bias, activated, down)
+    return (dropout(h, p_mlp) if p_mlp else h).add_(x)
 
 
 class Prior(nn.Module):
@@ -226,21 +286,38 @@ class Prior(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size)
         self.head = nn.Linear(config.hidden_size, num_parts + self.num_steps + 1)
 
-    def _run(self, tiles: torch.Tensor, cache: KVCache | None = None) -> StepLogits:
-        """Logits of the steps whose inputs are ``tiles`` (N, t, cells, F); with ``cache``, of one step (t = 1) that
-        attends to the cached ones and is appended to them, without the step axis: (N, B), (N, L), (N,)."""
-        if cache is None:
-            x = self.embed(tiles) + self.position.narrow(0, 0, tiles.shape[1])
-        else:
-            x = self.embed(tiles).select(1, 0) + self.position.select(0, cache.length)
+    def _run(self, tiles: torch.Tensor) -> StepLogits:
+        """Logits of the steps whose inputs are ``tiles`` (N, t, cells, F)."""
+        x = self.embed(tiles) + self.position.narrow(0, 0, tiles.shape[1])
         if self.training:
             x = dropout(x, self.drop.p)
-        for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)
-        if cache is not None:
-            cache.length += 1
-        out = self.head(self.norm(x))
-        ids, locs, present = out.split([self.num_parts, self.num_steps, 1], dim=-1)
+        for block in self.blocks:
+            x = block(x)
+        return self._logits(self.head(self.norm(x)))
+
+    def _step_weights(self, batch: int) -> tuple:
+        """What :meth:`_step` reads of the prior for ``batch`` drawings, looked up once per sampling call (see
+        :func:`_block_step`)."""
+        norm, head = self.norm, self.head
+        return (self.embed._step_weights(), self.position, [block._step_weights(batch) for block in self.blocks],
+                (norm.normalized_shape, norm.weight, norm.bias, norm.eps), head.weight.t(), head.bias)
+
+    def _step(self, tiled: torch.Tensor, cache: KVCache, weights: tuple) -> StepLogits:
+        """Logits of the step after the cached ones, (N, B), (N, L), (N,), from the tiled canvases (N, cells + 1, F)
+        (:meth:`np_draw.canvas.Grid.new_tiled`), with :meth:`_step_weights`; the step is appended to ``cache``."""
+        embed, position, blocks, norm, head, head_bias = weights
+        x = _embed_step(tiled, embed) + position.select(0, cache.length)
+        if self.training:
+            x = dropout(x, self.drop.p)
+        for layer, block in enumerate(blocks):
+            x = _block_step(x, cache, layer, block)
+        cache.length += 1
+        return self._logits(torch.addmm(head_bias, torch.layer_norm(x, *norm), head))
+
+    def _logits(self, out: torch.Tensor) -> StepLogits:
+        """The head's output (..., B + L + 1) as StepLogits."""
+        # split_with_sizes: Tensor.split's Python wrapper doubled its cost, a step's largest view
+        ids, locs, present = out.split_with_sizes([self.num_parts, self.num_steps, 1], dim=-1)
         return StepLogits(ids, locs, present.squeeze(-1))
 
     def forward(self, canvases: torch.Tensor) -> StepLogits:
@@ -313,6 +390,7 @@ class Prior(nn.Module):
         ones = like.new_ones(n, 1, *bank.parts.shape[2:])
         if use_cache:
             cache = KVCache([block.attn for block in self.blocks], n, steps)
+            weights = self._step_weights(n)
         else:
             past = like.new_zeros(n, steps, *tiled.shape[1:])
         for t in range(steps):
@@ -320,10 +398,10 @@ class Prior(nn.Module):
                 past[:, t] = tiled
             if t < given:
                 if use_cache:  # the given step's keys and values must be in the cache for the steps after it
-                    self._run(tiled[:, None], cache)
+                    self._step(tiled, cache, weights)
                 step = prefix.ids[:, t], prefix.locs[:, t], prefix.present[:, t]
             else:
-                logits = self._run(tiled[:, None], cache) if use_cache else self._run(past[:, :t + 1])[:, -1]
+                logits = self._step(tiled, cache, weights) if use_cache else self._run(past[:, :t + 1])[:, -1]
                 step = logits.draw(noise[:, t], temperature)
             # select and copy_ rather than indexing: Python's share of a step is large at small batches.
             for into, value in zip((ids, locs, present), step):
