@@ -87,7 +87,8 @@ class StepLogits(_Batch):
         """:meth:`sample` from noise already passed through :func:`gumbel` (the sampler transforms all its steps'
         noise at once)."""
         num_parts = self.ids.shape[-1]
-        ids, locs, present = self.ids.float(), self.locs.float(), self.present.float()
+        # float() is a call even on float32: a sampling step's logits skip it
+        ids, locs, present = (x if x.dtype == torch.float32 else x.float() for x in (self.ids, self.locs, self.present))
         if temperature != 1:  # x / 1 is x: skipped, the draw is the same
             ids, locs, present = ids / temperature, locs / temperature, present / temperature
         ids = (ids + noise[..., :num_parts]).argmax(-1)

@@ -190,7 +190,9 @@ def _attention_step(x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor
     n, width = x.shape
     wq, bq, wk, bk, wv, bv, wo, bo = cache.projections[layer]
     (key_rows, value_rows), step = cache.rows[layer], cache.length
-    h = x.t().to(wq.dtype)  # a half model under CUDA autocast gets float32 from layer_norm; out= is not cast
+    h = x.t()
+    if h.dtype != wq.dtype:  # a half model under CUDA autocast gets float32 from layer_norm; out= is not cast
+        h = h.to(wq.dtype)  # (a call even when there is nothing to cast: 2 % of a batch-1 step, so only then)
     torch.addmm(bq, wq, h, out=cache.query_rows)
     torch.addmm(bk, wk, h, out=key_rows[step])  # indexing the first axis: less Python than select
     torch.addmm(bv, wv, h, out=value_rows[step])
@@ -257,7 +259,8 @@ def _block_step(x: torch.Tensor, cache: KVCache, layer: int, weights: tuple) -> 
     # a batch-1 step; ATen's own kernel, a fifth of that, takes non-contiguous input: here the transpose of the
     # buffer the up projection writes, which its loop reads as one contiguous run. Rounds as ATen's gelu, which
     # differs from oneDNN's in the last bit of some values.
-    torch.addmm(up_bias, torch.layer_norm(x, *norm2).to(up.dtype), up, out=hidden)  # cast as in _attention_step
+    h = torch.layer_norm(x, *norm2)
+    torch.addmm(up_bias, h if h.dtype == up.dtype else h.to(up.dtype), up, out=hidden)  # cast as in _attention_step
     F.gelu(hidden_t, out=activated_t)
     h = torch.addmm(down_bias, activated, down)
     return (dropout(h, p_mlp) if p_mlp else h).add_(x)
