@@ -254,7 +254,8 @@ def _block_step(x: torch.Tensor, cache: KVCache, layer: int, weights: tuple) -> 
     AttributeError): those lookups were a fifth of a batch-1 sampling step's instructions."""
     norm1, up, up_bias, norm2, down, down_bias, p_attention, p_mlp, hidden, hidden_t, activated_t, activated = weights
     h = _attention_step(torch.layer_norm(x, *norm1), cache, layer)
-    x = (dropout(h, p_attention) if p_attention else h).add_(x)  # h is a new tensor: x + h, in place
+    # x + h, not h += x: under autocast h comes back in half precision, and the residual stream must stay in x's
+    x = x + (dropout(h, p_attention) if p_attention else h)
     # F.gelu hands contiguous float32 CPU input to oneDNN, whose fixed cost per call (~50,000 instructions) was 7% of
     # a batch-1 step; ATen's own kernel, a fifth of that, takes non-contiguous input: here the transpose of the
     # buffer the up projection writes, which its loop reads as one contiguous run. Rounds as ATen's gelu, which
@@ -263,7 +264,7 @@ def _block_step(x: torch.Tensor, cache: KVCache, layer: int, weights: tuple) -> 
     torch.addmm(up_bias, h if h.dtype == up.dtype else h.to(up.dtype), up, out=hidden)  # cast as in _attention_step
     F.gelu(hidden_t, out=activated_t)
     h = torch.addmm(down_bias, activated, down)
-    return (dropout(h, p_mlp) if p_mlp else h).add_(x)
+    return x.add_(dropout(h, p_mlp) if p_mlp else h)  # x is this function's own tensor (above)
 
 
 class Prior(nn.Module):

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from np_draw import Grid, Latents, PartBank, Prior, PriorConfig
 from np_draw.canvas import history
 from np_draw.errors import InvalidInputError
-from np_draw.prior import CausalSelfAttention, KVCache, dropout
+from np_draw.prior import Block, CausalSelfAttention, KVCache, dropout
 
 GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
 
@@ -176,3 +176,23 @@ def test_cached_single_tokens_equal_attention_over_the_whole_sequence():
     with pytest.raises(InvalidInputError, match=r"for sampling: build and use it under torch.no_grad\(\)"):
         KVCache([attention], 5, 6)
     torch.testing.assert_close(torch.stack(pieces, 1), whole, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch, ff_size", [(5, 128), (3, 33), (1, 7)])
+def test_a_cached_block_equals_the_block_over_the_whole_sequence(batch, ff_size):
+    """Block's cached path (the function sampling runs, with the MLP's hidden layer in a transposed buffer of odd
+    sizes too) gives the uncached block's outputs token by token, and keeps the residual stream in float32 under
+    bfloat16 autocast."""
+    torch.manual_seed(0)
+    config = PriorConfig(ff_size=ff_size)
+    block = Block(config).eval()
+    x = torch.randn(batch, 4, config.hidden_size)
+    with torch.no_grad():
+        cache = KVCache([block.attn], batch, 4)
+        pieces = []
+        for t in range(4):
+            pieces.append(block(x[:, t], cache))
+            cache.length += 1
+        torch.testing.assert_close(torch.stack(pieces, 1), block(x), rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert block(x[:, 0], KVCache([block.attn], batch, 4)).dtype == torch.float32
