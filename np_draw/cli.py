@@ -16,6 +16,7 @@ and exits with code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import logging
@@ -98,9 +99,13 @@ def picture_path(text: str) -> Path:
     """``-o`` for a picture: :func:`output_path` with a suffix Pillow writes, checked before any work is done."""
     path = output_path(text)
     Image.init()
-    if Image.registered_extensions().get(path.suffix.lower()) not in Image.SAVE:
+    kind = Image.registered_extensions().get(path.suffix.lower())
+    try:  # some formats Pillow registers a writer for write nothing (stubs) or only 1-bit images
+        for mode in ("L", "RGB"):  # a grid of grey or of colour images
+            Image.new(mode, (1, 1)).save(io.BytesIO(), format=kind)
+    except (KeyError, OSError, ValueError, TypeError) as error:
         raise argparse.ArgumentTypeError(f"{text!r}: {path.suffix or 'no suffix'} is not a picture format Pillow "
-                                         "writes (e.g. .png, .jpg, .webp)")
+                                         "writes (e.g. .png, .jpg, .webp)") from error
     return path
 
 

@@ -49,7 +49,7 @@ class WeightsUnavailableError(NPDrawError, OSError):
 
 class TrainingDivergedError(NPDrawError, FloatingPointError):
     """A training loss or validation figure became NaN or infinite; the message names the stage and round and what
-    to change. The run's last checkpoint is from before it."""
+    to change. A checkpoint written after the diverging step may hold its weights: train into a new folder."""
 
 
 class UnwritablePathError(NPDrawError, OSError):

@@ -83,8 +83,10 @@ def is_colour(image: Image.Image) -> bool:
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
-    """A 16-bit grey image (Pillow's "I;16" modes, or "I" holding values above 255) scaled to 8-bit "L": Pillow's
-    own conversion clips every level above 255 to white."""
+    """A 16-bit grey image scaled to 8-bit "L": Pillow's own conversion clips every level above 255 to white. The
+    "I;16" modes are 16-bit; mode "I" (a 16-bit PGM, a 32-bit TIFF) does not say its depth, so an image of it is
+    taken as 16-bit when a value exceeds 255 and as 8-bit otherwise (a very dark 16-bit image is then read too
+    bright)."""
     if not (image.mode.startswith("I;16") or image.mode == "I"):
         return image
     levels = np.asarray(image, dtype=np.float64)

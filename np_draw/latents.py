@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, InvalidTypeError
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
@@ -126,13 +126,18 @@ class Latents(_Batch):
     def check(self, *, num_parts: int, num_steps: int, count: int | None = None, name: str = "latents") -> int:
         """The number of steps k of hard latents after checking them: ids, locs and present each (N, k) with
         k <= ``num_steps`` (and N = ``count`` when given), integer ids in [0, ``num_parts``) and locs in
-        [0, ``num_steps``), present of 0s and 1s; else an InvalidInputError naming ``name``."""
-        shapes = {field: tuple(getattr(self, field).shape) for field in ("ids", "locs", "present")}
-        k = shapes["ids"][1] if len(shapes["ids"]) == 2 else -1
-        n = shapes["ids"][0] if count is None else count
+        [0, ``num_steps``), present of 0s and 1s; else an InvalidInputError (InvalidTypeError for what is not a
+        tensor) naming ``name``."""
+        tensors = {field: getattr(self, field) for field in ("ids", "locs", "present")}
+        if not all(isinstance(tensor, torch.Tensor) for tensor in tensors.values()):
+            raise InvalidTypeError(f"{name} ids, locs and present must be torch tensors, got "
+                                   f"{ {field: type(value).__name__ for field, value in tensors.items()} }")
+        shapes = {field: tuple(tensor.shape) for field, tensor in tensors.items()}
+        k, n = (shapes["ids"][1], shapes["ids"][0]) if len(shapes["ids"]) == 2 else (-1, None)
+        n = n if count is None else count
         if any(shape != (n, k) for shape in shapes.values()) or not 0 <= k <= num_steps:
-            raise InvalidInputError(f"{name} ids, locs and present must each have shape (N={n}, k) with k <= "
-                                    f"T={num_steps}, got {shapes}")
+            raise InvalidInputError(f"{name} ids, locs and present must each have shape (N{'' if n is None else f'={n}'}"
+                                    f", k) with k <= T={num_steps}, got {shapes}")
         if self.ids.is_floating_point() or self.locs.is_floating_point():
             raise InvalidInputError(f"{name} ids and locs must be integer tensors, got {self.ids.dtype} and "
                                     f"{self.locs.dtype}")

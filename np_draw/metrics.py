@@ -156,8 +156,8 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
             images = images[:, None]
         elif images.ndim == 4 and images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3):
             images = rearrange(images, "n h w c -> n c h w")
-    else:  # PIL images, a folder, a dataset: read at the network's own size (Inception's: 299 px, RGB)
-        images = as_image_tensor(images, channels=getattr(network, "channels", 3), size=getattr(network, "size", 299))
+    else:  # PIL images, a folder, a dataset: read as RGB (the network makes grey of them as it needs) at its size
+        images = as_image_tensor(images, channels=3, size=getattr(network, "size", 299))
     shape = tuple(images.shape)
     if len(shape) != 4 or shape[1] not in (1, 3) or shape[2] != shape[3]:
         raise InvalidInputError(f"images must have shape (N, 1 or 3, H, H) (NCHW), got {shape}")
