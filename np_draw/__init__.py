@@ -23,6 +23,7 @@ from .prior import Prior
 __all__ = [
     "PRESETS", "ConfigMismatchError", "CorruptWeightsError", "Grid", "InvalidInputError", "InvalidTypeError",
     "Latents", "NPDraw", "NPDrawConfig", "NPDrawError", "PartBank", "Prior", "PriorConfig", "SampleOutput",
-    "StepLogits", "TrainingDivergedError", "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError", "parse", "psnr", "render",
+    "StepLogits", "TrainingDivergedError", "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError",
+    "parse", "psnr", "render",
 ]
 __version__ = "0.1.0"

@@ -136,8 +136,9 @@ class Latents(_Batch):
         k, n = (shapes["ids"][1], shapes["ids"][0]) if len(shapes["ids"]) == 2 else (-1, None)
         n = n if count is None else count
         if any(shape != (n, k) for shape in shapes.values()) or not 0 <= k <= num_steps:
-            raise InvalidInputError(f"{name} ids, locs and present must each have shape (N{'' if n is None else f'={n}'}"
-                                    f", k) with k <= T={num_steps}, got {shapes}")
+            batch = "N" if n is None else f"N={n}"
+            raise InvalidInputError(f"{name} ids, locs and present must each have shape ({batch}, k) with k <= "
+                                    f"T={num_steps}, got {shapes}")
         if self.ids.is_floating_point() or self.locs.is_floating_point():
             raise InvalidInputError(f"{name} ids and locs must be integer tensors, got {self.ids.dtype} and "
                                     f"{self.locs.dtype}")

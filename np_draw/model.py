@@ -410,7 +410,8 @@ class NPDraw(nn.Module, ModelHubMixin):
         """
         if not isinstance(latents, Latents):
             raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 0 <= steps <= self.config.num_steps:
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) \
+                or not 0 <= steps <= self.config.num_steps:
             raise InvalidInputError(f"steps must be an int in [0, {self.config.num_steps}], got {steps!r}")
         steps = int(steps)
         temperature = check_temperature(temperature)
@@ -482,7 +483,8 @@ class NPDraw(nn.Module, ModelHubMixin):
                 images; a torch Dataset or DataLoader of images (or (image, label) pairs), a Hugging Face
                 ``datasets.Dataset`` (its "image" column), or a folder of image files, searched recursively,
                 centre-cropped and resized to the model's size; or a :class:`np_draw.images.ImageSource`. From one
-                image up to fine-tune; from scratch, enough for the part bank's ``num_parts`` non-empty patches. Folders and map-style datasets are streamed: read a batch at a time, never all in memory.
+                image up to fine-tune; from scratch, enough for the part bank's ``num_parts`` non-empty patches.
+                Folders and map-style datasets are streamed: read a batch at a time, never all in memory.
             config: a :class:`np_draw.training.FitConfig` (defaults when None).
             output_dir: where checkpoints are written (``output_dir/checkpoints``); None keeps none.
             resume: continue exactly from the latest checkpoint in ``output_dir``; with ``config`` None the

@@ -201,7 +201,8 @@ API_CASES: list[ApiCase] = [
             lambda m, f: NPDraw(m.config).fit(_images(8, 1, 28, 28), FitConfig(
                 prior_steps=2, steps=2, eval_every=1, batch_size=4, prior_batch_size=4, bank_images=8,
                 prior_lr=1e8, encoder_lr=1e8, decoder_lr=1e8), progress=False)),
-    ApiCase("a dict for the FitConfig", "NPDraw.fit", InvalidTypeError, "config must be a FitConfig (or None), got dict",
+    ApiCase("a dict for the FitConfig", "NPDraw.fit", InvalidTypeError,
+            "config must be a FitConfig (or None), got dict",
             lambda m, f: m.fit(_images(4, 1, 28, 28), {"steps": 2}, progress=False)),
     ApiCase("an output_dir that cannot be created (a file is in the way)", "NPDraw.fit", UnwritablePathError,
             "output_dir: cannot create the folder",
