@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .errors import CorruptWeightsError, InvalidInputError, check_count
 from .features import FeatureNetwork, feature_network
-from .images import as_image_tensor, check_images, to_canvas
+from .images import ImageSource, TensorImages, check_images, image_source, to_canvas
 from .model import NPDraw
 from .networks import evaluating
 
@@ -149,24 +149,28 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
     Returns:
         :class:`FeatureStatistics` in float64.
     """
-    network = _network(features)
+    network, batch_size = _network(features), check_count(batch_size, "batch_size")
     if isinstance(images, (torch.Tensor, np.ndarray)):
         images = torch.as_tensor(images)
         if images.ndim == 3:
             images = images[:, None]
         elif images.ndim == 4 and images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3):
             images = rearrange(images, "n h w c -> n c h w")
-    else:  # PIL images, a folder, a dataset: read as RGB (the network makes grey of them as it needs) at its size
-        images = as_image_tensor(images, channels=3, size=getattr(network, "size", 299))
-    shape = tuple(images.shape)
-    if len(shape) != 4 or shape[1] not in (1, 3) or shape[2] != shape[3]:
-        raise InvalidInputError(f"images must have shape (N, 1 or 3, H, H) (NCHW), got {shape}")
-    x = check_images(images, channels=shape[1], size=shape[-1])
-    if len(x) < 2:
-        raise InvalidInputError(f"images must hold at least 2 images for a covariance, got {len(x)}")
+        shape = tuple(images.shape)
+        if len(shape) != 4 or shape[1] not in (1, 3) or shape[2] != shape[3]:
+            raise InvalidInputError(f"images must have shape (N, 1 or 3, H, H) (NCHW), got {shape}")
+        source: ImageSource = TensorImages(check_images(images, channels=shape[1], size=shape[-1]))
+    else:
+        # PIL images, a folder, a dataset: read as RGB (the network makes grey of them as it needs) at its size; a
+        # folder or a map-style dataset a batch at a time, as fit reads them (50,000 images at Inception's 299 px
+        # would take 13 GB at once).
+        source = image_source(images, channels=3, size=getattr(network, "size", 299))
+    if len(source) < 2:
+        raise InvalidInputError(f"images must hold at least 2 images for a covariance, got {len(source)}")
     device = next(network.parameters()).device
-    rows = [network.features(x[i:i + batch_size].to(device).float()).double().cpu()
-            for i in tqdm(range(0, len(x), batch_size), desc="features", disable=not progress, leave=False)]
+    rows = [network.features(chunk.to(device).float()).double().cpu()
+            for chunk in tqdm(source.chunks(size=batch_size), total=math.ceil(len(source) / batch_size),
+                              desc="features", disable=not progress, leave=False)]
     f = torch.cat(rows)
     return FeatureStatistics(f.mean(0), torch.cov(f.T), len(f), getattr(network, "name", type(network).__name__))
 
