@@ -14,13 +14,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from einops import rearrange
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .errors import CorruptWeightsError, InvalidInputError, check_count
 from .features import FeatureNetwork, feature_network
-from .images import ImageSource, TensorImages, check_images, image_source, to_canvas
+from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, to_canvas
 from .model import NPDraw
 from .networks import evaluating
 
@@ -151,11 +150,10 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
     """
     network, batch_size = _network(features), check_count(batch_size, "batch_size")
     if isinstance(images, (torch.Tensor, np.ndarray)):
-        images = torch.as_tensor(images)
-        if images.ndim == 3:
-            images = images[:, None]
-        elif images.ndim == 4 and images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3):
-            images = rearrange(images, "n h w c -> n c h w")
+        # Layouts as the model reads them (NHW, NHWC), for whichever of 1 or 3 channels the array holds.
+        shape = tuple(images.shape)
+        channels = 3 if len(shape) == 4 and 3 in (shape[1], shape[-1]) else 1
+        images = as_image_tensor(images, channels=channels, size=shape[-1])
         shape = tuple(images.shape)
         if len(shape) != 4 or shape[1] not in (1, 3) or shape[2] != shape[3]:
             raise InvalidInputError(f"images must have shape (N, 1 or 3, H, H) (NCHW), got {shape}")

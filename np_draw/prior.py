@@ -239,12 +239,12 @@ class Block(nn.Module):
         p = (self.drop.p, drop.p) if self.training else (0.0, 0.0)
         # The hidden layer (N, F) is written into the first N F values of a (2, ceil(N F / 2)) buffer, which gelu
         # reads transposed (see _block_step), and gelu writes another such buffer the same way.
-        shape = batch, up.out_features
-        into, out = (up.weight.new_zeros(2, -(-math.prod(shape) // 2)) for _ in range(2))
+        size = batch * up.out_features
+        into, out = (up.weight.new_zeros(2, -(-size // 2)) for _ in range(2))
+        hidden, activated = (buffer.view(-1)[:size].view(batch, up.out_features) for buffer in (into, out))
         return ((norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps), up.weight.t(), up.bias,
                 (norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps), down.weight.t(), down.bias, *p,
-                into.view(-1).narrow(0, 0, math.prod(shape)).view(shape), into.t(), out.t(),
-                out.view(-1).narrow(0, 0, math.prod(shape)).view(shape))
+                hidden, into.t(), out.t(), activated)
 
 
 def _block_step(x: torch.Tensor, cache: KVCache, layer: int, weights: tuple) -> torch.Tensor:
