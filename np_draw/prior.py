@@ -95,13 +95,18 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
 class KVCache:
     """Sampling's keys and values of the tokens seen so far, with each layer's attention projections laid out for them.
 
-    Keys and values are preallocated per layer as (T, d, H, N): head channel, head, then image innermost. A step's
-    query, key and value are computed transposed (projection @ h^T, the projections' rows reordered from (H, d) to
-    (d, H) once, here) and written where they belong as they are computed, without a copy; the single query's dot
-    products and its weighted sum of the values then run over outer axes, a whole contiguous row of images at a
-    time, where the tokens' (N, H, d) layout summed each head's 16 channels innermost, far below a CPU's rate, and
-    copied every key and value into the cache: 1.3-1.4x fewer instructions per prior step at batch 64
-    (benchmarks/bench_sampling_instructions.py).
+    Each layer's keys and values are preallocated as one (T + 1, 2, d, H, N) tensor: step, key or value, head channel,
+    head, then image innermost. A step's key, value and query come from one product, the projection times the tokens'
+    transpose (its rows put in (d, H) order once, here), written where they belong as they are computed, without a
+    copy: the key and value at the step's own place, the query in the next step's key slot, which that step
+    overwrites (and the last step, the extra one). The single query's dot products with the keys and its weighted
+    sum of the values then run over outer axes, a whole contiguous row of images at a time, where the tokens'
+    (N, H, d) layout summed each head's 16 channels innermost, far below a CPU's rate, and copied every key and value
+    into the cache: 1.3-1.4x fewer instructions per prior step at batch 64
+    (benchmarks/bench_sampling_instructions.py). One product rather than three saves two calls per layer, a
+    twentieth of a batch-1 step (each row of a product is its own dot product: the same values). A query slot of
+    its own at every step would make the cache half as large again: fresh memory, which the operating system
+    supplies a page fault at a time (a tenth of a batch-128 step).
 
     The output projection is kept transposed, as ``F.linear`` hands it to ``torch.addmm``. The projections are the
     layers' weights when the cache is built: a cache serves one sampling call, under ``torch.no_grad()`` (its
@@ -120,27 +125,27 @@ class KVCache:
         heads, width = attentions[0].heads, weight.shape[0]
         head = width // heads
 
-        def d_major(x: torch.Tensor) -> torch.Tensor:  # rows (h d) -> (d h), a 1-D bias as a column
-            return rearrange(x, "(h d) ... -> (d h) ...", h=heads).reshape(width, -1)
+        def kvq(x: torch.Tensor) -> torch.Tensor:  # rows (q, k, v) x (h d) -> (k, v, q) x (d h)
+            q, k, v = rearrange(x, "(k h d) ... -> k (d h) ...", k=3, h=heads)
+            # 1 / sqrt(d) folded into the query: exact when it is a power of two (d = 4, 16, 64; every bundled model
+            # has d = 16), else a rounding of the last bit.
+            return torch.cat([k, v, q * head**-0.5])
 
-        self.projections = []
-        for attention in attentions:
-            (wq, wk, wv), (bq, bk, bv) = attention.qkv.weight.chunk(3), attention.qkv.bias.chunk(3)
-            # 1 / sqrt(d) folded into the query: exact when it is a power of two (d = 4, 16, 64; every bundled
-            # model has d = 16), else a rounding of the last bit.
-            out = rearrange(attention.out.weight, "o (h d) -> o (d h)", h=heads).t()
-            self.projections.append((d_major(wq) * head**-0.5, d_major(bq) * head**-0.5, d_major(wk), d_major(bk),
-                                     d_major(wv), d_major(bv), out, attention.out.bias))
+        self.projections = [(kvq(attention.qkv.weight).t(), kvq(attention.qkv.bias),
+                             rearrange(attention.out.weight, "o (h d) -> o (d h)", h=heads).t(), attention.out.bias)
+                            for attention in attentions]
         # Never read past what has been written, so never cleared.
-        self.keys = [weight.new_empty(length, head, heads, batch) for _ in attentions]
-        self.values = [weight.new_empty(length, head, heads, batch) for _ in attentions]
-        self.query = weight.new_empty(head, heads, batch)
-        # The same memory as the (width, N) matrices torch.addmm writes, made once: a view costs as much Python as
-        # a small product, and a step would make three per layer.
-        self.rows = [(keys.view(length, width, batch), values.view(length, width, batch))
-                     for keys, values in zip(self.keys, self.values)]
-        self.query_rows = self.query.view(width, batch)
-        self.length = 0
+        self.steps = [weight.new_empty(length + 1, 2, head, heads, batch) for _ in attentions]
+        # Views made once: a view costs as much Python as a small product, and a step would make several per layer.
+        # rows[t] is the transpose of the (3 width, N) matrix of step t: key and value t, then the query; torch.addmm
+        # writes a transposed output as it is, without a copy.
+        self.rows = [steps.as_strided((length, batch, 3 * width), (2 * width * batch, 1, batch))
+                     for steps in self.steps]
+        self.keys, self.values = ([steps.select(1, i) for steps in self.steps] for i in range(2))
+        # The attention's output (d, H, N), written in place, and its (N, D) transpose, which the out projection reads.
+        self.mixed = weight.new_empty(head, heads, batch)
+        self.mixed_rows = self.mixed.view(width, batch).t()
+        self.batch, self.capacity, self.length = batch, length, 0
 
 
 class CausalSelfAttention(nn.Module):
@@ -175,7 +180,7 @@ class CausalSelfAttention(nn.Module):
     def _check_token(self, x: torch.Tensor, cache: KVCache, layer: int) -> None:
         """Refuse what a cached forward cannot take: anything but one token per image, or a full cache."""
         # Several tokens after a prefix would need an offset mask; sampling feeds one at a time.
-        n, steps = cache.query.shape[-1], len(cache.keys[layer])  # the cache's N and T
+        n, steps = cache.batch, cache.capacity
         if x.shape != (n, self.out.in_features):
             raise InvalidInputError(f"a cached forward takes one token per image, (N, D) = ({n}, "
                                     f"{self.out.in_features}), got {tuple(x.shape)}")
@@ -187,20 +192,19 @@ def _attention_step(x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor
     """One token per image (N, D) through layer ``layer``'s attention, appending its key and value to ``cache``."""
     # Functions of the cache's tensors and views rather than submodules and einops: a sampling step runs this 8
     # times on one token, where Python's share of the time is larger than the arithmetic's.
-    n, width = x.shape
-    wq, bq, wk, bk, wv, bv, wo, bo = cache.projections[layer]
-    (key_rows, value_rows), step = cache.rows[layer], cache.length
-    h = x.t()
-    if h.dtype != wq.dtype:  # a half model under CUDA autocast gets float32 from layer_norm; out= is not cast
-        h = h.to(wq.dtype)  # (a call even when there is nothing to cast: 2 % of a batch-1 step, so only then)
-    torch.addmm(bq, wq, h, out=cache.query_rows)
-    torch.addmm(bk, wk, h, out=key_rows[step])  # indexing the first axis: less Python than select
-    torch.addmm(bv, wv, h, out=value_rows[step])
+    w, b, wo, bo = cache.projections[layer]
+    step = cache.length
+    if x.dtype != w.dtype:  # a half model under CUDA autocast gets float32 from layer_norm; out= is not cast
+        x = x.to(w.dtype)  # (a call even when there is nothing to cast: 2 % of a batch-1 step, so only then)
+    torch.addmm(b, x, w, out=cache.rows[layer][step])  # indexing the first axis: less Python than select
     # Products and sums over the cached steps (linalg.vecdot: one call for both); a batched matrix product of
     # one row per image and head runs far below the machine's rate on a CPU. Slices: less Python than narrow.
-    weights = torch.softmax(torch.linalg.vecdot(cache.query, cache.keys[layer][:step + 1], dim=1), dim=0)
-    y = torch.linalg.vecdot(weights.unsqueeze(1), cache.values[layer][:step + 1], dim=0)  # (d, H, N)
-    return torch.addmm(bo, y.view(width, n).t(), wo)
+    weights = torch.softmax(torch.linalg.vecdot(cache.keys[layer][step + 1], cache.keys[layer][:step + 1], dim=1),
+                            dim=0)
+    if weights.dtype != cache.mixed.dtype:  # autocast's half softmax; out= is not cast (as above)
+        weights = weights.to(cache.mixed.dtype)
+    torch.linalg.vecdot(weights.unsqueeze(1), cache.values[layer][:step + 1], dim=0, out=cache.mixed)
+    return torch.addmm(bo, cache.mixed_rows, wo)
 
 
 class Block(nn.Module):
