@@ -110,7 +110,7 @@ class Grid:
 
         Args:
             tiled: (N, tiles + 1, C * tile * tile), see :meth:`tile_index`; updated in place.
-            parts: (N, C, K, K) pixels, 0 where nothing is drawn.
+            parts: (N, C, K, K) pixels, 0 where nothing is drawn, or their (N, C * K * K) rows.
             locations: (N,) int64 cells.
             index: :meth:`tile_index` for C channels, on the canvas's device.
         """

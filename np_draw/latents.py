@@ -55,12 +55,12 @@ class _Batch:
         return cls(**values)
 
 
-def gumbel(noise: torch.Tensor) -> torch.Tensor:
-    """Uniform noise (..., B + L + 1) in (0, 1) -> float32 Gumbel noise for z_id and z_loc, the last entry (z_is's
-    threshold) kept uniform: what :meth:`StepLogits.draw` takes."""
+def gumbel(noise: torch.Tensor, num_parts: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Uniform noise (..., B + L + 1) in (0, 1) -> float32 Gumbel noise for z_id (..., B) and z_loc (..., L), and
+    z_is's threshold (...) kept uniform: what :meth:`StepLogits.draw` takes."""
     noise = noise.float()
     drawn = -torch.log(-torch.log(noise[..., :-1].clamp(torch.finfo(noise.dtype).tiny, 1 - 1e-7)))
-    return torch.cat([drawn, noise[..., -1:]], dim=-1)
+    return drawn[..., :num_parts], drawn[..., num_parts:], noise[..., -1]
 
 
 @dataclass
@@ -81,19 +81,21 @@ class StepLogits(_Batch):
         The draw is computed in float32 whatever the logits' dtype (half-precision noise rounds to 1.0, and a Gumbel
         term of 16 bits swamps the logits); ``present`` comes back in the logits' dtype.
         """
-        return self.draw(gumbel(noise), temperature)
+        return self.draw(gumbel(noise, self.ids.shape[-1]), temperature)
 
-    def draw(self, noise: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, ...]:
+    def draw(self, noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor], temperature: float = 1.0, *,
+             out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
         """:meth:`sample` from noise already passed through :func:`gumbel` (the sampler transforms all its steps'
-        noise at once)."""
-        num_parts = self.ids.shape[-1]
+        noise at once), written into ``out`` (ids, locs, present) when it is given (the sampler's columns of a
+        step)."""
         # float() is a call even on float32: a sampling step's logits skip it
         ids, locs, present = (x if x.dtype == torch.float32 else x.float() for x in (self.ids, self.locs, self.present))
         if temperature != 1:  # x / 1 is x: skipped, the draw is the same
             ids, locs, present = ids / temperature, locs / temperature, present / temperature
-        ids = (ids + noise[..., :num_parts]).argmax(-1)
-        locs = (locs + noise[..., num_parts:-1]).argmax(-1)
-        return ids, locs, (noise[..., -1] < torch.sigmoid(present)).to(self.present.dtype)
+        (ids_noise, locs_noise, threshold), (ids_out, locs_out, present_out) = noise, out or (None,) * 3
+        drawn = torch.lt(threshold, torch.sigmoid(present), out=present_out)
+        return (torch.argmax(ids + ids_noise, -1, out=ids_out), torch.argmax(locs + locs_noise, -1, out=locs_out),
+                drawn if out else drawn.to(self.present.dtype))
 
     def mode(self) -> tuple[torch.Tensor, ...]:
         """The most likely (ids, locs, present) of every step: argmax for z_id and z_loc, logit > 0 for z_is."""

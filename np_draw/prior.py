@@ -138,10 +138,11 @@ class KVCache:
         self.steps = [weight.new_empty(length + 1, 2, head, heads, batch) for _ in attentions]
         # Views made once: a view costs as much Python as a small product, and a step would make several per layer.
         # rows[t] is the transpose of the (3 width, N) matrix of step t: key and value t, then the query; torch.addmm
-        # writes a transposed output as it is, without a copy.
-        self.rows = [steps.as_strided((length, batch, 3 * width), (2 * width * batch, 1, batch))
+        # writes a transposed output as it is, without a copy. queries[t] is step t's query, (d, H, N).
+        self.rows = [steps.as_strided((length, batch, 3 * width), (2 * width * batch, 1, batch)).unbind(0)
                      for steps in self.steps]
         self.keys, self.values = ([steps.select(1, i) for steps in self.steps] for i in range(2))
+        self.queries = [keys[1:].unbind(0) for keys in self.keys]
         # The attention's output (d, H, N), written in place, and its (N, D) transpose, which the out projection reads.
         self.mixed = weight.new_empty(head, heads, batch)
         self.mixed_rows = self.mixed.view(width, batch).t()
@@ -196,10 +197,10 @@ def _attention_step(x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor
     step = cache.length
     if x.dtype != w.dtype:  # a half model under CUDA autocast gets float32 from layer_norm; out= is not cast
         x = x.to(w.dtype)  # (a call even when there is nothing to cast: 2 % of a batch-1 step, so only then)
-    torch.addmm(b, x, w, out=cache.rows[layer][step])  # indexing the first axis: less Python than select
+    torch.addmm(b, x, w, out=cache.rows[layer][step])
     # Products and sums over the cached steps (linalg.vecdot: one call for both); a batched matrix product of
     # one row per image and head runs far below the machine's rate on a CPU. Slices: less Python than narrow.
-    weights = torch.softmax(torch.linalg.vecdot(cache.keys[layer][step + 1], cache.keys[layer][:step + 1], dim=1),
+    weights = torch.softmax(torch.linalg.vecdot(cache.queries[layer][step], cache.keys[layer][:step + 1], dim=1),
                             dim=0)
     if weights.dtype != cache.mixed.dtype:  # autocast's half softmax; out= is not cast (as above)
         weights = weights.to(cache.mixed.dtype)
@@ -307,14 +308,14 @@ class Prior(nn.Module):
         """What :meth:`_step` reads of the prior for ``batch`` drawings, looked up once per sampling call (see
         :func:`_block_step`)."""
         norm, head = self.norm, self.head
-        return (self.embed._step_weights(), self.position, [block._step_weights(batch) for block in self.blocks],
+        return (self.embed._step_weights(), self.position.unbind(0), [block._step_weights(batch) for block in self.blocks],
                 (norm.normalized_shape, norm.weight, norm.bias, norm.eps), head.weight.t(), head.bias)
 
     def _step(self, tiled: torch.Tensor, cache: KVCache, weights: tuple) -> StepLogits:
         """Logits of the step after the cached ones, (N, B), (N, L), (N,), from the tiled canvases (N, cells + 1, F)
         (:meth:`np_draw.canvas.Grid.new_tiled`), with :meth:`_step_weights`; the step is appended to ``cache``."""
-        embed, position, blocks, norm, head, head_bias = weights
-        x = _embed_step(tiled, embed) + position.select(0, cache.length)
+        embed, positions, blocks, norm, head, head_bias = weights
+        x = _embed_step(tiled, embed) + positions[cache.length]
         if self.training:
             x = dropout(x, self.drop.p)
         for layer, block in enumerate(blocks):
@@ -354,13 +355,13 @@ class Prior(nn.Module):
         like = bank.parts
         tiled = self.grid.new_tiled(n, like.shape[1] + 1, self.embed.patch, like)
         index = self.grid.tile_index(like.shape[1] + 1, self.embed.patch, like.device)
-        ones = like.new_ones(n, 1, *like.shape[2:])
+        table = _footprinted(bank, like)
         ids, locs, present = (x.to(like.device) for x in (latents.ids, latents.locs, latents.present))
         # Without the tile that takes what falls off the canvas: the embedding does not read it.
         before = tiled.new_empty(n, steps, tiled.shape[1] - 1, tiled.shape[2])
         for t in range(steps):
             before[:, t] = tiled[:, :-1]
-            self.grid.draw(tiled, _drawn(bank, ids[:, t], ones, present[:, t]), locs[:, t], index)
+            self.grid.draw(tiled, table[ids[:, t]] * present[:, t, None].to(like), locs[:, t], index)
         return before
 
     @torch.no_grad()
@@ -382,7 +383,6 @@ class Prior(nn.Module):
             Latents with the final canvas (N, C, S, S); with a prefix, their first k steps equal it.
         """
         n, steps = noise.shape[0], self.num_steps
-        noise = gumbel(noise)  # once for every step, not per step
         given = 0 if prefix is None else self._check_prefix(prefix, n)
         if given:  # in the dtypes drawn steps have: indices must be int64 (uint8 would index as a mask)
             prefix = Latents(prefix.ids.to(noise.device, torch.long), prefix.locs.to(noise.device, torch.long),
@@ -395,26 +395,29 @@ class Prior(nn.Module):
         # Canvas and footprint after the steps so far, cut in the tiles the prior's embedding reads.
         tiled = self.grid.new_tiled(n, c + 1, tile, like)
         index = self.grid.tile_index(c + 1, tile, noise.device)
-        ones = like.new_ones(n, 1, *bank.parts.shape[2:])
+        table = _footprinted(bank, like)
+        # Each step's noise (Gumbel, transformed once for every step) and latents as views made once, not per step:
+        # Python's share of a step is large at small batches. The latents are written into their step's columns.
+        noise = list(zip(*(x.unbind(1) for x in gumbel(noise, self.num_parts))))
+        columns = list(zip(ids.unbind(1), locs.unbind(1), present.unbind(1)))
+        drawn = present[..., None].unbind(1)  # (N, 1): z_is, which multiplies the parts
         if use_cache:
             cache = KVCache([block.attn for block in self.blocks], n, steps)
             weights = self._step_weights(n)
         else:
             past = like.new_zeros(n, steps, *tiled.shape[1:])
-        for t in range(steps):
+        for t, (ids_t, locs_t, present_t) in enumerate(columns):
             if not use_cache:
                 past[:, t] = tiled
             if t < given:
                 if use_cache:  # the given step's keys and values must be in the cache for the steps after it
                     self._step(tiled, cache, weights)
-                step = prefix.ids[:, t], prefix.locs[:, t], prefix.present[:, t]
+                for into, value in zip(columns[t], (prefix.ids[:, t], prefix.locs[:, t], prefix.present[:, t])):
+                    into.copy_(value)
             else:
                 logits = self._step(tiled, cache, weights) if use_cache else self._run(past[:, :t + 1])[:, -1]
-                step = logits.draw(noise[:, t], temperature)
-            # select and copy_ rather than indexing: Python's share of a step is large at small batches.
-            for into, value in zip((ids, locs, present), step):
-                into.select(1, t).copy_(value)
-            self.grid.draw(tiled, _drawn(bank, step[0], ones, step[2]), step[1], index)
+                logits.draw(noise[t], temperature, out=columns[t])
+            self.grid.draw(tiled, table[ids_t] * drawn[t], locs_t, index)
         return Latents(ids, locs, present, canvas=self.grid.untile(tiled, tile)[:, :c].contiguous())
 
     def _check_prefix(self, prefix: Latents, count: int) -> int:
@@ -424,6 +427,8 @@ class Prior(nn.Module):
         return prefix.check(num_parts=self.num_parts, num_steps=self.num_steps, count=count, name="prefix")
 
 
-def _drawn(bank: PartBank, ids: torch.Tensor, ones: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """One step's part and footprint, (N, C + 1, K, K), zero where z_is is 0: what the step draws on a canvas."""
-    return torch.cat([bank.lookup(ids), ones], dim=1) * present.to(ones)[:, None, None, None]
+def _footprinted(bank: PartBank, like: torch.Tensor) -> torch.Tensor:
+    """Each part with its footprint (a channel of ones), flat as a tiled canvas holds a cell's pixels:
+    (B, (C + 1) * K * K), in ``like``'s dtype and on its device. A step draws the rows of its parts times z_is."""
+    parts = bank.parts.to(like)
+    return torch.cat([parts, torch.ones_like(parts[:, :1])], dim=1).flatten(1)
