@@ -109,14 +109,17 @@ class Grid:
         The fast path of sampling: a gather and a scatter of C*K*K pixels instead of a whole-canvas fold.
 
         Args:
-            tiled: (N, tiles + 1, C * tile * tile), see :meth:`tile_index`; updated in place.
+            tiled: (N, tiles + 1, C * tile * tile), see :meth:`tile_index`, or its (N, (tiles + 1) * C * tile *
+                tile) rows; updated in place.
             parts: (N, C, K, K) pixels, 0 where nothing is drawn, or their (N, C * K * K) rows.
             locations: (N,) int64 cells.
             index: :meth:`tile_index` for C channels, on the canvas's device.
         """
-        flat = tiled.flatten(1)  # a view: the canvas is contiguous
+        # Rows as given are not flattened again: a call per step of a sampler's loop (a flattening is a view: the
+        # canvas is contiguous).
+        flat = tiled if tiled.ndim == 2 else tiled.flatten(1)
         where = index[locations]
-        flat.scatter_(1, where, torch.maximum(flat.gather(1, where), parts.flatten(1)))
+        flat.scatter_(1, where, torch.maximum(flat.gather(1, where), parts if parts.ndim == 2 else parts.flatten(1)))
 
     def untile(self, tiled: torch.Tensor, tile: int) -> torch.Tensor:
         """(N, tiles + 1, C * tile * tile) tiled canvas -> (N, C, S, S) canvas."""

@@ -61,12 +61,13 @@ class CanvasEmbedding(nn.Module):
         return self.cells, conv1.weight.t(), conv1.bias, conv2.weight.t(), conv2.bias, proj.weight.t(), proj.bias
 
 
-def _embed_step(tiled: torch.Tensor, weights: tuple) -> torch.Tensor:
-    """:class:`CanvasEmbedding` of one step's tiled canvases (N, cells + 1, F) -> (N, width), with the weights of its
-    ``_step_weights``: the same products, as F.linear on contiguous input is torch.addmm over its rows."""
+def _embed_step(tiles: torch.Tensor, count: int, weights: tuple) -> torch.Tensor:
+    """:class:`CanvasEmbedding` of one step's tiled canvases, ``count`` of them, as their (count * (cells + 1), F)
+    rows -> (count, width), with the weights of its ``_step_weights``: the same products, as F.linear on contiguous
+    input is torch.addmm over its rows."""
     cells, w1, b1, w2, b2, wp, bp = weights
-    features = torch.addmm(b2, torch.relu(torch.addmm(b1, tiled.flatten(0, 1), w1)), w2)
-    return torch.addmm(bp, features.view(*tiled.shape[:2], b2.shape[0]).narrow(1, 0, cells).flatten(1), wp)
+    features = torch.addmm(b2, torch.relu(torch.addmm(b1, tiles, w1)), w2)
+    return torch.addmm(bp, features.view(count, cells + 1, b2.shape[0]).narrow(1, 0, cells).flatten(1), wp)
 
 
 def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
@@ -138,10 +139,13 @@ class KVCache:
         self.steps = [weight.new_empty(length + 1, 2, head, heads, batch) for _ in attentions]
         # Views made once: a view costs as much Python as a small product, and a step would make several per layer.
         # rows[t] is the transpose of the (3 width, N) matrix of step t: key and value t, then the query; torch.addmm
-        # writes a transposed output as it is, without a copy. queries[t] is step t's query, (d, H, N).
+        # writes a transposed output as it is, without a copy. Keys (T + 1, d, 1, H, N) and step t's query (d, 1, H, N)
+        # have an axis of one where the head channel is summed out, so that the attention's weights come out (t, 1, H,
+        # N), ready to multiply the values (t, d, H, N).
         self.rows = [steps.as_strided((length, batch, 3 * width), (2 * width * batch, 1, batch)).unbind(0)
                      for steps in self.steps]
-        self.keys, self.values = ([steps.select(1, i) for steps in self.steps] for i in range(2))
+        self.keys = [steps.select(1, 0).unsqueeze(2) for steps in self.steps]
+        self.values = [steps.select(1, 1) for steps in self.steps]
         self.queries = [keys[1:].unbind(0) for keys in self.keys]
         # The attention's output (d, H, N), written in place, and its (N, D) transpose, which the out projection reads.
         self.mixed = weight.new_empty(head, heads, batch)
@@ -204,7 +208,7 @@ def _attention_step(x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor
                             dim=0)
     if weights.dtype != cache.mixed.dtype:  # autocast's half softmax; out= is not cast (as above)
         weights = weights.to(cache.mixed.dtype)
-    torch.linalg.vecdot(weights.unsqueeze(1), cache.values[layer][:step + 1], dim=0, out=cache.mixed)
+    torch.linalg.vecdot(weights, cache.values[layer][:step + 1], dim=0, out=cache.mixed)
     return torch.addmm(bo, cache.mixed_rows, wo)
 
 
@@ -311,11 +315,12 @@ class Prior(nn.Module):
         return (self.embed._step_weights(), self.position.unbind(0), [block._step_weights(batch) for block in self.blocks],
                 (norm.normalized_shape, norm.weight, norm.bias, norm.eps), head.weight.t(), head.bias)
 
-    def _step(self, tiled: torch.Tensor, cache: KVCache, weights: tuple) -> StepLogits:
-        """Logits of the step after the cached ones, (N, B), (N, L), (N,), from the tiled canvases (N, cells + 1, F)
-        (:meth:`np_draw.canvas.Grid.new_tiled`), with :meth:`_step_weights`; the step is appended to ``cache``."""
+    def _step(self, tiles: torch.Tensor, cache: KVCache, weights: tuple) -> StepLogits:
+        """Logits of the step after the cached ones, (N, B), (N, L), (N,), from the tiled canvases
+        (:meth:`np_draw.canvas.Grid.new_tiled`) as their (N * (cells + 1), F) rows, with :meth:`_step_weights`; the
+        step is appended to ``cache``."""
         embed, positions, blocks, norm, head, head_bias = weights
-        x = _embed_step(tiled, embed) + positions[cache.length]
+        x = _embed_step(tiles, cache.batch, embed) + positions[cache.length]
         if self.training:
             x = dropout(x, self.drop.p)
         for layer, block in enumerate(blocks):
@@ -401,6 +406,7 @@ class Prior(nn.Module):
         noise = list(zip(*(x.unbind(1) for x in gumbel(noise, self.num_parts))))
         columns = list(zip(ids.unbind(1), locs.unbind(1), present.unbind(1)))
         drawn = present[..., None].unbind(1)  # (N, 1): z_is, which multiplies the parts
+        tiles, canvas = tiled.flatten(0, 1), tiled.flatten(1)  # the embedding's rows; the pixels Grid.draw writes
         if use_cache:
             cache = KVCache([block.attn for block in self.blocks], n, steps)
             weights = self._step_weights(n)
@@ -411,13 +417,13 @@ class Prior(nn.Module):
                 past[:, t] = tiled
             if t < given:
                 if use_cache:  # the given step's keys and values must be in the cache for the steps after it
-                    self._step(tiled, cache, weights)
+                    self._step(tiles, cache, weights)
                 for into, value in zip(columns[t], (prefix.ids[:, t], prefix.locs[:, t], prefix.present[:, t])):
                     into.copy_(value)
             else:
-                logits = self._step(tiled, cache, weights) if use_cache else self._run(past[:, :t + 1])[:, -1]
+                logits = self._step(tiles, cache, weights) if use_cache else self._run(past[:, :t + 1])[:, -1]
                 logits.draw(noise[t], temperature, out=columns[t])
-            self.grid.draw(tiled, table[ids_t] * drawn[t], locs_t, index)
+            self.grid.draw(canvas, table[ids_t] * drawn[t], locs_t, index)
         return Latents(ids, locs, present, canvas=self.grid.untile(tiled, tile)[:, :c].contiguous())
 
     def _check_prefix(self, prefix: Latents, count: int) -> int:
