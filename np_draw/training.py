@@ -347,12 +347,6 @@ class _Run:
         self.parsed: _Parses | None = None
         self.fingerprint = images.fingerprint() if directory is not None else ""
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        if model.dtype == torch.float16:
-            raise InvalidTypeError("fit needs a float32 or bfloat16 model, got float16, whose weights and gradients "
-                                   "overflow: load it in float32 (from_pretrained(..., dtype=torch.float32), or "
-                                   "model.float()); on CUDA, mixed_precision=True trains in bfloat16")
-        if config.mixed_precision and model.device.type != "cuda":
-            raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
         self._optimizer_meta: tuple[dict, dict | None] | None = None
 
     def _length(self, epochs: int | None, steps: int | None, default: int,
@@ -701,6 +695,16 @@ class _Run:
                         else f"round {self.history.best_epoch + 1}", self.best_val)
         self.model.eval()
         return self.history
+
+
+def check_precision(model: Trainable, config: FitConfig) -> None:
+    """Refuse a model and config that fit cannot train: a float16 model, or mixed precision off CUDA."""
+    if model.dtype == torch.float16:
+        raise InvalidTypeError("fit needs a float32 or bfloat16 model, got float16, whose weights and gradients "
+                               "overflow: load it in float32 (from_pretrained(..., dtype=torch.float32), or "
+                               "model.float()); on CUDA, mixed_precision=True trains in bfloat16")
+    if config.mixed_precision and model.device.type != "cuda":
+        raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
 
 
 def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig | None = None, *,

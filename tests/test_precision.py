@@ -8,7 +8,8 @@ import os
 import pytest
 import torch
 
-from np_draw import NPDraw
+from np_draw import InvalidInputError, InvalidTypeError, NPDraw
+from np_draw.training import FitConfig
 
 DEVICE = torch.device(os.environ.get("NP_DRAW_TEST_DEVICE", "cpu"))
 
@@ -74,3 +75,16 @@ def test_a_bfloat16_model_renders_float32_latents_and_takes_a_training_step_with
     terms = model.objective(torch.bernoulli(images).to(torch.bfloat16), parses, tau=0.5, substitution=1.0)
     (terms.negative_elbo + terms.parse_ce).sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.decoder.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("change", ["float16", "mixed_precision"])
+def test_a_fit_refused_for_its_precision_leaves_no_output_folder(tmp_path, change):
+    """fit refuses a float16 model, and mixed precision off CUDA, before it creates output_dir: a refused run leaves
+    nothing behind (before, it left an empty checkpoints folder)."""
+    model = NPDraw.from_pretrained("mnist", dtype=torch.float16 if change == "float16" else torch.float32)
+    config = FitConfig.finetune(mixed_precision=change == "mixed_precision")
+    images = torch.rand(4, 1, 28, 28)
+    error = InvalidTypeError if change == "float16" else InvalidInputError
+    with pytest.raises(error, match="float16" if change == "float16" else "mixed_precision"):
+        model.fit(images, config, output_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
