@@ -76,10 +76,15 @@ GREY_TOLERANCE = 8
 def is_colour(image: Image.Image) -> bool:
     """Whether a PIL image has colour: an RGB(A), CMYK or palette image whose channels differ somewhere by more than
     ``GREY_TOLERANCE`` levels."""
-    if image.mode in ("1", "L", "LA", "I", "F") or image.mode.startswith("I;16"):
+    if _grey_mode(image):
         return False
     red, green, blue = image.convert("RGB").split()
     return any(ImageChops.difference(red, other).getextrema()[1] > GREY_TOLERANCE for other in (green, blue))
+
+
+def _grey_mode(image: Image.Image) -> bool:
+    """Whether a PIL image's mode holds one grey channel (with alpha or not, of any depth)."""
+    return image.mode in ("1", "L", "LA", "I", "F") or image.mode.startswith("I;16")
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
@@ -160,7 +165,8 @@ def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, 
         name, image = item if isinstance(item, tuple) else (f"image {i}", item)
         arrays.append(_square(image, size, channels, name))
         resized += image.size != (size, size)
-        widened += channels == 3 and not is_colour(image)
+        # By mode: an RGB image whose channels are nearly equal keeps its own three
+        widened += channels == 3 and _grey_mode(image)
     if not arrays:
         raise InvalidInputError("no images were given")
     if resized:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.cli import infer_preset
-from np_draw.images import make_grid, to_pil
+from np_draw.images import from_pil_images, make_grid, to_pil
 from np_draw.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +64,19 @@ def test_16_bit_grey_files_keep_their_grey_levels_and_lossy_grey_files_count_as_
     rgb = np.asarray(Image.open(tmp_path / "lossy.webp"))
     assert (rgb[..., 0] != rgb[..., 1]).any()  # the channels do differ
     assert mnist.prepare_images(Image.open(tmp_path / "lossy.webp")).shape == (1, 1, 28, 28)
+
+
+def test_a_colour_model_says_how_many_grey_images_it_widened_and_keeps_near_grey_rgb_as_it_is(caplog):
+    """A grey image for a colour model has its grey levels copied to R, G and B, and the log says how many; an RGB
+    image whose channels are a few levels apart is not grey for this count and keeps its own channels."""
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 255, (16, 16), dtype=np.uint8)
+    near = np.stack([grey, grey, np.clip(grey.astype(int) + 3, 0, 255).astype(np.uint8)], -1)
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        out = from_pil_images([Image.fromarray(grey), Image.fromarray(near)], channels=3, size=16)
+    assert "1 of 2 images are grey" in caplog.text
+    assert torch.equal(out[0], torch.from_numpy(grey).expand(3, 16, 16))
+    assert torch.equal(out[1], torch.from_numpy(near).permute(2, 0, 1))
 
 
 def test_np_draw_fit_without_a_preset_picks_the_one_that_fits_the_images(tmp_path):
