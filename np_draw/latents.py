@@ -86,13 +86,13 @@ class StepLogits(_Batch):
     def draw(self, noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor], temperature: float = 1.0, *,
              out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
         """:meth:`sample` from noise already passed through :func:`gumbel` (the sampler transforms all its steps'
-        noise at once), written into ``out`` (ids, locs, present) when it is given (the sampler's columns of a
-        step)."""
+        noise at once). With ``out``, three tensors (the sampler's columns of a step), the draw is written into them
+        and they are returned, present in ``out``'s dtype."""
         # float() is a call even on float32: a sampling step's logits skip it
         ids, locs, present = (x if x.dtype == torch.float32 else x.float() for x in (self.ids, self.locs, self.present))
         if temperature != 1:  # x / 1 is x: skipped, the draw is the same
             ids, locs, present = ids / temperature, locs / temperature, present / temperature
-        (ids_noise, locs_noise, threshold), (ids_out, locs_out, present_out) = noise, out or (None,) * 3
+        (ids_noise, locs_noise, threshold), (ids_out, locs_out, present_out) = noise, out or (None, None, None)
         drawn = torch.lt(threshold, torch.sigmoid(present), out=present_out)
         return (torch.argmax(ids + ids_noise, -1, out=ids_out), torch.argmax(locs + locs_noise, -1, out=locs_out),
                 drawn if out else drawn.to(self.present.dtype))

@@ -116,10 +116,12 @@ def uniform_noise(shape: Sequence[int], count: int, generator: Generators, devic
 
 _PIECE = 128
 _RENDER_BATCH = 1024
-# The CPU decodes a batch a few images at a time, each of the decoder's activations at most 16 MiB: the C allocator
+# The CPU decodes a batch a few images at a time, each of the decoder's activations under 32 MiB: the C allocator
 # hands smaller blocks back from its free lists, where larger ones are fresh memory from the operating system at every
 # call, a page fault per 4 KiB (glibc maps blocks over 32 MiB afresh; at CelebA's 64 x 64 px, 128 images at once
-# took 1.3x as long as 16 at a time, bench_sampling_detail.py). Pieces of 16 or more images compute the same values.
+# took 1.3x as long as 16 at a time, bench_sampling_detail.py). On the machine measured, pieces of 16 images or more
+# computed the same values as the whole batch, and smaller ones differed in the last bits (the convolution library
+# picks its kernels by batch size): a piece holds 16 MiB to 32 MiB of activations.
 _DECODE_BYTES = 16 * 2**20
 
 
@@ -285,8 +287,8 @@ class NPDraw(nn.Module, ModelHubMixin):
                 (N, C, S, S) in [0, 1], e.g. an edited one.
             sample_pixels: draw the pixels from p(x | canvas) (seeded by ``generator``) instead of its mean.
             generator: one torch.Generator or one per image, for ``sample_pixels=True``.
-            batch_size: decode this many canvases at a time, to bound memory; None decodes all at once. The result
-                does not depend on it.
+            batch_size: decode this many canvases at a time, to bound memory; None decodes them all at once (on
+                the CPU, a few MiB of activations at a time). The result depends on it only by float rounding.
         Returns:
             (N, C, H, W) float in [0, 1].
         """
@@ -315,9 +317,11 @@ class NPDraw(nn.Module, ModelHubMixin):
         ``noise`` (from :meth:`_pixel_noise`) the pixels are sampled, else the likelihood's mean is returned."""
         cfg = self.config
         most = max(1, _DECODE_BYTES // (cfg.decoder_channels * cfg.image_size**2 * canvas.element_size()))
-        if canvas.device.type == "cpu" and len(canvas) > most:
-            return torch.cat([self._decode(canvas[rows], None if noise is None else noise[rows])
-                              for rows in _slices(len(canvas), most)])
+        if canvas.device.type == "cpu" and len(canvas) >= 2 * most:
+            # Pieces of most to 2 most - 1 images: the remainder joins the last, never a small piece of its own
+            bounds = [*range(0, len(canvas) - most + 1, most), len(canvas)]
+            return torch.cat([self._decode(canvas[a:b], None if noise is None else noise[a:b])
+                              for a, b in itertools.pairwise(bounds)])
         params = self.decoder(canvas)
         return self.likelihood.mean(params) if noise is None else self.likelihood.sample(params, noise)
 

@@ -206,9 +206,10 @@ def _attention_step(x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor
     # one row per image and head runs far below the machine's rate on a CPU. Slices: less Python than narrow.
     weights = torch.softmax(torch.linalg.vecdot(cache.queries[layer][step], cache.keys[layer][:step + 1], dim=1),
                             dim=0)
-    if weights.dtype != cache.mixed.dtype:  # autocast's half softmax; out= is not cast (as above)
-        weights = weights.to(cache.mixed.dtype)
-    torch.linalg.vecdot(weights, cache.values[layer][:step + 1], dim=0, out=cache.mixed)
+    if weights.dtype == cache.mixed.dtype:
+        torch.linalg.vecdot(weights, cache.values[layer][:step + 1], dim=0, out=cache.mixed)
+    else:  # under autocast, whose casts a call with out= skips: its dtypes, then the buffer's
+        cache.mixed.copy_(torch.linalg.vecdot(weights, cache.values[layer][:step + 1], dim=0))
     return torch.addmm(bo, cache.mixed_rows, wo)
 
 
@@ -312,7 +313,8 @@ class Prior(nn.Module):
         """What :meth:`_step` reads of the prior for ``batch`` drawings, looked up once per sampling call (see
         :func:`_block_step`)."""
         norm, head = self.norm, self.head
-        return (self.embed._step_weights(), self.position.unbind(0), [block._step_weights(batch) for block in self.blocks],
+        return (self.embed._step_weights(), self.position.unbind(0),
+                [block._step_weights(batch) for block in self.blocks],
                 (norm.normalized_shape, norm.weight, norm.bias, norm.eps), head.weight.t(), head.bias)
 
     def _step(self, tiles: torch.Tensor, cache: KVCache, weights: tuple) -> StepLogits:

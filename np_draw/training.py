@@ -724,6 +724,8 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
     """
     if resume and output_dir is None:
         raise InvalidInputError("resume=True needs output_dir, the folder that holds the checkpoints")
+    config = config or FitConfig()
+    check_precision(model, config)  # NPDraw.fit has checked, but scripts call this function directly
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Launched by torchrun: one process per device, gradients summed over processes.
         backend = "nccl" if model.device.type == "cuda" else "gloo"
@@ -731,4 +733,4 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
         logger.info("process %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
     images, validation = (TensorImages(x) if isinstance(x, torch.Tensor) else x for x in (images, validation))
-    return _Run(model, images, config or FitConfig(), directory, progress, callback, validation).run(resume)
+    return _Run(model, images, config, directory, progress, callback, validation).run(resume)

@@ -32,10 +32,11 @@ def test_a_batch_split_over_threads_draws_the_same_drawings_as_one_thread():
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = model.sample(40, torch.Generator().manual_seed(3), progress=False, sample_pixels=True)
+        one = model.sample(300, torch.Generator().manual_seed(3), progress=False, sample_pixels=True, batch_size=300)
         completed = model.complete(one.latents, 10, torch.Generator().manual_seed(4))
-        torch.set_num_threads(3)  # three pieces of 13 or 14 images, each on its own thread
-        split = model.sample(40, torch.Generator().manual_seed(3), progress=False, sample_pixels=True)
+        torch.set_num_threads(3)  # two pieces of 150 images (pieces have at least 128), each on its own thread
+        split = model.sample(300, torch.Generator().manual_seed(3), progress=False, sample_pixels=True,
+                             batch_size=300)
         completed_split = model.complete(one.latents, 10, torch.Generator().manual_seed(4))
         assert torch.get_num_threads() == 3  # the caller's setting is given back
     finally:
