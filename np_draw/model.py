@@ -492,6 +492,10 @@ class NPDraw(nn.Module, ModelHubMixin):
             validation: Any = None, **overrides: Any) -> FitHistory:
         """Train on ``images``: part bank, parse, prior pretraining, then encoder and decoder (spec §2, §5, §7).
 
+        On the CPU, fit first makes the C allocator keep freed memory for reuse, for the rest of the process
+        (:func:`np_draw.memory.keep_freed_memory`: with glibc's defaults each step's large activations are fresh
+        pages, and a CelebA step took 1.7x as long).
+
         Args:
             images: a tensor or array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; PIL
                 images; a torch Dataset or DataLoader of images (or (image, label) pairs), a Hugging Face

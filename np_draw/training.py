@@ -32,6 +32,7 @@ from .elbo import Terms, gumbel_temperature, substitution_probability
 from .errors import InvalidInputError, InvalidTypeError, TrainingDivergedError, check_count
 from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
+from .memory import keep_freed_memory
 from .model_files import check_weights
 from .networks import evaluating
 from .parsing import parse
@@ -726,6 +727,8 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
         raise InvalidInputError("resume=True needs output_dir, the folder that holds the checkpoints")
     config = config or FitConfig()
     check_precision(model, config)  # NPDraw.fit has checked, but scripts call this function directly
+    if model.device.type == "cpu":  # else each step's large activations are fresh pages (1.1-1.7x slower)
+        keep_freed_memory()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Launched by torchrun: one process per device, gradients summed over processes.
         backend = "nccl" if model.device.type == "cuda" else "gloo"
