@@ -494,7 +494,7 @@ class NPDraw(nn.Module, ModelHubMixin):
 
         On the CPU, fit first makes the C allocator keep freed memory for reuse, for the rest of the process
         (:func:`np_draw.memory.keep_freed_memory`: with glibc's defaults each step's large activations are fresh
-        pages, and a CelebA step took 1.7x as long).
+        pages, and a CelebA step took 1.6x as long).
 
         Args:
             images: a tensor or array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; PIL

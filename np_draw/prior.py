@@ -104,10 +104,10 @@ class KVCache:
     sum of the values then run over outer axes, a whole contiguous row of images at a time, where the tokens'
     (N, H, d) layout summed each head's 16 channels innermost, far below a CPU's rate, and copied every key and value
     into the cache: 1.3-1.4x fewer instructions per prior step at batch 64
-    (benchmarks/bench_sampling_instructions.py). One product rather than three saves two calls per layer, a
-    twentieth of a batch-1 step (each row of a product is its own dot product: the same values). A query slot of
-    its own at every step would make the cache half as large again: fresh memory, which the operating system
-    supplies a page fault at a time (a tenth of a batch-128 step).
+    (benchmarks/bench_sampling_instructions.py). One product rather than three saves two calls per layer, much of
+    a batch-1 step (each row of a product is its own dot product: the same values). A query slot of its own at
+    every step would make the cache half as large again: at batch 128 that was fresh memory at every call, which
+    the operating system supplies a page fault at a time, and the prior ran slower than with three products.
 
     The output projection is kept transposed, as ``F.linear`` hands it to ``torch.addmm``. The projections are the
     layers' weights when the cache is built: a cache serves one sampling call, under ``torch.no_grad()`` (its
@@ -414,7 +414,7 @@ class Prior(nn.Module):
             weights = self._step_weights(n)
         else:
             past = like.new_zeros(n, steps, *tiled.shape[1:])
-        for t, (ids_t, locs_t, present_t) in enumerate(columns):
+        for t, (ids_t, locs_t, _) in enumerate(columns):
             if not use_cache:
                 past[:, t] = tiled
             if t < given:

@@ -727,7 +727,7 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
         raise InvalidInputError("resume=True needs output_dir, the folder that holds the checkpoints")
     config = config or FitConfig()
     check_precision(model, config)  # NPDraw.fit has checked, but scripts call this function directly
-    if model.device.type == "cpu":  # else each step's large activations are fresh pages (1.1-1.7x slower)
+    if model.device.type == "cpu":  # else large activations are fresh pages at every step (bench_allocator.py)
         keep_freed_memory()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Launched by torchrun: one process per device, gradients summed over processes.
