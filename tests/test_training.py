@@ -446,23 +446,25 @@ def test_fine_tuning_with_the_parse_canvas_term_teaches_the_decoder_the_parses(m
 
 def test_keep_freed_memory_lets_large_tensors_reuse_freed_pages():
     """With glibc's defaults every 64 MiB tensor is fresh memory, a page fault per 4 KiB at its first write; after
-    keep_freed_memory() (which fit calls on the CPU) the freed block is reused. Process-wide, so in a child."""
+    keep_freed_memory() (which fit calls on the CPU) freed blocks are reused. Process-wide, so in a child."""
     code = textwrap.dedent("""
         import platform, resource, torch
         from np_draw.memory import keep_freed_memory
-        def faults():
+        def faults(count):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            for _ in range(3):
+            for _ in range(count):
                 torch.ones(16 * 2**20)
             return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-        default = faults()
+        default = faults(8)
         kept = keep_freed_memory()
-        torch.ones(16 * 2**20)  # the first block under the new setting comes from the system
-        print(platform.libc_ver()[0], default, kept, faults())
+        faults(3)  # the first blocks under the new setting come from the system
+        print(platform.libc_ver()[0], default, kept, faults(8))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     libc, default, kept, after = out[0], int(out[1]), out[2] == "True", int(out[3])
     if libc == "glibc":
-        assert kept and default > 3 * 16_000 and after < default / 100, (default, after)
+        # 8 fresh blocks of 16,384 pages by default; afterwards at most one more (where the heap's free blocks lie
+        # depends on what else the interpreter allocated)
+        assert kept and default > 8 * 16_000 and after <= default / 4, (default, after)
     else:
         assert not kept  # other C libraries are left as they are
