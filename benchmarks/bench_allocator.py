@@ -1,18 +1,19 @@
 """What fresh memory costs a CPU process: page faults and time per training step and per sampled batch, with the C
-allocator as it comes and after ``np_draw.memory.keep_freed_memory()``.
+allocator as it comes and inside ``np_draw.memory.keeping_freed_memory()`` (as fit trains on the CPU).
 
     cd benchmarks && python bench_allocator.py [--models mnist celeba] [--batch 64] [--steps 5]
 
 For each bundled model: one VAE training step (``NPDraw.objective`` on a batch of uniform noise images and their
 parses, backward, Adam) and one ``NPDraw.sample`` batch of 256, on one thread; the minor page faults
-(``getrusage``) and milliseconds of each, the mean of ``--steps`` after two warm-up calls. The allocator switch
-cannot be undone in a process, so every model is measured with glibc's defaults first, then all again after it.
+(``getrusage``) and milliseconds of each, the mean of ``--steps`` after two warm-up calls; every model with
+glibc's defaults first, then all again inside the block.
 Prints a markdown table and writes a JSON file.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import torch
 from common import table, write_json
 
 from np_draw import NPDraw, parse
-from np_draw.memory import keep_freed_memory
+from np_draw.memory import keeping_freed_memory
 
 
 def faults_and_ms(work: Callable[[], object], steps: int) -> tuple[float, float]:
@@ -57,6 +58,17 @@ def training_step(model: NPDraw, batch: int) -> Callable[[], None]:
     return step
 
 
+def measure(args: argparse.Namespace, results: dict, allocator: str) -> None:
+    """Each model's training step and sample batch, into ``results["models"][name][allocator]``."""
+    for name in args.models:
+        sampler = NPDraw.from_pretrained(name)
+        work = {"training step": training_step(NPDraw.from_pretrained(name), args.batch),
+                "sample(256)": lambda sampler=sampler: sampler.sample(
+                    256, torch.Generator().manual_seed(0), batch_size=256, progress=False)}
+        results["models"][name][allocator] = {what: dict(zip(("faults", "ms"), faults_and_ms(fn, args.steps)))
+                                              for what, fn in work.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mnist", "celeba"])
@@ -66,16 +78,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     results: dict = {"batch": args.batch, "models": {name: {} for name in args.models}}
-    for allocator in ("glibc's defaults", "keep_freed_memory()"):
-        if allocator != "glibc's defaults" and not keep_freed_memory():
-            raise SystemExit("keep_freed_memory() did not take effect here (not glibc?)")
-        for name in args.models:
-            sampler = NPDraw.from_pretrained(name)
-            work = {"training step": training_step(NPDraw.from_pretrained(name), args.batch),
-                    "sample(256)": lambda sampler=sampler: sampler.sample(
-                        256, torch.Generator().manual_seed(0), batch_size=256, progress=False)}
-            results["models"][name][allocator] = {what: dict(zip(("faults", "ms"), faults_and_ms(fn, args.steps)))
-                                                  for what, fn in work.items()}
+    for allocator in ("glibc's defaults", "keeping_freed_memory()"):
+        with keeping_freed_memory() if allocator != "glibc's defaults" else contextlib.nullcontext(True) as kept:
+            if not kept:
+                raise SystemExit("keeping_freed_memory() did not take effect here (not glibc?)")
+            measure(args, results, allocator)
     rows = []
     for name, figures in results["models"].items():
         for what in ("training step", "sample(256)"):
@@ -83,7 +90,7 @@ def main() -> None:
             rows.append((name, what, f"{before['faults']:,.0f}", f"{before['ms']:.0f}", f"{after['faults']:,.0f}",
                          f"{after['ms']:.0f}", f"{before['ms'] / after['ms']:.2f}x"))
     table(f"Page faults and milliseconds per call, one thread (training batch {args.batch})", rows,
-          ("model", "work", "faults, glibc's defaults", "ms", "faults, keep_freed_memory()", "ms", "faster"))
+          ("model", "work", "faults, glibc's defaults", "ms", "faults, keeping_freed_memory()", "ms", "faster"))
     write_json(args.out, results)
 
 

@@ -15,7 +15,7 @@ from common import peak_memory_mib, per_second, table, write_json
 
 from np_draw import Latents, NPDraw, NPDrawConfig, parse
 from np_draw.data import load_dataset
-from np_draw.memory import keep_freed_memory
+from np_draw.memory import keeping_freed_memory
 from np_draw.training import DEFAULT_EPOCHS, DEFAULT_PRIOR_EPOCHS, FitConfig
 
 
@@ -27,7 +27,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per stage")
     parser.add_argument("--out", default="bench_train.json")
     args = parser.parse_args()
-    keep_freed_memory()  # as fit does on the CPU
+    with keeping_freed_memory():  # as fit trains on the CPU
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """The figures of each stage, printed and written to ``args.out``."""
     torch.manual_seed(0)
     images = load_dataset("mnist", args.data, "train").float() / 255
     defaults = FitConfig()

@@ -56,6 +56,14 @@ class UnwritablePathError(NPDrawError, OSError):
     """An output file or folder cannot be created or written."""
 
 
+def check_temperature(temperature: Any) -> float:
+    """A positive finite number (NumPy's included, not a bool) as a float, else a clear error."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
+            or not 0 < temperature < float("inf"):
+        raise InvalidInputError(f"temperature must be a positive finite number, got {temperature!r}")
+    return float(temperature)
+
+
 def check_count(value: Any, name: str) -> int:
     """A positive int (NumPy's integers included), else an :class:`InvalidInputError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .errors import InvalidInputError, InvalidTypeError
+from .errors import InvalidInputError, InvalidTypeError, check_temperature
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
@@ -81,7 +81,7 @@ class StepLogits(_Batch):
         The draw is computed in float32 whatever the logits' dtype (half-precision noise rounds to 1.0, and a Gumbel
         term of 16 bits swamps the logits); ``present`` comes back in the logits' dtype.
         """
-        return self.draw(gumbel(noise, self.ids.shape[-1]), temperature)
+        return self.draw(gumbel(noise, self.ids.shape[-1]), check_temperature(temperature))
 
     def draw(self, noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor], temperature: float = 1.0, *,
              out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:

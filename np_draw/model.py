@@ -42,6 +42,7 @@ from .errors import (
     check_count,
     check_device,
     check_dtype,
+    check_temperature,
 )
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
 from .latents import Latents
@@ -85,14 +86,6 @@ def check_generators(generator: Generators, count: int) -> None:
     if len(generator) != count:
         raise InvalidInputError(f"generator must be one torch.Generator or a list of {count} (one per image), "
                                 f"got a list of {len(generator)}")
-
-
-def check_temperature(temperature: Any) -> float:
-    """A positive finite number (NumPy's included, not a bool) as a float, else a clear error."""
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
-            or not 0 < temperature < float("inf"):
-        raise InvalidInputError(f"temperature must be a positive finite number, got {temperature!r}")
-    return float(temperature)
 
 
 def uniform_noise(shape: Sequence[int], count: int, generator: Generators, device: torch.device) -> torch.Tensor:
@@ -492,9 +485,9 @@ class NPDraw(nn.Module, ModelHubMixin):
             validation: Any = None, **overrides: Any) -> FitHistory:
         """Train on ``images``: part bank, parse, prior pretraining, then encoder and decoder (spec §2, §5, §7).
 
-        On the CPU, fit first makes the C allocator keep freed memory for reuse, for the rest of the process
-        (:func:`np_draw.memory.keep_freed_memory`: with glibc's defaults each step's large activations are fresh
-        pages, and a CelebA step took 1.6x as long).
+        On the CPU, the C allocator keeps freed memory for reuse while fit runs
+        (:func:`np_draw.memory.keeping_freed_memory`: with glibc's defaults each step's large activations are fresh
+        pages, and a CelebA step took 1.6x as long), which raises the run's peak memory.
 
         Args:
             images: a tensor or array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; PIL

@@ -32,7 +32,7 @@ from .elbo import Terms, gumbel_temperature, substitution_probability
 from .errors import InvalidInputError, InvalidTypeError, TrainingDivergedError, check_count
 from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
-from .memory import keep_freed_memory
+from .memory import keeping_freed_memory
 from .model_files import check_weights
 from .networks import evaluating
 from .parsing import parse
@@ -275,7 +275,7 @@ def validation_bound(model: Trainable, images: torch.Tensor | ImageSource, parse
         for start, x in zip(range(0, len(source), batch_size), source.chunks(size=batch_size)):
             x = _targets(model, x.to(device=model.device, dtype=model.dtype))
             terms = model.objective(x, parse[start:start + batch_size], tau=1.0, hard=True)
-            total += terms.negative_elbo.sum().item()
+            total += terms.negative_elbo.float().sum().item()  # summed in bfloat16, 9,000 would step by 64
     return total / len(source)
 
 
@@ -727,8 +727,6 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
         raise InvalidInputError("resume=True needs output_dir, the folder that holds the checkpoints")
     config = config or FitConfig()
     check_precision(model, config)  # NPDraw.fit has checked, but scripts call this function directly
-    if model.device.type == "cpu":  # else large activations are fresh pages at every step (bench_allocator.py)
-        keep_freed_memory()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Launched by torchrun: one process per device, gradients summed over processes.
         backend = "nccl" if model.device.type == "cuda" else "gloo"
@@ -736,4 +734,6 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
         logger.info("process %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
     images, validation = (TensorImages(x) if isinstance(x, torch.Tensor) else x for x in (images, validation))
-    return _Run(model, images, config, directory, progress, callback, validation).run(resume)
+    # On the CPU, else large activations are fresh pages at every step (bench_allocator.py)
+    with keeping_freed_memory() if model.device.type == "cpu" else contextlib.nullcontext():
+        return _Run(model, images, config, directory, progress, callback, validation).run(resume)

@@ -3,13 +3,14 @@
 NP_DRAW_TEST_DEVICE=cuda runs them on a GPU (scripts/gpu_check.py does).
 """
 
+import math
 import os
 
 import pytest
 import torch
 
 from np_draw import InvalidInputError, InvalidTypeError, NPDraw
-from np_draw.training import FitConfig
+from np_draw.training import FitConfig, validation_bound
 
 DEVICE = torch.device(os.environ.get("NP_DRAW_TEST_DEVICE", "cpu"))
 
@@ -88,3 +89,25 @@ def test_a_fit_refused_for_its_precision_leaves_no_output_folder(tmp_path, chang
     with pytest.raises(error, match="float16" if change == "float16" else "mixed_precision"):
         model.fit(images, config, output_dir=tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_prior_draw_refuses_a_temperature_that_is_not_a_positive_number(reference):
+    """StepLogits.sample checks its temperature as NPDraw.sample does (0 gave meaningless argmaxes, -1 drew the
+    unlikely end, NaN all zeros)."""
+    cfg = reference.config
+    logits = reference.encoder(torch.rand(2, 1, 28, 28, device=DEVICE))
+    noise = torch.rand(2, cfg.num_steps, cfg.num_parts + cfg.num_steps + 1, device=DEVICE)
+    for bad in (0, -1.0, float("nan"), float("inf"), True):
+        with pytest.raises(InvalidInputError, match="temperature"):
+            logits.sample(noise, bad)
+    assert logits.sample(noise, 0.5)[0].shape == (2, cfg.num_steps)
+
+
+def test_a_bfloat16_fit_reports_its_validation_bound_to_more_than_bfloat16_steps(reference):
+    """The validation bound is summed in float32 whatever the model's dtype: a bfloat16 sum of a batch of bounds
+    near 9,000 moves in steps of 64, and rounds compared for model selection tie."""
+    images = reference.sample(40, torch.Generator(DEVICE).manual_seed(0), progress=False).images
+    half = NPDraw.from_pretrained("mnist", device=DEVICE, dtype=torch.bfloat16)
+    total = validation_bound(half, images, half.parse(images), batch_size=40) * 40
+    step = 2.0 ** (math.floor(math.log2(total)) - 7)  # bfloat16's spacing at the total: 8 bits of mantissa
+    assert total % step != 0, (total, step)

@@ -444,27 +444,32 @@ def test_fine_tuning_with_the_parse_canvas_term_teaches_the_decoder_the_parses(m
         FitConfig(parse_canvas_weight=-1.0)
 
 
-def test_keep_freed_memory_lets_large_tensors_reuse_freed_pages():
-    """With glibc's defaults every 64 MiB tensor is fresh memory, a page fault per 4 KiB at its first write; after
-    keep_freed_memory() (which fit calls on the CPU) freed blocks are reused. Process-wide, so in a child."""
+def test_keeping_freed_memory_lets_large_tensors_reuse_freed_pages_and_gives_them_back_after():
+    """With glibc's defaults every 64 MiB tensor is fresh memory, a page fault per 4 KiB at its first write; inside
+    keeping_freed_memory() (where fit trains on the CPU) freed blocks are reused, and after it the memory they kept
+    is given back to the system. Process-wide, so in a child."""
     code = textwrap.dedent("""
-        import platform, resource, torch
-        from np_draw.memory import keep_freed_memory
+        import os, platform, resource, torch
+        from np_draw.memory import keeping_freed_memory
         def faults(count):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             for _ in range(count):
                 torch.ones(16 * 2**20)
             return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        def resident_mib():
+            return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
         default = faults(8)
-        kept = keep_freed_memory()
-        faults(3)  # the first blocks under the new setting come from the system
-        print(platform.libc_ver()[0], default, kept, faults(8))
+        with keeping_freed_memory() as kept:
+            faults(3)  # the first blocks under the new setting come from the system
+            inside = faults(8)
+            kept_mib = resident_mib()  # the freed 64 MiB blocks, still held
+        print(platform.libc_ver()[0], default, kept, inside, kept_mib - resident_mib())
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    libc, default, kept, after = out[0], int(out[1]), out[2] == "True", int(out[3])
+    libc, default, kept, inside, given_back = out[0], int(out[1]), out[2] == "True", int(out[3]), float(out[4])
     if libc == "glibc":
-        # 8 fresh blocks of 16,384 pages by default; afterwards at most one more (where the heap's free blocks lie
-        # depends on what else the interpreter allocated)
-        assert kept and default > 8 * 16_000 and after <= default / 4, (default, after)
+        # 8 fresh blocks of 16,384 pages by default; inside at most one more (where the heap's free blocks lie
+        # depends on what else the interpreter allocated); after it, at least one block's 64 MiB given back
+        assert kept and default > 8 * 16_000 and inside <= default / 4 and given_back > 60, (default, inside, given_back)
     else:
         assert not kept  # other C libraries are left as they are
