@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from .errors import InvalidInputError
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -117,6 +119,8 @@ class Grid:
         """
         # Rows as given are not flattened again: a call per step of a sampler's loop (a flattening is a view: the
         # canvas is contiguous).
+        if not tiled.is_contiguous():  # flatten would copy it, and the copy would be drawn on
+            raise InvalidInputError("tiled must be contiguous, as Grid.new_tiled makes it: it is drawn on in place")
         flat = tiled if tiled.ndim == 2 else tiled.flatten(1)
         where = index[locations]
         flat.scatter_(1, where, torch.maximum(flat.gather(1, where), parts if parts.ndim == 2 else parts.flatten(1)))

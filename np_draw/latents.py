@@ -92,6 +92,9 @@ class StepLogits(_Batch):
         ids, locs, present = (x if x.dtype == torch.float32 else x.float() for x in (self.ids, self.locs, self.present))
         if temperature != 1:  # x / 1 is x: skipped, the draw is the same
             ids, locs, present = ids / temperature, locs / temperature, present / temperature
+        if not (isinstance(noise, tuple) and len(noise) == 3):
+            raise InvalidTypeError(f"noise must be the three tensors gumbel(noise, num_parts) returns, got "
+                                   f"{type(noise).__name__}; StepLogits.sample takes uniform noise as it is")
         (ids_noise, locs_noise, threshold), (ids_out, locs_out, present_out) = noise, out or (None, None, None)
         drawn = torch.lt(threshold, torch.sigmoid(present), out=present_out)
         return (torch.argmax(ids + ids_noise, -1, out=ids_out), torch.argmax(locs + locs_noise, -1, out=locs_out),

@@ -339,7 +339,8 @@ class NPDraw(nn.Module, ModelHubMixin):
             temperature: divides the prior's logits (> 0); below 1 gives more typical drawings.
             progress: show a progress bar over batches.
             sample_pixels: draw pixels from p(x | canvas) instead of returning its mean.
-            use_cache: the prior's key/value cache (the result is the same; False is O(T²) and only for checks).
+            use_cache: the prior's key/value cache (the same latents in float32; in half precision the two paths
+                round differently, and a few draws differ; False is O(T²) and only for checks).
         Returns:
             SampleOutput: images (N, C, H, W) in [0, 1] and the latents.
         """
@@ -421,6 +422,8 @@ class NPDraw(nn.Module, ModelHubMixin):
                 or not 0 <= steps <= self.config.num_steps:
             raise InvalidInputError(f"steps must be an int in [0, {self.config.num_steps}], got {steps!r}")
         steps = int(steps)
+        if latents.ids.ndim == 2 and steps > latents.ids.shape[1]:
+            raise InvalidInputError(f"steps must be at most the latents' {latents.ids.shape[1]} steps, got {steps}")
         temperature = check_temperature(temperature)
         check_generators(generator, len(latents))
         prefix = Latents(latents.ids[:, :steps], latents.locs[:, :steps], latents.present[:, :steps])

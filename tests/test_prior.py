@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from np_draw import Grid, Latents, PartBank, Prior, PriorConfig
+from np_draw import Grid, Latents, NPDraw, PartBank, Prior, PriorConfig
 from np_draw.canvas import history
-from np_draw.errors import InvalidInputError
+from np_draw.errors import InvalidInputError, InvalidTypeError
 from np_draw.prior import Block, CausalSelfAttention, KVCache, dropout
 
 GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
@@ -196,3 +196,23 @@ def test_a_cached_block_equals_the_block_over_the_whole_sequence(batch, ff_size)
         torch.testing.assert_close(torch.stack(pieces, 1), block(x), rtol=1e-5, atol=1e-5)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert block(x[:, 0], KVCache([block.attn], batch, 4)).dtype == torch.float32
+
+
+def test_the_sampler_s_building_blocks_refuse_what_they_cannot_take():
+    """complete refuses more kept steps than the latents hold (they were kept silently), StepLogits.draw refuses
+    untransformed noise with a message naming gumbel, and Grid.draw refuses a non-contiguous canvas (the copy
+    flatten made was drawn on, and the caller's canvas stayed blank)."""
+    model = NPDraw.from_pretrained("mnist")
+    latents = model.sample(2, torch.Generator().manual_seed(0), progress=False).latents
+    short = Latents(latents.ids[:, :4], latents.locs[:, :4], latents.present[:, :4])
+    with pytest.raises(InvalidInputError, match="at most the latents' 4 steps, got 6"):
+        model.complete(short, 6)
+    assert model.complete(short, 4, torch.Generator().manual_seed(1)).latents.ids.shape == (2, 36)
+    logits = model.encoder(torch.rand(2, 1, 28, 28))
+    with pytest.raises(InvalidTypeError, match="gumbel"):
+        logits.draw(torch.rand(2, 36, 87))
+    grid = model.grid
+    tiled = grid.new_tiled(2, 2, 4, torch.zeros(0)).transpose(1, 2).contiguous().transpose(1, 2)
+    parts = torch.ones(2, 2, grid.part_size, grid.part_size)
+    with pytest.raises(InvalidInputError, match="contiguous"):
+        grid.draw(tiled, parts, torch.tensor([0, 5]), grid.tile_index(2, 4))
