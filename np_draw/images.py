@@ -158,21 +158,26 @@ def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch
 def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int,
                     size: int) -> torch.Tensor:
     """PIL images of any size (or (name, image) pairs, the name used in errors) -> uint8 (N, C, size, size):
-    centre-cropped to a square and resized, with a log line saying how many were resized or turned from grey to
-    RGB. A colour image for a grey model (``channels`` 1) is an error (InvalidInputError), as are no images."""
-    arrays, resized, widened = [], 0, 0
+    centre-cropped to a square and resized, with a log line saying how many were resized, turned from grey to RGB
+    or had their transparency dropped. A colour image for a grey model (``channels`` 1) is an error
+    (InvalidInputError), as are no images."""
+    arrays, resized, widened, transparent = [], 0, 0, 0
     for i, item in enumerate(images):
         name, image = item if isinstance(item, tuple) else (f"image {i}", item)
         arrays.append(_square(image, size, channels, name))
         resized += image.size != (size, size)
-        # By mode: an RGB image whose channels are nearly equal keeps its own three
-        widened += channels == 3 and _grey_mode(image)
+        # By mode: an RGB image whose channels are nearly equal keeps its own three (a palette's are its colours)
+        widened += channels == 3 and (_grey_mode(image) or image.mode == "P" and not is_colour(image))
+        transparent += image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
     if not arrays:
         raise InvalidInputError("no images were given")
     if resized:
         logger.info("%d of %d images centre-cropped and resized to %dx%d", resized, len(arrays), size, size)
     if widened:
         logger.info("%d of %d images are grey; their grey levels are used for R, G and B", widened, len(arrays))
+    if transparent:
+        logger.info("%d of %d images have transparency, which is dropped: their pixels are used as stored, "
+                    "transparent ones included", transparent, len(arrays))
     return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w")
 
 

@@ -77,6 +77,12 @@ def test_a_colour_model_says_how_many_grey_images_it_widened_and_keeps_near_grey
     assert "1 of 2 images are grey" in caplog.text
     assert torch.equal(out[0], torch.from_numpy(grey).expand(3, 16, 16))
     assert torch.equal(out[1], torch.from_numpy(near).permute(2, 0, 1))
+    caplog.clear()
+    palette = Image.fromarray(grey).convert("P")  # grey levels in a palette: grey, though its mode is not
+    rgba = Image.fromarray(np.concatenate([near, np.full((16, 16, 1), 128, np.uint8)], -1))
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        from_pil_images([palette, rgba], channels=3, size=16)
+    assert "1 of 2 images are grey" in caplog.text and "1 of 2 images have transparency" in caplog.text
 
 
 def test_np_draw_fit_without_a_preset_picks_the_one_that_fits_the_images(tmp_path):
