@@ -51,7 +51,7 @@ from .model_files import CARD_NAME, load_config, load_weights, write_model_files
 from .networks import Decoder, Encoder, evaluating
 from .parsing import parse
 from .prior import Prior
-from .training import FitConfig, FitHistory, check_precision, fit
+from .training import FitConfig, FitHistory, fit
 
 logger = logging.getLogger(__name__)
 
@@ -531,14 +531,7 @@ class NPDraw(nn.Module, ModelHubMixin):
             logger.info("%s", "fine-tuning a trained model (FitConfig.finetune())" if self.is_fitted
                         else "training a new model from scratch (FitConfig())")
         config = config.replace(**overrides)
-        check_precision(self, config)
         source, held_out = self._source(images), None if validation is None else self._source(validation, "validation")
-        if output_dir is not None:  # after the checks: a refused run leaves no empty folder behind
-            try:  # before any work: a run that cannot keep its checkpoints must not train for an epoch first
-                (Path(output_dir) / "checkpoints").mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise UnwritablePathError(f"output_dir: cannot create the folder {str(output_dir)!r}: "
-                                          f"{error.strerror or error}") from error
         return fit(self, source, config, output_dir=output_dir, resume=resume, progress=progress, callback=callback,
                    validation=held_out)
 

@@ -29,7 +29,7 @@ from .canvas import Grid
 from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
 from .config import NPDrawConfig
 from .elbo import Terms, gumbel_temperature, substitution_probability
-from .errors import InvalidInputError, InvalidTypeError, TrainingDivergedError, check_count
+from .errors import InvalidInputError, InvalidTypeError, TrainingDivergedError, UnwritablePathError, check_count
 from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
 from .memory import keeping_freed_memory
@@ -698,7 +698,7 @@ class _Run:
         return self.history
 
 
-def check_precision(model: Trainable, config: FitConfig) -> None:
+def _check_precision(model: Trainable, config: FitConfig) -> None:
     """Refuse a model and config that fit cannot train: a float16 model, or mixed precision off CUDA."""
     if model.dtype == torch.float16:
         raise InvalidTypeError("fit needs a float32 or bfloat16 model, got float16, whose weights and gradients "
@@ -726,13 +726,19 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
     if resume and output_dir is None:
         raise InvalidInputError("resume=True needs output_dir, the folder that holds the checkpoints")
     config = config or FitConfig()
-    check_precision(model, config)  # NPDraw.fit has checked, but scripts call this function directly
+    _check_precision(model, config)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Launched by torchrun: one process per device, gradients summed over processes.
         backend = "nccl" if model.device.type == "cuda" else "gloo"
         dist.init_process_group(backend)
         logger.info("process %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
+    if directory is not None:  # after the checks, so that a refused run leaves no empty folder behind
+        try:  # before any work: a run that cannot keep its checkpoints must not train for an epoch first
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UnwritablePathError(f"output_dir: cannot create the folder {str(output_dir)!r}: "
+                                      f"{error.strerror or error}") from error
     images, validation = (TensorImages(x) if isinstance(x, torch.Tensor) else x for x in (images, validation))
     # On the CPU, else large activations are fresh pages at every step (bench_allocator.py)
     with keeping_freed_memory() if model.device.type == "cpu" else contextlib.nullcontext():
