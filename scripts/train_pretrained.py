@@ -17,7 +17,8 @@ runs finished before fit kept its optimizer state restart Adam). ``--finetune-fr
 finished run's weights with its part bank kept: ``--prior-epochs N`` trains its prior N more epochs (fresh Adam, the
 best validation epoch kept), then ``--epochs`` encoder and decoder epochs (0 for none), with the learning rates
 given; with ``--channels`` (even the run's own width) the encoder and decoder start afresh at that width instead, on
-the run's bank and prior. Either way the record keeps the earlier run's commit, configs and wall time under
+the run's bank and prior; with ``--mixtures K`` a discretised logistic's decoder gets a last layer for a mixture of K
+logistics coupled over RGB that starts as the same likelihood (see ``with_mixture_head``), the rest kept. Either way the record keeps the earlier run's commit, configs and wall time under
 ``continued_from``, and its wall time adds the earlier run's, unless the encoder and decoder started afresh
 (``"new_encoder_decoder": true``).
 """
@@ -78,6 +79,68 @@ class WallClock:
             self.write()
 
 
+def with_mixture_head(model: NPDraw, num_mixtures: int) -> NPDraw:
+    """``model`` (a discretised logistic per channel) with PixelCNN++'s mixture of ``num_mixtures`` logistics coupled
+    over RGB, starting from the same likelihood: every component is the logistic (its means moved by up to +-0.01
+    of the [-1, 1] range, about one grey level, so that the components can part), the mixture logits and the
+    channel coefficients are zero. Encoder, decoder body, bank and prior are kept; only the decoder's 1x1 output
+    layer grows."""
+    config = NPDrawConfig.from_dict({**model.config.to_dict(), "likelihood": "logistic_mixture",
+                                     "num_mixtures": num_mixtures})
+    mixed = NPDraw(config)
+    old_head = model.decoder.out
+    state = {key: value for key, value in model.state_dict().items() if not key.startswith("decoder.out.")}
+    mixed.load_state_dict(state, strict=False)
+    k, channels = num_mixtures, model.config.channels
+    weight = torch.zeros_like(mixed.decoder.out.weight)
+    bias = torch.zeros_like(mixed.decoder.out.bias)
+    # The mixture's parameters: k logits, then (means, log-scales, coefficients) x channels x k (LogisticMixture).
+    for kind in range(2):
+        for channel in range(channels):
+            rows = slice(k + (kind * channels + channel) * k, k + (kind * channels + channel + 1) * k)
+            weight[rows] = old_head.weight[kind * channels + channel]
+            bias[rows] = old_head.bias[kind * channels + channel]
+    if k > 1:
+        bias[k:k + channels * k] += torch.linspace(-0.01, 0.01, k).repeat(channels)
+    with torch.no_grad():
+        mixed.decoder.out.weight.copy_(weight)
+        mixed.decoder.out.bias.copy_(bias)
+    return mixed
+
+
+def fit_head(model: NPDraw, images: torch.Tensor, validation: torch.Tensor, steps: int, lr: float = 3e-3,
+             batch_size: int = 64) -> None:
+    """Train only the decoder's output layer on the canvases of the encoder's most likely latents, the rest frozen
+    in eval mode: a new mixture head's channel coefficients start at zero, and at fit's learning rates Adam would
+    take thousands of steps to move them to where the data puts them. Logs the validation images' mean
+    reconstruction term (nats) before and after."""
+    log = logging.getLogger(__name__)
+    model.eval()
+    canvases = model.encode(images, batch_size=256).canvas
+    val_canvases = model.encode(validation, batch_size=256).canvas
+    head = model.decoder.out
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(0)
+
+    def term(canvas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            features = model.decoder.body(2 * canvas - 1)
+        return -model.likelihood.log_prob(head(features), x).mean()
+
+    with torch.no_grad():
+        log.info("head: validation reconstruction %.1f nats before", term(val_canvases, validation).item())
+    for step in range(steps):
+        pick = torch.randint(len(images), (batch_size,), generator=generator)
+        loss = term(canvases[pick], images[pick])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % 50 == 0:
+            with torch.no_grad():
+                log.info("head: step %d, training %.1f, validation %.1f nats", step + 1, loss.item(),
+                         term(val_canvases, validation).item())
+
+
 def machine() -> str:
     """The CPU model, the threads torch uses, and the torch version."""
     cpu = platform.processor() or platform.machine()
@@ -120,6 +183,11 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=None,
                         help="stop the VAE stage after this many epochs without a better validation bound and keep "
                              "the best epoch (default: run every epoch, keep the last)")
+    parser.add_argument("--mixtures", type=int, default=None, metavar="K",
+                        help="with --finetune-from a discretised-logistic run: the likelihood becomes a mixture of K "
+                             "logistics coupled over RGB, starting from the run's (its decoder's last layer grows)")
+    parser.add_argument("--head-steps", type=int, default=300,
+                        help="with --mixtures: steps that train the new output layer alone first (fit_head)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT/checkpoints")
@@ -156,6 +224,9 @@ def main() -> None:
     if fresh_networks and args.epochs < 1:
         parser.error(f"--channels with --finetune-from trains a new encoder and decoder: --epochs must be at least 1, "
                      f"got {args.epochs}")
+    if args.mixtures is not None and (args.finetune_from is None or args.channels is not None or args.mixtures < 1):
+        parser.error(f"--mixtures K (K >= 1, got {args.mixtures}) turns a --finetune-from run's likelihood into a "
+                     "mixture and keeps its networks: give it with --finetune-from and without --channels")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -194,6 +265,12 @@ def main() -> None:
         fresh.bank.load_state_dict(model.bank.state_dict())
         fresh.prior.load_state_dict(model.prior.state_dict())
         model = fresh
+    if args.mixtures is not None:
+        if model.config.likelihood != "logistic":
+            parser.error(f"--mixtures: that run's likelihood is {model.config.likelihood!r}, not 'logistic'")
+        model = with_mixture_head(model, args.mixtures)
+        config = model.config
+        fit_head(model, images, validation, args.head_steps)
     record_file = out / "training.json"
     # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost; new
     # networks count from zero (the source's time, its discarded encoder and decoder included, is under continued_from).
