@@ -105,7 +105,7 @@ def with_mixture_head(model: NPDraw, num_mixtures: int) -> NPDraw:
     with torch.no_grad():
         mixed.decoder.out.weight.copy_(weight)
         mixed.decoder.out.bias.copy_(bias)
-    return mixed
+    return mixed.train(model.training)
 
 
 def fit_head(model: NPDraw, images: torch.Tensor, validation: torch.Tensor, steps: int, lr: float = 3e-3,
