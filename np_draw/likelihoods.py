@@ -120,12 +120,11 @@ class LogisticMixture(Likelihood):
         # component to pick one, then one logistic draw per channel.
         self.num_params, self.noise_channels = 10 * num_mixtures, num_mixtures + 3
 
-    def _split(self, params: torch.Tensor):
+    def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """params (N, 10K, H, W) -> the mixture logits (N, K, H, W) and the components' raw means, log-scales and
+        coefficients (N, 3, 3, K, H, W): (kind, channel, component); views for contiguous params."""
         k = self.num_mixtures
-        logit_weights = params[:, :k]
-        rest = rearrange(params[:, k:], "n (p c k) h w -> n p c k h w", p=3, c=3, k=k)
-        means, log_scales, coeffs = rest[:, 0], rest[:, 1].clamp_min(-7.0), torch.tanh(rest[:, 2])
-        return logit_weights, means, log_scales, coeffs
+        return params[:, :k], rearrange(params[:, k:], "n (p c k) h w -> n p c k h w", p=3, c=3, k=k)
 
     @staticmethod
     def _coupled_means(means: torch.Tensor, coeffs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -136,27 +135,31 @@ class LogisticMixture(Likelihood):
         return torch.stack([r, g, b], dim=1)
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        logit_weights, means, log_scales, coeffs = self._split(params)
+        logit_weights, rest = self._split(params)
+        means, log_scales, coeffs = rest[:, 0], rest[:, 1].clamp_min(-7.0), torch.tanh(rest[:, 2])
         x = (2 * x - 1)[:, :, None]
         per_channel = _discretised_logistic_log_prob(x, self._coupled_means(means, coeffs, x), log_scales)
         per_pixel = torch.logsumexp(per_channel.sum(1) + F.log_softmax(logit_weights, dim=1), dim=1)
         return per_pixel.flatten(1).sum(1)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
-        logit_weights, means, _, coeffs = self._split(params)
+        logit_weights, rest = self._split(params)
+        means, coeffs = rest[:, 0], torch.tanh(rest[:, 2])
         # The mean of each component, the earlier channels set to their own component means.
         r = means[:, 0]
-        g = means[:, 1] + coeffs[:, 0] * r
-        b = means[:, 2] + coeffs[:, 1] * r + coeffs[:, 2] * g
+        g = torch.addcmul(means[:, 1], coeffs[:, 0], r)
+        b = torch.addcmul(torch.addcmul(means[:, 2], coeffs[:, 1], r), coeffs[:, 2], g)
         weights = torch.softmax(logit_weights, dim=1)
-        return ((torch.stack([r, g, b], dim=1) * weights[:, None]).sum(2).clamp(-1, 1) + 1) / 2
+        mixed = torch.stack([torch.linalg.vecdot(v, weights, dim=1) for v in (r, g, b)], dim=1)
+        return mixed.clamp_(-1, 1).add_(1).div_(2)
 
     def _sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        logit_weights, means, log_scales, coeffs = self._split(params)
+        logit_weights, rest = self._split(params)
         k = self.num_mixtures
         gumbel = -torch.log(-torch.log(noise[:, :k].clamp(1e-7, 1 - 1e-7)))
-        pick = F.one_hot((logit_weights + gumbel).argmax(1), k).permute(0, 3, 1, 2)[:, None].to(params.dtype)
-        mean, log_scale, coeff = ((v * pick).sum(2) for v in (means, log_scales, coeffs))
+        pick = (logit_weights + gumbel).argmax(1)[:, None, None, None]  # (N, 1, 1, 1, H, W)
+        mean, log_scale, coeff = rest.gather(3, pick.expand(-1, 3, 3, -1, -1, -1))[:, :, :, 0].unbind(1)
+        log_scale, coeff = log_scale.clamp_min(-7.0), torch.tanh(coeff)
         u = noise[:, k:]
         r = _logistic(mean[:, 0], log_scale[:, 0], u[:, 0]).clamp(-1, 1)
         g = _logistic(mean[:, 1] + coeff[:, 0] * r, log_scale[:, 1], u[:, 1]).clamp(-1, 1)
