@@ -588,7 +588,7 @@ class NPDraw(nn.Module, ModelHubMixin):
                         cache_dir: str | Path | None = None, local_files_only: bool = False,
                         force_download: bool = False, token: str | bool | None = None,
                         device: torch.device | str | None = None,
-                        dtype: torch.dtype | None = None, strict: bool = True) -> NPDraw:
+                        dtype: torch.dtype | str | None = None, strict: bool = True) -> NPDraw:
         """Load a model: a local folder, a pretrained name or a Hub repo, in that order.
 
         Downloaded and bundled pretrained weights are checked against the sha256 and size in the weights manifest
@@ -603,7 +603,9 @@ class NPDraw(nn.Module, ModelHubMixin):
             local_files_only: use only the cache, never the network.
             force_download: download again even when cached.
             token: a Hub token for a private or gated repo; None uses ``HF_TOKEN`` or the saved login.
-            device, dtype: where to move the model after loading it on the CPU.
+            device, dtype: where to move the model after loading it on the CPU; None keeps float32 whatever the
+                weights are stored in (as transformers does), "auto" takes the dtype they are stored in (a model
+                saved in float16 comes back in float16).
             strict: a missing or unexpected weight is an error; False loads what matches and logs the rest.
         Returns:
             The model, in eval mode.
@@ -620,7 +622,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         if isinstance(name_or_path, str) and not name_or_path.strip():
             raise InvalidInputError("name_or_path must name a model folder, a pretrained name or a Hub repo, got ''")
         device = None if device is None else check_device(device)
-        dtype = None if dtype is None else check_dtype(dtype)
+        if isinstance(dtype, str) and dtype != "auto":
+            raise InvalidTypeError(f"dtype must be a floating torch dtype or 'auto', got {dtype!r}")
+        dtype = dtype if dtype is None or isinstance(dtype, str) else check_dtype(dtype)
         # The mixin would ask the Hub for anything that is not a folder: a pretrained name first becomes its
         # verified folder (bundled or downloaded), and the mixin loads that folder with its checked config.
         folder = hub.resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
@@ -630,11 +634,12 @@ class NPDraw(nn.Module, ModelHubMixin):
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, config: NPDrawConfig, device: torch.device | str | None = None,
-                         dtype: torch.dtype | None = None, strict: bool = True, **hub_options: Any) -> NPDraw:
+                         dtype: torch.dtype | str | None = None, strict: bool = True, **hub_options: Any) -> NPDraw:
         """ModelHubMixin's hook for loading: the folder ``model_id``, which :meth:`from_pretrained` has already
         resolved with the ``hub_options`` (revision, token...; proxies too on huggingface_hub < 1.0)."""
-        model = load_weights(lambda: cls(config), model_id, strict=strict)
-        return model.to(device=device, dtype=dtype).eval()
+        auto = isinstance(dtype, str)
+        model = load_weights(lambda: cls(config), model_id, strict=strict, stored_dtype=auto)
+        return model.to(device=device, dtype=None if auto else dtype).eval()
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool = False,
                     token: str | None = None, commit_message: str = "Upload NP-DRAW model",

@@ -96,7 +96,11 @@ def load_config(folder: str | Path) -> NPDrawConfig:
         raise InvalidInputError(f"{folder / CONFIG_NAME} is not a valid NP-DRAW config: {error}") from error
 
 
-def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, strict: bool = True) -> torch.nn.Module:
+_STORED_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, strict: bool = True,
+                 stored_dtype: bool = False) -> torch.nn.Module:
     """The model ``build()`` makes, holding the weights of ``folder``, on the CPU.
 
     ``build`` runs first on the meta device, where a model costs nothing, and the names, shapes and dtypes of that
@@ -108,6 +112,8 @@ def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, st
         folder: the model folder.
         strict: a missing or unexpected name is an error; False logs them, and the missing weights keep their fresh
             initialisation.
+        stored_dtype: make the model's floating tensors the dtype the weights are stored in (the most common one
+            where they differ), instead of ``build``'s.
     Returns:
         The model, with the weights.
     Raises:
@@ -132,6 +138,10 @@ def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, st
             logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", folder,
                            names)
         model = build()
+        if stored_dtype:
+            kinds = [view.get_dtype() for view in stored.values() if view.get_dtype() in _STORED_DTYPES]
+            if kinds:
+                model.to(_STORED_DTYPES[max(set(kinds), key=kinds.count)])
         model.load_state_dict({key: weights.get_tensor(key) for key in stored}, strict=strict)
     return model
 

@@ -111,3 +111,17 @@ def test_a_bfloat16_fit_reports_its_validation_bound_to_more_than_bfloat16_steps
     total = validation_bound(half, images, half.parse(images), batch_size=40) * 40
     step = 2.0 ** (math.floor(math.log2(total)) - 7)  # bfloat16's spacing at the total: 8 bits of mantissa
     assert total % step != 0, (total, step)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_saved_comes_back_in_its_dtype_with_auto(reference, dtype, tmp_path):
+    half = NPDraw.from_pretrained("mnist", dtype=dtype)
+    half.save_pretrained(tmp_path / "half")
+    kept = NPDraw.from_pretrained(tmp_path / "half", dtype="auto", device=DEVICE)
+    assert kept.dtype == dtype and kept.device.type == DEVICE.type
+    for key, value in half.state_dict().items():
+        assert torch.equal(kept.state_dict()[key].cpu(), value), key
+    assert NPDraw.from_pretrained(tmp_path / "half").dtype == torch.float32  # the default, as in transformers
+    assert NPDraw.from_pretrained("mnist", dtype="auto").dtype == torch.float32  # stored in float32
+    with pytest.raises(InvalidTypeError, match="dtype must be a floating torch dtype or 'auto', got 'half'"):
+        NPDraw.from_pretrained(tmp_path / "half", dtype="half")
