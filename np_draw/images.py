@@ -100,13 +100,45 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray((levels.clip(0, 65535) / 257).round().astype(np.uint8), "L")
 
 
-def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarray:
-    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C)."""
-    # Dropping a colour image's colour would train or score something else than what the user has: refused.
+def _check_not_colour(image: Image.Image, channels: int, name: str) -> None:
+    """InvalidInputError for a colour image given to a grey model (``channels`` 1): dropping its colour would train
+    or score something else than what the user has."""
     if channels == 1 and is_colour(image):
         raise InvalidInputError(f"{name} is a colour image ({image.width}x{image.height} {image.mode}) but the model "
                                 "takes grey images (channels=1); use a colour model (a cifar10 or celeba preset or "
                                 "checkpoint), or convert the images to grey first")
+
+
+class _Conversions:
+    """What loading images for a model of ``channels`` x ``size`` x ``size`` changes, counted, for one log line
+    each: resized, grey widened to RGB, transparency dropped."""
+
+    def __init__(self, channels: int, size: int) -> None:
+        self.channels, self.size = channels, size
+        self.total = self.resized = self.widened = self.transparent = 0
+
+    def add(self, image: Image.Image) -> None:
+        self.total += 1
+        self.resized += image.size != (self.size, self.size)
+        # By mode: an RGB image whose channels are nearly equal keeps its own three (a palette's are its colours)
+        self.widened += self.channels == 3 and (_grey_mode(image) or image.mode == "P" and not is_colour(image))
+        self.transparent += image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+
+    def log(self) -> None:
+        if self.resized:
+            logger.info("%d of %d images centre-cropped and resized to %dx%d", self.resized, self.total, self.size,
+                        self.size)
+        if self.widened:
+            logger.info("%d of %d images are grey; their grey levels are used for R, G and B", self.widened,
+                        self.total)
+        if self.transparent:
+            logger.info("%d of %d images have transparency, which is dropped: their pixels are used as stored, "
+                        "transparent ones included", self.transparent, self.total)
+
+
+def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarray:
+    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C)."""
+    _check_not_colour(image, channels, name)
     side = min(image.width, image.height)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     image = _eight_bit(image).convert("L" if channels == 1 else "RGB").crop((left, top, left + side, top + side))
@@ -161,23 +193,14 @@ def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, 
     centre-cropped to a square and resized, with a log line saying how many were resized, turned from grey to RGB
     or had their transparency dropped. A colour image for a grey model (``channels`` 1) is an error
     (InvalidInputError), as are no images."""
-    arrays, resized, widened, transparent = [], 0, 0, 0
+    arrays, conversions = [], _Conversions(channels, size)
     for i, item in enumerate(images):
         name, image = item if isinstance(item, tuple) else (f"image {i}", item)
         arrays.append(_square(image, size, channels, name))
-        resized += image.size != (size, size)
-        # By mode: an RGB image whose channels are nearly equal keeps its own three (a palette's are its colours)
-        widened += channels == 3 and (_grey_mode(image) or image.mode == "P" and not is_colour(image))
-        transparent += image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+        conversions.add(image)
     if not arrays:
         raise InvalidInputError("no images were given")
-    if resized:
-        logger.info("%d of %d images centre-cropped and resized to %dx%d", resized, len(arrays), size, size)
-    if widened:
-        logger.info("%d of %d images are grey; their grey levels are used for R, G and B", widened, len(arrays))
-    if transparent:
-        logger.info("%d of %d images have transparency, which is dropped: their pixels are used as stored, "
-                    "transparent ones included", transparent, len(arrays))
+    conversions.log()
     return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w")
 
 
@@ -407,7 +430,8 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
     drawn anew each time.
 
     Lazily read PIL images are centre-cropped and resized to ``size`` without a log line per image; a colour image
-    for a grey model is an error when its batch is read.
+    for a grey model is an error when its batch is read (a folder's, before it is returned). A folder's images are
+    counted as :func:`from_pil_images` counts them (resized, grey, transparent), in one log line each.
     """
     if isinstance(images, ImageSource):
         if (images.channels, images.size) != (channels, size):
@@ -415,8 +439,14 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
                                     f"for a model of {channels}x{size}x{size}")
         return images
     if isinstance(images, (str, Path)):
-        # Each file is decoded once here and let go, so that reading the folder lazily later fails on none.
-        files = [path for path, _ in read_folder(Path(images))]
+        # Each file is decoded once here and let go, so that reading the folder lazily later fails on none, and a
+        # colour image for a grey model is refused before any training.
+        files, conversions = [], _Conversions(channels, size)
+        for path, image in read_folder(Path(images)):
+            _check_not_colour(image, channels, path)
+            conversions.add(image)
+            files.append(path)
+        conversions.log()
         source: ImageSource = LazyImages(len(files), lambda i: open_image(files[i]), channels=channels, size=size,
                                          name=str(images), label=files.__getitem__)
     elif (dataset := _by_index(images, name)) is not None:

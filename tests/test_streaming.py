@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -12,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.errors import ConfigMismatchError, InvalidInputError
-from np_draw.images import LazyImages, TensorImages, image_source
+from np_draw.images import LazyImages, TensorImages, from_pil_images, image_source
 from np_draw.parsing import parse
 from np_draw.training import FitConfig, _Parses
 from tests.conftest import tiny_config
@@ -131,10 +132,30 @@ def test_bad_items_are_named_when_their_batch_is_read(tmp_path):
     with pytest.raises(InvalidInputError, match=r"images\[0\]: a dataset row must hold one image"):
         image_source(Rows(), channels=1, size=28).read(torch.tensor([0]))
     Image.new("RGB", (5, 5), (255, 0, 0)).save(tmp_path / "red.png")
-    with pytest.raises(InvalidInputError, match=r"red.png is a colour image"):
-        image_source(tmp_path, channels=1, size=28).read(torch.tensor([0]))
+    with pytest.raises(InvalidInputError, match=r"red.png is a colour image"):  # a folder's: before any training
+        image_source(tmp_path, channels=1, size=28)
     with pytest.raises(InvalidInputError, match="an ImageSource of 1x28x28 images for a model of 3x32x32"):
         image_source(TensorImages(torch.zeros(2, 1, 28, 28)), channels=3, size=32)
+
+
+def test_a_folder_read_lazily_logs_what_loading_changes_as_the_in_memory_loader_does(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 255, (32, 32), dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "a_grey.png")
+    Image.fromarray(grey).convert("P").save(tmp_path / "b_palette.png")  # grey levels in a palette
+    Image.fromarray(np.stack([grey, grey // 2, grey, grey], -1)).save(tmp_path / "c_rgba.png")
+    Image.fromarray(np.stack([grey] * 3, -1)).resize((40, 40)).save(tmp_path / "d_large.png")
+    for how in ("lazy", "memory"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="np_draw"):
+            if how == "lazy":
+                source = image_source(tmp_path, channels=3, size=32)
+            else:
+                from_pil_images([Image.open(path) for path in sorted(tmp_path.iterdir())], channels=3, size=32)
+        assert "2 of 4 images are grey" in caplog.text
+        assert "1 of 4 images have transparency" in caplog.text
+        assert "1 of 4 images centre-cropped and resized to 32x32" in caplog.text
+    assert len(source) == 4 and source.read(torch.arange(4)).shape == (4, 3, 32, 32)
 
 
 def test_parses_kept_in_three_bytes_a_step_give_back_the_same_latents(mnist_images):
