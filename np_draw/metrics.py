@@ -73,7 +73,9 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
             grey images are binarised once by a Bernoulli draw seeded by ``seed``; binary images are used as given.
         num_samples: posterior draws per image, S (the paper: 50); larger is tighter.
         batch_size: images per forward pass (default: as many as keep the prior's canvas history near 200 MB).
-        seed: seeds the binarisation and the posterior draws: the same seed gives the same numbers.
+        seed: seeds the binarisation and the posterior draws: the same seed gives the same numbers for the same
+            images in the same order (not for a subset or another order: the draws come from one stream, in order;
+            the batch size does not change them).
         progress: a progress bar.
     Returns:
         :class:`NLL` with per-image bounds in nats (``.nats``) and bits per dimension (``.bits_per_dim``).

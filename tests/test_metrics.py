@@ -54,6 +54,7 @@ def test_nll_is_seeded_reports_bits_per_dim_and_binarises_grey_images():
     grey = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     a, b = nll(model, grey, 10, seed=4, progress=False), nll(model, grey, 10, seed=4, progress=False)
     assert torch.equal(a.nats, b.nats)
+    assert torch.equal(a.nats, nll(model, grey, 10, seed=4, batch_size=2, progress=False).nats)  # as documented
     assert not torch.equal(a.nats, nll(model, grey, 10, seed=5, progress=False).nats)
     torch.testing.assert_close(a.bits_per_dim, a.nats / (64 * math.log(2)))
     # The grey images are scored as one binarisation drawn from the seed: the tight bound finds those images' NLL.
