@@ -114,7 +114,8 @@ def main() -> None:
     manifest_file = manifest_path()
     manifest = json.loads(manifest_file.read_text())
     entry = manifest["models"][args.name]
-    notes = " ".join(filter(None, [args.note, DATASET_NOTES.get(args.name, "")]))
+    dataset_note = DATASET_NOTES.get(args.name, "")
+    notes = " ".join(filter(None, [args.note, "" if dataset_note in args.note else dataset_note]))
     training = None if record is None else {
         key: record[key] for key in ("git_commit", "config", "fit_config", "seed", "limit", "wall_time_s", "machine",
                                      "data_sha256", "continued_from") if key in record}
