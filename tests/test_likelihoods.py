@@ -42,6 +42,51 @@ def test_logistic_mixture_mean_matches_its_samples():
     assert torch.allclose(samples.mean(0).flatten(), lk.mean(params[:1]).flatten(), atol=0.01)
 
 
+def test_logistic_mixture_reads_each_pixels_own_parameters():
+    """Every pixel of a batch of different pixels, against the mixture computed from that pixel's parameter vector
+    alone (mixture logits, then means, log-scales and coefficients, each channel by component)."""
+    k, lk = 3, LogisticMixture(3, num_mixtures=3)
+    g = torch.Generator().manual_seed(5)
+    params = torch.cat([mixture_params(k, seed).reshape(1, -1, 1, 1) for seed in range(2 * 3 * 4)]).reshape(
+        2, 3, 4, -1).permute(0, 3, 1, 2)  # (2, 10k, 3, 4), every pixel its own parameters
+    noise = torch.rand(2, lk.noise_channels, 3, 4, generator=g)
+    means, samples = lk.mean(params), lk.sample(params, noise)
+    for n in range(2):
+        for h in range(3):
+            for w in range(4):
+                p = params[n, :, h, w]
+                logits, mu, log_s, c = p[:k], p[k:4 * k].view(3, k), p[4 * k:7 * k].view(3, k), p[7 * k:].view(3, k)
+                c = torch.tanh(c)
+                r, gr = mu[0], mu[1] + c[0] * mu[0]
+                b = mu[2] + c[1] * r + c[2] * gr
+                weights = torch.softmax(logits, 0)
+                expected = (torch.stack([r, gr, b]) * weights).sum(1).clamp(-1, 1) / 2 + 0.5
+                torch.testing.assert_close(means[n, :, h, w], expected)
+                u = noise[n, :, h, w]
+                j = int((logits - torch.log(-torch.log(u[:k].clamp(1e-7, 1 - 1e-7)))).argmax())
+                scale = log_s[:, j].clamp_min(-7).exp()
+                v = u[k:].clamp(1e-5, 1 - 1e-5)
+                logistic = scale * (torch.log(v) - torch.log1p(-v))  # per channel, added to its coupled mean
+                x_r = (mu[0, j] + logistic[0]).clamp(-1, 1)
+                x_g = (mu[1, j] + c[0, j] * x_r + logistic[1]).clamp(-1, 1)
+                x_b = mu[2, j] + c[1, j] * x_r + c[2, j] * x_g + logistic[2]
+                expected = torch.round((torch.stack([x_r, x_g, x_b]).clamp(-1, 1) + 1) * 127.5) / 255
+                torch.testing.assert_close(samples[n, :, h, w], expected)
+
+
+def test_the_decoders_output_layer_is_its_1x1_convolution_written_plane_by_plane():
+    from np_draw import NPDraw
+    from tests.conftest import tiny_config
+
+    for name in ("mnist", "cifar10", "celeba"):
+        decoder = NPDraw(tiny_config(name)).decoder.eval()
+        canvas = torch.rand(3, decoder.body[0][0].in_channels, 32 if name != "mnist" else 28,
+                            32 if name != "mnist" else 28)
+        params = decoder(canvas)
+        assert params.is_contiguous()
+        torch.testing.assert_close(params, decoder.out(decoder.body(2 * canvas - 1)))
+
+
 def test_bernoulli_log_prob_and_mean():
     lk = Bernoulli(1)
     logits = torch.tensor([0.0, 2.0]).reshape(1, 1, 1, 2)
