@@ -85,9 +85,13 @@ def check_device(device: Any, name: str = "device") -> torch.device:
     return device
 
 
-def check_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
-    """A floating torch dtype, else an :class:`InvalidTypeError` naming ``name``."""
+def check_dtype(dtype: Any, name: str = "dtype", *, auto: bool = False) -> torch.dtype | str:
+    """A floating torch dtype (or, with ``auto``, the string "auto"), else an :class:`InvalidTypeError` naming
+    ``name``."""
+    if auto and isinstance(dtype, str) and dtype == "auto":
+        return dtype
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        also = ", or 'auto'" if auto else ""
         raise InvalidTypeError(f"{name} must be a floating torch dtype such as torch.float32, torch.bfloat16 or "
-                               f"torch.float16, got {dtype!r}")
+                               f"torch.float16{also}, got {dtype!r}")
     return dtype

@@ -604,8 +604,9 @@ class NPDraw(nn.Module, ModelHubMixin):
             force_download: download again even when cached.
             token: a Hub token for a private or gated repo; None uses ``HF_TOKEN`` or the saved login.
             device, dtype: where to move the model after loading it on the CPU; None keeps float32 whatever the
-                weights are stored in (as transformers does), "auto" takes the dtype they are stored in (a model
-                saved in float16 comes back in float16).
+                weights are stored in (as transformers does), "auto" takes the dtype the part bank is stored in
+                (a model saved in float16 comes back in float16; weights stored in another dtype are converted, with
+                a warning).
             strict: a missing or unexpected weight is an error; False loads what matches and logs the rest.
         Returns:
             The model, in eval mode.
@@ -622,9 +623,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         if isinstance(name_or_path, str) and not name_or_path.strip():
             raise InvalidInputError("name_or_path must name a model folder, a pretrained name or a Hub repo, got ''")
         device = None if device is None else check_device(device)
-        if isinstance(dtype, str) and dtype != "auto":
-            raise InvalidTypeError(f"dtype must be a floating torch dtype or 'auto', got {dtype!r}")
-        dtype = dtype if dtype is None or isinstance(dtype, str) else check_dtype(dtype)
+        dtype = None if dtype is None else check_dtype(dtype, auto=True)
         # The mixin would ask the Hub for anything that is not a folder: a pretrained name first becomes its
         # verified folder (bundled or downloaded), and the mixin loads that folder with its checked config.
         folder = hub.resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,

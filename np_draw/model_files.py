@@ -112,8 +112,9 @@ def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, st
         folder: the model folder.
         strict: a missing or unexpected name is an error; False logs them, and the missing weights keep their fresh
             initialisation.
-        stored_dtype: make the model's floating tensors the dtype the weights are stored in (the most common one
-            where they differ), instead of ``build``'s.
+        stored_dtype: make the model's floating tensors the dtype the part bank is stored in (the model's dtype,
+            :attr:`NPDraw.dtype`) instead of ``build``'s; weights stored in other dtypes are converted to it, with a
+            warning.
     Returns:
         The model, with the weights.
     Raises:
@@ -138,10 +139,14 @@ def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, st
             logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", folder,
                            names)
         model = build()
-        if stored_dtype:
-            kinds = [view.get_dtype() for view in stored.values() if view.get_dtype() in _STORED_DTYPES]
-            if kinds:
-                model.to(_STORED_DTYPES[max(set(kinds), key=kinds.count)])
+        if stored_dtype and "bank.parts" in stored:
+            dtype = _STORED_DTYPES.get(stored["bank.parts"].get_dtype(), torch.float32)
+            others = sorted({view.get_dtype() for view in stored.values() if view.get_dtype() in _STORED_DTYPES}
+                            - {stored["bank.parts"].get_dtype()})
+            if others:
+                logger.warning("%s holds weights in %s beside the part bank's %s: all are loaded in %s", folder,
+                               ", ".join(others), stored["bank.parts"].get_dtype(), dtype)
+            model.to(dtype)
         model.load_state_dict({key: weights.get_tensor(key) for key in stored}, strict=strict)
     return model
 

@@ -123,5 +123,15 @@ def test_a_half_precision_model_saved_comes_back_in_its_dtype_with_auto(referenc
         assert torch.equal(kept.state_dict()[key].cpu(), value), key
     assert NPDraw.from_pretrained(tmp_path / "half").dtype == torch.float32  # the default, as in transformers
     assert NPDraw.from_pretrained("mnist", dtype="auto").dtype == torch.float32  # stored in float32
-    with pytest.raises(InvalidTypeError, match="dtype must be a floating torch dtype or 'auto', got 'half'"):
+    with pytest.raises(InvalidTypeError, match=r"dtype must be a floating torch dtype such as .*, or 'auto', got 'half'"):
         NPDraw.from_pretrained(tmp_path / "half", dtype="half")
+
+
+def test_auto_takes_the_part_banks_dtype_and_warns_about_weights_stored_otherwise(tmp_path, caplog):
+    mixed = NPDraw.from_pretrained("mnist")
+    mixed.prior.to(torch.bfloat16)  # the part bank stays float32
+    mixed.save_pretrained(tmp_path / "mixed")
+    with caplog.at_level("WARNING", logger="np_draw"):
+        loaded = NPDraw.from_pretrained(tmp_path / "mixed", dtype="auto")
+    assert loaded.dtype == torch.float32 and loaded.prior.head.weight.dtype == torch.float32
+    assert "holds weights in BF16 beside the part bank's F32: all are loaded in torch.float32" in caplog.text
