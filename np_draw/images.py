@@ -111,13 +111,14 @@ def _check_not_colour(image: Image.Image, channels: int, name: str) -> None:
 
 class _Conversions:
     """What loading images for a model of ``channels`` x ``size`` x ``size`` changes, counted, for one log line
-    each: resized, grey widened to RGB, transparency dropped."""
+    each: resized, grey widened to RGB, transparency dropped. ``name`` (a folder) starts the lines."""
 
-    def __init__(self, channels: int, size: int) -> None:
-        self.channels, self.size = channels, size
+    def __init__(self, channels: int, size: int, name: str = "") -> None:
+        self.channels, self.size, self.prefix = channels, size, f"{name}: " if name else ""
         self.total = self.resized = self.widened = self.transparent = 0
 
     def add(self, image: Image.Image) -> None:
+        """Count what loading ``image`` changes."""
         self.total += 1
         self.resized += image.size != (self.size, self.size)
         # By mode: an RGB image whose channels are nearly equal keeps its own three (a palette's are its colours)
@@ -125,15 +126,16 @@ class _Conversions:
         self.transparent += image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
 
     def log(self) -> None:
+        """One info line for each kind of change that any image had."""
         if self.resized:
-            logger.info("%d of %d images centre-cropped and resized to %dx%d", self.resized, self.total, self.size,
-                        self.size)
+            logger.info("%s%d of %d images centre-cropped and resized to %dx%d", self.prefix, self.resized,
+                        self.total, self.size, self.size)
         if self.widened:
-            logger.info("%d of %d images are grey; their grey levels are used for R, G and B", self.widened,
-                        self.total)
+            logger.info("%s%d of %d images are grey; their grey levels are used for R, G and B", self.prefix,
+                        self.widened, self.total)
         if self.transparent:
-            logger.info("%d of %d images have transparency, which is dropped: their pixels are used as stored, "
-                        "transparent ones included", self.transparent, self.total)
+            logger.info("%s%d of %d images have transparency, which is dropped: their pixels are used as stored, "
+                        "transparent ones included", self.prefix, self.transparent, self.total)
 
 
 def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarray:
@@ -441,7 +443,7 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
     if isinstance(images, (str, Path)):
         # Each file is decoded once here and let go, so that reading the folder lazily later fails on none, and a
         # colour image for a grey model is refused before any training.
-        files, conversions = [], _Conversions(channels, size)
+        files, conversions = [], _Conversions(channels, size, str(images))
         for path, image in read_folder(Path(images)):
             _check_not_colour(image, channels, path)
             conversions.add(image)
