@@ -18,9 +18,10 @@ finished run's weights with its part bank kept: ``--prior-epochs N`` trains its 
 best validation epoch kept), then ``--epochs`` encoder and decoder epochs (0 for none), with the learning rates
 given; with ``--channels`` (even the run's own width) the encoder and decoder start afresh at that width instead, on
 the run's bank and prior; with ``--mixtures K`` a discretised logistic's decoder gets a last layer for a mixture of K
-logistics coupled over RGB that starts as the same likelihood (see ``with_mixture_head``), the rest kept. Either way the record keeps the earlier run's commit, configs and wall time under
-``continued_from``, and its wall time adds the earlier run's, unless the encoder and decoder started afresh
-(``"new_encoder_decoder": true``).
+logistics coupled over RGB that starts as the same likelihood (``with_mixture_head``), trained alone first for
+``--head-steps`` (``fit_head``, recorded under ``mixture_head``), the rest kept. Either way the record keeps the
+earlier run's commit, configs and wall time under ``continued_from``, and its wall time adds the earlier run's,
+unless the encoder and decoder started afresh (``"new_encoder_decoder": true``).
 """
 
 from __future__ import annotations
@@ -87,10 +88,12 @@ def with_mixture_head(model: NPDraw, num_mixtures: int) -> NPDraw:
     layer grows."""
     config = NPDrawConfig.from_dict({**model.config.to_dict(), "likelihood": "logistic_mixture",
                                      "num_mixtures": num_mixtures})
-    mixed = NPDraw(config)
+    mixed = NPDraw(config).to(device=model.device, dtype=model.dtype)
     old_head = model.decoder.out
     state = {key: value for key, value in model.state_dict().items() if not key.startswith("decoder.out.")}
-    mixed.load_state_dict(state, strict=False)
+    missing, unexpected = mixed.load_state_dict(state, strict=False)
+    if unexpected or any(not key.startswith("decoder.out.") for key in missing):
+        raise ValueError(f"with_mixture_head: the weights do not carry over: missing {missing}, unexpected {unexpected}")
     k, channels = num_mixtures, model.config.channels
     weight = torch.zeros_like(mixed.decoder.out.weight)
     bias = torch.zeros_like(mixed.decoder.out.bias)
@@ -101,44 +104,52 @@ def with_mixture_head(model: NPDraw, num_mixtures: int) -> NPDraw:
             weight[rows] = old_head.weight[kind * channels + channel]
             bias[rows] = old_head.bias[kind * channels + channel]
     if k > 1:
-        bias[k:k + channels * k] += torch.linspace(-0.01, 0.01, k).repeat(channels)
+        bias[k:k + channels * k] += torch.linspace(-0.01, 0.01, k, dtype=bias.dtype, device=bias.device).repeat(channels)
     with torch.no_grad():
         mixed.decoder.out.weight.copy_(weight)
         mixed.decoder.out.bias.copy_(bias)
     return mixed.train(model.training)
 
 
-def fit_head(model: NPDraw, images: torch.Tensor, validation: torch.Tensor, steps: int, lr: float = 3e-3,
-             batch_size: int = 64) -> None:
+HEAD_LR, HEAD_BATCH = 3e-3, 64
+
+
+def fit_head(model: NPDraw, images: torch.Tensor, validation: torch.Tensor, steps: int, lr: float = HEAD_LR,
+             batch_size: int = HEAD_BATCH) -> None:
     """Train only the decoder's output layer on the canvases of the encoder's most likely latents, the rest frozen
     in eval mode: a new mixture head's channel coefficients start at zero, and at fit's learning rates Adam would
     take thousands of steps to move them to where the data puts them. Logs the validation images' mean
-    reconstruction term (nats) before and after."""
+    reconstruction term (nats) before, every 50 steps and after."""
     log = logging.getLogger(__name__)
     model.eval()
-    canvases = model.encode(images, batch_size=256).canvas
-    val_canvases = model.encode(validation, batch_size=256).canvas
+    pieces = range(0, len(images), 256)
+    canvases = torch.cat([model.encode(images[i:i + 256]).canvas for i in pieces])
+    val_canvases = torch.cat([model.encode(validation[i:i + 256]).canvas for i in range(0, len(validation), 256)])
     head = model.decoder.out
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(0)
 
     def term(canvas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Mean reconstruction term of the images x, nats."""
         with torch.no_grad():
             features = model.decoder.body(2 * canvas - 1)
         return -model.likelihood.log_prob(head(features), x).mean()
 
-    with torch.no_grad():
-        log.info("head: validation reconstruction %.1f nats before", term(val_canvases, validation).item())
+    def held_out() -> float:
+        with torch.no_grad():
+            return sum(term(val_canvases[i:i + batch_size], validation[i:i + batch_size]).item()
+                       * len(validation[i:i + batch_size]) for i in range(0, len(validation), batch_size)
+                       ) / len(validation)
+
+    log.info("head: validation reconstruction %.1f nats before", held_out())
     for step in range(steps):
         pick = torch.randint(len(images), (batch_size,), generator=generator)
         loss = term(canvases[pick], images[pick])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if (step + 1) % 50 == 0:
-            with torch.no_grad():
-                log.info("head: step %d, training %.1f, validation %.1f nats", step + 1, loss.item(),
-                         term(val_canvases, validation).item())
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            log.info("head: step %d, training %.1f, validation %.1f nats", step + 1, loss.item(), held_out())
 
 
 def machine() -> str:
@@ -186,8 +197,9 @@ def main() -> None:
     parser.add_argument("--mixtures", type=int, default=None, metavar="K",
                         help="with --finetune-from a discretised-logistic run: the likelihood becomes a mixture of K "
                              "logistics coupled over RGB, starting from the run's (its decoder's last layer grows)")
-    parser.add_argument("--head-steps", type=int, default=300,
-                        help="with --mixtures: steps that train the new output layer alone first (fit_head)")
+    parser.add_argument("--head-steps", type=int, default=None,
+                        help="with --mixtures: steps that train the new output layer alone first (fit_head; default "
+                             "300)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT/checkpoints")
@@ -219,6 +231,10 @@ def main() -> None:
         for option, key in (("--seed", "seed"), ("--limit", "limit")):
             if getattr(args, key) != earlier[key]:
                 parser.error(f"{flag}: that run used {option} {earlier[key]}, got {getattr(args, key)}")
+        if args.mixtures is not None and (earlier["config"]["likelihood"], earlier["config"]["channels"]) != (
+                "logistic", 3):
+            parser.error(f"--mixtures: that run's likelihood is {earlier['config']['likelihood']!r} for "
+                         f"{earlier['config']['channels']} channels, not 'logistic' for RGB")
     # Bank and prior kept, a new encoder and decoder (at any width given, the source's too).
     fresh_networks = args.finetune_from is not None and args.channels is not None
     if fresh_networks and args.epochs < 1:
@@ -227,6 +243,8 @@ def main() -> None:
     if args.mixtures is not None and (args.finetune_from is None or args.channels is not None or args.mixtures < 1):
         parser.error(f"--mixtures K (K >= 1, got {args.mixtures}) turns a --finetune-from run's likelihood into a "
                      "mixture and keeps its networks: give it with --finetune-from and without --channels")
+    if args.head_steps is not None and (args.mixtures is None or args.head_steps < 0):
+        parser.error(f"--head-steps (>= 0, got {args.head_steps}) goes with --mixtures")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -265,12 +283,6 @@ def main() -> None:
         fresh.bank.load_state_dict(model.bank.state_dict())
         fresh.prior.load_state_dict(model.prior.state_dict())
         model = fresh
-    if args.mixtures is not None:
-        if model.config.likelihood != "logistic":
-            parser.error(f"--mixtures: that run's likelihood is {model.config.likelihood!r}, not 'logistic'")
-        model = with_mixture_head(model, args.mixtures)
-        config = model.config
-        fit_head(model, images, validation, args.head_steps)
     record_file = out / "training.json"
     # Wall time adds up over resumed runs, so a checkpoint trained across sessions reports its whole cost; new
     # networks count from zero (the source's time, its discarded encoder and decoder included, is under continued_from).
@@ -278,6 +290,14 @@ def main() -> None:
                       else 0.0)
     # Read before training: commits made while a long run goes on are not the code it ran.
     commit = git_commit()
+    head = None
+    if args.mixtures is not None:
+        model = with_mixture_head(model, args.mixtures)
+        config = model.config
+        head = {"from_likelihood": "logistic", "num_mixtures": args.mixtures, "steps": args.head_steps or 300,
+                "lr": HEAD_LR, "batch_size": HEAD_BATCH}
+        if not (args.resume and (out / "checkpoints").exists()):  # a resumed fit loads its trained head
+            fit_head(model, images, validation, head["steps"])
     history = fit(model, images, fit_config, output_dir=out, resume=args.resume or args.continue_from is not None,
                   progress=False, validation=validation)
     wall = clock.total()
@@ -291,6 +311,8 @@ def main() -> None:
               "train": history.train}
     if fresh_networks:
         record["new_encoder_decoder"] = True
+    if head is not None:
+        record["mixture_head"] = head
     if earlier is not None:
         record["continued_from"] = {key: earlier[key] for key in ("git_commit", "config", "fit_config", "wall_time_s",
                                                                   "val_bound", "prior_val", "continued_from")
