@@ -218,8 +218,8 @@ API_CASES: list[ApiCase] = [
             "name_or_path must name a model folder, a pretrained name or a Hub repo, got ''",
             lambda m, f: NPDraw.from_pretrained("")),
     ApiCase("a dtype given as a string", "NPDraw.from_pretrained", InvalidTypeError,
-            "dtype must be a floating torch dtype such as torch.float32, torch.bfloat16 or torch.float16, got "
-            "'float16'", lambda m, f: NPDraw.from_pretrained("mnist", dtype="float16")),
+            "dtype must be a floating torch dtype such as torch.float32, torch.bfloat16 or torch.float16, or 'auto', "
+            "got 'float16'", lambda m, f: NPDraw.from_pretrained("mnist", dtype="float16")),
     ApiCase("a device that is not one", "NPDraw.from_pretrained", InvalidInputError,
             "device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'gpu'",
             lambda m, f: NPDraw.from_pretrained("mnist", device="gpu")),
