@@ -118,7 +118,8 @@ def main() -> None:
     notes = " ".join(filter(None, [args.note, "" if dataset_note in args.note else dataset_note]))
     training = None if record is None else {
         key: record[key] for key in ("git_commit", "config", "fit_config", "seed", "limit", "wall_time_s", "machine",
-                                     "data_sha256", "continued_from") if key in record}
+                                     "data_sha256", "new_encoder_decoder", "mixture_head", "continued_from")
+        if key in record}
     card = card_facts(entry, metrics, notes, training)
     folder = manifest_file.parent / args.name
     shutil.rmtree(folder, ignore_errors=True)
