@@ -105,11 +105,13 @@ class StepLogits(_Batch):
         return self.ids.argmax(-1), self.locs.argmax(-1), (self.present > 0).to(self.present.dtype)
 
     def log_prob(self, latents: Latents) -> torch.Tensor:
-        """log p(z) summed over steps: z_id and z_loc count only where z_is = 1. Returns (N,)."""
-        log_id = -F.cross_entropy(self.ids.transpose(1, 2), latents.ids, reduction="none")
-        log_loc = -F.cross_entropy(self.locs.transpose(1, 2), latents.locs, reduction="none")
-        log_is = -F.binary_cross_entropy_with_logits(self.present, latents.present, reduction="none")
-        return ((log_id + log_loc) * latents.present + log_is).sum(1)
+        """log p(z) summed over steps: z_id and z_loc count only where z_is = 1. Returns (N,) float32, computed in
+        float32 whatever the logits' dtype (in bfloat16 a sum of hundreds of nats moves in steps of 1 or 2)."""
+        log_id = -F.cross_entropy(self.ids.float().transpose(1, 2), latents.ids, reduction="none")
+        log_loc = -F.cross_entropy(self.locs.float().transpose(1, 2), latents.locs, reduction="none")
+        present = latents.present.float()
+        log_is = -F.binary_cross_entropy_with_logits(self.present.float(), present, reduction="none")
+        return ((log_id + log_loc) * present + log_is).sum(1)
 
 
 @dataclass
