@@ -32,7 +32,7 @@ from huggingface_hub.utils import (
 from .config import NPDrawConfig
 from .errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, UnknownModelError, WeightsUnavailableError
 from .manifest import REPO_ID, file_problem, manifest_path, read_manifest
-from .model_files import CONFIG_NAME, LOADED_FILES, WEIGHTS_NAME
+from .model_files import CARD_NAME, CONFIG_NAME, LOADED_FILES, WEIGHTS_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,38 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> M
     facts = {key: card.get(key) for key in ("dataset", "metrics", "notes", "repo_id", "data_license")}
     training = json.dumps(card["training"], indent=2) if "training" in card else None
     return ModelCard.from_template(data, template_path=CARD_TEMPLATE, config=config, training=training, **facts)
+
+
+_LICENCE_KEYS = ("license", "license_name", "license_link")
+
+
+def card_licence(folder: str | Path) -> dict[str, str]:
+    """The licence terms of the model card in ``folder`` (``license``, ``license_name``, ``license_link`` from its
+    metadata, ``data_license`` from its License section), which weights loaded from it and saved again inherit;
+    empty when there is no card or it says nothing."""
+    path = Path(folder) / CARD_NAME
+    if not path.is_file():
+        return {}
+    try:
+        card = ModelCard.load(path)
+    except (ValueError, OSError):  # not a card huggingface_hub can read: nothing to inherit
+        return {}
+    terms = {key: value for key in _LICENCE_KEYS if isinstance(value := getattr(card.data, key, None), str)}
+    if terms.get("license") == "other" and not {"license_name", "license_link"} <= set(terms):
+        terms = {}
+    data = re.search(r"^The weights: .*? The training data: (.+)$", card.text, re.MULTILINE)
+    if data:
+        terms["data_license"] = data.group(1).strip()
+    return terms
+
+
+def with_licence(card: Mapping[str, Any] | None, inherited: Mapping[str, str]) -> dict[str, Any]:
+    """``card`` with the licence terms ``inherited`` from the weights' source where it gives none of its own (a
+    ``license`` of its own replaces the inherited name and link too)."""
+    card = dict(card or {})
+    kept = {key: value for key, value in inherited.items()
+            if key not in card and not ("license" in card and key in _LICENCE_KEYS)}
+    return {**kept, **card}
 
 
 def check_card(card: Mapping[str, Any] | None, repo_id: str | None = None) -> dict[str, Any]:

@@ -542,7 +542,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         Args:
             folder: the output folder, created if needed.
             card: facts for the model card: ``dataset``, ``metrics`` ({name: value}), ``notes``, ``license`` (Hub
-                license id, default "mit"), ``repo_id``; see :func:`np_draw.hub.model_card`.
+                license id; by default the licence terms of the card the weights were loaded from, so that a model
+                fine-tuned from CelebA's weights stays non-commercial, else "mit"), ``repo_id``; see
+                :func:`np_draw.hub.model_card`.
             **mixin_options: for ``huggingface_hub.ModelHubMixin.save_pretrained``, whose ``push_to_hub`` passes the
                 card as ``model_card_kwargs={"card": ...}``.
         Returns:
@@ -580,8 +582,14 @@ class NPDraw(nn.Module, ModelHubMixin):
         write_model_files(self.config, self.state_dict(), save_directory)
 
     def generate_model_card(self, card: Mapping[str, Any] | None = None) -> ModelCard:
-        """ModelHubMixin's hook for ``README.md``: :func:`np_draw.hub.model_card` of this model and ``card``."""
-        return hub.model_card(self.config, card)
+        """ModelHubMixin's hook for ``README.md``: :func:`np_draw.hub.model_card` of this model and ``card``, with
+        the licence terms of the card the weights were loaded from where ``card`` gives none (weights derived from
+        CelebA's stay non-commercial)."""
+        inherited = getattr(self, "card_licence", {})
+        if inherited.get("license", "mit") != "mit" and "license" not in (card or {}):
+            logger.info("the model card keeps the licence of the weights this model was loaded from: %s",
+                        inherited.get("license_name", inherited.get("license")))
+        return hub.model_card(self.config, hub.with_licence(card, inherited))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
@@ -638,6 +646,8 @@ class NPDraw(nn.Module, ModelHubMixin):
         resolved with the ``hub_options`` (revision, token...; proxies too on huggingface_hub < 1.0)."""
         auto = isinstance(dtype, str)
         model = load_weights(lambda: cls(config), model_id, strict=strict, stored_dtype=auto)
+        # What saving it again must keep: the terms its weights (and their training data) came with.
+        model.card_licence = hub.card_licence(model_id)
         return model.to(device=device, dtype=None if auto else dtype).eval()
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool = False,

@@ -158,3 +158,20 @@ def test_the_gpu_check_script_runs_in_its_small_cpu_mode(tmp_path):
     figures = __import__("json").loads((tmp_path / "check.json").read_text())["models"]["mnist"]
     assert abs(figures["log_prior"]["bfloat16"] - figures["log_prior"]["float32"]) < 2.0
     assert figures["sampling"]["float32/16"]["images_per_s"] > 0
+
+
+def test_weights_saved_again_keep_the_licence_of_the_card_they_were_loaded_from(tmp_path):
+    faces = NPDraw.from_pretrained("celeba")
+    faces.save_pretrained(tmp_path / "copy")  # as after a fine-tune: the weights still derive from CelebA's
+    card = ModelCard.load(tmp_path / "copy" / "README.md")
+    assert (card.data.license, card.data.license_name) == ("other", "celeba-non-commercial-research")
+    assert "The training data: CelebA (Liu, Luo, Wang and Tang), for non-commercial research" in card.text
+    again = NPDraw.from_pretrained(tmp_path / "copy")  # and a copy of the copy
+    again.save_pretrained(tmp_path / "again", card={"dataset": "my faces"})
+    assert ModelCard.load(tmp_path / "again" / "README.md").data.license_name == "celeba-non-commercial-research"
+    # A licence given by the caller replaces the inherited one, name and link included.
+    faces.save_pretrained(tmp_path / "mine", card={"license": "apache-2.0"})
+    mine = ModelCard.load(tmp_path / "mine" / "README.md")
+    assert (mine.data.license, mine.data.license_name) == ("apache-2.0", None)
+    NPDraw(faces.config).save_pretrained(tmp_path / "new")  # a model not loaded from a card: the default
+    assert ModelCard.load(tmp_path / "new" / "README.md").data.license == "mit"
