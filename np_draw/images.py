@@ -166,7 +166,8 @@ def read_folder(folder: Path) -> Iterator[tuple[str, Image.Image]]:
         found = True
         yield path, image
     if skipped:
-        logger.warning("skipped %d files that are not readable images: %s", len(skipped), ", ".join(skipped[:10]))
+        logger.warning("skipped %d %s not readable images: %s", len(skipped),
+                       "file that is" if len(skipped) == 1 else "files that are", ", ".join(skipped[:10]))
     if not found:
         raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
 

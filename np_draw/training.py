@@ -217,6 +217,10 @@ class FitConfig:
             given = [name for name in (epochs, steps) if changes.get(name) is not None]
             if len(given) == 1:
                 changes.setdefault(steps if given[0] == epochs else epochs, None)
+        fields = [field.name for field in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(fields))
+        if unknown:
+            raise InvalidInputError(f"unknown FitConfig fields {unknown}; the fields are {fields}")
         return dataclasses.replace(self, **changes)
 
 
