@@ -161,7 +161,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = _load_model(args)
     generator = torch.Generator().manual_seed(args.seed)
     out = model.sample(args.num_images, generator, batch_size=args.batch_size, temperature=args.temperature,
-                       progress=not args.quiet)
+                       progress=not args.quiet, sample_pixels=args.sample_pixels)
     _write_output(args.output, lambda: save_grid(out.images, args.output, args.nrow))
     print(args.output)
     return 0
@@ -438,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--nrow", type=positive_int, default=None, help="images per row (default: a square)")
     sample.add_argument("--batch-size", type=positive_int, default=256, help="images drawn at once (default 256)")
     sample.add_argument("--temperature", type=float, default=1.0, help="prior temperature (default 1)")
+    sample.add_argument("--sample-pixels", action="store_true",
+                        help="draw each pixel from the decoder's likelihood (binary for MNIST and Omniglot) instead of "
+                             "showing its mean")
     sample.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     reconstruct = _command(commands, "reconstruct", "save images beside their reconstructions",

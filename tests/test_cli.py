@@ -67,6 +67,12 @@ def test_sample_command_writes_the_grid(tmp_path, capsys):
     assert main(["sample", "mnist", "-n", "6", "--seed", "1", "--nrow", "3", "-o", str(output), "-q"]) == 0
     assert Image.open(output).size == (3 * 30 + 2, 2 * 30 + 2)
     assert capsys.readouterr().out.strip() == str(output)
+    binary = tmp_path / "binary.png"
+    assert main(["sample", "mnist", "-n", "6", "--seed", "1", "--nrow", "3", "-o", str(binary), "-q",
+                 "--sample-pixels"]) == 0
+    levels = np.unique(np.asarray(Image.open(binary).convert("L"))[2:30, 2:30])
+    assert set(levels.tolist()) <= {0, 255}  # the first image's pixels are drawn: black or white
+    assert len(np.unique(np.asarray(Image.open(output).convert("L"))[2:30, 2:30])) > 2  # means: grey levels
 
 
 def test_reconstruct_puts_each_image_beside_its_reconstruction(tmp_path, digit_files, mnist, mnist_images, capsys):
