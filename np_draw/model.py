@@ -172,6 +172,8 @@ class NPDraw(nn.Module, ModelHubMixin):
     def __init__(self, config: NPDrawConfig) -> None:
         super().__init__()
         self.config = config
+        # The licence terms of the card the weights were loaded from, which save_pretrained's card keeps.
+        self.card_licence: dict[str, str] = {}
         self.grid = Grid(config.canvas_size, config.part_size, config.stride, config.padding)
         self.bank = PartBank(config.num_parts, config.channels, config.part_size)
         self.prior = Prior(config.prior, self.grid, config.channels, config.num_parts)
@@ -585,7 +587,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         """ModelHubMixin's hook for ``README.md``: :func:`np_draw.hub.model_card` of this model and ``card``, with
         the licence terms of the card the weights were loaded from where ``card`` gives none (weights derived from
         CelebA's stay non-commercial)."""
-        inherited = getattr(self, "card_licence", {})
+        inherited = self.card_licence
         if inherited.get("license", "mit") != "mit" and "license" not in (card or {}):
             logger.info("the model card keeps the licence of the weights this model was loaded from: %s",
                         inherited.get("license_name", inherited.get("license")))
