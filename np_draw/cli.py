@@ -37,7 +37,16 @@ from .config import PRESETS, NPDrawConfig
 from .data import DATASETS, data_files, load_dataset
 from .errors import InvalidInputError, NPDrawError, UnwritablePathError, check_device
 from .features import ARCHITECTURES
-from .images import check_images, image_source, is_colour, load_images, read_folder, save_grid, save_pairs
+from .images import (
+    ImageSource,
+    check_images,
+    image_source,
+    is_colour,
+    load_images,
+    read_folder,
+    save_grid,
+    save_pairs,
+)
 from .manifest import describe_files, read_manifest
 from .model import NPDraw
 from .model_files import CARD_NAME, LOADED_FILES
@@ -219,9 +228,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise InvalidInputError(f"--output: {str(args.output)!r} is a file, not a folder")
     data = Path(args.data)
-    if not (data.is_dir() or data.suffix == ".npz"):
-        raise InvalidInputError(f"DATA must be a folder of images or an .npz file with an 'images' array, got "
-                                f"{str(data)!r}")
+    held_out = None if args.validation is None else Path(args.validation)
+    for name, path in (("DATA", data), ("--validation", held_out)):
+        if path is not None and not (path.is_dir() or path.suffix == ".npz"):
+            raise InvalidInputError(f"{name} must be a folder of images or an .npz file with an 'images' array, got "
+                                    f"{str(path)!r}")
+    if held_out is not None and args.val_fraction is not None:
+        raise InvalidInputError("give --validation (held-out images) or --val-fraction (a share of DATA), not both")
     config = _fit_config(args)
     model_preset = args.preset
     if args.preset is None and args.from_name is None:
@@ -239,17 +252,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
         torch.manual_seed(config.seed)  # the initial weights, so that a seed fixes the whole run
         model = NPDraw(NPDrawConfig.preset(model_preset)).to(device)
     cfg = model.config
-    # A folder is streamed (read a batch at a time); an .npz file is read whole.
-    images = image_source(data if data.is_dir() else load_images(data, channels=cfg.channels, size=cfg.image_size)[0],
-                          channels=cfg.channels, size=cfg.image_size, name=str(data))
+
+    def source(path: Path) -> ImageSource:
+        """A folder is streamed (read a batch at a time); an .npz file is read whole."""
+        held = path if path.is_dir() else load_images(path, channels=cfg.channels, size=cfg.image_size)[0]
+        return image_source(held, channels=cfg.channels, size=cfg.image_size, name=str(path))
+
+    images, validation = source(data), None if held_out is None else source(held_out)
     logger.info("fitting on %d images from %s; checkpoints in %s", len(images), data, args.output / "checkpoints")
-    history = model.fit(images, config, output_dir=args.output, resume=args.resume, progress=not args.quiet)
+    history = model.fit(images, config, output_dir=args.output, resume=args.resume, progress=not args.quiet,
+                        validation=validation)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return 0  # under torchrun every process holds the same weights; the first one writes them
     start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
     card = {"dataset": f"{len(images)} images from {data.name}", "notes": f"{start} with `np-draw fit`.",
             "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data),
-                         "data_fingerprint": images.fingerprint()}}
+                         "data_fingerprint": images.fingerprint(),
+                         "validation": None if held_out is None else str(held_out)}}
     model.save_pretrained(args.output, card=card)
     (args.output / "history.json").write_text(json.dumps(asdict(history), indent=1) + "\n")
     print(args.output)
@@ -489,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default with --from: 4)")
     fit.add_argument("--batch-size", type=positive_int, default=None, help="encoder/decoder batch size")
     fit.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation")
+    fit.add_argument("--validation", default=None, metavar="HELD_OUT",
+                     help="held-out images for validation instead (a folder or an .npz file, as DATA)")
     fit.add_argument("--checkpoint-every", type=positive_int, default=None,
                      help="optimizer steps between checkpoints (also one after every epoch)")
     fit.add_argument("--seed", type=seed, default=None, help="random seed (FitConfig.seed, default 0)")

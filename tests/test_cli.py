@@ -11,6 +11,7 @@ from np_draw import NPDraw
 from np_draw.cli import build_parser, main
 from np_draw.images import to_pil
 from np_draw.manifest import read_manifest
+from np_draw.training import FitConfig
 
 
 def bundled_names() -> list[str]:
@@ -183,6 +184,28 @@ def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_
     assert main(argv + ["--epochs", "2", "--batch-size", "10", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "cannot resume" in err and "only epochs and steps may differ" in err and err.count("\n") == 1
+
+
+def test_fit_validates_on_held_out_images_as_the_python_fit_does(tmp_path, mnist_images, capsys):
+    start = random_model("mnist")
+    start.save_pretrained(tmp_path / "start")
+    np.savez(tmp_path / "data.npz", images=mnist_images[:40].numpy())
+    np.savez(tmp_path / "held.npz", images=mnist_images[40:60].numpy())
+    argv = ["fit", str(tmp_path / "data.npz"), "-o", str(tmp_path / "tuned"), "--from", str(tmp_path / "start"),
+            "--epochs", "1", "--batch-size", "20", "-q"]
+    assert main([*argv, "--validation", str(tmp_path / "held.npz")]) == 0
+    history = json.loads((tmp_path / "tuned" / "history.json").read_text())
+    config = FitConfig.finetune().replace(epochs=1, batch_size=20)
+    python = NPDraw.from_pretrained(tmp_path / "start").fit(mnist_images[:40], config, progress=False,
+                                                            validation=mnist_images[40:60])
+    assert history["val_bound"] == pytest.approx(python.val_bound)
+    card = (tmp_path / "tuned" / "README.md").read_text()
+    assert '"validation": "' + str(tmp_path / "held.npz") in card
+    capsys.readouterr()
+    assert main([*argv, "--validation", str(tmp_path / "held.npz"), "--val-fraction", "0.2"]) == 2
+    assert "give --validation (held-out images) or --val-fraction (a share of DATA), not both" in capsys.readouterr().err
+    assert main([*argv, "--validation", str(tmp_path / "nowhere")]) == 2
+    assert "--validation must be a folder of images or an .npz file" in capsys.readouterr().err
 
 
 def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):
