@@ -40,9 +40,11 @@ from .features import ARCHITECTURES
 from .images import (
     ImageSource,
     check_images,
+    from_pil_images,
     image_source,
     is_colour,
     load_images,
+    open_image,
     read_folder,
     save_grid,
     save_pairs,
@@ -131,11 +133,25 @@ def _write_output(path: Path, write: Callable[[], Any], option: str = "--output"
 def _read_images(paths: Sequence[str], model: NPDraw) -> tuple[torch.Tensor, list[str]]:
     """Every image the IMAGES arguments name, at the model's size: (N, C, H, W) float in [0, 1], and their labels."""
     cfg = model.config
-    batches, labels = [], []
+    batches, labels, files = [], [], []
+
+    def add_files() -> None:
+        """The image files named one after another, as one group: one log line per kind of conversion."""
+        if files:
+            group = from_pil_images(files, channels=cfg.channels, size=cfg.image_size)
+            batches.append(check_images(group, channels=cfg.channels, size=cfg.image_size, name=files[0][0]))
+            labels.extend(name for name, _ in files)
+            files.clear()
+
     for path in paths:
+        if Path(path).is_file() and Path(path).suffix != ".npz":
+            files.append((str(path), open_image(path)))
+            continue
+        add_files()
         images, names = load_images(path, channels=cfg.channels, size=cfg.image_size)
         batches.append(check_images(images, channels=cfg.channels, size=cfg.image_size, name=str(path)))
         labels += names
+    add_files()
     return torch.cat(batches), labels
 
 

@@ -89,6 +89,14 @@ def test_reconstruct_puts_each_image_beside_its_reconstruction(tmp_path, digit_f
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
+def test_image_files_named_one_by_one_say_what_loading_changed(tmp_path, digit_files, caplog):
+    to_pil(torch.rand(1, 1, 40, 40))[0].save(tmp_path / "large.png")
+    files = [*map(str, digit_files), str(tmp_path / "large.png")]
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        assert main(["reconstruct", "mnist", *files, "-o", str(tmp_path / "recon.png")]) == 0
+    assert "1 of 4 images centre-cropped and resized to 28x28" in caplog.text  # one line for the four files
+
+
 def test_parse_writes_canvases_and_the_latents(tmp_path, digit_files, mnist, mnist_images, capsys):
     output, latents_file = tmp_path / "parse.png", tmp_path / "z.json"
     assert main(["parse", "mnist", str(tmp_path / "digits.npz"), str(digit_files[0]), "-o", str(output),
