@@ -122,9 +122,9 @@ def fit_head(model: NPDraw, images: torch.Tensor, validation: torch.Tensor, step
     reconstruction term (nats) before, every 50 steps and after."""
     log = logging.getLogger(__name__)
     model.eval()
-    pieces = range(0, len(images), 256)
-    canvases = torch.cat([model.encode(images[i:i + 256]).canvas for i in pieces])
-    val_canvases = torch.cat([model.encode(validation[i:i + 256]).canvas for i in range(0, len(validation), 256)])
+    # In pieces: encode keeps every image's posterior logits until the canvas is taken
+    canvases, val_canvases = (torch.cat([model.encode(piece).canvas for piece in x.split(256)])
+                              for x in (images, validation))
     head = model.decoder.out
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(0)
