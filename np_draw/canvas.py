@@ -96,6 +96,16 @@ class Grid:
         flat = torch.where(inside, flat, side**2 * channels * tile**2)
         return rearrange(flat, "r c k i j -> (r c) (k i j)")
 
+    def touched_tiles(self, tile: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """The tiles of a tiled canvas (:meth:`tile_index`) that each cell's pixels fall in: (L, m) int64 tile
+        numbers, m the most any cell touches; a cell that touches fewer is padded with the extra tile's number
+        (``ceil(S / tile)²``), as are pixels past the canvas's edge."""
+        tiles = self.tile_index(1, tile, device) // tile**2
+        touched = [row.unique() for row in tiles]
+        width = max(len(row) for row in touched)
+        extra = self._tile_side(tile) ** 2
+        return torch.stack([F.pad(row, (0, width - len(row)), value=extra) for row in touched])
+
     def _tile_side(self, tile: int) -> int:
         """Tiles per row of a tiled canvas: the canvas rounded up to whole tiles."""
         return -(-self.canvas_size // tile)

@@ -49,11 +49,26 @@ class CanvasEmbedding(nn.Module):
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         """(N, T, cells + k, (C + 1) * 4 * 4) patches (:meth:`tiles`) -> (N, T, width). Tiles after the first
         ``cells`` are not read: sampling's canvas keeps one more, see :meth:`np_draw.canvas.Grid.tile_index`."""
-        conv1, conv2, proj = self.conv1, self.conv2, self.proj
-        features = F.linear(F.relu(F.linear(tiles, conv1.weight, conv1.bias)), conv2.weight, conv2.bias)
+        features = self._convolve(tiles)
         if features.shape[2] > self.cells:  # only sampling's canvas has more; training's backward skips a copy
             features = features.narrow(2, 0, self.cells)
-        return F.linear(features.flatten(2), proj.weight, proj.bias)
+        return F.linear(features.flatten(2), self.proj.weight, self.proj.bias)
+
+    def distinct(self, tiles: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The embedding of canvases given as their distinct tiles: (U, (C + 1) * 4 * 4) tiles and (N, T, cells)
+        int64 rows of them, the tile in each cell of each canvas -> (N, T, width), as :meth:`forward` of the tiles
+        ``tiles[index]``.
+
+        A drawing's canvases before its T steps differ in the few tiles each step draws on, so the convolution runs
+        over the tiles drawn and the projection reads each canvas's through the index: on 28 px canvases 12x fewer
+        tiles than T whole canvases hold, on 32 px ones with 4 px parts 64x (a part is one tile).
+        """
+        return F.linear(F.embedding(index, self._convolve(tiles)).flatten(2), self.proj.weight, self.proj.bias)
+
+    def _convolve(self, tiles: torch.Tensor) -> torch.Tensor:
+        """The two convolutions on 4x4 patches (..., (C + 1) * 4 * 4) -> (..., hidden)."""
+        conv1, conv2 = self.conv1, self.conv2
+        return F.linear(F.relu(F.linear(tiles, conv1.weight, conv1.bias)), conv2.weight, conv2.bias)
 
     def _step_weights(self) -> tuple:
         """The weights :func:`_embed_step` reads, transposed as ``F.linear`` passes them to ``torch.addmm``."""
@@ -83,14 +98,21 @@ def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
 
 
 def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Training-mode dropout: zero each value with chance ``p``, scale the rest by 1 / (1 - p). On the CPU the mask
-    is a uniform draw compared with ``p``, forward and backward 1.5x faster there than the Bernoulli draw of
-    ``F.dropout`` (the prior's masks took a sixth of its training step); on CUDA, ``F.dropout``."""
+    """Training-mode dropout: zero each value with chance ``p``, scale the rest so that the expectation is x.
+
+    On the CPU each value's draw is a 16-bit integer, four from each 64-bit draw of the generator: the masks of the
+    prior's training step, a float32 uniform per value from ``torch.rand`` (``F.dropout``'s Bernoulli draw is
+    slower still), took a seventh of it, and these are 2.5x faster to make. ``p`` is then a multiple of 2^-16
+    (0.1 becomes 0.1000061), and the scale is that of the rounded p. On CUDA, ``F.dropout``."""
     if x.is_cuda or not p:
         return F.dropout(x, p, True)
-    # Drawn in float32 whatever x's dtype: bfloat16's coarse uniforms would keep the wrong share, and the mask stays
-    # a bool, so the product keeps x's dtype.
-    return x * (torch.rand(x.shape, device=x.device) >= p) * (1 / (1 - p))
+    dropped = min(round(p * 2**16), 2**16 - 1)  # p < 1 (PriorConfig), so never all
+    bits = torch.empty(-(-x.numel() // 4), dtype=torch.int64, device=x.device).random_(-(2**63), None)
+    # Integers in [-2^15, 2^15): below -2^15 + dropped with chance dropped / 2^16. The mask is made scaled, in
+    # place, outside autograd, so that the product is the only step backward goes through, in float32 whatever x's
+    # dtype (a bfloat16 scale would be rounded); the product is rounded to x's dtype once.
+    keep = bits.view(torch.int16)[: x.numel()].view(x.shape).float()
+    return (x * keep.ge_(dropped - 2**15).mul_(2**16 / (2**16 - dropped))).to(x.dtype)
 
 
 class KVCache:
@@ -171,16 +193,19 @@ class CausalSelfAttention(nn.Module):
             return _attention_step(x, cache, layer)
         n, t, width = x.shape
         heads, head = self.heads, width // self.heads
-        qkv = F.linear(x, self.qkv.weight, self.qkv.bias).view(n, t, 3, heads, head)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = F.linear(x, self.qkv.weight, self.qkv.bias)
         if self.training and self.dropout and not x.is_cuda:
             # Written out on the CPU for dropout's mask (see dropout); the kernel's own adds a check of every row.
+            q, k, v = rearrange(qkv, "n t (k h d) -> k (n h) t d", k=3, h=heads)
             future = torch.full((t, t), float("-inf"), dtype=q.dtype, device=x.device).triu_(1)
-            y = dropout(torch.softmax((q @ k.transpose(-1, -2)) * head**-0.5 + future, -1), self.dropout) @ v
+            scores = torch.baddbmm(future, q, k.transpose(1, 2), alpha=head**-0.5)
+            y = rearrange(dropout(torch.softmax(scores, -1), self.dropout) @ v, "(n h) t d -> n t (h d)", n=n)
         else:
+            q, k, v = qkv.view(n, t, 3, heads, head).permute(2, 0, 3, 1, 4).unbind(0)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                dropout_p=self.dropout if self.training else 0.0)
-        return F.linear(y.transpose(1, 2).reshape(n, t, width), self.out.weight, self.out.bias)
+            y = y.transpose(1, 2).reshape(n, t, width)
+        return F.linear(y, self.out.weight, self.out.bias)
 
     def _check_token(self, x: torch.Tensor, cache: KVCache, layer: int) -> None:
         """Refuse what a cached forward cannot take: anything but one token per image, or a full cache."""
@@ -300,9 +325,9 @@ class Prior(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size)
         self.head = nn.Linear(config.hidden_size, num_parts + self.num_steps + 1)
 
-    def _run(self, tiles: torch.Tensor) -> StepLogits:
-        """Logits of the steps whose inputs are ``tiles`` (N, t, cells, F)."""
-        x = self.embed(tiles) + self.position.narrow(0, 0, tiles.shape[1])
+    def _run(self, x: torch.Tensor) -> StepLogits:
+        """Logits of the steps whose embedded canvases are ``x`` (N, t, D)."""
+        x = x + self.position.narrow(0, 0, x.shape[1])
         if self.training:
             x = dropout(x, self.drop.p)
         for block in self.blocks:
@@ -345,31 +370,38 @@ class Prior(nn.Module):
         Returns:
             StepLogits for steps 0..t-1.
         """
-        return self._run(self.embed.tiles(canvases))
+        return self._run(self.embed(self.embed.tiles(canvases)))
 
     def log_prob(self, latents: Latents, bank: PartBank) -> torch.Tensor:
         """Teacher-forced log p(z) of hard latents, summed over steps: (N,) in nats."""
-        return self._run(self._drawn_tiles(latents, bank)).log_prob(latents)
+        return self._run(self.embed.distinct(*self._drawn_tiles(latents, bank))).log_prob(latents)
 
     @torch.no_grad()
-    def _drawn_tiles(self, latents: Latents, bank: PartBank) -> torch.Tensor:
-        """The prior's input for hard latents, (N, T, tiles, (C + 1) * 4 * 4): the canvas and footprint before each
-        step, drawn a step at a time in the embedding's tiles as sampling draws them. The same values as
-        :func:`np_draw.canvas.history` cut into tiles (maxima are exact), without its T whole canvases per image to
-        place, mask, accumulate and cut: the prior's training step runs 1.3-1.9x faster. Hard latents carry no
-        gradient."""
+    def _drawn_tiles(self, latents: Latents, bank: PartBank) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior's input for hard latents as :meth:`CanvasEmbedding.distinct` takes it: the canvas and footprint
+        before each step, drawn a step at a time in the embedding's tiles as sampling draws them, kept as the tiles
+        each step drew on, (U, (C + 1) * 4 * 4) with a blank one first, and (N, T, tiles) int64 rows of them. The
+        same values as :func:`np_draw.canvas.history` cut into tiles (maxima are exact), without its T whole
+        canvases per image to place, mask, accumulate and cut. Hard latents carry no gradient."""
         n, steps = latents.ids.shape
         like = bank.parts
         tiled = self.grid.new_tiled(n, like.shape[1] + 1, self.embed.patch, like)
         index = self.grid.tile_index(like.shape[1] + 1, self.embed.patch, like.device)
+        touched = self.grid.touched_tiles(self.embed.patch, like.device)
         table = _footprinted(bank, like)
         ids, locs, present = (x.to(like.device) for x in (latents.ids, latents.locs, latents.present))
-        # Without the tile that takes what falls off the canvas: the embedding does not read it.
-        before = tiled.new_empty(n, steps, tiled.shape[1] - 1, tiled.shape[2])
+        # The row of each tile of each canvas, the tile past the canvas's edge last (written, never read)
+        rows = torch.zeros(n, tiled.shape[1], dtype=torch.long, device=like.device)
+        before = rows.new_empty(n, steps, tiled.shape[1] - 1)
+        drawn, count = [tiled.new_zeros(1, tiled.shape[2])], 1
         for t in range(steps):
-            before[:, t] = tiled[:, :-1]
+            before[:, t] = rows[:, :-1]
             self.grid.draw(tiled, table[ids[:, t]] * present[:, t, None].to(like), locs[:, t], index)
-        return before
+            where = touched[locs[:, t]]
+            drawn.append(tiled.gather(1, where[..., None].expand(-1, -1, tiled.shape[2])).flatten(0, 1))
+            rows.scatter_(1, where, torch.arange(count, count + where.numel(), device=like.device).view_as(where))
+            count += where.numel()
+        return torch.cat(drawn), before
 
     @torch.no_grad()
     def sample(self, bank: PartBank, noise: torch.Tensor, *, temperature: float = 1.0,
@@ -423,7 +455,7 @@ class Prior(nn.Module):
                 for into, value in zip(columns[t], (prefix.ids[:, t], prefix.locs[:, t], prefix.present[:, t])):
                     into.copy_(value)
             else:
-                logits = self._step(tiles, cache, weights) if use_cache else self._run(past[:, :t + 1])[:, -1]
+                logits = self._step(tiles, cache, weights) if use_cache else self._run(self.embed(past[:, :t + 1]))[:, -1]
                 logits.draw(noise[t], temperature, out=columns[t])
             self.grid.draw(canvas, table[ids_t] * drawn[t], locs_t, index)
         return Latents(ids, locs, present, canvas=self.grid.untile(tiled, tile)[:, :c].contiguous())

@@ -98,9 +98,24 @@ def test_log_prob_draws_the_same_canvases_as_the_history_of_whole_canvases():
         u = torch.rand(6, grid.num_cells, num_parts + grid.num_cells + 1, generator=torch.Generator().manual_seed(5))
         drawn = prior.sample(bank, u)
         whole = whole_history(grid, bank.lookup(drawn.ids), F.one_hot(drawn.locs, grid.num_cells).float(), drawn.present)
-        assert torch.equal(prior._drawn_tiles(drawn, bank), prior.embed.tiles(whole))
+        tiles, rows = prior._drawn_tiles(drawn, bank)
+        assert torch.equal(tiles[rows], prior.embed.tiles(whole))
+        # The tiles each step drew on, not T whole canvases: a 5 px part falls in at most 2 x 2 of the 4 px tiles,
+        # a 4 px part on the colour grid in one.
+        drawn_on = 4 if grid is GRID else 1
+        assert len(tiles) == 1 + 6 * grid.num_cells * drawn_on < rows.numel() / 5
         with torch.no_grad():
             torch.testing.assert_close(prior.log_prob(drawn, bank), prior(whole).log_prob(drawn))
+        # The embedding through the index is the embedding of the canvases, and so are its weights' gradients.
+        prior.train()
+        through_index = prior.embed.distinct(tiles, rows)
+        grads = torch.autograd.grad(through_index.square().sum(), list(prior.embed.parameters()))
+        of_canvases = prior.embed(prior.embed.tiles(whole))
+        assert torch.equal(through_index, of_canvases)
+        for grad, expected in zip(grads, torch.autograd.grad(of_canvases.square().sum(),
+                                                             list(prior.embed.parameters()))):
+            # (summed over the distinct tiles' rows instead of every canvas's: float rounding apart)
+            torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
 
 
 def test_an_empty_batch_samples_to_empty_latents():
@@ -119,6 +134,20 @@ def test_dropout_zeroes_a_share_p_and_scales_the_rest():
     assert abs(zero.float().mean().item() - 0.25) < 0.01
     torch.testing.assert_close(y[~zero], x[~zero] / 0.75)
     assert torch.equal(dropout(x, 0.0), x)
+    # p is rounded to a multiple of 2^-16 and the scale is the rounded p's, so the mean is kept exactly; any size
+    # (four values per draw) and x's dtype.
+    ones = torch.ones(1_000_003, dtype=torch.float64)
+    y = dropout(ones, 0.1)
+    kept = y != 0
+    assert y.dtype == torch.float64 and abs(1 - kept.double().mean().item() - 0.1) < 0.002
+    scale = torch.tensor(2**16 / (2**16 - round(0.1 * 2**16)), dtype=torch.float32).item()
+    assert torch.equal(y[kept], torch.full_like(y[kept], scale))
+    half = dropout(torch.ones(7, 3, dtype=torch.bfloat16), 0.5)
+    assert half.dtype == torch.bfloat16 and set(half.unique().tolist()) <= {0.0, 2.0}
+    torch.manual_seed(1)
+    first = dropout(x, 0.25)
+    torch.manual_seed(1)
+    assert torch.equal(dropout(x, 0.25), first)  # the masks come from torch's generator
 
 
 def test_training_attention_with_dropout_is_causal_and_unbiased():
