@@ -63,7 +63,9 @@ class CanvasEmbedding(nn.Module):
         over the tiles drawn and the projection reads each canvas's through the index: on 28 px canvases 12x fewer
         tiles than T whole canvases hold, on 32 px ones with 4 px parts 64x (a part is one tile).
         """
-        return F.linear(F.embedding(index, self._convolve(tiles)).flatten(2), self.proj.weight, self.proj.bias)
+        # index_select, whose backward (index_add_) ran 2x faster than F.embedding's here
+        features = self._convolve(tiles).index_select(0, index.flatten()).view(*index.shape, -1)
+        return F.linear(features.flatten(2), self.proj.weight, self.proj.bias)
 
     def _convolve(self, tiles: torch.Tensor) -> torch.Tensor:
         """The two convolutions on 4x4 patches (..., (C + 1) * 4 * 4) -> (..., hidden)."""
