@@ -8,6 +8,7 @@ from .errors import (
     CorruptWeightsError,
     InvalidInputError,
     InvalidTypeError,
+    MissingFileError,
     NPDrawError,
     TrainingDivergedError,
     UnknownModelError,
@@ -22,7 +23,7 @@ from .prior import Prior
 
 __all__ = [
     "PRESETS", "ConfigMismatchError", "CorruptWeightsError", "Grid", "InvalidInputError", "InvalidTypeError",
-    "Latents", "NPDraw", "NPDrawConfig", "NPDrawError", "PartBank", "Prior", "PriorConfig", "SampleOutput",
+    "Latents", "MissingFileError", "NPDraw", "NPDrawConfig", "NPDrawError", "PartBank", "Prior", "PriorConfig", "SampleOutput",
     "StepLogits", "TrainingDivergedError", "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError",
     "parse", "psnr", "render",
 ]

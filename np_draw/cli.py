@@ -68,6 +68,14 @@ class Parser(argparse.ArgumentParser):
         """Print ``message`` on one line of stderr and exit with code 2."""
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
+        """As argparse's, but an unknown option is reported by the subcommand it was given to (argparse reports it
+        as the top-level parser's, "np-draw: error", where every other error of a subcommand names it)."""
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            getattr(parsed, "parser", self).error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed
+
 
 def device_arg(text: str) -> torch.device:
     """``--device``: a torch device that exists on this machine."""
@@ -170,7 +178,7 @@ def infer_preset(data: Path) -> tuple[str, str]:
         side = min(shape[2:] if channels_first else shape[1:3])
     else:
         colour, side = False, 10**9
-        for _, image in itertools.islice(read_folder(data), 16):  # one decoded image held at a time
+        for _, image in itertools.islice(read_folder(data, "DATA"), 16):  # one decoded image held at a time
             colour, side = colour or is_colour(image), min(side, *image.size)
     preset = ("celeba" if side >= 64 else "cifar10") if colour else "mnist"
     return preset, f"{'colour' if colour else 'grey'} images, {side} px or more a side"
@@ -444,7 +452,7 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, desc
     if device:
         parser.add_argument("--device", type=device_arg, default=None,
                             help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
-    parser.set_defaults(func=func)
+    parser.set_defaults(func=func, parser=parser)
     return parser
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 __all__ = [
-    "ConfigMismatchError", "CorruptWeightsError", "InvalidInputError", "InvalidTypeError", "NPDrawError",
-    "TrainingDivergedError", "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError",
+    "ConfigMismatchError", "CorruptWeightsError", "InvalidInputError", "InvalidTypeError", "MissingFileError",
+    "NPDrawError", "TrainingDivergedError", "UnknownModelError", "UnwritablePathError", "WeightsUnavailableError",
 ]
 
 
@@ -45,6 +45,10 @@ class CorruptWeightsError(NPDrawError, OSError, ValueError):
 
 class WeightsUnavailableError(NPDrawError, OSError):
     """The weights cannot be had: not published yet, or neither in the cache nor reachable on the Hub."""
+
+
+class MissingFileError(NPDrawError, FileNotFoundError):
+    """A file or folder a call reads is not there: images, a model folder's files, a feature network's weights."""
 
 
 class TrainingDivergedError(NPDrawError, FloatingPointError):

@@ -18,7 +18,7 @@ from einops import reduce
 from safetensors.torch import load_file
 from torch import nn
 
-from .errors import UnknownModelError
+from .errors import MissingFileError, UnknownModelError
 
 FEATURES_DIR = Path(__file__).parent / "weights" / "features"
 
@@ -100,14 +100,14 @@ def feature_network(name: str, *, device: torch.device | str = "cpu") -> Feature
     Returns:
         The network; its record (training data sha256, test accuracy) is in ``network.record``.
     Raises:
-        ValueError: an unknown name. FileNotFoundError: the weights are not in the installed package.
+        ValueError: an unknown name. MissingFileError: the weights are not in the installed package.
     """
     if name not in ARCHITECTURES:
         raise UnknownModelError(f"unknown feature network {name!r}; known ones are {sorted(ARCHITECTURES)} "
                                 "(for Inception-v3, pass features=np_draw.inception.inception_v3(weights_path))")
     weights = FEATURES_DIR / f"{name}.safetensors"
     if not weights.is_file():
-        raise FileNotFoundError(f"the weights of feature network {name!r} are missing: {weights}; train them with "
+        raise MissingFileError(f"the weights of feature network {name!r} are missing: {weights}; train them with "
                                 "scripts/train_feature_net.py")
     network = FeatureNetwork(name, **ARCHITECTURES[name])
     network.load_state_dict(load_file(weights))

@@ -18,7 +18,7 @@ import torch
 from einops import rearrange
 from PIL import Image, ImageChops
 
-from .errors import InvalidInputError, InvalidTypeError, UnwritablePathError, check_count
+from .errors import InvalidInputError, InvalidTypeError, MissingFileError, UnwritablePathError, check_count
 
 logger = logging.getLogger(__name__)
 
@@ -149,10 +149,12 @@ def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarr
     return np.array(image, dtype=np.uint8).reshape(size, size, channels)
 
 
-def read_folder(folder: Path) -> Iterator[tuple[str, Image.Image]]:
-    """The image files under ``folder`` (recursively, sorted), decoded; unreadable ones skipped with a warning."""
+def read_folder(folder: Path, name: str = "images") -> Iterator[tuple[str, Image.Image]]:
+    """The image files under ``folder`` (recursively, sorted), decoded; unreadable ones skipped with a warning.
+    ``name`` is the argument an error names."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"images folder {str(folder)!r} does not exist")
+        what = "a file, not a folder" if folder.is_file() else "nothing there"
+        raise MissingFileError(f"{name} must be a folder of image files, got {str(folder)!r}: {what}")
     skipped, found = [], False
     # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
     # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
@@ -445,7 +447,7 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
         # Each file is decoded once here and let go, so that reading the folder lazily later fails on none, and a
         # colour image for a grey model is refused before any training.
         files, conversions = [], _Conversions(channels, size, str(images))
-        for path, image in read_folder(Path(images)):
+        for path, image in read_folder(Path(images), name):
             _check_not_colour(image, channels, path)
             conversions.add(image)
             files.append(path)
@@ -477,14 +479,14 @@ def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Te
         (N, C, size, size) tensor (uint8, or float as stored in an .npz), and a label naming each image's source:
         the file, or ``path[i]`` for the i-th image of an .npz or of a folder's readable images in path order.
     Raises:
-        FileNotFoundError: nothing at ``path``. InvalidInputError: an .npz without ``images`` or a file that is not
+        MissingFileError: nothing at ``path``. InvalidInputError: an .npz without ``images`` or a file that is not
         an image.
     """
     path = Path(path)
     if path.is_dir():
         images = load_folder_images(path, channels=channels, size=size)
     elif not path.is_file():
-        raise FileNotFoundError(f"no file or folder at {str(path)!r}")
+        raise MissingFileError(f"no file or folder at {str(path)!r}")
     elif path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             if "images" not in data.files:

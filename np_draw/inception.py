@@ -19,7 +19,7 @@ from einops import rearrange
 from safetensors.torch import load_file
 from torch import nn
 
-from .errors import CorruptWeightsError
+from .errors import CorruptWeightsError, MissingFileError
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
@@ -176,11 +176,11 @@ def inception_v3(path: str | Path | None = None, *, device: torch.device | str =
     Returns:
         :class:`InceptionV3`; use it as ``features=`` of :func:`np_draw.metrics.fid` for an Inception FID.
     Raises:
-        FileNotFoundError: no weights file. ValueError: a hash mismatch, or tensors that do not fit the network.
+        MissingFileError: no weights file. ValueError: a hash mismatch, or tensors that do not fit the network.
     """
     path = Path(path) if path is not None else default_weights_path()
     if not path.is_file():
-        raise FileNotFoundError(f"no Inception-v3 FID weights at {path}: put pytorch-fid's {WEIGHTS_FILE} there or "
+        raise MissingFileError(f"no Inception-v3 FID weights at {path}: put pytorch-fid's {WEIGHTS_FILE} there or "
                                 "pass its path (this package downloads nothing)")
     expected = re.search(r"-([0-9a-f]{8,})\.pth$", path.name)
     if expected:

@@ -17,7 +17,7 @@ from typing import Any
 
 from huggingface_hub.utils.sha import sha_fileobj
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, MissingFileError
 from .model_files import CARD_NAME, LOADED_FILES, check_model_folder
 
 MANIFEST_ENV = "NP_DRAW_MANIFEST"
@@ -42,13 +42,13 @@ def read_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
         ``bundled``, ``files`` (``{filename: {"sha256", "size"}}``, empty while unpublished) and descriptive fields
         (dataset, license, paper, metrics, paper_metrics).
     Raises:
-        FileNotFoundError: there is no file at ``path``. InvalidInputError: it is not a valid manifest.
+        MissingFileError: there is no file at ``path``. InvalidInputError: it is not a valid manifest.
     """
     path = Path(path) if path is not None else manifest_path()
     try:
         models = json.loads(path.read_text())["models"]
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"no weights manifest at {str(path)!r}") from error
+        raise MissingFileError(f"no weights manifest at {str(path)!r}") from error
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise InvalidInputError(f"{path} is not a weights manifest (a JSON object with a 'models' object): "
                                 f"{error!r}") from error
@@ -104,7 +104,7 @@ def describe_files(folder: str | Path) -> dict[str, dict[str, Any]]:
     Returns:
         ``{filename: {"sha256": hex, "size": bytes}}`` for config.json, model.safetensors and README.md if present.
     Raises:
-        FileNotFoundError: config.json or model.safetensors is missing.
+        MissingFileError: config.json or model.safetensors is missing.
     """
     folder = check_model_folder(folder)
     names = [*LOADED_FILES, CARD_NAME] if (folder / CARD_NAME).is_file() else list(LOADED_FILES)

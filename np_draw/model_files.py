@@ -18,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .config import NPDrawConfig
-from .errors import ConfigMismatchError, CorruptWeightsError, InvalidInputError, UnwritablePathError
+from .errors import ConfigMismatchError, CorruptWeightsError, InvalidInputError, MissingFileError, UnwritablePathError
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +66,11 @@ def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], f
 
 
 def check_model_folder(folder: str | Path) -> Path:
-    """``folder`` as a Path, after checking that it holds config.json and model.safetensors (FileNotFoundError)."""
+    """``folder`` as a Path, after checking that it holds config.json and model.safetensors (MissingFileError)."""
     folder = Path(folder)
     for name in LOADED_FILES:
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{str(folder)!r} has no {name}; a model folder holds {CONFIG_NAME} and "
+            raise MissingFileError(f"{str(folder)!r} has no {name}; a model folder holds {CONFIG_NAME} and "
                                     f"{WEIGHTS_NAME} (see NPDraw.save_pretrained)")
     return folder
 
@@ -83,7 +83,7 @@ def load_config(folder: str | Path) -> NPDrawConfig:
     Returns:
         The config, checked field by field.
     Raises:
-        FileNotFoundError: config.json or model.safetensors is missing. InvalidInputError: config.json is not a valid
+        MissingFileError: config.json or model.safetensors is missing. InvalidInputError: config.json is not a valid
         config (bad JSON, unknown keys, bad values).
     """
     folder = check_model_folder(folder)
