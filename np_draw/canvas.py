@@ -8,6 +8,7 @@ straight-through location sample and soft part weights.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -100,11 +101,7 @@ class Grid:
         """The tiles of a tiled canvas (:meth:`tile_index`) that each cell's pixels fall in: (L, m) int64 tile
         numbers, m the most any cell touches; a cell that touches fewer is padded with the extra tile's number
         (``ceil(S / tile)²``), as are pixels past the canvas's edge."""
-        tiles = self.tile_index(1, tile, device) // tile**2
-        touched = [row.unique() for row in tiles]
-        width = max(len(row) for row in touched)
-        extra = self._tile_side(tile) ** 2
-        return torch.stack([F.pad(row, (0, width - len(row)), value=extra) for row in touched])
+        return _touched_tiles(self, tile).to(device)
 
     def _tile_side(self, tile: int) -> int:
         """Tiles per row of a tiled canvas: the canvas rounded up to whole tiles."""
@@ -153,6 +150,16 @@ class Grid:
         """The footprint of each drawn step's box: (N, T, L) one-hot locations and (N, T) z_is -> (N, T, 1, S, S),
         z_is inside the box (1 for a drawn step) and 0 elsewhere."""
         return self.place(present[:, :, None, None, None].expand(-1, -1, 1, self.part_size, self.part_size), locations)
+
+
+@functools.cache  # a training step asks for them every time, and L calls of unique() are not free
+def _touched_tiles(grid: Grid, tile: int) -> torch.Tensor:
+    """:meth:`Grid.touched_tiles` on the CPU."""
+    tiles = grid.tile_index(1, tile) // tile**2
+    touched = [row.unique() for row in tiles]
+    width = max(len(row) for row in touched)
+    extra = grid._tile_side(tile) ** 2
+    return torch.stack([F.pad(row, (0, width - len(row)), value=extra) for row in touched])
 
 
 def compose(placed: torch.Tensor) -> torch.Tensor:

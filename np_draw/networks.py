@@ -123,8 +123,8 @@ class Decoder(nn.Module):
         # The 1x1 output layer as one matrix product per image that writes the parameters plane by plane, reading
         # the body's channels-last features transposed: as fast as the convolution, and the likelihood's
         # elementwise work then runs over whole planes (on channels-last parameters a mixture's ran over each
-        # pixel's few values, 3x slower with its layout copy). ``out`` keeps the weights; its forward (and any hook
-        # on it) is not called.
+        # pixel's few values, 3x slower with its layout copy). ``out`` keeps the weights; here its forward (and any
+        # hook on it) is not called.
         params = torch.baddbmm(self.out.bias[None, :, None], self.out.weight.flatten(1).expand(n, -1, -1),
                                features.flatten(2))
         return params.view(n, self.out.out_channels, h, w)

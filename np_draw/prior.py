@@ -50,7 +50,7 @@ class CanvasEmbedding(nn.Module):
         """(N, T, cells + k, (C + 1) * 4 * 4) patches (:meth:`tiles`) -> (N, T, width). Tiles after the first
         ``cells`` are not read: sampling's canvas keeps one more, see :meth:`np_draw.canvas.Grid.tile_index`."""
         features = self._convolve(tiles)
-        if features.shape[2] > self.cells:  # only sampling's canvas has more; training's backward skips a copy
+        if features.shape[2] > self.cells:  # only sampling's canvas has more
             features = features.narrow(2, 0, self.cells)
         return F.linear(features.flatten(2), self.proj.weight, self.proj.bias)
 
@@ -63,8 +63,11 @@ class CanvasEmbedding(nn.Module):
         over the tiles drawn and the projection reads each canvas's through the index: on 28 px canvases 12x fewer
         tiles than T whole canvases hold, on 32 px ones with 4 px parts 64x (a part is one tile).
         """
-        # index_select, whose backward (index_add_) ran 2x faster than F.embedding's here
-        features = self._convolve(tiles).index_select(0, index.flatten()).view(*index.shape, -1)
+        features = self._convolve(tiles)
+        # On the CPU index_select, whose backward (index_add_) ran 2x faster than F.embedding's; on CUDA that
+        # backward adds with atomics, in no fixed order, where F.embedding's sorts: the same gradients every run.
+        features = F.embedding(index, features) if features.is_cuda else \
+            features.index_select(0, index.flatten()).view(*index.shape, features.shape[-1])
         return F.linear(features.flatten(2), self.proj.weight, self.proj.bias)
 
     def _convolve(self, tiles: torch.Tensor) -> torch.Tensor:
@@ -105,8 +108,9 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     On the CPU each value's draw is a 16-bit integer, four from each 64-bit draw of the generator: the masks of the
     prior's training step, a float32 uniform per value from ``torch.rand`` (``F.dropout``'s Bernoulli draw is
     slower still), took a seventh of it, and these are 2.5x faster to make. ``p`` is then a multiple of 2^-16
-    (0.1 becomes 0.1000061), and the scale is that of the rounded p. On CUDA, ``F.dropout``."""
-    if x.is_cuda or not p:
+    (0.1 becomes 0.1000061; below 2^-17 nothing is dropped), and the scale is that of the rounded p. On other
+    devices, ``F.dropout``."""
+    if x.device.type != "cpu" or not p:
         return F.dropout(x, p, True)
     dropped = min(round(p * 2**16), 2**16 - 1)  # p < 1 (PriorConfig), so never all
     bits = torch.empty(-(-x.numel() // 4), dtype=torch.int64, device=x.device).random_(-(2**63), None)

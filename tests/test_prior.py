@@ -123,6 +123,7 @@ def test_an_empty_batch_samples_to_empty_latents():
     for use_cache in (True, False):
         out = prior.sample(bank, noise(0, seed=0), use_cache=use_cache)
         assert out.ids.shape == (0, 36) and out.canvas.shape == (0, 1, 28, 28)
+        assert prior.log_prob(out, bank).shape == (0,)
 
 
 
