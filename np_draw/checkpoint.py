@@ -105,7 +105,11 @@ def optimizer_from_checkpoint(optimizer: torch.optim.Optimizer, tensors: dict[st
     for flat, value in list(tensors.items()) + list(meta["scalars"].items()):
         index, key = flat.split(".", 1)
         state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # The saved groups' settings are loaded with them, but whether the update is fused is this optimizer's (a
+    # checkpoint of earlier code was not): load_state_dict then puts each step counter where that kernel wants it.
+    groups = [{**saved, "fused": group.get("fused")} for saved, group in zip(meta["param_groups"],
+                                                                             optimizer.param_groups, strict=False)]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
     # Saved contiguous, but a parameter may be channels-last (the encoder's and decoder's convolutions): torch's
     # fused Adam walks a parameter's memory and its state's in step, so each state tensor takes its parameter's
     # layout again (with the state contiguous, it paired the wrong values).

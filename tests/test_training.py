@@ -177,6 +177,15 @@ def test_an_optimizer_restored_from_a_checkpoint_updates_channels_last_weights_a
         return weight.detach()
 
     assert torch.equal(train(restore_after=1), train(restore_after=None))
+    # A checkpoint of an unfused optimizer (earlier code) restores into the fused one, and a group may give its
+    # parameters as one tensor, as torch's optimizers take them.
+    weight = torch.nn.Parameter(torch.zeros(3))
+    unfused = torch.optim.Adam([weight])
+    weight.grad = torch.ones(3)
+    unfused.step()
+    fused = adam([{"params": weight, "lr": 1e-3}])
+    optimizer_from_checkpoint(fused, *optimizer_to_checkpoint(unfused))
+    assert fused.param_groups[0]["fused"] and torch.allclose(fused.state[weight]["exp_avg"], torch.full((3,), 0.1))
 
 
 def test_fit_accepts_arrays_datasets_loaders_and_folders(mnist_images, tmp_path):
