@@ -69,11 +69,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
-        """As argparse's, but an unknown option is reported by the subcommand it was given to (argparse reports it
-        as the top-level parser's, "np-draw: error", where every other error of a subcommand names it)."""
+        """As argparse's, but an unknown argument after a subcommand's name is reported by that subcommand
+        (argparse reports it as the top-level parser's, "np-draw: error", where every other error of a subcommand
+        names it)."""
         parsed, unknown = self.parse_known_args(args, namespace)
         if unknown:
-            getattr(parsed, "parser", self).error(f"unrecognized arguments: {' '.join(unknown)}")
+            argv = list(sys.argv[1:] if args is None else args)
+            command = getattr(parsed, "command", None)
+            after = command in argv and unknown[0] in argv[argv.index(command) + 1:]
+            subcommands = next((action.choices for action in self._actions
+                                if isinstance(action, argparse._SubParsersAction)), {})
+            (subcommands[command] if after else self).error(f"unrecognized arguments: {' '.join(unknown)}")
         return parsed
 
 
@@ -452,7 +458,7 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, desc
     if device:
         parser.add_argument("--device", type=device_arg, default=None,
                             help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
-    parser.set_defaults(func=func, parser=parser)
+    parser.set_defaults(func=func)
     return parser
 
 

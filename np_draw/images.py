@@ -152,9 +152,10 @@ def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarr
 def read_folder(folder: Path, name: str = "images") -> Iterator[tuple[str, Image.Image]]:
     """The image files under ``folder`` (recursively, sorted), decoded; unreadable ones skipped with a warning.
     ``name`` is the argument an error names."""
+    if folder.is_file():
+        raise InvalidInputError(f"{name} must be a folder of image files, got {str(folder)!r}: a file")
     if not folder.is_dir():
-        what = "a file, not a folder" if folder.is_file() else "nothing there"
-        raise MissingFileError(f"{name} must be a folder of image files, got {str(folder)!r}: {what}")
+        raise MissingFileError(f"{name} must be a folder of image files, got {str(folder)!r}: nothing there")
     skipped, found = [], False
     # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
     # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
@@ -184,12 +185,12 @@ def open_image(path: str | Path) -> Image.Image:
         raise InvalidInputError(f"{str(path)!r} is not a readable image: {error}") from error
 
 
-def load_folder_images(folder: str | Path, *, channels: int, size: int) -> torch.Tensor:
+def load_folder_images(folder: str | Path, *, channels: int, size: int, name: str = "images") -> torch.Tensor:
     """Every image file Pillow can read under ``folder`` (recursively, sorted by path), centre-cropped to a square
     and resized to ``size``: uint8 (N, C, size, size). Files that are not images or are truncated are skipped
-    with a warning naming them."""
+    with a warning naming them; an error names ``name``."""
     # One file open at a time: the folder is never held in memory at its own resolution.
-    return from_pil_images(read_folder(Path(folder)), channels=channels, size=size)
+    return from_pil_images(read_folder(Path(folder), name), channels=channels, size=size)
 
 
 def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int,
@@ -223,7 +224,7 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         (N, C, H, W) tensor, dtype as given (uint8 or float).
     """
     if isinstance(images, (str, Path)):
-        return load_folder_images(images, channels=channels, size=size)
+        return load_folder_images(images, channels=channels, size=size, name=name)
     if isinstance(images, Image.Image):
         images = [images]
     if isinstance(images, (list, tuple)):

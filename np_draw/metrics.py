@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .errors import CorruptWeightsError, InvalidInputError, check_count
+from .errors import CorruptWeightsError, InvalidInputError, MissingFileError, check_count
 from .features import FeatureNetwork, feature_network
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, to_canvas
 from .model import NPDraw
@@ -219,16 +219,19 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mni
     """
     network = None
 
-    def stats(item: Any) -> FeatureStatistics:
+    def stats(item: Any, name: str) -> FeatureStatistics:
         nonlocal network
         if isinstance(item, FeatureStatistics):
             return item
         if isinstance(item, (str, Path)) and not Path(item).is_dir():
+            if not Path(item).is_file():
+                raise MissingFileError(f"{name} must be a folder of images or a FeatureStatistics file, got "
+                                       f"{str(item)!r}: nothing there")
             return FeatureStatistics.load(item)
         network = network or _network(features)
         return feature_statistics(item, network, batch_size=batch_size, progress=progress)
 
-    a, b = stats(samples), stats(reference)
+    a, b = stats(samples, "samples"), stats(reference, "reference")
     return FID(frechet_distance(a, b), f"FID-{a.features}")
 
 

@@ -30,6 +30,7 @@ from np_draw.errors import (
 )
 from np_draw.hub import resolve_pretrained
 from np_draw.manifest import sha256_file
+from np_draw.metrics import fid
 from np_draw.model_files import CONFIG_NAME, WEIGHTS_NAME
 from np_draw.training import FitConfig
 
@@ -180,6 +181,9 @@ API_CASES: list[ApiCase] = [
     ApiCase("a held-out folder that is not there", "NPDraw.fit", MissingFileError,
             "validation must be a folder of image files, got",
             lambda m, f: m.fit(_images(4, 1, 28, 28), validation=str(f / "held-out"), progress=False)),
+    ApiCase("a FID reference that is neither a folder nor a statistics file", "metrics.fid", MissingFileError,
+            "reference must be a folder of images or a FeatureStatistics file, got",
+            lambda m, f: fid(_images(4, 1, 28, 28), str(f / "stats.safetensors"), progress=False)),
     ApiCase("a dataset row without an image (read when its batch is)", "NPDraw.fit", InvalidInputError,
             "images[0]: a dataset row must hold one image under 'image' or 'img', got the keys ['label', 'text']",
             lambda m, f: m.fit(_Rows([{"label": 1, "text": "no image"}]), progress=False)),
