@@ -71,6 +71,16 @@ class Grid:
                           **self._fold_args())
         return rearrange(canvases, "(n t) c h w -> n t c h w", n=n, t=t)
 
+    def place_tiled(self, parts: torch.Tensor, locations: torch.Tensor, tile: int) -> torch.Tensor:
+        """:meth:`place` in the tiled layout of :meth:`tile_index`: (N, T, C, K, K) parts and (N, T, L) one-hot (or
+        straight-through) locations -> (N, T, tiles + 1, C * tile * tile), the same values as :meth:`place`'s
+        canvases cut into tiles, and the same gradients, without the canvases' two layout copies forward and back."""
+        n, t, c = parts.shape[:3]
+        cells = (parts.flatten(2)[:, :, None] * locations[..., None]).flatten(2)  # (N, T, L * C * K * K)
+        index = self.tile_index(c, tile, parts.device).flatten().expand(n, t, -1)
+        return cells.new_zeros(n, t, (self._tile_side(tile) ** 2 + 1) * c * tile**2).scatter_add(2, index, cells) \
+            .unflatten(2, (-1, c * tile**2))
+
     @property
     def padded_size(self) -> int:
         """Side of the padded canvas that holds every cell whole."""
@@ -174,17 +184,18 @@ def compose(placed: torch.Tensor) -> torch.Tensor:
     return placed.amax(dim=1)
 
 
-def history(placed: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+def history(drawn: torch.Tensor) -> torch.Tensor:
     """What the prior sees before each step: the canvas after steps < t and the footprint of those steps.
 
     Args:
-        placed: (N, T, C, S, S) each step's drawn part on a canvas of its own, zero for a step not drawn.
-        box: (N, T, 1, S, S) their footprints, zero for a step not drawn (:meth:`Grid.box`).
+        drawn: (N, T, ...) each step's drawn part and its footprint on a canvas of their own, zero for a step not
+            drawn: (N, T, C + 1, S, S) canvases (:meth:`Grid.place` and :meth:`Grid.box`), or the same in the
+            prior's tiles (:meth:`Grid.place_tiled`).
     Returns:
-        (N, T, C + 1, S, S); entry t holds steps < t, entry 0 is blank. Its gradient is cummax's (see
+        The same shape; entry t holds steps < t, entry 0 is blank. Its gradient is cummax's (see
         :func:`running_max`).
     """
-    return _History.apply(torch.cat([placed, box], dim=2))
+    return _History.apply(drawn)
 
 
 def _running_max_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

@@ -123,13 +123,19 @@ def _slices(count: int, size: int) -> list[slice]:
     return [slice(start, start + size) for start in range(0, count, size)]
 
 
-def place(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+def place(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor, *,
+          tile: int | None = None) -> torch.Tensor:
     """Each drawn step's part on a canvas of its own: (N, T, C, S, S), zero for a step not drawn, in the bank's dtype
     and on its device. ``ids``, ``locs``, ``present`` as for :func:`render`. z_is multiplies the K x K parts, not
-    the S x S canvases: the same values and gradients for a fraction of the work."""
+    the S x S canvases: the same values and gradients for a fraction of the work. With ``tile``, each part with its
+    footprint (a channel of z_is) in ``tile`` px tiles, as the prior reads them (:meth:`Grid.place_tiled`):
+    (N, T, tiles + 1, (C + 1) * tile * tile)."""
     parts = bank(ids.to(bank.parts)) if ids.is_floating_point() else bank.lookup(ids.to(bank.parts.device))
     locs = locs.to(parts) if locs.is_floating_point() else F.one_hot(locs.to(parts.device), grid.num_cells).to(parts)
-    return grid.place(parts * present.to(parts)[:, :, None, None, None], locs)
+    present = present.to(parts)[:, :, None, None, None]
+    if tile is None:
+        return grid.place(parts * present, locs)
+    return grid.place_tiled(torch.cat([parts * present, present.expand(-1, -1, 1, *parts.shape[-2:])], 2), locs, tile)
 
 
 def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -462,7 +468,9 @@ class NPDraw(nn.Module, ModelHubMixin):
             with torch.no_grad():  # hard latents: nothing upstream of the parse's canvas is trained by it
                 canvas = self.render(parse.ids, parse.locs, parse.present)
             from_parse = -self.likelihood.log_prob(self.decoder(canvas), x)
-        p = self.prior(history(placed, self.grid.box(z.locs, z.present)))
+        # The prior's input in its own tiles: cutting T canvases per image into them took a tenth of a step
+        p = self.prior.of_tiles(history(place(self.bank, self.grid, z.ids, z.locs, z.present,
+                                              tile=self.prior.embed.patch)))
         return Terms(reconstruction, kl_per_step(q, p, z.present).sum(1), -q.log_prob(parse), from_parse)
 
     def log_weights(self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:

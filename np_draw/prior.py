@@ -376,7 +376,13 @@ class Prior(nn.Module):
         Returns:
             StepLogits for steps 0..t-1.
         """
-        return self._run(self.embed(self.embed.tiles(canvases)))
+        return self.of_tiles(self.embed.tiles(canvases))
+
+    def of_tiles(self, tiles: torch.Tensor) -> StepLogits:
+        """:meth:`forward` of the history cut in the embedding's tiles: (N, t, tiles + k, (C + 1) * 4 * 4), as
+        :meth:`CanvasEmbedding.tiles` or :meth:`np_draw.canvas.Grid.place_tiled` lays it out (tiles after the first
+        ``tiles`` are not read)."""
+        return self._run(self.embed(tiles))
 
     def log_prob(self, latents: Latents, bank: PartBank) -> torch.Tensor:
         """Teacher-forced log p(z) of hard latents, summed over steps: (N,) in nats."""

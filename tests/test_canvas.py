@@ -1,5 +1,6 @@
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from np_draw.canvas import Grid, compose, history, running_max
 from np_draw.prior import CanvasEmbedding
@@ -78,7 +79,8 @@ def test_history_holds_the_canvas_before_each_step_masked_by_present():
     parts = torch.ones(1, 3, 1, 4, 4)
     locations = F.one_hot(torch.tensor([[0, 1, 2]]), 4).float()
     present = torch.tensor([[1.0, 0.0, 1.0]])
-    h = history(grid.place(parts * present[:, :, None, None, None], locations), grid.box(locations, present))
+    h = history(torch.cat([grid.place(parts * present[:, :, None, None, None], locations),
+                           grid.box(locations, present)], dim=2))
     assert h.shape == (1, 3, 2, 8, 8)
     assert h[0, 0].sum() == 0  # nothing drawn before step 0
     assert h[0, 1, 0].sum() == 16 and h[0, 1, 1].sum() == 16  # step 0's part and its footprint
@@ -108,15 +110,40 @@ def test_history_equals_the_shifted_cummax_of_parts_and_footprints_with_gradient
     drawn = torch.cat([placed, box], dim=2)
     expected = torch.cat([torch.zeros_like(drawn[:, :1]), torch.cummax(drawn[:, :-1], dim=1).values], dim=1)
     expected_grads = torch.autograd.grad((expected * weights).sum(), (placed, box))
-    ours = history(placed, box)
+    ours = history(torch.cat([placed, box], dim=2))
     grads = torch.autograd.grad((ours * weights).sum(), (placed, box))
     assert torch.equal(ours, expected)
     for grad, expected_grad in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(grad, expected_grad)
     assert grads[0][:, -1].abs().sum() == 0  # the last step is in no entry
-    one = history(placed[:, :1], box[:, :1])  # one step: only the blank entry, and no gradient
+    one = history(torch.cat([placed[:, :1], box[:, :1]], dim=2))  # one step: only the blank entry, and no gradient
     assert one.abs().sum() == 0
     assert all(g.abs().sum() == 0 for g in torch.autograd.grad((one * weights[:, :1]).sum(), (placed, box)))
+
+
+def test_placing_in_tiles_is_placing_on_canvases_cut_into_tiles_with_the_same_gradients():
+    """Grid.place_tiled (the prior's relaxed input in training) against Grid.place's canvases cut into the
+    embedding's tiles: a grid whose cells reach past the canvas, a colour grid whose cells are the tiles, and one
+    whose cells overlap (where place folds: overlapping pixels sum); straight-through locations."""
+    torch.manual_seed(0)
+    grids = ((MNIST_GRID, 2), (Grid(canvas_size=32, part_size=4, stride=4, padding=0), 4),
+             (Grid(canvas_size=8, part_size=3, stride=2, padding=1), 2))
+    for grid, channels in grids:
+        parts = torch.rand(3, 5, channels, grid.part_size, grid.part_size, requires_grad=True)
+        logits = torch.randn(3, 5, grid.num_cells, requires_grad=True)
+        soft = logits.softmax(-1)
+        locations = F.one_hot(logits.argmax(-1), grid.num_cells).float() + soft - soft.detach()
+        tiled = grid.place_tiled(parts, locations, 4)
+        canvases = grid.place(parts, locations)
+        side = -(-grid.canvas_size // 4)
+        cut = rearrange(F.pad(canvases, (0, side * 4 - grid.canvas_size, 0, side * 4 - grid.canvas_size)),
+                        "n t c (h i) (w j) -> n t (h w) (c i j)", i=4, j=4)
+        assert tiled.shape == (3, 5, side**2 + 1, channels * 16) and torch.equal(tiled[:, :, :-1], cut)
+        weights = torch.rand_like(cut)
+        ours = torch.autograd.grad((tiled[:, :, :-1] * weights).sum(), (parts, logits), retain_graph=True)
+        expected = torch.autograd.grad((cut * weights).sum(), (parts, logits))
+        for grad, expected_grad in zip(ours, expected, strict=True):
+            torch.testing.assert_close(grad, expected_grad)
 
 
 def test_tiling_fast_path_equals_fold_for_grey_and_rgb():

@@ -20,7 +20,8 @@ def make_prior(seed: int = 0) -> tuple[Prior, PartBank]:
 
 def whole_history(grid: Grid, parts: torch.Tensor, locations: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """The prior's input as whole canvases, (N, T, C + 1, S, S), for parts (N, T, C, K, K) at one-hot locations."""
-    return history(grid.place(parts * present[:, :, None, None, None], locations), grid.box(locations, present))
+    return history(torch.cat([grid.place(parts * present[:, :, None, None, None], locations),
+                              grid.box(locations, present)], dim=2))
 
 
 def noise(n: int, seed: int) -> torch.Tensor:
