@@ -123,19 +123,20 @@ def _slices(count: int, size: int) -> list[slice]:
     return [slice(start, start + size) for start in range(0, count, size)]
 
 
-def place(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor, *,
-          tile: int | None = None) -> torch.Tensor:
-    """Each drawn step's part on a canvas of its own: (N, T, C, S, S), zero for a step not drawn, in the bank's dtype
-    and on its device. ``ids``, ``locs``, ``present`` as for :func:`render`. z_is multiplies the K x K parts, not
-    the S x S canvases: the same values and gradients for a fraction of the work. With ``tile``, each part with its
-    footprint (a channel of z_is) in ``tile`` px tiles, as the prior reads them (:meth:`Grid.place_tiled`):
-    (N, T, tiles + 1, (C + 1) * tile * tile)."""
+def _drawn_parts(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor,
+                present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each step's part times z_is, (N, T, C, K, K), and its (N, T, L) one-hot locations, in the bank's dtype and on
+    its device: what :meth:`Grid.place` takes. ``ids``, ``locs``, ``present`` as for :func:`render`. z_is multiplies
+    the K x K parts, not the S x S canvases: the same values and gradients for a fraction of the work."""
     parts = bank(ids.to(bank.parts)) if ids.is_floating_point() else bank.lookup(ids.to(bank.parts.device))
     locs = locs.to(parts) if locs.is_floating_point() else F.one_hot(locs.to(parts.device), grid.num_cells).to(parts)
-    present = present.to(parts)[:, :, None, None, None]
-    if tile is None:
-        return grid.place(parts * present, locs)
-    return grid.place_tiled(torch.cat([parts * present, present.expand(-1, -1, 1, *parts.shape[-2:])], 2), locs, tile)
+    return parts * present.to(parts)[:, :, None, None, None], locs
+
+
+def place(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Each drawn step's part on a canvas of its own: (N, T, C, S, S), zero for a step not drawn, in the bank's dtype
+    and on its device. ``ids``, ``locs``, ``present`` as for :func:`render`."""
+    return grid.place(*_drawn_parts(bank, grid, ids, locs, present))
 
 
 def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -460,17 +461,19 @@ class NPDraw(nn.Module, ModelHubMixin):
         z = relaxed_sample(q, tau, hard)
         if substitution > 0:
             z = substitute(z, parse, torch.rand(x.shape[0], device=x.device) < substitution)
-        placed = place(self.bank, self.grid, z.ids, z.locs, z.present)
-        reconstruction = -self.likelihood.log_prob(self.decoder(compose(placed)), x)
+        parts, locs = _drawn_parts(self.bank, self.grid, z.ids, z.locs, z.present)
+        reconstruction = -self.likelihood.log_prob(self.decoder(compose(self.grid.place(parts, locs))), x)
         from_parse = None
         if decode_parse:
             # A batch of its own: decoded with the sample's canvases, BatchNorm's batch statistics would mix the two.
             with torch.no_grad():  # hard latents: nothing upstream of the parse's canvas is trained by it
                 canvas = self.render(parse.ids, parse.locs, parse.present)
             from_parse = -self.likelihood.log_prob(self.decoder(canvas), x)
-        # The prior's input in its own tiles: cutting T canvases per image into them took a tenth of a step
-        p = self.prior.of_tiles(history(place(self.bank, self.grid, z.ids, z.locs, z.present,
-                                              tile=self.prior.embed.patch)))
+        # The prior's input, each part with its footprint (z_is over its box), placed in the prior's own tiles:
+        # cutting T canvases per image into them took a tenth of a step
+        footprints = z.present.to(parts)[:, :, None, None, None].expand(-1, -1, 1, *parts.shape[-2:])
+        p = self.prior.of_tiles(history(self.grid.place_tiled(torch.cat([parts, footprints], 2), locs,
+                                                              self.prior.embed.patch)))
         return Terms(reconstruction, kl_per_step(q, p, z.present).sum(1), -q.log_prob(parse), from_parse)
 
     def log_weights(self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:

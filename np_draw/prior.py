@@ -107,7 +107,7 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
 
     On the CPU each value's draw is a 16-bit integer, four from each 64-bit draw of the generator: the masks of the
     prior's training step, a float32 uniform per value from ``torch.rand`` (``F.dropout``'s Bernoulli draw is
-    slower still), took a seventh of it, and these are 2.5x faster to make. ``p`` is then a multiple of 2^-16
+    slower still), were its largest elementwise cost, and these are 2.5x faster to make. ``p`` is then a multiple of 2^-16
     (0.1 becomes 0.1000061; below 2^-17 nothing is dropped), and the scale is that of the rounded p. On other
     devices, ``F.dropout``."""
     if x.device.type != "cpu" or not p:
