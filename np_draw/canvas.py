@@ -71,15 +71,40 @@ class Grid:
                           **self._fold_args())
         return rearrange(canvases, "(n t) c h w -> n t c h w", n=n, t=t)
 
-    def place_tiled(self, parts: torch.Tensor, locations: torch.Tensor, tile: int) -> torch.Tensor:
-        """:meth:`place` in the tiled layout of :meth:`tile_index`: (N, T, C, K, K) parts and (N, T, L) one-hot (or
-        straight-through) locations -> (N, T, tiles + 1, C * tile * tile), the same values as :meth:`place`'s
-        canvases cut into tiles, and the same gradients, without the canvases' two layout copies forward and back."""
-        n, t, c = parts.shape[:3]
-        cells = (parts.flatten(2)[:, :, None] * locations[..., None]).flatten(2)  # (N, T, L * C * K * K)
-        index = self.tile_index(c, tile, parts.device).flatten().expand(n, t, -1)
-        return cells.new_zeros(n, t, (self._tile_side(tile) ** 2 + 1) * c * tile**2).scatter_add(2, index, cells) \
-            .unflatten(2, (-1, c * tile**2))
+    def compose(self, parts: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
+        """``compose(self.place(parts, locations))``: the running maximum of the placed parts after the last step,
+        (N, C, S, S), with the same values and the same gradients up to float rounding, for locations with at most
+        one non-zero weight per step (one-hot or straight-through one-hot, as every caller gives).
+
+        Each step's part is placed at its one cell only, not on T canvases per image: the gradient of a location a
+        step did not take is the product of its part with the canvas's gradient where the canvas is blank (there
+        that step ties with the blank steps), one batched product per image. Grids whose cells overlap take
+        :meth:`place`'s path.
+
+        Args:
+            parts: (N, T, C, K, K) values >= 0.
+            locations: (N, T, L).
+        """
+        if self.stride < self.part_size:
+            return compose(self.place(parts, locations))
+        return _Composed.apply(parts, locations, self)
+
+    def history(self, parts: torch.Tensor, locations: torch.Tensor, tile: int) -> torch.Tensor:
+        """What the prior sees before each step, in its tiles: entry t is the running maximum of the placed parts of
+        steps < t (entry 0 blank), as (N, T, tiles + 1, C * tile * tile) tiled canvases (:meth:`tile_index`; the
+        last tile, past the canvas, holds no canvas pixels). For locations with at most one non-zero weight per step.
+
+        The values are those of the running maximum of :meth:`place`'s canvases cut into tiles, and so are the
+        gradients (a tie goes to the last step that reached the value, as ``torch.cummax``'s), up to float
+        rounding; each step draws its part on a copy of the step before it instead of placing and accumulating T
+        whole canvases (relaxed latents in training: the parts with their footprint channel).
+
+        Args:
+            parts: (N, T, C, K, K) values >= 0.
+            locations: (N, T, L).
+        """
+        return _History.apply(parts, locations, self.tile_index(parts.shape[2], tile, parts.device),
+                              (self._tile_side(tile) ** 2 + 1, parts.shape[2] * tile**2))
 
     @property
     def padded_size(self) -> int:
@@ -184,26 +209,12 @@ def compose(placed: torch.Tensor) -> torch.Tensor:
     return placed.amax(dim=1)
 
 
-def history(drawn: torch.Tensor) -> torch.Tensor:
-    """What the prior sees before each step: the canvas after steps < t and the footprint of those steps.
-
-    Args:
-        drawn: (N, T, ...) each step's drawn part and its footprint on a canvas of their own, zero for a step not
-            drawn: (N, T, C + 1, S, S) canvases (:meth:`Grid.place` and :meth:`Grid.box`), or the same in the
-            prior's tiles (:meth:`Grid.place_tiled`).
-    Returns:
-        The same shape; entry t holds steps < t, entry 0 is blank. Its gradient is cummax's (see
-        :func:`running_max`).
-    """
-    return _History.apply(drawn)
-
-
 def _running_max_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Write the running maximum over axis 1 of ``x`` into ``out`` (same shape); return where each step reached the
-    maximum so far (>= as cummax: the last of equal values wins), for :func:`_carry_back`."""
-    rises = torch.empty(x.shape, dtype=torch.bool, device=x.device)
+    maximum so far (>= as cummax: the last of equal values wins), 1 or 0 in ``x``'s dtype, for :func:`_carry_back`."""
+    rises = torch.empty_like(x)
     if x.shape[1]:
-        out[:, 0], rises[:, 0] = x[:, 0], True
+        out[:, 0], rises[:, 0] = x[:, 0], 1
     for t in range(1, x.shape[1]):
         torch.ge(x[:, t], out[:, t - 1], out=rises[:, t])
         torch.maximum(out[:, t - 1], x[:, t], out=out[:, t])
@@ -212,34 +223,98 @@ def _running_max_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 def _carry_back(grad: torch.Tensor, rises: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Write into ``out`` the gradient of a running maximum over axis 1 from its output's, ``grad``; ``rises[:, t]``
-    marks where step t reached the maximum so far. Walking back, the gradients of steps t, t+1, ... gather until
-    the step that set their maximum, as cummax's do."""
+    is 1 where step t reached the maximum so far, else 0, in ``grad``'s dtype (a boolean mask cost a conversion per
+    product). Walking back, the gradients of steps t, t+1, ... gather until the step that set their maximum, as
+    cummax's do."""
     carried = grad.new_zeros(grad.shape[:1] + grad.shape[2:])  # no grad[:, 0]: a one-step history has no steps here
     for t in range(grad.shape[1] - 1, -1, -1):
-        carried = carried + grad[:, t]
+        carried += grad[:, t]
         torch.mul(carried, rises[:, t], out=out[:, t])
-        carried = carried * ~rises[:, t]
+        carried -= out[:, t]  # what went to step t: zero where it rose
     return out
 
 
+def _one_cell(parts: torch.Tensor, locations: torch.Tensor,
+              index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cell of each step, (N, T), its weight, (N, T, 1), and where its weighted part's pixels lie, (N, T, C * K *
+    K) rows of ``index``, for (N, T, C, K, K) parts at (N, T, L) locations with one non-zero weight per step (a step
+    with none takes cell 0 with weight 0: the same blank placement)."""
+    cells = locations.argmax(-1)
+    return cells, locations.gather(2, cells[..., None]), index[cells]
+
+
+class _Composed(torch.autograd.Function):
+    """:meth:`Grid.compose` on a grid whose cells do not overlap."""
+
+    @staticmethod
+    def forward(ctx, parts: torch.Tensor, locations: torch.Tensor, grid: Grid) -> torch.Tensor:
+        n, _, c, size = parts.shape[0], parts.shape[1], parts.shape[2], grid.canvas_size
+        index = grid.tile_index(c, size, parts.device)  # one tile: the canvas, then one slot for clipped pixels
+        cells, weight, where = _one_cell(parts, locations, index)
+        values = parts.flatten(2) * weight  # place()'s product at the step's cell; zero at the others
+        canvas = parts.new_zeros(n, c * size**2 + 1).scatter_reduce_(1, where.flatten(1), values.flatten(1), "amax")
+        ctx.save_for_backward(parts, cells, weight, where, values, canvas, index)
+        return canvas[:, :-1].reshape(n, c, size, size)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        parts, cells, weight, where, values, canvas, index = ctx.saved_tensors
+        steps = parts.shape[1]
+        flat = where.flatten(1)
+        # amax's gradient: the canvas's, shared equally by the steps whose placed canvas reached the maximum; a step
+        # reaches a blank pixel off its cell (its canvas is 0 there), and the pixels of its cell that equal the max
+        ties = values == canvas.gather(1, flat).view_as(values)
+        reached = canvas.new_zeros(canvas.shape).scatter_add_(1, flat, ties.flatten(1).to(canvas.dtype))
+        covered = canvas.new_zeros(canvas.shape).scatter_add_(1, flat, torch.ones_like(values).flatten(1))
+        blank = canvas == 0
+        shared = F.pad(grad.flatten(1), (0, 1)) / ((steps - covered) * blank + reached)
+        at_cell = shared.gather(1, flat).view_as(values) * ties
+        # A cell the step did not take: its part times the canvas's gradient where the canvas is blank, for every
+        # step at once; at the step's own cell, its part times the gradient its pixels got.
+        off_cell = (shared * blank)[:, index]  # (N, L, C * K * K)
+        flat_parts = parts.flatten(2)
+        grad_locations = torch.bmm(flat_parts, off_cell.transpose(1, 2))
+        grad_locations.scatter_(2, cells[..., None], (at_cell * flat_parts).sum(-1, keepdim=True))
+        return (at_cell * weight).view_as(parts), grad_locations, None
+
+
 class _History(torch.autograd.Function):
-    """:func:`history`'s running maximum written one entry later, after a blank one, into a tensor of its own: no
-    concatenation of the blank entry (a copy of every canvas, forward and backward)."""
+    """:meth:`Grid.history`: each entry a copy of the one before with the previous step's part drawn on it by max."""
 
     @staticmethod
-    def forward(ctx, drawn: torch.Tensor) -> torch.Tensor:
-        out = torch.empty_like(drawn)
-        out[:, 0] = 0
-        ctx.save_for_backward(_running_max_into(drawn[:, :-1], out[:, 1:]))
-        return out
+    def forward(ctx, parts: torch.Tensor, locations: torch.Tensor, index: torch.Tensor,
+                shape: tuple[int, int]) -> torch.Tensor:
+        n, steps = parts.shape[:2]
+        _, weight, where = _one_cell(parts, locations, index)
+        values = parts.flatten(2) * weight  # place()'s product at the step's cell; zero at the others
+        out = parts.new_empty(n, steps, shape[0] * shape[1])
+        out[:, :1] = 0
+        for t in range(steps - 1):
+            out[:, t + 1] = out[:, t]
+            out[:, t + 1].scatter_reduce_(1, where[:, t], values[:, t], "amax")
+        ctx.save_for_backward(parts, weight, where, values, out, index)
+        ctx.past = (shape[0] - 1) * shape[1]  # the slot of every pixel past the canvas
+        return out.unflatten(2, shape)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (rises,) = ctx.saved_tensors
-        grad_drawn = torch.empty_like(grad)
-        grad_drawn[:, -1] = 0  # the last step is in no entry
-        _carry_back(grad[:, 1:], rises, grad_drawn[:, :-1])
-        return grad_drawn
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        parts, weight, where, values, out, index = ctx.saved_tensors
+        n, steps = parts.shape[:2]
+        # Where step s reached the maximum of the steps before it (>=, as cummax: the last of equal values takes
+        # the gradient): off its cell where the history is blank, on it where its pixel is at least the history's.
+        # The pixels past the canvas share one slot, which nothing reads: all marked alike, whatever the order.
+        rises = torch.eq(out[:, :-1], 0, out=torch.empty_like(out[:, :-1]))
+        before = where[:, :-1]
+        rises.scatter_(2, before, ((values[:, :-1] >= out[:, :-1].gather(2, before)) | (before == ctx.past)).to(out))
+        grad_drawn = torch.empty_like(out)
+        grad_drawn[:, -1:] = 0  # the last step is in no entry
+        _carry_back(grad.reshape(n, steps, -1)[:, 1:], rises, grad_drawn[:, :-1])
+        at_cell = grad_drawn.gather(2, where)
+        # Every cell a step could have taken: its part times the gradient of the pixels that cell would cover
+        flat_parts = parts.flatten(2)
+        cellwise = grad_drawn.gather(2, index.flatten().expand(n, steps, -1)).unflatten(2, index.shape)
+        grad_locations = (cellwise * flat_parts[:, :, None]).sum(-1)
+        return (at_cell * weight).view_as(parts), grad_locations, None, None
 
 
 class _RunningMax(torch.autograd.Function):

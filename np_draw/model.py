@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from . import hub
 from .bank import PartBank
-from .canvas import Grid, compose, history
+from .canvas import Grid
 from .checkpoint import load_checkpoint
 from .config import NPDrawConfig
 from .elbo import Terms, kl_per_step, relaxed_sample, substitute
@@ -153,9 +153,10 @@ def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, pr
     Returns:
         (N, C, S, S) in [0, 1], in the bank's dtype and on its device.
     """
-    # Each step's placed part is a canvas of its own, T times the output: a large batch is composed in pieces.
+    # On a grid whose cells overlap each step's placed part is a canvas of its own, T times the output: a large batch
+    # is composed in pieces.
     rows = _slices(len(ids), _RENDER_BATCH) or [slice(None)]
-    return torch.cat([compose(place(bank, grid, ids[r], locs[r], present[r])) for r in rows])
+    return torch.cat([grid.compose(*_drawn_parts(bank, grid, ids[r], locs[r], present[r])) for r in rows])
 
 
 @functools.cache
@@ -462,18 +463,17 @@ class NPDraw(nn.Module, ModelHubMixin):
         if substitution > 0:
             z = substitute(z, parse, torch.rand(x.shape[0], device=x.device) < substitution)
         parts, locs = _drawn_parts(self.bank, self.grid, z.ids, z.locs, z.present)
-        reconstruction = -self.likelihood.log_prob(self.decoder(compose(self.grid.place(parts, locs))), x)
+        reconstruction = -self.likelihood.log_prob(self.decoder(self.grid.compose(parts, locs)), x)
         from_parse = None
         if decode_parse:
             # A batch of its own: decoded with the sample's canvases, BatchNorm's batch statistics would mix the two.
             with torch.no_grad():  # hard latents: nothing upstream of the parse's canvas is trained by it
                 canvas = self.render(parse.ids, parse.locs, parse.present)
             from_parse = -self.likelihood.log_prob(self.decoder(canvas), x)
-        # The prior's input, each part with its footprint (z_is over its box), placed in the prior's own tiles:
+        # The prior's input, each part with its footprint (z_is over its box), drawn in the prior's own tiles:
         # cutting T canvases per image into them took a tenth of a step
         footprints = z.present.to(parts)[:, :, None, None, None].expand(-1, -1, 1, *parts.shape[-2:])
-        p = self.prior.of_tiles(history(self.grid.place_tiled(torch.cat([parts, footprints], 2), locs,
-                                                              self.prior.embed.patch)))
+        p = self.prior.of_tiles(self.grid.history(torch.cat([parts, footprints], 2), locs, self.prior.embed.patch))
         return Terms(reconstruction, kl_per_step(q, p, z.present).sum(1), -q.log_prob(parse), from_parse)
 
     def log_weights(self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,8 +1,10 @@
+import itertools
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from np_draw.canvas import Grid, compose, history, running_max
+from np_draw.canvas import Grid, compose, running_max
 from np_draw.prior import CanvasEmbedding
 
 MNIST_GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
@@ -76,15 +78,15 @@ def test_soft_parts_are_differentiable_and_one_hot_weights_give_the_hard_paste()
 
 def test_history_holds_the_canvas_before_each_step_masked_by_present():
     grid = Grid(canvas_size=8, part_size=4, stride=4, padding=0)
-    parts = torch.ones(1, 3, 1, 4, 4)
-    locations = F.one_hot(torch.tensor([[0, 1, 2]]), 4).float()
     present = torch.tensor([[1.0, 0.0, 1.0]])
-    h = history(torch.cat([grid.place(parts * present[:, :, None, None, None], locations),
-                           grid.box(locations, present)], dim=2))
-    assert h.shape == (1, 3, 2, 8, 8)
-    assert h[0, 0].sum() == 0  # nothing drawn before step 0
-    assert h[0, 1, 0].sum() == 16 and h[0, 1, 1].sum() == 16  # step 0's part and its footprint
-    assert torch.equal(h[0, 2], h[0, 1])  # step 1 was not drawn: neither canvas nor footprint change
+    parts = torch.ones(1, 3, 2, 4, 4) * present[:, :, None, None, None]  # a part and its footprint
+    locations = F.one_hot(torch.tensor([[0, 1, 2]]), 4).float()
+    h = grid.history(parts, locations, 4)
+    assert h.shape == (1, 3, 5, 32)  # four tiles and the one past the canvas
+    canvases = grid.untile(h[0], 4)
+    assert canvases[0].sum() == 0  # nothing drawn before step 0
+    assert canvases[1, 0, :4, :4].sum() == 16 and canvases[1, 1].sum() == 16  # step 0's part and its footprint
+    assert torch.equal(canvases[2], canvases[1])  # step 1 was not drawn: neither canvas nor footprint change
 
 
 def test_running_max_equals_cummax_with_and_without_gradients():
@@ -101,49 +103,63 @@ def test_running_max_equals_cummax_with_and_without_gradients():
         assert torch.equal(running_max(x), expected)
 
 
-def test_history_equals_the_shifted_cummax_of_parts_and_footprints_with_gradients():
-    # Ties everywhere again (blank and inked pixels), a part of 3 channels and its footprint.
-    torch.manual_seed(0)
-    placed = (torch.rand(2, 9, 3, 6, 6) * 3).floor().div(3).requires_grad_()
-    box = (torch.rand(2, 9, 1, 6, 6) < 0.5).float().requires_grad_()
-    weights = torch.rand(2, 9, 4, 6, 6)
-    drawn = torch.cat([placed, box], dim=2)
-    expected = torch.cat([torch.zeros_like(drawn[:, :1]), torch.cummax(drawn[:, :-1], dim=1).values], dim=1)
-    expected_grads = torch.autograd.grad((expected * weights).sum(), (placed, box))
-    ours = history(torch.cat([placed, box], dim=2))
-    grads = torch.autograd.grad((ours * weights).sum(), (placed, box))
-    assert torch.equal(ours, expected)
-    for grad, expected_grad in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(grad, expected_grad)
-    assert grads[0][:, -1].abs().sum() == 0  # the last step is in no entry
-    one = history(torch.cat([placed[:, :1], box[:, :1]], dim=2))  # one step: only the blank entry, and no gradient
-    assert one.abs().sum() == 0
-    assert all(g.abs().sum() == 0 for g in torch.autograd.grad((one * weights[:, :1]).sum(), (placed, box)))
+GRIDS = ((MNIST_GRID, 2), (Grid(canvas_size=32, part_size=4, stride=4, padding=0), 4),
+         (Grid(canvas_size=10, part_size=3, stride=4, padding=1), 1),  # gaps between the cells
+         (Grid(canvas_size=8, part_size=3, stride=2, padding=1), 2))  # overlapping cells: place folds (pixels sum)
 
 
-def test_placing_in_tiles_is_placing_on_canvases_cut_into_tiles_with_the_same_gradients():
-    """Grid.place_tiled (the prior's relaxed input in training) against Grid.place's canvases cut into the
-    embedding's tiles: a grid whose cells reach past the canvas, a colour grid whose cells are the tiles, and one
-    whose cells overlap (where place folds: overlapping pixels sum); straight-through locations."""
+def relaxed_inputs(grid: Grid, channels: int, ties: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Parts, location logits and straight-through one-hot locations as the VAE step makes them; with ``ties``,
+    parts of three grey levels and every other step at one cell, so that maxima tie everywhere."""
+    parts = torch.rand(3, 9, channels, grid.part_size, grid.part_size)
+    logits = torch.randn(3, 9, grid.num_cells, requires_grad=True)
+    hard = F.one_hot(logits.argmax(-1), grid.num_cells).float()
+    if ties:
+        parts = (parts * 3).floor() / 3
+        hard[:, ::2] = F.one_hot(torch.tensor(3), grid.num_cells).float()
+    soft = logits.softmax(-1)
+    return parts.requires_grad_(), logits, hard + soft - soft.detach()
+
+
+def test_compose_of_relaxed_latents_equals_composing_their_placed_canvases_with_the_same_gradients():
+    """Grid.compose places each step's part at its one cell; compose(place()) places it on a canvas per step and
+    takes their max, whose gradient ties share (blank pixels tie for every step that did not draw on them)."""
     torch.manual_seed(0)
-    grids = ((MNIST_GRID, 2), (Grid(canvas_size=32, part_size=4, stride=4, padding=0), 4),
-             (Grid(canvas_size=8, part_size=3, stride=2, padding=1), 2))
-    for grid, channels in grids:
-        parts = torch.rand(3, 5, channels, grid.part_size, grid.part_size, requires_grad=True)
-        logits = torch.randn(3, 5, grid.num_cells, requires_grad=True)
-        soft = logits.softmax(-1)
-        locations = F.one_hot(logits.argmax(-1), grid.num_cells).float() + soft - soft.detach()
-        tiled = grid.place_tiled(parts, locations, 4)
-        canvases = grid.place(parts, locations)
-        side = -(-grid.canvas_size // 4)
-        cut = rearrange(F.pad(canvases, (0, side * 4 - grid.canvas_size, 0, side * 4 - grid.canvas_size)),
-                        "n t c (h i) (w j) -> n t (h w) (c i j)", i=4, j=4)
-        assert tiled.shape == (3, 5, side**2 + 1, channels * 16) and torch.equal(tiled[:, :, :-1], cut)
-        weights = torch.rand_like(cut)
-        ours = torch.autograd.grad((tiled[:, :, :-1] * weights).sum(), (parts, logits), retain_graph=True)
-        expected = torch.autograd.grad((cut * weights).sum(), (parts, logits))
-        for grad, expected_grad in zip(ours, expected, strict=True):
+    for (grid, channels), ties in itertools.product(GRIDS, (False, True)):
+        parts, logits, locations = relaxed_inputs(grid, channels, ties)
+        ours, expected = grid.compose(parts, locations), compose(grid.place(parts, locations))
+        assert ours.shape == (3, channels, grid.canvas_size, grid.canvas_size) and torch.equal(ours, expected)
+        weights = torch.rand_like(ours)
+        grads = torch.autograd.grad((ours * weights).sum(), (parts, logits), retain_graph=True)
+        for grad, expected_grad in zip(grads, torch.autograd.grad((expected * weights).sum(), (parts, logits)),
+                                       strict=True):
             torch.testing.assert_close(grad, expected_grad)
+        with torch.no_grad():
+            assert torch.equal(grid.compose(parts, locations), expected)
+
+
+def test_history_is_the_shifted_running_max_of_placed_canvases_cut_into_tiles_with_the_same_gradients():
+    """Grid.history (the prior's relaxed input in training) against the running max (cummax) of Grid.place's
+    canvases cut into the embedding's tiles: values, and gradients (ties go to the last step that reached a value)."""
+    torch.manual_seed(0)
+    for (grid, channels), ties in itertools.product(GRIDS, (False, True)):
+        parts, logits, locations = relaxed_inputs(grid, channels, ties)
+        ours = grid.history(parts, locations, 4)
+        side = -(-grid.canvas_size // 4)
+        pad = side * 4 - grid.canvas_size
+        cut = rearrange(F.pad(grid.place(parts, locations), (0, pad, 0, pad)), "n t c (h i) (w j) -> n t (h w) (c i j)",
+                        i=4, j=4)
+        expected = torch.cat([torch.zeros_like(cut[:, :1]), torch.cummax(cut[:, :-1], 1).values], 1)
+        assert ours.shape == (3, 9, side**2 + 1, channels * 16) and torch.equal(ours[:, :, :-1], expected)
+        weights = torch.rand_like(expected)
+        grads = torch.autograd.grad((ours[:, :, :-1] * weights).sum(), (parts, logits), retain_graph=True)
+        expected_grads = torch.autograd.grad((expected * weights).sum(), (parts, logits), retain_graph=True)
+        for grad, expected_grad in zip(grads, expected_grads, strict=True):
+            torch.testing.assert_close(grad, expected_grad)
+        assert grads[0][:, -1].abs().sum() == 0  # the last step is in no entry
+    one = grid.history(parts[:, :1], locations[:, :1], 4)  # one step: only the blank entry, and no gradient
+    assert one.abs().sum() == 0
+    assert all(g.abs().sum() == 0 for g in torch.autograd.grad(one.sum(), (parts, logits)))
 
 
 def test_tiling_fast_path_equals_fold_for_grey_and_rgb():

@@ -3,7 +3,6 @@ import torch
 import torch.nn.functional as F
 
 from np_draw import Grid, Latents, NPDraw, PartBank, Prior, PriorConfig
-from np_draw.canvas import history
 from np_draw.errors import InvalidInputError, InvalidTypeError
 from np_draw.prior import Block, CausalSelfAttention, KVCache, dropout
 
@@ -19,9 +18,10 @@ def make_prior(seed: int = 0) -> tuple[Prior, PartBank]:
 
 
 def whole_history(grid: Grid, parts: torch.Tensor, locations: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """The prior's input as whole canvases, (N, T, C + 1, S, S), for parts (N, T, C, K, K) at one-hot locations."""
-    return history(torch.cat([grid.place(parts * present[:, :, None, None, None], locations),
-                              grid.box(locations, present)], dim=2))
+    """The prior's input as whole canvases, (N, T, C + 1, S, S), for parts (N, T, C, K, K) at one-hot locations: the
+    canvas and footprint after the steps before each, the running maximum of each step's placed part and box."""
+    drawn = torch.cat([grid.place(parts * present[:, :, None, None, None], locations), grid.box(locations, present)], 2)
+    return torch.cat([torch.zeros_like(drawn[:, :1]), torch.cummax(drawn[:, :-1], 1).values], 1)
 
 
 def noise(n: int, seed: int) -> torch.Tensor:
