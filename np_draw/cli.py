@@ -144,8 +144,9 @@ def _write_output(path: Path, write: Callable[[], Any], option: str = "--output"
         raise UnwritablePathError(f"{option}: cannot write {str(path)!r}: {error}") from error
 
 
-def _read_images(paths: Sequence[str], model: NPDraw) -> tuple[torch.Tensor, list[str]]:
-    """Every image the IMAGES arguments name, at the model's size: (N, C, H, W) float in [0, 1], and their labels."""
+def _read_images(paths: Sequence[str], model: NPDraw, crop: int | None) -> tuple[torch.Tensor, list[str]]:
+    """Every image the IMAGES arguments name (image files cut to their ``crop`` px centre, when given), at the
+    model's size: (N, C, H, W) float in [0, 1], and their labels."""
     cfg = model.config
     batches, labels, files = [], [], []
 
@@ -159,10 +160,10 @@ def _read_images(paths: Sequence[str], model: NPDraw) -> tuple[torch.Tensor, lis
 
     for path in paths:
         if Path(path).is_file() and Path(path).suffix != ".npz":
-            files.append((str(path), open_image(path)))
+            files.append((str(path), open_image(path, crop)))
             continue
         add_files()
-        images, names = load_images(path, channels=cfg.channels, size=cfg.image_size)
+        images, names = load_images(path, channels=cfg.channels, size=cfg.image_size, crop=crop)
         batches.append(check_images(images, channels=cfg.channels, size=cfg.image_size, name=str(path)))
         labels += names
     add_files()
@@ -209,7 +210,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Save each image beside its reconstruction decode(encode(image)) by the model ``args.name``."""
     model = _load_model(args)
-    images, _ = _read_images(args.images, model)
+    images, _ = _read_images(args.images, model, args.crop)
     reconstructions = model.reconstruct(images, batch_size=args.batch_size)
     _write_output(args.output, lambda: save_pairs(images, reconstructions, args.output, args.pairs_per_row))
     print(args.output)
@@ -219,7 +220,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_parse(args: argparse.Namespace) -> int:
     """Save each image beside its heuristic parse canvas (the model's part bank), and optionally the latents."""
     model = _load_model(args)
-    images, labels = _read_images(args.images, model)
+    images, labels = _read_images(args.images, model, args.crop)
     latents = model.parse(images)
     _write_output(args.output, lambda: save_pairs(images, latents.canvas, args.output, args.pairs_per_row))
     if args.json is not None:
@@ -285,8 +286,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     def source(path: Path) -> ImageSource:
         """A folder is streamed (read a batch at a time); an .npz file is read whole."""
-        held = path if path.is_dir() else load_images(path, channels=cfg.channels, size=cfg.image_size)[0]
-        return image_source(held, channels=cfg.channels, size=cfg.image_size, name=str(path))
+        if not path.is_dir():
+            return image_source(load_images(path, channels=cfg.channels, size=cfg.image_size, crop=args.crop)[0],
+                                channels=cfg.channels, size=cfg.image_size, name=str(path))
+        return image_source(path, channels=cfg.channels, size=cfg.image_size, name=str(path), crop=args.crop)
 
     images, validation = source(data), None if held_out is None else source(held_out)
     logger.info("fitting on %d images from %s; checkpoints in %s", len(images), data, args.output / "checkpoints")
@@ -310,10 +313,14 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
     --dataset is given (or NAME is a data set whose file DATA holds), else the images DATA names."""
     dataset = args.dataset or (args.name if args.name in DATASETS else None)
     if dataset is not None and (args.dataset or all(f.is_file() for f in data_files(dataset, args.data, args.split))):
+        if args.crop is not None:
+            raise InvalidInputError(f"--crop applies to image files, and --data holds the {dataset} data set, read "
+                                    "as its own protocol frames it")
         images = load_dataset(dataset, args.data, args.split, limit=args.limit).float() / 255
         source = f"{dataset} {args.split}"
     else:
-        images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size)
+        images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size,
+                                crop=args.crop)
         images = check_images(images[:args.limit], channels=model.config.channels, size=model.config.image_size,
                               name=str(args.data))
         source = str(args.data)
@@ -462,8 +469,16 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, desc
     return parser
 
 
+def _add_crop_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--crop", type=positive_int, default=None, metavar="PX",
+                        help="cut each image file to its PX x PX px centre before it is resized to the model's size, "
+                             "to frame photos as the model's training images were: 148 for 178x218 aligned CelebA "
+                             "photos and the celeba model (default: the largest centred square)")
+
+
 def _add_pairs_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGES", help=IMAGES_HELP)
+    _add_crop_argument(parser)
     parser.add_argument("-o", "--output", type=picture_path, default=Path(default_output),
                         help=f"the picture (default {default_output})")
     parser.add_argument("--pairs-per-row", type=positive_int, default=None,
@@ -515,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "and decoder trained for a number of optimizer steps, the best validation round kept. Progress "
                    "goes to stderr.", cmd_fit, name_help=None)
     fit.add_argument("data", metavar="DATA", help="a folder of images, or an .npz file with an 'images' array")
+    _add_crop_argument(fit)
     fit.add_argument("-o", "--output", type=output_path, required=True, help="the model folder to write (created)")
     start = fit.add_argument_group("where to start (one of)")
     start.add_argument("--from", dest="from_name", metavar="NAME", default=None,
@@ -555,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--data", required=True,
                             help="the shared data folder (with --dataset, or when NAME is a data set), or "
                                  + IMAGES_HELP.replace("image files", "an image file"))
+    _add_crop_argument(evaluation)
     evaluation.add_argument("--dataset", choices=DATASETS, default=None,
                             help="read this data set's --split from DATA (default: NAME when it is a data set)")
     evaluation.add_argument("--split", default="test", help="the split of --dataset (default test)")

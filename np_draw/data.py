@@ -14,6 +14,7 @@ from einops import rearrange
 from PIL import Image
 
 from .errors import InvalidInputError, UnknownModelError
+from .images import centre_crop
 
 
 def _decode_jpegs(data: Any, indices: np.ndarray, transform=None) -> np.ndarray:
@@ -27,9 +28,9 @@ def _decode_jpegs(data: Any, indices: np.ndarray, transform=None) -> np.ndarray:
 
 
 def celeba_transform(image: Image.Image, size: int = 64, crop: int = 148) -> Image.Image:
-    """The paper's CelebA preprocessing: a ``crop`` px centre crop, resized to ``size`` px."""
-    left, top = (image.width - crop) // 2, (image.height - crop) // 2
-    return image.crop((left, top, left + crop, top + crop)).resize((size, size), Image.BICUBIC)
+    """The paper's CelebA preprocessing: a ``crop`` px centre crop (:func:`np_draw.images.centre_crop`), resized to
+    ``size`` px."""
+    return centre_crop(image, crop).resize((size, size), Image.BICUBIC)
 
 
 DATASETS = ("mnist", "omniglot", "cifar10", "celeba")

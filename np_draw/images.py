@@ -149,9 +149,19 @@ def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarr
     return np.array(image, dtype=np.uint8).reshape(size, size, channels)
 
 
-def read_folder(folder: Path, name: str = "images") -> Iterator[tuple[str, Image.Image]]:
-    """The image files under ``folder`` (recursively, sorted), decoded; unreadable ones skipped with a warning.
-    ``name`` is the argument an error names."""
+def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Image:
+    """The ``crop`` x ``crop`` px centre of ``image``, to frame photos as a model's training images were before they
+    are resized (the paper's CelebA faces: the 148 px centre of the 178 x 218 px aligned photos). An image smaller
+    than ``crop`` on either side is an InvalidInputError naming ``name``."""
+    if image.width < crop or image.height < crop:
+        raise InvalidInputError(f"crop={crop} px does not fit {name}: it is {image.width}x{image.height} px")
+    left, top = (image.width - crop) // 2, (image.height - crop) // 2
+    return image.crop((left, top, left + crop, top + crop))
+
+
+def read_folder(folder: Path, name: str = "images", crop: int | None = None) -> Iterator[tuple[str, Image.Image]]:
+    """The image files under ``folder`` (recursively, sorted), decoded (and cut to their ``crop`` px centre, see
+    :func:`centre_crop`); unreadable ones skipped with a warning. ``name`` is the argument an error names."""
     if folder.is_file():
         raise InvalidInputError(f"{name} must be a folder of image files, got {str(folder)!r}: a file")
     if not folder.is_dir():
@@ -162,8 +172,10 @@ def read_folder(folder: Path, name: str = "images") -> Iterator[tuple[str, Image
     for path in sorted((os.path.join(root, name) for root, _, names in os.walk(folder) for name in names),
                        key=lambda path: path.split(os.sep)):
         try:
-            image = open_image(path)
+            image = open_image(path, crop)
         except InvalidInputError as error:
+            if crop is not None and error.__cause__ is None:  # decoded, but smaller than the crop: not skipped
+                raise
             skipped.append(f"{os.path.basename(path)} ({error.__cause__.__class__.__name__})")
             continue
         found = True
@@ -175,22 +187,24 @@ def read_folder(folder: Path, name: str = "images") -> Iterator[tuple[str, Image
         raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """The image file ``path``, decoded; InvalidInputError for a file Pillow cannot read."""
+def open_image(path: str | Path, crop: int | None = None) -> Image.Image:
+    """The image file ``path``, decoded, and cut to its ``crop`` px centre when given (:func:`centre_crop`);
+    InvalidInputError for a file Pillow cannot read."""
     try:
         with Image.open(path) as image:
             image.load()
-            return image
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise InvalidInputError(f"{str(path)!r} is not a readable image: {error}") from error
+    return image if crop is None else centre_crop(image, crop, repr(str(path)))
 
 
-def load_folder_images(folder: str | Path, *, channels: int, size: int, name: str = "images") -> torch.Tensor:
+def load_folder_images(folder: str | Path, *, channels: int, size: int, name: str = "images",
+                       crop: int | None = None) -> torch.Tensor:
     """Every image file Pillow can read under ``folder`` (recursively, sorted by path), centre-cropped to a square
-    and resized to ``size``: uint8 (N, C, size, size). Files that are not images or are truncated are skipped
-    with a warning naming them; an error names ``name``."""
+    (or to its ``crop`` px centre, :func:`centre_crop`) and resized to ``size``: uint8 (N, C, size, size). Files
+    that are not images or are truncated are skipped with a warning naming them; an error names ``name``."""
     # One file open at a time: the folder is never held in memory at its own resolution.
-    return from_pil_images(read_folder(Path(folder), name), channels=channels, size=size)
+    return from_pil_images(read_folder(Path(folder), name, crop), channels=channels, size=size)
 
 
 def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int,
@@ -427,7 +441,8 @@ def _by_index(images: Any, name: str) -> Any:
     return images
 
 
-def image_source(images: Any, *, channels: int, size: int, name: str = "images") -> ImageSource:
+def image_source(images: Any, *, channels: int, size: int, name: str = "images",
+                 crop: int | None = None) -> ImageSource:
     """Images in any form :func:`as_image_tensor` takes, as an :class:`ImageSource` for training: a folder, a
     map-style torch Dataset (or a DataLoader that only batches one) or a Hugging Face ``datasets.Dataset`` is read
     lazily, a batch at a time, so memory does not grow with the number of images; the other forms are gathered and
@@ -437,8 +452,11 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
 
     Lazily read PIL images are centre-cropped and resized to ``size`` without a log line per image; a colour image
     for a grey model is an error when its batch is read (a folder's, before it is returned). A folder's images are
-    counted as :func:`from_pil_images` counts them (resized, grey, transparent), in one log line each.
+    counted as :func:`from_pil_images` counts them (resized, grey, transparent), in one log line each. ``crop``
+    frames a folder's images by their ``crop`` px centre (:func:`centre_crop`); it is an error with anything else.
     """
+    if crop is not None and not isinstance(images, (str, Path)):
+        raise InvalidInputError(f"{name}: crop applies to a folder of image files, got {type(images).__name__}")
     if isinstance(images, ImageSource):
         if (images.channels, images.size) != (channels, size):
             raise InvalidInputError(f"{name}: an ImageSource of {images.channels}x{images.size}x{images.size} images "
@@ -448,12 +466,12 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
         # Each file is decoded once here and let go, so that reading the folder lazily later fails on none, and a
         # colour image for a grey model is refused before any training.
         files, conversions = [], _Conversions(channels, size, str(images))
-        for path, image in read_folder(Path(images), name):
+        for path, image in read_folder(Path(images), name, crop):
             _check_not_colour(image, channels, path)
             conversions.add(image)
             files.append(path)
         conversions.log()
-        source: ImageSource = LazyImages(len(files), lambda i: open_image(files[i]), channels=channels, size=size,
+        source: ImageSource = LazyImages(len(files), lambda i: open_image(files[i], crop), channels=channels, size=size,
                                          name=str(images), label=files.__getitem__)
     elif (dataset := _by_index(images, name)) is not None:
         images = dataset
@@ -468,7 +486,8 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images")
     return source
 
 
-def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Tensor, list[str]]:
+def load_images(path: str | Path, *, channels: int, size: int,
+                crop: int | None = None) -> tuple[torch.Tensor, list[str]]:
     """Read images from one path, as the command line takes them.
 
     Args:
@@ -476,6 +495,7 @@ def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Te
             [0, 1]; a folder of image files (see :func:`load_folder_images`); or one image file (centre-cropped to a
             square and resized to ``size``).
         channels, size: what the model expects.
+        crop: image files are first cut to their ``crop`` px centre (:func:`centre_crop`); not for an .npz file.
     Returns:
         (N, C, size, size) tensor (uint8, or float as stored in an .npz), and a label naming each image's source:
         the file, or ``path[i]`` for the i-th image of an .npz or of a folder's readable images in path order.
@@ -485,16 +505,18 @@ def load_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Te
     """
     path = Path(path)
     if path.is_dir():
-        images = load_folder_images(path, channels=channels, size=size)
+        images = load_folder_images(path, channels=channels, size=size, crop=crop)
     elif not path.is_file():
         raise MissingFileError(f"no file or folder at {str(path)!r}")
     elif path.suffix == ".npz":
+        if crop is not None:
+            raise InvalidInputError(f"crop applies to image files, and {str(path)!r} is an array file")
         with np.load(path, allow_pickle=False) as data:
             if "images" not in data.files:
                 raise InvalidInputError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
             images = as_image_tensor(data["images"], channels=channels, size=size, name=f"{path}['images']")
     else:
-        return _item_tensor(open_image(path), channels=channels, size=size, name=str(path)), [str(path)]
+        return _item_tensor(open_image(path, crop), channels=channels, size=size, name=str(path)), [str(path)]
     return images, [f"{path}[{i}]" for i in range(len(images))]
 
 

@@ -292,7 +292,15 @@ CLI_CASES: list[CliCase] = [
             lambda model, f: ["sample", str(model), "-n", "1", "-o", str(f / "grid.xyz"), "-q"]),
     CliCase("a seed out of range", "argument --seed: must be an integer in [0, 2**63)",
             lambda model, f: ["sample", str(model), "-n", "1", "--seed", "99999999999999999999", "-q"]),
+    CliCase("--crop larger than an image file", "crop=148 px does not fit",
+            lambda model, f: ["reconstruct", str(model), _png(f, 120, 160), "--crop", "148", "-o", str(f / "x.png")]),
 ]
+
+
+def _png(folder: Path, width: int, height: int) -> str:
+    path = folder / "photo.png"
+    Image.new("L", (width, height)).save(path)
+    return str(path)
 
 
 def _folder(path: Path) -> Path:

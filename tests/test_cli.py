@@ -9,7 +9,7 @@ from PIL import Image
 
 from np_draw import NPDraw
 from np_draw.cli import build_parser, main
-from np_draw.images import to_pil
+from np_draw.images import image_source, to_pil
 from np_draw.manifest import read_manifest
 from np_draw.training import FitConfig
 
@@ -95,6 +95,46 @@ def test_image_files_named_one_by_one_say_what_loading_changed(tmp_path, digit_f
     with caplog.at_level(logging.INFO, logger="np_draw"):
         assert main(["reconstruct", "mnist", *files, "-o", str(tmp_path / "recon.png")]) == 0
     assert "1 of 4 images centre-cropped and resized to 28x28" in caplog.text  # one line for the four files
+
+
+def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_path, mnist_images, mnist, capsys):
+    """--crop PX cuts each image file to its PX px centre before resizing (the paper's CelebA framing is 148 px of
+    178 x 218 px photos): here digits of 30 px in the middle of 36 x 44 px noise."""
+    rng = np.random.default_rng(0)
+    folder, cropped = tmp_path / "photos", tmp_path / "cropped"
+    folder.mkdir(), cropped.mkdir()
+    for i, digit in enumerate(to_pil(mnist_images[:6])):
+        photo = Image.fromarray(rng.integers(0, 256, (44, 36), dtype=np.uint8))
+        photo.paste(digit.resize((30, 30), Image.BICUBIC), (3, 7))
+        photo.save(folder / f"{i}.png")
+        digit.resize((30, 30), Image.BICUBIC).save(cropped / f"{i}.png")
+    files = sorted(map(str, folder.iterdir()))
+    expected = [np.asarray(Image.open(cropped / f"{i}.png").resize((28, 28), Image.BICUBIC)) for i in range(6)]
+    for argv in (files, [str(folder)]):
+        output = tmp_path / "recon.png"
+        assert main(["reconstruct", "mnist", *argv, "--crop", "30", "-o", str(output), "--pairs-per-row", "6"]) == 0
+        assert all(np.array_equal(got, want) for got, want in zip(cells(output, 12)[::2], expected, strict=True))
+    assert main(["reconstruct", "mnist", *files, "-o", str(output), "--pairs-per-row", "6"]) == 0  # no crop: noise
+    assert not any(np.array_equal(got, want) for got, want in zip(cells(output, 12)[::2], expected, strict=True))
+    capsys.readouterr()
+    # fit trains on the framed images: the same as a folder of them cut beforehand
+    start = random_model("mnist")
+    start.save_pretrained(tmp_path / "start")
+    argv = ["fit", str(folder), "-o", str(tmp_path / "tuned"), "--from", str(tmp_path / "start"), "--steps", "1",
+            "--prior-steps", "1", "--batch-size", "6", "--val-fraction", "0.5", "-q"]
+    assert main([*argv, "--crop", "30"]) == 0
+    card = (tmp_path / "tuned" / "README.md").read_text()
+    assert image_source(cropped, channels=1, size=28).fingerprint() in card
+    assert image_source(folder, channels=1, size=28).fingerprint() not in card
+    # A crop larger than an image, or for images that are not files, is refused
+    for bad, message in [(["reconstruct", "mnist", files[0], "--crop", "40"], "crop=40 px does not fit"),
+                         (["fit", str(folder), "-o", str(tmp_path / "big"), "--crop", "40"], "crop=40 px does not fit"),
+                         (["reconstruct", "mnist", str(tmp_path / "digits.npz"), "--crop", "20"], "array file")]:
+        np.savez(tmp_path / "digits.npz", images=np.zeros((2, 28, 28), np.uint8))
+        capsys.readouterr()
+        assert main([*bad, "-o", str(tmp_path / "x.png")] if bad[0] == "reconstruct" else bad) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
 
 
 def test_parse_writes_canvases_and_the_latents(tmp_path, digit_files, mnist, mnist_images, capsys):
