@@ -72,37 +72,47 @@ class Grid:
         return rearrange(canvases, "(n t) c h w -> n t c h w", n=n, t=t)
 
     def compose(self, parts: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
-        """``compose(self.place(parts, locations))``: the running maximum of the placed parts after the last step,
-        (N, C, S, S), with the same values and the same gradients up to float rounding, for locations with at most
-        one non-zero weight per step (one-hot or straight-through one-hot, as every caller gives).
+        """``compose(self.place(parts, locations))``, the maximum of the placed parts over the steps, with the same
+        values and the same gradients up to float rounding.
 
-        Each step's part is placed at its one cell only, not on T canvases per image: the gradient of a location a
-        step did not take is the product of its part with the canvas's gradient where the canvas is blank (there
-        that step ties with the blank steps), one batched product per image. Grids whose cells overlap take
-        :meth:`place`'s path.
+        Where each step has at most one non-zero location weight (one-hot or straight-through one-hot, as sampled
+        latents and the VAE step's relaxed sample have), each part is placed at its one cell only, not on a canvas
+        of its own: the gradient of a location a step did not take is its part times the canvas's gradient where
+        the canvas is blank (shared there with the other steps that left the pixel blank), one batched product per
+        image. Spread location weights, and grids whose cells overlap, take :meth:`place`'s path. Differentiable
+        once: a backward pass with ``create_graph=True`` through the one-cell path raises NotImplementedError.
 
         Args:
             parts: (N, T, C, K, K) values >= 0.
-            locations: (N, T, L).
+            locations: (N, T, L) weights.
+        Returns:
+            (N, C, S, S).
         """
-        if self.stride < self.part_size:
+        if self.stride < self.part_size or bool((locations != 0).sum(-1).gt(1).any()):
             return compose(self.place(parts, locations))
         return _Composed.apply(parts, locations, self)
 
     def history(self, parts: torch.Tensor, locations: torch.Tensor, tile: int) -> torch.Tensor:
-        """What the prior sees before each step, in its tiles: entry t is the running maximum of the placed parts of
-        steps < t (entry 0 blank), as (N, T, tiles + 1, C * tile * tile) tiled canvases (:meth:`tile_index`; the
-        last tile, past the canvas, holds no canvas pixels). For locations with at most one non-zero weight per step.
+        """What the prior sees before each step, in its tiles: entry t is the maximum of the placed parts of the
+        steps before t (entry 0 blank), for locations with at most one non-zero weight per step (one-hot or
+        straight-through one-hot: the VAE step's relaxed sample, the parts with their footprint channel).
 
         The values are those of the running maximum of :meth:`place`'s canvases cut into tiles, and so are the
         gradients (a tie goes to the last step that reached the value, as ``torch.cummax``'s), up to float
-        rounding; each step draws its part on a copy of the step before it instead of placing and accumulating T
-        whole canvases (relaxed latents in training: the parts with their footprint channel).
+        rounding; each step draws its part on a copy of the entry before, instead of T whole canvases per image
+        being placed, accumulated and cut. Differentiable once (``create_graph=True`` raises NotImplementedError).
 
         Args:
             parts: (N, T, C, K, K) values >= 0.
-            locations: (N, T, L).
+            locations: (N, T, L) weights.
+            tile: the tiles' side in pixels.
+        Returns:
+            (N, T, tiles + 1, C * tile * tile) tiled canvases (:meth:`tile_index`). The last tile holds the largest
+            value put past the canvas's edge: nothing reads it, and no gradient flows from it.
         """
+        if bool((locations != 0).sum(-1).gt(1).any()):
+            raise InvalidInputError("locations must have at most one non-zero weight per step (one-hot or "
+                                    "straight-through one-hot)")
         return _History.apply(parts, locations, self.tile_index(parts.shape[2], tile, parts.device),
                               (self._tile_side(tile) ** 2 + 1, parts.shape[2] * tile**2))
 
@@ -234,6 +244,15 @@ def _carry_back(grad: torch.Tensor, rises: torch.Tensor, out: torch.Tensor) -> t
     return out
 
 
+def _refuse_create_graph(name: str) -> None:
+    """Refuse a backward pass that builds its own graph (``create_graph=True``, grad mode on): the backward of
+    :meth:`Grid.compose` and :meth:`Grid.history` is differentiable once, and a second derivative through it
+    would be silently wrong."""
+    if torch.is_grad_enabled():
+        raise NotImplementedError(f"{name} is differentiable once: its gradient cannot be differentiated again "
+                                  "(create_graph=True)")
+
+
 def _one_cell(parts: torch.Tensor, locations: torch.Tensor,
               index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The cell of each step, (N, T), its weight, (N, T, 1), and where its weighted part's pixels lie, (N, T, C * K *
@@ -244,20 +263,21 @@ def _one_cell(parts: torch.Tensor, locations: torch.Tensor,
 
 
 class _Composed(torch.autograd.Function):
-    """:meth:`Grid.compose` on a grid whose cells do not overlap."""
+    """:meth:`Grid.compose` on a grid whose cells do not overlap, for one-hot locations."""
 
     @staticmethod
     def forward(ctx, parts: torch.Tensor, locations: torch.Tensor, grid: Grid) -> torch.Tensor:
-        n, _, c, size = parts.shape[0], parts.shape[1], parts.shape[2], grid.canvas_size
+        n, c, size = parts.shape[0], parts.shape[2], grid.canvas_size
         index = grid.tile_index(c, size, parts.device)  # one tile: the canvas, then one slot for clipped pixels
         cells, weight, where = _one_cell(parts, locations, index)
         values = parts.flatten(2) * weight  # place()'s product at the step's cell; zero at the others
         canvas = parts.new_zeros(n, c * size**2 + 1).scatter_reduce_(1, where.flatten(1), values.flatten(1), "amax")
         ctx.save_for_backward(parts, cells, weight, where, values, canvas, index)
-        return canvas[:, :-1].reshape(n, c, size, size)
+        return canvas[:, :-1].contiguous().view(n, c, size, size)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None]:
+        _refuse_create_graph("Grid.compose")
         parts, cells, weight, where, values, canvas, index = ctx.saved_tensors
         steps = parts.shape[1]
         flat = where.flatten(1)
@@ -269,12 +289,14 @@ class _Composed(torch.autograd.Function):
         blank = canvas == 0
         shared = F.pad(grad.flatten(1), (0, 1)) / ((steps - covered) * blank + reached)
         at_cell = shared.gather(1, flat).view_as(values) * ties
-        # A cell the step did not take: its part times the canvas's gradient where the canvas is blank, for every
-        # step at once; at the step's own cell, its part times the gradient its pixels got.
-        off_cell = (shared * blank)[:, index]  # (N, L, C * K * K)
-        flat_parts = parts.flatten(2)
-        grad_locations = torch.bmm(flat_parts, off_cell.transpose(1, 2))
-        grad_locations.scatter_(2, cells[..., None], (at_cell * flat_parts).sum(-1, keepdim=True))
+        grad_locations = None
+        if ctx.needs_input_grad[1]:
+            # A cell the step did not take: its part times the canvas's gradient where the canvas is blank, for every
+            # step at once; at the step's own cell, its part times the gradient its pixels got.
+            off_cell = (shared * blank)[:, index]  # (N, L, C * K * K)
+            flat_parts = parts.flatten(2)
+            grad_locations = torch.bmm(flat_parts, off_cell.transpose(1, 2))
+            grad_locations.scatter_(2, cells[..., None], (at_cell * flat_parts).sum(-1, keepdim=True))
         return (at_cell * weight).view_as(parts), grad_locations, None
 
 
@@ -287,33 +309,37 @@ class _History(torch.autograd.Function):
         n, steps = parts.shape[:2]
         _, weight, where = _one_cell(parts, locations, index)
         values = parts.flatten(2) * weight  # place()'s product at the step's cell; zero at the others
-        out = parts.new_empty(n, steps, shape[0] * shape[1])
-        out[:, :1] = 0
+        out = parts.new_empty(n, steps, *shape)
+        flat = out.flatten(2)  # a view: out is contiguous
+        flat[:, :1] = 0
         for t in range(steps - 1):
-            out[:, t + 1] = out[:, t]
-            out[:, t + 1].scatter_reduce_(1, where[:, t], values[:, t], "amax")
+            flat[:, t + 1] = flat[:, t]
+            flat[:, t + 1].scatter_reduce_(1, where[:, t], values[:, t], "amax")
         ctx.save_for_backward(parts, weight, where, values, out, index)
-        ctx.past = (shape[0] - 1) * shape[1]  # the slot of every pixel past the canvas
-        return out.unflatten(2, shape)
+        return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None, None]:
+        _refuse_create_graph("Grid.history")
         parts, weight, where, values, out, index = ctx.saved_tensors
-        n, steps = parts.shape[:2]
+        n, steps, canvas = parts.shape[0], parts.shape[1], (out.shape[2] - 1) * out.shape[3]
+        out = out.flatten(2)
         # Where step s reached the maximum of the steps before it (>=, as cummax: the last of equal values takes
         # the gradient): off its cell where the history is blank, on it where its pixel is at least the history's.
-        # The pixels past the canvas share one slot, which nothing reads: all marked alike, whatever the order.
+        # The pixels past the canvas share the last tile's first slot: marked alike, whatever the order of writes.
         rises = torch.eq(out[:, :-1], 0, out=torch.empty_like(out[:, :-1]))
         before = where[:, :-1]
-        rises.scatter_(2, before, ((values[:, :-1] >= out[:, :-1].gather(2, before)) | (before == ctx.past)).to(out))
+        rises.scatter_(2, before, ((values[:, :-1] >= out[:, :-1].gather(2, before)) | (before >= canvas)).to(out))
+        # The tile past the canvas passes no gradient back: the carry runs over the canvas's tiles only.
         grad_drawn = torch.empty_like(out)
-        grad_drawn[:, -1:] = 0  # the last step is in no entry
-        _carry_back(grad.reshape(n, steps, -1)[:, 1:], rises, grad_drawn[:, :-1])
+        grad_drawn[:, -1:], grad_drawn[..., canvas:] = 0, 0  # the last step is in no entry
+        _carry_back(grad.flatten(2)[:, 1:, :canvas], rises[..., :canvas], grad_drawn[:, :-1, :canvas])
         at_cell = grad_drawn.gather(2, where)
-        # Every cell a step could have taken: its part times the gradient of the pixels that cell would cover
-        flat_parts = parts.flatten(2)
-        cellwise = grad_drawn.gather(2, index.flatten().expand(n, steps, -1)).unflatten(2, index.shape)
-        grad_locations = (cellwise * flat_parts[:, :, None]).sum(-1)
+        grad_locations = None
+        if ctx.needs_input_grad[1]:
+            # Every cell a step could have taken: its part times the gradient of the pixels that cell would cover
+            cellwise = grad_drawn.gather(2, index.flatten().expand(n, steps, -1)).unflatten(2, index.shape)
+            grad_locations = (cellwise * parts.flatten(2)[:, :, None]).sum(-1)
         return (at_cell * weight).view_as(parts), grad_locations, None, None
 
 

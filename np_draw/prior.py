@@ -371,8 +371,8 @@ class Prior(nn.Module):
         """Logits of every step given the history (teacher forcing).
 
         Args:
-            canvases: (N, t, C + 1, S, S), entry i = canvas and footprint after steps < i (see
-                :func:`np_draw.canvas.history`), t <= T.
+            canvases: (N, t, C + 1, S, S), entry i = canvas and footprint after steps < i (the running maximum of
+                each step's :meth:`np_draw.canvas.Grid.place` and :meth:`np_draw.canvas.Grid.box`), t <= T.
         Returns:
             StepLogits for steps 0..t-1.
         """
@@ -380,7 +380,7 @@ class Prior(nn.Module):
 
     def of_tiles(self, tiles: torch.Tensor) -> StepLogits:
         """:meth:`forward` of the history cut in the embedding's tiles: (N, t, tiles + k, (C + 1) * 4 * 4), as
-        :meth:`CanvasEmbedding.tiles` or :meth:`np_draw.canvas.Grid.place_tiled` lays it out (tiles after the first
+        :meth:`CanvasEmbedding.tiles` or :meth:`np_draw.canvas.Grid.history` lays it out (tiles after the first
         ``tiles`` are not read)."""
         return self._run(self.embed(tiles))
 
@@ -393,8 +393,7 @@ class Prior(nn.Module):
         """The prior's input for hard latents as :meth:`CanvasEmbedding.distinct` takes it: the canvas and footprint
         before each step, drawn a step at a time in the embedding's tiles as sampling draws them, kept as the tiles
         each step drew on, (U, (C + 1) * 4 * 4) with a blank one first, and (N, T, tiles) int64 rows of them. The
-        same values as :func:`np_draw.canvas.history` cut into tiles (maxima are exact), without its T whole
-        canvases per image to place, mask, accumulate and cut. Hard latents carry no gradient."""
+        same values as :meth:`np_draw.canvas.Grid.history` (maxima are exact). Hard latents carry no gradient."""
         n, steps = latents.ids.shape
         like = bank.parts
         tiled = self.grid.new_tiled(n, like.shape[1] + 1, self.embed.patch, like)

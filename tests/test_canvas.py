@@ -1,10 +1,12 @@
 import itertools
 
+import pytest
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
 from np_draw.canvas import Grid, compose, running_max
+from np_draw.errors import InvalidInputError
 from np_draw.prior import CanvasEmbedding
 
 MNIST_GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
@@ -180,3 +182,30 @@ def test_overlapping_cells_compose_by_max():
     canvas = compose(grid.place(parts, locations))[0, 0]
     assert torch.allclose(canvas[:4, :2], torch.tensor(0.2)) and torch.allclose(canvas[:4, 2:6], torch.tensor(0.6))
     assert canvas[4:].sum() == 0 and canvas[:, 6:].sum() == 0
+
+
+def test_compose_and_history_edge_cases():
+    """An empty batch and one step, spread location weights (compose takes place()'s path; history refuses them),
+    the tile past the canvas (no gradient from it), and a second derivative (refused, not silently wrong)."""
+    for n, steps in ((0, 5), (2, 1)):
+        parts = torch.rand(n, steps, 2, 5, 5, requires_grad=True)
+        locations = F.one_hot(torch.zeros(n, steps, dtype=torch.long), 36).float().requires_grad_()
+        history, canvas = MNIST_GRID.history(parts, locations, 4), MNIST_GRID.compose(parts, locations)
+        assert history.shape == (n, steps, 50, 32) and canvas.shape == (n, 2, 28, 28) and canvas.is_contiguous()
+        (history.sum() + canvas.sum()).backward()
+        assert parts.grad.shape == parts.shape and locations.grad.shape == locations.shape
+    parts = torch.rand(2, 3, 1, 5, 5)
+    spread = torch.full((2, 3, 36), 1 / 36)
+    assert torch.equal(MNIST_GRID.compose(parts, spread), compose(MNIST_GRID.place(parts, spread)))
+    with pytest.raises(InvalidInputError, match="at most one non-zero weight per step"):
+        MNIST_GRID.history(parts, spread, 4)
+    grid = Grid(canvas_size=8, part_size=3, stride=3, padding=1)  # cells past the canvas's edge
+    parts.requires_grad_()
+    last = grid.history(parts[..., :3, :3], F.one_hot(torch.tensor([[0, 0, 8]] * 2), 9).float(), 4)[:, :, -1]
+    assert last.abs().sum() > 0 and torch.autograd.grad(last.sum(), parts)[0].abs().sum() == 0
+    logits = torch.randn(2, 3, 36, requires_grad=True)
+    soft = logits.softmax(-1)
+    locations = F.one_hot(logits.argmax(-1), 36).float() + soft - soft.detach()
+    for placed in (MNIST_GRID.compose(parts, locations), MNIST_GRID.history(parts, locations, 4)):
+        with pytest.raises(NotImplementedError, match="differentiable once"):
+            torch.autograd.grad(placed.square().sum(), logits, create_graph=True)
