@@ -170,10 +170,11 @@ def _read_images(paths: Sequence[str], model: NPDraw, crop: int | None) -> tuple
     return torch.cat(batches), labels
 
 
-def infer_preset(data: Path) -> tuple[str, str]:
+def infer_preset(data: Path, crop: int | None = None) -> tuple[str, str]:
     """The preset that fits the images of DATA (a folder or an .npz file), and what was seen: colour images of
     64 px or more are faces-like (celeba, 64x64 RGB), smaller colour ones cifar10 (32x32 RGB), grey ones mnist
-    (28x28 grey). Reads the first 16 image files of a folder, or the shape of an .npz file's array."""
+    (28x28 grey). Reads the first 16 image files of a folder (their ``crop`` px centre, when given), or the shape
+    of an .npz file's array."""
     if data.suffix == ".npz":
         with np.load(data, allow_pickle=False) as arrays:
             if "images" not in arrays.files:
@@ -185,7 +186,7 @@ def infer_preset(data: Path) -> tuple[str, str]:
         side = min(shape[2:] if channels_first else shape[1:3])
     else:
         colour, side = False, 10**9
-        for _, image in itertools.islice(read_folder(data, "DATA"), 16):  # one decoded image held at a time
+        for _, image in itertools.islice(read_folder(data, "DATA", crop), 16):  # one decoded image held at a time
             colour, side = colour or is_colour(image), min(side, *image.size)
     preset = ("celeba" if side >= 64 else "cifar10") if colour else "mnist"
     return preset, f"{'colour' if colour else 'grey'} images, {side} px or more a side"
@@ -228,7 +229,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
                    for label, ids, locs, present in zip(labels, latents.ids.tolist(), latents.locs.tolist(),
                                                         latents.present.tolist())]
         document = {"model": args.name, "num_steps": model.config.num_steps, "grid_size": model.config.grid_size,
-                    "num_parts": model.config.num_parts, "images": records}
+                    "num_parts": model.config.num_parts, "crop": args.crop, "images": records}
         _write_output(args.json, lambda: args.json.write_text(json.dumps(document) + "\n"), "--json")
         print(args.json)
     print(args.output)
@@ -264,12 +265,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if path is not None and not (path.is_dir() or path.suffix == ".npz"):
             raise InvalidInputError(f"{name} must be a folder of images or an .npz file with an 'images' array, got "
                                     f"{str(path)!r}")
+        if path is not None and args.crop is not None and not path.is_dir():
+            raise InvalidInputError(f"--crop applies to a folder of image files, and {name} is an array file, "
+                                    f"{str(path)!r}: crop its images before saving them, or leave --crop out")
     if held_out is not None and args.val_fraction is not None:
         raise InvalidInputError("give --validation (held-out images) or --val-fraction (a share of DATA), not both")
     config = _fit_config(args)
     model_preset = args.preset
     if args.preset is None and args.from_name is None:
-        model_preset, seen = infer_preset(data)
+        model_preset, seen = infer_preset(data, args.crop)
         size = PRESETS[model_preset]
         logger.info("no --preset or --from: DATA holds %s, so the %s preset (%dx%d %s) is trained; give --preset to "
                     "choose another", seen, model_preset, size.image_size, size.image_size,
@@ -298,8 +302,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return 0  # under torchrun every process holds the same weights; the first one writes them
     start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
-    card = {"dataset": f"{len(images)} images from {data.name}", "notes": f"{start} with `np-draw fit`.",
-            "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data),
+    framing = "" if args.crop is None else f", each cut to its {args.crop}x{args.crop} px centre (--crop)"
+    card = {"dataset": f"{len(images)} images from {data.name}{framing}", "notes": f"{start} with `np-draw fit`.",
+            "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data), "crop": args.crop,
                          "data_fingerprint": images.fingerprint(),
                          "validation": None if held_out is None else str(held_out)}}
     model.save_pretrained(args.output, card=card)
@@ -323,7 +328,7 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
                                 crop=args.crop)
         images = check_images(images[:args.limit], channels=model.config.channels, size=model.config.image_size,
                               name=str(args.data))
-        source = str(args.data)
+        source = str(args.data) if args.crop is None else f"{args.data} (each file's {args.crop} px centre)"
     return images, f"{source}, {len(images):,} images"
 
 
@@ -471,7 +476,7 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, desc
 
 def _add_crop_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=positive_int, default=None, metavar="PX",
-                        help="cut each image file to its PX x PX px centre before it is resized to the model's size, "
+                        help="cut each image file to its PX x PX centre before it is resized to the model's size, "
                              "to frame photos as the model's training images were: 148 for 178x218 aligned CelebA "
                              "photos and the celeba model (default: the largest centred square)")
 

@@ -152,7 +152,9 @@ def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarr
 def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Image:
     """The ``crop`` x ``crop`` px centre of ``image``, to frame photos as a model's training images were before they
     are resized (the paper's CelebA faces: the 148 px centre of the 178 x 218 px aligned photos). An image smaller
-    than ``crop`` on either side is an InvalidInputError naming ``name``."""
+    than ``crop`` on either side is an InvalidInputError naming ``name``, as is a ``crop`` that is not a positive
+    int."""
+    crop = check_count(crop, "crop")
     if image.width < crop or image.height < crop:
         raise InvalidInputError(f"crop={crop} px does not fit {name}: it is {image.width}x{image.height} px")
     left, top = (image.width - crop) // 2, (image.height - crop) // 2

@@ -8,7 +8,7 @@ from conftest import random_model
 from PIL import Image
 
 from np_draw import NPDraw
-from np_draw.cli import build_parser, main
+from np_draw.cli import build_parser, infer_preset, main
 from np_draw.images import image_source, to_pil
 from np_draw.manifest import read_manifest
 from np_draw.training import FitConfig
@@ -124,12 +124,20 @@ def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_pat
             "--prior-steps", "1", "--batch-size", "6", "--val-fraction", "0.5", "-q"]
     assert main([*argv, "--crop", "30"]) == 0
     card = (tmp_path / "tuned" / "README.md").read_text()
-    assert image_source(cropped, channels=1, size=28).fingerprint() in card
+    assert image_source(cropped, channels=1, size=28).fingerprint() in card and '"crop": 30' in card
     assert image_source(folder, channels=1, size=28).fingerprint() not in card
+    # Without --preset or --from, fit picks the preset by the framed images' size
+    photos = tmp_path / "colour"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    assert infer_preset(photos)[0] == "celeba" and infer_preset(photos, 40)[0] == "cifar10"
     # A crop larger than an image, or for images that are not files, is refused
     for bad, message in [(["reconstruct", "mnist", files[0], "--crop", "40"], "crop=40 px does not fit"),
                          (["fit", str(folder), "-o", str(tmp_path / "big"), "--crop", "40"], "crop=40 px does not fit"),
-                         (["reconstruct", "mnist", str(tmp_path / "digits.npz"), "--crop", "20"], "array file")]:
+                         (["reconstruct", "mnist", str(tmp_path / "digits.npz"), "--crop", "20"], "array file"),
+        (["fit", str(tmp_path / "digits.npz"), "-o", str(tmp_path / "npz"), "--crop", "20"],
+         "--crop applies to a folder of image files, and DATA is an array file")]:
         np.savez(tmp_path / "digits.npz", images=np.zeros((2, 28, 28), np.uint8))
         capsys.readouterr()
         assert main([*bad, "-o", str(tmp_path / "x.png")] if bad[0] == "reconstruct" else bad) == 2
