@@ -423,6 +423,17 @@ class _Run:
             raise InvalidInputError(f"cannot resume from {self.directory} with epochs={self.config.epochs}, "
                                     f"steps={self.config.steps}: it has already trained {under_way} epochs or rounds; "
                                     f"pass at least {under_way}")
+        _, _, before = self._length(state["config"]["epochs"], state["config"]["steps"], DEFAULT_EPOCHS,
+                                    self.config.batch_size)
+        _, _, after = self._length(self.config.epochs, self.config.steps, DEFAULT_EPOCHS, self.config.batch_size)
+        short = None if before is None else before % self.config.eval_every
+        if short and after != before and under_way >= math.ceil(before / self.config.eval_every):
+            # Its last round, cut short to the old budget (and validated, if done), would stay short, and the added
+            # steps would not all be trained
+            raise InvalidInputError(f"cannot resume from {self.directory} with steps={self.config.steps}: its last "
+                                    f"round, under way or done, is cut short to {short} of eval_every="
+                                    f"{self.config.eval_every} steps; a run is extended by whole rounds, so extend runs "
+                                    "whose steps are a multiple of eval_every, or train into a new folder")
         check_weights(self.model.state_dict(),
                       {key: (list(value.shape), value.is_floating_point()) for key, value in tensors["model"].items()},
                       f"cannot resume from {self.directory}: its model weights, written by another np-draw version or "

@@ -338,6 +338,21 @@ def test_a_stage_measured_in_steps_runs_exactly_that_many_optimizer_steps(mnist_
     # On few images a budget in steps is cut to max_passes over them: 2 passes of 18 images at batch 8 = 5 steps.
     capped = model.fit(mnist_images[:20], config.replace(max_passes=2.0, fit_bank=False), progress=False)
     assert (capped.prior_steps, capped.steps, len(capped.val_bound)) == (5, 5, 2)
+    # A finished run in steps is extended by whole rounds: exactly as if given the steps from the start, unless
+    # its last round was cut short (3 of 4 steps), which more steps would not continue: refused.
+    def run(folder: str, steps: int) -> NPDraw:
+        torch.manual_seed(0)
+        model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+        model.fit(mnist_images[:20], config.replace(steps=steps), output_dir=tmp_path / folder, resume=True,
+                  progress=False)
+        return model
+
+    straight, _ = run("straight", 12), run("extended", 8)
+    extended = run("extended", 12).state_dict()
+    assert all(torch.equal(value, extended[key]) for key, value in straight.state_dict().items())
+    with pytest.raises(ValueError, match="its last round, under way or done, is cut short to 3 of eval_every=4 steps"):
+        NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1))).fit(
+            mnist_images[:20], config.replace(steps=15), output_dir=tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match="give epochs or steps, not both; got epochs=2 and steps=3"):
         FitConfig(epochs=2, steps=3)
     assert FitConfig.finetune(epochs=3).steps is None  # a budget in epochs replaces the default one in steps
