@@ -334,6 +334,12 @@ def adam(groups: list[dict]) -> torch.optim.Adam:
         return torch.optim.Adam(groups)
 
 
+def _unit(length: tuple[int, int | None, int | None]) -> str:
+    """What a stage's progress lines call its rounds (see ``_Run._length``): epochs, or rounds of ``eval_every``
+    steps when it is measured in steps."""
+    return "epoch" if length[1] is None else "round"
+
+
 class _Run:
     """One call of :func:`fit`: the stage, epoch and step reached, and everything needed to continue exactly."""
 
@@ -412,7 +418,8 @@ class _Run:
         if changed or state["fingerprint"] != self.fingerprint:
             differences = ", ".join(f"{key}={state['config'].get(key, defaults[key])!r}, now {config[key]!r}"
                                     for key in changed)
-            what = f"another FitConfig ({differences})" if changed else "other images"
+            what = (f"another FitConfig ({differences})" if changed
+                    else "other images (or the same files framed another way, e.g. another crop)")
             raise InvalidInputError(f"cannot resume from {self.directory}: it was written for {what}; only epochs "
                                     "and steps may differ; pass the same images and config, or a new output folder")
         trained = len(state["history"]["train"])
@@ -584,7 +591,7 @@ class _Run:
         def end_epoch() -> bool:
             self.history.prior_train.append(self.sums["loss"])
             self.history.prior_val.append(validate())
-            logger.info("prior epoch %d: train %.3f, val %.3f nats/sequence", self.epoch + 1,
+            logger.info("prior %s %d: train %.3f, val %.3f nats/sequence", unit, self.epoch + 1,
                         self.history.prior_train[-1], self.history.prior_val[-1])
             if self._select(self.history.prior_val[-1], prior):
                 self.history.prior_best_epoch = self.epoch
@@ -596,8 +603,9 @@ class _Run:
             self._select(self.history.prior_val_start, prior)
             logger.info("prior before training: val %.3f nats/sequence", self.history.prior_val_start)
         length = self._length(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
+        unit = _unit(length)
         self.history.prior_steps = length[2]
-        self._epochs(length, cfg.prior_batch_size, prior, compute, end_epoch, "prior epoch")
+        self._epochs(length, cfg.prior_batch_size, prior, compute, end_epoch, f"prior {unit}")
         if self.best_state is not None:
             prior.load_state_dict(self.best_state)
 
@@ -645,9 +653,8 @@ class _Run:
         def end_epoch() -> bool:
             self.history.train.append(dict(self.sums, tau=temperature()))
             self.history.val_bound.append(validate())
-            logger.info("epoch %d: loss %.2f, reconstruction %.2f, KL %.2f, parse CE %.3f; validation bound "
-                        "%.2f nats", self.epoch + 1, *(self.sums[k] for k in ("loss", "reconstruction", "kl",
-                                                                                  "parse_ce")),
+            logger.info("%s %d: loss %.2f, reconstruction %.2f, KL %.2f, parse CE %.3f; validation bound %.2f nats",
+                        unit, self.epoch + 1, *(self.sums[k] for k in ("loss", "reconstruction", "kl", "parse_ce")),
                         self.history.val_bound[-1])
             if cfg.patience is not None and self._select(self.history.val_bound[-1], trained):
                 self.history.best_epoch = self.epoch
@@ -662,8 +669,9 @@ class _Run:
                 self._select(self.history.val_bound_start, trained)
                 self.history.best_epoch = -1
         length = self._length(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
+        unit = _unit(length)
         self.history.steps = length[2]
-        self._epochs(length, cfg.batch_size, trained, compute, end_epoch, "epoch")
+        self._epochs(length, cfg.batch_size, trained, compute, end_epoch, unit)
         model.prior.requires_grad_(True)
 
     def _read(self, index: torch.Tensor) -> torch.Tensor:
