@@ -84,11 +84,11 @@ class Grid:
 
         Args:
             parts: (N, T, C, K, K) values >= 0.
-            locations: (N, T, L) weights.
+            locations: (N, T, L) weights >= 0.
         Returns:
             (N, C, S, S).
         """
-        if self.stride < self.part_size or bool((locations != 0).sum(-1).gt(1).any()):
+        if self.stride < self.part_size or _spread(locations):
             return compose(self.place(parts, locations))
         return _Composed.apply(parts, locations, self)
 
@@ -104,13 +104,13 @@ class Grid:
 
         Args:
             parts: (N, T, C, K, K) values >= 0.
-            locations: (N, T, L) weights.
+            locations: (N, T, L) weights >= 0.
             tile: the tiles' side in pixels.
         Returns:
             (N, T, tiles + 1, C * tile * tile) tiled canvases (:meth:`tile_index`). The last tile holds the largest
             value put past the canvas's edge: nothing reads it, and no gradient flows from it.
         """
-        if bool((locations != 0).sum(-1).gt(1).any()):
+        if _spread(locations):
             raise InvalidInputError("locations must have at most one non-zero weight per step (one-hot or "
                                     "straight-through one-hot)")
         return _History.apply(parts, locations, self.tile_index(parts.shape[2], tile, parts.device),
@@ -242,6 +242,12 @@ def _carry_back(grad: torch.Tensor, rises: torch.Tensor, out: torch.Tensor) -> t
         torch.mul(carried, rises[:, t], out=out[:, t])
         carried -= out[:, t]  # what went to step t: zero where it rose
     return out
+
+
+def _spread(locations: torch.Tensor) -> bool:
+    """Whether some step of (N, T, L) location weights has more than one non-zero weight. NaN counts as zero, so
+    that a diverged encoder's NaN weights run on to the loss, where training reports them."""
+    return bool(locations.abs().gt(0).sum(-1).gt(1).any())
 
 
 def _refuse_create_graph(name: str) -> None:

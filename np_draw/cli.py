@@ -265,7 +265,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if path is not None and not (path.is_dir() or path.suffix == ".npz"):
             raise InvalidInputError(f"{name} must be a folder of images or an .npz file with an 'images' array, got "
                                     f"{str(path)!r}")
-        if path is not None and args.crop is not None and not path.is_dir():
+        if path is not None and args.crop is not None and path.is_file():
             raise InvalidInputError(f"--crop applies to a folder of image files, and {name} is an array file, "
                                     f"{str(path)!r}: crop its images before saving them, or leave --crop out")
     if held_out is not None and args.val_fraction is not None:
@@ -351,7 +351,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{args.name} on {source}\n\n| metric | value |\n|---|---|")
     print("\n".join(f"| {name} | {value} |" for name, value in rows))
     if args.json:
-        document = {"model": args.name, "data": source, "num_samples": args.num_samples, **results}
+        document = {"model": args.name, "data": source, "crop": args.crop, "num_samples": args.num_samples,
+                    **results}
         _write_output(args.json, lambda: args.json.write_text(json.dumps(document, indent=2) + "\n"), "--json")
     return 0
 

@@ -334,6 +334,12 @@ def adam(groups: list[dict]) -> torch.optim.Adam:
         return torch.optim.Adam(groups)
 
 
+def _round_sizes(length: tuple[int, int | None, int | None], count: int) -> list[int | None]:
+    """The optimizer steps of a stage's first ``count`` rounds (see ``_Run._length``; None for epochs)."""
+    _, every, total = length
+    return [None if every is None else min(every, total - i * every) for i in range(count)]
+
+
 def _unit(length: tuple[int, int | None, int | None]) -> str:
     """What a stage's progress lines call its rounds (see ``_Run._length``): epochs, or rounds of ``eval_every``
     steps when it is measured in steps."""
@@ -423,24 +429,26 @@ class _Run:
             raise InvalidInputError(f"cannot resume from {self.directory}: it was written for {what}; only epochs "
                                     "and steps may differ; pass the same images and config, or a new output folder")
         trained = len(state["history"]["train"])
-        rounds, _, _ = self._length(self.config.epochs, self.config.steps, DEFAULT_EPOCHS, self.config.batch_size)
+        before = self._length(state["config"]["epochs"], state["config"]["steps"], DEFAULT_EPOCHS,
+                              self.config.batch_size)
+        after = self._length(self.config.epochs, self.config.steps, DEFAULT_EPOCHS, self.config.batch_size)
+        rounds = after[0]
         # A round under way counts as trained: stopping inside it would keep part of it.
         under_way = trained + (state["stage"] == "vae" and state["step"] > 0)
+        asked = f"cannot resume from {self.directory} with epochs={self.config.epochs}, steps={self.config.steps}"
         if rounds < under_way:
-            raise InvalidInputError(f"cannot resume from {self.directory} with epochs={self.config.epochs}, "
-                                    f"steps={self.config.steps}: it has already trained {under_way} epochs or rounds; "
-                                    f"pass at least {under_way}")
-        _, _, before = self._length(state["config"]["epochs"], state["config"]["steps"], DEFAULT_EPOCHS,
-                                    self.config.batch_size)
-        _, _, after = self._length(self.config.epochs, self.config.steps, DEFAULT_EPOCHS, self.config.batch_size)
-        short = None if before is None else before % self.config.eval_every
-        if short and after != before and under_way >= math.ceil(before / self.config.eval_every):
-            # Its last round, cut short to the old budget (and validated, if done), would stay short, and the added
-            # steps would not all be trained
-            raise InvalidInputError(f"cannot resume from {self.directory} with steps={self.config.steps}: its last "
-                                    f"round, under way or done, is cut short to {short} of eval_every="
-                                    f"{self.config.eval_every} steps; a run is extended by whole rounds, so extend runs "
-                                    "whose steps are a multiple of eval_every, or train into a new folder")
+            raise InvalidInputError(f"{asked}: it has already trained {under_way} epochs or rounds; pass at least "
+                                    f"{under_way}")
+        if under_way and (before[2] is None) != (after[2] is None):
+            raise InvalidInputError(f"{asked}: its encoder and decoder trained in "
+                                    f"{'epochs' if before[2] is None else 'steps'}; give the budget in the same unit")
+        if under_way and after[2] is not None and _round_sizes(before, under_way) != _round_sizes(after, under_way):
+            # Each round's images were drawn for its size: a round already trained or under way cannot change
+            raise InvalidInputError(f"{asked}: the rounds it has trained or begun hold "
+                                    f"{_round_sizes(before, under_way)} steps, which this budget would make "
+                                    f"{_round_sizes(after, under_way)}; a run is extended by whole rounds of "
+                                    f"eval_every={self.config.eval_every} steps (the last one cut short to the "
+                                    "budget), so give steps that keep them, or train into a new folder")
         check_weights(self.model.state_dict(),
                       {key: (list(value.shape), value.is_floating_point()) for key, value in tensors["model"].items()},
                       f"cannot resume from {self.directory}: its model weights, written by another np-draw version or "
@@ -457,7 +465,11 @@ class _Run:
         self.order = tensors["order"]["order"] if "order" in tensors else None
         self.best_state = tensors.get("best")
         self._optimizer_meta = (tensors.get("optimizer", {}), state["optimizer"])
-        extended = (self.config.epochs, self.config.steps) != (state["config"]["epochs"], state["config"]["steps"])
+        extended = after != before
+        if self.stage == "done" and not extended and (self.config.epochs, self.config.steps) != (
+                state["config"]["epochs"], state["config"]["steps"]):
+            logger.info("the budget asked for comes to the finished run's own (steps are capped at max_passes over "
+                        "the training images): nothing more to train")
         if self.stage == "done" and extended and self.history.stopped_early:
             logger.info("the finished run stopped early (patience); more epochs or steps change nothing")
         elif self.stage == "done" and extended:

@@ -199,6 +199,9 @@ def test_compose_and_history_edge_cases():
     assert torch.equal(MNIST_GRID.compose(parts, spread), compose(MNIST_GRID.place(parts, spread)))
     with pytest.raises(InvalidInputError, match="at most one non-zero weight per step"):
         MNIST_GRID.history(parts, spread, 4)
+    # NaN weights (a diverged encoder's) are not spread: they run on, for training to report the NaN loss
+    diverged = torch.full((2, 3, 36), float("nan"))
+    assert MNIST_GRID.history(parts, diverged, 4).isnan().any() and MNIST_GRID.compose(parts, diverged).isnan().any()
     grid = Grid(canvas_size=8, part_size=3, stride=3, padding=1)  # cells past the canvas's edge
     parts.requires_grad_()
     last = grid.history(parts[..., :3, :3], F.one_hot(torch.tensor([[0, 0, 8]] * 2), 9).float(), 4)[:, :, -1]

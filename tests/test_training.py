@@ -350,9 +350,12 @@ def test_a_stage_measured_in_steps_runs_exactly_that_many_optimizer_steps(mnist_
     straight, _ = run("straight", 12), run("extended", 8)
     extended = run("extended", 12).state_dict()
     assert all(torch.equal(value, extended[key]) for key, value in straight.state_dict().items())
-    with pytest.raises(ValueError, match="its last round, under way or done, is cut short to 3 of eval_every=4 steps"):
-        NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1))).fit(
-            mnist_images[:20], config.replace(steps=15), output_dir=tmp_path, resume=True, progress=False)
+    for changes, message in [({"steps": 15}, r"hold \[4, 4, 3\] steps, which this budget would make \[4, 4, 4\]"),
+                             ({"steps": 10}, r"hold \[4, 4, 3\] steps, which this budget would make \[4, 4, 2\]"),
+                             ({"steps": None, "epochs": 5}, "trained in steps; give the budget in the same unit")]:
+        with pytest.raises(ValueError, match=message):
+            NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1))).fit(
+                mnist_images[:20], config.replace(**changes), output_dir=tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match="give epochs or steps, not both; got epochs=2 and steps=3"):
         FitConfig(epochs=2, steps=3)
     assert FitConfig.finetune(epochs=3).steps is None  # a budget in epochs replaces the default one in steps
