@@ -163,28 +163,34 @@ def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Ima
 
 def read_folder(folder: Path, name: str = "images", crop: int | None = None) -> Iterator[tuple[str, Image.Image]]:
     """The image files under ``folder`` (recursively, sorted), decoded (and cut to their ``crop`` px centre, see
-    :func:`centre_crop`); unreadable ones skipped with a warning. ``name`` is the argument an error names."""
+    :func:`centre_crop`); unreadable ones skipped with a warning. ``name`` is the argument an error names; images
+    smaller than ``crop`` are an error naming all of them, once the folder has been read."""
     if folder.is_file():
         raise InvalidInputError(f"{name} must be a folder of image files, got {str(folder)!r}: a file")
     if not folder.is_dir():
         raise MissingFileError(f"{name} must be a folder of image files, got {str(folder)!r}: nothing there")
-    skipped, found = [], False
+    crop = None if crop is None else check_count(crop, "crop")
+    skipped, small, found = [], [], False
     # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
     # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
     for path in sorted((os.path.join(root, name) for root, _, names in os.walk(folder) for name in names),
                        key=lambda path: path.split(os.sep)):
         try:
-            image = open_image(path, crop)
+            image = open_image(path)
         except InvalidInputError as error:
-            if crop is not None and error.__cause__ is None:  # decoded, but smaller than the crop: not skipped
-                raise
             skipped.append(f"{os.path.basename(path)} ({error.__cause__.__class__.__name__})")
             continue
+        if crop is not None and min(image.size) < crop:
+            small.append(f"{os.path.basename(path)} ({image.width}x{image.height})")
+            continue
         found = True
-        yield path, image
+        yield path, image if crop is None else centre_crop(image, crop)
     if skipped:
         logger.warning("skipped %d %s not readable images: %s", len(skipped),
                        "file that is" if len(skipped) == 1 else "files that are", ", ".join(skipped[:10]))
+    if small:
+        raise InvalidInputError(f"crop={crop} px does not fit {len(small)} of the images in {str(folder)!r}: "
+                                f"{', '.join(small[:10])}{', ...' if len(small) > 10 else ''}")
     if not found:
         raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
 

@@ -132,7 +132,14 @@ def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_pat
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)).save(photos / f"{i}.png")
     assert infer_preset(photos)[0] == "celeba" and infer_preset(photos, 40)[0] == "cifar10"
-    # A crop larger than an image, or for images that are not files, is refused
+    # A crop larger than an image, or for images that are not files, is refused; a folder's too-small images are
+    # named together
+    for i in range(2):
+        Image.new("L", (20 + i, 50)).save(folder / f"small{i}.png")
+    assert exit_code(["reconstruct", "mnist", str(folder), "--crop", "30", "-o", str(tmp_path / "x.png")]) == 2
+    assert "crop=30 px does not fit 2 of the images in" in capsys.readouterr().err
+    for i in range(2):
+        (folder / f"small{i}.png").unlink()
     for bad, message in [(["reconstruct", "mnist", files[0], "--crop", "40"], "crop=40 px does not fit"),
                          (["fit", str(folder), "-o", str(tmp_path / "big"), "--crop", "40"], "crop=40 px does not fit"),
                          (["reconstruct", "mnist", str(tmp_path / "digits.npz"), "--crop", "20"], "array file"),
