@@ -260,12 +260,14 @@ def _refuse_create_graph(name: str) -> None:
 
 
 def _one_cell(parts: torch.Tensor, locations: torch.Tensor,
-              index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The cell of each step, (N, T), its weight, (N, T, 1), and where its weighted part's pixels lie, (N, T, C * K *
-    K) rows of ``index``, for (N, T, C, K, K) parts at (N, T, L) locations with one non-zero weight per step (a step
-    with none takes cell 0 with weight 0: the same blank placement)."""
+              index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For (N, T, C, K, K) parts at (N, T, L) locations with one non-zero weight per step: the cell of each step,
+    (N, T), its weight, (N, T, 1), where the step's pixels lie, (N, T, C * K * K) rows of ``index``, and their
+    values, the part times the weight (:meth:`Grid.place`'s product at that cell; zero at the others). A step with
+    no weight takes cell 0 with weight 0: the same blank placement."""
     cells = locations.argmax(-1)
-    return cells, locations.gather(2, cells[..., None]), index[cells]
+    weight = locations.gather(2, cells[..., None])
+    return cells, weight, index[cells], parts.flatten(2) * weight
 
 
 class _Composed(torch.autograd.Function):
@@ -275,8 +277,7 @@ class _Composed(torch.autograd.Function):
     def forward(ctx, parts: torch.Tensor, locations: torch.Tensor, grid: Grid) -> torch.Tensor:
         n, c, size = parts.shape[0], parts.shape[2], grid.canvas_size
         index = grid.tile_index(c, size, parts.device)  # one tile: the canvas, then one slot for clipped pixels
-        cells, weight, where = _one_cell(parts, locations, index)
-        values = parts.flatten(2) * weight  # place()'s product at the step's cell; zero at the others
+        cells, weight, where, values = _one_cell(parts, locations, index)
         canvas = parts.new_zeros(n, c * size**2 + 1).scatter_reduce_(1, where.flatten(1), values.flatten(1), "amax")
         ctx.save_for_backward(parts, cells, weight, where, values, canvas, index)
         return canvas[:, :-1].contiguous().view(n, c, size, size)
@@ -313,8 +314,7 @@ class _History(torch.autograd.Function):
     def forward(ctx, parts: torch.Tensor, locations: torch.Tensor, index: torch.Tensor,
                 shape: tuple[int, int]) -> torch.Tensor:
         n, steps = parts.shape[:2]
-        _, weight, where = _one_cell(parts, locations, index)
-        values = parts.flatten(2) * weight  # place()'s product at the step's cell; zero at the others
+        _, weight, where, values = _one_cell(parts, locations, index)
         out = parts.new_empty(n, steps, *shape)
         flat = out.flatten(2)  # a view: out is contiguous
         flat[:, :1] = 0

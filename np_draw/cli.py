@@ -289,11 +289,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     cfg = model.config
 
     def source(path: Path) -> ImageSource:
-        """A folder is streamed (read a batch at a time); an .npz file is read whole."""
-        if not path.is_dir():
-            return image_source(load_images(path, channels=cfg.channels, size=cfg.image_size, crop=args.crop)[0],
-                                channels=cfg.channels, size=cfg.image_size, name=str(path))
-        return image_source(path, channels=cfg.channels, size=cfg.image_size, name=str(path), crop=args.crop)
+        """A folder is streamed (read a batch at a time); an .npz file is read whole (--crop was refused for it)."""
+        held = path if path.is_dir() else load_images(path, channels=cfg.channels, size=cfg.image_size)[0]
+        return image_source(held, channels=cfg.channels, size=cfg.image_size, name=str(path), crop=args.crop)
 
     images, validation = source(data), None if held_out is None else source(held_out)
     logger.info("fitting on %d images from %s; checkpoints in %s", len(images), data, args.output / "checkpoints")

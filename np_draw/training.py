@@ -334,10 +334,11 @@ def adam(groups: list[dict]) -> torch.optim.Adam:
         return torch.optim.Adam(groups)
 
 
-def _round_sizes(length: tuple[int, int | None, int | None], count: int) -> list[int | None]:
-    """The optimizer steps of a stage's first ``count`` rounds (see ``_Run._length``; None for epochs)."""
+def _round_steps(length: tuple[int, int | None, int | None], round_: int) -> int | None:
+    """The optimizer steps of a stage's round ``round_`` (see ``_Run._length``): ``eval_every``, the last round
+    what is left of the stage's steps; None for a stage in epochs (a round is one pass over the images)."""
     _, every, total = length
-    return [None if every is None else min(every, total - i * every) for i in range(count)]
+    return None if every is None else min(every, total - round_ * every)
 
 
 def _unit(length: tuple[int, int | None, int | None]) -> str:
@@ -442,11 +443,11 @@ class _Run:
         if under_way and (before[2] is None) != (after[2] is None):
             raise InvalidInputError(f"{asked}: its encoder and decoder trained in "
                                     f"{'epochs' if before[2] is None else 'steps'}; give the budget in the same unit")
-        if under_way and after[2] is not None and _round_sizes(before, under_way) != _round_sizes(after, under_way):
+        sizes = [[_round_steps(length, i) for i in range(under_way)] for length in (before, after)]
+        if under_way and after[2] is not None and sizes[0] != sizes[1]:
             # Each round's images were drawn for its size: a round already trained or under way cannot change
-            raise InvalidInputError(f"{asked}: the rounds it has trained or begun hold "
-                                    f"{_round_sizes(before, under_way)} steps, which this budget would make "
-                                    f"{_round_sizes(after, under_way)}; a run is extended by whole rounds of "
+            raise InvalidInputError(f"{asked}: the rounds it has trained or begun hold {sizes[0]} steps, which this "
+                                    f"budget would make {sizes[1]}; a run is extended by whole rounds of "
                                     f"eval_every={self.config.eval_every} steps (the last one cut short to the "
                                     "budget), so give steps that keep them, or train into a new folder")
         check_weights(self.model.state_dict(),
@@ -515,7 +516,7 @@ class _Run:
         DistributedDataParallel, which averages gradients: each process back-propagates its loss sum times the
         number of processes over the global batch size, so the result is the gradient of the global batch's mean.
         """
-        rounds, round_steps, total_steps = length
+        rounds, round_steps, _ = length
         runner: torch.nn.Module = _Stage(trained, compute)
         if self.world > 1:
             runner = DistributedDataParallel(runner)
@@ -523,8 +524,7 @@ class _Run:
             if self.order is None:
                 count = len(self.train_idx)
                 if round_steps is not None:
-                    # The last round takes what is left of the stage's steps.
-                    count = min(round_steps, total_steps - self.epoch * round_steps) * batch_size
+                    count = _round_steps(length, self.epoch) * batch_size
                 passes = [torch.randperm(len(self.train_idx), generator=self.order_generator)
                           for _ in range(math.ceil(count / len(self.train_idx)))]
                 self.order = self.train_idx[torch.cat(passes)[:count]]
