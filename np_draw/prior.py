@@ -54,21 +54,38 @@ class CanvasEmbedding(nn.Module):
             features = features.narrow(2, 0, self.cells)
         return F.linear(features.flatten(2), self.proj.weight, self.proj.bias)
 
-    def distinct(self, tiles: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """The embedding of canvases given as their distinct tiles: (U, (C + 1) * 4 * 4) tiles and (N, T, cells)
-        int64 rows of them, the tile in each cell of each canvas -> (N, T, width), as :meth:`forward` of the tiles
-        ``tiles[index]``.
+    def stepwise(self, tiles: torch.Tensor, drawn: torch.Tensor, replaced: torch.Tensor, locations: torch.Tensor,
+                 touched: torch.Tensor) -> torch.Tensor:
+        """The embedding of drawings' canvases given step by step -> (N, T, width), as :meth:`forward` of the
+        canvases before each step.
 
-        A drawing's canvases before its T steps differ in the few tiles each step draws on, so the convolution runs
-        over the tiles drawn and the projection reads each canvas's through the index: on 28 px canvases 12x fewer
-        tiles than T whole canvases hold, on 32 px ones with 4 px parts 64x (a part is one tile).
+        The projection is linear, so a canvas's embedding is the blank canvas's plus, for each step before it, the
+        projection of what that step changed: the difference of the features of the few tiles it drew on, through
+        the weights of those tiles. Steps are grouped by location, in chunks of 16, for one batched product.
+        Projecting every canvas whole read T x cells tiles, 12x as many rows on 28 px canvases and 64x on 32 px
+        ones with 4 px parts (a part is one tile), and its product took a tenth of the prior's training step. The
+        same function to float rounding (a sum over steps where the projection sums over cells).
+
+        Args:
+            tiles: (U, (C + 1) * 4 * 4) tiles, the first blank.
+            drawn: (N, T, m) int64 rows of the tiles each step drew on.
+            replaced: (N, T, m) int64 rows of the tiles they replaced.
+            locations: (N, T) int64 cell of each step, L for a step that drew nothing.
+            touched: (L, m) the tiles each location draws on, ``self.cells`` for none
+                (:meth:`np_draw.canvas.Grid.touched_tiles`).
         """
         features = self._convolve(tiles)
-        # On the CPU index_select, whose backward (index_add_) ran 2x faster than F.embedding's; on CUDA that
-        # backward adds with atomics, in no fixed order, where F.embedding's sorts: the same gradients every run.
-        features = F.embedding(index, features) if features.is_cuda else \
-            features.index_select(0, index.flatten()).view(*index.shape, features.shape[-1])
-        return F.linear(features.flatten(2), self.proj.weight, self.proj.bias)
+        n, steps, m = drawn.shape
+        rows, sources, chunk_locations = _chunks(locations.flatten(), len(touched))
+        # An empty row of a chunk reads the blank tile twice: no change.
+        drawn, replaced = (F.pad(x.flatten(0, 1), (0, 0, 0, 1))[sources] for x in (drawn, replaced))
+        change = (_rows(features, drawn) - _rows(features, replaced)).view(-1, _CHUNK, m * features.shape[-1])
+        weight = F.pad(rearrange(self.proj.weight, "o (c f) -> o c f", c=self.cells), (0, 0, 0, 1))
+        weight = rearrange(weight[:, touched], "o l m f -> l (m f) o")[chunk_locations]
+        projected = F.pad(torch.bmm(change, weight).flatten(0, 1), (0, 0, 0, 1))  # a step of none: the zero row
+        delta = _rows(projected, rows.view(n, steps))
+        blank = F.linear(features[0].repeat(self.cells), self.proj.weight, self.proj.bias)
+        return blank + F.pad(delta.cumsum(1), (0, 0, 1, 0)).narrow(1, 0, steps)
 
     def _convolve(self, tiles: torch.Tensor) -> torch.Tensor:
         """The two convolutions on 4x4 patches (..., (C + 1) * 4 * 4) -> (..., hidden)."""
@@ -88,6 +105,37 @@ def _embed_step(tiles: torch.Tensor, count: int, weights: tuple) -> torch.Tensor
     cells, w1, b1, w2, b2, wp, bp = weights
     features = torch.addmm(b2, torch.relu(torch.addmm(b1, tiles, w1)), w2)
     return torch.addmm(bp, features.view(count, cells + 1, b2.shape[0]).narrow(1, 0, cells).flatten(1), wp)
+
+
+def _rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for int64 rows of a (R, F) table -> (*index.shape, F). On the CPU index_select, whose
+    backward (index_add_) ran 2x faster than F.embedding's; on CUDA that backward adds with atomics, in no fixed
+    order, where F.embedding's sorts: the same gradients every run."""
+    if table.is_cuda:
+        return F.embedding(index, table)
+    return table.index_select(0, index.flatten()).view(*index.shape, table.shape[-1])
+
+
+_CHUNK = 16  # rows of a chunk of CanvasEmbedding.stepwise: a product of 16 rows runs near a whole one's rate
+
+
+@torch.no_grad()
+def _chunks(keys: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A table of chunks of ``_CHUNK`` rows, each chunk one key's, for entries with ``keys`` (E,) int64 in [0,
+    count] (count: none): each entry's row (the table's length for none), each row's entry (E for an empty row),
+    and each chunk's key. Padding each key's entries to whole chunks, not to the most any key has, keeps the table
+    within E + count * _CHUNK rows whatever the keys."""
+    sizes = torch.bincount(keys, minlength=count + 1)
+    chunks = -(-sizes[:count] // _CHUNK)
+    total = int(chunks.sum()) * _CHUNK
+    first = F.pad((chunks.cumsum(0) - chunks) * _CHUNK, (0, 1), value=total)
+    order = torch.argsort(keys, stable=True)
+    ordered = keys[order]
+    ranks = torch.arange(len(keys), device=keys.device) - (sizes.cumsum(0) - sizes)[ordered]
+    rows = torch.empty_like(keys).index_put_((order,), torch.where(ordered < count, first[ordered] + ranks, total))
+    sources = keys.new_full((total + 1,), len(keys))
+    sources[rows] = torch.arange(len(keys), device=keys.device)  # entries of none all land past the table
+    return rows, sources[:total], torch.repeat_interleave(torch.arange(count, device=keys.device), chunks)
 
 
 def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
@@ -386,14 +434,16 @@ class Prior(nn.Module):
 
     def log_prob(self, latents: Latents, bank: PartBank) -> torch.Tensor:
         """Teacher-forced log p(z) of hard latents, summed over steps: (N,) in nats."""
-        return self._run(self.embed.distinct(*self._drawn_tiles(latents, bank))).log_prob(latents)
+        return self._run(self.embed.stepwise(*self._drawn_tiles(latents, bank))).log_prob(latents)
 
     @torch.no_grad()
-    def _drawn_tiles(self, latents: Latents, bank: PartBank) -> tuple[torch.Tensor, torch.Tensor]:
-        """The prior's input for hard latents as :meth:`CanvasEmbedding.distinct` takes it: the canvas and footprint
-        before each step, drawn a step at a time in the embedding's tiles as sampling draws them, kept as the tiles
-        each step drew on, (U, (C + 1) * 4 * 4) with a blank one first, and (N, T, tiles) int64 rows of them. The
-        same values as :meth:`np_draw.canvas.Grid.history` (maxima are exact). Hard latents carry no gradient."""
+    def _drawn_tiles(self, latents: Latents, bank: PartBank) -> tuple[torch.Tensor, ...]:
+        """The prior's input for hard latents as :meth:`CanvasEmbedding.stepwise` takes it: the canvas and footprint
+        drawn a step at a time in the embedding's tiles as sampling draws them, kept as the tiles each step drew on,
+        (U, (C + 1) * 4 * 4) with a blank one first, and for each step (N, T, m) int64 the rows of the tiles it drew,
+        of those they replaced, each step's location (L for a step that draws nothing), and the (L, m) tiles each
+        location draws on. The same canvases as :meth:`np_draw.canvas.Grid.history`
+        (maxima are exact). Hard latents carry no gradient."""
         n, steps = latents.ids.shape
         like = bank.parts
         tiled = self.grid.new_tiled(n, like.shape[1] + 1, self.embed.patch, like)
@@ -403,16 +453,19 @@ class Prior(nn.Module):
         ids, locs, present = (x.to(like.device) for x in (latents.ids, latents.locs, latents.present))
         # The row of each tile of each canvas, the tile past the canvas's edge last (written, never read)
         rows = torch.zeros(n, tiled.shape[1], dtype=torch.long, device=like.device)
-        before = rows.new_empty(n, steps, tiled.shape[1] - 1)
-        drawn, count = [tiled.new_zeros(1, tiled.shape[2])], 1
+        cells = touched[locs]
+        drawn, replaced = torch.empty_like(cells), torch.empty_like(cells)
+        tiles, count = [tiled.new_zeros(1, tiled.shape[2])], 1
         for t in range(steps):
-            before[:, t] = rows[:, :-1]
+            where = cells[:, t]
             self.grid.draw(tiled, table[ids[:, t]] * present[:, t, None].to(like), locs[:, t], index)
-            where = touched[locs[:, t]]
-            drawn.append(tiled.gather(1, where[..., None].expand(-1, -1, tiled.shape[2])).flatten(0, 1))
-            rows.scatter_(1, where, torch.arange(count, count + where.numel(), device=like.device).view_as(where))
+            tiles.append(tiled.gather(1, where[..., None].expand(-1, -1, tiled.shape[2])).flatten(0, 1))
+            replaced[:, t] = rows.gather(1, where)
+            drawn[:, t] = torch.arange(count, count + where.numel(), device=like.device).view_as(where)
+            rows.scatter_(1, where, drawn[:, t])
             count += where.numel()
-        return torch.cat(drawn), before
+        # A step that draws nothing changes no tile: stepwise skips it, wherever its location points.
+        return torch.cat(tiles), drawn, replaced, torch.where(present > 0, locs, self.num_steps), touched
 
     @torch.no_grad()
     def sample(self, bank: PartBank, noise: torch.Tensor, *, temperature: float = 1.0,

@@ -99,24 +99,35 @@ def test_log_prob_draws_the_same_canvases_as_the_history_of_whole_canvases():
         u = torch.rand(6, grid.num_cells, num_parts + grid.num_cells + 1, generator=torch.Generator().manual_seed(5))
         drawn = prior.sample(bank, u)
         whole = whole_history(grid, bank.lookup(drawn.ids), F.one_hot(drawn.locs, grid.num_cells).float(), drawn.present)
-        tiles, rows = prior._drawn_tiles(drawn, bank)
-        assert torch.equal(tiles[rows], prior.embed.tiles(whole))
+        tiles, new, replaced, _, touched = prior._drawn_tiles(drawn, bank)
+        cells = touched[drawn.locs]
+        # Replaying the steps' tiles gives every canvas before each step, tile for tile.
+        rows = torch.zeros(6, prior.embed.cells + 1, dtype=torch.long)
+        for t in range(grid.num_cells):
+            assert torch.equal(tiles[rows[:, :-1]], prior.embed.tiles(whole)[:, t])
+            assert torch.equal(replaced[:, t], rows.gather(1, cells[:, t]))
+            rows.scatter_(1, cells[:, t], new[:, t])
         # The tiles each step drew on, not T whole canvases: a 5 px part falls in at most 2 x 2 of the 4 px tiles,
         # a 4 px part on the colour grid in one.
         drawn_on = 4 if grid is GRID else 1
-        assert len(tiles) == 1 + 6 * grid.num_cells * drawn_on < rows.numel() / 5
+        assert len(tiles) == 1 + 6 * grid.num_cells * drawn_on
         with torch.no_grad():
             torch.testing.assert_close(prior.log_prob(drawn, bank), prior(whole).log_prob(drawn))
-        # The embedding through the index is the embedding of the canvases, and so are its weights' gradients.
+        # Step by step, the embedding is that of the canvases, and so are its weights' gradients; also when every
+        # step draws at one place (the grouping by cell at its largest).
         prior.train()
-        through_index = prior.embed.distinct(tiles, rows)
-        grads = torch.autograd.grad(through_index.square().sum(), list(prior.embed.parameters()))
-        of_canvases = prior.embed(prior.embed.tiles(whole))
-        assert torch.equal(through_index, of_canvases)
-        for grad, expected in zip(grads, torch.autograd.grad(of_canvases.square().sum(),
-                                                             list(prior.embed.parameters()))):
-            # (summed over the distinct tiles' rows instead of every canvas's: float rounding apart)
-            torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+        for locs in (drawn.locs, torch.full_like(drawn.locs, 7)):
+            latents = Latents(drawn.ids, locs, drawn.present)
+            stepwise = prior.embed.stepwise(*prior._drawn_tiles(latents, bank))
+            grads = torch.autograd.grad(stepwise.square().sum(), list(prior.embed.parameters()))
+            placed = whole_history(grid, bank.lookup(latents.ids), F.one_hot(locs, grid.num_cells).float(),
+                                   latents.present)
+            of_canvases = prior.embed(prior.embed.tiles(placed))
+            torch.testing.assert_close(stepwise, of_canvases)
+            for grad, expected in zip(grads, torch.autograd.grad(of_canvases.square().sum(),
+                                                                 list(prior.embed.parameters()))):
+                # (the changes of each step summed, where the projection summed every canvas: float rounding)
+                torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
 
 
 def test_an_empty_batch_samples_to_empty_latents():
