@@ -35,7 +35,7 @@ from PIL import Image
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
 from .data import DATASETS, data_files, load_dataset
-from .errors import InvalidInputError, NPDrawError, UnwritablePathError, check_device
+from .errors import InvalidInputError, MissingFileError, NPDrawError, UnwritablePathError, check_device
 from .features import ARCHITECTURES
 from .images import (
     ImageSource,
@@ -108,6 +108,7 @@ def checked_value(cast: Callable[[str], Any], accept: Callable[[Any], bool], exp
 
 
 positive_int = checked_value(int, lambda value: value > 0, "a positive integer")
+non_negative_int = checked_value(int, lambda value: value >= 0, "a non-negative integer")
 fraction = checked_value(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 seed = checked_value(int, lambda value: 0 <= value < 2**63, "an integer in [0, 2**63)")
 
@@ -262,6 +263,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     data = Path(args.data)
     held_out = None if args.validation is None else Path(args.validation)
     for name, path in (("DATA", data), ("--validation", held_out)):
+        if path is not None and not path.exists():
+            raise MissingFileError(f"{name} must be a folder of images or an .npz file with an 'images' array, got "
+                                   f"{str(path)!r}: nothing there")
         if path is not None and not (path.is_dir() or path.suffix == ".npz"):
             raise InvalidInputError(f"{name} must be a folder of images or an .npz file with an 'images' array, got "
                                     f"{str(path)!r}")
@@ -544,12 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "cifar10 for small colour ones, celeba for colour ones of 64 px or more)")
     fit.add_argument("--fit-bank", action="store_true", help="with --from: refit the part bank (k-means) on DATA")
     fit.add_argument("--keep-prior", action="store_true", help="with --from: leave the prior as it is")
-    budget = fit.add_argument_group("how long (default: FitConfig's, in epochs from scratch and in steps with --from)")
-    budget.add_argument("--epochs", type=positive_int, default=None, help="encoder/decoder epochs (FitConfig.epochs)")
-    budget.add_argument("--steps", type=positive_int, default=None,
+    budget = fit.add_argument_group("how long (default: FitConfig's, in epochs from scratch and in steps with "
+                                    "--from; 0 skips the stage)")
+    budget.add_argument("--epochs", type=non_negative_int, default=None, help="encoder/decoder epochs (FitConfig.epochs)")
+    budget.add_argument("--steps", type=non_negative_int, default=None,
                         help="encoder/decoder optimizer steps instead of epochs (FitConfig.steps)")
-    budget.add_argument("--prior-epochs", type=positive_int, default=None, help="prior epochs (FitConfig.prior_epochs)")
-    budget.add_argument("--prior-steps", type=positive_int, default=None,
+    budget.add_argument("--prior-epochs", type=non_negative_int, default=None, help="prior epochs (FitConfig.prior_epochs)")
+    budget.add_argument("--prior-steps", type=non_negative_int, default=None,
                         help="prior optimizer steps instead of epochs (FitConfig.prior_steps)")
     budget.add_argument("--eval-every", type=positive_int, default=None,
                         help="optimizer steps per validation round when a stage is measured in steps")

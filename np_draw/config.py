@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import InvalidInputError, UnknownModelError, check_count
+from .errors import InvalidInputError, UnknownModelError, check_count, check_flags
 
 Likelihood = Literal["bernoulli", "logistic_mixture", "logistic"]
 LIKELIHOODS = ("bernoulli", "logistic_mixture", "logistic")
@@ -67,7 +67,10 @@ class NPDrawConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.prior, dict):
-            self.prior = PriorConfig(**self.prior)
+            try:
+                self.prior = PriorConfig(**self.prior)
+            except InvalidInputError as error:  # a config.json's prior: name the field as it is nested there
+                raise InvalidInputError(f"prior.{error}") from error
         for name in ("image_size", "channels", "canvas_size", "part_size", "num_parts", "grid_size", "stride",
                      "num_mixtures", "encoder_channels", "decoder_channels"):
             check_count(getattr(self, name), name)
@@ -79,6 +82,10 @@ class NPDrawConfig:
             raise InvalidInputError(f"channels must be 1 or 3, got {self.channels}")
         if self.likelihood == "bernoulli" and self.channels != 1:
             raise InvalidInputError("likelihood 'bernoulli' needs channels=1")
+        check_flags(binarize=self.binarize)
+        if self.binarize and self.likelihood != "bernoulli":
+            raise InvalidInputError(f"binarize=True (pixels drawn as 0 or 1) needs likelihood 'bernoulli', got "
+                                    f"{self.likelihood!r}")
         if self.image_size % self.canvas_size or self.image_size // self.canvas_size not in (1, 2):
             raise InvalidInputError(
                 f"image_size must be canvas_size or 2*canvas_size, got image_size={self.image_size}, "

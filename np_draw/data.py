@@ -14,7 +14,7 @@ from einops import rearrange
 from PIL import Image
 
 from .errors import InvalidInputError, UnknownModelError
-from .images import centre_crop
+from .images import CELEBA_CROP, centre_crop
 
 
 def _decode_jpegs(data: Any, indices: np.ndarray, transform=None) -> np.ndarray:
@@ -27,7 +27,7 @@ def _decode_jpegs(data: Any, indices: np.ndarray, transform=None) -> np.ndarray:
     return np.stack(out)
 
 
-def celeba_transform(image: Image.Image, size: int = 64, crop: int = 148) -> Image.Image:
+def celeba_transform(image: Image.Image, size: int = 64, crop: int = CELEBA_CROP) -> Image.Image:
     """The paper's CelebA preprocessing: a ``crop`` px centre crop (:func:`np_draw.images.centre_crop`), resized to
     ``size`` px."""
     return centre_crop(image, crop).resize((size, size), Image.BICUBIC)

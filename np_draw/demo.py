@@ -19,7 +19,7 @@ from PIL import Image
 
 from .editing import paste_latents
 from .errors import InvalidInputError, NPDrawError
-from .images import from_pil_images, make_grid, to_pil
+from .images import CELEBA_CROP, centre_crop, from_pil_images, make_grid, to_pil
 from .latents import Latents
 from .metrics import psnr
 from .model import NPDraw
@@ -132,12 +132,14 @@ def show(drawing: Drawing) -> tuple[Image.Image, Image.Image]:
     return _picture(canvas[0]), _picture(load(drawing.model).decode(canvas)[0])
 
 
-def reconstruct(model: str, files: list[str | Path]) -> tuple[Image.Image, str]:
-    """Uploaded image files (any size: centre-cropped and resized as ``fit`` does): a picture with a row per image
-    of the image, its parse, the encoder's canvas and the reconstruction, and the reconstructions' PSNR."""
+def reconstruct(model: str, files: list[str | Path], crop: int = 0) -> tuple[Image.Image, str]:
+    """Uploaded image files (any size: centre-cropped and resized as ``fit`` does; with ``crop`` > 0 first cut to
+    their ``crop`` px centre, :func:`np_draw.images.centre_crop`): a picture with a row per image of the image, its
+    parse, the encoder's canvas and the reconstruction, and the reconstructions' PSNR."""
     net = load(model)
     if not files:
         raise InvalidInputError("upload at least one image")
+    crop = _whole(crop, "crop", 2**16, note=" px (0: none)")
     pictures = []
     for file in files:
         try:
@@ -146,6 +148,8 @@ def reconstruct(model: str, files: list[str | Path]) -> tuple[Image.Image, str]:
                 pictures.append(image.copy())
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise InvalidInputError(f"{Path(file).name} is not an image this page can read: {error}") from error
+    if crop:
+        pictures = [centre_crop(picture, crop, Path(file).name) for picture, file in zip(pictures, files)]
     images = from_pil_images(pictures, channels=net.config.channels, size=net.config.image_size).float() / 255
     values = psnr(net.reconstruct(images), images)
     text = ", ".join(f"{Path(f).name}: {v:.2f} dB" for f, v in zip(files, values.tolist()))
@@ -214,6 +218,8 @@ def build(default: str = "mnist"):
                 use = gr.Button("Use this image", elem_id="use")
         with gr.Tab("Reconstruct"):
             uploads = gr.File(label="images (any size)", file_count="multiple", elem_id="uploads")
+            framing = whole_number(0, label=f"crop: each image's centre first, px (0: none; {CELEBA_CROP} frames "
+                                   "aligned CelebA photos as the celeba model's faces were)", elem_id="crop")
             rebuild = gr.Button("Reconstruct", elem_id="reconstruct")
             rows = gr.Image(label="image, parse, encoder's canvas, reconstruction", type="pil", elem_id="rows")
             score = gr.Textbox(label="PSNR", elem_id="psnr")
@@ -266,7 +272,7 @@ def build(default: str = "mnist"):
             return (pasted, *show(pasted))
 
         paste_button.click(_guard(graft), [current, source, first_row, last_row], [current, canvas, decoded])
-        rebuild.click(_guard(reconstruct), [model, uploads], [rows, score])
+        rebuild.click(_guard(reconstruct), [model, uploads, framing], [rows, score])
     return app
 
 

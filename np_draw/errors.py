@@ -68,6 +68,13 @@ def check_temperature(temperature: Any) -> float:
     return float(temperature)
 
 
+def check_flags(**flags: Any) -> None:
+    """Each flag a bool, else an :class:`InvalidTypeError` naming it (a string such as 'no' would count as True)."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise InvalidTypeError(f"{name} must be True or False, got {value!r}")
+
+
 def check_count(value: Any, name: str) -> int:
     """A positive int (NumPy's integers included), else an :class:`InvalidInputError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:

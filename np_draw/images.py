@@ -22,6 +22,9 @@ from .errors import InvalidInputError, InvalidTypeError, MissingFileError, Unwri
 
 logger = logging.getLogger(__name__)
 
+# Aligned CelebA photos (width, height), and the centre the paper (and the celeba model) frames them to
+_ALIGNED_CELEBA, CELEBA_CROP = (178, 218), 148
+
 
 def check_images(images: Any, *, channels: int, size: int, name: str = "images") -> torch.Tensor:
     """Validate an image batch and return it as a float tensor in [0, 1].
@@ -111,25 +114,39 @@ def _check_not_colour(image: Image.Image, channels: int, name: str) -> None:
 
 class _Conversions:
     """What loading images for a model of ``channels`` x ``size`` x ``size`` changes, counted, for one log line
-    each: resized, grey widened to RGB, transparency dropped. ``name`` (a folder) starts the lines."""
+    each: resized (and of those, enlarged), grey widened to RGB, transparency dropped; and aligned CelebA photos
+    taken whole. ``name`` (a folder) starts the lines."""
 
     def __init__(self, channels: int, size: int, name: str = "") -> None:
         self.channels, self.size, self.prefix = channels, size, f"{name}: " if name else ""
-        self.total = self.resized = self.widened = self.transparent = 0
+        self.total = self.resized = self.widened = self.transparent = self.faces = 0
+        self.enlarged: list[int] = []  # the shorter side of each image smaller than the model's
 
     def add(self, image: Image.Image) -> None:
-        """Count what loading ``image`` changes."""
+        """Count what loading ``image`` (as read: after any crop) changes."""
         self.total += 1
         self.resized += image.size != (self.size, self.size)
+        if min(image.size) < self.size:
+            self.enlarged.append(min(image.size))
         # By mode: an RGB image whose channels are nearly equal keeps its own three (a palette's are its colours)
         self.widened += self.channels == 3 and (_grey_mode(image) or image.mode == "P" and not is_colour(image))
         self.transparent += image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+        self.faces += self.channels == 3 and image.size == _ALIGNED_CELEBA
 
     def log(self) -> None:
         """One info line for each kind of change that any image had."""
         if self.resized:
             logger.info("%s%d of %d images centre-cropped and resized to %dx%d", self.prefix, self.resized,
                         self.total, self.size, self.size)
+        if self.enlarged:
+            logger.info("%s%d of %d images are smaller than %dx%d (the smallest %d px a side) and are enlarged, "
+                        "which blurs them", self.prefix, len(self.enlarged), self.total, self.size, self.size,
+                        min(self.enlarged))
+        if self.faces:
+            logger.info("%s%d of %d images are %dx%d px, as aligned CelebA photos are: the celeba model was "
+                        "trained on their %d px centre, which crop=%d (--crop %d) frames them to; without it "
+                        "each is cut to its %d px square", self.prefix, self.faces, self.total, *_ALIGNED_CELEBA,
+                        *[CELEBA_CROP] * 3, min(_ALIGNED_CELEBA))
         if self.widened:
             logger.info("%s%d of %d images are grey; their grey levels are used for R, G and B", self.prefix,
                         self.widened, self.total)
@@ -178,10 +195,10 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None) -> 
         try:
             image = open_image(path)
         except InvalidInputError as error:
-            skipped.append(f"{os.path.basename(path)} ({error.__cause__.__class__.__name__})")
+            skipped.append(f"{os.path.relpath(path, folder)} ({error.__cause__.__class__.__name__})")
             continue
         if crop is not None and min(image.size) < crop:
-            small.append(f"{os.path.basename(path)} ({image.width}x{image.height})")
+            small.append(f"{os.path.relpath(path, folder)} ({image.width}x{image.height})")
             continue
         found = True
         yield path, image if crop is None else centre_crop(image, crop)
@@ -265,7 +282,13 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         images = torch.from_numpy(np.ascontiguousarray(images))
     if isinstance(images, torch.Tensor):
         if images.ndim == 3:
-            return images[:, None]
+            if channels == 1 and tuple(images.shape[1:]) == (size, size):
+                return images[:, None]
+            read = f"{name}: a 3-D tensor is read as grey images (N, H, W)"
+            if channels == 1:
+                raise InvalidInputError(f"{read}, (N, {size}, {size}) for this model; got {tuple(images.shape)}")
+            raise InvalidInputError(f"{read}, and this model takes colour ones (N, 3, {size}, {size}); got "
+                                    f"{tuple(images.shape)}: for one image, give a batch of one (images[None])")
         if images.ndim == 4 and images.shape[1] != channels and images.shape[-1] == channels:
             return rearrange(images, "n h w c -> n c h w").contiguous()
         return images

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .errors import CorruptWeightsError, InvalidInputError, MissingFileError, check_count
+from .errors import CorruptWeightsError, InvalidInputError, MissingFileError, check_count, check_flags
 from .features import FeatureNetwork, feature_network
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, to_canvas
 from .model import NPDraw
@@ -85,6 +85,7 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
         >>> bound.mean_nats  # doctest: +SKIP
     """
     num_samples = check_count(num_samples, "num_samples")
+    check_flags(progress=progress)
     if batch_size is None:
         # The prior's history holds T canvases per draw: keep it near 200 MB per pass (MNIST: ~1,800 draws).
         cfg = model.config
@@ -151,6 +152,7 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
         :class:`FeatureStatistics` in float64.
     """
     network, batch_size = _network(features), check_count(batch_size, "batch_size")
+    check_flags(progress=progress)
     if isinstance(images, (torch.Tensor, np.ndarray)):
         # Layouts as the model reads them (NHW, NHWC), for whichever of 1 or 3 channels the array holds.
         shape = tuple(images.shape)
@@ -217,6 +219,7 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mni
     Returns:
         :class:`FID` with the value and its label ("FID-" + the network's name).
     """
+    check_flags(progress=progress)
     network = None
 
     def stats(item: Any, name: str) -> FeatureStatistics:
@@ -289,6 +292,7 @@ def evaluate(model: NPDraw, images: Any, *, num_samples: int = 50, features: str
         {"nll_nats", "nll_bits_per_dim", "<FID label>", "parse_psnr_db", "reconstruction_psnr_db"} as floats:
         means over the images; the FID key names its feature network, e.g. "FID-cnn-mnist".
     """
+    check_flags(progress=progress)
     x = model.prepare_images(images)
     bound = nll(model, x, num_samples, seed=seed, progress=progress)
     generated = model.sample(num_generated or len(x), generator=torch.Generator().manual_seed(seed),

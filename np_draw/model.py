@@ -42,6 +42,7 @@ from .errors import (
     check_count,
     check_device,
     check_dtype,
+    check_flags,
     check_temperature,
 )
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
@@ -268,6 +269,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         Returns:
             Latents with ids, locs, present (N, T), the canvas (N, C, S, S) and the posterior logits.
         """
+        check_flags(sample=sample)
         x = self.prepare_images(images)
         batches = self._batches(len(x), batch_size)
         # Drawn for the whole batch up front, so the latents do not depend on batch_size.
@@ -295,6 +297,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         Returns:
             (N, C, H, W) float in [0, 1].
         """
+        check_flags(sample_pixels=sample_pixels)
         canvas = latents
         if isinstance(latents, Latents) and latents.canvas is None:
             latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
@@ -357,6 +360,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         num_images = check_count(num_images, "num_images")
         batch_size = check_count(batch_size, "batch_size")
         temperature = check_temperature(temperature)
+        check_flags(progress=progress, sample_pixels=sample_pixels, use_cache=use_cache)
         check_generators(generator, num_images)
         device = self.device if device is None else check_device(device)
         images, latents = [], []
@@ -435,6 +439,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         if latents.ids.ndim == 2 and steps > latents.ids.shape[1]:
             raise InvalidInputError(f"steps must be at most the latents' {latents.ids.shape[1]} steps, got {steps}")
         temperature = check_temperature(temperature)
+        check_flags(sample_pixels=sample_pixels, use_cache=use_cache)
         check_generators(generator, len(latents))
         prefix = Latents(latents.ids[:, :steps], latents.locs[:, :steps], latents.present[:, :steps])
         with evaluating(self):
@@ -532,6 +537,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         if config is not None and not isinstance(config, FitConfig):
             raise InvalidTypeError(f"config must be a FitConfig (or None), got {type(config).__name__}; pass "
                                    "FitConfig(**fields), or the fields themselves as keyword arguments")
+        check_flags(resume=resume, progress=progress)
         if callback is not None and not callable(callback):
             raise InvalidTypeError(f"callback must be callable as callback(epoch, history), got "
                                    f"{type(callback).__name__}")
@@ -658,7 +664,8 @@ class NPDraw(nn.Module, ModelHubMixin):
         """ModelHubMixin's hook for loading: the folder ``model_id``, which :meth:`from_pretrained` has already
         resolved with the ``hub_options`` (revision, token...; proxies too on huggingface_hub < 1.0)."""
         auto = isinstance(dtype, str)
-        model = load_weights(lambda: cls(config), model_id, strict=strict, stored_dtype=auto)
+        model = load_weights(lambda: cls(config), model_id, strict=strict, stored_dtype=auto,
+                             lists={"prior.blocks": config.prior.num_layers})
         # What saving it again must keep: the terms its weights (and their training data) came with.
         model.card_licence = hub.card_licence(model_id)
         return model.to(device=device, dtype=None if auto else dtype).eval()

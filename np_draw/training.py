@@ -29,7 +29,14 @@ from .canvas import Grid
 from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
 from .config import NPDrawConfig
 from .elbo import Terms, gumbel_temperature, substitution_probability
-from .errors import InvalidInputError, InvalidTypeError, TrainingDivergedError, UnwritablePathError, check_count
+from .errors import (
+    InvalidInputError,
+    InvalidTypeError,
+    TrainingDivergedError,
+    UnwritablePathError,
+    check_count,
+    check_flags,
+)
 from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
 from .memory import keeping_freed_memory
@@ -157,9 +164,8 @@ class FitConfig:
             value = getattr(self, spec.name)
             if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
                 setattr(self, spec.name, int(value) if isinstance(value, numbers.Integral) else float(value))
-        for name in ("fit_bank", "fit_prior", "freeze_batchnorm", "mixed_precision"):
-            if not isinstance(getattr(self, name), bool):
-                raise InvalidTypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        check_flags(**{name: getattr(self, name) for name in ("fit_bank", "fit_prior", "freeze_batchnorm",
+                                                              "mixed_precision")})
         optional = [name for name in ("prior_epochs", "epochs", "prior_steps", "steps")
                     if getattr(self, name) is not None]
         for name in ("seed", "checkpoint_every", "warmup_steps", *optional):  # 0 epochs or steps skip a stage
@@ -192,6 +198,9 @@ class FitConfig:
         for name in ("tau_min", "tau_start"):
             if isinstance(getattr(self, name), bool) or not 0.0 < getattr(self, name) <= 1.0:
                 raise InvalidInputError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
+        if self.tau_min > self.tau_start:
+            raise InvalidInputError(f"tau_min must be at most tau_start (the temperature falls from tau_start to "
+                                    f"tau_min), got tau_min={self.tau_min!r}, tau_start={self.tau_start!r}")
         if isinstance(self.substitution_start, bool) or not 0.0 <= self.substitution_start <= 1.0:
             raise InvalidInputError(f"substitution_start must be in [0, 1], got {self.substitution_start!r}")
 
@@ -437,13 +446,15 @@ class _Run:
         # A round under way counts as trained: stopping inside it would keep part of it.
         under_way = trained + (state["stage"] == "vae" and state["step"] > 0)
         asked = f"cannot resume from {self.directory} with epochs={self.config.epochs}, steps={self.config.steps}"
-        if rounds < under_way:
-            raise InvalidInputError(f"{asked}: it has already trained {under_way} epochs or rounds; pass at least "
-                                    f"{under_way}")
         if under_way and (before[2] is None) != (after[2] is None):
             raise InvalidInputError(f"{asked}: its encoder and decoder trained in "
                                     f"{'epochs' if before[2] is None else 'steps'}; give the budget in the same unit")
         sizes = [[_round_steps(length, i) for i in range(under_way)] for length in (before, after)]
+        if rounds < under_way:
+            least = f"epochs={under_way}" if before[2] is None else f"steps={sum(sizes[0])}"
+            done = (f"{under_way} epochs" if before[2] is None else
+                    f"{under_way} rounds of eval_every={self.config.eval_every} steps, {sum(sizes[0])} steps")
+            raise InvalidInputError(f"{asked}: it has trained or begun {done}; pass at least {least}")
         if under_way and after[2] is not None and sizes[0] != sizes[1]:
             # Each round's images were drawn for its size: a round already trained or under way cannot change
             raise InvalidInputError(f"{asked}: the rounds it has trained or begun hold {sizes[0]} steps, which this "
@@ -476,7 +487,11 @@ class _Run:
         elif self.stage == "done" and extended:
             logger.info("extending the finished run from %d to %d epochs or rounds", trained, rounds)
             self.stage, self.epoch = "vae", trained
-        logger.info("resumed at stage %s, epoch %d, step %d", self.stage, self.epoch, self.step)
+        cfg = self.config
+        length = (self._length(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
+                  if self.stage == "prior" else after)
+        # Counted from 1, as the progress bars count them
+        logger.info("resumed at stage %s, %s %d, step %d", self.stage, _unit(length), self.epoch + 1, self.step)
         return True
 
     def _rate_scale(self, times: int = 1) -> float:
@@ -714,6 +729,8 @@ class _Run:
     def run(self, resume: bool) -> FitHistory:
         torch.manual_seed(self.config.seed + self.rank)
         if not (resume and self.directory is not None and self._restore()):
+            if resume:
+                logger.info("nothing to resume from in %s: a new run starts", self.directory)
             self._save()
         empty = self.model.config.empty_threshold
         if self.stage == "bank":

@@ -126,6 +126,12 @@ def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_pat
     card = (tmp_path / "tuned" / "README.md").read_text()
     assert image_source(cropped, channels=1, size=28).fingerprint() in card and '"crop": 30' in card
     assert image_source(folder, channels=1, size=28).fingerprint() not in card
+    # 0 skips a stage, as in FitConfig: the prior stays the pretrained one, the decoder trains
+    skip = [*argv[:3], str(tmp_path / "no-prior"), *argv[4:]]
+    assert main([*skip[:skip.index("--prior-steps") + 1], "0", *skip[skip.index("--prior-steps") + 2:]]) == 0
+    tuned = NPDraw.from_pretrained(tmp_path / "no-prior")
+    assert all(torch.equal(a, b) for a, b in zip(tuned.prior.state_dict().values(), start.prior.state_dict().values()))
+    assert not torch.equal(tuned.decoder.out.weight, start.decoder.out.weight)
     # Without --preset or --from, fit picks the preset by the framed images' size
     photos = tmp_path / "colour"
     photos.mkdir()
@@ -268,7 +274,8 @@ def test_fit_validates_on_held_out_images_as_the_python_fit_does(tmp_path, mnist
     assert main([*argv, "--validation", str(tmp_path / "held.npz"), "--val-fraction", "0.2"]) == 2
     assert "give --validation (held-out images) or --val-fraction (a share of DATA), not both" in capsys.readouterr().err
     assert main([*argv, "--validation", str(tmp_path / "nowhere")]) == 2
-    assert "--validation must be a folder of images or an .npz file" in capsys.readouterr().err
+    assert "--validation must be a folder of images or an .npz file" in (err := capsys.readouterr().err)
+    assert "nowhere': nothing there" in err
 
 
 def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):

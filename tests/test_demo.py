@@ -81,6 +81,18 @@ def test_reconstruct_takes_any_size_and_names_a_file_that_is_not_an_image(tmp_pa
     assert picture.width > 64 and text.startswith("reconstruction PSNR: face.png: ")
     with pytest.raises(InvalidInputError, match="notes.png is not an image this page can read"):
         demo.reconstruct("celeba", [tmp_path / "notes.png"])
+    # A crop frames each image by its centre first: a face in the middle of a wide grey picture is all that is left
+    Image.new("RGB", (148, 148), (30, 90, 160)).save(tmp_path / "centre.png")
+    framed = Image.new("RGB", (178, 218), (200, 200, 200))
+    framed.paste(Image.open(tmp_path / "centre.png"), (15, 35))
+    framed.save(tmp_path / "photo.png")
+    (cropped, text), (whole, _) = (demo.reconstruct("celeba", [tmp_path / n], crop) for n, crop in
+                                   (("photo.png", 148), ("centre.png", 0)))
+    assert text.startswith("reconstruction PSNR: photo.png: ") and cropped.tobytes() == whole.tobytes()
+    with pytest.raises(InvalidInputError, match=r"crop=200 px does not fit face.png: it is 90x60 px"):
+        demo.reconstruct("celeba", [tmp_path / "face.png"], 200)
+    with pytest.raises(InvalidInputError, match=r"crop must be a whole number in \[0, 65535\] px \(0: none\), got 1.5"):
+        demo.reconstruct("celeba", [tmp_path / "face.png"], 1.5)
     with pytest.raises(InvalidInputError, match=r"model must be one of \['mnist', 'omniglot', 'cifar10', 'celeba'\]"):
         demo.load("mnsit")
 

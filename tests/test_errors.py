@@ -49,12 +49,14 @@ def test_cli_error(case: CliCase, model: NPDraw, tmp_path, capsys) -> None:
 
 def test_folder_skips_unreadable_files_with_a_warning(tmp_path, caplog) -> None:
     Image.new("L", (28, 28), 255).save(tmp_path / "good.png")
-    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "album").mkdir()
+    (tmp_path / "album" / "notes.txt").write_text("not an image")
     (tmp_path / "cut.png").write_bytes((tmp_path / "good.png").read_bytes()[:30])
     with caplog.at_level(logging.WARNING, logger="np_draw.data"):
         images = load_folder_images(tmp_path, channels=1, size=28)
     assert images.shape == (1, 1, 28, 28) and images.dtype == torch.uint8
-    assert "skipped 2 files" in caplog.text and "notes.txt" in caplog.text and "cut.png" in caplog.text
+    # Named by their path inside the folder: in nested folders a bare name can be several files
+    assert "skipped 2 files" in caplog.text and "album/notes.txt" in caplog.text and "cut.png" in caplog.text
 
 
 @pytest.mark.parametrize("method", ["encode", "decode", "reconstruct"])

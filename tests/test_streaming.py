@@ -156,6 +156,21 @@ def test_a_folder_read_lazily_logs_what_loading_changes_as_the_in_memory_loader_
         assert "1 of 4 images have transparency" in caplog.text
         assert "1 of 4 images centre-cropped and resized to 32x32" in caplog.text
     assert len(source) == 4 and source.read(torch.arange(4)).shape == (4, 3, 32, 32)
+    # Images smaller than the model's size are enlarged, and aligned CelebA photos taken whole get the crop that
+    # frames them as the celeba model's faces; with that crop, the photo is not named again.
+    Image.fromarray(np.stack([grey] * 3, -1)).resize((20, 24)).save(tmp_path / "e_small.png")
+    Image.fromarray(np.stack([grey] * 3, -1)).resize((178, 218)).save(tmp_path / "f_face.png")
+    for crop in (None, 20):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="np_draw"):
+            image_source(tmp_path, channels=3, size=32, crop=crop)
+        if crop is None:
+            assert "1 of 6 images are smaller than 32x32 (the smallest 20 px a side) and are enlarged" in caplog.text
+            assert ("1 of 6 images are 178x218 px, as aligned CelebA photos are: the celeba model was trained on "
+                    "their 148 px centre, which crop=148 (--crop 148) frames them to") in caplog.text
+        else:
+            assert "6 of 6 images are smaller than 32x32 (the smallest 20 px a side)" in caplog.text
+            assert "aligned CelebA" not in caplog.text
 
 
 def test_parses_kept_in_three_bytes_a_step_give_back_the_same_latents(mnist_images):

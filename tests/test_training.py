@@ -1,3 +1,4 @@
+import logging
 import math
 import os
 import subprocess
@@ -133,7 +134,8 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tmp_pa
         assert torch.equal(expected[key], resumed[key]), key
 
 
-def test_resuming_a_finished_run_with_more_epochs_matches_a_run_given_them_from_the_start(mnist_images, tmp_path):
+def test_resuming_a_finished_run_with_more_epochs_matches_a_run_given_them_from_the_start(mnist_images, tmp_path,
+                                                                                           caplog):
     images = mnist_images[:60]
 
     def run(folder: str, epochs: int, **changes) -> NPDraw:
@@ -143,14 +145,16 @@ def test_resuming_a_finished_run_with_more_epochs_matches_a_run_given_them_from_
         model.fit(images, config, output_dir=tmp_path / folder, resume=True, progress=False)
         return model
 
-    straight = run("straight", 3)
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        straight = run("straight", 3)
+    assert f"nothing to resume from in {tmp_path / 'straight' / 'checkpoints'}: a new run starts" in caplog.text
     run("extended", 1)
     extended = run("extended", 3)
     assert len(extended.fit(images, FitConfig(prior_epochs=1, epochs=3, batch_size=20, seed=5),
                             output_dir=tmp_path / "extended", resume=True, progress=False).val_bound) == 3
     expected, actual = straight.state_dict(), extended.state_dict()
     assert all(torch.equal(expected[key], actual[key]) for key in expected)
-    with pytest.raises(ValueError, match="already trained 3 epochs or rounds; pass at least 3"):
+    with pytest.raises(ValueError, match="it has trained or begun 3 epochs; pass at least epochs=3"):
         run("extended", 2)
     with pytest.raises(ValueError, match=r"another FitConfig \(decoder_lr=0.0001, now 0.001\); only epochs and steps"):
         run("extended", 4, decoder_lr=1e-3)
@@ -352,7 +356,10 @@ def test_a_stage_measured_in_steps_runs_exactly_that_many_optimizer_steps(mnist_
     assert all(torch.equal(value, extended[key]) for key, value in straight.state_dict().items())
     for changes, message in [({"steps": 15}, r"hold \[4, 4, 3\] steps, which this budget would make \[4, 4, 4\]"),
                              ({"steps": 10}, r"hold \[4, 4, 3\] steps, which this budget would make \[4, 4, 2\]"),
-                             ({"steps": None, "epochs": 5}, "trained in steps; give the budget in the same unit")]:
+                             ({"steps": None, "epochs": 5}, "trained in steps; give the budget in the same unit"),
+                             ({"steps": 5}, ("trained or begun 3 rounds of eval_every=4 steps, 11 steps; pass at "
+                                             "least steps=11")),
+                             ({"steps": None, "epochs": 1}, "trained in steps; give the budget in the same unit")]:
         with pytest.raises(ValueError, match=message):
             NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1))).fit(
                 mnist_images[:20], config.replace(**changes), output_dir=tmp_path, resume=True, progress=False)
