@@ -83,9 +83,7 @@ class NPDrawConfig:
         if self.likelihood == "bernoulli" and self.channels != 1:
             raise InvalidInputError("likelihood 'bernoulli' needs channels=1")
         check_flags(binarize=self.binarize)
-        if self.binarize and self.likelihood != "bernoulli":
-            raise InvalidInputError(f"binarize=True (pixels drawn as 0 or 1) needs likelihood 'bernoulli', got "
-                                    f"{self.likelihood!r}")
+        self.binarize = bool(self.binarize)  # NumPy's bool as Python's, for JSON
         if self.image_size % self.canvas_size or self.image_size // self.canvas_size not in (1, 2):
             raise InvalidInputError(
                 f"image_size must be canvas_size or 2*canvas_size, got image_size={self.image_size}, "

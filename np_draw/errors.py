@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -69,9 +70,10 @@ def check_temperature(temperature: Any) -> float:
 
 
 def check_flags(**flags: Any) -> None:
-    """Each flag a bool, else an :class:`InvalidTypeError` naming it (a string such as 'no' would count as True)."""
+    """Each flag a bool (NumPy's included), else an :class:`InvalidTypeError` naming it (a string such as 'no' would
+    count as True)."""
     for name, value in flags.items():
-        if not isinstance(value, bool):
+        if not isinstance(value, (bool, np.bool_)):
             raise InvalidTypeError(f"{name} must be True or False, got {value!r}")
 
 

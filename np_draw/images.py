@@ -91,10 +91,15 @@ def _grey_mode(image: Image.Image) -> bool:
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
-    """A 16-bit grey image scaled to 8-bit "L": Pillow's own conversion clips every level above 255 to white. The
-    "I;16" modes are 16-bit; mode "I" (a 16-bit PGM, a 32-bit TIFF) does not say its depth, so an image of it is
-    taken as 16-bit when a value exceeds 255 and as 8-bit otherwise (a very dark 16-bit image is then read too
-    bright)."""
+    """A 16-bit or floating-point grey image scaled to 8-bit "L": Pillow's own conversion clips every level above
+    255 to white, and truncates floats. The "I;16" modes are 16-bit; mode "I" (a 16-bit PGM, a 32-bit TIFF) does
+    not say its depth, so an image of it is taken as 16-bit when a value exceeds 255 and as 8-bit otherwise (a very
+    dark 16-bit image is then read too bright); mode "F" is taken as [0, 1] when no value exceeds 1 (an image as
+    this package's tensors hold it: Pillow's conversion made it black) and as 0..255 otherwise."""
+    if image.mode == "F":
+        levels = np.asarray(image, dtype=np.float64)
+        scale = 255 if levels.max(initial=0) <= 1 else 1
+        return Image.fromarray((levels * scale).clip(0, 255).round().astype(np.uint8), "L")
     if not (image.mode.startswith("I;16") or image.mode == "I"):
         return image
     levels = np.asarray(image, dtype=np.float64)
@@ -144,9 +149,10 @@ class _Conversions:
                         min(self.enlarged))
         if self.faces:
             logger.info("%s%d of %d images are %dx%d px, as aligned CelebA photos are: the celeba model was "
-                        "trained on their %d px centre, which crop=%d (--crop %d) frames them to; without it "
-                        "each is cut to its %d px square", self.prefix, self.faces, self.total, *_ALIGNED_CELEBA,
-                        *[CELEBA_CROP] * 3, min(_ALIGNED_CELEBA))
+                        "trained on their %d px centre, which --crop %d frames them to (in Python, "
+                        "np_draw.images.image_source(folder, ..., crop=%d)); without it each is cut to its %d px "
+                        "square", self.prefix, self.faces, self.total, *_ALIGNED_CELEBA, *[CELEBA_CROP] * 3,
+                        min(_ALIGNED_CELEBA))
         if self.widened:
             logger.info("%s%d of %d images are grey; their grey levels are used for R, G and B", self.prefix,
                         self.widened, self.total)
@@ -286,7 +292,7 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
                 return images[:, None]
             read = f"{name}: a 3-D tensor is read as grey images (N, H, W)"
             if channels == 1:
-                raise InvalidInputError(f"{read}, (N, {size}, {size}) for this model; got {tuple(images.shape)}")
+                raise InvalidInputError(f"{read}, (N, {size}, {size}) here; got {tuple(images.shape)}")
             raise InvalidInputError(f"{read}, and this model takes colour ones (N, 3, {size}, {size}); got "
                                     f"{tuple(images.shape)}: for one image, give a batch of one (images[None])")
         if images.ndim == 4 and images.shape[1] != channels and images.shape[-1] == channels:
@@ -336,6 +342,9 @@ def _item_tensor(item: Any, *, channels: int, size: int, name: str) -> torch.Ten
     if not isinstance(item, (torch.Tensor, np.ndarray)):
         raise InvalidTypeError(f"{name}: a dataset item must be an image tensor, array or PIL image, got "
                                f"{type(item).__name__}")
+    if item.ndim == 2 and (channels != 1 or tuple(item.shape) != (size, size)):
+        raise InvalidInputError(f"{name}: a dataset item of shape {tuple(item.shape)} is one grey image; this model "
+                                f"takes ({channels}, {size}, {size}) images")
     return as_image_tensor(item[None], channels=channels, size=size, name=name)
 
 

@@ -85,7 +85,10 @@ class CanvasEmbedding(nn.Module):
         projected = F.pad(torch.bmm(change, weight).flatten(0, 1), (0, 0, 0, 1))  # a step of none: the zero row
         delta = _rows(projected, rows.view(n, steps))
         blank = F.linear(features[0].repeat(self.cells), self.proj.weight, self.proj.bias)
-        return blank + F.pad(delta.cumsum(1), (0, 0, 1, 0)).narrow(1, 0, steps)
+        # The sums of the changes before each step, as a product with a strictly lower triangle of ones: cumsum's
+        # CUDA kernel is not deterministic (torch.use_deterministic_algorithms refuses it)
+        before = torch.ones(steps, steps, dtype=delta.dtype, device=delta.device).tril_(-1)
+        return blank + torch.matmul(before, delta)
 
     def _convolve(self, tiles: torch.Tensor) -> torch.Tensor:
         """The two convolutions on 4x4 patches (..., (C + 1) * 4 * 4) -> (..., hidden)."""
@@ -135,7 +138,8 @@ def _chunks(keys: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor,
     rows = torch.empty_like(keys).index_put_((order,), torch.where(ordered < count, first[ordered] + ranks, total))
     sources = keys.new_full((total + 1,), len(keys))
     sources[rows] = torch.arange(len(keys), device=keys.device)  # entries of none all land past the table
-    return rows, sources[:total], torch.repeat_interleave(torch.arange(count, device=keys.device), chunks)
+    return rows, sources[:total], torch.repeat_interleave(torch.arange(count, device=keys.device), chunks,
+                                                          output_size=total // _CHUNK)
 
 
 def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:

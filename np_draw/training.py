@@ -490,8 +490,10 @@ class _Run:
         cfg = self.config
         length = (self._length(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
                   if self.stage == "prior" else after)
-        # Counted from 1, as the progress bars count them
-        logger.info("resumed at stage %s, %s %d, step %d", self.stage, _unit(length), self.epoch + 1, self.step)
+        if self.stage == "done":
+            logger.info("resumed a finished run (%d %ss)", trained, _unit(length))
+        else:  # counted from 1, as the progress bars count them
+            logger.info("resumed at stage %s, %s %d, step %d", self.stage, _unit(length), self.epoch + 1, self.step)
         return True
 
     def _rate_scale(self, times: int = 1) -> float:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from np_draw import NPDraw, NPDrawError
+from np_draw import NPDraw, NPDrawConfig, NPDrawError
 from np_draw.cli import main
-from np_draw.images import load_folder_images
+from np_draw.errors import InvalidInputError, InvalidTypeError
+from np_draw.images import as_image_tensor, load_folder_images
 from tests.conftest import random_model
 from tests.error_catalogue import API_CASES, CLI_CASES, DOC, ApiCase, CliCase, render
 
@@ -84,3 +86,25 @@ def test_batches_give_the_one_pass_result(model: NPDraw, method: str) -> None:
 
 def test_docs_errors_is_the_catalogue() -> None:
     assert DOC.read_text() == render(), "docs/errors.md is stale: run python -m tests.error_catalogue"
+
+
+def test_flags_are_python_or_numpy_bools(model: NPDraw) -> None:
+    """A flag must be a bool: a string such as "no" would count as True. NumPy's bools are bools, and a config keeps
+    them as Python's, so that it still writes as JSON."""
+    generator = torch.Generator().manual_seed(0)
+    assert model.sample(2, generator, progress=np.False_).images.shape == (2, 1, 28, 28)
+    config = NPDrawConfig.from_dict({**model.config.to_dict(), "binarize": np.True_})
+    assert config.binarize is True and '"binarize": true' in config.to_json()
+    for call in (lambda: model.sample(2, progress="no"), lambda: model.decode(torch.zeros(1, 1, 28, 28),
+                                                                              sample_pixels=1)):
+        with pytest.raises(InvalidTypeError, match=r"(progress|sample_pixels) must be True or False, got ('no'|1)"):
+            call()
+
+
+def test_a_dataset_item_the_model_cannot_take_is_named_by_its_own_shape(model: NPDraw) -> None:
+    items = torch.utils.data.TensorDataset(torch.rand(3, 32, 32))
+    for channels, size in ((3, 32), (1, 28)):
+        with pytest.raises(InvalidInputError, match=rf"a dataset item of shape \(32, 32\) is one grey image; this "
+                                                    rf"model takes \({channels}, {size}, {size}\) images"):
+            as_image_tensor(items, channels=channels, size=size)
+    assert as_image_tensor(items, channels=1, size=32).shape == (3, 1, 32, 32)

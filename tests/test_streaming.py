@@ -167,7 +167,8 @@ def test_a_folder_read_lazily_logs_what_loading_changes_as_the_in_memory_loader_
         if crop is None:
             assert "1 of 6 images are smaller than 32x32 (the smallest 20 px a side) and are enlarged" in caplog.text
             assert ("1 of 6 images are 178x218 px, as aligned CelebA photos are: the celeba model was trained on "
-                    "their 148 px centre, which crop=148 (--crop 148) frames them to") in caplog.text
+                    "their 148 px centre, which --crop 148 frames them to (in Python, np_draw.images.image_source(folder, "
+                    "..., crop=148))") in caplog.text
         else:
             assert "6 of 6 images are smaller than 32x32 (the smallest 20 px a side)" in caplog.text
             assert "aligned CelebA" not in caplog.text

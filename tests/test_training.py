@@ -150,8 +150,11 @@ def test_resuming_a_finished_run_with_more_epochs_matches_a_run_given_them_from_
     assert f"nothing to resume from in {tmp_path / 'straight' / 'checkpoints'}: a new run starts" in caplog.text
     run("extended", 1)
     extended = run("extended", 3)
-    assert len(extended.fit(images, FitConfig(prior_epochs=1, epochs=3, batch_size=20, seed=5),
-                            output_dir=tmp_path / "extended", resume=True, progress=False).val_bound) == 3
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        assert len(extended.fit(images, FitConfig(prior_epochs=1, epochs=3, batch_size=20, seed=5),
+                                output_dir=tmp_path / "extended", resume=True, progress=False).val_bound) == 3
+    assert "resumed a finished run (3 epochs)" in caplog.text
     expected, actual = straight.state_dict(), extended.state_dict()
     assert all(torch.equal(expected[key], actual[key]) for key in expected)
     with pytest.raises(ValueError, match="it has trained or begun 3 epochs; pass at least epochs=3"):

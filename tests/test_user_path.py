@@ -60,6 +60,11 @@ def test_16_bit_grey_files_keep_their_grey_levels_and_lossy_grey_files_count_as_
     Image.fromarray(levels * 257, mode="I").convert("I;16").save(tmp_path / "deep.png")
     Image.fromarray(levels.astype(np.uint8)).save(tmp_path / "flat.png")
     assert torch.equal(*(mnist.prepare_images(Image.open(tmp_path / name)) for name in ("deep.png", "flat.png")))
+    # Floating-point grey images (Pillow's mode "F"), in [0, 1] as tensors hold them or in 0..255: Pillow's own
+    # conversion truncated the first to black
+    flat = mnist.prepare_images(Image.open(tmp_path / "flat.png"))
+    for scale in (1 / 255, 1):
+        assert torch.equal(mnist.prepare_images(Image.fromarray(levels.astype(np.float32) * scale, mode="F")), flat)
     Image.fromarray(levels.astype(np.uint8)).convert("RGB").save(tmp_path / "lossy.webp", quality=50)
     rgb = np.asarray(Image.open(tmp_path / "lossy.webp"))
     assert (rgb[..., 0] != rgb[..., 1]).any()  # the channels do differ
