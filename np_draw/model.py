@@ -288,8 +288,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         """Decode canvases into images, in eval mode (a model in training mode is handed back as it was).
 
         Args:
-            latents: Latents (their canvas is used, or composed from ids/locs/present) or a canvas tensor
-                (N, C, S, S) in [0, 1], e.g. an edited one.
+            latents: Latents (their canvas is used, or composed from ids/locs/present; a warning says when the
+                two disagree, as after an edit in place) or a canvas tensor (N, C, S, S) in [0, 1], e.g. an edited
+                one.
             sample_pixels: draw the pixels from p(x | canvas) (seeded by ``generator``) instead of its mean.
             generator: one torch.Generator or one per image, for ``sample_pixels=True``.
             batch_size: decode this many canvases at a time, to bound memory; None decodes them all at once (on
@@ -304,6 +305,14 @@ class NPDraw(nn.Module, ModelHubMixin):
             canvas = self.render(latents.ids, latents.locs, latents.present)
         elif isinstance(latents, Latents):
             canvas = latents.canvas
+            latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
+            # Every Latents this package returns has the canvas of its steps: one that differs had its steps (or its
+            # canvas) changed in place, and decoding the canvas would silently drop that edit.
+            steps = self.render(latents.ids, latents.locs, latents.present)
+            if not torch.equal(steps, canvas.to(steps)):
+                logger.warning("decode: the latents' canvas is not that of their ids, locs and present (changed in "
+                               "place?): the canvas is decoded; to decode the steps, pass Latents(ids, locs, present) "
+                               "without a canvas")
         canvas = check_images(canvas, channels=self.config.channels, size=self.config.canvas_size, name="canvas")
         canvas = canvas.to(device=self.device, dtype=self.dtype)
         batches = self._batches(len(canvas), batch_size)

@@ -14,7 +14,7 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from np_draw import NPDraw, NPDrawConfig
+from np_draw import Latents, NPDraw, NPDrawConfig
 from np_draw.cli import infer_preset
 from np_draw.images import from_pil_images, make_grid, to_pil
 from np_draw.manifest import read_manifest
@@ -180,3 +180,17 @@ def test_weights_saved_again_keep_the_licence_of_the_card_they_were_loaded_from(
     assert (mine.data.license, mine.data.license_name) == ("apache-2.0", None)
     NPDraw(faces.config).save_pretrained(tmp_path / "new")  # a model not loaded from a card: the default
     assert ModelCard.load(tmp_path / "new" / "README.md").data.license == "mit"
+
+
+def test_decoding_latents_edited_in_place_warns_that_their_canvas_is_decoded(mnist, mnist_images, caplog):
+    """encode returns latents with their canvas, which decode uses: an edit of their steps in place would be dropped
+    silently; the warning says so, and latents without a canvas decode their steps."""
+    latents = mnist.encode(mnist_images[:3])
+    with caplog.at_level(logging.WARNING, logger="np_draw"):
+        mnist.decode(latents)
+        assert "canvas is not that of their ids" not in caplog.text
+        latents.present[:, :] = 0
+        kept = mnist.decode(latents)
+    assert "canvas is not that of their ids, locs and present (changed in place?)" in caplog.text
+    blank = mnist.decode(Latents(latents.ids, latents.locs, latents.present))
+    assert not torch.equal(kept, blank) and torch.equal(blank, mnist.decode(torch.zeros(3, 1, 28, 28)))
