@@ -454,7 +454,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise InvalidInputError("np-draw demo needs the demo extra: pip install 'np-draw[demo]' (Gradio)") from None
     from .demo import serve
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, one line each
     print(f"np-draw demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     serve(args.name, host=args.host, port=args.port)
     return 0
@@ -639,8 +638,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     if not getattr(args, "quiet", False):
-        # Epoch lines and warnings from the library, beside tqdm's progress bars on stderr.
+        # Epoch lines and warnings from the library, beside tqdm's progress bars on stderr; not a line per HTTP
+        # request of huggingface_hub's client (httpx, httpx2 from huggingface_hub 1.0) or of Gradio's health checks.
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        for client in ("httpx", "httpx2"):
+            logging.getLogger(client).setLevel(logging.WARNING)
     try:
         return args.func(args)
     # NPDrawError covers every deliberate np-draw error; the builtins cover the libraries underneath (Pillow,

@@ -84,7 +84,11 @@ def watch(drawing: Drawing, folder: str | Path) -> tuple[list[Image.Image], Path
 
 def _whole(value: Any, name: str, count: int, what: str = "a whole number", note: str = "") -> int:
     """``value`` as an int in [0, count), else an error naming ``name`` and the range."""
-    if not float(value).is_integer() or not 0 <= int(value) < count:
+    try:
+        whole = float(value).is_integer() and 0 <= int(value) < count
+    except (TypeError, ValueError, OverflowError):  # None (an emptied field), text, inf
+        whole = False
+    if not whole:
         raise InvalidInputError(f"{name} must be {what} in [0, {count - 1}]{note}, got {value!r}")
     return int(value)
 
@@ -93,6 +97,8 @@ def edit(drawing: Drawing, action: str, step: int, cell: int = 0, part: int = 0,
     """``drawing`` with one edit (one of :data:`ACTIONS`): its ``step``-th drawn part (0 = the first drawn, as the
     Watch tab's frames count them) removed, moved to grid cell ``cell``, or swapped for bank part ``part``; or its
     first ``step`` steps kept and the rest drawn by the prior (seeded by ``seed``)."""
+    if action not in ACTIONS:
+        raise InvalidInputError(f"action must be one of {list(ACTIONS)}, got {action!r}")
     net = load(drawing.model)
     latents = drawing.latents
     ids, locs, present = latents.ids.clone(), latents.locs.clone(), latents.present.clone()
@@ -101,15 +107,16 @@ def edit(drawing: Drawing, action: str, step: int, cell: int = 0, part: int = 0,
         done = net.complete(latents, kept, torch.Generator().manual_seed(int(seed)))
         return Drawing(drawing.model, done.latents)
     drawn = present[0].nonzero()[:, 0].tolist()
+    if not drawn:
+        raise InvalidInputError(f"this drawing has no drawn part to {action.split(' ')[0]}; {ACTIONS[3]!r} with 0 "
+                                "steps lets the prior draw it anew")
     t = drawn[_whole(step, "step", len(drawn), "a drawn part's number", f" (this drawing has {len(drawn)})")]
     if action == ACTIONS[0]:
         present[0, t] = 0
     elif action == ACTIONS[1]:
         locs[0, t] = _whole(cell, "cell", net.grid.num_cells)
-    elif action == ACTIONS[2]:
-        ids[0, t] = _whole(part, "part", net.config.num_parts)
     else:
-        raise InvalidInputError(f"action must be one of {list(ACTIONS)}, got {action!r}")
+        ids[0, t] = _whole(part, "part", net.config.num_parts)
     return Drawing(drawing.model, Latents(ids, locs, present, canvas=net.render(ids, locs, present)))
 
 

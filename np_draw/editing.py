@@ -14,12 +14,13 @@ Conditional completion (the prior finishing a drawing from its first steps) is :
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+import numpy as np
 import torch
 
 from .canvas import Grid
 from .errors import InvalidInputError, InvalidTypeError
-from .images import check_images
 from .latents import Latents, StepLogits
 from .model import NPDraw
 
@@ -63,13 +64,21 @@ def region_cells(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.T
         footprints = _footprints(grid)
         inside = (footprints * _box_mask(grid, box)).sum((1, 2))
         return inside * 2 > footprints.sum((1, 2))
-    chosen = cells.cpu() if isinstance(cells, torch.Tensor) else torch.as_tensor(list(cells), dtype=torch.long)
+    if isinstance(cells, torch.Tensor):
+        chosen = cells.cpu()
+    else:
+        try:  # as given: bools stay a mask, floats stay floats (refused below), not cast to indices
+            values = list(cells)
+            chosen = torch.as_tensor(np.asarray(values)) if values else torch.zeros(0, dtype=torch.long)
+        except (TypeError, ValueError) as error:
+            raise InvalidTypeError(f"cells must be cell indices (ints) or a boolean mask, got {cells!r}") from error
     if chosen.dtype == torch.bool:
         if chosen.shape != (grid.num_cells,):
             raise InvalidInputError(f"a boolean cells mask must have shape ({grid.num_cells},), "
                                     f"got {tuple(chosen.shape)}")
         return chosen
-    if chosen.ndim != 1 or chosen.is_floating_point() or ((chosen < 0) | (chosen >= grid.num_cells)).any():
+    if chosen.ndim != 1 or chosen.is_floating_point() or chosen.is_complex() or \
+            ((chosen < 0) | (chosen >= grid.num_cells)).any():
         raise InvalidInputError(f"cells must be ints in [0, {grid.num_cells}) or a boolean mask, got {cells!r}")
     return torch.zeros(grid.num_cells, dtype=torch.bool).index_fill_(0, chosen.long(), True)
 
@@ -93,6 +102,9 @@ def paste_canvas(grid: Grid, target: torch.Tensor, source: torch.Tensor, *, cell
     Returns:
         (N, C, S, S): ``source`` inside :func:`region_pixels`, ``target`` elsewhere.
     """
+    if not isinstance(target, torch.Tensor) or not isinstance(source, torch.Tensor):
+        raise InvalidTypeError(f"target and source must be canvas tensors (e.g. latents.canvas), got "
+                               f"{type(target).__name__} and {type(source).__name__}")
     if target.shape != source.shape or target.ndim != 4 or target.shape[-1] != grid.canvas_size:
         raise InvalidInputError(f"target and source must be canvases of one shape (N, C, {grid.canvas_size}, "
                                 f"{grid.canvas_size}), got {tuple(target.shape)} and {tuple(source.shape)}")
@@ -161,7 +173,8 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
 
     Args:
         model: the model.
-        first, second: one image each, (C, H, W) or (1, C, H, W), uint8 or float in [0, 1].
+        first, second: one image each, (C, H, W), (1, C, H, W) or a grey (H, W), uint8 or float in [0, 1]; or a
+            PIL image.
         num: images in the sequence, endpoints included (>= 2).
         method: "logits" or "swap".
     Returns:
@@ -172,12 +185,18 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
     if isinstance(num, bool) or not isinstance(num, int) or num < 2:
         raise InvalidInputError(f"num must be an int >= 2 (the endpoints are included), got {num!r}")
     cfg = model.config
-    pair = [check_images(x[None] if getattr(x, "ndim", 0) == 3 else x, channels=cfg.channels,
-                         size=cfg.image_size, name=name) for x, name in ((first, "first"), (second, "second"))]
-    if any(x.shape[0] != 1 for x in pair):
-        raise InvalidInputError(f"first and second must be one image each, got {pair[0].shape[0]} and "
-                                f"{pair[1].shape[0]}")
-    a, b = (model.encode(x) for x in pair)
+
+    def one(x: Any, name: str) -> torch.Tensor:
+        """One image in any form the model takes, (C, H, W) and a grey (H, W) too."""
+        given = getattr(x, "shape", None)
+        if getattr(x, "ndim", 0) == 3 and x.shape[0] == cfg.channels or getattr(x, "ndim", 0) == 2:
+            x = x[None] if x.ndim == 3 else x[None, None]
+        images = model.prepare_images(x, name)
+        if len(images) != 1:
+            raise InvalidInputError(f"{name} must be one image, got {len(images)} (shape {tuple(given or ())})")
+        return images
+
+    a, b = (model.encode(one(x, name)) for x, name in ((first, "first"), (second, "second")))
     weights = torch.linspace(0, 1, num)
     if method == "logits":
         def mix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

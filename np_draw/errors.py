@@ -92,6 +92,8 @@ def check_device(device: Any, name: str = "device") -> torch.device:
     except (RuntimeError, TypeError) as error:
         raise InvalidInputError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") \
             from error
+    if device.type == "meta":  # shapes without data: nothing could be computed or returned there
+        raise InvalidInputError(f"{name} 'meta' holds no data; give a device that computes, such as 'cpu' or 'cuda'")
     available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
     if device.type in available and not available[device.type]():
         raise InvalidInputError(f"{name} {str(device)!r}: {device.type.upper()} is not available on this machine")

@@ -11,6 +11,7 @@ any Hub model.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -214,6 +215,9 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         if suffix and revision is not None and revision != suffix:
             raise InvalidInputError(f"{name!r} asks for revision {suffix!r} but revision={revision!r} was also given")
         revision = suffix or revision
+        if path.parent.is_dir() and path.parent != Path("."):  # said now: reaching the Hub may take a while
+            logger.warning("there is no folder %s (%s is a folder): looking for a Hub repo %r instead", path,
+                           path.parent, repo_id)
     else:
         what = "is a file, not a model folder" if path.exists() else "is not a model folder"
         raise UnknownModelError(f"{name!r} {what}, a known pretrained name ({', '.join(sorted(models))}) or a Hub "
@@ -222,18 +226,39 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                      force_download=force_download, token=token)
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a download that failed on the way (a connection cut short, a server that stalls): OSError (the
+    requests-based huggingface_hub before 1.0 raises its subclasses), and the HTTP client's own error base from 1.0
+    (httpx, httpx2), which is not an OSError."""
+    errors: list[type[BaseException]] = [OSError]
+    for module in ("httpx", "httpx2"):
+        try:
+            errors.append(importlib.import_module(module).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
 def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping[str, Any]] | None, hint: str, *,
               cache_dir: str | Path | None, local_files_only: bool, force_download: bool,
               token: str | bool | None) -> Path:
     """The snapshot folder of the files a load reads, fetched through the Hugging Face cache and checked against
-    ``expected`` when given; a failure says why and what to do (``hint`` is the command that downloads them)."""
-    for filename in LOADED_FILES:
-        where = f"{filename} of {repo_id} at revision {revision or 'main'}"
+    ``expected`` when given, and of the model card when the repo has one (its licence terms go with the weights); a
+    failure says why and what to do (``hint`` is the command that downloads them)."""
+    asked, transport = revision or "main", _transport_errors()
+    for filename in (*LOADED_FILES, CARD_NAME):
+        where = f"{filename} of {repo_id} at revision {asked}"
         try:
             path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
                                         local_files_only=local_files_only, force_download=force_download,
                                         token=token, library_name=LIBRARY_NAME))
-        except LocalEntryNotFoundError as error:  # caught before EntryNotFoundError, which it is too
+        except EntryNotFoundError as error:  # LocalEntryNotFoundError too
+            if filename == CARD_NAME:  # no card, or none cached by an older np-draw: no terms to carry
+                logger.debug("%s: no model card (%s)", repo_id, error)
+                continue
+            if not isinstance(error, LocalEntryNotFoundError):
+                raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {asked!r}; an "
+                                              f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
             reason = ("local_files_only=True was given" if local_files_only
                       else "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
                       else f"the Hub at {constants.ENDPOINT} could not be reached")
@@ -247,11 +272,12 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
                 f"there is no local folder {repo_id!r}, and the Hub at {constants.ENDPOINT} has no model repo "
                 f"{repo_id!r} (or it is private and you are not logged in)") from error
         except RevisionNotFoundError as error:
-            raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no revision {revision!r}") from error
-        except EntryNotFoundError as error:
-            raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {revision!r}; an "
-                                          f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
-        except OSError as error:  # other HTTP errors, a download cut short, a full disk
+            raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no revision {asked!r}") from error
+        except transport as error:  # other HTTP errors, a download cut short or stalled, a full disk
+            if filename == CARD_NAME:  # the weights are here: load them, without the card's terms
+                logger.warning("could not download %s, so its licence terms do not go with the weights: %s", where,
+                               str(error).splitlines()[0])
+                continue
             raise WeightsUnavailableError(f"could not download {where}: {str(error).splitlines()[0]}") from error
         except ValueError as error:
             if not force_download:
@@ -261,12 +287,14 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
                                           f"{error.__cause__ or error}") from error
         # The first file fixes the commit, so the others come from the same snapshot even if the branch moves.
         revision = path.parent.name
-        problem = file_problem(path, expected[filename]) if expected is not None else None
+        problem = file_problem(path, expected[filename]) if expected is not None and filename in expected else None
         if problem:
             # The bad copy stays in the cache, where its blob may be another revision's too; a download asked for
             # again replaces it.
-            raise CorruptWeightsError(
-                f"the downloaded {where} does not match the weights manifest: {problem}; nothing was loaded. Load it "
-                f"again with force_download=True (`{hint} --force-download`) to replace the cached copy; if it "
-                f"happens again, the server ({constants.ENDPOINT}) serves damaged files")
+            again = (f"it was downloaded again (force_download=True) and still differs: the server ({constants.ENDPOINT}) "
+                     "serves damaged files" if force_download else
+                     f"load it again with force_download=True (`{hint} --force-download`) to replace the cached copy; "
+                     f"if it happens again, the server ({constants.ENDPOINT}) serves damaged files")
+            raise CorruptWeightsError(f"the downloaded {where} does not match the weights manifest: {problem}; nothing "
+                                      f"was loaded. {again[0].upper()}{again[1:]}")
     return path.parent

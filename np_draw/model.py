@@ -237,11 +237,14 @@ class NPDraw(nn.Module, ModelHubMixin):
         """
         x = to_canvas(self.prepare_images(images), self.config.canvas_size)
         latents = parse(x, self.bank, self.grid, empty_threshold=self.config.empty_threshold)
-        latents.canvas = self.render(latents.ids, latents.locs, latents.present)
+        latents.canvas = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
         return latents
 
     def render(self, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """The canvas of latents with this model's parts: :func:`render`."""
+        """The canvas of latents with this model's parts: :func:`render`; hard latents (integer ids) are checked
+        first (shapes, ranges: an InvalidInputError naming them)."""
+        if isinstance(ids, torch.Tensor) and not ids.is_floating_point():
+            Latents(ids, locs, present).check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
         return render(self.bank, self.grid, ids, locs, present)
 
     @staticmethod
@@ -279,7 +282,8 @@ class NPDraw(nn.Module, ModelHubMixin):
             for chunk in batches:
                 logits = self.encoder(x[chunk])
                 ids, locs, present = logits.sample(noise[chunk]) if sample else logits.mode()
-                chunks.append(Latents(ids, locs, present, canvas=self.render(ids, locs, present), logits=logits))
+                canvas = render(self.bank, self.grid, ids, locs, present)
+                chunks.append(Latents(ids, locs, present, canvas=canvas, logits=logits))
         return Latents.cat(chunks)
 
     @torch.no_grad()
@@ -302,13 +306,13 @@ class NPDraw(nn.Module, ModelHubMixin):
         canvas = latents
         if isinstance(latents, Latents) and latents.canvas is None:
             latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
-            canvas = self.render(latents.ids, latents.locs, latents.present)
+            canvas = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
         elif isinstance(latents, Latents):
             canvas = latents.canvas
             latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
             # Every Latents this package returns has the canvas of its steps: one that differs had its steps (or its
             # canvas) changed in place, and decoding the canvas would silently drop that edit.
-            steps = self.render(latents.ids, latents.locs, latents.present)
+            steps = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
             if not torch.equal(steps, canvas.to(steps)):
                 logger.warning("decode: the latents' canvas is not that of their ids, locs and present (changed in "
                                "place?): the canvas is decoded; to decode the steps, pass Latents(ids, locs, present) "
@@ -482,7 +486,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         if decode_parse:
             # A batch of its own: decoded with the sample's canvases, BatchNorm's batch statistics would mix the two.
             with torch.no_grad():  # hard latents: nothing upstream of the parse's canvas is trained by it
-                canvas = self.render(parse.ids, parse.locs, parse.present)
+                canvas = render(self.bank, self.grid, parse.ids, parse.locs, parse.present)
             from_parse = -self.likelihood.log_prob(self.decoder(canvas), x)
         # The prior's input, each part with its footprint (z_is over its box), drawn in the prior's own tiles:
         # cutting T canvases per image into them took a tenth of a step
@@ -505,7 +509,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         """
         q = self.encoder(x)[torch.arange(x.shape[0], device=x.device).repeat_interleave(num_samples)]
         z = Latents(*q.sample(self._step_noise(x.shape[0] * num_samples, generator)))
-        log_px = self.likelihood.log_prob(self.decoder(self.render(z.ids, z.locs, z.present)),
+        log_px = self.likelihood.log_prob(self.decoder(render(self.bank, self.grid, z.ids, z.locs, z.present)),
                                           repeat(x, "n ... -> (n s) ...", s=num_samples))
         log_w = log_px + self.prior.log_prob(z, self.bank) - q.log_prob(z)
         return rearrange(log_w, "(n s) -> n s", s=num_samples)

@@ -9,6 +9,7 @@ pasted at that step in ``colour``.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from PIL import Image
 
 from .bank import PartBank
 from .canvas import running_max
-from .errors import InvalidInputError, InvalidTypeError, check_count
+from .errors import InvalidInputError, InvalidTypeError, UnwritablePathError, check_count
 from .images import check_images, make_grid, to_pil
 from .latents import Latents
 from .model import NPDraw, place
@@ -77,7 +78,8 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
         raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
     if isinstance(index, bool) or not isinstance(index, int) or not -len(latents) <= index < len(latents):
         raise InvalidInputError(f"index must be an int in [-{len(latents)}, {len(latents)}), got {index!r}")
-    if len(colour) != 3 or not all(0 <= c <= 1 for c in colour):
+    if not isinstance(colour, (tuple, list)) or len(colour) != 3 or not all(
+            isinstance(c, numbers.Real) and not isinstance(c, bool) and 0 <= c <= 1 for c in colour):
         raise InvalidInputError(f"colour must be three floats in [0, 1] (RGB), got {colour!r}")
     size = model.grid.canvas_size * check_count(scale, "scale")
     index %= len(latents)
@@ -109,16 +111,23 @@ def save_drawing_gif(model: NPDraw, latents: Latents, path: str | Path, index: i
 
     Args:
         model, latents, index, scale, final: as in :func:`drawing_frames`.
-        path: the ``.gif`` file to write.
+        path: the ``.gif`` file to write, in a folder that exists.
         step_ms: how long each step's frame shows, in milliseconds.
         final_ms: how long the last frame (the decoded image, with ``final``) shows.
     Returns:
         The path. GIF writers merge identical consecutive frames (a part pasted twice on one cell may add none).
     """
+    for name, value in (("step_ms", step_ms), ("final_ms", final_ms)):
+        check_count(value, name)
+    path = Path(path)
+    if path.suffix.lower() != ".gif":
+        raise InvalidInputError(f"path must name a .gif file, got {str(path)!r}")
     frames = to_pil(drawing_frames(model, latents, index, scale=scale, final=final))
     durations = [step_ms] * (len(frames) - 1) + [final_ms]
-    path = Path(path)
-    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    try:
+        frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    except OSError as error:  # a missing folder, a read-only file
+        raise UnwritablePathError(f"cannot write {str(path)!r}: {error}") from error
     return path
 
 

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from np_draw import Latents, NPDraw, NPDrawConfig, SampleOutput
+from np_draw.editing import interpolate, paste_canvas, paste_latents
 from np_draw.errors import (
     ConfigMismatchError,
     CorruptWeightsError,
@@ -32,6 +33,7 @@ from np_draw.hub import resolve_pretrained
 from np_draw.manifest import sha256_file
 from np_draw.metrics import fid
 from np_draw.model_files import CONFIG_NAME, WEIGHTS_NAME
+from np_draw.pictures import drawing_frames, save_drawing_gif
 from np_draw.training import FitConfig
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
@@ -284,6 +286,26 @@ API_CASES: list[ApiCase] = [
     ApiCase("unwritable output folder", "NPDraw.save_pretrained", UnwritablePathError,
             "cannot create the output folder",
             lambda m, f: m.save_pretrained(_saved(m, f) / WEIGHTS_NAME / "inside")),
+    ApiCase("grid cells given as floats (a bool list is a mask, ints are cells)", "np_draw.editing.paste_latents",
+            InvalidInputError, "cells must be ints in [0, 36) or a boolean mask, got [1.7]",
+            lambda m, f: paste_latents(m, m.parse(_images(1, 1, 28, 28)), m.parse(_images(1, 1, 28, 28)),
+                                       cells=[1.7])),
+    ApiCase("latents where canvases go", "np_draw.editing.paste_canvas", InvalidTypeError,
+            "target and source must be canvas tensors (e.g. latents.canvas), got Latents and Latents",
+            lambda m, f: paste_canvas(m.grid, m.parse(_images(1, 1, 28, 28)), m.parse(_images(1, 1, 28, 28)),
+                                      cells=[1])),
+    ApiCase("latents whose steps do not line up", "NPDraw.render", InvalidInputError,
+            "latents ids, locs and present must each have shape (N=1, k) with k <= T=36",
+            lambda m, f: _render_cut(m)),
+    ApiCase("two images where interpolate takes one", "np_draw.editing.interpolate", InvalidInputError,
+            "first must be one image, got 2 (shape (2, 28, 28))",
+            lambda m, f: interpolate(m, _images(2, 1, 28, 28)[:, 0], _images(1, 1, 28, 28)[0])),
+    ApiCase("a drawing's GIF in a folder that does not exist", "np_draw.pictures.save_drawing_gif",
+            UnwritablePathError, "cannot write",
+            lambda m, f: save_drawing_gif(m, m.parse(_images(1, 1, 28, 28)), f / "missing" / "drawing.gif")),
+    ApiCase("an outline colour by name", "np_draw.pictures.drawing_frames", InvalidInputError,
+            "colour must be three floats in [0, 1] (RGB), got 'red'",
+            lambda m, f: drawing_frames(m, m.parse(_images(1, 1, 28, 28)), colour="red")),
 ]
 
 CLI_CASES: list[CliCase] = [
@@ -312,9 +334,17 @@ CLI_CASES: list[CliCase] = [
             lambda model, f: ["sample", str(model), "-n", "1", "-o", str(f / "grid.xyz"), "-q"]),
     CliCase("a seed out of range", "argument --seed: must be an integer in [0, 2**63)",
             lambda model, f: ["sample", str(model), "-n", "1", "--seed", "99999999999999999999", "-q"]),
+    CliCase("--device meta (shapes without data)", "device 'meta' holds no data",
+            lambda model, f: ["sample", str(model), "-n", "1", "--device", "meta", "-o", str(f / "x.png"), "-q"]),
     CliCase("--crop larger than an image file", "crop=148 px does not fit",
             lambda model, f: ["reconstruct", str(model), _png(f, 120, 160), "--crop", "148", "-o", str(f / "x.png")]),
 ]
+
+
+def _render_cut(model: NPDraw) -> None:
+    """render of a parse whose locations are cut to 5 steps."""
+    parsed = model.parse(_images(1, 1, 28, 28))
+    model.render(parsed.ids, parsed.locs[:, :5], parsed.present)
 
 
 def _png(folder: Path, width: int, height: int) -> str:

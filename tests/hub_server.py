@@ -47,6 +47,7 @@ class Served:
 
     data: bytes
     head_size: int
+    cut: bool = False  # GET announces head_size too, then closes the connection after data: a download cut short
 
 
 @dataclass
@@ -104,9 +105,10 @@ class HubServer:
         self.branches[(repo_id, branch)] = commit
         return commit
 
-    def serve(self, commit: str, filename: str, data: bytes, head_size: int | None = None) -> None:
-        """Serve ``data`` for ``filename`` at ``commit``, HEAD announcing ``head_size`` bytes (default: its own)."""
-        self.served[(commit, filename)] = Served(data, len(data) if head_size is None else head_size)
+    def serve(self, commit: str, filename: str, data: bytes, head_size: int | None = None, cut: bool = False) -> None:
+        """Serve ``data`` for ``filename`` at ``commit``, HEAD (and with ``cut``, GET) announcing ``head_size`` bytes
+        (default: its own)."""
+        self.served[(commit, filename)] = Served(data, len(data) if head_size is None else head_size, cut)
 
     def received(self, method: str, path_start: str) -> list[Request]:
         """The requests received with this method whose path starts with ``path_start``."""
@@ -164,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
         served = state.served.get((commit, filename), Served(genuine, len(genuine)))
         headers = {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha256(genuine).hexdigest()}"',
                    "Content-Type": "application/octet-stream"}
-        length = served.head_size if self.command == "HEAD" else len(served.data)
+        length = served.head_size if self.command == "HEAD" or served.cut else len(served.data)
         self._send(200, headers, served.data, length=length)
 
     def do_POST(self) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from np_draw import demo
+from np_draw import Latents, demo
 from np_draw.errors import InvalidInputError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -72,6 +72,13 @@ def test_edits_change_the_drawing_as_they_say():
         demo.edit(drawing, demo.ACTIONS[3], 36)
     with pytest.raises(InvalidInputError, match=r"part must be a whole number in \[0, 49\], got 50"):
         demo.edit(drawing, demo.ACTIONS[2], 0, part=50)
+    with pytest.raises(InvalidInputError, match=r"step must be a drawn part's number in \[0, \d+\].*, got None"):
+        demo.edit(drawing, demo.ACTIONS[0], None)  # an emptied field
+    with pytest.raises(InvalidInputError, match="action must be one of"):
+        demo.edit(drawing, "nope", 999)  # the action is named, not the step
+    with pytest.raises(InvalidInputError, match="this drawing has no drawn part to remove"):
+        blank = torch.zeros_like(drawing.latents.present)
+        demo.edit(demo.Drawing("mnist", Latents(drawing.latents.ids, drawing.latents.locs, blank)), demo.ACTIONS[0], 0)
 
 
 def test_reconstruct_takes_any_size_and_names_a_file_that_is_not_an_image(tmp_path):

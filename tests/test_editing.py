@@ -1,5 +1,6 @@
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from conftest import random_model
@@ -35,6 +36,10 @@ def test_regions_as_cells_or_boxes(model):
     assert region_cells(grid, box=(0, 12, 28, 17)).nonzero()[:, 0].tolist() == list(range(18, 24))
     assert region_cells(grid, cells=[3, 5]).nonzero()[:, 0].tolist() == [3, 5]
     assert torch.equal(region_cells(grid, cells=torch.arange(36) < 4), torch.arange(36) < 4)
+    # A list (or array) of bools is a mask too, not the indices 0 and 1
+    for mask in ([True] * 4 + [False] * 32, np.arange(36) < 4):
+        assert region_cells(grid, cells=mask).nonzero()[:, 0].tolist() == [0, 1, 2, 3]
+    assert region_cells(grid, cells=[np.int64(7)]).nonzero()[:, 0].tolist() == [7]
     pixels = region_pixels(grid, cells=[0, 7])
     assert pixels.sum() == 4 * 4 + 5 * 5 and pixels[:4, :4].all() and pixels[4:9, 4:9].all()
     assert region_pixels(grid, box=(2, 3, 10, 5)).sum() == 8 * 2
@@ -146,7 +151,7 @@ def test_interpolation_rejects_bad_arguments(model, mnist_images):
         interpolate(model, mnist_images[0], mnist_images[1], 1)
     with pytest.raises(ValueError, match="method must be 'logits' or 'swap'"):
         interpolate(model, mnist_images[0], mnist_images[1], method="linear")
-    with pytest.raises(ValueError, match="one image each"):
+    with pytest.raises(ValueError, match=r"first must be one image, got 2 \(shape \(2, 1, 28, 28\)\)"):
         interpolate(model, mnist_images[:2], mnist_images[2:4])
 
 

@@ -83,12 +83,13 @@ def world(tmp_path):
     weights = (a / "model.safetensors").read_bytes()
     with HubServer() as server:
         commits = {"a": server.publish(REPO, a), "b": server.publish(REPO, b)}
-        for damage in ("corrupt", "truncated", "short"):
+        for damage in ("corrupt", "truncated", "short", "cut"):
             commits[damage] = server.publish(f"np-draw-test/{damage}", a)
         flipped = weights[:-1] + bytes([weights[-1] ^ 0xFF])
         server.serve(commits["corrupt"], "model.safetensors", flipped)
         server.serve(commits["truncated"], "model.safetensors", weights[:1000])
         server.serve(commits["short"], "model.safetensors", weights[:1000], head_size=len(weights))
+        server.serve(commits["cut"], "model.safetensors", weights[:1000], head_size=len(weights), cut=True)
         manifest = tmp_path / "weights" / "manifest.json"
         shutil.copytree(a, manifest.parent / "tiny-bundled")
         files = describe_files(a)
@@ -97,7 +98,7 @@ def world(tmp_path):
             "tiny-bundled": entry(REPO, commits["a"], files, bundled=True),
             "tiny-unpublished": entry("np-draw-test/unpublished", None, {}),
             **{f"tiny-{damage}": entry(f"np-draw-test/{damage}", commits[damage], files)
-               for damage in ("corrupt", "truncated", "short")},
+               for damage in ("corrupt", "truncated", "short", "cut")},
         }
         manifest.write_text(json.dumps({"format_version": 1, "models": models}))
         yield World(server, manifest, tmp_path / "hf", commits,
@@ -233,8 +234,7 @@ def test_four_processes_loading_at_once_into_an_empty_cache_all_get_the_verified
     assert all(process.returncode == 0 for process in processes), [err for _, err in outputs]
     assert [json.loads(out.splitlines()[-1]) for out, _ in outputs] == [[{"fingerprint": world.prints["a"]}]] * 4
     snapshot = world.cache / "models--np-draw-test--mnist" / "snapshots" / world.commits["a"]
-    published = describe_files(world.folder)
-    assert describe_files(snapshot) == {name: published[name] for name in ("config.json", "model.safetensors")}
+    assert describe_files(snapshot) == describe_files(world.folder)  # the model card too
 
 
 def test_revisions_are_pinned(world):
@@ -264,7 +264,7 @@ def test_corrupted_bytes_are_rejected_every_time_until_force_download_fetches_th
 
 
 def test_truncated_downloads_are_rejected(world):
-    truncated, short = world.load("tiny-truncated", "tiny-short")
+    truncated, short, cut = world.load("tiny-truncated", "tiny-short", "tiny-cut")
     # Served whole but cut: the size the manifest records tells.
     assert truncated["error"] == "CorruptWeightsError"
     assert f"its size is 1000 bytes, expected {(world.folder / 'model.safetensors').stat().st_size}" in \
@@ -272,6 +272,9 @@ def test_truncated_downloads_are_rejected(world):
     assert world.load("tiny-truncated")[0]["error"] == "CorruptWeightsError"  # and never loaded from the cache
     # Announced whole, sent cut: the download itself fails and leaves nothing behind.
     assert short["error"] == "WeightsUnavailableError" and "could not download model.safetensors" in short["message"]
+    # The connection closed before the announced length: the HTTP client's own error (not an OSError from
+    # huggingface_hub 1.0 on) is the same clear error
+    assert cut["error"] == "WeightsUnavailableError" and "could not download model.safetensors" in cut["message"]
     snapshot = world.cache / "models--np-draw-test--short" / "snapshots" / world.commits["short"]
     assert not (snapshot / "model.safetensors").exists()
 
@@ -335,11 +338,33 @@ def test_push_to_hub_uploads_the_folder_and_it_loads_back(world, tmp_path):
                                                                           "README.md")}
 
 
-def test_the_download_command(world):
+def test_a_model_from_a_hub_repo_keeps_the_licence_terms_of_its_card(world, tmp_path):
+    """from_pretrained fetches the repo's card with the weights, so that weights saved again carry its terms (a
+    CelebA-trained model's non-commercial ones), as they do from a local folder."""
+    terms = {"license": "other", "license_name": "faces-research-only", "license_link": "https://example.org/terms"}
+    world.server.publish("me/faces", random_model("mnist", seed=4).save_pretrained(tmp_path / "faces", card=terms))
+    code = f"""if True:
+        from np_draw import NPDraw
+        NPDraw.from_pretrained("me/faces").save_pretrained({str(tmp_path / "again")!r})
+    """
+    done = world.run(code)
+    assert done.returncode == 0, done.stderr
+    card = (tmp_path / "again" / "README.md").read_text()
+    assert "license: other" in card and "license_name: faces-research-only" in card
+
+
+def test_the_download_command(world, tmp_path):
     done = world.run("from np_draw.cli import main; raise SystemExit(main())", "download", "tiny")
     assert done.returncode == 0, done.stderr
     folder = Path(done.stdout.strip())
     assert folder.is_relative_to(world.cache) and (folder / "model.safetensors").is_file()
+    assert "HTTP Request" not in done.stderr  # the HTTP client's line per request stays out of the command's log
+    # --output writes a model folder with its card, as offline.md lists it
+    done = world.run("from np_draw.cli import main; raise SystemExit(main())", "download", REPO, "--output",
+                     str(tmp_path / "copy"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(path.name for path in (tmp_path / "copy").iterdir()) == ["README.md", "config.json",
+                                                                           "model.safetensors"]
 
     done = world.run("from np_draw.cli import main; raise SystemExit(main())", "download", "no-such-model")
     assert done.returncode == 2 and not done.stdout
