@@ -34,7 +34,7 @@ from PIL import Image
 
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
-from .data import DATASETS, data_files, load_dataset
+from .data import DATA_FILES, DATASETS, data_files, load_dataset
 from .errors import InvalidInputError, MissingFileError, NPDrawError, UnwritablePathError, check_device
 from .features import ARCHITECTURES
 from .images import (
@@ -326,6 +326,11 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
         images = load_dataset(dataset, args.data, args.split, limit=args.limit).float() / 255
         source = f"{dataset} {args.split}"
     else:
+        held = [name for name in DATASETS if Path(args.data).is_dir() and args.split in DATA_FILES[name]
+                and all(f.is_file() for f in data_files(name, args.data, args.split))]
+        if held:  # not a folder of image files: its .npz files would each be skipped as unreadable images
+            raise InvalidInputError(f"--data {str(args.data)!r} holds the {args.split} split of {', '.join(held)} in "
+                                    f"the shared-data layout: pass --dataset NAME to score one of them")
         images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size,
                                 crop=args.crop)
         images = check_images(images[:args.limit], channels=model.config.channels, size=model.config.image_size,

@@ -1,5 +1,6 @@
 import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 
 from np_draw import NPDraw
 from np_draw.cli import build_parser, infer_preset, main
+from np_draw.data import DATA_FILES
 from np_draw.images import image_source, to_pil
 from np_draw.manifest import read_manifest
 from np_draw.training import FitConfig
@@ -212,6 +214,13 @@ def test_eval_prints_the_table_of_np_draw_metrics_evaluate(tmp_path, mnist_image
     assert f"| NLL bound, nats (3 importance samples) | {expected['nll_nats']:.3f} |" in table
     assert exit_code(["eval", str(folder), "--data", str(tmp_path / "absent.npz")]) == 2
     assert "no file or folder at" in capsys.readouterr().err
+    # A model folder and the shared data's root: the data set is asked for, not its .npz files read as images
+    shared = tmp_path / "shared" / "mnist"
+    shared.mkdir(parents=True)
+    for name in DATA_FILES["mnist"]["test"]:
+        shutil.copyfile(tmp_path / "test.npz", shared / name)
+    assert exit_code(["eval", str(folder), "--data", str(shared.parent), "-q"]) == 2
+    assert "holds the test split of mnist in the shared-data layout: pass --dataset NAME" in capsys.readouterr().err
 
 
 def test_info_of_a_local_folder(tmp_path, capsys):
