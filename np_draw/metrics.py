@@ -239,13 +239,16 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mni
 
 
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 1.0) -> torch.Tensor:
-    """Per-image PSNR in dB, 20·log10(MAX) − 10·log10(MSE): (N, ...) and (N, ...) of one shape -> (N,); integer
-    images (uint8: give ``max_value=255``) are compared as floats."""
+    """Per-image PSNR in dB, 20·log10(MAX) − 10·log10(MSE): (N, ...) and (N, ...) of one shape -> (N,) float32 at
+    least; integer images (uint8: give ``max_value=255``) are compared as floats, and half-precision ones in float32
+    (bfloat16's mean squared error is good to about 0.1 dB)."""
     if reconstruction.shape != target.shape or reconstruction.ndim < 2:
         raise InvalidInputError(f"reconstruction and target must have one shape (N, ...), got "
                                 f"{tuple(reconstruction.shape)} and {tuple(target.shape)}")
     if not reconstruction.is_floating_point() or not target.is_floating_point():  # uint8 differences wrap around
         reconstruction, target = reconstruction.double(), target.double()
+    elif reconstruction.dtype in (torch.float16, torch.bfloat16) or target.dtype in (torch.float16, torch.bfloat16):
+        reconstruction, target = reconstruction.float(), target.float()
     mse = ((reconstruction - target) ** 2).flatten(1).mean(1)
     return 20 * torch.log10(torch.tensor(max_value)) - 10 * torch.log10(mse.clamp_min(1e-10))
 
