@@ -72,6 +72,8 @@ def region_cells(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.T
             chosen = torch.as_tensor(np.asarray(values)) if values else torch.zeros(0, dtype=torch.long)
         except (TypeError, ValueError) as error:
             raise InvalidTypeError(f"cells must be cell indices (ints) or a boolean mask, got {cells!r}") from error
+        if 0 < sum(isinstance(v, (bool, np.bool_)) for v in values) < len(values):  # NumPy made them all ints
+            raise InvalidInputError(f"cells must be cell indices or a boolean mask, not both, got {cells!r}")
     if chosen.dtype == torch.bool:
         if chosen.shape != (grid.num_cells,):
             raise InvalidInputError(f"a boolean cells mask must have shape ({grid.num_cells},), "

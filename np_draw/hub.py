@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData, constants, hf_hub_download
+from huggingface_hub import (
+    _CACHED_NO_EXIST,
+    ModelCard,
+    ModelCardData,
+    constants,
+    hf_hub_download,
+    try_to_load_from_cache,
+)
 
 # huggingface_hub.utils holds these from 0.x to 2.x (huggingface_hub.errors and RemoteEntryNotFoundError are 1.0's).
 from huggingface_hub.utils import (
@@ -243,22 +250,19 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
               cache_dir: str | Path | None, local_files_only: bool, force_download: bool,
               token: str | bool | None) -> Path:
     """The snapshot folder of the files a load reads, fetched through the Hugging Face cache and checked against
-    ``expected`` when given, and of the model card when the repo has one (its licence terms go with the weights); a
-    failure says why and what to do (``hint`` is the command that downloads them)."""
+    ``expected`` when given, with the model card (:func:`_card`); a failure says why and what to do (``hint`` is the
+    command that downloads them)."""
     asked, transport = revision or "main", _transport_errors()
-    for filename in (*LOADED_FILES, CARD_NAME):
+    fresh = force_download or not all(isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir,
+                                                                        revision=revision), str)
+                                      for filename in LOADED_FILES)
+    for filename in LOADED_FILES:
         where = f"{filename} of {repo_id} at revision {asked}"
         try:
             path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
                                         local_files_only=local_files_only, force_download=force_download,
                                         token=token, library_name=LIBRARY_NAME))
-        except EntryNotFoundError as error:  # LocalEntryNotFoundError too
-            if filename == CARD_NAME:  # no card, or none cached by an older np-draw: no terms to carry
-                logger.debug("%s: no model card (%s)", repo_id, error)
-                continue
-            if not isinstance(error, LocalEntryNotFoundError):
-                raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {asked!r}; an "
-                                              f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
+        except LocalEntryNotFoundError as error:  # caught before EntryNotFoundError, which it is too
             reason = ("local_files_only=True was given" if local_files_only
                       else "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
                       else f"the Hub at {constants.ENDPOINT} could not be reached")
@@ -273,11 +277,10 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
                 f"{repo_id!r} (or it is private and you are not logged in)") from error
         except RevisionNotFoundError as error:
             raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no revision {asked!r}") from error
+        except EntryNotFoundError as error:
+            raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {asked!r}; an "
+                                          f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
         except transport as error:  # other HTTP errors, a download cut short or stalled, a full disk
-            if filename == CARD_NAME:  # the weights are here: load them, without the card's terms
-                logger.warning("could not download %s, so its licence terms do not go with the weights: %s", where,
-                               str(error).splitlines()[0])
-                continue
             raise WeightsUnavailableError(f"could not download {where}: {str(error).splitlines()[0]}") from error
         except ValueError as error:
             if not force_download:
@@ -287,14 +290,46 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
                                           f"{error.__cause__ or error}") from error
         # The first file fixes the commit, so the others come from the same snapshot even if the branch moves.
         revision = path.parent.name
-        problem = file_problem(path, expected[filename]) if expected is not None and filename in expected else None
-        if problem:
-            # The bad copy stays in the cache, where its blob may be another revision's too; a download asked for
-            # again replaces it.
-            again = (f"it was downloaded again (force_download=True) and still differs: the server ({constants.ENDPOINT}) "
-                     "serves damaged files" if force_download else
-                     f"load it again with force_download=True (`{hint} --force-download`) to replace the cached copy; "
-                     f"if it happens again, the server ({constants.ENDPOINT}) serves damaged files")
-            raise CorruptWeightsError(f"the downloaded {where} does not match the weights manifest: {problem}; nothing "
-                                      f"was loaded. {again[0].upper()}{again[1:]}")
+        _check_download(path, f"{where}", expected, hint, force_download)
+    card = _card(repo_id, revision, fresh and not local_files_only, cache_dir=cache_dir,
+                 force_download=force_download, token=token)
+    if card is not None:
+        _check_download(card, f"{CARD_NAME} of {repo_id} at revision {asked}", expected, hint, force_download)
     return path.parent
+
+
+def _card(repo_id: str, commit: str, fetch: bool, *, cache_dir: str | Path | None, force_download: bool,
+          token: str | bool | None) -> Path | None:
+    """The model card of a repo's commit, whose licence terms go with its weights: from the cache, or downloaded
+    when ``fetch`` (the weights were just downloaded: the Hub is there); None when the repo has none, or when the
+    weights came from a cache without it (offline, or filled by an earlier np-draw), so that a load from the cache
+    makes no request: huggingface_hub retries an unreachable Hub for half a minute."""
+    cached = try_to_load_from_cache(repo_id, CARD_NAME, cache_dir=cache_dir, revision=commit)
+    if isinstance(cached, str) and not force_download:
+        return Path(cached)
+    if cached is _CACHED_NO_EXIST or not fetch:
+        return None
+    try:
+        return Path(hf_hub_download(repo_id, CARD_NAME, revision=commit, cache_dir=cache_dir,
+                                    force_download=force_download, token=token, library_name=LIBRARY_NAME))
+    except EntryNotFoundError:
+        return None
+    except _transport_errors() as error:  # the weights are here: they load, without the card's terms
+        logger.warning("could not download the model card of %s, so its licence terms do not go with the weights: "
+                       "%s", repo_id, str(error).splitlines()[0])
+        return None
+
+
+def _check_download(path: Path, where: str, expected: Mapping[str, Mapping[str, Any]] | None, hint: str,
+                    force_download: bool) -> None:
+    """CorruptWeightsError when the downloaded file differs from the manifest's record of it (when it has one)."""
+    problem = file_problem(path, expected[path.name]) if expected is not None and path.name in expected else None
+    if problem:
+        # The bad copy stays in the cache, where its blob may be another revision's too; a download asked for
+        # again replaces it.
+        again = (f"it was downloaded again (force_download=True) and still differs: the server ({constants.ENDPOINT}) "
+                 "serves damaged files" if force_download else
+                 f"load it again with force_download=True (`{hint} --force-download`) to replace the cached copy; "
+                 f"if it happens again, the server ({constants.ENDPOINT}) serves damaged files")
+        raise CorruptWeightsError(f"the downloaded {where} does not match the weights manifest: {problem}; nothing "
+                                  f"was loaded. {again[0].upper()}{again[1:]}")

@@ -309,14 +309,7 @@ class NPDraw(nn.Module, ModelHubMixin):
             canvas = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
         elif isinstance(latents, Latents):
             canvas = latents.canvas
-            latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
-            # Every Latents this package returns has the canvas of its steps: one that differs had its steps (or its
-            # canvas) changed in place, and decoding the canvas would silently drop that edit.
-            steps = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
-            if not torch.equal(steps, canvas.to(steps)):
-                logger.warning("decode: the latents' canvas is not that of their ids, locs and present (changed in "
-                               "place?): the canvas is decoded; to decode the steps, pass Latents(ids, locs, present) "
-                               "without a canvas")
+            self._warn_if_edited(latents)
         canvas = check_images(canvas, channels=self.config.channels, size=self.config.canvas_size, name="canvas")
         canvas = canvas.to(device=self.device, dtype=self.dtype)
         batches = self._batches(len(canvas), batch_size)
@@ -325,6 +318,21 @@ class NPDraw(nn.Module, ModelHubMixin):
         with evaluating(self):
             return torch.cat([self._decode(canvas[chunk], None if noise is None else noise[chunk])
                               for chunk in batches])
+
+    def _warn_if_edited(self, latents: Latents) -> None:
+        """Warn when ``latents``' canvas is not that of their steps with this model's parts, at the canvas's precision.
+        Every Latents this package returns has the canvas of its steps: one that differs had its steps (or canvas)
+        changed in place, or comes from another model, and decoding its canvas would silently drop such an edit."""
+        try:
+            latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
+        except NPDrawError:  # steps this model cannot draw: only the canvas can be decoded
+            return
+        steps = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
+        canvas = latents.canvas
+        if steps.shape == canvas.shape and not torch.equal(steps.to(canvas), canvas):
+            logger.warning("decode: the latents' canvas is not that of their ids, locs and present with this model's "
+                           "parts (changed in place, or drawn by another model?): the canvas is decoded; to decode the "
+                           "steps, pass Latents(ids, locs, present) without a canvas")
 
     def _pixel_noise(self, count: int, generator: Generators) -> torch.Tensor:
         """The uniform noise :meth:`_decode` turns into ``count`` images of sampled pixels."""

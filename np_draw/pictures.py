@@ -78,8 +78,11 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
         raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
     if isinstance(index, bool) or not isinstance(index, int) or not -len(latents) <= index < len(latents):
         raise InvalidInputError(f"index must be an int in [-{len(latents)}, {len(latents)}), got {index!r}")
-    if not isinstance(colour, (tuple, list)) or len(colour) != 3 or not all(
-            isinstance(c, numbers.Real) and not isinstance(c, bool) and 0 <= c <= 1 for c in colour):
+    try:  # a tuple, list or array of three numbers; not a name
+        rgb = None if isinstance(colour, str) else [float(c) for c in colour]
+    except (TypeError, ValueError):
+        rgb = None
+    if rgb is None or len(rgb) != 3 or not all(0 <= c <= 1 for c in rgb):
         raise InvalidInputError(f"colour must be three floats in [0, 1] (RGB), got {colour!r}")
     size = model.grid.canvas_size * check_count(scale, "scale")
     index %= len(latents)
@@ -92,7 +95,7 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
     frames = _enlarge(running_max(placed)[0, drawn], size)
     boxes = model.grid.box(F.one_hot(one.locs, model.grid.num_cells).to(placed), one.present.to(placed))[0, drawn, 0]
     width = max(1, scale // 8)
-    paint = torch.tensor(colour)[:, None, None]
+    paint = torch.tensor(rgb)[:, None, None]
     for frame, box in zip(frames, boxes):
         rows, cols = box.any(1).nonzero()[:, 0], box.any(0).nonzero()[:, 0]
         top, bottom = int(rows[0]) * scale, (int(rows[-1]) + 1) * scale
@@ -118,7 +121,8 @@ def save_drawing_gif(model: NPDraw, latents: Latents, path: str | Path, index: i
         The path. GIF writers merge identical consecutive frames (a part pasted twice on one cell may add none).
     """
     for name, value in (("step_ms", step_ms), ("final_ms", final_ms)):
-        check_count(value, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
+            raise InvalidInputError(f"{name} must be a positive number of milliseconds, got {value!r}")
     path = Path(path)
     if path.suffix.lower() != ".gif":
         raise InvalidInputError(f"path must name a .gif file, got {str(path)!r}")

@@ -40,6 +40,8 @@ def test_regions_as_cells_or_boxes(model):
     for mask in ([True] * 4 + [False] * 32, np.arange(36) < 4):
         assert region_cells(grid, cells=mask).nonzero()[:, 0].tolist() == [0, 1, 2, 3]
     assert region_cells(grid, cells=[np.int64(7)]).nonzero()[:, 0].tolist() == [7]
+    with pytest.raises(ValueError, match=r"cell indices or a boolean mask, not both, got \[1, True\]"):
+        region_cells(grid, cells=[1, True])
     pixels = region_pixels(grid, cells=[0, 7])
     assert pixels.sum() == 4 * 4 + 5 * 5 and pixels[:4, :4].all() and pixels[4:9, 4:9].all()
     assert region_pixels(grid, box=(2, 3, 10, 5)).sum() == 8 * 2

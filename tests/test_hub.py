@@ -353,6 +353,17 @@ def test_a_model_from_a_hub_repo_keeps_the_licence_terms_of_its_card(world, tmp_
     assert "license: other" in card and "license_name: faces-research-only" in card
 
 
+def test_weights_cached_without_their_card_load_without_asking_for_it(world):
+    """A cache filled by an earlier np-draw holds no card: the load makes no request for it (huggingface_hub retries
+    an unreachable Hub for half a minute), and a repo that has none is not asked again."""
+    assert world.load(REPO) == [{"fingerprint": world.prints["b"]}]
+    snapshot = world.cache / "models--np-draw-test--mnist" / "snapshots" / world.commits["b"]
+    (snapshot / "README.md").unlink()
+    asked = len(world.server.requests)
+    assert world.load(REPO) == [{"fingerprint": world.prints["b"]}]
+    assert not [request for request in world.server.requests[asked:] if request.path.endswith("/README.md")]
+
+
 def test_the_download_command(world, tmp_path):
     done = world.run("from np_draw.cli import main; raise SystemExit(main())", "download", "tiny")
     assert done.returncode == 0, done.stderr
