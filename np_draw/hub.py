@@ -290,7 +290,7 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
                                           f"{error.__cause__ or error}") from error
         # The first file fixes the commit, so the others come from the same snapshot even if the branch moves.
         revision = path.parent.name
-        _check_download(path, f"{where}", expected, hint, force_download)
+        _check_download(path, where, expected, hint, force_download)
     card = _card(repo_id, revision, fresh and not local_files_only, cache_dir=cache_dir,
                  force_download=force_download, token=token)
     if card is not None:

@@ -446,8 +446,8 @@ class Prior(nn.Module):
         drawn a step at a time in the embedding's tiles as sampling draws them, kept as the tiles each step drew on,
         (U, (C + 1) * 4 * 4) with a blank one first, and for each step (N, T, m) int64 the rows of the tiles it drew,
         of those they replaced, each step's location (L for a step that draws nothing), and the (L, m) tiles each
-        location draws on. The same canvases as :meth:`np_draw.canvas.Grid.history`
-        (maxima are exact). Hard latents carry no gradient."""
+        location draws on. The same canvases as :meth:`np_draw.canvas.Grid.history` (maxima are exact). Hard latents
+        carry no gradient."""
         n, steps = latents.ids.shape
         like = bank.parts
         tiled = self.grid.new_tiled(n, like.shape[1] + 1, self.embed.patch, like)
