@@ -372,7 +372,7 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
         device: where to load the model (to count its parameters).
     Returns:
         A JSON-serialisable dict: ``name``, ``source`` (where the files came from), ``folder``, ``files``
-        ({file: {"sha256", "size"}}), ``config``, ``parameters`` ({module: {"parameters", "buffers"}} and
+        ({file: {"sha256", "size"}}), ``dtype`` (of the stored weights, e.g. "float32"), ``config``, ``parameters`` ({module: {"parameters", "buffers"}} and
         ``total``), and ``metrics`` / ``paper_metrics`` / ``dataset`` when the manifest has them.
     """
     folder = hub.resolve_pretrained(name, token=token)
@@ -387,13 +387,13 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
                        "manifest")
     else:
         source = f"the Hub repo {name} (not in the weights manifest: unverified)"
-    model = NPDraw.from_pretrained(Path(folder), device=device)
+    model = NPDraw.from_pretrained(Path(folder), device=device, dtype="auto")  # the dtype the weights are stored in
     counts = {child: {"parameters": sum(p.numel() for p in module.parameters()),
                       "buffers": sum(b.numel() for b in module.buffers())}
               for child, module in model.named_children()}
     counts["total"] = {kind: sum(c[kind] for c in counts.values()) for kind in ("parameters", "buffers")}
     info = {"name": name, "source": source, "folder": str(folder), "files": describe_files(folder),
-            "config": model.config.to_dict(), "parameters": counts}
+            "dtype": str(model.dtype).removeprefix("torch."), "config": model.config.to_dict(), "parameters": counts}
     if name in models and not local:
         info.update({key: models[name][key] for key in ("dataset", "metrics", "paper_metrics") if key in models[name]})
     return info
@@ -405,7 +405,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    lines = [f"model: {info['name']}", f"source: {info['source']}", f"folder: {info['folder']}", "files:"]
+    lines = [f"model: {info['name']}", f"source: {info['source']}", f"folder: {info['folder']}",
+             f"stored as: {info['dtype']}", "files:"]
     lines += [f"  {file}: {record['size']:,} bytes, sha256 {record['sha256']}"
               for file, record in info["files"].items()]
     lines.append("parameters (trained / stored buffers such as the part bank):")

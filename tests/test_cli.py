@@ -229,7 +229,10 @@ def test_info_of_a_local_folder(tmp_path, capsys):
     assert main(["info", str(tmp_path / "tiny"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["source"] == "a local folder" and "metrics" not in info
-    assert info["config"]["encoder_channels"] == 16
+    assert info["config"]["encoder_channels"] == 16 and info["dtype"] == "float32"
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "half")
+    assert main(["info", str(tmp_path / "half")]) == 0
+    assert "stored as: bfloat16" in capsys.readouterr().out
 
 
 def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_images, capsys):
