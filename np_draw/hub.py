@@ -39,7 +39,7 @@ from huggingface_hub.utils import (
 
 from .config import NPDrawConfig
 from .errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, UnknownModelError, WeightsUnavailableError
-from .manifest import REPO_ID, file_problem, manifest_path, read_manifest
+from .manifest import REPO_ID, file_problem, manifest_path, read_manifest, sha256_file
 from .model_files import CARD_NAME, CONFIG_NAME, LOADED_FILES, WEIGHTS_NAME
 
 logger = logging.getLogger(__name__)
@@ -290,7 +290,10 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
                                           f"{error.__cause__ or error}") from error
         # The first file fixes the commit, so the others come from the same snapshot even if the branch moves.
         revision = path.parent.name
-        _check_download(path, where, expected, hint, force_download)
+        if expected is not None and filename in expected:
+            _check_download(path, where, expected, hint, force_download)
+        else:
+            _check_digest(path, where, hint, force_download)
     card = _card(repo_id, revision, fresh and not local_files_only, cache_dir=cache_dir,
                  force_download=force_download, token=token)
     if card is not None:
@@ -318,6 +321,18 @@ def _card(repo_id: str, commit: str, fetch: bool, *, cache_dir: str | Path | Non
         logger.warning("could not download the model card of %s, so its licence terms do not go with the weights: "
                        "%s", repo_id, str(error).splitlines()[0])
         return None
+
+
+def _check_digest(path: Path, where: str, hint: str, force_download: bool) -> None:
+    """CorruptWeightsError when a file the cache names by its sha256 has another: the Hub's ETag of a large (LFS)
+    file, the weights, is its sha256, and the cache keeps it under that name. The manifest's records check its own
+    models; this checks any repo's weights, damaged on the way (with the right length) or in the cache."""
+    digest = Path(os.path.realpath(path)).name
+    if re.fullmatch(r"[0-9a-f]{64}", digest) and (actual := sha256_file(path)) != digest:
+        again = ("it was downloaded again (force_download=True) and still differs" if force_download else
+                 f"load it again with force_download=True (`{hint} --force-download`) to replace the cached copy")
+        raise CorruptWeightsError(f"the downloaded {where} is damaged: its sha256 is {actual}, the Hub's is {digest}; "
+                                  f"nothing was loaded. {again[0].upper()}{again[1:]}")
 
 
 def _check_download(path: Path, where: str, expected: Mapping[str, Mapping[str, Any]] | None, hint: str,

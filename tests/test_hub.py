@@ -256,6 +256,13 @@ def test_corrupted_bytes_are_rejected_every_time_until_force_download_fetches_th
     assert "nothing was loaded" in result["message"]
     assert "force_download=True (`np-draw download tiny-corrupt --force-download`)" in result["message"]
 
+    # Loaded by its repo id, outside the manifest: the cache names the weights by the sha256 the Hub gave (their
+    # ETag), which the damaged bytes do not have; on every load, not only the first
+    for _ in range(2):
+        [by_repo] = world.load("np-draw-test/corrupt")
+        assert by_repo["error"] == "CorruptWeightsError" and "model.safetensors of np-draw-test/corrupt at revision " \
+            "main is damaged: its sha256 is" in by_repo["message"]
+
     world.server.served.clear()  # the server mends its ways
     # The bad copy stays in the cache (its blob may be another revision's too), and is never loaded from there.
     assert world.load("tiny-corrupt")[0]["error"] == "CorruptWeightsError"
