@@ -306,7 +306,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
     framing = "" if args.crop is None else f", each cut to its {args.crop}x{args.crop} px centre (--crop)"
     card = {"dataset": f"{len(images)} images from {data.name}{framing}", "notes": f"{start} with `np-draw fit`.",
-            "training": {"fit_config": asdict(config), "from": args.from_name, "data": str(data), "crop": args.crop,
+            "training": {"fit_config": asdict(config),
+                         # what ran, whatever the defaults were (a budget of None in fit_config means FitConfig's)
+                         "trained": {"prior_rounds": len(history.prior_train), "prior_steps": history.prior_steps,
+                                     "rounds": len(history.train), "steps": history.steps},
+                         "from": args.from_name, "data": str(data), "crop": args.crop,
                          "data_fingerprint": images.fingerprint(),
                          "validation": None if held_out is None else str(held_out)}}
     model.save_pretrained(args.output, card=card)
@@ -583,8 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "space (FID-cnn-mnist, FID-cnn-cifar10, or Inception-v3 from a local pytorch-fid weights "
                           "file), and the PSNR of parses and reconstructions. Prints a markdown table.", cmd_eval)
     evaluation.add_argument("--data", required=True,
-                            help="the shared data folder (with --dataset, or when NAME is a data set), or "
-                                 + IMAGES_HELP.replace("image files", "an image file"))
+                            help="one path: the shared data folder (with --dataset, or when NAME is a data set), "
+                                 "an image file, a folder of images, or an .npz file with an 'images' array")
     _add_crop_argument(evaluation)
     evaluation.add_argument("--dataset", choices=DATASETS, default=None,
                             help="read this data set's --split from DATA (default: NAME when it is a data set)")

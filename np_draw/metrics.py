@@ -168,7 +168,8 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
         # would take 13 GB at once).
         source = image_source(images, channels=3, size=getattr(network, "size", 299))
     if len(source) < 2:
-        raise InvalidInputError(f"images must hold at least 2 images for a covariance, got {len(source)}")
+        raise InvalidInputError(f"images must hold at least 2 images for the features' covariance (FID), got "
+                                f"{len(source)}")
     device = next(network.parameters()).device
     rows = [network.features(chunk.to(device).float()).double().cpu()
             for chunk in tqdm(source.chunks(size=batch_size), total=math.ceil(len(source) / batch_size),

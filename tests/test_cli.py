@@ -251,6 +251,8 @@ def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_
     assert not all(torch.equal(a, b) for a, b in zip(tuned.encoder.parameters(), start.encoder.parameters()))
     history = json.loads((output / "history.json").read_text())
     assert len(history["train"]) == len(history["val_bound"]) == 1 and history["prior_train"] == []
+    card = (output / "README.md").read_text()  # the budget that ran, not only the config's
+    assert '"prior_rounds": 0' in card and '"rounds": 1' in card
     assert (output / "checkpoints" / "latest.json").is_file()
     # Resuming a finished run changes nothing; with more epochs it trains them; with other options it is refused in
     # one line.
