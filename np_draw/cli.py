@@ -500,6 +500,7 @@ def _add_pairs_arguments(parser: argparse.ArgumentParser, default_output: str) -
                         help=f"the picture (default {default_output})")
     parser.add_argument("--pairs-per-row", type=positive_int, default=None,
                         help="image pairs per row (default: about square)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no log lines (what loading the images changed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -570,12 +571,17 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--patience", type=positive_int, default=None,
                         help="stop after this many rounds without a better validation bound, keeping the best "
                              "(default with --from: 4)")
-    fit.add_argument("--batch-size", type=positive_int, default=None, help="encoder/decoder batch size")
-    fit.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation")
+    scratch, tuning = FitConfig(), FitConfig.finetune()
+    fit.add_argument("--batch-size", type=positive_int, default=None,
+                     help=f"encoder/decoder batch size (default {scratch.batch_size} from scratch, "
+                          f"{tuning.batch_size} with --from)")
+    fit.add_argument("--val-fraction", type=fraction, default=None,
+                     help=f"share of DATA held out for validation (default {scratch.val_fraction})")
     fit.add_argument("--validation", default=None, metavar="HELD_OUT",
                      help="held-out images for validation instead (a folder or an .npz file, as DATA)")
     fit.add_argument("--checkpoint-every", type=positive_int, default=None,
-                     help="optimizer steps between checkpoints (also one after every epoch)")
+                     help=f"optimizer steps between checkpoints (also one after every epoch; default "
+                          f"{scratch.checkpoint_every})")
     fit.add_argument("--seed", type=seed, default=None, help="random seed (FitConfig.seed, default 0)")
     fit.add_argument("--resume", action="store_true",
                      help="continue from the latest checkpoint in OUTPUT (same DATA and options; --epochs may grow)")
@@ -602,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="pytorch-fid's Inception-v3 weights file: report the Inception FID instead")
     evaluation.add_argument("--num-generated", type=positive_int, default=None,
                             help="samples compared with the images by the FID (default: as many as images)")
-    evaluation.add_argument("--seed", type=seed, default=0, help="seeds binarisation, posterior draws and samples")
+    evaluation.add_argument("--seed", type=seed, default=0, help="seeds binarisation, posterior draws and samples (default 0)")
     evaluation.add_argument("--json", type=output_path, default=None, help="also write the figures to this JSON file")
     evaluation.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 

@@ -347,6 +347,8 @@ def test_every_command_has_help_and_device_where_a_model_is_loaded(command, caps
     text = capsys.readouterr().out
     assert text.startswith(f"usage: np-draw {command}")
     assert ("--device" in text) == (command != "download")
+    # Every command that loads images or trains can be quiet
+    assert ("--quiet" in text) == (command not in ("info", "download"))
 
 
 def test_fit_interrupted_by_ctrl_c_says_how_to_resume_and_resumes_exactly(tmp_path, mnist_images, monkeypatch,
