@@ -322,16 +322,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor, str]:
     """The images ``np-draw eval`` scores, and what they are: a split of a data set in the shared-data layout when
     --dataset is given (or NAME is a data set whose file DATA holds), else the images DATA names."""
-    dataset = args.dataset or (args.name if args.name in DATASETS else None)
-    if dataset is not None and (args.dataset or all(f.is_file() for f in data_files(dataset, args.data, args.split))):
+    # The data sets whose --split DATA holds in the shared-data layout
+    held = [name for name in DATASETS if args.split in DATA_FILES[name]
+            and all(f.is_file() for f in data_files(name, args.data, args.split))]
+    dataset = args.dataset or (args.name if args.name in held else None)
+    if dataset is not None:
         if args.crop is not None:
             raise InvalidInputError(f"--crop applies to image files, and --data holds the {dataset} data set, read "
                                     "as its own protocol frames it")
         images = load_dataset(dataset, args.data, args.split, limit=args.limit).float() / 255
         source = f"{dataset} {args.split}"
     else:
-        held = [name for name in DATASETS if Path(args.data).is_dir() and args.split in DATA_FILES[name]
-                and all(f.is_file() for f in data_files(name, args.data, args.split))]
         if held:  # not a folder of image files: its .npz files would each be skipped as unreadable images
             raise InvalidInputError(f"--data {str(args.data)!r} holds the {args.split} split of {', '.join(held)} in "
                                     f"the shared-data layout: pass --dataset NAME to score one of them")
@@ -376,8 +377,8 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
         device: where to load the model (to count its parameters).
     Returns:
         A JSON-serialisable dict: ``name``, ``source`` (where the files came from), ``folder``, ``files``
-        ({file: {"sha256", "size"}}), ``dtype`` (of the stored weights, e.g. "float32"), ``config``, ``parameters`` ({module: {"parameters", "buffers"}} and
-        ``total``), and ``metrics`` / ``paper_metrics`` / ``dataset`` when the manifest has them.
+        ({file: {"sha256", "size"}}), ``dtype`` (of the stored weights, e.g. "float32"), ``config``,
+        ``parameters`` ({module: {"parameters", "buffers"}} and ``total``), and ``metrics`` / ``paper_metrics`` / ``dataset`` when the manifest has them.
     """
     folder = hub.resolve_pretrained(name, token=token)
     models = read_manifest()

@@ -246,13 +246,16 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+_TRANSPORT_ERRORS = _transport_errors()
+
+
 def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping[str, Any]] | None, hint: str, *,
               cache_dir: str | Path | None, local_files_only: bool, force_download: bool,
               token: str | bool | None) -> Path:
     """The snapshot folder of the files a load reads, fetched through the Hugging Face cache and checked against
     ``expected`` when given, with the model card (:func:`_card`); a failure says why and what to do (``hint`` is the
     command that downloads them)."""
-    asked, transport = revision or "main", _transport_errors()
+    asked = revision or "main"
     fresh = force_download or not all(isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir,
                                                                         revision=revision), str)
                                       for filename in LOADED_FILES)
@@ -280,7 +283,7 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
         except EntryNotFoundError as error:
             raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {asked!r}; an "
                                           f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
-        except transport as error:  # other HTTP errors, a download cut short or stalled, a full disk
+        except _TRANSPORT_ERRORS as error:  # other HTTP errors, a download cut short or stalled, a full disk
             raise WeightsUnavailableError(f"could not download {where}: {str(error).splitlines()[0]}") from error
         except ValueError as error:
             if not force_download:
@@ -317,7 +320,7 @@ def _card(repo_id: str, commit: str, fetch: bool, *, cache_dir: str | Path | Non
                                     force_download=force_download, token=token, library_name=LIBRARY_NAME))
     except EntryNotFoundError:
         return None
-    except _transport_errors() as error:  # the weights are here: they load, without the card's terms
+    except _TRANSPORT_ERRORS as error:  # the weights are here: they load, without the card's terms
         logger.warning("could not download the model card of %s, so its licence terms do not go with the weights: "
                        "%s", repo_id, str(error).splitlines()[0])
         return None
