@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 import torch.distributed as dist
@@ -56,14 +56,8 @@ class Trainable(Protocol):
     grid: Grid
     bank: PartBank
     prior: Prior
-
-    @property
-    def encoder(self) -> torch.nn.Module:
-        """q(z | x): images -> StepLogits."""
-
-    @property
-    def decoder(self) -> torch.nn.Module:
-        """p(x | canvas): canvases -> the likelihood's parameters."""
+    encoder: torch.nn.Module  # q(z | x): images -> StepLogits
+    decoder: torch.nn.Module  # p(x | canvas): canvases -> the likelihood's parameters
 
     @property
     def device(self) -> torch.device:
@@ -164,11 +158,16 @@ class FitConfig:
             value = getattr(self, spec.name)
             if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
                 setattr(self, spec.name, int(value) if isinstance(value, numbers.Integral) else float(value))
-        check_flags(**{name: getattr(self, name) for name in ("fit_bank", "fit_prior", "freeze_batchnorm",
-                                                              "mixed_precision")})
-        optional = [name for name in ("prior_epochs", "epochs", "prior_steps", "steps")
-                    if getattr(self, name) is not None]
-        for name in ("seed", "checkpoint_every", "warmup_steps", *optional):  # 0 epochs or steps skip a stage
+        flags = ("fit_bank", "fit_prior", "freeze_batchnorm", "mixed_precision")
+        check_flags(**{name: getattr(self, name) for name in flags})
+        for name in flags:  # NumPy's bools as Python's, for JSON (a checkpoint's state.json)
+            setattr(self, name, bool(getattr(self, name)))
+
+        def given(*names: str) -> list[str]:
+            return [name for name in names if getattr(self, name) is not None]
+
+        for name in ("seed", "checkpoint_every", "warmup_steps",  # 0 epochs or steps skip a stage
+                     *given("prior_epochs", "epochs", "prior_steps", "steps")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidInputError(f"{name} must be a non-negative int, got {value!r}")
@@ -176,32 +175,33 @@ class FitConfig:
             if getattr(self, epochs) is not None and getattr(self, steps) is not None:
                 raise InvalidInputError(f"give {epochs} or {steps}, not both; got {epochs}={getattr(self, epochs)!r} "
                                         f"and {steps}={getattr(self, steps)!r}")
-        for name in ("prior_batch_size", "batch_size", "eval_every"):
+        for name in ("prior_batch_size", "batch_size", "eval_every",
+                     *given("patience", "bank_images", "full_rate_images")):
             check_count(getattr(self, name), name)
-        for name in ("patience", "bank_images", "full_rate_images"):
-            if getattr(self, name) is not None:
-                check_count(getattr(self, name), name)
         if self.fit_bank and not self.fit_prior:
             raise InvalidInputError("fit_bank=True with fit_prior=False: a refitted bank changes what every part id "
                                     "means, so the prior must be trained on the new parses (fit_prior=True)")
-        optional = [name for name in ("parse_weight", "substitution_rate") if getattr(self, name) is not None]
-        optional += ["max_passes"] if self.max_passes is not None else []
         for name in ("prior_lr", "encoder_lr", "decoder_lr", "location_lr", "tau_decay", "parse_canvas_weight",
-                     *optional):
+                     *given("parse_weight", "substitution_rate", "max_passes")):
             value, positive = getattr(self, name), name.endswith("_lr") or name == "max_passes"
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or (positive and value == 0):
                 raise InvalidInputError(f"{name} must be a {'positive' if positive else 'non-negative'} finite "
                                         f"number, got {value!r}")
-        if not 0.0 <= self.val_fraction < 1.0:
+
+        def number(name: str) -> float:  # NaN for what is not a number, so that the range checks refuse it
+            value = getattr(self, name)
+            return math.nan if isinstance(value, bool) or not isinstance(value, (int, float)) else value
+
+        if not 0.0 <= number("val_fraction") < 1.0:
             raise InvalidInputError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         for name in ("tau_min", "tau_start"):
-            if isinstance(getattr(self, name), bool) or not 0.0 < getattr(self, name) <= 1.0:
+            if not 0.0 < number(name) <= 1.0:
                 raise InvalidInputError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
         if self.tau_min > self.tau_start:
             raise InvalidInputError(f"tau_min must be at most tau_start (the temperature falls from tau_start to "
                                     f"tau_min), got tau_min={self.tau_min!r}, tau_start={self.tau_start!r}")
-        if isinstance(self.substitution_start, bool) or not 0.0 <= self.substitution_start <= 1.0:
+        if not 0.0 <= number("substitution_start") <= 1.0:
             raise InvalidInputError(f"substitution_start must be in [0, 1], got {self.substitution_start!r}")
 
     @classmethod
@@ -313,10 +313,6 @@ class _Parses:
         return Latents(self.ids[index].long(), steps * present.long(), present.float())
 
 
-def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
 class _Stage(torch.nn.Module):
     """A stage's loss as a module that owns the parameters it trains, so DistributedDataParallel can hook them."""
 
@@ -343,17 +339,22 @@ def adam(groups: list[dict]) -> torch.optim.Adam:
         return torch.optim.Adam(groups)
 
 
-def _round_steps(length: tuple[int, int | None, int | None], round_: int) -> int | None:
-    """The optimizer steps of a stage's round ``round_`` (see ``_Run._length``): ``eval_every``, the last round
-    what is left of the stage's steps; None for a stage in epochs (a round is one pass over the images)."""
-    _, every, total = length
-    return None if every is None else min(every, total - round_ * every)
+class _Budget(NamedTuple):
+    """A stage's length: its rounds, the optimizer steps of each (None: one pass over the training images) and the
+    stage's steps (None when it is measured in epochs)."""
 
+    rounds: int
+    every: int | None
+    steps: int | None
 
-def _unit(length: tuple[int, int | None, int | None]) -> str:
-    """What a stage's progress lines call its rounds (see ``_Run._length``): epochs, or rounds of ``eval_every``
-    steps when it is measured in steps."""
-    return "epoch" if length[1] is None else "round"
+    @property
+    def unit(self) -> str:
+        """What the stage's progress lines call its rounds."""
+        return "epoch" if self.steps is None else "round"
+
+    def round_steps(self, round_: int) -> int | None:
+        """The optimizer steps of round ``round_``: ``every``, the last round what is left of the stage's steps."""
+        return None if self.steps is None else min(self.every, self.steps - round_ * self.every)
 
 
 class _Run:
@@ -361,21 +362,20 @@ class _Run:
 
     def __init__(self, model: Trainable, images: ImageSource, config: FitConfig, directory: Path | None, progress: bool,
                  callback: Callable[[int, FitHistory], None] | None, validation: ImageSource | None = None) -> None:
-        num_train = len(images)
         if validation is not None:
+            self.train_idx = torch.arange(len(images))
+            self.val_idx = torch.arange(len(images), len(images) + len(validation))
             images = images + validation
-        self.model, self.images, self.config, self.progress, self.callback = model, images, config, progress, callback
-        self.directory = directory
-        colour = model.config.channels == 3
-        self.parse_weight = config.parse_weight if config.parse_weight is not None else (500.0 if colour else 50.0)
-        self.rate = config.substitution_rate if config.substitution_rate is not None else (0.01 if colour else 0.005)
-        if validation is not None:
-            self.train_idx, self.val_idx = torch.arange(num_train), torch.arange(num_train, len(images))
         else:
             split = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed))
             held = min(max(1, round(len(images) * config.val_fraction)), len(images) - 1) if len(images) > 1 else 0
             # With a single image, it is both the training and the validation set.
             self.train_idx, self.val_idx = (split[held:], split[:held]) if held else (split, split)
+        self.model, self.images, self.config, self.progress, self.callback = model, images, config, progress, callback
+        self.directory = directory
+        colour = model.config.channels == 3
+        self.parse_weight = config.parse_weight if config.parse_weight is not None else (500.0 if colour else 50.0)
+        self.rate = config.substitution_rate if config.substitution_rate is not None else (0.01 if colour else 0.005)
         self.order_generator = torch.Generator().manual_seed(config.seed + 1)
         self.stage, self.epoch, self.step, self.global_step = "bank", 0, 0, 0
         self.order: torch.Tensor | None = None
@@ -390,17 +390,14 @@ class _Run:
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         self._optimizer_meta: tuple[dict, dict | None] | None = None
 
-    def _length(self, epochs: int | None, steps: int | None, default: int,
-                batch_size: int) -> tuple[int, int | None, int | None]:
-        """A stage's rounds, the optimizer steps in each (None: one pass over the training images) and the stage's
-        steps (None when measured in epochs), ``max_passes`` over the training images at most."""
+    def _budget(self, epochs: int | None, steps: int | None, default: int, batch_size: int) -> _Budget:
+        """A stage's budget from its config fields, ``max_passes`` over the training images at most."""
         if steps is None:
-            return (default if epochs is None else epochs), None, None
+            return _Budget(default if epochs is None else epochs, None, None)
         if self.config.max_passes is not None:
             steps = min(steps, max(1, math.ceil(self.config.max_passes * len(self.train_idx) / batch_size)))
-        return math.ceil(steps / self.config.eval_every), self.config.eval_every, steps
+        return _Budget(math.ceil(steps / self.config.eval_every), self.config.eval_every, steps)
 
-    # --- checkpoints -------------------------------------------------------------------------------------------
     def _save(self) -> None:
         if self.directory is None or self.rank != 0:
             return
@@ -428,38 +425,35 @@ class _Run:
         tensors, state = loaded
         # The VAE's budget alone may change: a resume with more epochs (or steps) extends a run, finished or not.
         # A field the checkpoint does not know is an option added since, at its default.
-        config, defaults = asdict(self.config), asdict(FitConfig())
-        changed = sorted(key for key in config if key not in ("epochs", "steps")
-                         and state["config"].get(key, defaults[key]) != config[key])
+        config, saved = asdict(self.config), {**asdict(FitConfig()), **state["config"]}
+        changed = sorted(key for key in config if key not in ("epochs", "steps") and saved[key] != config[key])
         if changed or state["fingerprint"] != self.fingerprint:
-            differences = ", ".join(f"{key}={state['config'].get(key, defaults[key])!r}, now {config[key]!r}"
-                                    for key in changed)
+            differences = ", ".join(f"{key}={saved[key]!r}, now {config[key]!r}" for key in changed)
             what = (f"another FitConfig ({differences})" if changed
                     else "other images (or the same files framed another way, e.g. another crop)")
             raise InvalidInputError(f"cannot resume from {self.directory}: it was written for {what}; only epochs "
                                     "and steps may differ; pass the same images and config, or a new output folder")
-        trained = len(state["history"]["train"])
-        before = self._length(state["config"]["epochs"], state["config"]["steps"], DEFAULT_EPOCHS,
-                              self.config.batch_size)
-        after = self._length(self.config.epochs, self.config.steps, DEFAULT_EPOCHS, self.config.batch_size)
-        rounds = after[0]
+        cfg, trained = self.config, len(state["history"]["train"])
+        before = self._budget(saved["epochs"], saved["steps"], DEFAULT_EPOCHS, cfg.batch_size)
+        after = self._budget(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
         # A round under way counts as trained: stopping inside it would keep part of it.
         under_way = trained + (state["stage"] == "vae" and state["step"] > 0)
-        asked = f"cannot resume from {self.directory} with epochs={self.config.epochs}, steps={self.config.steps}"
-        if under_way and (before[2] is None) != (after[2] is None):
-            raise InvalidInputError(f"{asked}: its encoder and decoder trained in "
-                                    f"{'epochs' if before[2] is None else 'steps'}; give the budget in the same unit")
-        sizes = [[_round_steps(length, i) for i in range(under_way)] for length in (before, after)]
-        if rounds < under_way:
-            least = f"epochs={under_way}" if before[2] is None else f"steps={sum(sizes[0])}"
-            done = (f"{under_way} epochs" if before[2] is None else
-                    f"{under_way} rounds of eval_every={self.config.eval_every} steps, {sum(sizes[0])} steps")
+        asked = f"cannot resume from {self.directory} with epochs={cfg.epochs}, steps={cfg.steps}"
+        if under_way and before.unit != after.unit:
+            unit = "epochs" if before.steps is None else "steps"
+            raise InvalidInputError(f"{asked}: its encoder and decoder trained in {unit}; give the budget in the "
+                                    "same unit")
+        sizes = [[budget.round_steps(i) for i in range(under_way)] for budget in (before, after)]
+        if after.rounds < under_way:
+            least = f"epochs={under_way}" if before.steps is None else f"steps={sum(sizes[0])}"
+            done = (f"{under_way} epochs" if before.steps is None else
+                    f"{under_way} rounds of eval_every={cfg.eval_every} steps, {sum(sizes[0])} steps")
             raise InvalidInputError(f"{asked}: it has trained or begun {done}; pass at least {least}")
-        if under_way and after[2] is not None and sizes[0] != sizes[1]:
+        if sizes[0] != sizes[1]:  # in epochs both are all None
             # Each round's images were drawn for its size: a round already trained or under way cannot change
             raise InvalidInputError(f"{asked}: the rounds it has trained or begun hold {sizes[0]} steps, which this "
                                     f"budget would make {sizes[1]}; a run is extended by whole rounds of "
-                                    f"eval_every={self.config.eval_every} steps (the last one cut short to the "
+                                    f"eval_every={cfg.eval_every} steps (the last one cut short to the "
                                     "budget), so give steps that keep them, or train into a new folder")
         check_weights(self.model.state_dict(),
                       {key: (list(value.shape), value.is_floating_point()) for key, value in tensors["model"].items()},
@@ -477,23 +471,21 @@ class _Run:
         self.order = tensors["order"]["order"] if "order" in tensors else None
         self.best_state = tensors.get("best")
         self._optimizer_meta = (tensors.get("optimizer", {}), state["optimizer"])
-        extended = after != before
-        if self.stage == "done" and not extended and (self.config.epochs, self.config.steps) != (
-                state["config"]["epochs"], state["config"]["steps"]):
-            logger.info("the budget asked for comes to the finished run's own (steps are capped at max_passes over "
-                        "the training images): nothing more to train")
-        if self.stage == "done" and extended and self.history.stopped_early:
+        if self.stage == "done" and after == before:
+            if (cfg.epochs, cfg.steps) != (saved["epochs"], saved["steps"]):
+                logger.info("the budget asked for comes to the finished run's own (steps are capped at max_passes "
+                            "over the training images): nothing more to train")
+        elif self.stage == "done" and self.history.stopped_early:
             logger.info("the finished run stopped early (patience); more epochs or steps change nothing")
-        elif self.stage == "done" and extended:
-            logger.info("extending the finished run from %d to %d epochs or rounds", trained, rounds)
+        elif self.stage == "done":
+            logger.info("extending the finished run from %d to %d epochs or rounds", trained, after.rounds)
             self.stage, self.epoch = "vae", trained
-        cfg = self.config
-        length = (self._length(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
+        budget = (self._budget(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
                   if self.stage == "prior" else after)
         if self.stage == "done":
-            logger.info("resumed a finished run (%d %ss)", trained, _unit(length))
+            logger.info("resumed a finished run (%d %ss)", trained, budget.unit)
         else:  # counted from 1, as the progress bars count them
-            logger.info("resumed at stage %s, %s %d, step %d", self.stage, _unit(length), self.epoch + 1, self.step)
+            logger.info("resumed at stage %s, %s %d, step %d", self.stage, budget.unit, self.epoch + 1, self.step)
         return True
 
     def _rate_scale(self, times: int = 1) -> float:
@@ -506,7 +498,7 @@ class _Run:
         self.optimizer = adam(groups)
         if self._optimizer_meta is not None and self._optimizer_meta[1] is not None:
             optimizer_from_checkpoint(self.optimizer, *self._optimizer_meta)
-        self._optimizer_meta = None
+        self._optimizer_meta = None  # the checkpoint's state is for the stage it was saved in
 
     def _next_stage(self, stage: str) -> None:
         self.stage, self.epoch, self.step, self.order, self.sums, self.optimizer = stage, 0, 0, None, {}, None
@@ -516,40 +508,35 @@ class _Run:
     def _select(self, value: float, trained: torch.nn.Module) -> bool:
         """Keep ``trained``'s weights if ``value`` is the best validation figure of the stage so far; True if so."""
         if value < self.best_val:
-            self.best_val, self.best_state, self.stalled = value, _snapshot(trained), 0
+            self.best_state = {key: tensor.detach().clone() for key, tensor in trained.state_dict().items()}
+            self.best_val, self.stalled = value, 0
             return True
         self.stalled += 1
         return False
 
-    # --- the loop shared by the two trained stages ---------------------------------------------------------------
-    def _epochs(self, length: tuple[int, int | None, int | None], batch_size: int, trained: torch.nn.Module,
+    def _epochs(self, budget: _Budget, batch_size: int, trained: torch.nn.Module,
                 compute: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
                 end_epoch: Callable[[], bool], name: str) -> None:
-        """Run rounds of optimizer steps on the parameters of ``trained``: ``length`` is (rounds, steps per round,
-        the stage's steps), steps None for one pass over the training images per round. ``compute(index)`` returns the loss summed
+        """Run the rounds of ``budget`` on the parameters of ``trained``. ``compute(index)`` returns the loss summed
         over the images ``index`` and sums of the figures to log; ``end_epoch()`` returns True to stop early.
 
         Under torchrun each global batch is shared out over the processes and ``trained`` is wrapped in
         DistributedDataParallel, which averages gradients: each process back-propagates its loss sum times the
         number of processes over the global batch size, so the result is the gradient of the global batch's mean.
         """
-        rounds, round_steps, _ = length
         runner: torch.nn.Module = _Stage(trained, compute)
         if self.world > 1:
             runner = DistributedDataParallel(runner)
-        while self.epoch < rounds and not self.history.stopped_early:
+        while self.epoch < budget.rounds and not self.history.stopped_early:
             if self.order is None:
-                count = len(self.train_idx)
-                if round_steps is not None:
-                    count = _round_steps(length, self.epoch) * batch_size
+                count = len(self.train_idx) if budget.steps is None else budget.round_steps(self.epoch) * batch_size
                 passes = [torch.randperm(len(self.train_idx), generator=self.order_generator)
                           for _ in range(math.ceil(count / len(self.train_idx)))]
                 self.order = self.train_idx[torch.cat(passes)[:count]]
-                self.sums = {}
             steps = math.ceil(len(self.order) / batch_size)
             if 0 < len(self.order) % batch_size < self.world:
                 steps -= 1  # a last batch too small to give every process an image is dropped
-            bar = tqdm(total=steps, initial=self.step, desc=f"{name} {self.epoch + 1}/{rounds}",
+            bar = tqdm(total=steps, initial=self.step, desc=f"{name} {self.epoch + 1}/{budget.rounds}",
                        disable=not self.progress or self.rank != 0, leave=False)
             while self.step < steps:
                 index = self.order[self.step * batch_size:(self.step + 1) * batch_size]
@@ -562,7 +549,7 @@ class _Run:
                 (loss_sum * self.world / len(index)).backward()
                 if self.config.warmup_steps:
                     # Worked out from the stage's step, so a resumed run sets the same rates.
-                    done = self.epoch * (round_steps or steps) + self.step
+                    done = self.epoch * (budget.every or steps) + self.step
                     for group, rate in zip(self.optimizer.param_groups, self.learning_rates, strict=True):
                         group["lr"] = rate * min(1.0, (done + 1) / self.config.warmup_steps)
                 self.optimizer.step()
@@ -583,16 +570,13 @@ class _Run:
             self._save()
 
     def _check_finite(self, value: float, what: str) -> float:
-        """``value``, or a TrainingDivergedError saying that ``what`` is not finite and what to change."""
         if math.isfinite(value):
             return value
         raise TrainingDivergedError(f"{what} is {value}: training diverged; lower the learning rates (prior_lr, "
                                     "encoder_lr, decoder_lr) or warm them up (warmup_steps)")
 
     def _autocast(self):
-        if self.config.mixed_precision:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.config.mixed_precision else contextlib.nullcontext()
 
     def _all_sum(self, value: float) -> float:
         if self.world == 1:
@@ -601,7 +585,6 @@ class _Run:
         dist.all_reduce(tensor)
         return tensor.item()
 
-    # --- stages -----------------------------------------------------------------------------------------------
     def _prior_stage(self) -> None:
         prior, bank, cfg = self.model.prior, self.model.bank, self.config
         prior.requires_grad_(True)
@@ -631,10 +614,9 @@ class _Run:
             self.history.prior_val_start = validate()
             self._select(self.history.prior_val_start, prior)
             logger.info("prior before training: val %.3f nats/sequence", self.history.prior_val_start)
-        length = self._length(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
-        unit = _unit(length)
-        self.history.prior_steps = length[2]
-        self._epochs(length, cfg.prior_batch_size, prior, compute, end_epoch, f"prior {unit}")
+        budget = self._budget(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
+        unit, self.history.prior_steps = budget.unit, budget.steps
+        self._epochs(budget, cfg.prior_batch_size, prior, compute, end_epoch, f"prior {unit}")
         if self.best_state is not None:
             prior.load_state_dict(self.best_state)
 
@@ -697,10 +679,9 @@ class _Run:
             if cfg.patience is not None:
                 self._select(self.history.val_bound_start, trained)
                 self.history.best_epoch = -1
-        length = self._length(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
-        unit = _unit(length)
-        self.history.steps = length[2]
-        self._epochs(length, cfg.batch_size, trained, compute, end_epoch, unit)
+        budget = self._budget(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
+        unit, self.history.steps = budget.unit, budget.steps
+        self._epochs(budget, cfg.batch_size, trained, compute, end_epoch, unit)
         model.prior.requires_grad_(True)
 
     def _read(self, index: torch.Tensor) -> torch.Tensor:
@@ -730,22 +711,29 @@ class _Run:
 
     def run(self, resume: bool) -> FitHistory:
         torch.manual_seed(self.config.seed + self.rank)
-        if not (resume and self.directory is not None and self._restore()):
+        if not (resume and self._restore()):
+            # A refused run leaves no folder behind, and one that cannot keep its checkpoints does no work first.
+            if not self.config.fit_bank and not self.model.is_fitted:
+                raise InvalidInputError("fit_bank=False needs a model whose part bank is already fitted")
             if resume:
                 logger.info("nothing to resume from in %s: a new run starts", self.directory)
+            if self.directory is not None:
+                try:
+                    self.directory.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise UnwritablePathError(f"output_dir: cannot create the folder {str(self.directory.parent)!r}: "
+                                              f"{error.strerror or error}") from error
             self._save()
-        empty = self.model.config.empty_threshold
         if self.stage == "bank":
             if self.config.fit_bank:
                 self.model.bank.fit(to_canvas(self._read(self._bank_images()), self.model.config.canvas_size),
-                                    self.model.grid, empty_threshold=empty,
+                                    self.model.grid, empty_threshold=self.model.config.empty_threshold,
                                     seed=self.config.seed)
-            elif not self.model.is_fitted:
-                raise InvalidInputError("fit_bank=False needs a model whose part bank is already fitted")
             if self.world > 1:
                 dist.broadcast(self.model.bank.parts, 0)
             self._next_stage("prior")
-        self._parse()
+        if self.stage != "done":  # a finished run resumed has nothing left to train on the parses
+            self._parse()
         if self.stage == "prior":
             logger.info("%d images parsed, %.1f drawn steps per image", len(self.images),
                         self.parsed.present.sum(1, dtype=torch.float).mean().item())
@@ -766,16 +754,6 @@ class _Run:
         return self.history
 
 
-def _check_precision(model: Trainable, config: FitConfig) -> None:
-    """Refuse a model and config that fit cannot train: a float16 model, or mixed precision off CUDA."""
-    if model.dtype == torch.float16:
-        raise InvalidTypeError("fit needs a float32 or bfloat16 model, got float16, whose weights and gradients "
-                               "overflow: load it in float32 (from_pretrained(..., dtype=torch.float32), or "
-                               "model.float()); on CUDA, mixed_precision=True trains in bfloat16")
-    if config.mixed_precision and model.device.type != "cuda":
-        raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
-
-
 def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig | None = None, *,
         output_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
         callback: Callable[[int, FitHistory], None] | None = None,
@@ -794,19 +772,18 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
     if resume and output_dir is None:
         raise InvalidInputError("resume=True needs output_dir, the folder that holds the checkpoints")
     config = config or FitConfig()
-    _check_precision(model, config)
+    if model.dtype == torch.float16:
+        raise InvalidTypeError("fit needs a float32 or bfloat16 model, got float16, whose weights and gradients "
+                               "overflow: load it in float32 (from_pretrained(..., dtype=torch.float32), or "
+                               "model.float()); on CUDA, mixed_precision=True trains in bfloat16")
+    if config.mixed_precision and model.device.type != "cuda":
+        raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Launched by torchrun: one process per device, gradients summed over processes.
         backend = "nccl" if model.device.type == "cuda" else "gloo"
         dist.init_process_group(backend)
         logger.info("process %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
-    if directory is not None:  # after the checks, so that a refused run leaves no empty folder behind
-        try:  # before any work: a run that cannot keep its checkpoints must not train for an epoch first
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UnwritablePathError(f"output_dir: cannot create the folder {str(output_dir)!r}: "
-                                      f"{error.strerror or error}") from error
     images, validation = (TensorImages(x) if isinstance(x, torch.Tensor) else x for x in (images, validation))
     # On the CPU, else large activations are fresh pages at every step (bench_allocator.py)
     with keeping_freed_memory() if model.device.type == "cpu" else contextlib.nullcontext():

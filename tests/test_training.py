@@ -1,16 +1,18 @@
+import json
 import logging
 import math
 import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from np_draw import Latents, NPDraw, PriorConfig, StepLogits
+from np_draw import InvalidInputError, Latents, NPDraw, PriorConfig, StepLogits, parse, training
 from np_draw.checkpoint import optimizer_from_checkpoint, optimizer_to_checkpoint
 from np_draw.elbo import (
     RelaxedLatents,
@@ -135,7 +137,7 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tmp_pa
 
 
 def test_resuming_a_finished_run_with_more_epochs_matches_a_run_given_them_from_the_start(mnist_images, tmp_path,
-                                                                                           caplog):
+                                                                                           caplog, monkeypatch):
     images = mnist_images[:60]
 
     def run(folder: str, epochs: int, **changes) -> NPDraw:
@@ -151,10 +153,13 @@ def test_resuming_a_finished_run_with_more_epochs_matches_a_run_given_them_from_
     run("extended", 1)
     extended = run("extended", 3)
     caplog.clear()
+    parsed = []
+    monkeypatch.setattr(training, "parse", lambda *args, **kwargs: parsed.append(1) or parse(*args, **kwargs))
     with caplog.at_level(logging.INFO, logger="np_draw"):
         assert len(extended.fit(images, FitConfig(prior_epochs=1, epochs=3, batch_size=20, seed=5),
                                 output_dir=tmp_path / "extended", resume=True, progress=False).val_bound) == 3
     assert "resumed a finished run (3 epochs)" in caplog.text
+    assert not parsed, "a finished run resumed parsed its images again"
     expected, actual = straight.state_dict(), extended.state_dict()
     assert all(torch.equal(expected[key], actual[key]) for key in expected)
     with pytest.raises(ValueError, match="it has trained or begun 3 epochs; pass at least epochs=3"):
@@ -407,6 +412,26 @@ def test_an_interrupted_fine_tune_resumes_exactly_and_an_early_stop_stays_stoppe
         FitConfig(patience=0)
     with pytest.raises(ValueError, match="fit_bank=True with fit_prior=False"):
         FitConfig(fit_prior=False)
+
+
+def test_fit_config_takes_numpy_values_as_python_ones_and_refuses_what_is_not_a_number():
+    config = FitConfig(fit_bank=np.True_, freeze_batchnorm=np.False_, epochs=np.int64(3), val_fraction=np.float32(0.25))
+    assert config.fit_bank is True and config.freeze_batchnorm is False and config.epochs == 3
+    json.dumps(asdict(config))  # what a checkpoint's state.json holds
+    for name, value, message in (("val_fraction", None, r"val_fraction must be in \[0, 1\), got None"),
+                                 ("val_fraction", False, r"val_fraction must be in \[0, 1\), got False"),
+                                 ("tau_min", "0.5", r"tau_min must be in \(0, 1\], got '0.5'"),
+                                 ("tau_start", None, r"tau_start must be in \(0, 1\], got None"),
+                                 ("substitution_start", [1], r"substitution_start must be in \[0, 1\], got \[1\]")):
+        with pytest.raises(InvalidInputError, match=message):
+            FitConfig(**{name: value})
+
+
+def test_keeping_the_bank_of_a_model_without_one_is_refused_before_a_checkpoint_is_written(mnist_images, tmp_path):
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    with pytest.raises(InvalidInputError, match="fit_bank=False needs a model whose part bank is already fitted"):
+        model.fit(mnist_images[:20], fit_bank=False, output_dir=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
 
 
 def test_fine_tuning_works_from_ten_images_and_keeps_bank_and_prior(mnist_images):
