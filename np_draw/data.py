@@ -13,18 +13,15 @@ import torch
 from einops import rearrange
 from PIL import Image
 
-from .errors import InvalidInputError, UnknownModelError
+from .errors import InvalidInputError, UnknownModelError, check_count
 from .images import CELEBA_CROP, centre_crop
 
 
 def _decode_jpegs(data: Any, indices: np.ndarray, transform=None) -> np.ndarray:
     """The JPEG images at ``indices`` of a ``*_jpegbytes.npz`` file, RGB (n, H, W, 3) uint8."""
     offsets, blob = data["offsets"], data["jpeg"]
-    out = []
-    for i in indices:
-        image = Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")
-        out.append(np.asarray(transform(image) if transform else image))
-    return np.stack(out)
+    images = (Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB") for i in indices)
+    return np.stack([np.asarray(transform(image) if transform else image) for image in images])
 
 
 def celeba_transform(image: Image.Image, size: int = 64, crop: int = CELEBA_CROP) -> Image.Image:
@@ -77,7 +74,8 @@ def load_arrays(name: str, root: str | Path, split: str) -> dict[str, np.ndarray
     parts = []
     for file in data_files(name, root, split):
         with np.load(file, allow_pickle=False) as data:
-            parts.append({key: data[key] for key in data.files if len(data[key]) == len(data["images"])})
+            stored = dict(data)  # each access to an npz key reads the array from the file again
+        parts.append({key: value for key, value in stored.items() if len(value) == len(stored["images"])})
     arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     if name == "omniglot" and split in ("train", "test"):
         keep = (arrays["sample_idx"] <= OMNIGLOT_TRAIN_DRAWERS) == (split == "train")
@@ -91,7 +89,11 @@ def omniglot_by_drawer(root: str | Path, characters: int = 67,
     ``characters`` characters chosen with ``seed``, drawers 16-20 of the same characters (held out), and drawers
     1-15 of every character; uint8 (N, 1, 28, 28) each."""
     arrays = load_arrays("omniglot", root, "evaluation")
-    chosen = np.random.default_rng(seed).choice(np.unique(arrays["char_ids"]), characters, replace=False)
+    known = np.unique(arrays["char_ids"])
+    if check_count(characters, "characters") > len(known):
+        raise InvalidInputError(f"characters must be at most the {len(known)} characters of the evaluation alphabets, "
+                                f"got {characters}")
+    chosen = np.random.default_rng(seed).choice(known, characters, replace=False)
     mine, early = np.isin(arrays["char_ids"], chosen), arrays["sample_idx"] <= OMNIGLOT_TRAIN_DRAWERS
     images = torch.from_numpy(arrays["images"])[:, None]
     return images[mine & early], images[mine & ~early], images[early]
@@ -108,13 +110,13 @@ def load_dataset(name: str, root: str | Path, split: str = "train", limit: int |
     Returns:
         uint8 tensor (N, C, H, W); scale by 1/255 for [0, 1].
     """
-    file = data_files(name, root, split)[0]
+    limit = None if limit is None else check_count(limit, "limit")
     if name in ("mnist", "omniglot"):
         images = load_arrays(name, root, split)["images"][:limit, ..., None]
-    elif name == "cifar10":
-        with np.load(file, allow_pickle=False) as data:
-            images = _decode_jpegs(data, np.arange(len(data["offsets"]) - 1)[:limit])
     else:
-        with np.load(file, allow_pickle=False) as data:
-            images = _decode_jpegs(data, np.flatnonzero(data["repo_split"] == split)[:limit], celeba_transform)
+        with np.load(data_files(name, root, split)[0], allow_pickle=False) as data:
+            if name == "cifar10":
+                images = _decode_jpegs(data, np.arange(len(data["offsets"]) - 1)[:limit])
+            else:
+                images = _decode_jpegs(data, np.flatnonzero(data["repo_split"] == split)[:limit], celeba_transform)
     return rearrange(torch.from_numpy(images), "n h w c -> n c h w").contiguous()

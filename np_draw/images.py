@@ -8,6 +8,7 @@ import abc
 import hashlib
 import logging
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -44,9 +45,9 @@ def check_images(images: Any, *, channels: int, size: int, name: str = "images")
         images = torch.from_numpy(np.ascontiguousarray(images))
     if not isinstance(images, torch.Tensor):
         raise InvalidTypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
-    expected = f"(N, {channels}, {size}, {size})"
     if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
-        raise InvalidInputError(f"{name} must have shape {expected} (NCHW), got {tuple(images.shape)}")
+        raise InvalidInputError(f"{name} must have shape (N, {channels}, {size}, {size}) (NCHW), got "
+                                f"{tuple(images.shape)}")
     if images.shape[0] == 0:
         raise InvalidInputError(f"{name} must hold at least one image, got an empty batch of shape "
                                 f"{tuple(images.shape)}")
@@ -96,16 +97,15 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     not say its depth, so an image of it is taken as 16-bit when a value exceeds 255 and as 8-bit otherwise (a very
     dark 16-bit image is then read too bright); mode "F" is taken as [0, 1] when no value exceeds 1 (an image as
     this package's tensors hold it: Pillow's conversion made it black) and as 0..255 otherwise."""
-    if image.mode == "F":
-        levels = np.asarray(image, dtype=np.float64)
-        scale = 255 if levels.max(initial=0) <= 1 else 1
-        return Image.fromarray((levels * scale).clip(0, 255).round().astype(np.uint8), "L")
-    if not (image.mode.startswith("I;16") or image.mode == "I"):
+    if image.mode not in ("F", "I") and not image.mode.startswith("I;16"):
         return image
     levels = np.asarray(image, dtype=np.float64)
-    if image.mode == "I" and levels.max(initial=0) <= 255:
-        return Image.fromarray(levels.clip(0, 255).astype(np.uint8), "L")
-    return Image.fromarray((levels.clip(0, 65535) / 257).round().astype(np.uint8), "L")
+    high = levels.max(initial=0)
+    if image.mode == "F":
+        levels = levels * 255 if high <= 1 else levels
+    elif image.mode != "I" or high > 255:
+        levels = levels / 257
+    return Image.fromarray(levels.clip(0, 255).round().astype(np.uint8), "L")
 
 
 def _check_not_colour(image: Image.Image, channels: int, name: str) -> None:
@@ -117,59 +117,51 @@ def _check_not_colour(image: Image.Image, channels: int, name: str) -> None:
                                 "checkpoint), or convert the images to grey first")
 
 
-class _Conversions:
-    """What loading images for a model of ``channels`` x ``size`` x ``size`` changes, counted, for one log line
-    each: resized (and of those, enlarged), grey widened to RGB, transparency dropped; and aligned CelebA photos
-    taken whole. ``name`` (a folder) starts the lines."""
-
-    def __init__(self, channels: int, size: int, name: str = "") -> None:
-        self.channels, self.size, self.prefix = channels, size, f"{name}: " if name else ""
-        self.total = self.resized = self.widened = self.transparent = self.faces = 0
-        self.enlarged: list[int] = []  # the shorter side of each image smaller than the model's
-
-    def add(self, image: Image.Image) -> None:
-        """Count what loading ``image`` (as read: after any crop) changes."""
-        self.total += 1
-        self.resized += image.size != (self.size, self.size)
-        if min(image.size) < self.size:
-            self.enlarged.append(min(image.size))
+def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: int, size: int,
+             name: str = "") -> Iterator[tuple[str, Image.Image]]:
+    """The (name, image) pairs of ``images`` (a bare image is "image i"), a colour image for a grey model refused
+    (:func:`_check_not_colour`); once all are read, one info line for each kind of change that loading them for a
+    model of ``channels`` x ``size`` x ``size`` made to any: resized (and of those, enlarged), grey widened to RGB,
+    transparency dropped; and aligned CelebA photos taken whole. ``name`` (a folder) starts the lines."""
+    total = resized = widened = transparent = faces = 0
+    enlarged: list[int] = []  # the shorter side of each image smaller than the model's
+    for i, item in enumerate(images):
+        label, image = item if isinstance(item, tuple) else (f"image {i}", item)
+        _check_not_colour(image, channels, label)
+        total += 1
+        resized += image.size != (size, size)
+        if min(image.size) < size:
+            enlarged.append(min(image.size))
         # By mode: an RGB image whose channels are nearly equal keeps its own three (a palette's are its colours)
-        self.widened += self.channels == 3 and (_grey_mode(image) or image.mode == "P" and not is_colour(image))
-        self.transparent += image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
-        self.faces += self.channels == 3 and image.size == _ALIGNED_CELEBA
+        widened += channels == 3 and (_grey_mode(image) or image.mode == "P" and not is_colour(image))
+        transparent += image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+        faces += channels == 3 and image.size == _ALIGNED_CELEBA
+        yield label, image
 
-    def log(self) -> None:
-        """One info line for each kind of change that any image had."""
-        if self.resized:
-            logger.info("%s%d of %d images centre-cropped and resized to %dx%d", self.prefix, self.resized,
-                        self.total, self.size, self.size)
-        if self.enlarged:
-            logger.info("%s%d of %d images are smaller than %dx%d (the smallest %d px a side) and are enlarged, "
-                        "which blurs them", self.prefix, len(self.enlarged), self.total, self.size, self.size,
-                        min(self.enlarged))
-        if self.faces:
-            logger.info("%s%d of %d images are %dx%d px, as aligned CelebA photos are: the celeba model was "
-                        "trained on their %d px centre, which --crop %d frames them to (in Python, "
-                        "np_draw.images.image_source(folder, ..., crop=%d)); without it each is cut to its %d px "
-                        "square", self.prefix, self.faces, self.total, *_ALIGNED_CELEBA, *[CELEBA_CROP] * 3,
-                        min(_ALIGNED_CELEBA))
-        if self.widened:
-            logger.info("%s%d of %d images are grey; their grey levels are used for R, G and B", self.prefix,
-                        self.widened, self.total)
-        if self.transparent:
-            logger.info("%s%d of %d images have transparency, which is dropped: their pixels are used as stored, "
-                        "transparent ones included", self.prefix, self.transparent, self.total)
+    def log(count: int, text: str, *args: int) -> None:
+        if count:
+            logger.info("%s%d of %d images " + text, f"{name}: " if name else "", count, total, *args)
+
+    log(resized, "centre-cropped and resized to %dx%d", size, size)
+    log(len(enlarged), "are smaller than %dx%d (the smallest %d px a side) and are enlarged, which blurs them", size,
+        size, min(enlarged, default=0))
+    log(faces, "are %dx%d px, as aligned CelebA photos are: the celeba model was trained on their %d px centre, which "
+        "--crop %d frames them to (in Python, np_draw.images.image_source(folder, ..., crop=%d)); without it each is "
+        "cut to its %d px square", *_ALIGNED_CELEBA, *[CELEBA_CROP] * 3, min(_ALIGNED_CELEBA))
+    log(widened, "are grey; their grey levels are used for R, G and B")
+    log(transparent, "have transparency, which is dropped: their pixels are used as stored, transparent ones included")
 
 
-def _square(image: Image.Image, size: int, channels: int, name: str) -> np.ndarray:
-    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C)."""
-    _check_not_colour(image, channels, name)
-    side = min(image.width, image.height)
+def _centre(image: Image.Image, side: int) -> Image.Image:
     left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = _eight_bit(image).convert("L" if channels == 1 else "RGB").crop((left, top, left + side, top + side))
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.BICUBIC)
-    return np.array(image, dtype=np.uint8).reshape(size, size, channels)
+    return image.crop((left, top, left + side, top + side))
+
+
+def _square(image: Image.Image, size: int, channels: int) -> np.ndarray:
+    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C)."""
+    image = _centre(_eight_bit(image).convert("L" if channels == 1 else "RGB"), min(image.size))
+    # Pillow's resize to the same size is a copy
+    return np.array(image.resize((size, size), Image.BICUBIC), dtype=np.uint8).reshape(size, size, channels)
 
 
 def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Image:
@@ -180,8 +172,7 @@ def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Ima
     crop = check_count(crop, "crop")
     if image.width < crop or image.height < crop:
         raise InvalidInputError(f"crop={crop} px does not fit {name}: it is {image.width}x{image.height} px")
-    left, top = (image.width - crop) // 2, (image.height - crop) // 2
-    return image.crop((left, top, left + crop, top + crop))
+    return _centre(image, crop)
 
 
 def read_folder(folder: Path, name: str = "images", crop: int | None = None) -> Iterator[tuple[str, Image.Image]]:
@@ -196,7 +187,7 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None) -> 
     skipped, small, found = [], [], False
     # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
     # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
-    for path in sorted((os.path.join(root, name) for root, _, names in os.walk(folder) for name in names),
+    for path in sorted((os.path.join(root, file) for root, _, files in os.walk(folder) for file in files),
                        key=lambda path: path.split(os.sep)):
         try:
             image = open_image(path)
@@ -207,7 +198,7 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None) -> 
             small.append(f"{os.path.relpath(path, folder)} ({image.width}x{image.height})")
             continue
         found = True
-        yield path, image if crop is None else centre_crop(image, crop)
+        yield path, image if crop is None else _centre(image, crop)
     if skipped:
         logger.warning("skipped %d %s not readable images: %s", len(skipped),
                        "file that is" if len(skipped) == 1 else "files that are", ", ".join(skipped[:10]))
@@ -244,14 +235,9 @@ def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, 
     centre-cropped to a square and resized, with a log line saying how many were resized, turned from grey to RGB
     or had their transparency dropped. A colour image for a grey model (``channels`` 1) is an error
     (InvalidInputError), as are no images."""
-    arrays, conversions = [], _Conversions(channels, size)
-    for i, item in enumerate(images):
-        name, image = item if isinstance(item, tuple) else (f"image {i}", item)
-        arrays.append(_square(image, size, channels, name))
-        conversions.add(image)
+    arrays = [_square(image, size, channels) for _, image in _checked(images, channels, size)]
     if not arrays:
         raise InvalidInputError("no images were given")
-    conversions.log()
     return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w")
 
 
@@ -338,7 +324,8 @@ def _item_tensor(item: Any, *, channels: int, size: int, name: str) -> torch.Ten
     resized."""
     item = _image_of(item, name)
     if isinstance(item, Image.Image):
-        return rearrange(torch.from_numpy(_square(item, size, channels, name)), "h w c -> 1 c h w")
+        _check_not_colour(item, channels, name)
+        return rearrange(torch.from_numpy(_square(item, size, channels)), "h w c -> 1 c h w")
     if not isinstance(item, (torch.Tensor, np.ndarray)):
         raise InvalidTypeError(f"{name}: a dataset item must be an image tensor, array or PIL image, got "
                                f"{type(item).__name__}")
@@ -377,7 +364,7 @@ class ImageSource(abc.ABC):
         one of the same images and dtype)."""
         digest = hashlib.sha256()
         for chunk in self.chunks():
-            digest.update(rearrange(chunk.detach().cpu().contiguous(), "... -> (...)").view(torch.uint8).numpy())
+            digest.update(chunk.detach().cpu().contiguous().view(torch.uint8).numpy())
         return digest.hexdigest()
 
     def subset(self, index: torch.Tensor) -> ImageSource:
@@ -505,19 +492,13 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images",
     if isinstance(images, (str, Path)):
         # Each file is decoded once here and let go, so that reading the folder lazily later fails on none, and a
         # colour image for a grey model is refused before any training.
-        files, conversions = [], _Conversions(channels, size, str(images))
-        for path, image in read_folder(Path(images), name, crop):
-            _check_not_colour(image, channels, path)
-            conversions.add(image)
-            files.append(path)
-        conversions.log()
+        files = [path for path, _ in _checked(read_folder(Path(images), name, crop), channels, size, str(images))]
         source: ImageSource = LazyImages(len(files), lambda i: open_image(files[i], crop), channels=channels, size=size,
                                          name=str(images), label=files.__getitem__)
     elif (dataset := _by_index(images, name)) is not None:
-        images = dataset
-        if len(images) == 0:
+        if len(dataset) == 0:
             raise InvalidInputError(f"{name} is an empty dataset")
-        source = LazyImages(len(images), images.__getitem__, channels=channels, size=size, name=name)
+        source = LazyImages(len(dataset), dataset.__getitem__, channels=channels, size=size, name=name)
     else:
         tensor = as_image_tensor(images, channels=channels, size=size, name=name)
         return TensorImages(check_images(tensor, channels=channels, size=size, name=name))
@@ -580,6 +561,8 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
     square), separated by ``padding`` px of white."""
     n, c, h, w = images.shape
     nrow = math.ceil(math.sqrt(n)) if nrow is None else check_count(nrow, "nrow")
+    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+        raise InvalidInputError(f"padding must be a non-negative int, got {padding!r}")
     rows = math.ceil(n / nrow)
     canvas = torch.ones(c, rows * (h + padding) + padding, nrow * (w + padding) + padding)
     for i, image in enumerate(_unit(images)):
@@ -602,8 +585,8 @@ def save_pairs(images: torch.Tensor, results: torch.Tensor, path: str | Path, pa
     """Save each image beside its result (a reconstruction, a parse canvas) as one grid picture.
 
     Args:
-        images: (N, C, H, W) float in [0, 1].
-        results: (N, C, h, w) float in [0, 1]; a smaller result (a canvas at half the image size) is scaled up to
+        images: (N, C, H, W) uint8, or float in [0, 1].
+        results: (N, C, h, w) uint8, or float in [0, 1]; a smaller result (a canvas at half the image size) is scaled up to
             H x W by repeating pixels.
         path: the picture file (format from the suffix).
         pairs_per_row: pairs per row (default: about square).
@@ -613,7 +596,7 @@ def save_pairs(images: torch.Tensor, results: torch.Tensor, path: str | Path, pa
     if images.ndim != 4 or results.shape[:2] != images.shape[:2]:
         raise InvalidInputError(f"images and results must be (N, C, H, W) with the same N and C, got shapes "
                                 f"{tuple(images.shape)} and {tuple(results.shape)}")
-    results = results.to(images.device, images.dtype)
+    images, results = _unit(images), _unit(results)  # each in its own range: uint8 images beside float results
     if results.shape[-2:] != images.shape[-2:]:
         results = torch.nn.functional.interpolate(results, size=images.shape[-2:], mode="nearest")
     pairs = rearrange(torch.stack([images, results], 1), "n two c h w -> (n two) c h w")

@@ -79,10 +79,10 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
     if isinstance(index, bool) or not isinstance(index, int) or not -len(latents) <= index < len(latents):
         raise InvalidInputError(f"index must be an int in [-{len(latents)}, {len(latents)}), got {index!r}")
     try:  # a tuple, list or array of three numbers; not a name
-        rgb = None if isinstance(colour, str) else [float(c) for c in colour]
+        rgb = [] if isinstance(colour, str) else [float(c) for c in colour]
     except (TypeError, ValueError):
-        rgb = None
-    if rgb is None or len(rgb) != 3 or not all(0 <= c <= 1 for c in rgb):
+        rgb = []
+    if len(rgb) != 3 or not all(0 <= c <= 1 for c in rgb):
         raise InvalidInputError(f"colour must be three floats in [0, 1] (RGB), got {colour!r}")
     size = model.grid.canvas_size * check_count(scale, "scale")
     index %= len(latents)

@@ -14,9 +14,9 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from np_draw import Latents, NPDraw, NPDrawConfig
+from np_draw import InvalidInputError, Latents, NPDraw, NPDrawConfig
 from np_draw.cli import infer_preset
-from np_draw.images import from_pil_images, make_grid, to_pil
+from np_draw.images import from_pil_images, make_grid, save_pairs, to_pil
 from np_draw.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,11 +103,17 @@ def test_np_draw_fit_without_a_preset_picks_the_one_that_fits_the_images(tmp_pat
     assert infer_preset(tmp_path / "rgb.npz")[0] == "cifar10"
 
 
-def test_uint8_images_make_the_same_pictures_as_their_floats(mnist_images):
+def test_uint8_images_make_the_same_pictures_as_their_floats(mnist_images, tmp_path):
     uint8 = (mnist_images[:4] * 255).round().to(torch.uint8)
     assert [np.asarray(p).tolist() for p in to_pil(uint8)] == [np.asarray(p).tolist() for p in to_pil(mnist_images[:4])]
     assert np.array_equal(np.asarray(make_grid(uint8)), np.asarray(make_grid(mnist_images[:4])))
     assert len(np.unique(np.asarray(make_grid(uint8)))) > 2  # not saturated to 0 and 255
+    # A user's uint8 images beside the model's float reconstructions: each read in its own range
+    save_pairs(uint8, mnist_images[:4], tmp_path / "mixed.png")
+    save_pairs(mnist_images[:4], mnist_images[:4], tmp_path / "floats.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "mixed.png")), np.asarray(Image.open(tmp_path / "floats.png")))
+    with pytest.raises(InvalidInputError, match="padding must be a non-negative int, got -1"):
+        make_grid(uint8, padding=-1)
 
 
 def test_a_bare_pretrained_name_means_the_pretrained_model_and_a_path_means_the_folder(tmp_path, monkeypatch,
