@@ -13,6 +13,7 @@ Conditional completion (the prior finishing a drawing from its first steps) is :
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,9 +37,9 @@ def _footprints(grid: Grid) -> torch.Tensor:
 def _box_mask(grid: Grid, box: tuple[int, int, int, int]) -> torch.Tensor:
     size = grid.canvas_size
     if (not isinstance(box, (tuple, list)) or len(box) != 4
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in box)):
         raise InvalidInputError(f"box must be (left, top, right, bottom) ints in canvas pixels, got {box!r}")
-    left, top, right, bottom = box
+    left, top, right, bottom = map(int, box)
     if not (0 <= left < right <= size and 0 <= top < bottom <= size):
         raise InvalidInputError(f"box must satisfy 0 <= left < right <= {size} and 0 <= top < bottom <= {size} "
                                 f"(canvas pixels, right/bottom exclusive), got {tuple(box)}")
@@ -107,7 +108,7 @@ def paste_canvas(grid: Grid, target: torch.Tensor, source: torch.Tensor, *, cell
     if not isinstance(target, torch.Tensor) or not isinstance(source, torch.Tensor):
         raise InvalidTypeError(f"target and source must be canvas tensors (e.g. latents.canvas), got "
                                f"{type(target).__name__} and {type(source).__name__}")
-    if target.shape != source.shape or target.ndim != 4 or target.shape[-1] != grid.canvas_size:
+    if target.shape != source.shape or target.ndim != 4 or target.shape[-2:] != (grid.canvas_size,) * 2:
         raise InvalidInputError(f"target and source must be canvases of one shape (N, C, {grid.canvas_size}, "
                                 f"{grid.canvas_size}), got {tuple(target.shape)} and {tuple(source.shape)}")
     return torch.where(region_pixels(grid, cells=cells, box=box).to(target.device), source, target)
@@ -136,6 +137,8 @@ def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cel
     if not isinstance(target, Latents) or not isinstance(source, Latents):
         raise InvalidTypeError(f"target and source must be Latents, got {type(target).__name__} and "
                                f"{type(source).__name__}")
+    for latents, name in ((target, "target"), (source, "source")):
+        latents.check(num_parts=model.config.num_parts, num_steps=model.config.num_steps, name=name)
     if target.ids.shape != source.ids.shape:
         raise InvalidInputError(f"target and source must have the same (N, T), got {tuple(target.ids.shape)} and "
                                 f"{tuple(source.ids.shape)}")
@@ -184,12 +187,12 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
     """
     if method not in ("logits", "swap"):
         raise InvalidInputError(f"method must be 'logits' or 'swap', got {method!r}")
-    if isinstance(num, bool) or not isinstance(num, int) or num < 2:
+    if isinstance(num, bool) or not isinstance(num, numbers.Integral) or num < 2:
         raise InvalidInputError(f"num must be an int >= 2 (the endpoints are included), got {num!r}")
+    num = int(num)
     cfg = model.config
 
     def one(x: Any, name: str) -> torch.Tensor:
-        """One image in any form the model takes, (C, H, W) and a grey (H, W) too."""
         given = getattr(x, "shape", None)
         if getattr(x, "ndim", 0) == 3 and x.shape[0] == cfg.channels or getattr(x, "ndim", 0) == 2:
             x = x[None] if x.ndim == 3 else x[None, None]

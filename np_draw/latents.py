@@ -106,12 +106,24 @@ class StepLogits(_Batch):
 
     def log_prob(self, latents: Latents) -> torch.Tensor:
         """log p(z) summed over steps: z_id and z_loc count only where z_is = 1. Returns (N,) float32, computed in
-        float32 whatever the logits' dtype (in bfloat16 a sum of hundreds of nats moves in steps of 1 or 2)."""
-        log_id = -F.cross_entropy(self.ids.float().transpose(1, 2), latents.ids, reduction="none")
-        log_loc = -F.cross_entropy(self.locs.float().transpose(1, 2), latents.locs, reduction="none")
+        float32 whatever the logits' dtype (in bfloat16 a sum of hundreds of nats moves in steps of 1 or 2).
+        ``latents``' shapes and dtypes are checked; their values are trusted (see :meth:`Latents.check`)."""
+        shapes = [tuple(getattr(latents, field).shape) for field in ("ids", "locs", "present")]
+        if shapes != [tuple(self.present.shape)] * 3 or not (_indices(latents.ids) and _indices(latents.locs)):
+            raise InvalidInputError(f"latents ids, locs and present must each have the logits' shape (N, T) = "
+                                    f"{tuple(self.present.shape)} and ids and locs be integer tensors, got shapes "
+                                    f"{shapes} and dtypes {latents.ids.dtype} and {latents.locs.dtype}")
+        log_id = -F.cross_entropy(self.ids.float().transpose(1, 2), latents.ids.long(), reduction="none")
+        log_loc = -F.cross_entropy(self.locs.float().transpose(1, 2), latents.locs.long(), reduction="none")
         present = latents.present.float()
         log_is = -F.binary_cross_entropy_with_logits(self.present.float(), present, reduction="none")
         return ((log_id + log_loc) * present + log_is).sum(1)
+
+
+def _indices(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` holds indices: an integer dtype, not bool (a bool or uint8 tensor indexes as a mask, so
+    every user converts them to int64 first)."""
+    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
 
 
 @dataclass
@@ -146,7 +158,7 @@ class Latents(_Batch):
             batch = "N" if n is None else f"N={n}"
             raise InvalidInputError(f"{name} ids, locs and present must each have shape ({batch}, k) with k <= "
                                     f"T={num_steps}, got {shapes}")
-        if self.ids.is_floating_point() or self.locs.is_floating_point():
+        if not (_indices(self.ids) and _indices(self.locs)):
             raise InvalidInputError(f"{name} ids and locs must be integer tensors, got {self.ids.dtype} and "
                                     f"{self.locs.dtype}")
         if k and n and not (0 <= int(self.ids.min()) and int(self.ids.max()) < num_parts

@@ -8,6 +8,7 @@ latents are discrete, so every term is an exact probability; no relaxation enter
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .errors import CorruptWeightsError, InvalidInputError, MissingFileError, check_count, check_flags
+from .errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, MissingFileError, check_count, check_flags
 from .features import FeatureNetwork, feature_network
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, to_canvas
 from .model import NPDraw
@@ -54,14 +55,6 @@ class NLL:
         return self.bits_per_dim.mean().item()
 
 
-def _targets(model: NPDraw, images: Any, generator: torch.Generator) -> torch.Tensor:
-    x = model.prepare_images(images)
-    if model.config.binarize and not ((x == 0) | (x == 1)).all():
-        # A fixed binarisation of the grey test images, drawn once from the seed, as is usual for binarised MNIST.
-        x = torch.bernoulli(x.cpu(), generator=generator).to(x)
-    return x
-
-
 @torch.no_grad()
 def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | None = None, seed: int = 0,
         progress: bool = True) -> NLL:
@@ -92,12 +85,17 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
         draws = 50_000_000 // (cfg.num_steps * cfg.channels * cfg.canvas_size ** 2)
         batch_size = max(1, draws // num_samples)
     batch_size = check_count(batch_size, "batch_size")
-    generator = torch.Generator().manual_seed(seed)
-    x = _targets(model, images, generator)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InvalidTypeError(f"seed must be an int, got {seed!r}")
+    generator = torch.Generator().manual_seed(int(seed))
+    x = model.prepare_images(images)
+    if model.config.binarize and not ((x == 0) | (x == 1)).all():
+        # A fixed binarisation of the grey test images, drawn once from the seed, as is usual for binarised MNIST.
+        x = torch.bernoulli(x.cpu(), generator=generator).to(x)
     bounds = []
     with evaluating(model):
-        for start in tqdm(range(0, len(x), batch_size), desc="nll", disable=not progress, leave=False):
-            log_w = model.log_weights(x[start:start + batch_size], num_samples, generator)
+        for chunk in tqdm(x.split(batch_size), desc="nll", disable=not progress, leave=False):
+            log_w = model.log_weights(chunk, num_samples, generator)
             bounds.append(math.log(num_samples) - torch.logsumexp(log_w.double(), 1))
     return NLL(torch.cat(bounds).float().cpu(), num_dims=x[0].numel(), num_samples=num_samples)
 
@@ -121,19 +119,33 @@ class FeatureStatistics:
     @classmethod
     def load(cls, path: str | Path) -> FeatureStatistics:
         """Read statistics written by :meth:`save`."""
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), "pt") as handle:
-            metadata = handle.metadata() or {}
+        if not Path(path).is_file():
+            raise MissingFileError(f"no FeatureStatistics file at {str(path)!r}")
+        try:
+            with safe_open(str(path), "pt") as handle:
+                metadata = handle.metadata() or {}
+            tensors = load_file(path)
+        except SafetensorError as error:
+            raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: not readable as safetensors "
+                                      f"({error})") from error
         if "features" not in metadata or "count" not in metadata:
             raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: its metadata lacks 'features' "
                                       "and 'count'")
-        tensors = load_file(path)
+        if not {"mean", "covariance"} <= tensors.keys():
+            raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: it lacks the tensors 'mean' and "
+                                      f"'covariance', got {sorted(tensors)}")
         return cls(tensors["mean"], tensors["covariance"], int(metadata["count"]), metadata["features"])
 
 
 def _network(features: str | FeatureNetwork | torch.nn.Module) -> torch.nn.Module:
-    return feature_network(features) if isinstance(features, str) else features
+    if isinstance(features, str):
+        return feature_network(features)
+    if not isinstance(features, torch.nn.Module) or not callable(getattr(features, "features", None)):
+        raise InvalidTypeError(f"features must be a shipped network's name ('cnn-mnist', 'cnn-cifar10') or a module "
+                               f"with a features(images) method, got {type(features).__name__}")
+    return features
 
 
 @torch.no_grad()
@@ -243,6 +255,12 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 
     """Per-image PSNR in dB, 20·log10(MAX) − 10·log10(MSE): (N, ...) and (N, ...) of one shape -> (N,) float32 at
     least; integer images (uint8: give ``max_value=255``) are compared as floats, and half-precision ones in float32
     (bfloat16's mean squared error is good to about 0.1 dB)."""
+    if not isinstance(reconstruction, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise InvalidTypeError(f"reconstruction and target must be torch tensors, got {type(reconstruction).__name__} "
+                               f"and {type(target).__name__}")
+    if isinstance(max_value, bool) or not isinstance(max_value, numbers.Real) or not 0 < max_value < math.inf:
+        raise InvalidInputError(f"max_value must be a positive finite number (1.0 for images in [0, 1], 255 for "
+                                f"uint8), got {max_value!r}")
     if reconstruction.shape != target.shape or reconstruction.ndim < 2:
         raise InvalidInputError(f"reconstruction and target must have one shape (N, ...), got "
                                 f"{tuple(reconstruction.shape)} and {tuple(target.shape)}")
@@ -254,24 +272,23 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 
     return 20 * torch.log10(torch.tensor(max_value)) - 10 * torch.log10(mse.clamp_min(1e-10))
 
 
+def _psnr_by_batch(model: NPDraw, images: Any, batch_size: int, pair: Any) -> torch.Tensor:
+    batch_size = check_count(batch_size, "batch_size")
+    with evaluating(model):
+        return torch.cat([psnr(*pair(x)).cpu() for x in model.prepare_images(images).split(batch_size)])
+
+
 @torch.no_grad()
 def parse_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Tensor:
     """PSNR in dB of each image's parse canvas against the image at canvas size: (N,)."""
-    batch_size = check_count(batch_size, "batch_size")
-    x = model.prepare_images(images)
-    return torch.cat([psnr(model.parse(x[i:i + batch_size]).canvas,
-                           to_canvas(x[i:i + batch_size], model.config.canvas_size)).cpu()
-                      for i in range(0, len(x), batch_size)])
+    size = model.config.canvas_size
+    return _psnr_by_batch(model, images, batch_size, lambda x: (model.parse(x).canvas, to_canvas(x, size)))
 
 
 @torch.no_grad()
 def reconstruction_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Tensor:
     """PSNR in dB of each image's reconstruction decode(encode(x)) (posterior modes, mean pixels): (N,)."""
-    batch_size = check_count(batch_size, "batch_size")
-    x = model.prepare_images(images)
-    with evaluating(model):
-        return torch.cat([psnr(model.reconstruct(x[i:i + batch_size]), x[i:i + batch_size]).cpu()
-                          for i in range(0, len(x), batch_size)])
+    return _psnr_by_batch(model, images, batch_size, lambda x: (model.reconstruct(x), x))
 
 
 def default_features(model: NPDraw) -> str:
@@ -289,7 +306,8 @@ def evaluate(model: NPDraw, images: Any, *, num_samples: int = 50, features: str
         num_samples: importance samples per image for the NLL bound (the paper: 50).
         features: the FID feature network (a shipped name or a module with ``features``, e.g.
             :func:`np_draw.inception.inception_v3`); None picks :func:`default_features`.
-        num_generated: how many samples the FID compares with ``images`` (default: as many as there are images).
+        num_generated: how many samples (>= 2) the FID compares with ``images`` (default: as many as there are
+            images).
         seed: seeds the binarisation, the posterior draws and the generated samples.
         progress: progress bars.
     Returns:
@@ -297,11 +315,15 @@ def evaluate(model: NPDraw, images: Any, *, num_samples: int = 50, features: str
         means over the images; the FID key names its feature network, e.g. "FID-cnn-mnist".
     """
     check_flags(progress=progress)
+    network = _network(features or default_features(model))
     x = model.prepare_images(images)
+    num_generated = len(x) if num_generated is None else check_count(num_generated, "num_generated")
+    if min(len(x), num_generated) < 2:
+        raise InvalidInputError(f"the FID needs at least 2 images and 2 samples (num_generated), got {len(x)} images "
+                                f"and num_generated={num_generated}")
     bound = nll(model, x, num_samples, seed=seed, progress=progress)
-    generated = model.sample(num_generated or len(x), generator=torch.Generator().manual_seed(seed),
-                             progress=progress).images
-    distance = fid(generated, x, features or default_features(model), progress=progress)
+    generated = model.sample(num_generated, generator=torch.Generator().manual_seed(seed), progress=progress).images
+    distance = fid(generated, x, network, progress=progress)
     return {"nll_nats": bound.mean_nats, "nll_bits_per_dim": bound.mean_bits_per_dim, distance.label: distance.value,
             "parse_psnr_db": parse_psnr(model, x).mean().item(),
             "reconstruction_psnr_db": reconstruction_psnr(model, x).mean().item()}

@@ -129,8 +129,10 @@ def _drawn_parts(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tens
     """Each step's part times z_is, (N, T, C, K, K), and its (N, T, L) one-hot locations, in the bank's dtype and on
     its device: what :meth:`Grid.place` takes. ``ids``, ``locs``, ``present`` as for :func:`render`. z_is multiplies
     the K x K parts, not the S x S canvases: the same values and gradients for a fraction of the work."""
-    parts = bank(ids.to(bank.parts)) if ids.is_floating_point() else bank.lookup(ids.to(bank.parts.device))
-    locs = locs.to(parts) if locs.is_floating_point() else F.one_hot(locs.to(parts.device), grid.num_cells).to(parts)
+    # Hard ids and locs as int64 whatever their integer dtype: uint8 ones would index the bank as a mask
+    parts = bank(ids.to(bank.parts)) if ids.is_floating_point() else bank.lookup(ids.to(bank.parts.device, torch.long))
+    locs = locs.to(parts) if locs.is_floating_point() \
+        else F.one_hot(locs.to(parts.device, torch.long), grid.num_cells).to(parts)
     return parts * present.to(parts)[:, :, None, None, None], locs
 
 

@@ -215,3 +215,35 @@ def test_completion_rejects_bad_arguments(model, mnist_images, call, error, mess
     latents = model.parse(mnist_images[:2])
     with pytest.raises(error, match=message):
         call(model, latents)
+
+
+def test_pasting_checks_the_latents_and_canvases_it_is_given(model, mnist_images):
+    parsed = model.parse(mnist_images[:2])
+    bad = {"present": Latents(parsed.ids, parsed.locs, parsed.present * 2),      # was read as present = 1
+           "locs": Latents(parsed.ids, parsed.locs + 36, parsed.present),        # was an IndexError
+           "ids": Latents(parsed.ids.float(), parsed.locs, parsed.present)}      # was an einsum RuntimeError
+    for field, latents in bad.items():
+        with pytest.raises(ValueError, match=f"source {field if field != 'locs' else 'ids'}"):
+            paste_latents(model, parsed, latents, cells=[0])
+    with pytest.raises(ValueError, match=r"target and source must be canvases of one shape \(N, C, 28, 28\)"):
+        paste_canvas(model.grid, torch.rand(2, 1, 5, 28), torch.rand(2, 1, 5, 28), cells=[0])
+    # Indices of any integer dtype draw as int64 ones (uint8 indexed the bank as a mask, int32 failed in one_hot);
+    # bool ones are refused
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        assert torch.equal(model.render(parsed.ids.to(dtype), parsed.locs.to(dtype), parsed.present), parsed.canvas)
+    with pytest.raises(ValueError, match="ids and locs must be integer tensors, got torch.bool"):
+        model.render(parsed.ids.bool(), parsed.locs, parsed.present)
+
+
+def test_step_logits_log_prob_refuses_latents_of_another_shape(model, mnist_images):
+    encoded = model.encode(mnist_images[:3])
+    for latents in (encoded[:2], Latents(encoded.ids[:, :5], encoded.locs[:, :5], encoded.present[:, :5]),
+                    Latents(encoded.ids.float(), encoded.locs, encoded.present)):
+        with pytest.raises(ValueError, match=r"must each have the logits' shape \(N, T\) = \(3, 36\)"):
+            encoded.logits.log_prob(latents)
+
+
+def test_numpy_integers_are_ints_for_boxes_and_counts(model, mnist_images):
+    box = tuple(np.array(TOP_HALF))
+    assert torch.equal(region_cells(model.grid, box=box), region_cells(model.grid, box=TOP_HALF))
+    assert interpolate(model, mnist_images[0], mnist_images[1], np.int64(3)).shape == (3, 1, 28, 28)

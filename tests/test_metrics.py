@@ -201,3 +201,36 @@ def test_inception_loads_pytorch_fid_style_files_only_when_they_fit_and_hash_rig
         inception_v3(tmp_path / "partial.pth")
     with pytest.raises(FileNotFoundError, match="this package downloads nothing"):
         inception_v3(tmp_path / "absent.pth")
+
+
+def test_metric_arguments_are_checked_at_the_door_with_clear_errors(tmp_path):
+    from np_draw.errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, MissingFileError
+    from np_draw.metrics import evaluate, psnr
+
+    model, x = enumerable_model(), torch.rand(3, 1, 8, 8)
+    for seed in ("0", 1.5, None):
+        with pytest.raises(InvalidTypeError, match="seed must be an int, got"):
+            nll(model, x, 2, seed=seed, progress=False)
+    with pytest.raises(InvalidTypeError, match="features must be a shipped network's name .* got int"):
+        fid(x, x, features=3, progress=False)
+    # evaluate refuses what it would otherwise ignore (0 samples meant "as many as images") or find out only after
+    # the bound and the samples were computed.
+    for count in (0, 1):
+        with pytest.raises(InvalidInputError, match="num_generated"):
+            evaluate(model, x, num_samples=1, num_generated=count, progress=False)
+    with pytest.raises(InvalidTypeError, match="features must be"):
+        evaluate(model, x, num_samples=1, features=object(), progress=False)
+    with pytest.raises(InvalidTypeError, match="reconstruction and target must be torch tensors, got ndarray"):
+        psnr(x.numpy(), x.numpy())
+    for bad in (0, -1.0, "255", float("nan")):
+        with pytest.raises(InvalidInputError, match="max_value must be a positive finite number"):
+            psnr(x, x / 2, max_value=bad)
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CorruptWeightsError, match="junk.safetensors is not a FeatureStatistics file"):
+        fid(x, tmp_path / "junk.safetensors", progress=False)
+    from safetensors.torch import save_file
+    save_file({"mean": torch.zeros(2)}, tmp_path / "half.safetensors", metadata={"count": "2", "features": "cnn-mnist"})
+    with pytest.raises(CorruptWeightsError, match="lacks the tensors 'mean' and 'covariance'"):
+        FeatureStatistics.load(tmp_path / "half.safetensors")
+    with pytest.raises(MissingFileError, match="no FeatureStatistics file at"):
+        FeatureStatistics.load(tmp_path / "none.safetensors")
