@@ -29,6 +29,11 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _write_json(path: Path, document: Any) -> None:
+    path.write_text(json.dumps(document))
+    _fsync_file(path)
+
+
 def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[str, torch.Tensor]],
                     state: dict[str, Any]) -> Path:
     """Write checkpoint ``name`` under ``directory`` and make it the latest.
@@ -56,13 +61,11 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[st
     for stem, group in tensors.items():
         save_file({k: v.detach().cpu().contiguous() for k, v in group.items()}, partial / f"{stem}.safetensors")
         _fsync_file(partial / f"{stem}.safetensors")
-    (partial / "state.json").write_text(json.dumps(state))
-    _fsync_file(partial / "state.json")
+    _write_json(partial / "state.json", state)
     os.replace(partial, final)
-    pointer_tmp = directory / f".{POINTER}.tmp"
-    pointer_tmp.write_text(json.dumps({"latest": final.name}))
-    _fsync_file(pointer_tmp)
-    os.replace(pointer_tmp, directory / POINTER)
+    # The pointer lists the tensor files too, so that a load notices one that went missing since.
+    _write_json(directory / f".{POINTER}.tmp", {"latest": final.name, "files": sorted(tensors)})
+    os.replace(directory / f".{POINTER}.tmp", directory / POINTER)
     for old in directory.iterdir():
         if old.is_dir() and old.name != final.name and old.name.startswith("step-"):
             shutil.rmtree(old, ignore_errors=True)
@@ -73,20 +76,30 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, dict[str, torch.Te
     """The latest checkpoint under ``directory`` as (tensors by file stem, state), or None when there is none.
 
     Raises:
-        CorruptWeightsError: the pointer, the state or a tensor file is unreadable; saves never leave one so, so
-            the folder was damaged after the fact.
+        CorruptWeightsError: the pointer, the state or a tensor file is unreadable or missing (one the pointer
+            lists); saves never leave one so, so the folder was damaged after the fact.
     """
     directory = Path(directory)
-    pointer = directory / POINTER
-    if not pointer.is_file():
+    file = directory / POINTER
+    if not file.is_file():
         return None
     try:
-        folder = directory / json.loads(pointer.read_text())["latest"]
-        tensors = {path.name.removesuffix(".safetensors"): load_file(path) for path in folder.glob("*.safetensors")}
-        return tensors, json.loads((folder / "state.json").read_text())
-    except (OSError, KeyError, TypeError, json.JSONDecodeError, SafetensorError) as error:
+        pointer = json.loads(file.read_text())
+        folder = directory / pointer["latest"]
+        file = folder / "state.json"
+        state = json.loads(file.read_text())
+        if not isinstance(state, dict):
+            raise TypeError(f"a JSON object is expected, got a JSON {type(state).__name__}")
+        tensors = {}
+        for stem in pointer.get("files", sorted(path.stem for path in folder.glob("*.safetensors"))):
+            file = folder / f"{stem}.safetensors"
+            if not file.is_file():
+                raise FileNotFoundError("the file is missing")
+            tensors[stem] = load_file(file)
+    except (OSError, KeyError, TypeError, ValueError, SafetensorError) as error:
         raise CorruptWeightsError(f"the checkpoint in {str(directory)!r} is unreadable (corrupted or truncated?): "
-                                  f"{error!r}") from error
+                                  f"{file}: {error!r}") from error
+    return tensors, state
 
 
 def optimizer_to_checkpoint(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -38,7 +38,14 @@ from huggingface_hub.utils import (
 )
 
 from .config import NPDrawConfig
-from .errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, UnknownModelError, WeightsUnavailableError
+from .errors import (
+    CorruptWeightsError,
+    InvalidInputError,
+    InvalidTypeError,
+    UnknownModelError,
+    WeightsUnavailableError,
+    check_flags,
+)
 from .manifest import REPO_ID, file_problem, manifest_path, read_manifest, sha256_file
 from .model_files import CARD_NAME, CONFIG_NAME, LOADED_FILES, WEIGHTS_NAME
 
@@ -168,12 +175,14 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         The folder; for downloads, a snapshot folder of the Hugging Face cache.
     Raises:
         UnknownModelError: ``name_or_path`` is none of the three kinds (the message lists the known names).
-        InvalidInputError: ``revision`` contradicts it. WeightsUnavailableError: the weights are not published yet,
-        or neither cached nor downloadable. CorruptWeightsError: a file does not match the manifest.
+        InvalidInputError: ``revision`` contradicts it. InvalidTypeError: an argument of the wrong type.
+        WeightsUnavailableError: the weights are not published yet, or neither cached nor downloadable.
+        CorruptWeightsError: a file does not match the manifest.
     """
-    if not isinstance(name_or_path, (str, os.PathLike)):
-        raise InvalidTypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
-    path, name = Path(name_or_path), os.fspath(name_or_path)
+    _check_arguments(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+    check_flags(local_files_only=local_files_only, force_download=force_download)
+    name = os.fspath(name_or_path)
+    path = Path(name).expanduser()
     manifest = Path(manifest) if manifest is not None else manifest_path()
     models = read_manifest(manifest)
     # A bare pretrained name ("mnist") means the pretrained model even where a folder has that name (a data folder
@@ -189,8 +198,8 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                        "folder", name, path.resolve(), " (a model folder)" if (path / CONFIG_NAME).is_file() else "",
                        name)
     hint = f"np-draw download {name}" + (f" --revision {revision}" if revision else "")
-    expected = None  # the manifest's records of the files, for its pinned commit only
-    if name in models:
+    expected = None
+    if name in models and not explicit:
         entry = models[name]
         repo_id = entry["repo_id"]
         pinned = revision is None or revision == entry["revision"]
@@ -203,8 +212,9 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                 f"from the Hub repo {repo_id} with revision='main'")
         if pinned and entry["bundled"]:
             bundle = manifest.parent / name
-            for filename in LOADED_FILES:
-                problem = file_problem(bundle / filename, entry["files"][filename])
+            # Every recorded file, the card too: its licence terms are read and go with the weights.
+            for filename, record in entry["files"].items():
+                problem = file_problem(bundle / filename, record)
                 if problem:
                     raise CorruptWeightsError(
                         f"the bundled {filename} of {name!r} ({bundle / filename}) is damaged: {problem}; nothing was "
@@ -217,7 +227,7 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
             logger.warning("loading %r at revision %r rather than the %s: its files are not checked against the "
                            "manifest", name, revision, f"manifest's {entry['revision']}" if entry["revision"]
                            else "bundled copy")
-    elif (hub_name := _HUB_NAME.fullmatch(name)) and not path.exists():
+    elif not explicit and (hub_name := _HUB_NAME.fullmatch(name)) and not path.exists():
         repo_id, suffix = hub_name["repo_id"], hub_name["revision"]
         if suffix and revision is not None and revision != suffix:
             raise InvalidInputError(f"{name!r} asks for revision {suffix!r} but revision={revision!r} was also given")
@@ -227,16 +237,32 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                            path.parent, repo_id)
     else:
         what = "is a file, not a model folder" if path.exists() else "is not a model folder"
+        if explicit:
+            raise UnknownModelError(f"{name!r} {what}: a Path, or a name starting with '.', '/' or '~', names a local "
+                                    "folder")
         raise UnknownModelError(f"{name!r} {what}, a known pretrained name ({', '.join(sorted(models))}) or a Hub "
                                 f"repo id 'owner/name[@revision]'")
     return _download(repo_id, revision, expected, hint, cache_dir=cache_dir, local_files_only=local_files_only,
                      force_download=force_download, token=token)
 
 
+def _check_arguments(name_or_path: Any, **arguments: Any) -> None:
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise InvalidTypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
+    if not os.fspath(name_or_path).strip():
+        raise InvalidInputError(f"name_or_path must name a model folder, a pretrained name or a Hub repo, got "
+                                f"{os.fspath(name_or_path)!r}")
+    kinds = {"revision": ((str,), "a str (a branch, tag or commit)"), "cache_dir": ((str, os.PathLike), "a path"),
+             "token": ((str, bool), "a str or a bool")}
+    for key, value in arguments.items():
+        types, what = kinds[key]
+        if value is not None and not isinstance(value, types):
+            raise InvalidTypeError(f"{key} must be {what} or None, got {type(value).__name__}")
+
+
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The errors of a download that failed on the way (a connection cut short, a server that stalls): OSError (the
-    requests-based huggingface_hub before 1.0 raises its subclasses), and the HTTP client's own error base from 1.0
-    (httpx, httpx2), which is not an OSError."""
+    """OSError (what requests-based huggingface_hub < 1.0 raises on the way) and, from 1.0, the HTTP client's error
+    base, which is not an OSError."""
     errors: list[type[BaseException]] = [OSError]
     for module in ("httpx", "httpx2"):
         try:
@@ -252,9 +278,8 @@ _TRANSPORT_ERRORS = _transport_errors()
 def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping[str, Any]] | None, hint: str, *,
               cache_dir: str | Path | None, local_files_only: bool, force_download: bool,
               token: str | bool | None) -> Path:
-    """The snapshot folder of the files a load reads, fetched through the Hugging Face cache and checked against
-    ``expected`` when given, with the model card (:func:`_card`); a failure says why and what to do (``hint`` is the
-    command that downloads them)."""
+    """The snapshot folder of the loaded files and the card, each checked against ``expected`` (or, without it,
+    the weights against their sha256) before use; ``hint`` is the command that downloads them."""
     asked = revision or "main"
     fresh = force_download or not all(isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir,
                                                                         revision=revision), str)
@@ -307,9 +332,9 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
 def _card(repo_id: str, commit: str, fetch: bool, *, cache_dir: str | Path | None, force_download: bool,
           token: str | bool | None) -> Path | None:
     """The model card of a repo's commit, whose licence terms go with its weights: from the cache, or downloaded
-    when ``fetch`` (the weights were just downloaded: the Hub is there); None when the repo has none, or when the
-    weights came from a cache without it (offline, or filled by an earlier np-draw), so that a load from the cache
-    makes no request: huggingface_hub retries an unreachable Hub for half a minute."""
+    when ``fetch`` (the weights were just downloaded: the Hub is there). None when the repo has none, or when the
+    weights came from a cache without it, so that a load from the cache makes no request: huggingface_hub retries
+    an unreachable Hub for half a minute."""
     cached = try_to_load_from_cache(repo_id, CARD_NAME, cache_dir=cache_dir, revision=commit)
     if isinstance(cached, str) and not force_download:
         return Path(cached)

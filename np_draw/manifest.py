@@ -49,7 +49,7 @@ def read_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
         models = json.loads(path.read_text())["models"]
     except FileNotFoundError as error:
         raise MissingFileError(f"no weights manifest at {str(path)!r}") from error
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:  # ValueError: bad JSON or UTF-8; OSError: a folder
         raise InvalidInputError(f"{path} is not a weights manifest (a JSON object with a 'models' object): "
                                 f"{error!r}") from error
     if not isinstance(models, dict):
@@ -67,8 +67,9 @@ def _entry_problem(entry: Any) -> str | None:
         return f"must be an object, got {type(entry).__name__}"
     if not re.fullmatch(REPO_ID, str(entry.get("repo_id"))):
         return f"repo_id must be 'owner/name', got {entry.get('repo_id')!r}"
-    if entry.get("revision") is not None and not _COMMIT.fullmatch(str(entry["revision"])):
-        return f"revision must be a 40-hex commit id, or null while unpublished, got {entry.get('revision')!r}"
+    if "revision" not in entry or entry["revision"] is not None and not _COMMIT.fullmatch(str(entry["revision"])):
+        got = repr(entry["revision"]) if "revision" in entry else "nothing"
+        return f"revision must be a 40-hex commit id, or null while unpublished, got {got}"
     if not isinstance(entry.get("bundled"), bool):
         return f"bundled must be true or false, got {entry.get('bundled')!r}"
     if entry.get("files") and not entry["bundled"] and entry["revision"] is None:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
+from np_draw import CorruptWeightsError
 from np_draw.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +59,22 @@ def test_saving_the_same_name_twice_never_removes_the_checkpoint_in_force(tmp_pa
     assert second != first and not first.exists()
     tensors, _ = load_checkpoint(tmp_path)
     assert torch.equal(tensors["model"]["w"], torch.ones(3))
+
+
+def test_a_damaged_checkpoint_names_the_file_and_a_missing_one_is_not_skipped(tmp_path) -> None:
+    folder = save_checkpoint(tmp_path, "step-00000001", {"model": {"w": torch.zeros(3)}, "rng": {"r": torch.zeros(2)},
+                                                         "optimizer": {"0.exp_avg": torch.zeros(3)}},
+                             {"step": 1, "optimizer": {"param_groups": [], "scalars": {}}})
+    (folder / "optimizer.safetensors").unlink()
+    with pytest.raises(CorruptWeightsError, match=r"optimizer.safetensors.*is missing"):
+        load_checkpoint(tmp_path)
+    save_file({}, folder / "optimizer.safetensors")
+    (folder / "model.safetensors").write_bytes(b"abc")
+    with pytest.raises(CorruptWeightsError, match=r"step-00000001/model.safetensors"):
+        load_checkpoint(tmp_path)
+    (folder / "state.json").write_text("[1]")
+    with pytest.raises(CorruptWeightsError, match=r"step-00000001/state.json.*a JSON object is expected"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "latest.json").write_text("")
+    with pytest.raises(CorruptWeightsError, match=r"latest.json"):
+        load_checkpoint(tmp_path)

@@ -389,3 +389,55 @@ def test_the_download_command(world, tmp_path):
     assert len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith("np-draw download: error: 'no-such-model' is not a model folder")
     assert "tiny, tiny-bundled" in done.stderr
+
+
+def test_a_path_always_means_a_folder_and_a_tilde_is_the_home_folder(monkeypatch, tmp_path):
+    from np_draw import UnknownModelError
+
+    monkeypatch.delenv(MANIFEST_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    # A Path (or './name') that is no folder is not the pretrained name, nor a Hub repo to ask for.
+    for missing in (Path("mnist"), Path("np-draw/np-draw-mnist"), "./mnist"):
+        with pytest.raises(UnknownModelError, match="is not a model folder"):
+            NPDraw.from_pretrained(missing, local_files_only=True)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model = random_model("mnist")
+    model.save_pretrained(tmp_path / "mine")
+    for name in ("~/mine", Path("~/mine")):
+        assert fingerprint(NPDraw.from_pretrained(name)) == fingerprint(model)
+
+
+def test_loading_arguments_of_the_wrong_type_are_named():
+    from np_draw import InvalidInputError, InvalidTypeError
+    from np_draw.hub import resolve_pretrained
+
+    for kwargs, named in (({"revision": 1}, "revision"), ({"cache_dir": 1}, "cache_dir"), ({"token": 1}, "token"),
+                          ({"local_files_only": "yes"}, "local_files_only"),
+                          ({"force_download": "no"}, "force_download")):
+        with pytest.raises(InvalidTypeError, match=f"^{named} must be"):
+            NPDraw.from_pretrained("np-draw/np-draw-mnist", **kwargs)
+    with pytest.raises(InvalidInputError, match="name_or_path must name"):
+        resolve_pretrained("")  # the command line's way in: not the working directory
+
+
+def test_a_manifest_that_cannot_be_read_or_lacks_a_revision_is_a_clear_error(tmp_path):
+    from np_draw import InvalidInputError
+
+    (tmp_path / "bytes.json").write_bytes(b"\xff\xfe{")
+    for path in (tmp_path, tmp_path / "bytes.json"):
+        with pytest.raises(InvalidInputError, match=f"{path} is not a weights manifest"):
+            read_manifest(path)
+    record = {"sha256": "0" * 64, "size": 1}
+    entry = {"repo_id": "a/b", "bundled": False, "files": {"config.json": record, "model.safetensors": record}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": {"x": entry}}))
+    with pytest.raises(InvalidInputError, match="model 'x': revision must be a 40-hex commit id, or null while "
+                                                "unpublished, got nothing"):
+        read_manifest(tmp_path / "manifest.json")
+
+
+def test_a_bundled_model_card_is_verified_before_its_licence_is_read(world, monkeypatch):
+    monkeypatch.setenv(MANIFEST_ENV, str(world.manifest))
+    card = world.manifest.parent / "tiny-bundled" / "README.md"
+    card.write_text(card.read_text().replace("license: mit", "license: apache-2.0"))
+    with pytest.raises(CorruptWeightsError, match="bundled README.md of 'tiny-bundled'.*its size is"):
+        NPDraw.from_pretrained("tiny-bundled")
