@@ -20,8 +20,10 @@ import io
 import itertools
 import json
 import logging
+import math
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -97,9 +99,10 @@ def checked_value(cast: Callable[[str], Any], accept: Callable[[Any], bool], exp
     def parse(text: str) -> Any:
         try:
             value = cast(text)
+            valid = accept(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
-        if not accept(value):
+            valid = False
+        if not valid:
             raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
         return value
 
@@ -111,19 +114,41 @@ positive_int = checked_value(int, lambda value: value > 0, "a positive integer")
 non_negative_int = checked_value(int, lambda value: value >= 0, "a non-negative integer")
 fraction = checked_value(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 seed = checked_value(int, lambda value: 0 <= value < 2**63, "an integer in [0, 2**63)")
+temperature = checked_value(float, lambda value: math.isfinite(value) and value > 0, "a positive finite number")
+port = checked_value(int, lambda value: 0 < value < 2**16, "a port number in [1, 65535]")
+
+
+def host(text: str) -> str:
+    """``--host``: a name or address this machine resolves."""
+    try:
+        socket.getaddrinfo(text, None)
+    except (OSError, UnicodeError):
+        raise argparse.ArgumentTypeError(f"must be a host name or address that resolves, such as 127.0.0.1 or "
+                                         f"0.0.0.0, got {text!r}") from None
+    return text
 
 
 def output_path(text: str) -> Path:
-    """``-o``: a file (or a folder to create) whose folder exists."""
+    """``-o``: a file (or a folder to create) whose folder exists and is writable, checked before any work."""
     path = Path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} is not writable")
+    return path
+
+
+def file_path(text: str) -> Path:
+    """An output file: :func:`output_path` that is not a folder."""
+    path = output_path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
     return path
 
 
 def picture_path(text: str) -> Path:
-    """``-o`` for a picture: :func:`output_path` with a suffix Pillow writes, checked before any work is done."""
-    path = output_path(text)
+    """``-o`` for a picture: :func:`file_path` with a suffix Pillow writes."""
+    path = file_path(text)
     Image.init()
     kind = Image.registered_extensions().get(path.suffix.lower())
     try:  # some formats Pillow registers a writer for write nothing (stubs) or only 1-bit images
@@ -260,16 +285,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise InvalidInputError("give --from NAME (fine-tune) or --preset NAME (train from scratch), not both")
     if args.output.exists() and not args.output.is_dir():
         raise InvalidInputError(f"--output: {str(args.output)!r} is a file, not a folder")
-    data = Path(args.data)
-    held_out = None if args.validation is None else Path(args.validation)
+    data, held_out = args.data, args.validation
     for name, path in (("DATA", data), ("--validation", held_out)):
-        if path is not None and not path.exists():
-            raise MissingFileError(f"{name} must be a folder of images or an .npz file with an 'images' array, got "
-                                   f"{str(path)!r}: nothing there")
-        if path is not None and not (path.is_dir() or path.suffix == ".npz"):
-            raise InvalidInputError(f"{name} must be a folder of images or an .npz file with an 'images' array, got "
-                                    f"{str(path)!r}")
-        if path is not None and args.crop is not None and path.is_file():
+        if path is None:
+            continue
+        expected = f"{name} must be a folder of images or an .npz file with an 'images' array, got {str(path)!r}"
+        if not path.exists():
+            raise MissingFileError(f"{expected}: nothing there")
+        if not (path.is_dir() or path.suffix == ".npz"):
+            raise InvalidInputError(expected)
+        if args.crop is not None and path.is_file():
             raise InvalidInputError(f"--crop applies to a folder of image files, and {name} is an array file, "
                                     f"{str(path)!r}: crop its images before saving them, or leave --crop out")
     if held_out is not None and args.val_fraction is not None:
@@ -322,20 +347,26 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor, str]:
     """The images ``np-draw eval`` scores, and what they are: a split of a data set in the shared-data layout when
     --dataset is given (or NAME is a data set whose file DATA holds), else the images DATA names."""
-    # The data sets whose --split DATA holds in the shared-data layout
-    held = [name for name in DATASETS if args.split in DATA_FILES[name]
-            and all(f.is_file() for f in data_files(name, args.data, args.split))]
+    split = args.split or "test"
+    # The data sets whose split DATA holds in the shared-data layout
+    held = [name for name in DATASETS if split in DATA_FILES[name]
+            and all(f.is_file() for f in data_files(name, args.data, split))]
     dataset = args.dataset or (args.name if args.name in held else None)
     if dataset is not None:
         if args.crop is not None:
             raise InvalidInputError(f"--crop applies to image files, and --data holds the {dataset} data set, read "
                                     "as its own protocol frames it")
-        images = load_dataset(dataset, args.data, args.split, limit=args.limit).float() / 255
-        source = f"{dataset} {args.split}"
+        images = load_dataset(dataset, args.data, split, limit=args.limit).float() / 255
+        source = f"{dataset} {split}"
     else:
         if held:  # not a folder of image files: its .npz files would each be skipped as unreadable images
-            raise InvalidInputError(f"--data {str(args.data)!r} holds the {args.split} split of {', '.join(held)} in "
+            raise InvalidInputError(f"--data {str(args.data)!r} holds the {split} split of {', '.join(held)} in "
                                     f"the shared-data layout: pass --dataset NAME to score one of them")
+        if args.split is not None:
+            raise InvalidInputError(f"--split names a split of a data set, got {args.split!r}, and --data "
+                                    f"{str(args.data)!r} holds no such split of {', '.join(DATASETS)} in the "
+                                    "shared-data layout: pass --dataset NAME, or leave --split out to score the "
+                                    "images --data names")
         images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size,
                                 crop=args.crop)
         images = check_images(images[:args.limit], channels=model.config.channels, size=model.config.image_size,
@@ -349,6 +380,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .inception import inception_v3
     from .metrics import evaluate
 
+    if args.inception is not None and args.features is not None:
+        raise InvalidInputError(f"give --features (got {args.features!r}) or --inception (got "
+                                f"{str(args.inception)!r}), not both: the FID uses one feature network")
     model = _load_model(args)
     images, source = _evaluation_images(args, model)
     features = inception_v3(args.inception, device=model.device) if args.inception else args.features
@@ -443,18 +477,25 @@ def cmd_download(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"{args.name!r} is bundled in the np-draw package and not published on the Hub, so "
                                 "there is nothing to put in a Hugging Face cache; pass --output FOLDER for a copy "
                                 "of its model folder")
+    if args.output is not None and args.output.exists():
+        if not args.output.is_dir():
+            raise InvalidInputError(f"--output: {str(args.output)!r} is a file, not a folder")
+        if any(args.output.iterdir()):
+            raise InvalidInputError(f"--output: {str(args.output)!r} exists and is not empty")
     folder = hub.resolve_pretrained(args.name, revision=args.revision, cache_dir=args.cache_dir,
                                     force_download=args.force_download, token=args.token)
     if args.output is not None:
-        if args.output.exists() and any(args.output.iterdir()):
-            raise InvalidInputError(f"--output: {str(args.output)!r} exists and is not empty")
-        args.output.mkdir(parents=True, exist_ok=True)
-        for name in (*LOADED_FILES, CARD_NAME):
-            if (Path(folder) / name).is_file():
-                shutil.copyfile(Path(folder) / name, args.output / name)
+        _write_output(args.output, lambda: _copy_model_files(Path(folder), args.output))
         folder = args.output
     print(folder)
     return 0
+
+
+def _copy_model_files(folder: Path, output: Path) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    for name in (*LOADED_FILES, CARD_NAME):
+        if (folder / name).is_file():
+            shutil.copyfile(folder / name, output / name)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -512,15 +553,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sample = _command(commands, "sample", "sample images from a model and save them as a grid",
-                      "Draw images from a pretrained model (or a model folder / Hub repo) and save them as one PNG "
-                      "grid.", cmd_sample)
+                      "Draw images from a pretrained model (or a model folder / Hub repo) and save them as one grid "
+                      "picture.", cmd_sample)
     sample.add_argument("-n", "--num-images", type=positive_int, default=64, help="how many images (default 64)")
     sample.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     sample.add_argument("-o", "--output", type=picture_path, default=Path("samples.png"),
                         help="the grid picture (default samples.png)")
     sample.add_argument("--nrow", type=positive_int, default=None, help="images per row (default: a square)")
     sample.add_argument("--batch-size", type=positive_int, default=256, help="images drawn at once (default 256)")
-    sample.add_argument("--temperature", type=float, default=1.0, help="prior temperature (default 1)")
+    sample.add_argument("--temperature", type=temperature, default=1.0, help="prior temperature (default 1)")
     sample.add_argument("--sample-pixels", action="store_true",
                         help="draw each pixel from the decoder's likelihood (binary for MNIST and Omniglot) instead of "
                              "showing its mean")
@@ -537,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "Parse each image with the model's part bank (the nearest part in every non-empty grid cell) "
                      "and save one grid with each image (left) beside its parse canvas (right).", cmd_parse)
     _add_pairs_arguments(parse, "parse.png")
-    parse.add_argument("--json", type=output_path, default=None,
+    parse.add_argument("--json", type=file_path, default=None,
                        help="also write the latents (ids, locs, present per step) of every image to this JSON file")
 
     fit = _command(commands, "fit", "train or fine-tune a model on images",
@@ -548,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model is fine-tuned with FitConfig.finetune(): its part bank kept, its prior and then its encoder "
                    "and decoder trained for a number of optimizer steps, the best validation round kept. Progress "
                    "goes to stderr.", cmd_fit, name_help=None)
-    fit.add_argument("data", metavar="DATA", help="a folder of images, or an .npz file with an 'images' array")
+    fit.add_argument("data", metavar="DATA", type=Path, help="a folder of images, or an .npz file with an 'images' array")
     _add_crop_argument(fit)
     fit.add_argument("-o", "--output", type=output_path, required=True, help="the model folder to write (created)")
     start = fit.add_argument_group("where to start (one of)")
@@ -578,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
                           f"{tuning.batch_size} with --from)")
     fit.add_argument("--val-fraction", type=fraction, default=None,
                      help=f"share of DATA held out for validation (default {scratch.val_fraction})")
-    fit.add_argument("--validation", default=None, metavar="HELD_OUT",
+    fit.add_argument("--validation", type=Path, default=None, metavar="HELD_OUT",
                      help="held-out images for validation instead (a folder or an .npz file, as DATA)")
     fit.add_argument("--checkpoint-every", type=positive_int, default=None,
                      help=f"optimizer steps between checkpoints (also one after every epoch; default "
@@ -599,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_crop_argument(evaluation)
     evaluation.add_argument("--dataset", choices=DATASETS, default=None,
                             help="read this data set's --split from DATA (default: NAME when it is a data set)")
-    evaluation.add_argument("--split", default="test", help="the split of --dataset (default test)")
+    evaluation.add_argument("--split", default=None, help="the split of --dataset (default test)")
     evaluation.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
     evaluation.add_argument("--num-samples", type=positive_int, default=50,
                             help="importance samples per image for the NLL bound (default 50, as the paper)")
@@ -610,15 +651,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--num-generated", type=positive_int, default=None,
                             help="samples compared with the images by the FID (default: as many as images)")
     evaluation.add_argument("--seed", type=seed, default=0, help="seeds binarisation, posterior draws and samples (default 0)")
-    evaluation.add_argument("--json", type=output_path, default=None, help="also write the figures to this JSON file")
+    evaluation.add_argument("--json", type=file_path, default=None, help="also write the figures to this JSON file")
     evaluation.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     info = _command(commands, "info", "show a model's config, parameter counts, metrics and files",
                     "Print a model's config, its parameter counts per module, the weights manifest's metrics when "
                     "it has them, and its files (size, sha256) with where they came from.", cmd_info)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
-    # No --device: nothing is loaded, only files are fetched and verified.
 
+    # No --device: nothing is loaded, only files are fetched and verified.
     download = _command(commands, "download", "download and verify pretrained weights, for use offline later",
                         "Download a model's config.json and model.safetensors into the Hugging Face cache, checked "
                         "against the weights manifest, and print the folder holding them.", cmd_download,
@@ -638,8 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "own images. Needs pip install 'np-draw[demo]'; works offline.")
     demo.add_argument("name", nargs="?", default="mnist", choices=["mnist", "omniglot", "cifar10", "celeba"],
                       help="the model selected first (default mnist)")
-    demo.add_argument("--port", type=positive_int, default=7860, help="the port (default 7860)")
-    demo.add_argument("--host", default="127.0.0.1",
+    demo.add_argument("--port", type=port, default=7860, help="the port (default 7860)")
+    demo.add_argument("--host", type=host, default="127.0.0.1",
                       help="the address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the "
                            "network)")
     demo.set_defaults(func=cmd_demo)

@@ -62,8 +62,7 @@ class Drawing:
 def sample(model: str, seed: int, temperature: float, count: int) -> tuple[list[Image.Image], list[Drawing]]:
     """``count`` samples of ``model`` with ``seed``: each image (enlarged) and each drawing."""
     net = load(model)
-    out = net.sample(int(count), generator=torch.Generator().manual_seed(int(seed)), temperature=float(temperature),
-                     progress=False)
+    out = net.sample(int(count), generator=_generator(seed), temperature=float(temperature), progress=False)
     drawings = [Drawing(model, out.latents[i:i + 1]) for i in range(len(out.latents))]
     return [_picture(image) for image in out.images], drawings
 
@@ -82,15 +81,23 @@ def watch(drawing: Drawing, folder: str | Path) -> tuple[list[Image.Image], Path
     return frames, gif
 
 
+def _is_whole(value: Any, count: int) -> bool:
+    """Whether ``value`` is a whole number in [0, count)."""
+    try:
+        return float(value).is_integer() and 0 <= int(value) < count
+    except (TypeError, ValueError, OverflowError):  # None (an emptied field), text, inf
+        return False
+
+
 def _whole(value: Any, name: str, count: int, what: str = "a whole number", note: str = "") -> int:
     """``value`` as an int in [0, count), else an error naming ``name`` and the range."""
-    try:
-        whole = float(value).is_integer() and 0 <= int(value) < count
-    except (TypeError, ValueError, OverflowError):  # None (an emptied field), text, inf
-        whole = False
-    if not whole:
+    if not _is_whole(value, count):
         raise InvalidInputError(f"{name} must be {what} in [0, {count - 1}]{note}, got {value!r}")
     return int(value)
+
+
+def _generator(seed: Any) -> torch.Generator:
+    return torch.Generator().manual_seed(_whole(seed, "seed", 2**63))
 
 
 def edit(drawing: Drawing, action: str, step: int, cell: int = 0, part: int = 0, seed: int = 0) -> Drawing:
@@ -101,11 +108,10 @@ def edit(drawing: Drawing, action: str, step: int, cell: int = 0, part: int = 0,
         raise InvalidInputError(f"action must be one of {list(ACTIONS)}, got {action!r}")
     net = load(drawing.model)
     latents = drawing.latents
-    ids, locs, present = latents.ids.clone(), latents.locs.clone(), latents.present.clone()
     if action == ACTIONS[3]:
-        kept = _whole(step, "step", latents.ids.shape[1])
-        done = net.complete(latents, kept, torch.Generator().manual_seed(int(seed)))
+        done = net.complete(latents, _whole(step, "step", latents.ids.shape[1]), _generator(seed))
         return Drawing(drawing.model, done.latents)
+    ids, locs, present = latents.ids.clone(), latents.locs.clone(), latents.present.clone()
     drawn = present[0].nonzero()[:, 0].tolist()
     if not drawn:
         raise InvalidInputError(f"this drawing has no drawn part to {action.split(' ')[0]}; {ACTIONS[3]!r} with 0 "
@@ -125,9 +131,9 @@ def paste(drawing: Drawing, image: Image.Image, rows: tuple[int, int]) -> Drawin
     uploaded image's encoding."""
     net = load(drawing.model)
     side = net.grid.side
-    first, last = (int(r) for r in rows)
-    if not 0 <= first <= last < side:
+    if not (all(_is_whole(row, side) for row in rows) and rows[0] <= rows[1]):
         raise InvalidInputError(f"rows must be two grid rows first <= last in [0, {side - 1}], got {rows!r}")
+    first, last = (int(row) for row in rows)
     source = net.encode(image)
     cells = [r * side + c for r in range(first, last + 1) for c in range(side)]
     return Drawing(drawing.model, paste_latents(net, drawing.latents, source, cells=cells))
@@ -161,6 +167,12 @@ def reconstruct(model: str, files: list[str | Path], crop: int = 0) -> tuple[Ima
     values = psnr(net.reconstruct(images), images)
     text = ", ".join(f"{Path(f).name}: {v:.2f} dB" for f, v in zip(files, values.tolist()))
     return reconstruction_image(net, images), f"reconstruction PSNR: {text}"
+
+
+def _sampled(drawing: Drawing | None) -> Drawing:
+    if drawing is None:
+        raise InvalidInputError("sample first (the Sample tab)")
+    return drawing
 
 
 def _guard(function):
@@ -231,11 +243,13 @@ def build(default: str = "mnist"):
             rows = gr.Image(label="image, parse, encoder's canvas, reconstruction", type="pil", elem_id="rows")
             score = gr.Textbox(label="PSNR", elem_id="psnr")
 
+        def shown(drawing: Drawing) -> tuple:
+            return (drawing, *show(drawing))
+
         def pick(items: list[Drawing], index: float) -> tuple:
             if not items:
                 raise InvalidInputError("sample first (the Sample tab)")
-            drawing = items[_whole(index, "sample to watch", len(items))]
-            return (drawing, *show(drawing))
+            return shown(items[_whole(index, "sample to watch", len(items))])
 
         go.click(_guard(sample), [model, seed, temperature, count], [grid, drawings]).then(
             _guard(pick), [drawings, chosen], [current, canvas, decoded])
@@ -250,33 +264,26 @@ def build(default: str = "mnist"):
         def adopt(name: str, image: Image.Image | None) -> tuple:
             if image is None:
                 raise InvalidInputError("upload an image first")
-            drawing = from_image(name, image)
-            return (drawing, *show(drawing))
+            return shown(from_image(name, image))
 
         use.click(_guard(adopt), [model, own], [current, canvas, decoded])
 
         def film(drawing: Drawing | None) -> tuple:
-            if drawing is None:
-                raise InvalidInputError("sample first (the Sample tab)")
-            pictures, path = watch(drawing, folder)
+            pictures, path = watch(_sampled(drawing), folder)
             return pictures, gr.Slider(0, len(pictures) - 1, value=len(pictures) - 1, step=1), pictures[-1], str(path)
 
         draw.click(_guard(film), [current], [frames, step, frame, gif])
         step.change(lambda pictures, i: pictures[int(i)] if pictures else None, [frames, step], [frame])
 
         def change(drawing: Drawing | None, *args) -> tuple:
-            if drawing is None:
-                raise InvalidInputError("sample first (the Sample tab)")
-            edited = edit(drawing, *args)
-            return (edited, *show(edited))
+            return shown(edit(_sampled(drawing), *args))
 
         apply.click(_guard(change), [current, action, edit_step, cell, part, seed], [current, canvas, decoded])
 
         def graft(drawing: Drawing | None, image: Image.Image | None, first: float, last: float) -> tuple:
             if drawing is None or image is None:
                 raise InvalidInputError("sample first, and upload an image to paste from")
-            pasted = paste(drawing, image, (first, last))
-            return (pasted, *show(pasted))
+            return shown(paste(drawing, image, (first, last)))
 
         paste_button.click(_guard(graft), [current, source, first_row, last_row], [current, canvas, decoded])
         rebuild.click(_guard(reconstruct), [model, uploads, framing], [rows, score])

@@ -328,7 +328,7 @@ CLI_CASES: list[CliCase] = [
                               "-o", str(f / "x.png")]),
     CliCase("-o in a folder that does not exist", "does not exist",
             lambda model, f: ["sample", str(model), "-n", "1", "-o", str(f / "missing" / "x.png")]),
-    CliCase("-o that cannot be written (a folder of that name)", "--output: cannot write",
+    CliCase("-o that is a folder (refused before sampling)", "is a folder, not a file",
             lambda model, f: ["sample", str(model), "-n", "1", "-o", str(_folder(f / "taken.png")), "-q"]),
     CliCase("-o with a suffix Pillow cannot write (refused before sampling)", "is not a picture format Pillow writes",
             lambda model, f: ["sample", str(model), "-n", "1", "-o", str(f / "grid.xyz"), "-q"]),

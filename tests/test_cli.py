@@ -1,6 +1,8 @@
 import json
 import logging
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import torch
 from conftest import random_model
 from PIL import Image
 
-from np_draw import NPDraw
+from np_draw import NPDraw, hub
 from np_draw.cli import build_parser, infer_preset, main
 from np_draw.data import DATA_FILES
 from np_draw.images import image_source, to_pil
@@ -311,12 +313,21 @@ def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):
     (["sample", "mnist", "-o", "/no/such/folder/grid.png"], "--output"),
     (["sample", "mnist", "--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "--device"),
     (["sample", "mnist", "--device", "gpu"], "must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'gpu'"),
+    (["sample", "mnist", "--temperature", "0"], "argument --temperature: must be a positive finite number, got '0'"),
+    # Outputs are checked before any work
+    (["parse", "mnist", "digit.png", "--json", "."], "argument --json: '.' is a folder, not a file"),
+    (["sample", "mnist", "-o", "."], "argument -o/--output: '.' is a folder, not a file"),
     (["reconstruct", "mnist", "/no/such/image.png"], "no file or folder"),
     (["parse", "mnist"], "IMAGES"),
     (["fit", "data.npz", "-o", "out", "--from", "mnist", "--preset", "mnist"], "not both"),
     (["fit", "data.npz", "-o", "out", "--val-fraction", "1.5"], "--val-fraction"),
     (["fit", "data.txt", "-o", "out"], "DATA must be"),
     (["info", "np-draw/no such repo"], "known pretrained name"),
+    (["eval", "mnist", "--data", "images", "--split", "train"], "--split names a split of a data set, got 'train'"),
+    (["eval", "mnist", "--data", "x.npz", "--features", "cnn-mnist", "--inception", "w.pth"],
+     "give --features (got 'cnn-mnist') or --inception (got 'w.pth'), not both"),
+    (["demo", "--port", "70000"], "argument --port: must be a port number in [1, 65535], got '70000'"),
+    (["demo", "--host", "no such host"], "argument --host: must be a host name or address that resolves"),
     (["paint", "mnist"], "invalid choice"),
     # An unknown option is its subcommand's error, or np-draw's when given before the subcommand
     (["sample", "mnist", "--seeds", "3"], "np-draw sample: error: unrecognized arguments: --seeds 3"),
@@ -328,6 +339,29 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path, mo
     assert exit_code(argv + (["-q"] if "sample" in argv else [])) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_an_output_in_a_read_only_folder_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    (tmp_path / "locked").mkdir()
+    # As the OS answers a user who may not write there (root may write anywhere, so chmod cannot show it)
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "locked")
+    monkeypatch.setattr(NPDraw, "from_pretrained", lambda *args, **kwargs: pytest.fail("loaded before -o was checked"))
+    assert exit_code(["sample", "mnist", "-q", "-o", str(tmp_path / "locked" / "grid.png")]) == 2
+    assert f"the folder {str(tmp_path / 'locked')!r} is not writable" in capsys.readouterr().err
+
+
+def test_download_checks_its_output_folder_before_fetching_and_names_it(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("in the way")
+    assert main(["download", "mnist", "-o", str(tmp_path / "file" / "model")]) == 2
+    assert capsys.readouterr().err.startswith(f"np-draw download: error: --output: cannot write "
+                                              f"{str(tmp_path / 'file' / 'model')!r}")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    monkeypatch.setattr(hub, "resolve_pretrained", lambda *args, **kwargs: pytest.fail("fetched before --output"))
+    for output, message in [("file", f"--output: {str(tmp_path / 'file')!r} is a file, not a folder"),
+                            ("full", f"--output: {str(tmp_path / 'full')!r} exists and is not empty")]:
+        assert main(["download", "mnist", "-o", str(tmp_path / output)]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_a_damaged_npz_or_image_is_a_user_error(tmp_path, capsys):
@@ -347,6 +381,7 @@ def test_every_command_has_help_and_device_where_a_model_is_loaded(command, caps
     text = capsys.readouterr().out
     assert text.startswith(f"usage: np-draw {command}")
     assert ("--device" in text) == (command != "download")
+    assert "PNG" not in text  # the suffix of -o chooses the picture format
     # Every command that loads images or trains can be quiet
     assert ("--quiet" in text) == (command not in ("info", "download"))
 

@@ -74,6 +74,12 @@ def test_edits_change_the_drawing_as_they_say():
         demo.edit(drawing, demo.ACTIONS[2], 0, part=50)
     with pytest.raises(InvalidInputError, match=r"step must be a drawn part's number in \[0, \d+\].*, got None"):
         demo.edit(drawing, demo.ACTIONS[0], None)  # an emptied field
+    with pytest.raises(InvalidInputError, match=r"seed must be a whole number in \[0, \d+\], got None"):
+        demo.edit(drawing, demo.ACTIONS[3], 18, seed=None)  # an emptied seed field
+    with pytest.raises(InvalidInputError, match=r"seed must be a whole number in \[0, \d+\], got -1"):
+        demo.sample("mnist", -1, 1.0, 1)
+    with pytest.raises(InvalidInputError, match=r"rows must be two grid rows first <= last in \[0, 5\], got \(None, 2\)"):
+        demo.paste(drawing, Image.new("L", (40, 40), 0), (None, 2))  # an emptied row field
     with pytest.raises(InvalidInputError, match="action must be one of"):
         demo.edit(drawing, "nope", 999)  # the action is named, not the step
     with pytest.raises(InvalidInputError, match="this drawing has no drawn part to remove"):
