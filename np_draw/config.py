@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import InvalidInputError, UnknownModelError, check_count, check_flags
+from .errors import InvalidInputError, InvalidTypeError, UnknownModelError, check_count, check_flags
 
 Likelihood = Literal["bernoulli", "logistic_mixture", "logistic"]
 LIKELIHOODS = ("bernoulli", "logistic_mixture", "logistic")
@@ -71,10 +71,13 @@ class NPDrawConfig:
                 self.prior = PriorConfig(**self.prior)
             except InvalidInputError as error:  # a config.json's prior: name the field as it is nested there
                 raise InvalidInputError(f"prior.{error}") from error
+        if not isinstance(self.prior, PriorConfig):
+            raise InvalidTypeError(f"prior must be a PriorConfig or a dict of its fields, got "
+                                   f"{type(self.prior).__name__}")
         for name in ("image_size", "channels", "canvas_size", "part_size", "num_parts", "grid_size", "stride",
                      "num_mixtures", "encoder_channels", "decoder_channels"):
             check_count(getattr(self, name), name)
-        if not isinstance(self.padding, int) or self.padding < 0:
+        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
             raise InvalidInputError(f"padding must be a non-negative int, got {self.padding!r}")
         if self.likelihood not in LIKELIHOODS:
             raise InvalidInputError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
@@ -96,7 +99,8 @@ class NPDrawConfig:
                 f"{self.stride} px cover {covered} px, but the padded canvas is "
                 f"{self.canvas_size + 2 * self.padding} px"
             )
-        if not 0.0 <= self.empty_threshold < 1.0:
+        if isinstance(self.empty_threshold, bool) or not isinstance(self.empty_threshold, (int, float)) \
+                or not 0.0 <= self.empty_threshold < 1.0:
             raise InvalidInputError(f"empty_threshold must be in [0, 1), got {self.empty_threshold}")
 
     @property

@@ -220,6 +220,9 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                         f"the bundled {filename} of {name!r} ({bundle / filename}) is damaged: {problem}; nothing was "
                         f"loaded. Reinstall np-draw (pip install --force-reinstall np-draw) or load {repo_id} from the "
                         f"Hub with revision='main'")
+            if force_download:
+                logger.warning("force_download=True: %r is bundled in the package, and its checked copy is loaded as "
+                               "it is (nothing is downloaded)", name)
             return bundle
         if pinned:
             revision, expected = entry["revision"], entry["files"]

@@ -43,6 +43,8 @@ class _Batch:
     @classmethod
     def cat(cls, items: list[Self]) -> Self:
         """Concatenate along the batch; a field is kept only when every item has it."""
+        if not items:
+            raise InvalidInputError(f"{cls.__name__}.cat needs at least one {cls.__name__}, got none")
         values = {}
         for f in fields(cls):
             parts = [getattr(item, f.name) for item in items]

@@ -27,6 +27,8 @@ def test_json_round_trip(tmp_path):
     ({"likelihood": "gaussian"}, "likelihood"),
     ({"channels": 3}, "bernoulli"),
     ({"empty_threshold": -0.1}, "empty_threshold"),
+    ({"empty_threshold": "0.1"}, "empty_threshold must be in"),
+    ({"padding": True}, "padding must be a non-negative int, got True"),
 ])
 def test_invalid_config_names_the_field(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -40,3 +42,11 @@ def test_unknown_keys_are_an_error():
         NPDrawConfig.from_dict(data)
     with pytest.raises(ValueError, match="known presets"):
         NPDrawConfig.preset("svhn")
+
+
+@pytest.mark.parametrize("prior", [5, "x", [1]])
+def test_a_prior_that_is_not_a_config_is_named(prior):
+    """As a config.json may give it: a TypeError naming the field, not an AttributeError from inside the model."""
+    data = {**NPDrawConfig.preset("mnist").to_dict(), "prior": prior}
+    with pytest.raises(TypeError, match=f"prior must be a PriorConfig or a dict of its fields, got {type(prior).__name__}"):
+        NPDrawConfig.from_dict(data)

@@ -179,6 +179,7 @@ def test_outputs_convert_to_pil_and_grids(tmp_path):
      r"latents ids must lie in \[0, 50\) and locs in \[0, 36\)"),
     (lambda m: m.decode(Latents(torch.zeros(2, 36), torch.zeros(2, 36, dtype=torch.long), torch.ones(2, 36))),
      "latents ids and locs must be integer tensors, got torch.float32"),
+    (lambda m: Latents.cat([]), "Latents.cat needs at least one Latents, got none"),
 ])
 def test_bad_arguments_raise_clear_errors(call, message):
     model = random_model("mnist")

@@ -131,6 +131,10 @@ def test_a_bare_pretrained_name_means_the_pretrained_model_and_a_path_means_the_
     assert "(a model folder): pass './mnist' or a Path to load the folder" in caplog.text
     assert not NPDraw.from_pretrained("./mnist").is_fitted
     assert not NPDraw.from_pretrained(Path("mnist")).is_fitted
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="np_draw"):
+        NPDraw.from_pretrained("omniglot", force_download=True)
+    assert "force_download=True: 'omniglot' is bundled in the package" in caplog.text
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
