@@ -80,8 +80,11 @@ class CanvasEmbedding(nn.Module):
         # An empty row of a chunk reads the blank tile twice: no change.
         drawn, replaced = (F.pad(x.flatten(0, 1), (0, 0, 0, 1))[sources] for x in (drawn, replaced))
         change = (_rows(features, drawn) - _rows(features, replaced)).view(-1, _CHUNK, m * features.shape[-1])
-        weight = F.pad(rearrange(self.proj.weight, "o (c f) -> o c f", c=self.cells), (0, 0, 0, 1))
-        weight = rearrange(weight[:, touched], "o l m f -> l (m f) o")[chunk_locations]
+        # Rows gathered by _rows, whose backward adds repeated rows in a fixed order (indexing's adds them with
+        # atomics on the CPU, in an order that changes from run to run on more than one thread)
+        weight = F.pad(rearrange(self.proj.weight, "o (c f) -> c (o f)", c=self.cells), (0, 0, 0, 1))
+        weight = rearrange(_rows(weight, touched), "l m (o f) -> l (m f o)", o=self.proj.out_features)
+        weight = _rows(weight, chunk_locations).view(len(chunk_locations), m * features.shape[-1], self.proj.out_features)
         projected = F.pad(torch.bmm(change, weight).flatten(0, 1), (0, 0, 0, 1))  # a step of none: the zero row
         delta = _rows(projected, rows.view(n, steps))
         blank = F.linear(features[0].repeat(self.cells), self.proj.weight, self.proj.bias)
