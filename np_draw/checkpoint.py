@@ -72,6 +72,11 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[st
     return final
 
 
+def has_checkpoint(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a checkpoint to resume from (its pointer file)."""
+    return (Path(directory) / POINTER).is_file()
+
+
 def load_checkpoint(directory: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None:
     """The latest checkpoint under ``directory`` as (tensors by file stem, state), or None when there is none.
 
@@ -81,7 +86,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, dict[str, torch.Te
     """
     directory = Path(directory)
     file = directory / POINTER
-    if not file.is_file():
+    if not has_checkpoint(directory):
         return None
     try:
         pointer = json.loads(file.read_text())

@@ -133,8 +133,10 @@ def output_path(text: str) -> Path:
     path = Path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} is not writable")
+    # An existing file or folder is written itself, a new one in its folder (which may be read-only while it is not)
+    written = path if path.exists() else path.parent
+    if not os.access(written, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{str(written)!r} is not writable")
     return path
 
 
@@ -416,7 +418,7 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
     """
     folder = hub.resolve_pretrained(name, token=token)
     models = read_manifest()
-    local = folder == Path(name)  # resolve_pretrained returns a folder it was given as it is
+    local = folder == Path(name).expanduser()  # resolve_pretrained returns a folder it was given as it is
     if local:
         source = "a local folder"
     elif name in models:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,14 +32,15 @@ class PriorConfig:
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_heads", "ff_size", "cnn_channels"):
-            check_count(getattr(self, name), name)
+            setattr(self, name, check_count(getattr(self, name), name))  # NumPy's ints as Python's, for JSON
         if self.hidden_size % self.num_heads:
             raise InvalidInputError(
                 f"hidden_size must be divisible by num_heads, got hidden_size={self.hidden_size}, "
                 f"num_heads={self.num_heads}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0.0 <= self.dropout < 1.0:
+            raise InvalidInputError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        self.dropout = float(self.dropout)
 
 
 @dataclass
@@ -76,9 +78,10 @@ class NPDrawConfig:
                                    f"{type(self.prior).__name__}")
         for name in ("image_size", "channels", "canvas_size", "part_size", "num_parts", "grid_size", "stride",
                      "num_mixtures", "encoder_channels", "decoder_channels"):
-            check_count(getattr(self, name), name)
-        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
+            setattr(self, name, check_count(getattr(self, name), name))  # NumPy's ints as Python's, for JSON
+        if isinstance(self.padding, bool) or not isinstance(self.padding, numbers.Integral) or self.padding < 0:
             raise InvalidInputError(f"padding must be a non-negative int, got {self.padding!r}")
+        self.padding = int(self.padding)
         if self.likelihood not in LIKELIHOODS:
             raise InvalidInputError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if self.channels not in (1, 3):
@@ -99,9 +102,10 @@ class NPDrawConfig:
                 f"{self.stride} px cover {covered} px, but the padded canvas is "
                 f"{self.canvas_size + 2 * self.padding} px"
             )
-        if isinstance(self.empty_threshold, bool) or not isinstance(self.empty_threshold, (int, float)) \
+        if isinstance(self.empty_threshold, bool) or not isinstance(self.empty_threshold, numbers.Real) \
                 or not 0.0 <= self.empty_threshold < 1.0:
-            raise InvalidInputError(f"empty_threshold must be in [0, 1), got {self.empty_threshold}")
+            raise InvalidInputError(f"empty_threshold must be a number in [0, 1), got {self.empty_threshold!r}")
+        self.empty_threshold = float(self.empty_threshold)  # NumPy's float as Python's, for JSON
 
     @property
     def num_steps(self) -> int:

@@ -182,7 +182,10 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
     _check_arguments(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
     check_flags(local_files_only=local_files_only, force_download=force_download)
     name = os.fspath(name_or_path)
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError as error:  # "~someone" with no such user
+        raise UnknownModelError(f"{name!r} is not a model folder: {error}") from error
     manifest = Path(manifest) if manifest is not None else manifest_path()
     models = read_manifest(manifest)
     # A bare pretrained name ("mnist") means the pretrained model even where a folder has that name (a data folder

@@ -258,6 +258,8 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 
     if not isinstance(reconstruction, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise InvalidTypeError(f"reconstruction and target must be torch tensors, got {type(reconstruction).__name__} "
                                f"and {type(target).__name__}")
+    if isinstance(max_value, torch.Tensor) and max_value.numel() == 1:  # e.g. images.max()
+        max_value = max_value.item()
     if isinstance(max_value, bool) or not isinstance(max_value, numbers.Real) or not 0 < max_value < math.inf:
         raise InvalidInputError(f"max_value must be a positive finite number (1.0 for images in [0, 1], 255 for "
                                 f"uint8), got {max_value!r}")

@@ -26,7 +26,13 @@ from tqdm.auto import tqdm
 
 from .bank import PartBank
 from .canvas import Grid
-from .checkpoint import load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
+from .checkpoint import (
+    has_checkpoint,
+    load_checkpoint,
+    optimizer_from_checkpoint,
+    optimizer_to_checkpoint,
+    save_checkpoint,
+)
 from .config import NPDrawConfig
 from .elbo import Terms, gumbel_temperature, substitution_probability
 from .errors import (
@@ -712,19 +718,11 @@ class _Run:
     def run(self, resume: bool) -> FitHistory:
         torch.manual_seed(self.config.seed + self.rank)
         if not (resume and self._restore()):
-            # A refused run leaves no folder behind, and one that cannot keep its checkpoints does no work first.
-            if not self.config.fit_bank and not self.model.is_fitted:
-                raise InvalidInputError("fit_bank=False needs a model whose part bank is already fitted")
             if resume:
                 logger.info("nothing to resume from in %s: a new run starts", self.directory)
-            if self.directory is not None:
-                try:
-                    self.directory.mkdir(parents=True, exist_ok=True)
-                except OSError as error:
-                    raise UnwritablePathError(f"output_dir: cannot create the folder {str(self.directory.parent)!r}: "
-                                              f"{error.strerror or error}") from error
             self._save()
         if self.stage == "bank":
+            _check_bank(self.model, self.config)  # again: a checkpoint of a run refused by earlier code is at this stage
             if self.config.fit_bank:
                 self.model.bank.fit(to_canvas(self._read(self._bank_images()), self.model.config.canvas_size),
                                     self.model.grid, empty_threshold=self.model.config.empty_threshold,
@@ -752,6 +750,11 @@ class _Run:
                         else f"round {self.history.best_epoch + 1}", self.best_val)
         self.model.eval()
         return self.history
+
+
+def _check_bank(model: Trainable, config: FitConfig) -> None:
+    if not config.fit_bank and not model.is_fitted:
+        raise InvalidInputError("fit_bank=False needs a model whose part bank is already fitted")
 
 
 def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig | None = None, *,
@@ -784,6 +787,14 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
         dist.init_process_group(backend)
         logger.info("process %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
+    if not (resume and has_checkpoint(directory)):
+        _check_bank(model, config)
+    if directory is not None:  # after the checks, so that a refused run leaves no empty folder behind
+        try:  # before any work (reading every image for its fingerprint): a run that cannot keep its checkpoints
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UnwritablePathError(f"output_dir: cannot create the folder {str(output_dir)!r}: "
+                                      f"{error.strerror or error}") from error
     images, validation = (TensorImages(x) if isinstance(x, torch.Tensor) else x for x in (images, validation))
     # On the CPU, else large activations are fresh pages at every step (bench_allocator.py)
     with keeping_freed_memory() if model.device.type == "cpu" else contextlib.nullcontext():

@@ -225,12 +225,14 @@ def test_eval_prints_the_table_of_np_draw_metrics_evaluate(tmp_path, mnist_image
     assert "holds the test split of mnist in the shared-data layout: pass --dataset NAME" in capsys.readouterr().err
 
 
-def test_info_of_a_local_folder(tmp_path, capsys):
+def test_info_of_a_local_folder(tmp_path, capsys, monkeypatch):
     model = random_model("mnist")
     model.save_pretrained(tmp_path / "tiny")
-    assert main(["info", str(tmp_path / "tiny"), "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
-    assert info["source"] == "a local folder" and "metrics" not in info
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in (str(tmp_path / "tiny"), "~/tiny"):
+        assert main(["info", name, "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["source"] == "a local folder" and "metrics" not in info
     assert info["config"]["encoder_channels"] == 16 and info["dtype"] == "float32"
     model.to(torch.bfloat16).save_pretrained(tmp_path / "half")
     assert main(["info", str(tmp_path / "half")]) == 0
@@ -347,7 +349,12 @@ def test_an_output_in_a_read_only_folder_is_refused_before_any_work(tmp_path, mo
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "locked")
     monkeypatch.setattr(NPDraw, "from_pretrained", lambda *args, **kwargs: pytest.fail("loaded before -o was checked"))
     assert exit_code(["sample", "mnist", "-q", "-o", str(tmp_path / "locked" / "grid.png")]) == 2
-    assert f"the folder {str(tmp_path / 'locked')!r} is not writable" in capsys.readouterr().err
+    assert f"{str(tmp_path / 'locked')!r} is not writable" in capsys.readouterr().err
+    # A file or folder that exists there is written itself, which its folder's permissions do not decide
+    (tmp_path / "locked" / "grid.png").write_bytes(b"")
+    (tmp_path / "locked" / "model").mkdir()
+    assert build_parser().parse_args(["sample", "mnist", "-o", str(tmp_path / "locked" / "grid.png")]).output.exists()
+    assert build_parser().parse_args(["fit", "x.npz", "-o", str(tmp_path / "locked" / "model")]).output.is_dir()
 
 
 def test_download_checks_its_output_folder_before_fetching_and_names_it(tmp_path, monkeypatch, capsys):

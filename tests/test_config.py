@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from np_draw import PRESETS, NPDrawConfig
@@ -27,12 +28,19 @@ def test_json_round_trip(tmp_path):
     ({"likelihood": "gaussian"}, "likelihood"),
     ({"channels": 3}, "bernoulli"),
     ({"empty_threshold": -0.1}, "empty_threshold"),
-    ({"empty_threshold": "0.1"}, "empty_threshold must be in"),
+    ({"empty_threshold": "0.1"}, r"empty_threshold must be a number in \[0, 1\), got '0.1'"),
     ({"padding": True}, "padding must be a non-negative int, got True"),
 ])
 def test_invalid_config_names_the_field(bad, message):
     with pytest.raises(ValueError, match=message):
         NPDrawConfig.preset("mnist", **bad)
+
+
+def test_numpy_numbers_are_taken_as_python_ones():
+    config = NPDrawConfig.preset("mnist", empty_threshold=np.float32(0.25), num_parts=np.int64(40),
+                                 padding=np.int64(1), prior={"num_layers": np.int64(2), "dropout": np.float32(0.5)})
+    assert config.empty_threshold == 0.25 and type(config.empty_threshold) is float
+    assert NPDrawConfig.from_dict(json.loads(config.to_json())) == config
 
 
 def test_unknown_keys_are_an_error():

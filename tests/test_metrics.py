@@ -169,6 +169,8 @@ def test_reconstructions_match_their_own_images_best(mnist_images):
     half = psnr(reconstruction.bfloat16(), x.bfloat16())
     exact = psnr(reconstruction.bfloat16().float(), x.bfloat16().float())
     assert half.dtype == torch.float32 and torch.equal(half, exact)
+    # The peak value may be given as a one-element tensor, e.g. the images' maximum
+    assert torch.equal(psnr(reconstruction, x, max_value=torch.tensor(1.0)), psnr(reconstruction, x))
 
 
 def test_inception_loads_pytorch_fid_style_files_only_when_they_fit_and_hash_right(tmp_path):

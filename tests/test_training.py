@@ -21,6 +21,7 @@ from np_draw.elbo import (
     substitute,
     substitution_probability,
 )
+from np_draw.images import TensorImages
 from np_draw.training import FitConfig, adam
 from tests.conftest import FIXTURES, tiny_config
 
@@ -432,6 +433,11 @@ def test_keeping_the_bank_of_a_model_without_one_is_refused_before_a_checkpoint_
     with pytest.raises(InvalidInputError, match="fit_bank=False needs a model whose part bank is already fitted"):
         model.fit(mnist_images[:20], fit_bank=False, output_dir=tmp_path, progress=False)
     assert not any(tmp_path.iterdir())
+    # The first checkpoint that code before this check wrote for such a run is refused too when resumed
+    config = FitConfig(fit_bank=False, epochs=1, prior_epochs=1)
+    training._Run(model, TensorImages(mnist_images[:20]), config, tmp_path / "checkpoints", False, None)._save()
+    with pytest.raises(InvalidInputError, match="fit_bank=False needs a model whose part bank is already fitted"):
+        model.fit(mnist_images[:20], config, output_dir=tmp_path, resume=True, progress=False)
 
 
 def test_fine_tuning_works_from_ten_images_and_keeps_bank_and_prior(mnist_images):
