@@ -131,11 +131,12 @@ def host(text: str) -> str:
 def output_path(text: str) -> Path:
     """``-o``: a file (or a folder to create) whose folder exists and is writable, checked before any work."""
     path = Path(text)
-    if not path.parent.is_dir():
+    # os.path's tests, which are False where a folder cannot be searched (Path's raise PermissionError)
+    if not os.path.isdir(path.parent):
         raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} does not exist")
     # An existing file or folder is written itself, a new one in its folder (which may be read-only while it is not)
-    written = path if path.exists() else path.parent
-    if not os.access(written, os.W_OK):
+    written = path if os.path.exists(path) else path.parent
+    if not os.access(written, os.W_OK | (os.X_OK if os.path.isdir(written) else 0)):
         raise argparse.ArgumentTypeError(f"{str(written)!r} is not writable")
     return path
 
@@ -143,7 +144,7 @@ def output_path(text: str) -> Path:
 def file_path(text: str) -> Path:
     """An output file: :func:`output_path` that is not a folder."""
     path = output_path(text)
-    if path.is_dir():
+    if os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
     return path
 

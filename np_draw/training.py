@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import math
 import numbers
@@ -789,8 +790,11 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
     if not (resume and has_checkpoint(directory)):
         _check_bank(model, config)
-    if directory is not None:  # after the checks, so that a refused run leaves no empty folder behind
-        try:  # before any work (reading every image for its fingerprint): a run that cannot keep its checkpoints
+    # The folders this call makes, deepest first: removed again if the images are refused before a checkpoint
+    created = [] if directory is None else list(itertools.takewhile(lambda p: not p.exists(),
+                                                                    [directory, *directory.parents]))
+    if directory is not None:  # before any work (reading every image for its fingerprint): a run that cannot keep
+        try:  # its checkpoints must not work first
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UnwritablePathError(f"output_dir: cannot create the folder {str(output_dir)!r}: "
@@ -798,4 +802,11 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
     images, validation = (TensorImages(x) if isinstance(x, torch.Tensor) else x for x in (images, validation))
     # On the CPU, else large activations are fresh pages at every step (bench_allocator.py)
     with keeping_freed_memory() if model.device.type == "cpu" else contextlib.nullcontext():
-        return _Run(model, images, config, directory, progress, callback, validation).run(resume)
+        try:
+            run = _Run(model, images, config, directory, progress, callback, validation)
+        except BaseException:
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+        return run.run(resume)

@@ -355,6 +355,10 @@ def test_an_output_in_a_read_only_folder_is_refused_before_any_work(tmp_path, mo
     (tmp_path / "locked" / "model").mkdir()
     assert build_parser().parse_args(["sample", "mnist", "-o", str(tmp_path / "locked" / "grid.png")]).output.exists()
     assert build_parser().parse_args(["fit", "x.npz", "-o", str(tmp_path / "locked" / "model")]).output.is_dir()
+    # A folder that can be written but not searched cannot take a file
+    monkeypatch.setattr(os, "access", lambda path, mode: not (Path(path) == tmp_path / "locked" and mode & os.X_OK))
+    assert exit_code(["sample", "mnist", "-q", "-o", str(tmp_path / "locked" / "new.png")]) == 2
+    assert f"{str(tmp_path / 'locked')!r} is not writable" in capsys.readouterr().err
 
 
 def test_download_checks_its_output_folder_before_fetching_and_names_it(tmp_path, monkeypatch, capsys):

@@ -433,6 +433,17 @@ def test_keeping_the_bank_of_a_model_without_one_is_refused_before_a_checkpoint_
     with pytest.raises(InvalidInputError, match="fit_bank=False needs a model whose part bank is already fitted"):
         model.fit(mnist_images[:20], fit_bank=False, output_dir=tmp_path, progress=False)
     assert not any(tmp_path.iterdir())
+    # Images refused while they are read (a streamed dataset's item that is not finite) leave no folder either
+    class Streamed(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 30
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return mnist_images[i] * (math.nan if i == 20 else 1.0)
+
+    with pytest.raises(InvalidInputError, match="must be finite"):
+        NPDraw.from_pretrained("mnist").fit(Streamed(), output_dir=tmp_path / "new" / "run", progress=False)
+    assert not any(tmp_path.iterdir())
     # The first checkpoint that code before this check wrote for such a run is refused too when resumed
     config = FitConfig(fit_bank=False, epochs=1, prior_epochs=1)
     training._Run(model, TensorImages(mnist_images[:20]), config, tmp_path / "checkpoints", False, None)._save()
