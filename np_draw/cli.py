@@ -116,6 +116,7 @@ fraction = checked_value(float, lambda value: 0 <= value < 1, "a number in [0, 1
 seed = checked_value(int, lambda value: 0 <= value < 2**63, "an integer in [0, 2**63)")
 temperature = checked_value(float, lambda value: math.isfinite(value) and value > 0, "a positive finite number")
 port = checked_value(int, lambda value: 0 < value < 2**16, "a port number in [1, 65535]")
+passes = checked_value(float, lambda value: math.isfinite(value) and value > 0, "a positive number")
 
 
 def host(text: str) -> str:
@@ -129,8 +130,9 @@ def host(text: str) -> str:
 
 
 def output_path(text: str) -> Path:
-    """``-o``: a file (or a folder to create) whose folder exists and is writable, checked before any work."""
-    path = Path(text)
+    """``-o``: a file (or a folder to create) whose folder exists and is writable, checked before any work; ``~``
+    is the home folder (the shell does not expand it in ``--output=~/x``)."""
+    path = Path(text).expanduser()
     # os.path's tests, which are False where a folder cannot be searched (Path's raise PermissionError)
     if not os.path.isdir(path.parent):
         raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} does not exist")
@@ -267,8 +269,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 def _fit_config(args: argparse.Namespace) -> FitConfig:
     """The FitConfig the fit options ask for."""
-    options = ("epochs", "steps", "prior_epochs", "prior_steps", "eval_every", "patience", "batch_size", "seed",
-               "val_fraction", "checkpoint_every")
+    options = ("epochs", "steps", "prior_epochs", "prior_steps", "eval_every", "max_passes", "patience", "batch_size",
+               "seed", "val_fraction", "checkpoint_every")
     overrides = {key: getattr(args, key) for key in options if getattr(args, key) is not None}
     if args.from_name is None:
         if args.fit_bank or args.keep_prior:
@@ -613,6 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="prior optimizer steps instead of epochs (FitConfig.prior_steps)")
     budget.add_argument("--eval-every", type=positive_int, default=None,
                         help="optimizer steps per validation round when a stage is measured in steps")
+    budget.add_argument("--max-passes", type=passes, default=None,
+                        help=f"cut a budget in steps to this many passes over the training images (default "
+                             f"{FitConfig.finetune().max_passes} with --from, none from scratch)")
     budget.add_argument("--patience", type=positive_int, default=None,
                         help="stop after this many rounds without a better validation bound, keeping the best "
                              "(default with --from: 4)")

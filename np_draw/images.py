@@ -46,8 +46,9 @@ def check_images(images: Any, *, channels: int, size: int, name: str = "images")
     if not isinstance(images, torch.Tensor):
         raise InvalidTypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
     if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
+        one = ": for one image, give a batch of one (images[None, None])" if images.ndim == 2 and channels == 1 else ""
         raise InvalidInputError(f"{name} must have shape (N, {channels}, {size}, {size}) (NCHW), got "
-                                f"{tuple(images.shape)}")
+                                f"{tuple(images.shape)}{one}")
     if images.shape[0] == 0:
         raise InvalidInputError(f"{name} must hold at least one image, got an empty batch of shape "
                                 f"{tuple(images.shape)}")
@@ -135,7 +136,7 @@ def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: 
         # By mode: an RGB image whose channels are nearly equal keeps its own three (a palette's are its colours)
         widened += channels == 3 and (_grey_mode(image) or image.mode == "P" and not is_colour(image))
         transparent += image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
-        faces += channels == 3 and image.size == _ALIGNED_CELEBA
+        faces += channels == 3 and size == 64 and image.size == _ALIGNED_CELEBA
         yield label, image
 
     def log(count: int, text: str, *args: int) -> None:
@@ -146,8 +147,8 @@ def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: 
     log(len(enlarged), "are smaller than %dx%d (the smallest %d px a side) and are enlarged, which blurs them", size,
         size, min(enlarged, default=0))
     log(faces, "are %dx%d px, as aligned CelebA photos are: the celeba model was trained on their %d px centre, which "
-        "--crop %d frames them to (in Python, np_draw.images.image_source(folder, ..., crop=%d)); without it each is "
-        "cut to its %d px square", *_ALIGNED_CELEBA, *[CELEBA_CROP] * 3, min(_ALIGNED_CELEBA))
+        "--crop %d frames them to (in Python, np_draw.images.image_source(folder, channels=3, size=64, crop=%d)); "
+        "without it each is cut to its %d px square", *_ALIGNED_CELEBA, *[CELEBA_CROP] * 3, min(_ALIGNED_CELEBA))
     log(widened, "are grey; their grey levels are used for R, G and B")
     log(transparent, "have transparency, which is dropped: their pixels are used as stored, transparent ones included")
 

@@ -691,7 +691,11 @@ class NPDraw(nn.Module, ModelHubMixin):
                              lists={"prior.blocks": config.prior.num_layers})
         # What saving it again must keep: the terms its weights (and their training data) came with.
         model.card_licence = hub.card_licence(model_id)
-        return model.to(device=device, dtype=None if auto else dtype).eval()
+        model = model.to(device=device, dtype=None if auto else dtype).eval()
+        if model.device.type == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
+            logger.warning("%s on the CPU: half precision is for GPUs, and on most CPUs it runs many times slower "
+                           "than float32 (dtype=None keeps float32)", str(model.dtype).removeprefix("torch."))
+        return model
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool = False,
                     token: str | None = None, commit_message: str = "Upload NP-DRAW model",

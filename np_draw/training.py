@@ -405,6 +405,12 @@ class _Run:
             steps = min(steps, max(1, math.ceil(self.config.max_passes * len(self.train_idx) / batch_size)))
         return _Budget(math.ceil(steps / self.config.eval_every), self.config.eval_every, steps)
 
+    def _log_cap(self, name: str, asked: int | None, budget: _Budget) -> None:
+        if self.epoch == 0 and self.step == 0 and asked is not None and budget.steps < asked:
+            logger.info("%s=%d is cut to %d: max_passes=%s over the %d training images (FitConfig.max_passes; "
+                        "np-draw fit --max-passes)", name, asked, budget.steps, self.config.max_passes,
+                        len(self.train_idx))
+
     def _save(self) -> None:
         if self.directory is None or self.rank != 0:
             return
@@ -622,6 +628,7 @@ class _Run:
             self._select(self.history.prior_val_start, prior)
             logger.info("prior before training: val %.3f nats/sequence", self.history.prior_val_start)
         budget = self._budget(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
+        self._log_cap("prior_steps", cfg.prior_steps, budget)
         unit, self.history.prior_steps = budget.unit, budget.steps
         self._epochs(budget, cfg.prior_batch_size, prior, compute, end_epoch, f"prior {unit}")
         if self.best_state is not None:
@@ -687,6 +694,7 @@ class _Run:
                 self._select(self.history.val_bound_start, trained)
                 self.history.best_epoch = -1
         budget = self._budget(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
+        self._log_cap("steps", cfg.steps, budget)
         unit, self.history.steps = budget.unit, budget.steps
         self._epochs(budget, cfg.batch_size, trained, compute, end_epoch, unit)
         model.prior.requires_grad_(True)

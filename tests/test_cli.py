@@ -11,7 +11,7 @@ from conftest import random_model
 from PIL import Image
 
 from np_draw import NPDraw, hub
-from np_draw.cli import build_parser, infer_preset, main
+from np_draw.cli import _fit_config, build_parser, infer_preset, main
 from np_draw.data import DATA_FILES
 from np_draw.images import image_source, to_pil
 from np_draw.manifest import read_manifest
@@ -350,6 +350,11 @@ def test_an_output_in_a_read_only_folder_is_refused_before_any_work(tmp_path, mo
     monkeypatch.setattr(NPDraw, "from_pretrained", lambda *args, **kwargs: pytest.fail("loaded before -o was checked"))
     assert exit_code(["sample", "mnist", "-q", "-o", str(tmp_path / "locked" / "grid.png")]) == 2
     assert f"{str(tmp_path / 'locked')!r} is not writable" in capsys.readouterr().err
+    # ~ is the home folder, which the shell leaves as it is in --output=~/x
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert build_parser().parse_args(["sample", "mnist", "--output=~/home.png"]).output == tmp_path / "home.png"
+    args = build_parser().parse_args(["fit", "x.npz", "-o", "~/run", "--from", "mnist", "--max-passes", "2.5"])
+    assert args.output == tmp_path / "run" and _fit_config(args).max_passes == 2.5
     # A file or folder that exists there is written itself, which its folder's permissions do not decide
     (tmp_path / "locked" / "grid.png").write_bytes(b"")
     (tmp_path / "locked" / "model").mkdir()

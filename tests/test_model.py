@@ -180,6 +180,7 @@ def test_outputs_convert_to_pil_and_grids(tmp_path):
     (lambda m: m.decode(Latents(torch.zeros(2, 36), torch.zeros(2, 36, dtype=torch.long), torch.ones(2, 36))),
      "latents ids and locs must be integer tensors, got torch.float32"),
     (lambda m: Latents.cat([]), "Latents.cat needs at least one Latents, got none"),
+    (lambda m: m.encode(torch.zeros(28, 28)), r"got \(28, 28\): for one image, give a batch of one \(images\[None, None\]\)"),
 ])
 def test_bad_arguments_raise_clear_errors(call, message):
     model = random_model("mnist")

@@ -338,7 +338,7 @@ def test_warm_up_starts_a_stage_at_a_fraction_of_its_learning_rates(mnist_images
         FitConfig(warmup_steps=-1)
 
 
-def test_a_stage_measured_in_steps_runs_exactly_that_many_optimizer_steps(mnist_images, tmp_path):
+def test_a_stage_measured_in_steps_runs_exactly_that_many_optimizer_steps(mnist_images, tmp_path, caplog):
     from np_draw.checkpoint import load_checkpoint
 
     torch.manual_seed(0)
@@ -349,8 +349,11 @@ def test_a_stage_measured_in_steps_runs_exactly_that_many_optimizer_steps(mnist_
     _, state = load_checkpoint(tmp_path / "checkpoints")
     assert state["global_step"] == 7 + 11 and (history.prior_steps, history.steps) == (7, 11)
     # On few images a budget in steps is cut to max_passes over them: 2 passes of 18 images at batch 8 = 5 steps.
-    capped = model.fit(mnist_images[:20], config.replace(max_passes=2.0, fit_bank=False), progress=False)
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        capped = model.fit(mnist_images[:20], config.replace(max_passes=2.0, fit_bank=False), progress=False)
     assert (capped.prior_steps, capped.steps, len(capped.val_bound)) == (5, 5, 2)
+    for name, asked in (("prior_steps", 7), ("steps", 11)):  # said, not only seen in the history
+        assert f"{name}={asked} is cut to 5: max_passes=2.0 over the 18 training images" in caplog.text
     # A finished run in steps is extended by whole rounds: exactly as if given the steps from the start, unless
     # its last round was cut short (3 of 4 steps), which more steps would not continue: refused.
     def run(folder: str, steps: int) -> NPDraw:
