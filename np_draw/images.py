@@ -179,7 +179,8 @@ def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Ima
 def read_folder(folder: Path, name: str = "images", crop: int | None = None) -> Iterator[tuple[str, Image.Image]]:
     """The image files under ``folder`` (recursively, sorted), decoded (and cut to their ``crop`` px centre, see
     :func:`centre_crop`); unreadable ones skipped with a warning. ``name`` is the argument an error names; images
-    smaller than ``crop`` are an error naming all of them, once the folder has been read."""
+    smaller than ``crop`` are an error naming all of them, once the folder has been read. ``~`` is the home folder."""
+    folder = Path(folder).expanduser()
     if folder.is_file():
         raise InvalidInputError(f"{name} must be a folder of image files, got {str(folder)!r}: a file")
     if not folder.is_dir():
@@ -525,7 +526,7 @@ def load_images(path: str | Path, *, channels: int, size: int,
         MissingFileError: nothing at ``path``. InvalidInputError: an .npz without ``images`` or a file that is not
         an image.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_dir():
         images = load_folder_images(path, channels=channels, size=size, crop=crop)
     elif not path.is_file():
@@ -574,7 +575,7 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
     """Save :func:`make_grid` of ``images`` to ``path`` (format from the suffix); returns the path."""
-    path, grid = Path(path), make_grid(images, nrow, padding)
+    path, grid = Path(path).expanduser(), make_grid(images, nrow, padding)
     try:
         grid.save(path)
     except (OSError, ValueError) as error:  # Pillow: a missing folder, an unknown suffix, a read-only file

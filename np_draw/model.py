@@ -564,7 +564,8 @@ class NPDraw(nn.Module, ModelHubMixin):
         if callback is not None and not callable(callback):
             raise InvalidTypeError(f"callback must be callable as callback(epoch, history), got "
                                    f"{type(callback).__name__}")
-        checkpoint = load_checkpoint(Path(output_dir) / "checkpoints") if resume and output_dir is not None else None
+        output_dir = None if output_dir is None else Path(output_dir).expanduser()
+        checkpoint = load_checkpoint(output_dir / "checkpoints") if resume and output_dir is not None else None
         if config is None and checkpoint is not None:
             # The run being resumed says what it was: a model half-trained from scratch has a fitted bank too.
             config = FitConfig(**checkpoint[1]["config"])
@@ -603,7 +604,7 @@ class NPDraw(nn.Module, ModelHubMixin):
                                     "model.push_to_hub(repo_id, card=...), which checks the repo id and the card "
                                     "before anything is written or sent")
         hub.check_card(card)  # before anything on disk changes
-        folder = Path(folder)
+        folder = Path(folder).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:

@@ -123,7 +123,7 @@ def save_drawing_gif(model: NPDraw, latents: Latents, path: str | Path, index: i
     for name, value in (("step_ms", step_ms), ("final_ms", final_ms)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
             raise InvalidInputError(f"{name} must be a positive number of milliseconds, got {value!r}")
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.suffix.lower() != ".gif":
         raise InvalidInputError(f"path must name a .gif file, got {str(path)!r}")
     frames = to_pil(drawing_frames(model, latents, index, scale=scale, final=final))

@@ -209,3 +209,18 @@ def test_decoding_latents_edited_in_place_warns_that_their_canvas_is_decoded(mni
     assert "canvas is not that of their ids" not in caplog.text
     blank = mnist.decode(Latents(latents.ids, latents.locs, latents.present))
     assert not torch.equal(kept, blank) and torch.equal(blank, mnist.decode(torch.zeros(3, 1, 28, 28)))
+
+
+def test_a_path_starting_with_a_tilde_is_in_the_home_folder(tmp_path, monkeypatch, mnist_images):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    model = NPDraw.from_pretrained("mnist")
+    model.save_pretrained("~/saved")
+    assert (tmp_path / "saved" / "model.safetensors").is_file() and not (tmp_path / "~").exists()
+    assert NPDraw.from_pretrained("~/saved").is_fitted
+    (tmp_path / "digits").mkdir()
+    for i in range(3):
+        Image.fromarray((mnist_images[i, 0] * 255).byte().numpy()).save(tmp_path / "digits" / f"{i}.png")
+    assert model.reconstruct("~/digits").shape == (3, 1, 28, 28)
+    assert model.sample(2, progress=False).save_grid("~/grid.png") == tmp_path / "grid.png"
+    assert (tmp_path / "grid.png").is_file()
