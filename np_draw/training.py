@@ -472,6 +472,13 @@ class _Run:
                       {key: (list(value.shape), value.is_floating_point()) for key, value in tensors["model"].items()},
                       f"cannot resume from {self.directory}: its model weights, written by another np-draw version or "
                       "config, do not fit this model (train into a new folder)", "the checkpoint's model.safetensors")
+        # A run that keeps its bank started from a trained model: a trained model given to resume it must be that one
+        # (an unfitted one takes everything from the checkpoint), or its weights, card and licence would be another's
+        if not cfg.fit_bank and self.model.is_fitted \
+                and not torch.equal(self.model.bank.parts.cpu(), tensors["model"]["bank.parts"].to(self.model.dtype)):
+            raise InvalidInputError(f"cannot resume from {self.directory}: it was started from another trained model "
+                                    "(its part bank differs from this model's); resume with the model the run started "
+                                    "from (np-draw fit --from NAME as at first)")
         self.model.load_state_dict(tensors["model"])
         torch.set_rng_state(tensors["rng"]["torch"])
         self.order_generator.set_state(tensors["rng"]["order"])

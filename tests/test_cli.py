@@ -271,6 +271,10 @@ def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_
     assert main(argv + ["--epochs", "2", "--batch-size", "10", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "cannot resume" in err and "only epochs and steps may differ" in err and err.count("\n") == 1
+    # Resumed --from another model, the run would go on with the first one's weights under the second's name
+    random_model("mnist", seed=1).save_pretrained(tmp_path / "other")
+    assert main([*argv[:4], "--from", str(tmp_path / "other"), *argv[6:], "--epochs", "3", "--resume"]) == 2
+    assert "it was started from another trained model (its part bank differs" in capsys.readouterr().err
 
 
 def test_fit_validates_on_held_out_images_as_the_python_fit_does(tmp_path, mnist_images, capsys):
