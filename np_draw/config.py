@@ -19,6 +19,18 @@ Likelihood = Literal["bernoulli", "logistic_mixture", "logistic"]
 LIKELIHOODS = ("bernoulli", "logistic_mixture", "logistic")
 
 
+def python_values(config: Any, flags: tuple[str, ...] = ()) -> None:
+    """Make a config dataclass's NumPy numbers Python's, for its checks and for JSON, and check its ``flags``
+    (:func:`np_draw.errors.check_flags`: Python's or NumPy's bools), then make them Python's."""
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+            setattr(config, spec.name, int(value) if isinstance(value, numbers.Integral) else float(value))
+    check_flags(**{name: getattr(config, name) for name in flags})
+    for name in flags:
+        setattr(config, name, bool(getattr(config, name)))
+
+
 @dataclass
 class PriorConfig:
     """The autoregressive Transformer prior p(z) (spec §5)."""
@@ -31,8 +43,9 @@ class PriorConfig:
     cnn_channels: int = 16  # paper: shallow CNN, 2 layers, hidden 16
 
     def __post_init__(self) -> None:
+        python_values(self)
         for name in ("num_layers", "hidden_size", "num_heads", "ff_size", "cnn_channels"):
-            setattr(self, name, check_count(getattr(self, name), name))  # NumPy's ints as Python's, for JSON
+            check_count(getattr(self, name), name)
         if self.hidden_size % self.num_heads:
             raise InvalidInputError(
                 f"hidden_size must be divisible by num_heads, got hidden_size={self.hidden_size}, "
@@ -40,7 +53,6 @@ class PriorConfig:
             )
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0.0 <= self.dropout < 1.0:
             raise InvalidInputError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        self.dropout = float(self.dropout)
 
 
 @dataclass
@@ -76,20 +88,18 @@ class NPDrawConfig:
         if not isinstance(self.prior, PriorConfig):
             raise InvalidTypeError(f"prior must be a PriorConfig or a dict of its fields, got "
                                    f"{type(self.prior).__name__}")
+        python_values(self, flags=("binarize",))
         for name in ("image_size", "channels", "canvas_size", "part_size", "num_parts", "grid_size", "stride",
                      "num_mixtures", "encoder_channels", "decoder_channels"):
-            setattr(self, name, check_count(getattr(self, name), name))  # NumPy's ints as Python's, for JSON
-        if isinstance(self.padding, bool) or not isinstance(self.padding, numbers.Integral) or self.padding < 0:
+            check_count(getattr(self, name), name)
+        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
             raise InvalidInputError(f"padding must be a non-negative int, got {self.padding!r}")
-        self.padding = int(self.padding)
         if self.likelihood not in LIKELIHOODS:
             raise InvalidInputError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if self.channels not in (1, 3):
             raise InvalidInputError(f"channels must be 1 or 3, got {self.channels}")
         if self.likelihood == "bernoulli" and self.channels != 1:
             raise InvalidInputError("likelihood 'bernoulli' needs channels=1")
-        check_flags(binarize=self.binarize)
-        self.binarize = bool(self.binarize)  # NumPy's bool as Python's, for JSON
         if self.image_size % self.canvas_size or self.image_size // self.canvas_size not in (1, 2):
             raise InvalidInputError(
                 f"image_size must be canvas_size or 2*canvas_size, got image_size={self.image_size}, "
@@ -105,7 +115,6 @@ class NPDrawConfig:
         if isinstance(self.empty_threshold, bool) or not isinstance(self.empty_threshold, numbers.Real) \
                 or not 0.0 <= self.empty_threshold < 1.0:
             raise InvalidInputError(f"empty_threshold must be a number in [0, 1), got {self.empty_threshold!r}")
-        self.empty_threshold = float(self.empty_threshold)  # NumPy's float as Python's, for JSON
 
     @property
     def num_steps(self) -> int:

@@ -671,8 +671,6 @@ class NPDraw(nn.Module, ModelHubMixin):
         Example:
             >>> model = NPDraw.from_pretrained("mnist", device="cuda")  # doctest: +SKIP
         """
-        if isinstance(name_or_path, str) and not name_or_path.strip():
-            raise InvalidInputError("name_or_path must name a model folder, a pretrained name or a Hub repo, got ''")
         device = None if device is None else check_device(device)
         dtype = None if dtype is None else check_dtype(dtype, auto=True)
         # The mixin would ask the Hub for anything that is not a folder: a pretrained name first becomes its

@@ -13,7 +13,6 @@ import dataclasses
 import itertools
 import logging
 import math
-import numbers
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,7 @@ from .checkpoint import (
     optimizer_to_checkpoint,
     save_checkpoint,
 )
-from .config import NPDrawConfig
+from .config import NPDrawConfig, python_values
 from .elbo import Terms, gumbel_temperature, substitution_probability
 from .errors import (
     InvalidInputError,
@@ -42,7 +41,6 @@ from .errors import (
     TrainingDivergedError,
     UnwritablePathError,
     check_count,
-    check_flags,
 )
 from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
@@ -161,14 +159,7 @@ class FitConfig:
     mixed_precision: bool = False  # bf16 autocast, CUDA only
 
     def __post_init__(self) -> None:
-        for spec in dataclasses.fields(self):  # NumPy's numbers as Python's, for the checks below and for JSON
-            value = getattr(self, spec.name)
-            if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
-                setattr(self, spec.name, int(value) if isinstance(value, numbers.Integral) else float(value))
-        flags = ("fit_bank", "fit_prior", "freeze_batchnorm", "mixed_precision")
-        check_flags(**{name: getattr(self, name) for name in flags})
-        for name in flags:  # NumPy's bools as Python's, for JSON (a checkpoint's state.json)
-            setattr(self, name, bool(getattr(self, name)))
+        python_values(self, flags=("fit_bank", "fit_prior", "freeze_batchnorm", "mixed_precision"))
 
         def given(*names: str) -> list[str]:
             return [name for name in names if getattr(self, name) is not None]
