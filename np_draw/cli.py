@@ -341,7 +341,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                          "trained": {"prior_rounds": len(history.prior_train), "prior_steps": history.prior_steps,
                                      "rounds": len(history.train), "steps": history.steps},
                          "from": args.from_name, "data": str(data), "crop": args.crop,
-                         "data_fingerprint": images.fingerprint(),
+                         "data_fingerprint": images.fingerprint(not args.quiet),
                          "validation": None if held_out is None else str(held_out)}}
     model.save_pretrained(args.output, card=card)
     (args.output / "history.json").write_text(json.dumps(asdict(history), indent=1) + "\n")
@@ -373,8 +373,8 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
                                     "shared-data layout: pass --dataset NAME, or leave --split out to score the "
                                     "images --data names")
         images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size,
-                                crop=args.crop)
-        images = check_images(images[:args.limit], channels=model.config.channels, size=model.config.image_size,
+                                crop=args.crop, limit=args.limit)
+        images = check_images(images, channels=model.config.channels, size=model.config.image_size,
                               name=str(args.data))
         source = str(args.data) if args.crop is None else f"{args.data} (each file's {args.crop} px centre)"
     return images, f"{source}, {len(images):,} images"

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from einops import rearrange
 from PIL import Image, ImageChops
+from tqdm.auto import tqdm
 
 from .errors import InvalidInputError, InvalidTypeError, MissingFileError, UnwritablePathError, check_count
 
@@ -176,17 +177,19 @@ def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Ima
     return _centre(image, crop)
 
 
-def read_folder(folder: Path, name: str = "images", crop: int | None = None) -> Iterator[tuple[str, Image.Image]]:
+def read_folder(folder: Path, name: str = "images", crop: int | None = None,
+                limit: int | None = None) -> Iterator[tuple[str, Image.Image]]:
     """The image files under ``folder`` (recursively, sorted), decoded (and cut to their ``crop`` px centre, see
-    :func:`centre_crop`); unreadable ones skipped with a warning. ``name`` is the argument an error names; images
-    smaller than ``crop`` are an error naming all of them, once the folder has been read. ``~`` is the home folder."""
+    :func:`centre_crop`); unreadable ones skipped with a warning; only the first ``limit`` readable ones when given
+    (the files after them are not opened). ``name`` is the argument an error names; images smaller than ``crop``
+    are an error naming all of them, once the files have been read. ``~`` is the home folder."""
     folder = Path(folder).expanduser()
     if folder.is_file():
         raise InvalidInputError(f"{name} must be a folder of image files, got {str(folder)!r}: a file")
     if not folder.is_dir():
         raise MissingFileError(f"{name} must be a folder of image files, got {str(folder)!r}: nothing there")
     crop = None if crop is None else check_count(crop, "crop")
-    skipped, small, found = [], [], False
+    skipped, small, found = [], [], 0
     # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
     # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
     for path in sorted((os.path.join(root, file) for root, _, files in os.walk(folder) for file in files),
@@ -199,8 +202,10 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None) -> 
         if crop is not None and min(image.size) < crop:
             small.append(f"{os.path.relpath(path, folder)} ({image.width}x{image.height})")
             continue
-        found = True
+        found += 1
         yield path, image if crop is None else _centre(image, crop)
+        if found == limit:
+            break
     if skipped:
         logger.warning("skipped %d %s not readable images: %s", len(skipped),
                        "file that is" if len(skipped) == 1 else "files that are", ", ".join(skipped[:10]))
@@ -223,12 +228,13 @@ def open_image(path: str | Path, crop: int | None = None) -> Image.Image:
 
 
 def load_folder_images(folder: str | Path, *, channels: int, size: int, name: str = "images",
-                       crop: int | None = None) -> torch.Tensor:
-    """Every image file Pillow can read under ``folder`` (recursively, sorted by path), centre-cropped to a square
-    (or to its ``crop`` px centre, :func:`centre_crop`) and resized to ``size``: uint8 (N, C, size, size). Files
-    that are not images or are truncated are skipped with a warning naming them; an error names ``name``."""
+                       crop: int | None = None, limit: int | None = None) -> torch.Tensor:
+    """Every image file Pillow can read under ``folder`` (recursively, sorted by path; the first ``limit`` when
+    given), centre-cropped to a square (or to its ``crop`` px centre, :func:`centre_crop`) and resized to ``size``:
+    uint8 (N, C, size, size). Files that are not images or are truncated are skipped with a warning naming them; an
+    error names ``name``."""
     # One file open at a time: the folder is never held in memory at its own resolution.
-    return from_pil_images(read_folder(Path(folder), name, crop), channels=channels, size=size)
+    return from_pil_images(read_folder(Path(folder), name, crop, limit), channels=channels, size=size)
 
 
 def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int,
@@ -361,12 +367,14 @@ class ImageSource(abc.ABC):
         for start in range(0, len(index), size):
             yield self.read(index[start:start + size])
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, progress: bool = False) -> str:
         """sha256 of the images' bytes in order, read a chunk at a time (the same for a source in memory and a lazy
-        one of the same images and dtype)."""
+        one of the same images and dtype); ``progress`` shows a bar (a folder of thousands of files takes seconds)."""
         digest = hashlib.sha256()
-        for chunk in self.chunks():
-            digest.update(chunk.detach().cpu().contiguous().view(torch.uint8).numpy())
+        with tqdm(total=len(self), desc="fingerprint", disable=not progress, leave=False) as bar:
+            for chunk in self.chunks():
+                digest.update(chunk.detach().cpu().contiguous().view(torch.uint8).numpy())
+                bar.update(len(chunk))
         return digest.hexdigest()
 
     def subset(self, index: torch.Tensor) -> ImageSource:
@@ -509,8 +517,8 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images",
     return source
 
 
-def load_images(path: str | Path, *, channels: int, size: int,
-                crop: int | None = None) -> tuple[torch.Tensor, list[str]]:
+def load_images(path: str | Path, *, channels: int, size: int, crop: int | None = None,
+                limit: int | None = None) -> tuple[torch.Tensor, list[str]]:
     """Read images from one path, as the command line takes them.
 
     Args:
@@ -519,16 +527,23 @@ def load_images(path: str | Path, *, channels: int, size: int,
             square and resized to ``size``).
         channels, size: what the model expects.
         crop: image files are first cut to their ``crop`` px centre (:func:`centre_crop`); not for an .npz file.
+        limit: only the first ``limit`` images (of a folder, the other files are not read).
     Returns:
         (N, C, size, size) tensor (uint8, or float as stored in an .npz), and a label naming each image's source:
-        the file, or ``path[i]`` for the i-th image of an .npz or of a folder's readable images in path order.
+        its file, or ``path[i]`` for the i-th image of an .npz.
     Raises:
         MissingFileError: nothing at ``path``. InvalidInputError: an .npz without ``images`` or a file that is not
         an image.
     """
     path = Path(path).expanduser()
     if path.is_dir():
-        images = load_folder_images(path, channels=channels, size=size, crop=crop)
+        files = []
+
+        def named() -> Iterator[tuple[str, Image.Image]]:
+            for file, image in read_folder(path, str(path), crop, limit):
+                files.append(file)
+                yield file, image
+        return from_pil_images(named(), channels=channels, size=size), files
     elif not path.is_file():
         raise MissingFileError(f"no file or folder at {str(path)!r}")
     elif path.suffix == ".npz":
@@ -537,7 +552,7 @@ def load_images(path: str | Path, *, channels: int, size: int,
         with np.load(path, allow_pickle=False) as data:
             if "images" not in data.files:
                 raise InvalidInputError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
-            images = as_image_tensor(data["images"], channels=channels, size=size, name=f"{path}['images']")
+            images = as_image_tensor(data["images"], channels=channels, size=size, name=f"{path}['images']")[:limit]
     else:
         return _item_tensor(open_image(path, crop), channels=channels, size=size, name=str(path)), [str(path)]
     return images, [f"{path}[{i}]" for i in range(len(images))]

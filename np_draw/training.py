@@ -384,8 +384,8 @@ class _Run:
         self.optimizer: torch.optim.Optimizer | None = None
         self.learning_rates: list[float] = []  # the stage's rates, before warm-up
         self.parsed: _Parses | None = None
-        self.fingerprint = images.fingerprint() if directory is not None else ""
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.fingerprint = images.fingerprint(progress and self.rank == 0) if directory is not None else ""
         self._optimizer_meta: tuple[dict, dict | None] | None = None
 
     def _budget(self, epochs: int | None, steps: int | None, default: int, batch_size: int) -> _Budget:

@@ -13,7 +13,7 @@ from PIL import Image
 from np_draw import NPDraw, hub
 from np_draw.cli import _fit_config, build_parser, infer_preset, main
 from np_draw.data import DATA_FILES
-from np_draw.images import image_source, to_pil
+from np_draw.images import image_source, load_images, to_pil
 from np_draw.manifest import read_manifest
 from np_draw.training import FitConfig
 
@@ -182,6 +182,27 @@ def test_parse_writes_canvases_and_the_latents(tmp_path, digit_files, mnist, mni
         assert np.abs(drawn[2 * i + 1].astype(int) - pixels(latents.canvas[i:i + 1])[0]).max() <= 1
     # The parse canvas is the bank's parts placed where the latents say: not a copy of the image.
     assert not np.array_equal(drawn[0], drawn[1]) and drawn[1].max() > 0
+
+
+def test_a_folder_s_images_are_named_by_file_and_a_limit_reads_only_the_first(tmp_path, digit_files, mnist_images,
+                                                                             capsys, caplog):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for path in digit_files:
+        shutil.copyfile(path, folder / path.name)
+    (folder / "later.png").write_bytes(b"not an image")  # sorted after the digits
+    with caplog.at_level(logging.WARNING):
+        images, labels = load_images(folder, channels=1, size=28, limit=2)
+    assert labels == [str(folder / path.name) for path in digit_files[:2]] and not caplog.records  # later.png unread
+    assert torch.equal(images.float() / 255, (mnist_images[:2] * 255).round() / 255)
+    with caplog.at_level(logging.WARNING):
+        images, labels = load_images(folder, channels=1, size=28)
+    assert len(images) == 3 and "later.png" in caplog.text
+    assert load_images(tmp_path / "digits.npz", channels=1, size=28, limit=2)[1] == [
+        f"{tmp_path / 'digits.npz'}[{i}]" for i in range(2)]
+    assert main(["parse", "mnist", str(folder), "-o", str(tmp_path / "p.png"), "--json", str(tmp_path / "z.json")]) == 0
+    document = json.loads((tmp_path / "z.json").read_text())
+    assert [record["source"] for record in document["images"]] == [str(folder / path.name) for path in digit_files]
 
 
 def test_info_reports_config_parameters_metrics_and_files(capsys, mnist):

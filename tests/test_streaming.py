@@ -52,13 +52,15 @@ def _same_weights(a: NPDraw, b: NPDraw) -> None:
         assert torch.equal(x, y), name
 
 
-def test_a_folder_is_read_lazily_and_trains_exactly_as_the_same_images_in_memory(mnist_images, tmp_path):
+def test_a_folder_is_read_lazily_and_trains_exactly_as_the_same_images_in_memory(mnist_images, tmp_path, capsys):
     images = _uint8(mnist_images, 60)
     for i, image in enumerate(images):
         Image.fromarray(image[0].numpy()).save(tmp_path / f"{i:03d}.png")
     source = image_source(tmp_path, channels=1, size=28)
     assert isinstance(source, LazyImages) and len(source) == 60
     assert source.fingerprint() == TensorImages(images.float() / 255).fingerprint()
+    assert "fingerprint" not in capsys.readouterr().err
+    assert source.fingerprint(progress=True) == source.fingerprint() and "fingerprint" in capsys.readouterr().err
     from_folder, history_folder = _fit(tmp_path)
     in_memory, history_memory = _fit(images)
     _same_weights(from_folder, in_memory)
