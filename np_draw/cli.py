@@ -417,7 +417,8 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
     Returns:
         A JSON-serialisable dict: ``name``, ``source`` (where the files came from), ``folder``, ``files``
         ({file: {"sha256", "size"}}), ``dtype`` (of the stored weights, e.g. "float32"), ``config``,
-        ``parameters`` ({module: {"parameters", "buffers"}} and ``total``), and ``metrics`` / ``paper_metrics`` / ``dataset`` when the manifest has them.
+        ``parameters`` ({module: {"parameters", "buffers"}} and ``total``), ``metrics`` / ``paper_metrics`` /
+        ``dataset`` when the manifest has them, else ``dataset`` and ``notes`` from the model card when it says them.
     """
     folder = hub.resolve_pretrained(name, token=token)
     models = read_manifest()
@@ -440,6 +441,8 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
             "dtype": str(model.dtype).removeprefix("torch."), "config": model.config.to_dict(), "parameters": counts}
     if name in models and not local:
         info.update({key: models[name][key] for key in ("dataset", "metrics", "paper_metrics") if key in models[name]})
+    else:  # a folder or a Hub repo: its card says what it was trained on (and, for a fine-tune, from which model)
+        info.update(hub.card_facts(folder))
     return info
 
 
@@ -455,8 +458,7 @@ def cmd_info(args: argparse.Namespace) -> int:
               for file, record in info["files"].items()]
     lines.append("parameters (trained / stored buffers such as the part bank):")
     lines += [f"  {module}: {c['parameters']:,} / {c['buffers']:,}" for module, c in info["parameters"].items()]
-    if "dataset" in info:
-        lines.append(f"dataset: {info['dataset']}")
+    lines += [f"{key}: {info[key]}" for key in ("dataset", "notes") if key in info]
     for key in ("metrics", "paper_metrics"):
         if info.get(key):
             lines.append(f"{key.replace('_', ' ')}:")

@@ -107,6 +107,23 @@ def card_licence(folder: str | Path) -> dict[str, str]:
     return terms
 
 
+def card_facts(folder: str | Path) -> dict[str, str]:
+    """What the model card in ``folder`` says of the weights: ``dataset`` (its Data section) and ``notes`` (its Notes
+    section, where ``np-draw fit`` says which model a fine-tune started from); empty when there is no card, and a
+    key left out when its section is missing or says nothing was recorded."""
+    path = Path(folder) / CARD_NAME
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return {}
+    facts = {}
+    for key, title in (("dataset", "Data"), ("notes", "Notes")):
+        section = re.search(rf"^## {title}\n\n(.+?)\n*(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+        if section and section.group(1).strip() != "Not recorded.":
+            facts[key] = section.group(1).strip()
+    return facts
+
+
 def with_licence(card: Mapping[str, Any] | None, inherited: Mapping[str, str]) -> dict[str, Any]:
     """``card`` with the licence terms ``inherited`` from the weights' source where it gives none of its own (a
     ``license`` of its own replaces the inherited name and link too)."""

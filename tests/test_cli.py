@@ -130,6 +130,11 @@ def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_pat
     card = (tmp_path / "tuned" / "README.md").read_text()
     assert image_source(cropped, channels=1, size=28).fingerprint() in card and '"crop": 30' in card
     assert image_source(folder, channels=1, size=28).fingerprint() not in card
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "tuned"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["notes"] == f"fine-tuned from {tmp_path / 'start'} with `np-draw fit`."
+    assert info["dataset"] == "6 images from photos, each cut to its 30x30 px centre (--crop)"
     # 0 skips a stage, as in FitConfig: the prior stays the pretrained one, the decoder trains
     skip = [*argv[:3], str(tmp_path / "no-prior"), *argv[4:]]
     assert main([*skip[:skip.index("--prior-steps") + 1], "0", *skip[skip.index("--prior-steps") + 2:]]) == 0
@@ -253,8 +258,17 @@ def test_info_of_a_local_folder(tmp_path, capsys, monkeypatch):
     for name in (str(tmp_path / "tiny"), "~/tiny"):
         assert main(["info", name, "--json"]) == 0
         info = json.loads(capsys.readouterr().out)
-        assert info["source"] == "a local folder" and "metrics" not in info
+        assert info["source"] == "a local folder" and not {"metrics", "dataset", "notes"} & set(info)
     assert info["config"]["encoder_channels"] == 16 and info["dtype"] == "float32"
+    # What the card says the weights were made from: a fine-tune names its start in the card's notes
+    notes = "fine-tuned from mnist with `np-draw fit`.\n\nA second paragraph."
+    model.save_pretrained(tmp_path / "tuned", card={"dataset": "270 images from drawings", "notes": notes,
+                                                    "metrics": {"nll": 1.0}})
+    assert main(["info", str(tmp_path / "tuned"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["dataset"], info["notes"]) == ("270 images from drawings", notes)
+    assert main(["info", str(tmp_path / "tuned")]) == 0
+    assert "dataset: 270 images from drawings\nnotes: fine-tuned from mnist" in capsys.readouterr().out
     model.to(torch.bfloat16).save_pretrained(tmp_path / "half")
     assert main(["info", str(tmp_path / "half")]) == 0
     assert "stored as: bfloat16" in capsys.readouterr().out
