@@ -175,10 +175,12 @@ def _write_output(path: Path, write: Callable[[], Any], option: str = "--output"
         raise UnwritablePathError(f"{option}: cannot write {str(path)!r}: {error}") from error
 
 
-def _read_images(paths: Sequence[str], model: NPDraw, crop: int | None) -> tuple[torch.Tensor, list[str]]:
-    """Every image the IMAGES arguments name (image files cut to their ``crop`` px centre, when given), at the
+def _read_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor, list[str]]:
+    """Every image the IMAGES arguments name (image files cut to their --crop px centre, when given), at the
     model's size: (N, C, H, W) float in [0, 1], and their labels."""
-    cfg = model.config
+    paths, crop, cfg = args.images, args.crop, model.config
+    if any(Path(path).suffix != ".npz" for path in paths):
+        _warn_if_unframed(args)
     batches, labels, files = [], [], []
 
     def add_files() -> None:
@@ -224,7 +226,19 @@ def infer_preset(data: Path, crop: int | None = None) -> tuple[str, str]:
 
 
 def _load_model(args: argparse.Namespace) -> NPDraw:
-    return NPDraw.from_pretrained(args.name, device=args.device, token=args.token)
+    """The model NAME names; ``args.trained_crop`` is the --crop its card records it was fitted with, if any."""
+    folder = hub.resolve_pretrained(args.name, token=args.token)
+    crop = hub.card_facts(folder).get("training", {}).get("crop")
+    args.trained_crop = crop if isinstance(crop, int) else None
+    return NPDraw.from_pretrained(Path(folder), device=args.device)
+
+
+def _warn_if_unframed(args: argparse.Namespace) -> None:
+    """Image files are about to be read whole for a model fitted on their centres (``np-draw fit --crop``)."""
+    if args.crop is None and args.trained_crop is not None:
+        logger.warning("%s was fitted on each image file's %d px centre (its card records --crop %d), and these "
+                       "files are read whole: pass --crop %d to frame them as its training images were", args.name,
+                       args.trained_crop, args.trained_crop, args.trained_crop)
 
 
 # --- commands --------------------------------------------------------------------------------------------------
@@ -242,7 +256,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Save each image beside its reconstruction decode(encode(image)) by the model ``args.name``."""
     model = _load_model(args)
-    images, _ = _read_images(args.images, model, args.crop)
+    images, _ = _read_images(args, model)
     reconstructions = model.reconstruct(images, batch_size=args.batch_size)
     _write_output(args.output, lambda: save_pairs(images, reconstructions, args.output, args.pairs_per_row))
     print(args.output)
@@ -252,7 +266,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_parse(args: argparse.Namespace) -> int:
     """Save each image beside its heuristic parse canvas (the model's part bank), and optionally the latents."""
     model = _load_model(args)
-    images, labels = _read_images(args.images, model, args.crop)
+    images, labels = _read_images(args, model)
     latents = model.parse(images)
     _write_output(args.output, lambda: save_pairs(images, latents.canvas, args.output, args.pairs_per_row))
     if args.json is not None:
@@ -372,6 +386,8 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
                                     f"{str(args.data)!r} holds no such split of {', '.join(DATASETS)} in the "
                                     "shared-data layout: pass --dataset NAME, or leave --split out to score the "
                                     "images --data names")
+        if Path(args.data).suffix != ".npz":
+            _warn_if_unframed(args)
         images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size,
                                 crop=args.crop, limit=args.limit)
         images = check_images(images, channels=model.config.channels, size=model.config.image_size,

@@ -107,10 +107,11 @@ def card_licence(folder: str | Path) -> dict[str, str]:
     return terms
 
 
-def card_facts(folder: str | Path) -> dict[str, str]:
-    """What the model card in ``folder`` says of the weights: ``dataset`` (its Data section) and ``notes`` (its Notes
-    section, where ``np-draw fit`` says which model a fine-tune started from); empty when there is no card, and a
-    key left out when its section is missing or says nothing was recorded."""
+def card_facts(folder: str | Path) -> dict[str, Any]:
+    """What the model card in ``folder`` says of the weights: ``dataset`` (its Data section), ``notes`` (its Notes
+    section, where ``np-draw fit`` says which model a fine-tune started from) and ``training`` (the training record,
+    a dict: ``np-draw fit`` records its ``crop`` there); empty when there is no card, and a key left out when its
+    section is missing, says nothing was recorded or is not JSON."""
     path = Path(folder) / CARD_NAME
     try:
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
@@ -121,6 +122,13 @@ def card_facts(folder: str | Path) -> dict[str, str]:
         section = re.search(rf"^## {title}\n\n(.+?)\n*(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
         if section and section.group(1).strip() != "Not recorded.":
             facts[key] = section.group(1).strip()
+    record = re.search(r"^## Training\n.*?^```json\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    try:
+        training = json.loads(record.group(1)) if record else None
+    except ValueError:
+        training = None
+    if isinstance(training, dict):
+        facts["training"] = training
     return facts
 
 

@@ -101,7 +101,8 @@ def test_image_files_named_one_by_one_say_what_loading_changed(tmp_path, digit_f
     assert "1 of 4 images centre-cropped and resized to 28x28" in caplog.text  # one line for the four files
 
 
-def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_path, mnist_images, mnist, capsys):
+def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_path, mnist_images, mnist, capsys,
+                                                                         caplog):
     """--crop PX cuts each image file to its PX px centre before resizing (the paper's CelebA framing is 148 px of
     178 x 218 px photos): here digits of 30 px in the middle of 36 x 44 px noise."""
     rng = np.random.default_rng(0)
@@ -134,6 +135,18 @@ def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_pat
     assert main(["info", str(tmp_path / "tuned"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["notes"] == f"fine-tuned from {tmp_path / 'start'} with `np-draw fit`."
+    assert info["training"]["crop"] == 30
+    # Its image files read whole by a command not given --crop: a warning says how it was framed; not with --crop
+    for command in (["reconstruct", str(tmp_path / "tuned"), str(folder), "-o", str(output)],
+                    ["eval", str(tmp_path / "tuned"), "--data", str(folder), "--num-samples", "2",
+                     "--num-generated", "2", "-q"]):
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            assert main(command) == 0
+            assert "fitted on each image file's 30 px centre (its card records --crop 30)" in caplog.text
+            caplog.clear()
+            assert main([*command, "--crop", "30"]) == 0
+            assert "fitted on" not in caplog.text
     assert info["dataset"] == "6 images from photos, each cut to its 30x30 px centre (--crop)"
     # 0 skips a stage, as in FitConfig: the prior stays the pretrained one, the decoder trains
     skip = [*argv[:3], str(tmp_path / "no-prior"), *argv[4:]]
