@@ -527,8 +527,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401 - only to say how to install it
     except ImportError:
         raise InvalidInputError("np-draw demo needs the demo extra: pip install 'np-draw[demo]' (Gradio)") from None
-    from .demo import serve
+    from .demo import check_address, serve
 
+    check_address(args.host, args.port)
     print(f"np-draw demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     serve(args.name, host=args.host, port=args.port)
     return 0

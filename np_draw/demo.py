@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,10 +291,25 @@ def build(default: str = "mnist"):
     return app
 
 
+def check_address(host: str, port: int) -> None:
+    """Raise InvalidInputError when the page cannot be served on ``host:port`` (the port is taken, the host is not
+    this machine's), before anything is built: Gradio's own error says to pass ``server_port`` to ``launch()``,
+    which a user of the command line never sees."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
+            probe.bind(address)
+    except OSError as error:
+        raise InvalidInputError(f"cannot serve the page on {host}:{port}: {error.strerror or error}; pass another "
+                                f"port (np-draw demo --port N) or host") from error
+
+
 def serve(model: str = "mnist", *, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
     """Start the page on ``host:port`` (loopback unless asked); returns the app (with ``block`` False, at once)."""
     if model not in MODELS:
         raise InvalidInputError(f"model must be one of {list(MODELS)}, got {model!r}")
+    check_address(host, port)
     import gradio as gr
 
     app = build(model)

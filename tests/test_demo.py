@@ -170,3 +170,19 @@ def test_np_draw_demo_without_gradio_says_how_to_install_it(monkeypatch, capsys)
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if not installed: import raises
     assert main(["demo"]) == 2
     assert "np-draw demo: error: np-draw demo needs the demo extra: pip install 'np-draw[demo]'" in capsys.readouterr().err
+
+
+def test_np_draw_demo_on_a_port_in_use_says_so_before_it_starts(capsys):
+    from np_draw.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["demo", "--port", str(port)]) == 2
+        out, err = capsys.readouterr()
+        assert not out and f"cannot serve the page on 127.0.0.1:{port}: Address already in use; pass another port" in err
+        with pytest.raises(InvalidInputError, match="Address already in use"):
+            demo.serve("mnist", port=port, block=False)
+    with pytest.raises(InvalidInputError, match="cannot serve the page on 192.0.2.1"):  # not this machine's address
+        demo.check_address("192.0.2.1", 7860)
