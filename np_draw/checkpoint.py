@@ -90,6 +90,10 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, dict[str, torch.Te
         return None
     try:
         pointer = json.loads(file.read_text())
+        names = [pointer["latest"], *pointer.get("files", [])]
+        if not all(isinstance(name, str) and name not in ("", ".", "..") and name == Path(name).name
+                   for name in names):
+            raise ValueError(f"it names {names}, and each must be a file or folder name inside {directory}")
         folder = directory / pointer["latest"]
         file = folder / "state.json"
         state = json.loads(file.read_text())

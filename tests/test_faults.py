@@ -8,6 +8,7 @@ Face cache at once is tests/test_hub.py's ``test_four_processes_loading_at_once_
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -75,6 +76,14 @@ def test_a_damaged_checkpoint_names_the_file_and_a_missing_one_is_not_skipped(tm
     (folder / "state.json").write_text("[1]")
     with pytest.raises(CorruptWeightsError, match=r"step-00000001/state.json.*a JSON object is expected"):
         load_checkpoint(tmp_path)
+    # A pointer edited to name something outside the checkpoint folder is not followed
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    save_checkpoint(outside, "step-00000002", {"model": {"w": torch.ones(3)}}, {"step": 2})
+    for latest, files in ((f"../{outside.name}/step-00000002", ["model"]), ("step-00000001", ["../model"]),
+                          (str(outside / "step-00000002"), ["model"]), ("..", ["model"])):
+        (tmp_path / "latest.json").write_text(json.dumps({"latest": latest, "files": files}))
+        with pytest.raises(CorruptWeightsError, match=r"latest.json.*each must be a file or folder name inside"):
+            load_checkpoint(tmp_path)
     (tmp_path / "latest.json").write_text("")
     with pytest.raises(CorruptWeightsError, match=r"latest.json"):
         load_checkpoint(tmp_path)
