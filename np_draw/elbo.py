@@ -54,15 +54,20 @@ def substitute(sample: RelaxedLatents, parse: Latents, mask: torch.Tensor) -> Re
 
 def kl_per_step(q: StepLogits, p: StepLogits, present: torch.Tensor) -> torch.Tensor:
     """Analytic KL(q ‖ p) of each step: categorical KLs of z_id and z_loc times the sampled z_is, plus the
-    Bernoulli KL of z_is. Returns (N, T) in nats."""
-    def categorical(q_logits: torch.Tensor, p_logits: torch.Tensor) -> torch.Tensor:
-        log_q = F.log_softmax(q_logits, -1)
-        return (log_q.exp() * (log_q - F.log_softmax(p_logits, -1))).sum(-1)
+    Bernoulli KL of z_is. Returns (N, T) in nats, in float32 at least (float64 logits keep float64), as
+    :meth:`StepLogits.log_prob` and the likelihoods compute: in bfloat16 a KL of a few hundred nats is off by up to
+    a nat, which the validation bound adds to its float32 reconstruction."""
+    dtype = torch.promote_types(q.ids.dtype, torch.float32)
 
-    log_q1, log_q0 = F.logsigmoid(q.present), F.logsigmoid(-q.present)
-    log_p1, log_p0 = F.logsigmoid(p.present), F.logsigmoid(-p.present)
+    def categorical(q_logits: torch.Tensor, p_logits: torch.Tensor) -> torch.Tensor:
+        log_q = F.log_softmax(q_logits.to(dtype), -1)
+        return (log_q.exp() * (log_q - F.log_softmax(p_logits.to(dtype), -1))).sum(-1)
+
+    q_present, p_present = q.present.to(dtype), p.present.to(dtype)
+    log_q1, log_q0 = F.logsigmoid(q_present), F.logsigmoid(-q_present)
+    log_p1, log_p0 = F.logsigmoid(p_present), F.logsigmoid(-p_present)
     kl_is = log_q1.exp() * (log_q1 - log_p1) + log_q0.exp() * (log_q0 - log_p0)
-    return (categorical(q.ids, p.ids) + categorical(q.locs, p.locs)) * present + kl_is
+    return (categorical(q.ids, p.ids) + categorical(q.locs, p.locs)) * present.to(dtype) + kl_is
 
 
 @dataclass

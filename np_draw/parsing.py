@@ -29,9 +29,13 @@ def parse(canvas_images: torch.Tensor, bank: PartBank, grid: Grid, *, empty_thre
     num_cells = grid.num_cells
     ids = torch.zeros(n, num_cells, dtype=torch.long, device=canvas_images.device)
     present = torch.zeros(n, num_cells, device=canvas_images.device)
-    parts = rearrange(bank.parts, "b c h w -> b (c h w)").to(canvas_images)
+    # In float32 whatever the images' dtype: in bfloat16 the distances ||c||^2 - 2 x.c (8 bits of mantissa) picked
+    # a part that is not the nearest for about 1 drawn MNIST cell in 250 (spec §3: the nearest part, L2).
+    dtype = torch.promote_types(canvas_images.dtype, torch.float32)
+    parts = rearrange(bank.parts, "b c h w -> b (c h w)").to(canvas_images.device, dtype)
     for start in range(0, n, _PARSE_BATCH):
-        patches = rearrange(grid.patches(canvas_images[start:start + _PARSE_BATCH]), "n l c h w -> (n l) (c h w)")
+        patches = rearrange(grid.patches(canvas_images[start:start + _PARSE_BATCH].to(dtype)),
+                            "n l c h w -> (n l) (c h w)")
         index, _ = nearest(patches, parts)
         drawn = patches.mean(1) >= empty_threshold
         ids[start:start + _PARSE_BATCH] = rearrange(index * drawn, "(n l) -> n l", l=num_cells)
