@@ -189,6 +189,7 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
     if not folder.is_dir():
         raise MissingFileError(f"{name} must be a folder of image files, got {str(folder)!r}: nothing there")
     crop = None if crop is None else check_count(crop, "crop")
+    limit = None if limit is None else check_count(limit, "limit")
     skipped, small, found = [], [], 0
     # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
     # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
@@ -536,6 +537,7 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
         an image.
     """
     path = Path(path).expanduser()
+    limit = None if limit is None else check_count(limit, "limit")
     if path.is_dir():
         files = []
 

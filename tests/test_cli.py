@@ -13,6 +13,7 @@ from PIL import Image
 from np_draw import NPDraw, hub
 from np_draw.cli import _fit_config, build_parser, infer_preset, main
 from np_draw.data import DATA_FILES
+from np_draw.errors import InvalidInputError
 from np_draw.images import image_source, load_images, to_pil
 from np_draw.manifest import read_manifest
 from np_draw.training import FitConfig
@@ -218,6 +219,9 @@ def test_a_folder_s_images_are_named_by_file_and_a_limit_reads_only_the_first(tm
     assert len(images) == 3 and "later.png" in caplog.text
     assert load_images(tmp_path / "digits.npz", channels=1, size=28, limit=2)[1] == [
         f"{tmp_path / 'digits.npz'}[{i}]" for i in range(2)]
+    for path in (folder, tmp_path / "digits.npz"):
+        with pytest.raises(InvalidInputError, match="limit must be a positive integer, got 0"):
+            load_images(path, channels=1, size=28, limit=0)
     assert main(["parse", "mnist", str(folder), "-o", str(tmp_path / "p.png"), "--json", str(tmp_path / "z.json")]) == 0
     document = json.loads((tmp_path / "z.json").read_text())
     assert [record["source"] for record in document["images"]] == [str(folder / path.name) for path in digit_files]
