@@ -25,6 +25,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -129,16 +130,39 @@ def host(text: str) -> str:
     return text
 
 
+def input_path(text: str) -> Path:
+    """A path to read; ``~`` is the home folder (the shell does not expand it in ``--validation=~/x``)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as error:  # "~someone" with no such user
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+
+
+def _writable(path: str) -> bool:
+    """Whether a file can be written into the folder ``path``, or the file ``path`` opened for writing: tried, not
+    asked of os.access, which answers yes to root everywhere (a read-only mount, /sys)."""
+    try:
+        if os.path.isdir(path):
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        else:
+            with open(path, "ab"):  # neither truncates nor changes it
+                pass
+    except OSError:
+        return False
+    return True
+
+
 def output_path(text: str) -> Path:
     """``-o``: a file (or a folder to create) whose folder exists and is writable, checked before any work; ``~``
     is the home folder (the shell does not expand it in ``--output=~/x``)."""
-    path = Path(text).expanduser()
+    path = input_path(text)
     # os.path's tests, which are False where a folder cannot be searched (Path's raise PermissionError)
     if not os.path.isdir(path.parent):
         raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} does not exist")
     # An existing file or folder is written itself, a new one in its folder (which may be read-only while it is not)
     written = path if os.path.exists(path) else path.parent
-    if not os.access(written, os.W_OK | (os.X_OK if os.path.isdir(written) else 0)):
+    if not _writable(str(written)):
         raise argparse.ArgumentTypeError(f"{str(written)!r} is not writable")
     return path
 
@@ -613,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model is fine-tuned with FitConfig.finetune(): its part bank kept, its prior and then its encoder "
                    "and decoder trained for a number of optimizer steps, the best validation round kept. Progress "
                    "goes to stderr.", cmd_fit, name_help=None)
-    fit.add_argument("data", metavar="DATA", type=Path, help="a folder of images, or an .npz file with an 'images' array")
+    fit.add_argument("data", metavar="DATA", type=input_path, help="a folder of images, or an .npz file with an 'images' array")
     _add_crop_argument(fit)
     fit.add_argument("-o", "--output", type=output_path, required=True, help="the model folder to write (created)")
     start = fit.add_argument_group("where to start (one of)")
@@ -646,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
                           f"{tuning.batch_size} with --from)")
     fit.add_argument("--val-fraction", type=fraction, default=None,
                      help=f"share of DATA held out for validation (default {scratch.val_fraction})")
-    fit.add_argument("--validation", type=Path, default=None, metavar="HELD_OUT",
+    fit.add_argument("--validation", type=input_path, default=None, metavar="HELD_OUT",
                      help="held-out images for validation instead (a folder or an .npz file, as DATA)")
     fit.add_argument("--checkpoint-every", type=positive_int, default=None,
                      help=f"optimizer steps between checkpoints (also one after every epoch; default "
@@ -673,7 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="importance samples per image for the NLL bound (default 50, as the paper)")
     evaluation.add_argument("--features", choices=sorted(ARCHITECTURES), default=None,
                             help="the FID feature network (default: cnn-mnist for grey models, cnn-cifar10 for RGB)")
-    evaluation.add_argument("--inception", type=Path, default=None,
+    evaluation.add_argument("--inception", type=input_path, default=None,
                             help="pytorch-fid's Inception-v3 weights file: report the Inception FID instead")
     evaluation.add_argument("--num-generated", type=positive_int, default=None,
                             help="samples compared with the images by the FID (default: as many as images)")
@@ -696,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "pretrained name, main for a repo)")
     download.add_argument("--cache-dir", help="the Hugging Face cache folder (default: HF_HUB_CACHE)")
     download.add_argument("--force-download", action="store_true", help="download again even when cached")
-    download.add_argument("-o", "--output", type=Path, default=None,
+    download.add_argument("-o", "--output", type=input_path, default=None,
                           help="also write the verified files into this folder (new or empty), a model folder that "
                                "NPDraw.from_pretrained(FOLDER) loads on any machine; works for bundled names too")
 

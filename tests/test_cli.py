@@ -399,27 +399,31 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path, mo
     assert message in err and err.count("\n") == 1
 
 
-def test_an_output_in_a_read_only_folder_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
-    (tmp_path / "locked").mkdir()
-    # As the OS answers a user who may not write there (root may write anywhere, so chmod cannot show it)
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "locked")
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's /sys, where no file can be made")
+def test_an_output_where_no_file_can_be_written_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    # /sys takes no new file, even from root, whom os.access tells that every folder is writable
     monkeypatch.setattr(NPDraw, "from_pretrained", lambda *args, **kwargs: pytest.fail("loaded before -o was checked"))
-    assert exit_code(["sample", "mnist", "-q", "-o", str(tmp_path / "locked" / "grid.png")]) == 2
-    assert f"{str(tmp_path / 'locked')!r} is not writable" in capsys.readouterr().err
-    # ~ is the home folder, which the shell leaves as it is in --output=~/x
+    assert exit_code(["sample", "mnist", "-q", "-o", "/sys/np-draw-grid.png"]) == 2
+    assert "'/sys' is not writable" in capsys.readouterr().err
+    assert exit_code(["eval", "mnist", "--data", "x.npz", "--json", "/sys/np-draw.json"]) == 2
+    assert "'/sys' is not writable" in capsys.readouterr().err
+    if os.geteuid() != 0:  # a folder without write permission, which only root may write into anyway
+        (tmp_path / "locked").mkdir(mode=0o555)
+        assert exit_code(["sample", "mnist", "-q", "-o", str(tmp_path / "locked" / "grid.png")]) == 2
+        assert f"{str(tmp_path / 'locked')!r} is not writable" in capsys.readouterr().err
+    # ~ is the home folder, which the shell leaves as it is in --output=~/x, for inputs too
     monkeypatch.setenv("HOME", str(tmp_path))
     assert build_parser().parse_args(["sample", "mnist", "--output=~/home.png"]).output == tmp_path / "home.png"
-    args = build_parser().parse_args(["fit", "x.npz", "-o", "~/run", "--from", "mnist", "--max-passes", "2.5"])
-    assert args.output == tmp_path / "run" and _fit_config(args).max_passes == 2.5
-    # A file or folder that exists there is written itself, which its folder's permissions do not decide
-    (tmp_path / "locked" / "grid.png").write_bytes(b"")
-    (tmp_path / "locked" / "model").mkdir()
-    assert build_parser().parse_args(["sample", "mnist", "-o", str(tmp_path / "locked" / "grid.png")]).output.exists()
-    assert build_parser().parse_args(["fit", "x.npz", "-o", str(tmp_path / "locked" / "model")]).output.is_dir()
-    # A folder that can be written but not searched cannot take a file
-    monkeypatch.setattr(os, "access", lambda path, mode: not (Path(path) == tmp_path / "locked" and mode & os.X_OK))
-    assert exit_code(["sample", "mnist", "-q", "-o", str(tmp_path / "locked" / "new.png")]) == 2
-    assert f"{str(tmp_path / 'locked')!r} is not writable" in capsys.readouterr().err
+    args = build_parser().parse_args(["fit", "~/x.npz", "-o", "~/run", "--from", "mnist", "--max-passes", "2.5",
+                                      "--validation=~/held"])
+    assert (args.data, args.output, args.validation) == (tmp_path / "x.npz", tmp_path / "run", tmp_path / "held")
+    assert _fit_config(args).max_passes == 2.5
+    # An existing file or folder is checked by opening it, which leaves it as it was
+    (tmp_path / "grid.png").write_bytes(b"kept")
+    (tmp_path / "model").mkdir()
+    assert build_parser().parse_args(["sample", "mnist", "-o", str(tmp_path / "grid.png")]).output.exists()
+    assert build_parser().parse_args(["fit", "x.npz", "-o", str(tmp_path / "model")]).output.is_dir()
+    assert (tmp_path / "grid.png").read_bytes() == b"kept" and not any((tmp_path / "model").iterdir())
 
 
 def test_download_checks_its_output_folder_before_fetching_and_names_it(tmp_path, monkeypatch, capsys):
