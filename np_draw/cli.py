@@ -391,6 +391,10 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
     """The images ``np-draw eval`` scores, and what they are: a split of a data set in the shared-data layout when
     --dataset is given (or NAME is a data set whose file DATA holds), else the images DATA names."""
     split = args.split or "test"
+    named = args.dataset or (args.name if args.name in DATASETS else None)
+    if named is not None and split not in DATA_FILES[named]:
+        raise InvalidInputError(f"--split: the {named} data set has no {split!r} split; its splits are "
+                                f"{', '.join(DATA_FILES[named])}")
     # The data sets whose split DATA holds in the shared-data layout
     held = [name for name in DATASETS if split in DATA_FILES[name]
             and all(f.is_file() for f in data_files(name, args.data, split))]
