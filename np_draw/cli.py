@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
@@ -54,7 +55,7 @@ from .images import (
 )
 from .manifest import describe_files, read_manifest
 from .model import NPDraw
-from .model_files import CARD_NAME, LOADED_FILES
+from .model_files import CARD_NAME, LOADED_FILES, WEIGHTS_NAME
 from .training import FitConfig
 
 USAGE_ERROR = 2
@@ -452,6 +453,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
 def model_info(name: str, device: torch.device | None = None, token: str | None = None) -> dict[str, Any]:
     """What ``np-draw info`` prints: the config, parameter counts, the manifest's metrics and the files.
 
@@ -476,13 +480,15 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
                        "manifest")
     else:
         source = f"the Hub repo {name} (not in the weights manifest: unverified)"
-    model = NPDraw.from_pretrained(Path(folder), device=device, dtype="auto")  # the dtype the weights are stored in
+    model = NPDraw.from_pretrained(Path(folder), device=device)  # float32: nothing is computed in it
+    with safe_open(Path(folder) / WEIGHTS_NAME, framework="pt") as weights:  # checked by the load
+        stored = weights.get_slice("bank.parts").get_dtype()  # the dtype from_pretrained(dtype="auto") would take
     counts = {child: {"parameters": sum(p.numel() for p in module.parameters()),
                       "buffers": sum(b.numel() for b in module.buffers())}
               for child, module in model.named_children()}
     counts["total"] = {kind: sum(c[kind] for c in counts.values()) for kind in ("parameters", "buffers")}
     info = {"name": name, "source": source, "folder": str(folder), "files": describe_files(folder),
-            "dtype": str(model.dtype).removeprefix("torch."), "config": model.config.to_dict(), "parameters": counts}
+            "dtype": _SAFETENSORS_DTYPES.get(stored, stored), "config": model.config.to_dict(), "parameters": counts}
     if name in models and not local:
         info.update({key: models[name][key] for key in ("dataset", "metrics", "paper_metrics") if key in models[name]})
     else:  # a folder or a Hub repo: its card says what it was trained on (and, for a fine-tune, from which model)

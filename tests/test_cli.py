@@ -268,7 +268,7 @@ def test_eval_prints_the_table_of_np_draw_metrics_evaluate(tmp_path, mnist_image
     assert "holds the test split of mnist in the shared-data layout: pass --dataset NAME" in capsys.readouterr().err
 
 
-def test_info_of_a_local_folder(tmp_path, capsys, monkeypatch):
+def test_info_of_a_local_folder(tmp_path, capsys, monkeypatch, caplog):
     model = random_model("mnist")
     model.save_pretrained(tmp_path / "tiny")
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -287,8 +287,10 @@ def test_info_of_a_local_folder(tmp_path, capsys, monkeypatch):
     assert main(["info", str(tmp_path / "tuned")]) == 0
     assert "dataset: 270 images from drawings\nnotes: fine-tuned from mnist" in capsys.readouterr().out
     model.to(torch.bfloat16).save_pretrained(tmp_path / "half")
-    assert main(["info", str(tmp_path / "half")]) == 0
+    with caplog.at_level(logging.WARNING):
+        assert main(["info", str(tmp_path / "half")]) == 0
     assert "stored as: bfloat16" in capsys.readouterr().out
+    assert not caplog.records  # no advice about running in half precision: info runs nothing
 
 
 def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_images, capsys):
