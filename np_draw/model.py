@@ -162,6 +162,11 @@ def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, pr
     return torch.cat([grid.compose(*_drawn_parts(bank, grid, ids[r], locs[r], present[r])) for r in rows])
 
 
+# How a fitted model's card names its training data when the weights it was loaded with had a data licence
+_REFITTED = ("the images these weights were fitted on (the Data section names them, when recorded), and those of "
+             "the weights they started from: ")
+
+
 @functools.cache
 def _workers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="np_draw")
@@ -181,6 +186,9 @@ class NPDraw(nn.Module, ModelHubMixin):
     """
 
     def __init__(self, config: NPDrawConfig) -> None:
+        if not isinstance(config, NPDrawConfig):
+            raise InvalidTypeError(f"config must be an NPDrawConfig, got {type(config).__name__}; make one with "
+                                   "NPDrawConfig.preset('mnist'), NPDrawConfig(**fields) or NPDrawConfig.from_dict")
         super().__init__()
         self.config = config
         # The licence terms of the card the weights were loaded from, which save_pretrained's card keeps.
@@ -575,8 +583,13 @@ class NPDraw(nn.Module, ModelHubMixin):
                         else "training a new model from scratch (FitConfig())")
         config = config.replace(**overrides)
         source, held_out = self._source(images), None if validation is None else self._source(validation, "validation")
-        return fit(self, source, config, output_dir=output_dir, resume=resume, progress=progress, callback=callback,
-                   validation=held_out)
+        history = fit(self, source, config, output_dir=output_dir, resume=resume, progress=progress,
+                      callback=callback, validation=held_out)
+        data = self.card_licence.get("data_license")
+        if data is not None and not data.startswith(_REFITTED):
+            # The weights now come from these images too: the card must not name only the data they started from.
+            self.card_licence = {**self.card_licence, "data_license": _REFITTED + data}
+        return history
 
     def save_pretrained(self, folder: str | Path, card: Mapping[str, Any] | None = None,
                         **mixin_options: Any) -> Path:

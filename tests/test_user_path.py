@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import random_model
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from np_draw import InvalidInputError, Latents, NPDraw, NPDrawConfig
+from np_draw import InvalidInputError, InvalidTypeError, Latents, NPDraw, NPDrawConfig
 from np_draw.cli import infer_preset
 from np_draw.images import from_pil_images, make_grid, save_pairs, to_pil
 from np_draw.manifest import read_manifest
@@ -190,6 +191,27 @@ def test_weights_saved_again_keep_the_licence_of_the_card_they_were_loaded_from(
     assert (mine.data.license, mine.data.license_name) == ("apache-2.0", None)
     NPDraw(faces.config).save_pretrained(tmp_path / "new")  # a model not loaded from a card: the default
     assert ModelCard.load(tmp_path / "new" / "README.md").data.license == "mit"
+
+
+def test_a_fitted_model_s_card_names_the_new_images_beside_the_data_its_weights_started_from(tmp_path, mnist_images):
+    """Fine-tuned weights derive from both: the card said only 'The training data: MNIST ...' after a fit on other
+    images; and once, however many fits follow."""
+    model = random_model("mnist", seed=0)
+    model.save_pretrained(tmp_path / "start", card={"data_license": "MNIST (LeCun et al.), CC BY-SA 3.0"})
+    tuned = NPDraw.from_pretrained(tmp_path / "start")
+    for _ in range(2):
+        tuned.fit(mnist_images[:8], steps=1, prior_steps=1, batch_size=4, progress=False)
+    tuned.save_pretrained(tmp_path / "tuned", card={"dataset": "8 drawings of mine"})
+    text = ModelCard.load(tmp_path / "tuned" / "README.md").text
+    assert ("The training data: the images these weights were fitted on (the Data section names them, when "
+            "recorded), and those of the weights they started from: MNIST (LeCun et al.), CC BY-SA 3.0") in text
+    assert text.count("fitted on") == 1 and "8 drawings of mine" in text
+
+
+def test_a_model_is_built_from_an_npdraw_config_only():
+    for config in (None, {"num_parts": 50}, "mnist"):
+        with pytest.raises(InvalidTypeError, match=r"config must be an NPDrawConfig, got .*NPDrawConfig.preset"):
+            NPDraw(config)
 
 
 def test_decoding_latents_edited_in_place_warns_that_their_canvas_is_decoded(mnist, mnist_images, caplog):
