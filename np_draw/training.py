@@ -101,6 +101,9 @@ def evaluate_prior(prior: Prior, bank: PartBank, latents: Latents, batch_size: i
 
 DEFAULT_PRIOR_EPOCHS = 20  # the paper: 200
 DEFAULT_EPOCHS = 10
+# The encoder/decoder steps below which a model trained from scratch draws blobs (the low-data curve of
+# docs/results.md trained 500, after 1,500 of the prior, and drew digits from 600 images)
+_FEW_STEPS = 500
 
 
 @dataclass
@@ -366,9 +369,13 @@ class _Run:
             images = images + validation
         else:
             split = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed))
-            held = min(max(1, round(len(images) * config.val_fraction)), len(images) - 1) if len(images) > 1 else 0
-            # With a single image, it is both the training and the validation set.
+            held = (min(max(1, round(len(images) * config.val_fraction)), len(images) - 1)
+                    if len(images) > 1 and config.val_fraction > 0 else 0)
+            # With a single image, or val_fraction 0, the training images are the validation set too.
             self.train_idx, self.val_idx = (split[held:], split[:held]) if held else (split, split)
+            if not held:
+                logger.info("no images held out (%s): the validation bound and model selection use the training "
+                            "images", "a single image" if len(images) == 1 else "val_fraction=0")
         self.model, self.images, self.config, self.progress, self.callback = model, images, config, progress, callback
         self.directory = directory
         colour = model.config.channels == 3
@@ -693,6 +700,13 @@ class _Run:
                 self.history.best_epoch = -1
         budget = self._budget(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
         self._log_cap("steps", cfg.steps, budget)
+        planned = budget.steps or budget.rounds * math.ceil(len(self.train_idx) / cfg.batch_size)
+        if cfg.fit_bank and self.epoch == 0 and self.step == 0 and planned < _FEW_STEPS:
+            logger.warning("training from scratch with %d encoder/decoder steps, where a new model needs hundreds to "
+                           "draw recognisable images (docs/results.md, low-data curve: %d steps, after %d of the "
+                           "prior): pass steps=%d or more (np-draw fit --steps, and --prior-steps), or fine-tune a "
+                           "trained model (fit_bank=False; np-draw fit --from NAME)", planned, _FEW_STEPS,
+                           3 * _FEW_STEPS, _FEW_STEPS)
         unit, self.history.steps = budget.unit, budget.steps
         self._epochs(budget, cfg.batch_size, trained, compute, end_epoch, unit)
         model.prior.requires_grad_(True)

@@ -259,6 +259,29 @@ def test_a_given_validation_set_is_held_out_and_all_training_images_are_trained_
         model.fit(train, epochs=1, validation=torch.rand(4, 3, 28, 28), progress=False)
 
 
+def test_a_short_run_from_scratch_warns_and_val_fraction_0_trains_and_validates_on_every_image(mnist_images, caplog):
+    """A user's trial: `np-draw fit` from scratch on 244 drawings ran 10 epochs of 2 steps and saved grey blobs
+    without a word; val_fraction=0 still held out one image."""
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        history = model.fit(mnist_images[:20], FitConfig(prior_epochs=1, epochs=2, batch_size=8, val_fraction=0.0),
+                            progress=False)
+    assert "training from scratch with 6 encoder/decoder steps" in caplog.text  # 2 epochs of 20 images at batch 8
+    assert "no images held out (val_fraction=0): the validation bound and model selection use the training images" \
+        in caplog.text
+    # Every image trained on: the bank saw all 20 (it is fitted on the training images only, in the split's order)
+    order = torch.randperm(20, generator=torch.Generator().manual_seed(FitConfig().seed))
+    expected = NPDraw(model.config).bank
+    expected.fit(mnist_images[:20][order], model.grid, empty_threshold=model.config.empty_threshold,
+                 seed=FitConfig().seed)
+    assert torch.equal(model.bank.parts, expected.parts) and len(history.val_bound) == 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="np_draw"):  # a fine-tune of the trained model: no warning
+        model.fit(mnist_images[:20], steps=2, prior_steps=1, progress=False)
+    assert "training from scratch" not in caplog.text
+
+
 def test_fit_on_a_trained_model_fine_tunes_it_from_where_it_stands_and_improves_held_out_images(mnist_images):
     import copy
 
