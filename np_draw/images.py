@@ -288,8 +288,11 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
             read = f"{name}: a 3-D tensor is read as grey images (N, H, W)"
             if channels == 1:
                 raise InvalidInputError(f"{read}, (N, {size}, {size}) here; got {tuple(images.shape)}")
+            hint = ("for one colour image, give a batch of one (images[None])" if images.shape[0] == 3 else
+                    "to use grey images, repeat them over R, G and B (images[:, None].expand(-1, 3, -1, -1)), as "
+                    "grey image files are")
             raise InvalidInputError(f"{read}, and this model takes colour ones (N, 3, {size}, {size}); got "
-                                    f"{tuple(images.shape)}: for one image, give a batch of one (images[None])")
+                                    f"{tuple(images.shape)}: {hint}")
         if images.ndim == 4 and images.shape[1] != channels and images.shape[-1] == channels:
             return rearrange(images, "n h w c -> n c h w").contiguous()
         return images

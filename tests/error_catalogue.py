@@ -206,7 +206,7 @@ API_CASES: list[ApiCase] = [
             lambda m, f: m.fit(_images(4, 1, 28, 28), FitConfig(epochs=2, steps=100), progress=False)),
     ApiCase("one colour image without a batch axis", "NPDraw.reconstruct", InvalidInputError,
             "images: a 3-D tensor is read as grey images (N, H, W), and this model takes colour ones (N, 3, 32, 32); "
-            "got (3, 32, 32): for one image, give a batch of one (images[None])",
+            "got (3, 32, 32): for one colour image, give a batch of one (images[None])",
             lambda m, f: NPDraw(NPDrawConfig.preset("cifar10", encoder_channels=8, decoder_channels=8)).reconstruct(
                 torch.rand(3, 32, 32))),
     ApiCase("a Gumbel temperature that would rise", "NPDraw.fit", InvalidInputError,

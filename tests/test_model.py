@@ -188,6 +188,17 @@ def test_bad_arguments_raise_clear_errors(call, message):
         call(model)
 
 
+def test_a_3d_batch_for_a_colour_model_gets_the_hint_that_fits_it():
+    model = random_model("cifar10")
+    with pytest.raises(ValueError, match=r"got \(3, 32, 32\): for one colour image, give a batch of one"):
+        model.encode(torch.rand(3, 32, 32))
+    # Ten grey images (an .npz of grey drawings on the command line): images[None] would not help
+    with pytest.raises(ValueError, match=r"got \(10, 32, 32\): to use grey images, repeat them over R, G and B"):
+        model.encode(torch.rand(10, 32, 32))
+    grey = torch.rand(10, 32, 32)
+    assert model.encode(grey[:, None].expand(-1, 3, -1, -1)).ids.shape == (10, 64)  # the hint, as written, works
+
+
 def test_wrong_types_raise_type_errors():
     model = random_model("mnist")
     with pytest.raises(TypeError, match="a list must hold only PIL images or only image tensors/arrays, got"):
