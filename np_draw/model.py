@@ -394,6 +394,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         check_flags(progress=progress, sample_pixels=sample_pixels, use_cache=use_cache)
         check_generators(generator, num_images)
         device = self.device if device is None else check_device(device)
+        self._check_fits_in_memory(num_images, device)
         images, latents = [], []
         with evaluating(self):
             for start in tqdm(range(0, num_images, batch_size), desc="sampling", disable=not progress,
@@ -405,6 +406,24 @@ class NPDraw(nn.Module, ModelHubMixin):
                 images.append(out.images.to(device))
                 latents.append(out.latents.to(device))
         return SampleOutput(torch.cat(images), Latents.cat(latents))
+
+    def _check_fits_in_memory(self, num_images: int, device: torch.device) -> None:
+        """InvalidInputError before any work when ``num_images`` images and their latents, returned on the CPU,
+        would need more than the machine's memory: the call would otherwise run for minutes and be killed."""
+        cfg = self.config
+        if device.type != "cpu" or not hasattr(os, "sysconf"):
+            return
+        try:
+            memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):  # not known on this system
+            return
+        # float32 images (the model's dtype or wider), int64 ids and locs, the canvases
+        per_image = 4 * cfg.channels * (cfg.image_size**2 + cfg.canvas_size**2) + 20 * cfg.num_steps
+        if num_images * per_image > memory:
+            raise InvalidInputError(
+                f"num_images={num_images:,} images of {cfg.channels}x{cfg.image_size}x{cfg.image_size} with their "
+                f"latents take {num_images * per_image / 2**30:,.0f} GiB, more than this machine's "
+                f"{memory / 2**30:,.0f} GiB of memory: draw them in several calls and save each")
 
     def _draw(self, count: int, generator: Generators, temperature: float, use_cache: bool, sample_pixels: bool,
               prefix: Latents | None = None) -> SampleOutput:

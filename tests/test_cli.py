@@ -386,6 +386,7 @@ def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):
     (["eval", "mnist", "--data", "images", "--split", "train"], "--split names a split of a data set, got 'train'"),
     (["eval", "mnist", "--data", "x.npz", "--features", "cnn-mnist", "--inception", "w.pth"],
      "give --features (got 'cnn-mnist') or --inception (got 'w.pth'), not both"),
+    (["sample", "mnist", "-n", "1000000000"], "num_images=1,000,000,000 images of 1x28x28 with their latents take"),
     (["eval", "mnist", "--data", ".", "--split", "val"],
      "--split: the mnist data set has no 'val' split; its splits are train, test"),
     (["eval", "mnist", "--data", ".", "--dataset", "cifar10", "--split", "val"], "the cifar10 data set has no 'val' split"),
