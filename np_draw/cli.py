@@ -31,7 +31,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
 import torch
 from PIL import Image
 from safetensors import safe_open
@@ -48,6 +47,7 @@ from .images import (
     image_source,
     is_colour,
     load_images,
+    npz_images,
     open_image,
     read_folder,
     save_grid,
@@ -234,10 +234,7 @@ def infer_preset(data: Path, crop: int | None = None) -> tuple[str, str]:
     (28x28 grey). Reads the first 16 image files of a folder (their ``crop`` px centre, when given), or the shape
     of an .npz file's array."""
     if data.suffix == ".npz":
-        with np.load(data, allow_pickle=False) as arrays:
-            if "images" not in arrays.files:
-                raise InvalidInputError(f"{str(data)!r} has no 'images' array; it holds {sorted(arrays.files)}")
-            shape = arrays["images"].shape
+        shape = npz_images(data).shape  # a damaged file, or one of objects, is an error naming it
         # (N, H, W), (N, C, H, W) or (N, H, W, C)
         channels_first = len(shape) == 4 and shape[1] in (1, 3)
         colour = len(shape) == 4 and (shape[1] if channels_first else shape[3]) == 3

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .editing import paste_latents
 from .errors import InvalidInputError, NPDrawError
-from .images import CELEBA_CROP, centre_crop, from_pil_images, make_grid, to_pil
+from .images import CELEBA_CROP, centre_crop, from_pil_images, make_grid, open_image, to_pil
 from .latents import Latents
 from .metrics import psnr
 from .model import NPDraw
@@ -156,12 +156,11 @@ def reconstruct(model: str, files: list[str | Path], crop: int = 0) -> tuple[Ima
     crop = _whole(crop, "crop", 2**16, note=" px (0: none)")
     pictures = []
     for file in files:
-        try:
-            with Image.open(file) as image:
-                image.load()
-                pictures.append(image.copy())
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-            raise InvalidInputError(f"{Path(file).name} is not an image this page can read: {error}") from error
+        try:  # as the command line reads files: upright as their EXIF says, within Pillow's size limit
+            pictures.append(open_image(file))
+        except InvalidInputError as error:
+            raise InvalidInputError(f"{Path(file).name} is not an image this page can read: "
+                                    f"{error.__cause__ or error}") from error
     if crop:
         pictures = [centre_crop(picture, crop, Path(file).name) for picture, file in zip(pictures, files)]
     images = from_pil_images(pictures, channels=net.config.channels, size=net.config.image_size).float() / 255

@@ -10,6 +10,9 @@ import logging
 import math
 import numbers
 import os
+import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from einops import rearrange
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, ImageOps
 from tqdm.auto import tqdm
 
 from .errors import InvalidInputError, InvalidTypeError, MissingFileError, UnwritablePathError, check_count
@@ -111,8 +114,12 @@ def _eight_bit(image: Image.Image) -> Image.Image:
 
 
 def _check_not_colour(image: Image.Image, channels: int, name: str) -> None:
-    """InvalidInputError for a colour image given to a grey model (``channels`` 1): dropping its colour would train
+    """InvalidInputError for an image with a zero side (it has no pixels to crop and resize: it would be read as a
+    blank picture), and for a colour image given to a grey model (``channels`` 1): dropping its colour would train
     or score something else than what the user has."""
+    if image.width == 0 or image.height == 0:
+        raise InvalidInputError(f"{name} must be an image of at least 1x1 px, got one of {image.width}x"
+                                f"{image.height} px ({image.mode}): it has no pixels")
     if channels == 1 and is_colour(image):
         raise InvalidInputError(f"{name} is a colour image ({image.width}x{image.height} {image.mode}) but the model "
                                 "takes grey images (channels=1); use a colour model (a cifar10 or celeba preset or "
@@ -156,7 +163,11 @@ def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: 
 
 def _centre(image: Image.Image, side: int) -> Image.Image:
     left, top = (image.width - side) // 2, (image.height - side) // 2
-    return image.crop((left, top, left + side, top + side))
+    # Pillow checks a crop's size against PIL.Image.MAX_IMAGE_PIXELS as it checks a file's: the image is decoded
+    # already, so the check guards nothing, and its warning for an image above the limit was logged when read.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return image.crop((left, top, left + side, top + side))
 
 
 def _square(image: Image.Image, size: int, channels: int) -> np.ndarray:
@@ -179,10 +190,11 @@ def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Ima
 
 def read_folder(folder: Path, name: str = "images", crop: int | None = None,
                 limit: int | None = None) -> Iterator[tuple[str, Image.Image]]:
-    """The image files under ``folder`` (recursively, sorted), decoded (and cut to their ``crop`` px centre, see
-    :func:`centre_crop`); unreadable ones skipped with a warning; only the first ``limit`` readable ones when given
-    (the files after them are not opened). ``name`` is the argument an error names; images smaller than ``crop``
-    are an error naming all of them, once the files have been read. ``~`` is the home folder."""
+    """The image files under ``folder`` (recursively, sorted), decoded, turned upright as their EXIF says (and cut to
+    their ``crop`` px centre, see :func:`centre_crop`); unreadable ones, and ones of more than twice Pillow's
+    PIL.Image.MAX_IMAGE_PIXELS, skipped with a warning (ones above it are read, with one); only the first ``limit``
+    readable ones when given (the files after them are not opened). ``name`` is the argument an error names; images
+    smaller than ``crop`` are an error naming all of them, once the files have been read. ``~`` is the home folder."""
     folder = Path(folder).expanduser()
     if folder.is_file():
         raise InvalidInputError(f"{name} must be a folder of image files, got {str(folder)!r}: a file")
@@ -190,16 +202,21 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
         raise MissingFileError(f"{name} must be a folder of image files, got {str(folder)!r}: nothing there")
     crop = None if crop is None else check_count(crop, "crop")
     limit = None if limit is None else check_count(limit, "limit")
-    skipped, small, found = [], [], 0
+    skipped, huge, large, small, found = [], [], [], [], 0
     # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
     # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
     for path in sorted((os.path.join(root, file) for root, _, files in os.walk(folder) for file in files),
                        key=lambda path: path.split(os.sep)):
         try:
-            image = open_image(path)
+            image = _decode(path)
+        except _TooLarge as error:
+            huge.append(f"{os.path.relpath(path, folder)} ({error.pixels} pixels)")
+            continue
         except InvalidInputError as error:
             skipped.append(f"{os.path.relpath(path, folder)} ({error.__cause__.__class__.__name__})")
             continue
+        if _over_limit(image):
+            large.append(f"{os.path.relpath(path, folder)} ({image.width}x{image.height})")
         if crop is not None and min(image.size) < crop:
             small.append(f"{os.path.relpath(path, folder)} ({image.width}x{image.height})")
             continue
@@ -210,6 +227,15 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
     if skipped:
         logger.warning("skipped %d %s not readable images: %s", len(skipped),
                        "file that is" if len(skipped) == 1 else "files that are", ", ".join(skipped[:10]))
+    if huge:
+        logger.warning("skipped %d %s more than twice Pillow's limit of %d pixels (PIL.Image.MAX_IMAGE_PIXELS), "
+                       "which Pillow refuses to decode: %s; raise PIL.Image.MAX_IMAGE_PIXELS above their size to "
+                       "read them", len(huge), "file that is" if len(huge) == 1 else "files that are",
+                       Image.MAX_IMAGE_PIXELS, ", ".join(huge[:10]))
+    if large:
+        logger.warning("%d %s larger than Pillow's limit of %d pixels (PIL.Image.MAX_IMAGE_PIXELS), read anyway: "
+                       "%s", len(large), "file is" if len(large) == 1 else "files are", Image.MAX_IMAGE_PIXELS,
+                       ", ".join(large[:10]))
     if small:
         raise InvalidInputError(f"crop={crop} px does not fit {len(small)} of the images in {str(folder)!r}: "
                                 f"{', '.join(small[:10])}{', ...' if len(small) > 10 else ''}")
@@ -217,14 +243,62 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
         raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
 
 
-def open_image(path: str | Path, crop: int | None = None) -> Image.Image:
-    """The image file ``path``, decoded, and cut to its ``crop`` px centre when given (:func:`centre_crop`);
-    InvalidInputError for a file Pillow cannot read."""
+# The EXIF tag that says how a camera held the picture: phones store photos sideways and set it for viewers
+_ORIENTATION = 0x0112
+
+
+class _TooLarge(InvalidInputError):
+    """An image file of more than twice Pillow's PIL.Image.MAX_IMAGE_PIXELS, which Pillow refuses to decode (a
+    decompression bomb guard); ``pixels`` is its size as Pillow read it from the header (0 if unknown)."""
+
+    def __init__(self, message: str, pixels: int) -> None:
+        super().__init__(message)
+        self.pixels = pixels
+
+
+def _over_limit(image: Image.Image) -> bool:
+    """Whether ``image`` is larger than Pillow's PIL.Image.MAX_IMAGE_PIXELS (None: no limit), for which Pillow
+    warns; up to twice it, Pillow decodes it."""
+    return Image.MAX_IMAGE_PIXELS is not None and image.width * image.height > Image.MAX_IMAGE_PIXELS
+
+
+def _decode(path: str | Path) -> Image.Image:
+    """The image file ``path``, decoded and turned upright as its EXIF orientation says (as a viewer shows it);
+    :class:`_TooLarge` for one of more than twice Pillow's limit, InvalidInputError for a file Pillow cannot read.
+    Pillow's DecompressionBombWarning is not shown: callers log their own line (:func:`_over_limit`)."""
     try:
-        with Image.open(path) as image:
-            image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        # The warning would print Pillow's source line beside np-draw's log lines, once per read of the file
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                if image.getexif().get(_ORIENTATION, 1) != 1:
+                    image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as error:
+        pixels = next((int(word.strip("(")) for word in str(error).split() if word.strip("(").isdigit()), 0)
+        size = f"{pixels} pixels" if pixels else "an image"
+        raise _TooLarge(f"{str(path)!r} is {size}, more than twice Pillow's limit of {Image.MAX_IMAGE_PIXELS} "
+                        f"pixels (PIL.Image.MAX_IMAGE_PIXELS), which Pillow refuses to decode; raise "
+                        f"PIL.Image.MAX_IMAGE_PIXELS above its size to read it", pixels) from error
+    except (OSError, SyntaxError, ValueError) as error:
         raise InvalidInputError(f"{str(path)!r} is not a readable image: {error}") from error
+    return image
+
+
+def open_image(path: str | Path, crop: int | None = None) -> Image.Image:
+    """The image file ``path``, decoded, turned upright as its EXIF orientation says (a phone photo stored
+    sideways), and then cut to its ``crop`` px centre when given (:func:`centre_crop`); InvalidInputError for a
+    file Pillow cannot read, or one of more than twice Pillow's limit of PIL.Image.MAX_IMAGE_PIXELS pixels (a
+    warning is logged for one above the limit, which is read)."""
+    image = _decode(path)
+    if _over_limit(image):
+        logger.warning("%r is %dx%d = %d pixels, larger than Pillow's limit of %d pixels "
+                       "(PIL.Image.MAX_IMAGE_PIXELS); read anyway", str(path), image.width, image.height,
+                       image.width * image.height, Image.MAX_IMAGE_PIXELS)
+    return _framed(image, crop, path)
+
+
+def _framed(image: Image.Image, crop: int | None, path: str | Path) -> Image.Image:
     return image if crop is None else centre_crop(image, crop, repr(str(path)))
 
 
@@ -507,8 +581,9 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images",
         # Each file is decoded once here and let go, so that reading the folder lazily later fails on none, and a
         # colour image for a grey model is refused before any training.
         files = [path for path, _ in _checked(read_folder(Path(images), name, crop), channels, size, str(images))]
-        source: ImageSource = LazyImages(len(files), lambda i: open_image(files[i], crop), channels=channels, size=size,
-                                         name=str(images), label=files.__getitem__)
+        # The files above Pillow's limit were logged once by read_folder: not again at each read
+        source: ImageSource = LazyImages(len(files), lambda i: _framed(_decode(files[i]), crop, files[i]),
+                                         channels=channels, size=size, name=str(images), label=files.__getitem__)
     elif (dataset := _by_index(images, name)) is not None:
         if len(dataset) == 0:
             raise InvalidInputError(f"{name} is an empty dataset")
@@ -536,8 +611,8 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
         (N, C, size, size) tensor (uint8, or float as stored in an .npz), and a label naming each image's source:
         its file, or ``path[i]`` for the i-th image of an .npz.
     Raises:
-        MissingFileError: nothing at ``path``. InvalidInputError: an .npz without ``images`` or a file that is not
-        an image.
+        MissingFileError: nothing at ``path``. InvalidInputError: an .npz that is not a readable archive of a
+        numeric ``images`` array (:func:`npz_images`) or a file that is not an image.
     """
     path = Path(path).expanduser()
     limit = None if limit is None else check_count(limit, "limit")
@@ -554,13 +629,47 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
     elif path.suffix == ".npz":
         if crop is not None:
             raise InvalidInputError(f"crop applies to image files, and {str(path)!r} is an array file")
-        with np.load(path, allow_pickle=False) as data:
-            if "images" not in data.files:
-                raise InvalidInputError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
-            images = as_image_tensor(data["images"], channels=channels, size=size, name=f"{path}['images']")[:limit]
+        images = as_image_tensor(npz_images(path), channels=channels, size=size, name=f"{path}['images']")[:limit]
     else:
         return _item_tensor(open_image(path, crop), channels=channels, size=size, name=str(path)), [str(path)]
     return images, [f"{path}[{i}]" for i in range(len(images))]
+
+
+def npz_images(path: Path) -> np.ndarray:
+    """The ``images`` array of the .npz file ``path``, of any shape and a numeric (or bool) dtype.
+
+    InvalidInputError naming the file for one that is not a readable .npz archive of such an array: truncated or
+    corrupt, not a zip archive at all (a text file named x.npz), one .npy array, an archive without ``images``, or
+    an ``images`` array of objects, strings or records. Object arrays are never loaded (allow_pickle=False):
+    unpickling a file runs its code, and NumPy's own message for them advises loading it unsafely."""
+    not_read = f"{str(path)!r} is not a readable .npz archive of a numeric 'images' array"
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        # NumPy takes a file that is neither a zip archive nor a .npy array for a pickle: say what it is instead
+        got = ("it is empty" if isinstance(error, EOFError) else
+               f"its zip archive is damaged or truncated ({error})" if isinstance(error, zipfile.BadZipFile) else
+               f"it cannot be opened ({error})" if isinstance(error, OSError) else
+               "it is not a zip archive, as an .npz file is")
+        raise InvalidInputError(f"{not_read}: {got}") from error
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise InvalidInputError(f"{not_read}: it is one .npy array, of shape {data.shape}; save it with "
+                                "numpy.savez(path, images=array)")
+    with data:
+        if "images" not in data.files:
+            raise InvalidInputError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
+        try:
+            images = data["images"]
+        except ValueError as error:
+            objects = "pickle" in str(error)  # NumPy's message for an object array, which it did not load
+            got = ("its 'images' array holds Python objects (object arrays are never loaded)" if objects else
+                   f"its 'images' array is damaged ({type(error).__name__})")
+            raise InvalidInputError(f"{not_read}: {got}") from error
+        except (OSError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error) as error:
+            raise InvalidInputError(f"{not_read}: its 'images' array is damaged or truncated ({error})") from error
+    if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
+        raise InvalidInputError(f"{not_read}: its 'images' array has dtype {images.dtype}")
+    return images
 
 
 def _unit(images: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from np_draw import NPDraw, hub
 from np_draw.cli import _fit_config, build_parser, infer_preset, main
 from np_draw.data import DATA_FILES
 from np_draw.errors import InvalidInputError
-from np_draw.images import image_source, load_images, to_pil
+from np_draw.images import image_source, load_images, open_image, to_pil
 from np_draw.manifest import read_manifest
 from np_draw.training import FitConfig
 
@@ -495,3 +495,31 @@ def test_fit_interrupted_by_ctrl_c_says_how_to_resume_and_resumes_exactly(tmp_pa
     assert "resumed at stage vae" in caplog.text  # from the checkpoint, not a fresh start with the same seed
     straight, resumed = NPDraw.from_pretrained(tmp_path / "straight"), NPDraw.from_pretrained(tmp_path / "stopped")
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_image_files_are_turned_upright_as_their_exif_orientation_says_before_any_crop(tmp_path, suffix):
+    """A phone photo is stored sideways with EXIF Orientation 6 (turn 90 degrees clockwise to view); every loader
+    reads files through open_image, and --crop frames the picture as a viewer shows it."""
+    stored = np.zeros((20, 40), np.uint8)  # 40 px wide as stored: 20 wide and 40 tall as shown
+    stored[:8, :8] = 255  # a white corner at the stored top left: at the shown top right
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(stored).save(folder / f"phone{suffix}", exif=exif, quality=100)
+    upright = np.rot90(stored, k=-1)  # clockwise
+    Image.fromarray(upright).save(tmp_path / f"upright{suffix}", quality=100)
+    tolerance = 0 if suffix == ".png" else 16  # JPEG's loss
+
+    def close(image: np.ndarray, expected: np.ndarray) -> bool:
+        return image.shape == expected.shape and np.abs(image.astype(int) - expected).max() <= tolerance
+
+    assert close(np.asarray(open_image(folder / f"phone{suffix}")), upright)
+    assert close(np.asarray(open_image(folder / f"phone{suffix}", crop=20)), upright[10:30])  # the shown centre
+    want = load_images(tmp_path / f"upright{suffix}", channels=1, size=20)[0]
+    for path in (folder / f"phone{suffix}", folder):
+        got = load_images(path, channels=1, size=20)[0]
+        assert close(got[0, 0].numpy(), want[0, 0].numpy())
+    assert close(image_source(folder, channels=1, size=20).read(torch.tensor([0]))[0, 0].mul(255).round().numpy(),
+                 want[0, 0].numpy())
