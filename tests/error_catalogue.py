@@ -130,6 +130,12 @@ class _Rows(torch.utils.data.Dataset):
         return self.rows[i]
 
 
+def _text_npz(folder: Path) -> Path:
+    path = folder / "notes.npz"
+    path.write_text("not an archive")
+    return path
+
+
 def _npz(folder: Path, images: np.ndarray) -> str:
     path = folder / "images.npz"
     np.savez(path, images=images)
@@ -320,6 +326,8 @@ CLI_CASES: list[CliCase] = [
     CliCase("images of the wrong size", "must have shape (N, 1, 28, 28) (NCHW), got (2, 1, 20, 20)",
             lambda model, f: ["reconstruct", str(model), _npz(f, np.zeros((2, 1, 20, 20), np.uint8)),
                               "-o", str(f / "x.png")]),
+    CliCase("a text file named .npz", "is not a readable .npz archive of a numeric 'images' array: it is not a zip archive",
+            lambda model, f: ["reconstruct", str(model), str(_text_npz(f)), "-o", str(f / "x.png")]),
     CliCase("floats outside [0, 1]", "must lie in [0, 1] (floats) or be uint8, got values in [2, 2]",
             lambda model, f: ["reconstruct", str(model), _npz(f, np.full((2, 28, 28), 2.0, np.float32)),
                               "-o", str(f / "x.png")]),
