@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import numbers
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -294,6 +295,10 @@ def check_address(host: str, port: int) -> None:
     """Raise InvalidInputError when the page cannot be served on ``host:port`` (the port is taken, the host is not
     this machine's), before anything is built: Gradio's own error says to pass ``server_port`` to ``launch()``,
     which a user of the command line never sees."""
+    # getaddrinfo wraps a number above 65535 (70000 is port 4464), which the probe would then find free
+    if isinstance(port, bool) or not isinstance(port, numbers.Integral) or not 0 <= port <= 65535:
+        raise InvalidInputError(f"port must be an int in [0, 65535], got {port!r}")
+    port = int(port)
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind) as probe:

@@ -23,7 +23,14 @@ from einops import rearrange
 from PIL import Image, ImageChops, ImageOps
 from tqdm.auto import tqdm
 
-from .errors import InvalidInputError, InvalidTypeError, MissingFileError, UnwritablePathError, check_count
+from .errors import (
+    InvalidInputError,
+    InvalidTypeError,
+    MissingFileError,
+    UnwritablePathError,
+    check_count,
+    check_flags,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -448,6 +455,7 @@ class ImageSource(abc.ABC):
     def fingerprint(self, progress: bool = False) -> str:
         """sha256 of the images' bytes in order, read a chunk at a time (the same for a source in memory and a lazy
         one of the same images and dtype); ``progress`` shows a bar (a folder of thousands of files takes seconds)."""
+        check_flags(progress=progress)
         digest = hashlib.sha256()
         with tqdm(total=len(self), desc="fingerprint", disable=not progress, leave=False) as bar:
             for chunk in self.chunks():

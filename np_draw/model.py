@@ -417,13 +417,15 @@ class NPDraw(nn.Module, ModelHubMixin):
             memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError):  # not known on this system
             return
-        # float32 images (the model's dtype or wider), int64 ids and locs, the canvases
-        per_image = 4 * cfg.channels * (cfg.image_size**2 + cfg.canvas_size**2) + 20 * cfg.num_steps
+        # float32 images (the model's dtype or wider), int64 ids and locs, the canvases; twice: the batches are held
+        # until torch.cat has copied them into the returned tensors (a peak of 2.4 times the output was measured)
+        per_image = 2 * (4 * cfg.channels * (cfg.image_size**2 + cfg.canvas_size**2) + 20 * cfg.num_steps)
         if num_images * per_image > memory:
             raise InvalidInputError(
                 f"num_images={num_images:,} images of {cfg.channels}x{cfg.image_size}x{cfg.image_size} with their "
-                f"latents take {num_images * per_image / 2**30:,.0f} GiB, more than this machine's "
-                f"{memory / 2**30:,.0f} GiB of memory: draw them in several calls and save each")
+                f"latents take {num_images * per_image / 2**30:,.0f} GiB while they are gathered (twice what is "
+                f"returned), more than this machine's {memory / 2**30:,.0f} GiB of memory: draw them in several "
+                "calls and save each")
 
     def _draw(self, count: int, generator: Generators, temperature: float, use_cache: bool, sample_pixels: bool,
               prefix: Latents | None = None) -> SampleOutput:

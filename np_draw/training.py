@@ -701,7 +701,7 @@ class _Run:
         budget = self._budget(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
         self._log_cap("steps", cfg.steps, budget)
         planned = budget.steps or budget.rounds * math.ceil(len(self.train_idx) / cfg.batch_size)
-        if cfg.fit_bank and self.epoch == 0 and self.step == 0 and planned < _FEW_STEPS:
+        if cfg.fit_bank and self.epoch == 0 and self.step == 0 and 0 < planned < _FEW_STEPS:  # 0 skips the stage
             logger.warning("training from scratch with %d encoder/decoder steps, where a new model needs hundreds to "
                            "draw recognisable images (docs/results.md, low-data curve: %d steps, after %d of the "
                            "prior): pass steps=%d or more (np-draw fit --steps, and --prior-steps), or fine-tune a "

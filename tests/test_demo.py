@@ -186,3 +186,10 @@ def test_np_draw_demo_on_a_port_in_use_says_so_before_it_starts(capsys):
             demo.serve("mnist", port=port, block=False)
     with pytest.raises(InvalidInputError, match="cannot serve the page on 192.0.2.1"):  # not this machine's address
         demo.check_address("192.0.2.1", 7860)
+
+
+@pytest.mark.parametrize("port", [70000, 65536, -1, True, 7860.0, "7860"])
+def test_check_address_refuses_a_port_that_is_not_a_port_number(port):
+    # getaddrinfo takes 70000 for 70000 % 65536 = 4464: the probe bound that port and said 70000 was free
+    with pytest.raises(InvalidInputError, match=r"port must be an int in \[0, 65535\], got"):
+        demo.check_address("127.0.0.1", port)

@@ -237,3 +237,18 @@ def test_eval_mode_folds_batchnorm_into_the_convolution_with_the_same_result(tra
     assert torch.equal(out, torch.nn.Sequential(*block)(x))  # bit for bit: the unfused layers ran
     out.sum().backward()
     assert norm.weight.grad is not None and block[0].weight.grad is not None
+
+
+def test_sample_refuses_a_count_whose_batches_and_their_concatenation_would_not_fit_in_memory(monkeypatch):
+    """sample holds every batch and then torch.cat's copy of them (and its latents'), so its peak is at least twice
+    what it returns: a count whose output is 60 % of the machine's memory runs for minutes and is killed."""
+    import os
+
+    model = random_model("mnist")
+    cfg = model.config
+    returned = 4 * cfg.channels * (cfg.image_size**2 + cfg.canvas_size**2) + 20 * cfg.num_steps  # bytes per image
+    memory = 10**6 * returned  # a machine that holds the output of a million images, once
+    monkeypatch.setattr(os, "sysconf", lambda name: {"SC_PHYS_PAGES": memory // 4096, "SC_PAGE_SIZE": 4096}[name])
+    with pytest.raises(ValueError, match=r"num_images=600,000 images of 1x28x28 with their latents take"):
+        model.sample(600_000, progress=False)
+    assert model.sample(2, progress=False).images.shape == (2, 1, 28, 28)  # a small count is drawn

@@ -291,3 +291,10 @@ def test_a_checkpoint_of_another_config_is_refused_by_shape_before_loading(mnist
     with pytest.raises(ConfigMismatchError, match=r"cannot resume from .*encoder\.\S+ has shape \[\d+, .*"
                                                   r"in the checkpoint's model.safetensors, the config makes it"):
         NPDraw(wider).fit(images, FitConfig(**SHORT), output_dir=tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("flag", ["no", 0, None])
+def test_fingerprint_progress_must_be_a_bool(flag):
+    # as every other progress= flag: "no" would count as True and show the bar
+    with pytest.raises(TypeError, match=rf"progress must be True or False, got {flag!r}"):
+        TensorImages(torch.rand(2, 1, 28, 28)).fingerprint(progress=flag)

@@ -279,6 +279,8 @@ def test_a_short_run_from_scratch_warns_and_val_fraction_0_trains_and_validates_
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="np_draw"):  # a fine-tune of the trained model: no warning
         model.fit(mnist_images[:20], steps=2, prior_steps=1, progress=False)
+        # nor a stage skipped on purpose (0 steps)
+        NPDraw(model.config).fit(mnist_images[:20], FitConfig(prior_epochs=1, steps=0, batch_size=8), progress=False)
     assert "training from scratch" not in caplog.text
 
 
