@@ -58,7 +58,7 @@ class TrainingDivergedError(NPDrawError, FloatingPointError):
 
 
 class UnwritablePathError(NPDrawError, OSError):
-    """An output file or folder cannot be created or written."""
+    """An output file or folder cannot be created or written, or a Hub repo cannot be uploaded to (unreachable)."""
 
 
 def check_temperature(temperature: Any) -> float:

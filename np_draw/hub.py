@@ -303,7 +303,8 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-_TRANSPORT_ERRORS = _transport_errors()
+# What reaching the Hub can raise besides its own errors: a refused connection, a download cut short, a full disk
+TRANSPORT_ERRORS = _transport_errors()
 
 
 def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping[str, Any]] | None, hint: str, *,
@@ -339,7 +340,7 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
         except EntryNotFoundError as error:
             raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {asked!r}; an "
                                           f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
-        except _TRANSPORT_ERRORS as error:  # other HTTP errors, a download cut short or stalled, a full disk
+        except TRANSPORT_ERRORS as error:  # other HTTP errors, a download cut short or stalled, a full disk
             raise WeightsUnavailableError(f"could not download {where}: {str(error).splitlines()[0]}") from error
         except ValueError as error:
             if not force_download:
@@ -376,7 +377,7 @@ def _card(repo_id: str, commit: str, fetch: bool, *, cache_dir: str | Path | Non
                                     force_download=force_download, token=token, library_name=LIBRARY_NAME))
     except EntryNotFoundError:
         return None
-    except _TRANSPORT_ERRORS as error:  # the weights are here: they load, without the card's terms
+    except TRANSPORT_ERRORS as error:  # the weights are here: they load, without the card's terms
         logger.warning("could not download the model card of %s, so its licence terms do not go with the weights: "
                        "%s", repo_id, str(error).splitlines()[0])
         return None

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
-from huggingface_hub import HfApi, ModelCard, ModelHubMixin
+from huggingface_hub import HfApi, ModelCard, ModelHubMixin, constants
+from huggingface_hub.utils import HfHubHTTPError
 from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
@@ -746,17 +747,24 @@ class NPDraw(nn.Module, ModelHubMixin):
             The commit id, to load exactly this upload with ``from_pretrained(repo_id, revision=...)``.
         Raises:
             InvalidInputError: ``repo_id`` is not "owner/name", or a bad ``card``.
-            huggingface_hub.errors.HfHubHTTPError: the Hub refused.
+            huggingface_hub.errors.HfHubHTTPError: the Hub refused. UnwritablePathError: it could not be reached
+            (offline, a wrong HF_ENDPOINT) or the upload broke off.
 
         Example:
             >>> commit = model.push_to_hub("me/np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
         facts = hub.check_card(card, repo_id=repo_id)
-        if revision is not None:
-            # The mixin commits to a branch but does not create it, and a branch needs its repo first.
-            api = HfApi(token=token)
-            api.create_repo(repo_id, private=private, exist_ok=True)
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = super().push_to_hub(repo_id, branch=revision, private=private, token=token,
-                                     commit_message=commit_message, model_card_kwargs={"card": facts})
+        try:
+            if revision is not None:
+                # The mixin commits to a branch but does not create it, and a branch needs its repo first.
+                api = HfApi(token=token)
+                api.create_repo(repo_id, private=private, exist_ok=True)
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            commit = super().push_to_hub(repo_id, branch=revision, private=private, token=token,
+                                         commit_message=commit_message, model_card_kwargs={"card": facts})
+        except HfHubHTTPError:  # the Hub answered and refused: its own error says why
+            raise
+        except hub.TRANSPORT_ERRORS as error:
+            raise UnwritablePathError(f"could not upload to the Hub repo {repo_id!r} at {constants.ENDPOINT}: "
+                                      f"{str(error).splitlines()[0]}") from error
         return commit.oid

@@ -343,6 +343,24 @@ def test_push_to_hub_uploads_the_folder_and_it_loads_back(world, tmp_path):
     uploaded = {line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in lines[1:]}
     assert uploaded == {name: (expected / name).read_bytes() for name in ("config.json", "model.safetensors",
                                                                           "README.md")}
+    # A Hub that cannot be reached is said as such (it was the HTTP client's ConnectError); a refusal stays the Hub's
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    code = """if True:
+        from np_draw import UnwritablePathError
+        from tests.conftest import random_model
+        for revision in (None, "dev"):
+            try:
+                random_model("mnist").push_to_hub("me/pushed", revision=revision, token="hf_secret")
+            except UnwritablePathError as error:
+                print(error)
+    """
+    done = world.run(code, endpoint=closed)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"could not upload to the Hub repo 'me/pushed' at {closed}: ")
+                                   for line in lines) and "refused" in done.stdout.lower()
 
 
 def test_a_model_from_a_hub_repo_keeps_the_licence_terms_of_its_card(world, tmp_path):
