@@ -829,4 +829,7 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
                 with contextlib.suppress(OSError):
                     folder.rmdir()
             raise
-        return run.run(resume)
+        # torch's global generator drives the run (seeded from config.seed, saved in checkpoints); the caller's own
+        # stream goes on after fit as it was before it
+        with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+            return run.run(resume)

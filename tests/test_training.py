@@ -284,6 +284,17 @@ def test_a_short_run_from_scratch_warns_and_val_fraction_0_trains_and_validates_
     assert "training from scratch" not in caplog.text
 
 
+def test_fit_leaves_torch_s_global_generator_as_it_found_it(mnist_images):
+    """fit seeds torch's generator from FitConfig.seed for its own draws; the caller's stream went on from that
+    seed afterwards (the draws after two fits with different seeds before them were the same)."""
+    model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    torch.manual_seed(999)
+    expected = torch.rand(3)
+    torch.manual_seed(999)
+    model.fit(mnist_images[:8], FitConfig(prior_steps=1, steps=1, batch_size=4), progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_fit_on_a_trained_model_fine_tunes_it_from_where_it_stands_and_improves_held_out_images(mnist_images):
     import copy
 
