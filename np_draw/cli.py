@@ -476,7 +476,8 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
                   else f"the Hub repo {entry['repo_id']} at commit {entry['revision']}, checked against the weights "
                        "manifest")
     else:
-        source = f"the Hub repo {name} (not in the weights manifest: unverified)"
+        source = (f"the Hub repo {name} (not in the weights manifest: its weights are checked against the sha256 the "
+                  "Hub gives for them)")
     model = NPDraw.from_pretrained(Path(folder), device=device)  # float32: nothing is computed in it
     with safe_open(Path(folder) / WEIGHTS_NAME, framework="pt") as weights:  # checked by the load
         stored = weights.get_slice("bank.parts").get_dtype()  # the dtype from_pretrained(dtype="auto") would take

@@ -46,7 +46,15 @@ from .errors import (
     WeightsUnavailableError,
     check_flags,
 )
-from .manifest import REPO_ID, file_problem, manifest_path, read_manifest, sha256_file
+from .manifest import (
+    MANIFEST_ENV,
+    PACKAGE_MANIFEST,
+    REPO_ID,
+    file_problem,
+    manifest_path,
+    read_manifest,
+    sha256_file,
+)
 from .model_files import CARD_NAME, CONFIG_NAME, LOADED_FILES, WEIGHTS_NAME
 
 logger = logging.getLogger(__name__)
@@ -240,6 +248,11 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                 f"from the Hub repo {repo_id} with revision='main'")
         if pinned and entry["bundled"]:
             bundle = manifest.parent / name
+            if not bundle.is_dir() and manifest.resolve() != PACKAGE_MANIFEST.resolve():
+                raise WeightsUnavailableError(
+                    f"the manifest {manifest} marks {name!r} as bundled, and bundled files are read from the folder "
+                    f"beside it, {bundle}, which does not exist: copy the package's {PACKAGE_MANIFEST.parent / name} "
+                    f"there, or load {name!r} with the package's own manifest (unset {MANIFEST_ENV})")
             # Every recorded file, the card too: its licence terms are read and go with the weights.
             for filename, record in entry["files"].items():
                 problem = file_problem(bundle / filename, record)

@@ -675,7 +675,8 @@ class NPDraw(nn.Module, ModelHubMixin):
                         force_download: bool = False, token: str | bool | None = None,
                         device: torch.device | str | None = None,
                         dtype: torch.dtype | str | None = None, strict: bool = True) -> NPDraw:
-        """Load a model: a local folder, a pretrained name or a Hub repo, in that order.
+        """Load a model: a pretrained name (before a folder of that name, unless given as a Path or "./name"), a
+        local folder, or a Hub repo.
 
         Downloaded and bundled pretrained weights are checked against the sha256 and size in the weights manifest
         before they are read; only JSON and safetensors are read.

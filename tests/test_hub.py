@@ -23,7 +23,7 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 
-from np_draw import CorruptWeightsError, NPDraw, WeightsUnavailableError
+from np_draw import CorruptWeightsError, NPDraw, WeightsUnavailableError, hub
 from np_draw.manifest import MANIFEST_ENV, PACKAGE_MANIFEST, describe_files, read_manifest, sha256_file
 from tests.conftest import random_model
 from tests.hub_server import HubServer, fingerprint
@@ -459,3 +459,15 @@ def test_a_bundled_model_card_is_verified_before_its_licence_is_read(world, monk
     card.write_text(card.read_text().replace("license: mit", "license: apache-2.0"))
     with pytest.raises(CorruptWeightsError, match="bundled README.md of 'tiny-bundled'.*its size is"):
         NPDraw.from_pretrained("tiny-bundled")
+
+
+def test_a_copied_manifest_without_its_bundled_folders_says_where_they_are_looked_for(tmp_path):
+    # The package's manifest copied elsewhere (NP_DRAW_MANIFEST): its bundled names are read beside the copy. It said
+    # the bundled files were damaged and to reinstall np-draw.
+    copy = tmp_path / "manifest.json"
+    shutil.copyfile(PACKAGE_MANIFEST, copy)
+    with pytest.raises(WeightsUnavailableError, match=rf"marks 'mnist' as bundled, .* beside it, {tmp_path / 'mnist'}, "
+                                                      r"which does not exist: copy the package's"):
+        hub.resolve_pretrained("mnist", manifest=copy)
+    shutil.copytree(PACKAGE_MANIFEST.parent / "mnist", tmp_path / "mnist")
+    assert hub.resolve_pretrained("mnist", manifest=copy) == tmp_path / "mnist"
