@@ -377,7 +377,7 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         if images.ndim == 4 and images.shape[1] != channels and images.shape[-1] == channels:
             return rearrange(images, "n h w c -> n c h w").contiguous()
         return images
-    if _is_dataset(images):
+    if _is_dataset(images, name):
         # Map-style or iterable, every item is read and converted; image_source reads map-style ones lazily.
         if isinstance(images, torch.utils.data.DataLoader):
             images = (image for batch in images for image in _image_of(batch, "a batch"))
@@ -390,8 +390,12 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
                            f"{type(images).__name__}")
 
 
-def _is_dataset(images: Any) -> bool:
-    """A torch Dataset or DataLoader, or any other dataset object (a Hugging Face ``datasets.Dataset``)."""
+def _is_dataset(images: Any, name: str = "images") -> bool:
+    """A torch Dataset or DataLoader, or any other dataset object (a Hugging Face ``datasets.Dataset``); an
+    InvalidTypeError naming ``name`` for a Hugging Face ``DatasetDict``, whose items are its splits."""
+    if isinstance(images, dict) and hasattr(images, "column_names"):
+        raise InvalidTypeError(f"{name} is a dataset of splits {list(images)} (a DatasetDict): pass one split, e.g. "
+                               f"{name}[{next(iter(images), 'train')!r}]")
     return isinstance(images, (torch.utils.data.Dataset, torch.utils.data.DataLoader)) or (
         hasattr(images, "column_names") and hasattr(images, "__iter__"))
 
@@ -420,8 +424,12 @@ def _item_tensor(item: Any, *, channels: int, size: int, name: str) -> torch.Ten
         _check_not_colour(item, channels, name)
         return rearrange(torch.from_numpy(_square(item, size, channels)), "h w c -> 1 c h w")
     if not isinstance(item, (torch.Tensor, np.ndarray)):
+        # A Hugging Face dataset made from arrays (Dataset.from_dict) gives its rows back as nested lists
+        hint = ("; a Hugging Face dataset of arrays gives them back as lists unless it is formatted: pass "
+                "dataset.with_format('numpy') (its arrays must then be uint8, or floats in [0, 1])"
+                if isinstance(item, list) else "")
         raise InvalidTypeError(f"{name}: a dataset item must be an image tensor, array or PIL image, got "
-                               f"{type(item).__name__}")
+                               f"{type(item).__name__}{hint}")
     if item.ndim == 2 and (channels != 1 or tuple(item.shape) != (size, size)):
         raise InvalidInputError(f"{name}: a dataset item of shape {tuple(item.shape)} is one grey image; this model "
                                 f"takes ({channels}, {size}, {size}) images")
@@ -556,7 +564,7 @@ def _by_index(images: Any, name: str) -> Any:
         logger.info("%s: the DataLoader's dataset is read by index in fit's own seeded order and batch size; the "
                     "loader's sampler, batch size and workers are not used", name)
         images = images.dataset
-    elif not _is_dataset(images):
+    elif not _is_dataset(images, name):
         return None
     if isinstance(images, data.IterableDataset) or not hasattr(images, "__len__"):
         logger.info("%s is an iterable dataset, which cannot be read by index: its images are held in memory", name)

@@ -106,6 +106,17 @@ def test_a_hugging_face_dataset_streams_its_image_column(mnist_images):
     from_rows, _ = _fit(rows)
     in_memory, _ = _fit(images)
     _same_weights(from_rows, in_memory)
+    # A DatasetDict's items are its splits (datasets' KeyError "Invalid key: 0" before); arrays come back as lists
+    splits = datasets.DatasetDict({"train": rows})
+    for call in (lambda: image_source(splits, channels=1, size=28), lambda: NPDraw(tiny_config("mnist")).encode(splits)):
+        with pytest.raises(TypeError, match=r"images is a dataset of splits \['train'\] \(a DatasetDict\): pass one "
+                                            r"split, e.g. images\['train'\]"):
+            call()
+    arrays = datasets.Dataset.from_dict({"image": [x[0].numpy() / 255 for x in images[:4]]})
+    with pytest.raises(TypeError, match=r"got list; a Hugging Face dataset of arrays gives them back as lists"):
+        image_source(arrays, channels=1, size=28).read(torch.tensor([0]))
+    formatted = image_source(arrays.with_format("numpy"), channels=1, size=28)  # the hint, as written, works
+    assert torch.allclose(formatted.read(torch.tensor([2])), images[[2]].float() / 255)
 
 
 def test_an_iterable_dataset_is_held_in_memory_and_says_so(mnist_images, caplog):
