@@ -29,6 +29,12 @@ Cells = Iterable[int] | torch.Tensor | None
 Box = tuple[int, int, int, int] | None
 
 
+def _check_grid(grid: Any) -> None:
+    """The canvas-only operations take the model's grid, not the model (an AttributeError before)."""
+    if not isinstance(grid, Grid):
+        raise InvalidTypeError(f"grid must be a Grid (model.grid), got {type(grid).__name__}")
+
+
 def _footprints(grid: Grid) -> torch.Tensor:
     """(L, S, S) in {0, 1}: the on-canvas pixels of every cell."""
     return grid.box(torch.eye(grid.num_cells)[None], torch.ones(1, grid.num_cells))[0, :, 0]
@@ -59,6 +65,7 @@ def region_cells(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.T
     Returns:
         (L,) bool on the CPU.
     """
+    _check_grid(grid)
     if (cells is None) == (box is None):
         raise InvalidInputError("give the region as exactly one of cells= or box=")
     if box is not None:
@@ -88,6 +95,7 @@ def region_cells(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.T
 
 def region_pixels(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.Tensor:
     """The canvas pixels of a region: the box itself, or the union of the cells' boxes. Returns (S, S) bool."""
+    _check_grid(grid)
     if box is not None and cells is None:
         return _box_mask(grid, box)
     chosen = region_cells(grid, cells=cells, box=box)
@@ -105,6 +113,7 @@ def paste_canvas(grid: Grid, target: torch.Tensor, source: torch.Tensor, *, cell
     Returns:
         (N, C, S, S): ``source`` inside :func:`region_pixels`, ``target`` elsewhere.
     """
+    _check_grid(grid)
     if not isinstance(target, torch.Tensor) or not isinstance(source, torch.Tensor):
         raise InvalidTypeError(f"target and source must be canvas tensors (e.g. latents.canvas), got "
                                f"{type(target).__name__} and {type(source).__name__}")

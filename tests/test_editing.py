@@ -247,3 +247,14 @@ def test_numpy_integers_are_ints_for_boxes_and_counts(model, mnist_images):
     box = tuple(np.array(TOP_HALF))
     assert torch.equal(region_cells(model.grid, box=box), region_cells(model.grid, box=TOP_HALF))
     assert interpolate(model, mnist_images[0], mnist_images[1], np.int64(3)).shape == (3, 1, 28, 28)
+
+
+def test_the_canvas_only_operations_name_the_grid_they_take_when_given_the_model(model, mnist_images):
+    # model.md: they take model.grid; the model itself gave AttributeError: 'NPDraw' object has no attribute 'box'
+    canvas = model.parse(mnist_images[:2]).canvas
+    for call in (lambda: region_cells(model, box=TOP_HALF), lambda: region_pixels(model, cells=[0]),
+                 lambda: region_pixels(model, box=TOP_HALF), lambda: paste_canvas(model, canvas, canvas, box=TOP_HALF)):
+        with pytest.raises(TypeError, match=r"grid must be a Grid \(model.grid\), got NPDraw"):
+            call()
+    assert torch.equal(paste_canvas(model.grid, canvas, canvas.flip(0), box=TOP_HALF)[0, :, 14:],
+                       canvas[0, :, 14:])
