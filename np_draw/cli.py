@@ -247,12 +247,18 @@ def infer_preset(data: Path, crop: int | None = None) -> tuple[str, str]:
     return preset, f"{'colour' if colour else 'grey'} images, {side} px or more a side"
 
 
+def _resolved(name: str, device: torch.device | None, token: str | None) -> tuple[Path, NPDraw]:
+    """The folder ``name`` resolves to (downloaded and checked once) and the model loaded from it."""
+    folder = hub.resolve_pretrained(name, token=token)
+    return folder, NPDraw.from_pretrained(Path(folder), device=device)
+
+
 def _load_model(args: argparse.Namespace) -> NPDraw:
     """The model NAME names; ``args.trained_crop`` is the --crop its card records it was fitted with, if any."""
-    folder = hub.resolve_pretrained(args.name, token=args.token)
+    folder, model = _resolved(args.name, args.device, args.token)
     crop = hub.card_facts(folder).get("training", {}).get("crop")
     args.trained_crop = crop if isinstance(crop, int) else None
-    return NPDraw.from_pretrained(Path(folder), device=args.device)
+    return model
 
 
 def _warn_if_unframed(args: argparse.Namespace) -> None:
@@ -465,7 +471,7 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
         ``parameters`` ({module: {"parameters", "buffers"}} and ``total``), ``metrics`` / ``paper_metrics`` /
         ``dataset`` when the manifest has them, else ``dataset`` and ``notes`` from the model card when it says them.
     """
-    folder = hub.resolve_pretrained(name, token=token)
+    folder, model = _resolved(name, device, token)  # float32: nothing is computed in it
     models = read_manifest()
     local = folder == Path(name).expanduser()  # resolve_pretrained returns a folder it was given as it is
     if local:
@@ -478,7 +484,6 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
     else:
         source = (f"the Hub repo {name} (not in the weights manifest: its weights are checked against the sha256 the "
                   "Hub gives for them)")
-    model = NPDraw.from_pretrained(Path(folder), device=device)  # float32: nothing is computed in it
     with safe_open(Path(folder) / WEIGHTS_NAME, framework="pt") as weights:  # checked by the load
         stored = weights.get_slice("bank.parts").get_dtype()  # the dtype from_pretrained(dtype="auto") would take
     counts = {child: {"parameters": sum(p.numel() for p in module.parameters()),

@@ -120,7 +120,7 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(levels.clip(0, 255).round().astype(np.uint8), "L")
 
 
-def _check_not_colour(image: Image.Image, channels: int, name: str) -> None:
+def _check_pil_image(image: Image.Image, channels: int, name: str) -> None:
     """InvalidInputError for an image with a zero side (it has no pixels to crop and resize: it would be read as a
     blank picture), and for a colour image given to a grey model (``channels`` 1): dropping its colour would train
     or score something else than what the user has."""
@@ -136,14 +136,14 @@ def _check_not_colour(image: Image.Image, channels: int, name: str) -> None:
 def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: int, size: int,
              name: str = "") -> Iterator[tuple[str, Image.Image]]:
     """The (name, image) pairs of ``images`` (a bare image is "image i"), a colour image for a grey model refused
-    (:func:`_check_not_colour`); once all are read, one info line for each kind of change that loading them for a
+    (:func:`_check_pil_image`); once all are read, one info line for each kind of change that loading them for a
     model of ``channels`` x ``size`` x ``size`` made to any: resized (and of those, enlarged), grey widened to RGB,
     transparency dropped; and aligned CelebA photos taken whole. ``name`` (a folder) starts the lines."""
     total = resized = widened = transparent = faces = 0
     enlarged: list[int] = []  # the shorter side of each image smaller than the model's
     for i, item in enumerate(images):
         label, image = item if isinstance(item, tuple) else (f"image {i}", item)
-        _check_not_colour(image, channels, label)
+        _check_pil_image(image, channels, label)
         total += 1
         resized += image.size != (size, size)
         if min(image.size) < size:
@@ -421,7 +421,7 @@ def _item_tensor(item: Any, *, channels: int, size: int, name: str) -> torch.Ten
     resized."""
     item = _image_of(item, name)
     if isinstance(item, Image.Image):
-        _check_not_colour(item, channels, name)
+        _check_pil_image(item, channels, name)
         return rearrange(torch.from_numpy(_square(item, size, channels)), "h w c -> 1 c h w")
     if not isinstance(item, (torch.Tensor, np.ndarray)):
         # A Hugging Face dataset made from arrays (Dataset.from_dict) gives its rows back as nested lists

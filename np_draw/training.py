@@ -271,6 +271,11 @@ def _targets(model: Trainable, x: torch.Tensor) -> torch.Tensor:
     return torch.bernoulli(x) if model.config.binarize else x
 
 
+def _forked_rng(model: Trainable) -> contextlib.AbstractContextManager:
+    """torch's global generator (and the model's CUDA device's) as it is now again when the block ends."""
+    return torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else [])
+
+
 @torch.no_grad()
 def validation_bound(model: Trainable, images: torch.Tensor | ImageSource, parse: Latents, batch_size: int = 100,
                      seed: int = 0) -> float:
@@ -281,8 +286,7 @@ def validation_bound(model: Trainable, images: torch.Tensor | ImageSource, parse
     The noise comes from ``seed`` and leaves torch's global generator as it was, so bounds of two sets of weights
     on the same images differ by the weights, not by the draw: model selection compares like with like.
     """
-    devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with _forked_rng(model):
         torch.manual_seed(seed)
         source = TensorImages(images) if isinstance(images, torch.Tensor) else images
         total = 0.0
@@ -831,5 +835,5 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
             raise
         # torch's global generator drives the run (seeded from config.seed, saved in checkpoints); the caller's own
         # stream goes on after fit as it was before it
-        with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+        with _forked_rng(model):
             return run.run(resume)
