@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from einops import rearrange
-from PIL import Image, ImageChops, ImageOps
+from PIL import Image, ImageChops, ImageOps, ImageStat
 from tqdm.auto import tqdm
 
 from .errors import (
@@ -138,14 +138,18 @@ def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: 
     """The (name, image) pairs of ``images`` (a bare image is "image i"), a colour image for a grey model refused
     (:func:`_check_pil_image`); once all are read, one info line for each kind of change that loading them for a
     model of ``channels`` x ``size`` x ``size`` made to any: resized (and of those, enlarged), grey widened to RGB,
-    transparency dropped; and aligned CelebA photos taken whole. ``name`` (a folder) starts the lines."""
-    total = resized = widened = transparent = faces = 0
+    transparency dropped; and aligned CelebA photos taken whole; for a grey model, a warning when most images are
+    mostly light (dark drawings on white, where the grey models draw light ink on black). ``name`` (a folder)
+    starts the lines."""
+    total = resized = widened = transparent = faces = light = 0
     enlarged: list[int] = []  # the shorter side of each image smaller than the model's
     for i, item in enumerate(images):
         label, image = item if isinstance(item, tuple) else (f"image {i}", item)
         _check_pil_image(image, channels, label)
         total += 1
         resized += image.size != (size, size)
+        # Scanned or drawn on paper, a drawing is dark ink on white: the grey data sets (and models) are the reverse
+        light += channels == 1 and ImageStat.Stat(_eight_bit(image).convert("L")).mean[0] > 127.5
         if min(image.size) < size:
             enlarged.append(min(image.size))
         # By mode: an RGB image whose channels are nearly equal keeps its own three (a palette's are its colours)
@@ -166,6 +170,10 @@ def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: 
         "without it each is cut to its %d px square", *_ALIGNED_CELEBA, *[CELEBA_CROP] * 3, min(_ALIGNED_CELEBA))
     log(widened, "are grey; their grey levels are used for R, G and B")
     log(transparent, "have transparency, which is dropped: their pixels are used as stored, transparent ones included")
+    if light > total / 2:
+        logger.warning("%s%d of %d images are mostly light, as dark drawings on white paper are; the grey models draw "
+                       "light ink on a black background (as MNIST and Omniglot store them): invert such images first "
+                       "(PIL.ImageOps.invert, or 1 - images for tensors)", f"{name}: " if name else "", light, total)
 
 
 def _centre(image: Image.Image, side: int) -> Image.Image:

@@ -309,3 +309,17 @@ def test_fingerprint_progress_must_be_a_bool(flag):
     # as every other progress= flag: "no" would count as True and show the bar
     with pytest.raises(TypeError, match=rf"progress must be True or False, got {flag!r}"):
         TensorImages(torch.rand(2, 1, 28, 28)).fingerprint(progress=flag)
+
+
+def test_a_folder_of_dark_drawings_on_white_is_told_to_invert_them(mnist_images, tmp_path, caplog):
+    # A user's scans are dark ink on white paper; a grey model draws light ink on black and trained on them silently
+    (tmp_path / "paper").mkdir(), (tmp_path / "screen").mkdir()
+    for i, image in enumerate(_uint8(mnist_images, 6)):
+        Image.fromarray(255 - image[0].numpy()).save(tmp_path / "paper" / f"{i}.png")
+        Image.fromarray(image[0].numpy()).save(tmp_path / "screen" / f"{i}.png")
+    with caplog.at_level(logging.WARNING, logger="np_draw"):
+        image_source(tmp_path / "screen", channels=1, size=28)
+        assert not caplog.records
+        image_source(tmp_path / "paper", channels=1, size=28)
+    assert "6 of 6 images are mostly light, as dark drawings on white paper are" in caplog.text
+    assert "invert such images first" in caplog.text
