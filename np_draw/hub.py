@@ -326,6 +326,10 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
     """The snapshot folder of the loaded files and the card, each checked against ``expected`` (or, without it,
     the weights against their sha256) before use; ``hint`` is the command that downloads them."""
     asked = revision or "main"
+    # huggingface_hub reads HF_HUB_OFFLINE once, when imported; set later (os.environ in a notebook), it would still
+    # try the Hub, retrying for half a minute before it falls back to the cache.
+    offline = constants.HF_HUB_OFFLINE or _set_in_environment("HF_HUB_OFFLINE")
+    local_files_only = local_files_only or offline
     fresh = force_download or not all(isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir,
                                                                         revision=revision), str)
                                       for filename in LOADED_FILES)
@@ -336,8 +340,7 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
                                         local_files_only=local_files_only, force_download=force_download,
                                         token=token, library_name=LIBRARY_NAME))
         except LocalEntryNotFoundError as error:  # caught before EntryNotFoundError, which it is too
-            reason = ("local_files_only=True was given" if local_files_only
-                      else "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
+            reason = ("HF_HUB_OFFLINE is set" if offline else "local_files_only=True was given" if local_files_only
                       else f"the Hub at {constants.ENDPOINT} could not be reached")
             raise WeightsUnavailableError(
                 f"{where} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {reason}. To "
@@ -372,6 +375,11 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
     if card is not None:
         _check_download(card, f"{CARD_NAME} of {repo_id} at revision {asked}", expected, hint, force_download)
     return path.parent
+
+
+def _set_in_environment(variable: str) -> bool:
+    """Whether an on/off environment variable is on now, as huggingface_hub reads it."""
+    return os.environ.get(variable, "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def _card(repo_id: str, commit: str, fetch: bool, *, cache_dir: str | Path | None, force_download: bool,

@@ -224,6 +224,18 @@ def test_download_then_offline_then_with_the_server_stopped(world):
     assert world.load("tiny", REPO) == first
 
 
+def test_hf_hub_offline_set_after_import_is_honoured(world):
+    # A notebook sets os.environ after huggingface_hub was imported, which reads the variable only then: without
+    # np-draw reading it again, a load from the cache asked the Hub (and retried an unreachable one for ~23 s).
+    first = world.load(REPO)
+    asked = len(world.server.requests)
+    later = "import os, np_draw.hub; os.environ['HF_HUB_OFFLINE'] = '1'; "
+    offline = world.load(REPO, "np-draw-test/never-downloaded", prefix=later)
+    assert offline[0] == first[0]
+    assert offline[1]["error"] == "WeightsUnavailableError" and "HF_HUB_OFFLINE is set" in offline[1]["message"]
+    assert len(world.server.requests) == asked
+
+
 def test_four_processes_loading_at_once_into_an_empty_cache_all_get_the_verified_weights(world):
     # huggingface_hub locks each file while it downloads; np-draw must not read a half-written or unverified copy.
     env = world.env()
