@@ -336,7 +336,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         changed in place, or comes from another model, and decoding its canvas would silently drop such an edit."""
         try:
             latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
-        except NPDrawError:  # steps this model cannot draw: only the canvas can be decoded
+        except NPDrawError as error:  # steps this model cannot draw (edited out of range, or another model's)
+            logger.warning("decode: the latents' ids, locs and present are not steps this model can draw (%s): their "
+                           "canvas is decoded as it is", error)
             return
         steps = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
         canvas = latents.canvas

@@ -229,6 +229,14 @@ def test_decoding_latents_edited_in_place_warns_that_their_canvas_is_decoded(mni
     with caplog.at_level(logging.WARNING, logger="np_draw"):
         mnist.decode(mnist.encode(mnist_images[:3]).to(torch.float16))
     assert "canvas is not that of their ids" not in caplog.text
+    # Steps edited out of range cannot be drawn: the canvas they came with is decoded, and the warning says why
+    moved = mnist.encode(mnist_images[:3])
+    moved.ids[0, 0] = mnist.config.num_parts
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="np_draw"):
+        assert torch.equal(mnist.decode(moved), mnist.decode(moved.canvas))
+    assert (f"are not steps this model can draw (latents ids must lie in [0, {mnist.config.num_parts}) and locs in "
+            f"[0, 36)): their canvas is decoded as it is") in caplog.text
     blank = mnist.decode(Latents(latents.ids, latents.locs, latents.present))
     assert not torch.equal(kept, blank) and torch.equal(blank, mnist.decode(torch.zeros(3, 1, 28, 28)))
 
