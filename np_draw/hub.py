@@ -1,5 +1,5 @@
-"""Models on the Hugging Face Hub, beside what ``huggingface_hub.ModelHubMixin`` does for ``NPDraw`` (saving,
-uploading, loading a folder): the model card, and :func:`resolve_pretrained`, which turns what a user gives
+"""Models on the Hugging Face Hub, beside what ``huggingface_hub.ModelHubMixin`` does for ``NPDraw`` (uploading,
+loading a folder): the model card, and :func:`resolve_pretrained`, which turns what a user gives
 ``NPDraw.from_pretrained`` into a verified local folder.
 
 A name is, in this order: a local folder; a name from the weights manifest (:mod:`np_draw.manifest`): its copy bundled

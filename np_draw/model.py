@@ -49,7 +49,7 @@ from .errors import (
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
 from .latents import Latents
 from .likelihoods import make_likelihood
-from .model_files import CARD_NAME, load_config, load_weights, write_model_files
+from .model_files import load_config, load_weights, write_model_files
 from .networks import Decoder, Encoder, evaluating
 from .parsing import parse
 from .prior import Prior
@@ -615,9 +615,11 @@ class NPDraw(nn.Module, ModelHubMixin):
             self.card_licence = {**self.card_licence, "data_license": _REFITTED + data}
         return history
 
-    def save_pretrained(self, folder: str | Path, card: Mapping[str, Any] | None = None,
-                        **mixin_options: Any) -> Path:
-        """Write ``config.json``, ``model.safetensors`` (bank, prior, encoder, decoder) and a ``README.md`` model card.
+    def save_pretrained(self, folder: str | Path, card: Mapping[str, Any] | None = None, *,
+                        config: NPDrawConfig | None = None, model_card_kwargs: Mapping[str, Any] | None = None,
+                        push_to_hub: bool = False, repo_id: str | None = None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` (bank, prior, encoder, decoder) and a ``README.md`` model
+        card, all or none: a save that fails part way (a full disk) leaves the files the folder held.
 
         Args:
             folder: the output folder, created if needed.
@@ -625,8 +627,10 @@ class NPDraw(nn.Module, ModelHubMixin):
                 license id; by default the licence terms of the card the weights were loaded from, so that a model
                 fine-tuned from CelebA's weights stays non-commercial, else "mit"), ``repo_id``; see
                 :func:`np_draw.hub.model_card`.
-            **mixin_options: for ``huggingface_hub.ModelHubMixin.save_pretrained``, whose ``push_to_hub`` passes the
-                card as ``model_card_kwargs={"card": ...}``.
+            config, model_card_kwargs: what ``huggingface_hub.ModelHubMixin.push_to_hub`` passes: None or this
+                model's config, and ``{"card": ...}`` in place of ``card``.
+            push_to_hub, repo_id: not supported (an InvalidInputError): :meth:`push_to_hub` checks the repo id and
+                the card before anything is written or sent.
         Returns:
             The folder.
         Raises:
@@ -636,30 +640,28 @@ class NPDraw(nn.Module, ModelHubMixin):
         Example:
             >>> folder = model.save_pretrained("np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
-        if mixin_options.get("push_to_hub"):
+        if push_to_hub or repo_id is not None:
             raise InvalidInputError("save_pretrained(push_to_hub=True) is not supported: call "
                                     "model.push_to_hub(repo_id, card=...), which checks the repo id and the card "
                                     "before anything is written or sent")
-        hub.check_card(card)  # before anything on disk changes
+        if config is not None and config != self.config:
+            raise InvalidInputError(f"save_pretrained(config=...) must be None or the model's own config; the model "
+                                    f"is saved with its config, got {config!r}")
+        if model_card_kwargs is not None:
+            if card is not None or set(model_card_kwargs) - {"card"}:
+                raise InvalidInputError(f"model_card_kwargs must be {{'card': ...}} and not given with card, got "
+                                        f"{dict(model_card_kwargs)!r}")
+            card = model_card_kwargs.get("card")
+        model_card = self.generate_model_card(hub.check_card(card))  # before anything on disk changes
         folder = Path(folder).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UnwritablePathError(f"cannot create the output folder {str(folder)!r}: {error.strerror}") from error
-        try:
-            # The mixin writes a card only where there is none, which would keep an earlier save's card.
-            (folder / CARD_NAME).unlink(missing_ok=True)
-            mixin_options.setdefault("model_card_kwargs", {"card": card})
-            super().save_pretrained(folder, **mixin_options)
+            write_model_files(self.config, self.state_dict(), model_card, folder)
         except OSError as error:
             if isinstance(error, NPDrawError):
                 raise
             raise UnwritablePathError(f"cannot write the model into {str(folder)!r}: {error}") from error
         return folder
-
-    def _save_pretrained(self, save_directory: Path) -> None:
-        """ModelHubMixin's hook for the model's files: the config and the weights."""
-        write_model_files(self.config, self.state_dict(), save_directory)
 
     def generate_model_card(self, card: Mapping[str, Any] | None = None) -> ModelCard:
         """ModelHubMixin's hook for ``README.md``: :func:`np_draw.hub.model_card` of this model and ``card``, with

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+from huggingface_hub import ModelCard
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
@@ -29,40 +30,49 @@ CARD_NAME = "README.md"
 LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 
 
-def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    """Write through a temporary file in the same folder, then rename, so a reader never sees half a file."""
+def _write_together(writers: Mapping[Path, Callable[[str], object]]) -> None:
+    """Write each file through a temporary file in its folder, renaming them only once all are written: a reader
+    never sees half a file, and a failed write (a full disk) leaves every file as it was, not new weights beside an
+    old config."""
+    staged: dict[Path, str] = {}
+    umask = os.umask(0)
+    os.umask(umask)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise UnwritablePathError(f"cannot write {str(path)!r}: {error.strerror}") from error
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp made the file private (0600); give it the permissions any new file gets.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        for path, write in writers.items():
+            try:
+                fd, staged[path] = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            except OSError as error:
+                raise UnwritablePathError(f"cannot write {str(path)!r}: {error.strerror}") from error
+            os.close(fd)
+            write(staged[path])
+            # mkstemp made the file private (0600); give it the permissions any new file gets.
+            os.chmod(staged[path], 0o666 & ~umask)
+        for path, tmp in staged.items():
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], folder: str | Path) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into ``folder``.
+def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], card: ModelCard,
+                      folder: str | Path) -> None:
+    """Write ``config.json``, ``model.safetensors`` and the ``README.md`` card into ``folder``, all or none: a save
+    that fails part way (a full disk) leaves the files that were there.
 
     Args:
         config: the model's config.
         state: the model's state dict; the file holds its tensors on the CPU, contiguous (so a channels-last
             layout in memory does not change the file).
+        card: the model card.
         folder: an existing folder.
     Raises:
         UnwritablePathError: ``folder`` does not take new files.
     """
     folder = Path(folder)
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
-    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(folder / CONFIG_NAME, config.to_json)
+    _write_together({folder / WEIGHTS_NAME: lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}),
+                     folder / CONFIG_NAME: config.to_json, folder / CARD_NAME: card.save})
 
 
 def check_model_folder(folder: str | Path) -> Path:

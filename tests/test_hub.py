@@ -8,6 +8,7 @@ Everything that talks to the Hub runs in a fresh Python process (``tests.hub_ser
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 
-from np_draw import CorruptWeightsError, NPDraw, WeightsUnavailableError, hub
+from np_draw import CorruptWeightsError, NPDraw, NPDrawConfig, WeightsUnavailableError, hub
 from np_draw.manifest import MANIFEST_ENV, PACKAGE_MANIFEST, describe_files, read_manifest, sha256_file
 from tests.conftest import random_model
 from tests.hub_server import HubServer, fingerprint
@@ -168,7 +169,34 @@ def test_save_pretrained_checks_the_card_before_writing_and_does_not_push(tmp_pa
     assert not (tmp_path / "bad").exists()
     with pytest.raises(InvalidInputError, match=r"push_to_hub=True\) is not supported"):
         model.save_pretrained(tmp_path / "push", push_to_hub=True, repo_id="me/model")
+    with pytest.raises(InvalidInputError, match=r"config=...\) must be None or the model's own config"):
+        model.save_pretrained(tmp_path / "push", config=NPDrawConfig.preset("omniglot"))
+    with pytest.raises(InvalidInputError, match=r"model_card_kwargs must be \{'card': ...\} and not given with card"):
+        model.save_pretrained(tmp_path / "push", card={}, model_card_kwargs={"card": {}})
     assert not (tmp_path / "push").exists()
+    # What huggingface_hub's push_to_hub passes
+    folder = model.save_pretrained(tmp_path / "mixin", config=model.config, model_card_kwargs={"card": {"notes": "pushed by the mixin"}})
+    assert "pushed by the mixin" in ModelCard.load(folder / "README.md").text
+
+
+def test_a_save_that_fails_part_way_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    # A full disk when config.json is written: the new weights must not be left beside the old config.
+    folder = random_model("mnist").save_pretrained(tmp_path / "m")
+    before = describe_files(folder)
+    other = NPDraw(NPDrawConfig.preset("mnist", num_parts=20))
+
+    def disk_full(config, path=None):
+        Path(path).write_text("{")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(NPDrawConfig, "to_json", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        other.save_pretrained(folder)
+    assert {name: record for name, record in describe_files(folder).items() if name != "README.md"} == {
+        name: record for name, record in before.items() if name != "README.md"}
+    assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    monkeypatch.undo()
+    assert NPDraw.from_pretrained(folder).config.num_parts == 50
 
 
 def test_strict_false_loads_what_matches_and_warns_about_the_rest(tmp_path, caplog):
