@@ -95,14 +95,17 @@ def uniform_noise(shape: Sequence[int], count: int, generator: Generators, devic
 
     With a list of generators, image i's noise comes from generator i alone, so an image does not depend on the
     batch it is drawn in. Noise is drawn on the generator's own device (CPU for None), then moved. It stays float32
-    whatever the model's dtype: in bfloat16 a quarter of uniform draws round to 1.0, where a Gumbel draw is infinite.
+    whatever the model's dtype: in bfloat16 a quarter of uniform draws round to 1.0, where a Gumbel draw is infinite;
+    and whatever ``torch.get_default_dtype()``: a float64 draw takes other bits from the generator, so a seed would
+    draw other latents after ``torch.set_default_dtype(torch.float64)``.
     """
     if generator is None or isinstance(generator, torch.Generator):
         source = "cpu" if generator is None else generator.device
-        noise = torch.rand((count, *shape), generator=generator, device=source)
+        noise = torch.rand((count, *shape), generator=generator, device=source, dtype=torch.float32)
     else:
         check_generators(generator, count)
-        noise = torch.stack([torch.rand(tuple(shape), generator=g, device=g.device) for g in generator])
+        noise = torch.stack([torch.rand(tuple(shape), generator=g, device=g.device, dtype=torch.float32)
+                             for g in generator])
     return noise.to(device)
 
 
@@ -173,6 +176,12 @@ def _workers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="np_draw")
 
 
+# A process forked after sampling (a DataLoader worker, a multiprocessing pool) inherits the pool but none of its
+# threads, and the pool believes its idle threads are still there: work handed to it would wait forever.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_workers.cache_clear)
+
+
 class NPDraw(nn.Module, ModelHubMixin):
     """NP-DRAW (Zeng et al., UAI 2021): images drawn part by part on a canvas, then decoded.
 
@@ -233,7 +242,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         and held on the model's device in its dtype."""
         source = image_source(images, channels=self.config.channels, size=self.config.image_size, name=name)
         if isinstance(source, TensorImages):
-            return TensorImages(source.images.to(device=self.device, dtype=self.dtype))
+            images = source.images.to(device=self.device, dtype=self.dtype)
+            # made under torch.inference_mode(): a tensor autograd cannot save for backward, so a copy for training
+            return TensorImages(images.clone() if images.is_inference() else images)
         return source
 
     @torch.no_grad()
@@ -565,6 +576,11 @@ class NPDraw(nn.Module, ModelHubMixin):
         (:func:`np_draw.memory.keeping_freed_memory`: with glibc's defaults each step's large activations are fresh
         pages, and a CelebA step took 1.6x as long), which raises the run's peak memory.
 
+        fit trains with autograd also when called inside ``torch.no_grad()`` or ``torch.inference_mode()``. Each stage
+        trains its modules whatever their ``requires_grad`` (``fit_prior=False`` leaves the prior as it is), and the
+        flags are handed back as they were; a run stopped by an error or a KeyboardInterrupt keeps the weights it
+        reached and hands every module back in the mode it was in.
+
         Args:
             images: a tensor or array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; PIL
                 images; a torch Dataset or DataLoader of images (or (image, label) pairs), a Hugging Face
@@ -606,9 +622,12 @@ class NPDraw(nn.Module, ModelHubMixin):
             logger.info("%s", "fine-tuning a trained model (FitConfig.finetune())" if self.is_fitted
                         else "training a new model from scratch (FitConfig())")
         config = config.replace(**overrides)
-        source, held_out = self._source(images), None if validation is None else self._source(validation, "validation")
-        history = fit(self, source, config, output_dir=output_dir, resume=resume, progress=progress,
-                      callback=callback, validation=held_out)
+        # fit trains with autograd, also when called inside torch.no_grad() or torch.inference_mode()
+        with torch.inference_mode(False), torch.enable_grad():
+            source = self._source(images)
+            held_out = None if validation is None else self._source(validation, "validation")
+            history = fit(self, source, config, output_dir=output_dir, resume=resume, progress=progress,
+                          callback=callback, validation=held_out)
         data = self.card_licence.get("data_license")
         if data is not None and not data.startswith(_REFITTED):
             # The weights now come from these images too: the card must not name only the data they started from.
@@ -730,7 +749,8 @@ class NPDraw(nn.Module, ModelHubMixin):
                              lists={"prior.blocks": config.prior.num_layers})
         # What saving it again must keep: the terms its weights (and their training data) came with.
         model.card_licence = hub.card_licence(model_id)
-        model = model.to(device=device, dtype=None if auto else dtype).eval()
+        # None is float32 also under torch.set_default_dtype(torch.float64), which the model was built in
+        model = model.to(device=device, dtype=None if auto else dtype or torch.float32).eval()
         if model.device.type == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
             logger.warning("%s on the CPU: half precision is for GPUs, and on most CPUs it runs many times slower "
                            "than float32 (dtype=None keeps float32)", str(model.dtype).removeprefix("torch."))

@@ -156,7 +156,8 @@ def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, st
         if names:
             logger.warning("loading %s with strict=False: %s; the missing weights keep their initial values", folder,
                            names)
-        model = build()
+        with torch.random.fork_rng(devices=[]):  # the initial values are overwritten: loading draws nothing
+            model = build()
         if stored_dtype and "bank.parts" in stored:
             dtype = _STORED_DTYPES.get(stored["bank.parts"].get_dtype(), torch.float32)
             others = sorted({view.get_dtype() for view in stored.values() if view.get_dtype() in _STORED_DTYPES}

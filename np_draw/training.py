@@ -14,7 +14,7 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -88,6 +88,12 @@ class Trainable(Protocol):
 
     def eval(self) -> Any:
         """Switch to evaluation mode."""
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """The trainable tensors."""
+
+    def modules(self) -> Iterator[torch.nn.Module]:
+        """The model and its submodules."""
 
 
 @torch.no_grad()
@@ -646,7 +652,7 @@ class _Run:
     def _vae_stage(self) -> None:
         model, cfg = self.model, self.config
         model.prior.eval().requires_grad_(False)
-        trained = torch.nn.ModuleList([model.encoder, model.decoder])
+        trained = torch.nn.ModuleList([model.encoder, model.decoder]).requires_grad_(True)  # as the prior's stage
         bias, encoder_scale = model.encoder.location_bias, self._rate_scale(10)
         weights = [p for p in model.encoder.parameters() if p is not bias]
         self._make_optimizer([{"params": weights, "lr": cfg.encoder_lr * encoder_scale},
@@ -713,7 +719,6 @@ class _Run:
                            3 * _FEW_STEPS, _FEW_STEPS)
         unit, self.history.steps = budget.unit, budget.steps
         self._epochs(budget, cfg.batch_size, trained, compute, end_epoch, unit)
-        model.prior.requires_grad_(True)
 
     def _read(self, index: torch.Tensor) -> torch.Tensor:
         """The images at ``index`` on the model's device and in its dtype: (n, C, H, W)."""
@@ -834,6 +839,18 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
                     folder.rmdir()
             raise
         # torch's global generator drives the run (seeded from config.seed, saved in checkpoints); the caller's own
-        # stream goes on after fit as it was before it
-        with _forked_rng(model):
-            return run.run(resume)
+        # stream goes on after fit as it was before it. Each stage sets requires_grad on what it trains: the
+        # caller's flags come back after the run, and a run that stops (an error, a KeyboardInterrupt) hands every
+        # module back in the mode it was in, rather than half in training mode.
+        flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+        modes = [(module, module.training) for module in model.modules()]
+        try:
+            with _forked_rng(model), torch.enable_grad():  # fit trains, also when called under torch.no_grad()
+                return run.run(resume)
+        except BaseException:
+            for module, mode in modes:
+                module.training = mode
+            raise
+        finally:
+            for parameter, flag in flags:
+                parameter.requires_grad_(flag)

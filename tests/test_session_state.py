@@ -1,0 +1,101 @@
+"""A long-lived session (a notebook): calls in odd orders, global torch settings changed between them, interrupted
+work. What a call leaves behind must be what it found, and a seed must draw the same whatever the session did."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+from np_draw import NPDraw
+from np_draw import model as model_module
+
+
+def _flags(model: NPDraw) -> tuple[list[bool], list[bool]]:
+    return ([p.requires_grad for p in model.parameters()], [m.training for m in model.modules()])
+
+
+@pytest.fixture
+def float64_default():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+def test_a_seed_draws_the_same_under_a_float64_default_dtype(float64_default):
+    model = NPDraw.from_pretrained("mnist")
+    assert model.dtype == torch.float32  # from_pretrained's dtype=None is float32, as documented
+    torch.set_default_dtype(torch.float32)
+    ref = model.sample(4, generator=torch.Generator().manual_seed(0), progress=False)
+    encoded = model.encode(ref.images, sample=True, generator=torch.Generator().manual_seed(1))
+    torch.set_default_dtype(torch.float64)
+    out = model.sample(4, generator=torch.Generator().manual_seed(0), progress=False)
+    assert torch.equal(out.latents.ids, ref.latents.ids) and torch.equal(out.images, ref.images)
+    again = model.encode(ref.images, sample=True, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again.ids, encoded.ids) and torch.equal(again.locs, encoded.locs)
+
+
+def test_from_pretrained_leaves_the_global_generator_alone():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    NPDraw.from_pretrained("mnist")
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("context", ["no_grad", "inference_mode"])
+def test_fit_trains_inside_no_grad_and_inference_mode(mnist_images, context):
+    model = NPDraw.from_pretrained("mnist")
+    images = mnist_images[:32]
+    block = torch.no_grad() if context == "no_grad" else torch.inference_mode()
+    with block:
+        if context == "inference_mode":
+            images = images.clone()  # an inference tensor
+        history = model.fit(images, steps=1, prior_steps=1, progress=False, patience=None)
+        assert not torch.is_grad_enabled()
+    assert len(history.val_bound) == 1
+    assert _flags(model) == _flags(NPDraw.from_pretrained("mnist"))
+
+
+def test_fit_hands_back_the_callers_requires_grad_flags(mnist_images):
+    model = NPDraw.from_pretrained("mnist")
+    model.requires_grad_(False)
+    before = _flags(model)
+    history = model.fit(mnist_images[:32], steps=1, prior_steps=1, progress=False)  # trains all the same
+    assert len(history.val_bound) == 1
+    assert _flags(model) == before
+
+
+def test_an_interrupted_fit_leaves_the_modes_and_flags_as_they_were(mnist_images):
+    model = NPDraw.from_pretrained("mnist")
+    before = _flags(model)
+
+    def interrupt(epoch, history):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(mnist_images[:32], steps=2, prior_steps=1, eval_every=1, progress=False, callback=interrupt)
+    assert _flags(model) == before  # not the prior frozen, nor the encoder and decoder left in training mode
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork")
+def test_a_process_forked_after_sampling_gets_a_working_thread_pool():
+    model = NPDraw.from_pretrained("mnist")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model.sample(256, generator=torch.Generator().manual_seed(0), progress=False)  # starts the pool
+    finally:
+        torch.set_num_threads(threads)
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's pool has no threads here; work handed to it would never run
+        code = 1
+        try:
+            code = 0 if model_module._workers().submit(int, "7").result(timeout=10) == 7 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
