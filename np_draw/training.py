@@ -373,6 +373,9 @@ class _Run:
 
     def __init__(self, model: Trainable, images: ImageSource, config: FitConfig, directory: Path | None, progress: bool,
                  callback: Callable[[int, FitHistory], None] | None, validation: ImageSource | None = None) -> None:
+        # What the checkpoints record of the split: the fingerprint is of the training and validation images in a
+        # row, so it alone cannot tell images + validation from the same images given in one piece, or cut elsewhere
+        self.validation_size = None if validation is None else len(validation)
         if validation is not None:
             self.train_idx = torch.arange(len(images))
             self.val_idx = torch.arange(len(images), len(images) + len(validation))
@@ -436,7 +439,7 @@ class _Run:
         state = {"stage": self.stage, "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
                  "sums": self.sums, "history": asdict(self.history), "best_val": self.best_val, "stalled": self.stalled,
                  "optimizer": optimizer_meta, "config": asdict(self.config), "num_images": len(self.images),
-                 "fingerprint": self.fingerprint}
+                 "fingerprint": self.fingerprint, "validation": self.validation_size}
         save_checkpoint(self.directory, f"step-{self.global_step:08d}-{self.stage}", tensors, state)
 
     def _restore(self) -> bool:
@@ -454,6 +457,15 @@ class _Run:
                     else "other images (or the same files framed another way, e.g. another crop)")
             raise InvalidInputError(f"cannot resume from {self.directory}: it was written for {what}; only epochs "
                                     "and steps may differ; pass the same images and config, or a new output folder")
+        held = state.get("validation")
+        if held != self.validation_size:
+            def split(size: int | None) -> str:
+                return (f"val_fraction={self.config.val_fraction} of the images held out" if size is None
+                        else f"the last {size} images held out (validation=)")
+            raise InvalidInputError(f"cannot resume from {self.directory}: it was written with {split(held)}, now "
+                                    f"{split(self.validation_size)}; the run's held-out images cannot change (its "
+                                    "bank, prior and rounds were fitted and chosen on that split): pass the same "
+                                    "images and validation, or a new output folder")
         cfg, trained = self.config, len(state["history"]["train"])
         before = self._budget(saved["epochs"], saved["steps"], DEFAULT_EPOCHS, cfg.batch_size)
         after = self._budget(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
@@ -503,7 +515,10 @@ class _Run:
             if (cfg.epochs, cfg.steps) != (saved["epochs"], saved["steps"]):
                 logger.info("the budget asked for comes to the finished run's own (steps are capped at max_passes "
                             "over the training images): nothing more to train")
-        elif self.stage == "done" and self.history.stopped_early:
+        elif self.stage == "done" and (self.history.stopped_early
+                                       or (cfg.patience is not None and self.stalled >= cfg.patience)):
+            # Out of patience at its last round, a run given this budget from the start would have stopped there
+            self.history.stopped_early = after.rounds > trained
             logger.info("the finished run stopped early (patience); more epochs or steps change nothing")
         elif self.stage == "done":
             logger.info("extending the finished run from %d to %d epochs or rounds", trained, after.rounds)
@@ -592,7 +607,7 @@ class _Run:
             self.sums = {key: value / steps for key, value in self.sums.items()}
             stop = end_epoch()
             self.epoch, self.step, self.order, self.sums = self.epoch + 1, 0, None, {}
-            if stop:
+            if stop and self.epoch < budget.rounds:  # on the last round the budget is spent: no early stop
                 logger.info("%s: no better validation figure in %d rounds; stopping", name, self.stalled)
                 self.history.stopped_early = True
             self._save()

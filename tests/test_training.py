@@ -259,6 +259,28 @@ def test_a_given_validation_set_is_held_out_and_all_training_images_are_trained_
         model.fit(train, epochs=1, validation=torch.rand(4, 3, 28, 28), progress=False)
 
 
+def test_resuming_with_the_images_split_otherwise_between_training_and_validation_is_refused(mnist_images, tmp_path):
+    """The fingerprint is of the training and validation images in a row: a run on 50 images (5 held out at random)
+    resumed with 40 of them and validation= the other 10 matched it, and the resumed run trained on images held
+    out before and validated on images its bank and prior were fitted on."""
+    images, config = mnist_images[:50], FitConfig(prior_epochs=1, epochs=1, batch_size=25, checkpoint_every=0)
+
+    def fit(train, validation=None, folder="run"):
+        torch.manual_seed(0)
+        model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+        return model.fit(train, config, validation=validation, output_dir=tmp_path / folder, resume=True,
+                         progress=False)
+
+    fit(images)
+    for train, validation in ((images[:40], images[40:]), (images[:45], images[45:])):
+        with pytest.raises(InvalidInputError, match="held-out images cannot change"):
+            fit(train, validation)
+    fit(images[:40], images[40:], folder="given")
+    with pytest.raises(InvalidInputError, match=r"the last 10 images held out \(validation=\), now the last 5"):
+        fit(images[:45], images[45:], folder="given")
+    assert len(fit(images[:40], images[40:], folder="given").val_bound) == 1  # the same split resumes
+
+
 def test_a_short_run_from_scratch_warns_and_val_fraction_0_trains_and_validates_on_every_image(mnist_images, caplog):
     """A user's trial: `np-draw fit` from scratch on 244 drawings ran 10 epochs of 2 steps and saved grey blobs
     without a word; val_fraction=0 still held out one image."""
@@ -466,6 +488,28 @@ def test_an_interrupted_fine_tune_resumes_exactly_and_an_early_stop_stays_stoppe
         FitConfig(patience=0)
     with pytest.raises(ValueError, match="fit_bank=True with fit_prior=False"):
         FitConfig(fit_prior=False)
+
+
+def test_running_out_of_patience_at_the_last_round_is_no_early_stop_and_stays_stopped_when_extended(mnist_images,
+                                                                                                    tmp_path):
+    """history.stopped_early said True for a run whose patience ran out at its last round, its budget spent."""
+    torch.manual_seed(0)
+    start = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+    start.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
+
+    def wreck(folder: str, steps: int):  # a learning rate that makes every round worse than the starting weights
+        model = NPDraw(start.config)
+        model.load_state_dict(start.state_dict())
+        history = model.fit(mnist_images[100:140], fit_prior=False, steps=steps, eval_every=2, patience=2,
+                            encoder_lr=1.0, decoder_lr=1.0, warmup_steps=0, full_rate_images=None,
+                            output_dir=tmp_path / folder, resume=True, progress=False)
+        return model, history
+
+    _, spent = wreck("run", 4)
+    assert len(spent.val_bound) == 2 and spent.best_epoch == -1 and not spent.stopped_early
+    (longer, stopped), (extended, resumed) = wreck("longer", 8), wreck("run", 8)
+    assert stopped.stopped_early and resumed.stopped_early and len(resumed.val_bound) == 2
+    assert all(torch.equal(v, extended.state_dict()[k]) for k, v in longer.state_dict().items())
 
 
 def test_fit_config_takes_numpy_values_as_python_ones_and_refuses_what_is_not_a_number():
