@@ -221,8 +221,9 @@ class FitConfig:
         where a pretrained run ends, with the parse term and substitution that only a new encoder needs turned
         down, the decoder also trained on the parses' canvases (what the prior draws), BatchNorm's statistics
         frozen, the prior's and decoder's learning rates scaled down on fewer than 1,000 training images (the
-        encoder's on fewer than 100), and the best validation round kept (the starting weights included, so
-        fine-tuning never leaves the held-out bound worse than it found it).
+        encoder's on fewer than 100), and the best validation round kept (the starting weights included, and the
+        model as given when the retrained prior scores worse with every round, so fine-tuning never leaves the
+        held-out bound worse than it found it).
         """
         return cls(**FINETUNE).replace(**overrides)
 
@@ -254,8 +255,9 @@ FINETUNE: dict[str, Any] = {
 class FitHistory:
     """Per-epoch (or per-round) figures of :func:`fit`: the prior's train and validation loss (nats per sequence)
     and its kept epoch; the VAE's mean training terms and validation bound (−ELBO, nats per image). The
-    ``*_start`` figures are the starting weights' (None when the stage did not run); a kept epoch of -1 means the
-    starting weights were the best and were kept."""
+    ``*_start`` figures are the starting weights' when a trained model is fine-tuned (None when the stage did not
+    run; ``val_bound_start`` is the model's as given, before any stage); a kept epoch of -1 means the starting
+    weights were the best and were kept (both -1: the model as given, its prior included)."""
 
     prior_train: list[float] = field(default_factory=list)
     prior_val: list[float] = field(default_factory=list)
@@ -401,6 +403,8 @@ class _Run:
         self.history = FitHistory()
         # The best weights of the stage under way and their validation figure, for model selection.
         self.best_val, self.best_state, self.stalled = math.inf, None, 0
+        # A fine-tune's model as given, kept while its prior is retrained (see _measure_start)
+        self.start_state: dict[str, torch.Tensor] | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.learning_rates: list[float] = []  # the stage's rates, before warm-up
         self.parsed: _Parses | None = None
@@ -433,6 +437,8 @@ class _Run:
             tensors["order"] = {"order": self.order}
         if self.best_state is not None:
             tensors["best"] = self.best_state
+        if self.start_state is not None:
+            tensors["start"] = self.start_state
         optimizer_meta = None
         if self.optimizer is not None:
             tensors["optimizer"], optimizer_meta = optimizer_to_checkpoint(self.optimizer)
@@ -509,7 +515,7 @@ class _Run:
         self.stalled = state["stalled"]
         self.history = FitHistory(**state["history"])
         self.order = tensors["order"]["order"] if "order" in tensors else None
-        self.best_state = tensors.get("best")
+        self.best_state, self.start_state = tensors.get("best"), tensors.get("start")
         self._optimizer_meta = (tensors.get("optimizer", {}), state["optimizer"])
         if self.stage == "done" and after == before:
             if (cfg.epochs, cfg.steps) != (saved["epochs"], saved["steps"]):
@@ -673,16 +679,10 @@ class _Run:
         self._make_optimizer([{"params": weights, "lr": cfg.encoder_lr * encoder_scale},
                               {"params": [bias], "lr": cfg.location_lr * encoder_scale},
                               {"params": model.decoder.parameters(), "lr": cfg.decoder_lr * self._rate_scale()}])
-        val_idx = self.val_idx[self.rank::self.world]
         # Scaled as the decoder's rate: on few images the decoder's pull towards the parses cost the held-out
         # reconstructions more than the samples gained.
         canvas_weight = cfg.parse_canvas_weight * self._rate_scale()
-
-        def validate() -> float:
-            with evaluating(trained):
-                bound = validation_bound(model, self.images.subset(val_idx), self.parsed[val_idx], seed=cfg.seed) \
-                    * len(val_idx) if len(val_idx) else 0.0
-            return self._check_finite(self._all_sum(bound) / len(self.val_idx), "the validation bound")
+        validate = self._validation_bound
 
         def temperature() -> float:
             return gumbel_temperature(self.epoch, cfg.tau_decay, cfg.tau_min, cfg.tau_start)
@@ -717,11 +717,19 @@ class _Run:
                 self.callback(self.epoch, self.history)  # the history already says which round is kept
             return cfg.patience is not None and self.stalled >= cfg.patience
 
-        if self.history.val_bound_start is None and self.epoch == 0 and self.step == 0 and not cfg.fit_bank:
-            self.history.val_bound_start = validate()
-            logger.info("before training: validation bound %.2f nats", self.history.val_bound_start)
+        if self.epoch == 0 and self.step == 0 and not cfg.fit_bank and self.best_state is None:
+            # The starting encoder and decoder are the first candidate: with the prior as given, or as its stage left it
+            if self.history.val_bound_start is None:
+                start = self.history.val_bound_start = validate()
+                logger.info("before training: validation bound %.2f nats", start)
+            elif self.history.prior_best_epoch == -1:  # the prior's stage kept its starting weights
+                start = self.history.val_bound_start
+            else:
+                start = validate()
+                logger.info("with the retrained prior, before the encoder and decoder train: validation bound %.2f "
+                            "nats", start)
             if cfg.patience is not None:
-                self._select(self.history.val_bound_start, trained)
+                self._select(start, trained)
                 self.history.best_epoch = -1
         budget = self._budget(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
         self._log_cap("steps", cfg.steps, budget)
@@ -734,6 +742,31 @@ class _Run:
                            3 * _FEW_STEPS, _FEW_STEPS)
         unit, self.history.steps = budget.unit, budget.steps
         self._epochs(budget, cfg.batch_size, trained, compute, end_epoch, unit)
+
+    def _validation_bound(self) -> float:
+        """The model's validation bound on the held-out images, in eval mode: nats per image, over every rank's share."""
+        val_idx = self.val_idx[self.rank::self.world]
+        with evaluating(self.model):
+            bound = validation_bound(self.model, self.images.subset(val_idx), self.parsed[val_idx],
+                                     seed=self.config.seed) * len(val_idx) if len(val_idx) else 0.0
+        return self._check_finite(self._all_sum(bound) / len(self.val_idx), "the validation bound")
+
+    def _start_modules(self) -> torch.nn.Module:
+        """What a fine-tune changes: the prior, the encoder and the decoder (the part bank is kept)."""
+        model = self.model
+        return torch.nn.ModuleDict({"prior": model.prior, "encoder": model.encoder, "decoder": model.decoder})
+
+    def _measure_start(self) -> None:
+        """Before a fine-tune kept by patience retrains its prior: the model's validation bound as given, and its
+        weights, the final choice when no candidate with the retrained prior scores better. The prior's stage keeps
+        the prior that scores best on the parses, which the bound (whose KL is against the encoder's posterior) need
+        not follow: without this, a fine-tune could end worse than it started."""
+        cfg = self.config
+        if cfg.fit_bank or cfg.patience is None or self.epoch or self.step or self.history.val_bound_start is not None:
+            return
+        self.history.val_bound_start = self._validation_bound()
+        logger.info("before training: validation bound %.2f nats", self.history.val_bound_start)
+        self.start_state = {key: value.detach().clone() for key, value in self._start_modules().state_dict().items()}
 
     def _read(self, index: torch.Tensor) -> torch.Tensor:
         """The images at ``index`` on the model's device and in its dtype: (n, C, H, W)."""
@@ -781,6 +814,7 @@ class _Run:
             logger.info("%d images parsed, %.1f drawn steps per image", len(self.images),
                         self.parsed.present.sum(1, dtype=torch.float).mean().item())
             if self.config.fit_prior:
+                self._measure_start()
                 self._prior_stage()
             self._next_stage("vae")
         if self.stage == "vae":
@@ -789,10 +823,17 @@ class _Run:
             # so more epochs later continue this run exactly.
             self.stage = "done"
             self._save()
-        if self.config.patience is not None and self.best_state is not None:
+        history = self.history
+        if (self.config.patience is not None and self.start_state is not None and history.prior_best_epoch != -1
+                and history.val_bound_start <= self.best_val):
+            self._start_modules().load_state_dict(self.start_state)
+            history.prior_best_epoch = history.best_epoch = -1
+            logger.info("kept the model as it was given, its prior included (validation bound %.2f nats; with the "
+                        "retrained prior the best was %.2f)", history.val_bound_start, self.best_val)
+        elif self.config.patience is not None and self.best_state is not None:
             torch.nn.ModuleList([self.model.encoder, self.model.decoder]).load_state_dict(self.best_state)
-            logger.info("kept %s (validation bound %.2f nats)", "the starting weights" if self.history.best_epoch < 0
-                        else f"round {self.history.best_epoch + 1}", self.best_val)
+            logger.info("kept %s (validation bound %.2f nats)", "the starting weights" if history.best_epoch < 0
+                        else f"round {history.best_epoch + 1}", self.best_val)
         self.model.eval()
         return self.history
 
