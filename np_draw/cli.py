@@ -380,8 +380,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     card = {"dataset": f"{len(images)} images from {data.name}{framing}", "notes": f"{start} with `np-draw fit`.",
             "training": {"fit_config": asdict(config),
                          # what ran, whatever the defaults were (a budget of None in fit_config means FitConfig's)
-                         "trained": {"prior_rounds": len(history.prior_train), "prior_steps": history.prior_steps,
-                                     "rounds": len(history.train), "steps": history.steps},
+                         "trained": {"prior_rounds": len(history.prior_train),
+                                     "prior_steps": _steps_run(len(history.prior_train), history.prior_steps, config),
+                                     "rounds": len(history.train),
+                                     "steps": _steps_run(len(history.train), history.steps, config)},
                          "from": args.from_name, "data": str(data), "crop": args.crop,
                          "data_fingerprint": images.fingerprint(not args.quiet),
                          "validation": None if held_out is None else str(held_out)}}
@@ -389,6 +391,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     (args.output / "history.json").write_text(json.dumps(asdict(history), indent=1) + "\n")
     print(args.output)
     return 0
+
+
+def _steps_run(rounds: int, budget: int | None, config: FitConfig) -> int | None:
+    """The optimizer steps a stage measured in steps ran: its budget, or fewer when patience stopped it after
+    ``rounds`` rounds of ``eval_every`` steps; None for a stage measured in epochs."""
+    return None if budget is None else min(budget, rounds * config.eval_every)
 
 
 def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor, str]:

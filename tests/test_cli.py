@@ -331,6 +331,19 @@ def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_
     assert "it was started from another trained model (its part bank differs" in capsys.readouterr().err
 
 
+def test_fit_records_in_the_card_the_steps_that_ran_when_patience_stops_it(tmp_path, mnist_images):
+    """The card's "trained" said the budget (steps=40) for a run that patience stopped after two rounds of 2 steps."""
+    data, output = tmp_path / "data.npz", tmp_path / "tuned"
+    np.savez(data, images=mnist_images[:40].numpy())
+    assert main(["fit", str(data), "-o", str(output), "--from", "mnist", "--keep-prior", "--steps", "40",
+                 "--eval-every", "2", "--patience", "1", "--batch-size", "10", "-q"]) == 0
+    history = json.loads((output / "history.json").read_text())
+    assert history["stopped_early"] and history["steps"] == 40 and len(history["train"]) < 20
+    trained = (output / "README.md").read_text().split('"trained": ')[1].split("}")[0] + "}"
+    assert json.loads(trained) == {"prior_rounds": 0, "prior_steps": None, "rounds": len(history["train"]),
+                                   "steps": 2 * len(history["train"])}
+
+
 def test_fit_validates_on_held_out_images_as_the_python_fit_does(tmp_path, mnist_images, capsys):
     start = random_model("mnist")
     start.save_pretrained(tmp_path / "start")
