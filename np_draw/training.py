@@ -603,14 +603,15 @@ class _Run:
                         group["lr"] = rate * min(1.0, (done + 1) / self.config.warmup_steps)
                 self.optimizer.step()
                 for key, value in values.items():
-                    self.sums[key] = self.sums.get(key, 0.0) + value / len(index)
+                    self.sums[key] = self.sums.get(key, 0.0) + value
                 self.step += 1
                 self.global_step += 1
                 bar.update()
                 if self.config.checkpoint_every and self.global_step % self.config.checkpoint_every == 0:
                     self._save()
             bar.close()
-            self.sums = {key: value / steps for key, value in self.sums.items()}
+            # Means over the round's images: a short last batch counts for its images, not as much as a full one
+            self.sums = {key: value / min(steps * batch_size, len(self.order)) for key, value in self.sums.items()}
             stop = end_epoch()
             self.epoch, self.step, self.order, self.sums = self.epoch + 1, 0, None, {}
             if stop and self.epoch < budget.rounds:  # on the last round the budget is spent: no early stop

@@ -23,7 +23,7 @@ from np_draw.elbo import (
 )
 from np_draw.images import TensorImages
 from np_draw.training import FitConfig, adam
-from tests.conftest import FIXTURES, tiny_config
+from tests.conftest import FIXTURES, random_model, tiny_config
 
 
 def random_logits(n: int, t: int, b: int, seed: int) -> StepLogits:
@@ -543,6 +543,19 @@ def test_running_out_of_patience_at_the_last_round_is_no_early_stop_and_stays_st
     (longer, stopped), (extended, resumed) = wreck("longer", 8), wreck("run", 8)
     assert stopped.stopped_early and resumed.stopped_early and len(resumed.val_bound) == 2
     assert all(torch.equal(v, extended.state_dict()[k]) for k, v in longer.state_dict().items())
+
+
+def test_a_rounds_training_figures_are_means_over_its_images_a_short_last_batch_included(mnist_images):
+    """history.prior_train (and train) averaged the batches' means: 10 images in batches of 4, 4 and 2 counted the
+    last two images twice as much as the others."""
+    model = random_model("mnist", prior=PriorConfig(num_layers=1, dropout=0.0))
+    images = mnist_images[:10]
+    # A rate too small to move the weights: every batch is scored by the same prior
+    history = model.fit(images, validation=mnist_images[10:12], prior_epochs=1, epochs=0, prior_batch_size=4,
+                        prior_lr=1e-30, warmup_steps=0, progress=False)
+    with torch.no_grad():
+        expected = -model.prior.log_prob(model.parse(images), model.bank).mean().item()
+    assert history.prior_train == [pytest.approx(expected, rel=1e-5)]
 
 
 def test_fit_config_takes_numpy_values_as_python_ones_and_refuses_what_is_not_a_number():
