@@ -66,8 +66,9 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[st
     # The pointer lists the tensor files too, so that a load notices one that went missing since.
     _write_json(directory / f".{POINTER}.tmp", {"latest": final.name, "files": sorted(tensors)})
     os.replace(directory / f".{POINTER}.tmp", directory / POINTER)
+    # Earlier checkpoints, and what a save killed part way left (it may have had another name)
     for old in directory.iterdir():
-        if old.is_dir() and old.name != final.name and old.name.startswith("step-"):
+        if old.is_dir() and old.name != final.name and (old.name.startswith("step-") or old.name.endswith(".partial")):
             shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -54,6 +54,19 @@ def test_sigkill_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_p
     assert torch.equal(tensors["model"]["b"], torch.full((7,), float(step)))
 
 
+def test_a_save_killed_part_way_leaves_nothing_behind_once_another_save_completes(tmp_path) -> None:
+    """A kill during a save leaves its .partial folder; a later save under another name (the next step) left it on
+    disk for good, however large."""
+    save_checkpoint(tmp_path, "step-00000001", {"model": {"w": torch.zeros(3)}}, {"step": 1})
+    stale = tmp_path / ".step-00000002.partial"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half a file")
+    save_checkpoint(tmp_path, "step-00000003", {"model": {"w": torch.ones(3)}}, {"step": 3})
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["latest.json", "step-00000003"]
+    tensors, state = load_checkpoint(tmp_path)
+    assert state["step"] == 3 and torch.equal(tensors["model"]["w"], torch.ones(3))
+
+
 def test_saving_the_same_name_twice_never_removes_the_checkpoint_in_force(tmp_path) -> None:
     first = save_checkpoint(tmp_path, "step-00000005", {"model": {"w": torch.zeros(3)}}, {"step": 5})
     second = save_checkpoint(tmp_path, "step-00000005", {"model": {"w": torch.ones(3)}}, {"step": 5})
