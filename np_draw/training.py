@@ -460,7 +460,8 @@ class _Run:
         if changed or state["fingerprint"] != self.fingerprint:
             differences = ", ".join(f"{key}={saved[key]!r}, now {config[key]!r}" for key in changed)
             what = (f"another FitConfig ({differences})" if changed
-                    else "other images (or the same files framed another way, e.g. another crop)")
+                    else "other images (or the same files framed another way, e.g. another crop, or a dataset "
+                         "whose random transforms draw other images at each read)")
             raise InvalidInputError(f"cannot resume from {self.directory}: it was written for {what}; only epochs "
                                     "and steps may differ; pass the same images and config, or a new output folder")
         held = state.get("validation")
