@@ -911,4 +911,5 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
             raise
         finally:
             for parameter, flag in flags:
-                parameter.requires_grad_(flag)
+                # The last step's gradients are of no use after the run, and would hold the model's size again
+                parameter.requires_grad_(flag).grad = None

@@ -67,6 +67,7 @@ def test_fit_hands_back_the_callers_requires_grad_flags(mnist_images):
     history = model.fit(mnist_images[:32], steps=1, prior_steps=1, progress=False)  # trains all the same
     assert len(history.val_bound) == 1
     assert _flags(model) == before
+    assert all(parameter.grad is None for parameter in model.parameters())  # no memory held by the last step's
 
 
 def test_an_interrupted_fit_leaves_the_modes_and_flags_as_they_were(mnist_images):
