@@ -279,6 +279,14 @@ def _targets(model: Trainable, x: torch.Tensor) -> torch.Tensor:
     return torch.bernoulli(x) if model.config.binarize else x
 
 
+def _cpu_autocast() -> torch.dtype | None:
+    """The dtype of the CPU autocast block the caller is in, else None."""
+    try:
+        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    except TypeError:  # torch < 2.4 takes no device there (and deprecates its own names from 2.4)
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+
+
 def _forked_rng(model: Trainable) -> contextlib.AbstractContextManager:
     """torch's global generator (and the model's CUDA device's) as it is now again when the block ends."""
     return torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else [])
@@ -869,6 +877,10 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
                                "model.float()); on CUDA, mixed_precision=True trains in bfloat16")
     if config.mixed_precision and model.device.type != "cuda":
         raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
+    if model.device.type == "cpu" and (autocast := _cpu_autocast()) is not None:
+        logger.warning("fit is called inside torch.autocast on the CPU, so it trains in %s, which on most CPUs runs "
+                       "many times slower than float32 (FitConfig.mixed_precision is for CUDA): call fit outside "
+                       "the autocast block", str(autocast).removeprefix("torch."))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Launched by torchrun: one process per device, gradients summed over processes.
         backend = "nccl" if model.device.type == "cuda" else "gloo"

@@ -3,6 +3,7 @@ work. What a call leaves behind must be what it found, and a seed must draw the 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -100,3 +101,10 @@ def test_a_process_forked_after_sampling_gets_a_working_thread_pool():
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_fit_inside_a_cpu_autocast_block_warns_that_it_trains_in_half_precision(mnist_images, caplog):
+    model = NPDraw.from_pretrained("mnist")
+    with caplog.at_level(logging.WARNING, logger="np_draw"), torch.autocast("cpu", dtype=torch.bfloat16):
+        model.fit(mnist_images[:16], steps=1, prior_steps=1, progress=False)
+    assert "fit is called inside torch.autocast on the CPU, so it trains in bfloat16" in caplog.text
