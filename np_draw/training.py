@@ -729,12 +729,11 @@ class _Run:
 
         if self.epoch == 0 and self.step == 0 and not cfg.fit_bank and self.best_state is None:
             # The starting encoder and decoder are the first candidate: with the prior as given, or as its stage left it
-            if self.history.val_bound_start is None:
+            start = self.history.val_bound_start
+            if start is None:  # the prior's stage did not run: the model as given
                 start = self.history.val_bound_start = validate()
                 logger.info("before training: validation bound %.2f nats", start)
-            elif self.history.prior_best_epoch == -1:  # the prior's stage kept its starting weights
-                start = self.history.val_bound_start
-            else:
+            elif cfg.patience is not None and self.history.prior_best_epoch != -1:
                 start = validate()
                 logger.info("with the retrained prior, before the encoder and decoder train: validation bound %.2f "
                             "nats", start)
@@ -767,16 +766,18 @@ class _Run:
         return torch.nn.ModuleDict({"prior": model.prior, "encoder": model.encoder, "decoder": model.decoder})
 
     def _measure_start(self) -> None:
-        """Before a fine-tune kept by patience retrains its prior: the model's validation bound as given, and its
+        """Before a fine-tune retrains its prior: the model's validation bound as given, and with ``patience`` its
         weights, the final choice when no candidate with the retrained prior scores better. The prior's stage keeps
         the prior that scores best on the parses, which the bound (whose KL is against the encoder's posterior) need
         not follow: without this, a fine-tune could end worse than it started."""
         cfg = self.config
-        if cfg.fit_bank or cfg.patience is None or self.epoch or self.step or self.history.val_bound_start is not None:
+        if cfg.fit_bank or self.epoch or self.step or self.history.val_bound_start is not None:
             return
         self.history.val_bound_start = self._validation_bound()
         logger.info("before training: validation bound %.2f nats", self.history.val_bound_start)
-        self.start_state = {key: value.detach().clone() for key, value in self._start_modules().state_dict().items()}
+        if cfg.patience is not None:
+            self.start_state = {key: value.detach().clone()
+                                for key, value in self._start_modules().state_dict().items()}
 
     def _read(self, index: torch.Tensor) -> torch.Tensor:
         """The images at ``index`` on the model's device and in its dtype: (n, C, H, W)."""

@@ -386,6 +386,12 @@ def test_a_fine_tune_whose_retrained_prior_worsens_the_bound_keeps_the_model_as_
     held_out = images[torch.randperm(60, generator=torch.Generator().manual_seed(defaults.seed))[:6]]
     assert validation_bound(model, held_out, model.parse(held_out), seed=defaults.seed) == pytest.approx(
         history.val_bound_start, rel=1e-6)
+    # Without patience nothing is kept back, and val_bound_start is still the bound of the model as given
+    again = NPDraw(model.config)
+    again.load_state_dict(start)
+    history = again.fit(images[:54], validation=held_out, **{**options, "patience": None})
+    assert history.val_bound_start == pytest.approx(
+        validation_bound(model, held_out, model.parse(held_out), seed=defaults.seed), rel=1e-6)
     # Resumed from its checkpoints (the weights as given are in them), the run ends the same way
     again = NPDraw(model.config)
     again.load_state_dict(start)
