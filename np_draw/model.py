@@ -675,6 +675,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         folder = Path(folder).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UnwritablePathError(f"cannot create the output folder {str(folder)!r}: {error.strerror}") from error
+        try:
             write_model_files(self.config, self.state_dict(), model_card, folder)
         except OSError as error:
             if isinstance(error, NPDrawError):
