@@ -459,7 +459,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print("\n".join(f"| {name} | {value} |" for name, value in rows))
     if args.json:
         document = {"model": args.name, "data": source, "crop": args.crop, "num_samples": args.num_samples,
-                    **results}
+                    "num_generated": args.num_generated or len(images), "seed": args.seed, **results}
         _write_output(args.json, lambda: args.json.write_text(json.dumps(document, indent=2) + "\n"), "--json")
     return 0
 

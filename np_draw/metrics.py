@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, MissingFileError, check_count, check_flags
 from .features import FeatureNetwork, feature_network
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, to_canvas
+from .likelihoods import Bernoulli
 from .model import NPDraw
 from .networks import evaluating
 
@@ -62,8 +63,9 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
 
     Args:
         model: an NPDraw (evaluated in eval mode; its mode is restored).
-        images: (N, C, H, W) uint8 or float in [0, 1] at the model's size. For a binarised model (MNIST, Omniglot)
-            grey images are binarised once by a Bernoulli draw seeded by ``seed``; binary images are used as given.
+        images: (N, C, H, W) uint8 or float in [0, 1] at the model's size. For a Bernoulli likelihood (MNIST,
+            Omniglot; whatever ``config.binarize`` says: it is a distribution over binary images only) grey images
+            are binarised once by a Bernoulli draw seeded by ``seed``; binary images are used as given.
         num_samples: posterior draws per image, S (the paper: 50); larger is tighter.
         batch_size: images per forward pass (default: as many as keep the prior's canvas history near 200 MB).
         seed: seeds the binarisation and the posterior draws: the same seed gives the same numbers for the same
@@ -89,8 +91,10 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
         raise InvalidTypeError(f"seed must be an int, got {seed!r}")
     generator = torch.Generator().manual_seed(int(seed))
     x = model.prepare_images(images)
-    if model.config.binarize and not ((x == 0) | (x == 1)).all():
+    if isinstance(model.likelihood, Bernoulli) and not ((x == 0) | (x == 1)).all():
         # A fixed binarisation of the grey test images, drawn once from the seed, as is usual for binarised MNIST.
+        # Grey targets would give a cross-entropy that is no log-probability (and so no bound), even for a model
+        # trained on them (binarize=False).
         x = torch.bernoulli(x.cpu(), generator=generator).to(x)
     bounds = []
     with evaluating(model):
@@ -157,7 +161,8 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
         images: (N, C, H, W), (N, H, W, C) or (N, H, W), uint8 or float in [0, 1], N >= 2, any size and 1 or 3
             channels (the network converts); or PIL images or a folder of image files, read at the network's size.
         features: a shipped network's name ("cnn-mnist", "cnn-cifar10"), or a module with a ``features(images)``
-            method returning (N, D) (e.g. :class:`np_draw.features.FeatureNetwork` or the Inception network).
+            method returning (N, D) (e.g. :class:`np_draw.features.FeatureNetwork` or the Inception network), run
+            in eval mode (its own mode is restored).
         batch_size: images per forward pass.
         progress: a progress bar.
     Returns:
@@ -183,9 +188,12 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
         raise InvalidInputError(f"images must hold at least 2 images for the features' covariance (FID), got "
                                 f"{len(source)}")
     device = next(network.parameters()).device
-    rows = [network.features(chunk.to(device).float()).double().cpu()
-            for chunk in tqdm(source.chunks(size=batch_size), total=math.ceil(len(source) / batch_size),
-                              desc="features", disable=not progress, leave=False)]
+    # In eval mode whatever mode the network came in (e.g. just trained): in training mode BatchNorm normalises each
+    # batch by its own statistics (an FID that moves with batch_size) and overwrites its running statistics.
+    with evaluating(network):
+        rows = [network.features(chunk.to(device).float()).double().cpu()
+                for chunk in tqdm(source.chunks(size=batch_size), total=math.ceil(len(source) / batch_size),
+                                  desc="features", disable=not progress, leave=False)]
     f = torch.cat(rows)
     return FeatureStatistics(f.mean(0), torch.cov(f.T), len(f), getattr(network, "name", type(network).__name__))
 

@@ -255,6 +255,7 @@ def test_eval_prints_the_table_of_np_draw_metrics_evaluate(tmp_path, mnist_image
     expected = evaluate(NPDraw.from_pretrained(folder), (mnist_images[:12] * 255).round() / 255, num_samples=3,
                         num_generated=10, progress=False)
     assert {key: written[key] for key in expected} == pytest.approx(expected, rel=1e-5)
+    assert (written["num_generated"], written["seed"]) == (10, 0)  # what reproduces the figures
     assert f"| FID-cnn-mnist (10 samples) | {expected['FID-cnn-mnist']:.3f} |" in table
     assert f"| NLL bound, nats (3 importance samples) | {expected['nll_nats']:.3f} |" in table
     assert exit_code(["eval", str(folder), "--data", str(tmp_path / "absent.npz")]) == 2

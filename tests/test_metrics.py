@@ -236,3 +236,32 @@ def test_metric_arguments_are_checked_at_the_door_with_clear_errors(tmp_path):
         FeatureStatistics.load(tmp_path / "half.safetensors")
     with pytest.raises(MissingFileError, match="no FeatureStatistics file at"):
         FeatureStatistics.load(tmp_path / "none.safetensors")
+
+
+def test_feature_statistics_use_a_feature_network_in_eval_mode_and_leave_its_mode_and_statistics_alone(mnist_images):
+    """A network handed over in training mode (e.g. one just trained) gave features normalised by each batch's own
+    BatchNorm statistics: an FID that moved with batch_size, and running statistics overwritten by the images."""
+    from np_draw.features import feature_network
+
+    a, b = mnist_images[:60], mnist_images[60:120]
+    expected = fid(a, b, "cnn-mnist", progress=False).value
+    network = feature_network("cnn-mnist").train()
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    assert fid(a, b, network, batch_size=7, progress=False).value == pytest.approx(expected, rel=1e-6)
+    assert network.training and all(m.training for m in network.modules())
+    assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
+
+
+def test_nll_binarises_grey_images_for_every_bernoulli_model():
+    """A Bernoulli likelihood is a distribution over binary images only: scored against grey targets its
+    cross-entropy is no log-probability, and the "bound" bounds nothing. A model with binarize=False (the default
+    config's) gets the seed's binarisation too."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    model = NPDraw(dataclasses.replace(TINY, binarize=False)).eval()
+    model.bank.parts.copy_((torch.rand(2, 1, 4, 4) > 0.5).float())
+    grey = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    binary = torch.bernoulli(grey, generator=torch.Generator().manual_seed(4))
+    scored = nll(model, grey, 3000, seed=4, progress=False).nats
+    torch.testing.assert_close(scored, exact_nll(model, binary), atol=0.1, rtol=0)
