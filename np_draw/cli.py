@@ -52,6 +52,7 @@ from .images import (
     read_folder,
     save_grid,
     save_pairs,
+    spread,
 )
 from .manifest import describe_files, read_manifest
 from .model import NPDraw
@@ -415,7 +416,7 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
         if args.crop is not None:
             raise InvalidInputError(f"--crop applies to image files, and --data holds the {dataset} data set, read "
                                     "as its own protocol frames it")
-        images = load_dataset(dataset, args.data, split, limit=args.limit).float() / 255
+        images = spread(load_dataset(dataset, args.data, split), args.limit).float() / 255
         source = f"{dataset} {split}"
     else:
         if held:  # not a folder of image files: its .npz files would each be skipped as unreadable images
@@ -450,7 +451,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = evaluate(model, images, num_samples=args.num_samples, features=features,
                        num_generated=args.num_generated, seed=args.seed, progress=not args.quiet)
     fid_key = next(key for key in results if key.startswith("FID"))
-    rows = [(f"NLL bound, nats ({args.num_samples} importance samples)", f"{results['nll_nats']:.3f}"),
+    samples = f"{args.num_samples} importance sample{'s' if args.num_samples > 1 else ''}"
+    rows = [(f"NLL bound, nats ({samples})", f"{results['nll_nats']:.3f}"),
             ("NLL bound, bits/dim", f"{results['nll_bits_per_dim']:.4f}"),
             (f"{fid_key} ({args.num_generated or len(images):,} samples)", f"{results[fid_key]:.3f}"),
             ("parse PSNR, dB", f"{results['parse_psnr_db']:.2f}"),
@@ -713,7 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--dataset", choices=DATASETS, default=None,
                             help="read this data set's --split from DATA (default: NAME when it is a data set)")
     evaluation.add_argument("--split", default=None, help="the split of --dataset (default test)")
-    evaluation.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
+    evaluation.add_argument("--limit", type=positive_int, default=None,
+                            help="only N images, spread evenly over the split or folder (every (total // N)-th: a "
+                                 "split sorted by class keeps every class; of a folder, the other files are not read)")
     evaluation.add_argument("--num-samples", type=positive_int, default=50,
                             help="importance samples per image for the NLL bound (default 50, as the paper)")
     evaluation.add_argument("--features", choices=sorted(ARCHITECTURES), default=None,

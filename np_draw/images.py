@@ -13,9 +13,9 @@ import os
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from .errors import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Aligned CelebA photos (width, height), and the centre the paper (and the celeba model) frames them to
 _ALIGNED_CELEBA, CELEBA_CROP = (178, 218), 148
@@ -203,12 +204,20 @@ def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Ima
     return _centre(image, crop)
 
 
+def spread(items: Sequence[T], count: int | None) -> Sequence[T]:
+    """``count`` of ``items`` spread evenly over them, every (N // count)-th from the first; all of them for None.
+    A subset of a split sorted by class (CIFAR-10's test file, Omniglot's alphabets, a folder of class folders)
+    keeps every class, where the first ``count`` would be one class."""
+    return items if count is None else items[::max(1, len(items) // count)][:count]
+
+
 def read_folder(folder: Path, name: str = "images", crop: int | None = None,
                 limit: int | None = None) -> Iterator[tuple[str, Image.Image]]:
     """The image files under ``folder`` (recursively, sorted), decoded, turned upright as their EXIF says (and cut to
     their ``crop`` px centre, see :func:`centre_crop`); unreadable ones, and ones of more than twice Pillow's
-    PIL.Image.MAX_IMAGE_PIXELS, skipped with a warning (ones above it are read, with one); only the first ``limit``
-    readable ones when given (the files after them are not opened). ``name`` is the argument an error names; images
+    PIL.Image.MAX_IMAGE_PIXELS, skipped with a warning (ones above it are read, with one); with ``limit``, only
+    ``limit`` files spread evenly over the sorted listing (:func:`spread`; the others are not opened, and an
+    unreadable one among them leaves fewer). ``name`` is the argument an error names; images
     smaller than ``crop`` are an error naming all of them, once the files have been read. ``~`` is the home folder."""
     folder = Path(folder).expanduser()
     if folder.is_file():
@@ -220,8 +229,9 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
     skipped, huge, large, small, found = [], [], [], [], 0
     # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
     # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
-    for path in sorted((os.path.join(root, file) for root, _, files in os.walk(folder) for file in files),
-                       key=lambda path: path.split(os.sep)):
+    listing = sorted((os.path.join(root, file) for root, _, files in os.walk(folder) for file in files),
+                     key=lambda path: path.split(os.sep))
+    for path in spread(listing, limit):
         try:
             image = _decode(path)
         except _TooLarge as error:
@@ -237,8 +247,6 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
             continue
         found += 1
         yield path, image if crop is None else _centre(image, crop)
-        if found == limit:
-            break
     if skipped:
         logger.warning("skipped %d %s not readable images: %s", len(skipped),
                        "file that is" if len(skipped) == 1 else "files that are", ", ".join(skipped[:10]))
@@ -319,8 +327,8 @@ def _framed(image: Image.Image, crop: int | None, path: str | Path) -> Image.Ima
 
 def load_folder_images(folder: str | Path, *, channels: int, size: int, name: str = "images",
                        crop: int | None = None, limit: int | None = None) -> torch.Tensor:
-    """Every image file Pillow can read under ``folder`` (recursively, sorted by path; the first ``limit`` when
-    given), centre-cropped to a square (or to its ``crop`` px centre, :func:`centre_crop`) and resized to ``size``:
+    """Every image file Pillow can read under ``folder`` (recursively, sorted by path; ``limit`` of them spread
+    evenly over the listing when given, :func:`spread`), centre-cropped to a square (or to its ``crop`` px centre, :func:`centre_crop`) and resized to ``size``:
     uint8 (N, C, size, size). Files that are not images or are truncated are skipped with a warning naming them; an
     error names ``name``."""
     # One file open at a time: the folder is never held in memory at its own resolution.
@@ -630,7 +638,8 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
             square and resized to ``size``).
         channels, size: what the model expects.
         crop: image files are first cut to their ``crop`` px centre (:func:`centre_crop`); not for an .npz file.
-        limit: only the first ``limit`` images (of a folder, the other files are not read).
+        limit: only ``limit`` images spread evenly over them (:func:`spread`; of a folder, the other files are not
+            read).
     Returns:
         (N, C, size, size) tensor (uint8, or float as stored in an .npz), and a label naming each image's source:
         its file, or ``path[i]`` for the i-th image of an .npz.
@@ -653,10 +662,11 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
     elif path.suffix == ".npz":
         if crop is not None:
             raise InvalidInputError(f"crop applies to image files, and {str(path)!r} is an array file")
-        images = as_image_tensor(npz_images(path), channels=channels, size=size, name=f"{path}['images']")[:limit]
+        images = as_image_tensor(npz_images(path), channels=channels, size=size, name=f"{path}['images']")
     else:
         return _item_tensor(open_image(path, crop), channels=channels, size=size, name=str(path)), [str(path)]
-    return images, [f"{path}[{i}]" for i in range(len(images))]
+    index = spread(range(len(images)), limit)
+    return images[list(index)], [f"{path}[{i}]" for i in index]
 
 
 def npz_images(path: Path) -> np.ndarray:

@@ -27,7 +27,7 @@ from cifar10_jpeg_effect import jpeg_effect
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset
 from np_draw.hub import model_card
-from np_draw.images import save_grid
+from np_draw.images import save_grid, spread
 from np_draw.manifest import describe_files, manifest_path
 from np_draw.metrics import default_features, fid, nll, parse_psnr, reconstruction_psnr
 from np_draw.model_files import CARD_NAME, CONFIG_NAME
@@ -73,11 +73,6 @@ def record_metrics(name: str, metrics: dict[str, float], drop: tuple[str, ...] =
     (ROOT / "weights_manifest.json").write_text(text)
 
 
-def spread(images: torch.Tensor, count: int) -> torch.Tensor:
-    """``count`` of ``images``, every (N // count)-th from the first: all classes of a split sorted by class."""
-    return images[::max(1, len(images) // count)][:count]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, choices=["mnist", "omniglot", "cifar10", "celeba"])
@@ -92,7 +87,7 @@ def main() -> None:
     start = time.time()
     model = NPDraw.from_pretrained(args.model)
     test = load_dataset(args.name, args.data, "test").float() / 255
-    scored = spread(test, args.nll_images or len(test))
+    scored = spread(test, args.nll_images)
     bound = nll(model, scored, args.num_samples, seed=0, progress=False)
     generated = model.sample(len(test), generator=torch.Generator().manual_seed(0), progress=False).images
     distance = fid(generated, test, default_features(model), progress=False)

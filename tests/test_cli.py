@@ -203,22 +203,25 @@ def test_parse_writes_canvases_and_the_latents(tmp_path, digit_files, mnist, mni
     assert not np.array_equal(drawn[0], drawn[1]) and drawn[1].max() > 0
 
 
-def test_a_folder_s_images_are_named_by_file_and_a_limit_reads_only_the_first(tmp_path, digit_files, mnist_images,
-                                                                             capsys, caplog):
+def test_a_folder_s_images_are_named_by_file_and_a_limit_reads_only_a_spread_of_them(tmp_path, digit_files,
+                                                                                    mnist_images, capsys, caplog):
     folder = tmp_path / "folder"
     folder.mkdir()
     for path in digit_files:
         shutil.copyfile(path, folder / path.name)
     (folder / "later.png").write_bytes(b"not an image")  # sorted after the digits
+    # A limit takes every (total // limit)-th file from the first: a folder (or split) sorted by class keeps every
+    # class, where the first files would be one class
     with caplog.at_level(logging.WARNING):
         images, labels = load_images(folder, channels=1, size=28, limit=2)
-    assert labels == [str(folder / path.name) for path in digit_files[:2]] and not caplog.records  # later.png unread
-    assert torch.equal(images.float() / 255, (mnist_images[:2] * 255).round() / 255)
+    assert labels == [str(folder / path.name) for path in digit_files[::2]] and not caplog.records  # later.png unread
+    assert torch.equal(images.float() / 255, (mnist_images[:3:2] * 255).round() / 255)
     with caplog.at_level(logging.WARNING):
         images, labels = load_images(folder, channels=1, size=28)
     assert len(images) == 3 and "later.png" in caplog.text
+    # 3 images: every (3 // 2)-th, the first two
     assert load_images(tmp_path / "digits.npz", channels=1, size=28, limit=2)[1] == [
-        f"{tmp_path / 'digits.npz'}[{i}]" for i in range(2)]
+        f"{tmp_path / 'digits.npz'}[{i}]" for i in (0, 1)]
     for path in (folder, tmp_path / "digits.npz"):
         with pytest.raises(InvalidInputError, match="limit must be a positive integer, got 0"):
             load_images(path, channels=1, size=28, limit=0)
