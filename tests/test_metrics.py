@@ -265,3 +265,15 @@ def test_nll_binarises_grey_images_for_every_bernoulli_model():
     binary = torch.bernoulli(grey, generator=torch.Generator().manual_seed(4))
     scored = nll(model, grey, 3000, seed=4, progress=False).nats
     torch.testing.assert_close(scored, exact_nll(model, binary), atol=0.1, rtol=0)
+
+
+def test_a_folder_and_pil_images_give_the_fid_of_the_same_images_as_a_tensor(tmp_path, mnist_images):
+    """Files were resized to the network's size by PIL's bicubic at read, tensors by the network's bilinear: the same
+    150 digits at 56 px were 0.92 apart, a fifth of the FID between two halves of the test set."""
+    from np_draw.images import to_pil
+
+    digits = (torch.nn.functional.interpolate(mnist_images[:150], size=56, mode="bilinear") * 255).round() / 255
+    for i, image in enumerate(to_pil(digits)):
+        image.save(tmp_path / f"{i:03d}.png")
+    assert fid(digits, tmp_path, "cnn-mnist", progress=False).value < 1e-6
+    assert fid(digits, list(to_pil(digits)), "cnn-mnist", progress=False).value < 1e-6
