@@ -261,6 +261,13 @@ def test_eval_prints_the_table_of_np_draw_metrics_evaluate(tmp_path, mnist_image
     assert (written["num_generated"], written["seed"]) == (10, 0)  # what reproduces the figures
     assert f"| FID-cnn-mnist (10 samples) | {expected['FID-cnn-mnist']:.3f} |" in table
     assert f"| NLL bound, nats (3 importance samples) | {expected['nll_nats']:.3f} |" in table
+    # The paper's protocol for binarised data: binarised samples against the binarised images
+    assert main([*argv, "--binarised-fid"]) == 0
+    binarised = evaluate(NPDraw.from_pretrained(folder), (mnist_images[:12] * 255).round() / 255, num_samples=3,
+                         num_generated=10, binarised_fid=True, progress=False)
+    assert json.loads((tmp_path / "eval.json").read_text())["binarised_fid"] is True
+    assert (f"| FID-cnn-mnist (10 samples, binarised, against the binarised images) | "
+            f"{binarised['FID-cnn-mnist']:.3f} |") in capsys.readouterr().out
     assert exit_code(["eval", str(folder), "--data", str(tmp_path / "absent.npz")]) == 2
     assert "no file or folder at" in capsys.readouterr().err
     # A model folder and the shared data's root: the data set is asked for, not its .npz files read as images

@@ -277,3 +277,23 @@ def test_a_folder_and_pil_images_give_the_fid_of_the_same_images_as_a_tensor(tmp
         image.save(tmp_path / f"{i:03d}.png")
     assert fid(digits, tmp_path, "cnn-mnist", progress=False).value < 1e-6
     assert fid(digits, list(to_pil(digits)), "cnn-mnist", progress=False).value < 1e-6
+
+
+def test_evaluate_s_binarised_fid_compares_binarised_samples_with_the_nll_s_binarisation(mnist_images):
+    """The paper binarises both the samples and the test images of MNIST and Omniglot for its FID (spec section 8);
+    evaluate compared mean pixels with grey images only."""
+    from np_draw.errors import InvalidInputError
+    from np_draw.metrics import evaluate
+    from tests.conftest import random_model
+
+    model, images = random_model("mnist"), mnist_images[:20]
+    results = evaluate(model, images, num_samples=2, binarised_fid=True, seed=3, progress=False)
+    samples = model.sample(20, generator=torch.Generator().manual_seed(3), sample_pixels=True, progress=False).images
+    assert ((samples == 0) | (samples == 1)).all()
+    binary = torch.bernoulli(images, generator=torch.Generator().manual_seed(3))
+    assert results["FID-cnn-mnist"] == pytest.approx(fid(samples, binary, "cnn-mnist", progress=False).value)
+    plain = evaluate(model, images, num_samples=2, seed=3, progress=False)
+    assert plain["nll_nats"] == results["nll_nats"] and plain["FID-cnn-mnist"] != results["FID-cnn-mnist"]
+    with pytest.raises(InvalidInputError, match="binarised_fid=True .* needs a Bernoulli model"):
+        evaluate(random_model("cifar10"), torch.rand(4, 3, 32, 32), num_samples=1, binarised_fid=True,
+                 progress=False)
