@@ -141,6 +141,10 @@ class FeatureStatistics:
         if not {"mean", "covariance"} <= tensors.keys():
             raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: it lacks the tensors 'mean' and "
                                       f"'covariance', got {sorted(tensors)}")
+        mean, covariance = tensors["mean"], tensors["covariance"]
+        if mean.ndim != 1 or tuple(covariance.shape) != (len(mean), len(mean)):
+            raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: a mean (D,) and a covariance (D, D) "
+                                      f"are expected, got {tuple(mean.shape)} and {tuple(covariance.shape)}")
         return cls(tensors["mean"], tensors["covariance"], int(metadata["count"]), metadata["features"])
 
 

@@ -236,6 +236,11 @@ def test_metric_arguments_are_checked_at_the_door_with_clear_errors(tmp_path):
         FeatureStatistics.load(tmp_path / "half.safetensors")
     with pytest.raises(MissingFileError, match="no FeatureStatistics file at"):
         FeatureStatistics.load(tmp_path / "none.safetensors")
+    save_file({"mean": torch.zeros(3), "covariance": torch.eye(4)}, tmp_path / "odd.safetensors",
+              metadata={"features": "cnn-mnist", "count": "5"})
+    with pytest.raises(CorruptWeightsError, match=r"a mean \(D,\) and a covariance \(D, D\) are expected, got \(3,\) "
+                                                  r"and \(4, 4\)"):
+        FeatureStatistics.load(tmp_path / "odd.safetensors")
 
 
 def test_feature_statistics_use_a_feature_network_in_eval_mode_and_leave_its_mode_and_statistics_alone(mnist_images):
