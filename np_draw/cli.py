@@ -719,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="read this data set's --split from DATA (default: NAME when it is a data set)")
     evaluation.add_argument("--split", default=None, help="the split of --dataset (default test)")
     evaluation.add_argument("--limit", type=positive_int, default=None,
-                            help="only N images, spread evenly over the split or folder (every (total // N)-th: a "
+                            help="only N images, spread evenly over the split or folder (the i-th at i * total // N: a "
                                  "split sorted by class keeps every class; of a folder, the other files are not read)")
     evaluation.add_argument("--num-samples", type=positive_int, default=50,
                             help="importance samples per image for the NLL bound (default 50, as the paper)")

@@ -329,6 +329,9 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
     # huggingface_hub reads HF_HUB_OFFLINE once, when imported; set later (os.environ in a notebook), it would still
     # try the Hub, retrying for half a minute before it falls back to the cache.
     offline = constants.HF_HUB_OFFLINE or _set_in_environment("HF_HUB_OFFLINE")
+    if offline and force_download:  # huggingface_hub would blame local_files_only=True, which was not given
+        raise WeightsUnavailableError(f"cannot download {repo_id} again (force_download=True): HF_HUB_OFFLINE is "
+                                      "set; unset it, or load from the cache without force_download")
     local_files_only = local_files_only or offline
     fresh = force_download or not all(isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir,
                                                                         revision=revision), str)

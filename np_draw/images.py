@@ -205,10 +205,24 @@ def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Ima
 
 
 def spread(items: Sequence[T], count: int | None) -> Sequence[T]:
-    """``count`` of ``items`` spread evenly over them, every (N // count)-th from the first; all of them for None.
-    A subset of a split sorted by class (CIFAR-10's test file, Omniglot's alphabets, a folder of class folders)
-    keeps every class, where the first ``count`` would be one class."""
-    return items if count is None else items[::max(1, len(items) // count)][:count]
+    """``count`` of ``items`` spread evenly over all of them, the i-th at ``i * N // count`` (every (N // count)-th
+    from the first when ``count`` divides N); all of them for None or a ``count`` of N or more. A subset of a split
+    sorted by class (CIFAR-10's test file, Omniglot's alphabets, a folder of class folders) keeps every class, where
+    the first ``count`` would be one class. A tensor, array or range gives its own kind (a view when ``count``
+    divides N), any other sequence a list."""
+    total = len(items)
+    if count is None or count >= total:
+        return items
+    if total % count == 0:
+        return items[::total // count]
+    # Every (N // count)-th would stop short of the end: 6,000 of CIFAR-10's 10,000 test images were its first six
+    # classes
+    index = [i * total // count for i in range(count)]
+    if isinstance(items, torch.Tensor):
+        return items[torch.tensor(index)]
+    if isinstance(items, np.ndarray):
+        return items[index]
+    return [items[i] for i in index]
 
 
 def read_folder(folder: Path, name: str = "images", crop: int | None = None,
@@ -665,8 +679,8 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
         images = as_image_tensor(npz_images(path), channels=channels, size=size, name=f"{path}['images']")
     else:
         return _item_tensor(open_image(path, crop), channels=channels, size=size, name=str(path)), [str(path)]
-    index = spread(range(len(images)), limit)
-    return images[list(index)], [f"{path}[{i}]" for i in index]
+    index = range(len(images)) if limit is None else spread(range(len(images)), limit)
+    return (images if limit is None else images[list(index)]), [f"{path}[{i}]" for i in index]
 
 
 def npz_images(path: Path) -> np.ndarray:

@@ -472,7 +472,8 @@ class _Run:
                          "whose random transforms draw other images at each read)")
             raise InvalidInputError(f"cannot resume from {self.directory}: it was written for {what}; only epochs "
                                     "and steps may differ; pass the same images and config, or a new output folder")
-        held = state.get("validation")
+        # A checkpoint written before the split was recorded has no "validation": its split cannot be checked
+        held = state.get("validation", self.validation_size)
         if held != self.validation_size:
             def split(size: int | None) -> str:
                 return (f"val_fraction={self.config.val_fraction} of the images held out" if size is None

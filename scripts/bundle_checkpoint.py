@@ -2,13 +2,14 @@
 
     python scripts/bundle_checkpoint.py --name mnist --model runs/mnist --data ../shared/data --note "..."
 
-Measures (np_draw.metrics, seed 0): the importance-sampled NLL bound with 50 samples (on --nll-images test images
-spread evenly over the split: CIFAR-10's files are sorted by class, Omniglot's by alphabet), the FID in the shipped
+Measures (np_draw.metrics, seed 0): the importance-sampled NLL bound with 50 samples (on --nll-images N test images,
+every (len // N)-th from the first, so that the subset covers the split: CIFAR-10's files are sorted by class,
+Omniglot's by alphabet; the manifest's metric names say which, e.g. ``_every8th``), the FID in the shipped
 feature network's space between as many samples as test images and the test images, and parse and reconstruction PSNR
 on the whole test split. Writes np_draw/weights/<name>/ (config, weights, model card with the training record of
 scripts/train_pretrained.py), records the files' sha256 and size and the metrics in np_draw/weights/manifest.json,
 copies the manifest to weights_manifest.json, and draws docs/pictures/<name>_samples.png (8x8) and
-docs/pictures/<name>_reconstructions.png (16 test images, spread the same way, over their reconstructions).
+docs/pictures/<name>_reconstructions.png (16 test images, taken the same way, over their reconstructions).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from cifar10_jpeg_effect import jpeg_effect
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset
 from np_draw.hub import model_card
-from np_draw.images import save_grid, spread
+from np_draw.images import save_grid
 from np_draw.manifest import describe_files, manifest_path
 from np_draw.metrics import default_features, fid, nll, parse_psnr, reconstruction_psnr
 from np_draw.model_files import CARD_NAME, CONFIG_NAME
@@ -73,6 +74,14 @@ def record_metrics(name: str, metrics: dict[str, float], drop: tuple[str, ...] =
     (ROOT / "weights_manifest.json").write_text(text)
 
 
+def every_kth(images: torch.Tensor, count: int | None) -> tuple[torch.Tensor, int]:
+    """``count`` of ``images``, every k-th from the first with k = len // count (all for None), and k: the subsets
+    the manifest's metrics and the pictures were measured on (np_draw.images.spread, which np-draw eval --limit
+    uses, differs where count does not divide the split)."""
+    every = 1 if count is None else max(1, len(images) // count)
+    return images[::every][:count], every
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, choices=["mnist", "omniglot", "cifar10", "celeba"])
@@ -80,18 +89,18 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--note", default="", help="what the model card should say about this checkpoint")
     parser.add_argument("--nll-images", type=int, default=None,
-                        help="score the NLL on N test images, every (len // N)-th")
+                        help="score the NLL on N test images, every (len // N)-th from the first (default: all)")
     parser.add_argument("--num-samples", type=int, default=50, help="importance samples per image")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     start = time.time()
     model = NPDraw.from_pretrained(args.model)
     test = load_dataset(args.name, args.data, "test").float() / 255
-    scored = spread(test, args.nll_images)
+    scored, every = every_kth(test, args.nll_images)
     bound = nll(model, scored, args.num_samples, seed=0, progress=False)
     generated = model.sample(len(test), generator=torch.Generator().manual_seed(0), progress=False).images
     distance = fid(generated, test, default_features(model), progress=False)
-    subset = "" if len(scored) == len(test) else f"_every{len(test) // len(scored)}th"
+    subset = "" if len(scored) == len(test) else f"_every{every}th"
     unit, value = (("nats", bound.mean_nats) if model.config.channels == 1 else
                    ("bits_per_dim", bound.mean_bits_per_dim))
     # CIFAR-10's test split here is JPEG: the name says so, and the lossless images available score beside it.
@@ -126,7 +135,7 @@ def main() -> None:
     pictures = ROOT / "docs" / "pictures"
     pictures.mkdir(parents=True, exist_ok=True)
     save_grid(generated[:64], pictures / f"{args.name}_samples.png", nrow=8)
-    originals = spread(test, 16)
+    originals = every_kth(test, 16)[0]
     save_grid(torch.cat([originals, model.reconstruct(originals)]), pictures / f"{args.name}_reconstructions.png",
               nrow=16)
     print(json.dumps({"name": args.name, "metrics": metrics, "files": entry["files"],

@@ -14,7 +14,7 @@ from np_draw import NPDraw, hub
 from np_draw.cli import _fit_config, build_parser, infer_preset, main
 from np_draw.data import DATA_FILES
 from np_draw.errors import InvalidInputError
-from np_draw.images import image_source, load_images, open_image, to_pil
+from np_draw.images import image_source, load_images, open_image, spread, to_pil
 from np_draw.manifest import read_manifest
 from np_draw.training import FitConfig
 
@@ -243,6 +243,18 @@ def test_info_reports_config_parameters_metrics_and_files(capsys, mnist):
     text = capsys.readouterr().out
     assert f"total: {sum(p.numel() for p in mnist.parameters()):,}" in text
     assert entry["files"]["model.safetensors"]["sha256"] in text and all(metric in text for metric in entry["metrics"])
+
+
+def test_spread_covers_the_whole_split_whatever_the_count():
+    """Every (N // count)-th stopped short of the end when count does not divide N: 6,000 of CIFAR-10's 10,000 test
+    images (sorted by class) were its first six classes, and any count above N / 2 was the first count images."""
+    labels = torch.arange(10).repeat_interleave(1000)  # a split sorted by class
+    for count in (100, 3334, 5001, 6000, 9999):
+        picked = spread(labels, count)
+        assert len(picked) == count and torch.bincount(picked, minlength=10).min() >= count // 10
+    assert torch.equal(spread(labels, 200), labels[::50])  # where count divides N, every (N // count)-th as before
+    assert spread(list(range(10)), 4) == [0, 2, 5, 7] and spread(range(3), 5) == range(3)
+    assert spread(labels, None) is labels and spread(labels, 10_000) is labels
 
 
 def test_eval_prints_the_table_of_np_draw_metrics_evaluate(tmp_path, mnist_images, capsys):

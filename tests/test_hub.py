@@ -264,6 +264,13 @@ def test_hf_hub_offline_set_after_import_is_honoured(world):
     assert len(world.server.requests) == asked
 
 
+def test_force_download_with_hf_hub_offline_set_names_offline_mode(tmp_path, monkeypatch):
+    # np-draw turns HF_HUB_OFFLINE into local_files_only=True, which huggingface_hub's refusal then blamed
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError, match=r"force_download=True\): HF_HUB_OFFLINE is set"):
+        NPDraw.from_pretrained("np-draw-test/never-downloaded", cache_dir=tmp_path, force_download=True)
+
+
 def test_four_processes_loading_at_once_into_an_empty_cache_all_get_the_verified_weights(world):
     # huggingface_hub locks each file while it downloads; np-draw must not read a half-written or unverified copy.
     env = world.env()

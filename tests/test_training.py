@@ -279,6 +279,12 @@ def test_resuming_with_the_images_split_otherwise_between_training_and_validatio
     with pytest.raises(InvalidInputError, match=r"the last 10 images held out \(validation=\), now the last 5"):
         fit(images[:45], images[45:], folder="given")
     assert len(fit(images[:40], images[40:], folder="given").val_bound) == 1  # the same split resumes
+    # A checkpoint written before checkpoints recorded the split (no "validation" in its state) still resumes
+    checkpoints = tmp_path / "given" / "checkpoints"
+    state = checkpoints / json.loads((checkpoints / "latest.json").read_text())["latest"] / "state.json"
+    state.write_text(json.dumps({key: value for key, value in json.loads(state.read_text()).items()
+                                 if key != "validation"}))
+    assert len(fit(images[:40], images[40:], folder="given").val_bound) == 1
 
 
 def test_a_short_run_from_scratch_warns_and_val_fraction_0_trains_and_validates_on_every_image(mnist_images, caplog):
