@@ -57,6 +57,14 @@ class NLL:
         return self.bits_per_dim.mean().item()
 
 
+def _binarised(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A fixed binarisation of grey images, one Bernoulli draw per pixel from ``generator`` (CPU), as is usual for
+    binarised MNIST; binary images as they are, drawing nothing."""
+    if ((images == 0) | (images == 1)).all():
+        return images
+    return torch.bernoulli(images.cpu(), generator=generator).to(images)
+
+
 @torch.no_grad()
 def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | None = None, seed: int = 0,
         progress: bool = True) -> NLL:
@@ -92,11 +100,10 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
         raise InvalidTypeError(f"seed must be an int, got {seed!r}")
     generator = torch.Generator().manual_seed(int(seed))
     x = model.prepare_images(images)
-    if isinstance(model.likelihood, Bernoulli) and not ((x == 0) | (x == 1)).all():
-        # A fixed binarisation of the grey test images, drawn once from the seed, as is usual for binarised MNIST.
+    if isinstance(model.likelihood, Bernoulli):
         # Grey targets would give a cross-entropy that is no log-probability (and so no bound), even for a model
         # trained on them (binarize=False).
-        x = torch.bernoulli(x.cpu(), generator=generator).to(x)
+        x = _binarised(x, generator)
     bounds = []
     with evaluating(model):
         for chunk in tqdm(x.split(batch_size), desc="nll", disable=not progress, leave=False):
@@ -359,8 +366,7 @@ def evaluate(model: NPDraw, images: Any, *, num_samples: int = 50, features: str
     bound = nll(model, x, num_samples, seed=seed, progress=progress)
     generated = model.sample(num_generated, generator=torch.Generator().manual_seed(seed), sample_pixels=binarised_fid,
                              progress=progress).images
-    # The binarisation nll scored: the first draw of a generator seeded by seed
-    reference = torch.bernoulli(x.cpu(), generator=torch.Generator().manual_seed(seed)).to(x) if binarised_fid else x
+    reference = _binarised(x, torch.Generator().manual_seed(seed)) if binarised_fid else x  # what nll scored
     distance = fid(generated, reference, network, progress=progress)
     return {"nll_nats": bound.mean_nats, "nll_bits_per_dim": bound.mean_bits_per_dim, distance.label: distance.value,
             "parse_psnr_db": parse_psnr(model, x).mean().item(),

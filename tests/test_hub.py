@@ -192,8 +192,7 @@ def test_a_save_that_fails_part_way_leaves_the_folder_as_it_was(tmp_path, monkey
     monkeypatch.setattr(NPDrawConfig, "to_json", disk_full)
     with pytest.raises(OSError, match="No space left"):
         other.save_pretrained(folder)
-    assert {name: record for name, record in describe_files(folder).items() if name != "README.md"} == {
-        name: record for name, record in before.items() if name != "README.md"}
+    assert describe_files(folder) == before  # the weights, the config and the card
     assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     monkeypatch.undo()
     assert NPDraw.from_pretrained(folder).config.num_parts == 50
