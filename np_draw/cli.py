@@ -434,6 +434,9 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
         images = check_images(images, channels=model.config.channels, size=model.config.image_size,
                               name=str(args.data))
         source = str(args.data) if args.crop is None else f"{args.data} (each file's {args.crop} px centre)"
+    if args.limit is not None and len(images) < args.limit:
+        logger.warning("--limit %d: %s holds %d readable images, so all %d are scored", args.limit, source,
+                       len(images), len(images))
     return images, f"{source}, {len(images):,} images"
 
 

@@ -539,6 +539,10 @@ class _Run:
         elif self.stage == "done":
             logger.info("extending the finished run from %d to %d epochs or rounds", trained, after.rounds)
             self.stage, self.epoch = "vae", trained
+        if after != before and cfg.steps is not None and after.steps is not None and after.steps < cfg.steps:
+            # As a new run logs it (_log_cap): a budget that grows on resume is cut too, and says so
+            logger.info("steps=%d is cut to %d: max_passes=%s over the %d training images (FitConfig.max_passes; "
+                        "np-draw fit --max-passes)", cfg.steps, after.steps, cfg.max_passes, len(self.train_idx))
         budget = (self._budget(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
                   if self.stage == "prior" else after)
         if self.stage == "done":
@@ -891,6 +895,10 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
     if not (resume and has_checkpoint(directory)):
         _check_bank(model, config)
+    if not resume and directory is not None and has_checkpoint(directory):
+        # Documented, but silent until now: np-draw fit -o an earlier run's folder replaced its model and checkpoints
+        logger.warning("%s holds the checkpoints of an earlier run: without resume=True (np-draw fit --resume) a new "
+                       "run starts and overwrites them", directory)
     # The folders this call makes, deepest first: removed again if the images are refused before a checkpoint
     created = [] if directory is None else list(itertools.takewhile(lambda p: not p.exists(),
                                                                     [directory, *directory.parents]))

@@ -257,6 +257,14 @@ def test_spread_covers_the_whole_split_whatever_the_count():
     assert spread(labels, None) is labels and spread(labels, 10_000) is labels
 
 
+def test_eval_says_when_limit_is_more_than_the_images(tmp_path, mnist_images, caplog):
+    np.savez(tmp_path / "few.npz", images=(mnist_images[:4, 0] * 255).round().to(torch.uint8).numpy())
+    with caplog.at_level(logging.WARNING):
+        assert main(["eval", "mnist", "--data", str(tmp_path / "few.npz"), "--limit", "50", "--num-samples", "1",
+                     "-q"]) == 0
+    assert "--limit 50" in caplog.text and "holds 4 readable images" in caplog.text
+
+
 def test_eval_prints_the_table_of_np_draw_metrics_evaluate(tmp_path, mnist_images, capsys):
     from np_draw.metrics import evaluate
 

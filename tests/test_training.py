@@ -570,6 +570,30 @@ def test_a_rounds_training_figures_are_means_over_its_images_a_short_last_batch_
     assert history.prior_train == [pytest.approx(expected, rel=1e-5)]
 
 
+def test_a_resumed_budget_cut_by_max_passes_and_an_overwritten_run_are_logged(tmp_path, mnist_images, caplog):
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist"))
+    model.fit(mnist_images[:40], FitConfig(prior_epochs=1, epochs=1, batch_size=20), progress=False)
+    start = {key: value.clone() for key, value in model.state_dict().items()}
+    images = mnist_images[40:60]  # 18 training images: max_passes=2 at batch 6 caps steps at 6
+    options = {"prior_steps": 2, "steps": 4, "eval_every": 2, "batch_size": 6, "max_passes": 2, "progress": False}
+    model.fit(images, output_dir=tmp_path / "run", **options)
+    model.load_state_dict(start)
+    with caplog.at_level(logging.INFO):
+        history = model.fit(images, output_dir=tmp_path / "run", resume=True, **{**options, "steps": 20})
+    assert history.steps == 6 and len(history.val_bound) == 3  # rounds of 2, 2 and 2 steps: extended, cut to 6
+    assert "steps=20 is cut to 6: max_passes=2" in caplog.text
+    caplog.clear()
+    model.load_state_dict(start)
+    with caplog.at_level(logging.WARNING):
+        model.fit(images, output_dir=tmp_path / "run", **options)
+    assert "holds the checkpoints of an earlier run" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        model.fit(images, output_dir=tmp_path / "fresh", **options)
+    assert "earlier run" not in caplog.text
+
+
 def test_fit_config_takes_numpy_values_as_python_ones_and_refuses_what_is_not_a_number():
     config = FitConfig(fit_bank=np.True_, freeze_batchnorm=np.False_, epochs=np.int64(3), val_fraction=np.float32(0.25))
     assert config.fit_bank is True and config.freeze_batchnorm is False and config.epochs == 3
