@@ -248,7 +248,7 @@ class FID:
     label: str
 
 
-def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mnist", *, batch_size: int = 500,
+def fid(samples: Any, reference: Any, features: str | torch.nn.Module | None = None, *, batch_size: int = 500,
         progress: bool = True) -> FID:
     """The Fréchet distance between the feature statistics of ``samples`` and ``reference``.
 
@@ -259,7 +259,8 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mni
             (precompute a data set's statistics once and reuse the file).
         features: a shipped network's name ("cnn-mnist" for grey digits and characters, "cnn-cifar10" for RGB
             images), or a module with ``features(images) -> (N, D)``, e.g. from
-            :func:`np_draw.inception.inception_v3`.
+            :func:`np_draw.inception.inception_v3`; None is "cnn-mnist" for images. Statistics given beside it
+            must be of the same network.
         batch_size: images per forward pass.
         progress: progress bars.
     Returns:
@@ -277,10 +278,16 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module = "cnn-mni
                 raise MissingFileError(f"{name} must be a folder of images or a FeatureStatistics file, got "
                                        f"{str(item)!r}: nothing there")
             return FeatureStatistics.load(item)
-        network = network or _network(features)
+        network = network or _network(features or "cnn-mnist")
         return feature_statistics(item, network, batch_size=batch_size, progress=progress)
 
     a, b = stats(samples, "samples"), stats(reference, "reference")
+    if features is not None:  # saved statistics say their network; one asked for must be it
+        asked = features if isinstance(features, str) else getattr(features, "name", type(features).__name__)
+        for name, item in (("samples", a), ("reference", b)):
+            if item.features != asked:
+                raise InvalidInputError(f"{name} are statistics of the {item.features} features, and features="
+                                        f"{asked!r} was asked for: compute them again with it, or leave features out")
     return FID(frechet_distance(a, b), f"FID-{a.features}")
 
 

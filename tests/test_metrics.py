@@ -302,3 +302,16 @@ def test_evaluate_s_binarised_fid_compares_binarised_samples_with_the_nll_s_bina
     with pytest.raises(InvalidInputError, match="binarised_fid=True .* needs a Bernoulli model"):
         evaluate(random_model("cifar10"), torch.rand(4, 3, 32, 32), num_samples=1, binarised_fid=True,
                  progress=False)
+
+
+def test_fid_of_saved_statistics_refuses_another_feature_network_asked_for(mnist_images):
+    """fid(stats_a, stats_b, features="cnn-cifar10") answered FID-cnn-mnist when both were cnn-mnist statistics."""
+    from np_draw.errors import InvalidInputError
+
+    a = feature_statistics(mnist_images[:20], "cnn-mnist", progress=False)
+    b = feature_statistics(mnist_images[20:40], "cnn-mnist", progress=False)
+    assert fid(a, b, progress=False).label == fid(a, b, "cnn-mnist", progress=False).label == "FID-cnn-mnist"
+    with pytest.raises(InvalidInputError, match="samples are statistics of the cnn-mnist features, and "
+                                                "features='cnn-cifar10' was asked for"):
+        fid(a, b, "cnn-cifar10", progress=False)
+    assert fid(mnist_images[:20], b, progress=False).value == pytest.approx(fid(a, b, progress=False).value)
