@@ -378,7 +378,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 0  # under torchrun every process holds the same weights; the first one writes them
     start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
     framing = "" if args.crop is None else f", each cut to its {args.crop}x{args.crop} px centre (--crop)"
+    kept = (history.val_bound_start if history.best_epoch == -1 else history.val_bound[history.best_epoch]
+            if history.best_epoch is not None else history.val_bound[-1] if history.val_bound else None)
+    # The held-out figures fit measured: the one-sample bound of the weights as they started and as kept
+    measured = {"held-out bound, nats (one sample), at the start": history.val_bound_start,
+                "held-out bound, nats (one sample), kept": kept}
     card = {"dataset": f"{len(images)} images from {data.name}{framing}", "notes": f"{start} with `np-draw fit`.",
+            "metrics": {name: round(value, 3) for name, value in measured.items() if value is not None},
             "training": {"fit_config": asdict(config),
                          # what ran, whatever the defaults were (a budget of None in fit_config means FitConfig's)
                          "trained": {"prior_rounds": len(history.prior_train),

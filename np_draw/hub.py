@@ -116,10 +116,11 @@ def card_licence(folder: str | Path) -> dict[str, str]:
 
 
 def card_facts(folder: str | Path) -> dict[str, Any]:
-    """What the model card in ``folder`` says of the weights: ``dataset`` (its Data section), ``notes`` (its Notes
-    section, where ``np-draw fit`` says which model a fine-tune started from) and ``training`` (the training record,
-    a dict: ``np-draw fit`` records its ``crop`` there); empty when there is no card, and a key left out when its
-    section is missing, says nothing was recorded or is not JSON."""
+    """What the model card in ``folder`` says of the weights: ``dataset`` (its Data section), ``metrics`` (its
+    Metrics table, {name: value as written}), ``notes`` (its Notes section, where ``np-draw fit`` says which model a
+    fine-tune started from) and ``training`` (the training record, a dict: ``np-draw fit`` records its ``crop``
+    there); empty when there is no card, and a key left out when its section is missing, says nothing was recorded
+    or is not JSON."""
     path = Path(folder) / CARD_NAME
     try:
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
@@ -130,6 +131,10 @@ def card_facts(folder: str | Path) -> dict[str, Any]:
         section = re.search(rf"^## {title}\n\n(.+?)\n*(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
         if section and section.group(1).strip() != "Not recorded.":
             facts[key] = section.group(1).strip()
+    table = re.search(r"^## Metrics\n\n\| metric \| value \|\n\|---\|---\|\n((?:\|.*\|\n)*)", text, re.MULTILINE)
+    if table:
+        rows = (line.strip("|").rsplit("|", 1) for line in table.group(1).splitlines())
+        facts["metrics"] = {name.strip(): value.strip() for name, value in rows}
     record = re.search(r"^## Training\n.*?^```json\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
     try:
         training = json.loads(record.group(1)) if record else None

@@ -362,7 +362,7 @@ def test_fit_fine_tunes_keeping_the_bank_and_prior_then_resumes(tmp_path, mnist_
     assert "it was started from another trained model (its part bank differs" in capsys.readouterr().err
 
 
-def test_fit_records_in_the_card_the_steps_that_ran_when_patience_stops_it(tmp_path, mnist_images):
+def test_fit_records_in_the_card_the_steps_that_ran_when_patience_stops_it(tmp_path, mnist_images, capsys):
     """The card's "trained" said the budget (steps=40) for a run that patience stopped after two rounds of 2 steps."""
     data, output = tmp_path / "data.npz", tmp_path / "tuned"
     np.savez(data, images=mnist_images[:40].numpy())
@@ -373,6 +373,14 @@ def test_fit_records_in_the_card_the_steps_that_ran_when_patience_stops_it(tmp_p
     trained = (output / "README.md").read_text().split('"trained": ')[1].split("}")[0] + "}"
     assert json.loads(trained) == {"prior_rounds": 0, "prior_steps": None, "rounds": len(history["train"]),
                                    "steps": 2 * len(history["train"])}
+    # The held-out bounds fit measured are the card's metrics, which np-draw info shows ("Not measured." before)
+    best = history["best_epoch"]
+    kept = history["val_bound_start"] if best == -1 else history["val_bound"][best]
+    capsys.readouterr()
+    assert main(["info", str(output), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == {
+        "held-out bound, nats (one sample), at the start": str(round(history["val_bound_start"], 3)),
+        "held-out bound, nats (one sample), kept": str(round(kept, 3))}
 
 
 def test_fit_validates_on_held_out_images_as_the_python_fit_does(tmp_path, mnist_images, capsys):
