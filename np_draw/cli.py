@@ -378,11 +378,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 0  # under torchrun every process holds the same weights; the first one writes them
     start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
     framing = "" if args.crop is None else f", each cut to its {args.crop}x{args.crop} px centre (--crop)"
-    kept = (history.val_bound_start if history.best_epoch == -1 else history.val_bound[history.best_epoch]
-            if history.best_epoch is not None else history.val_bound[-1] if history.val_bound else None)
     # The held-out figures fit measured: the one-sample bound of the weights as they started and as kept
     measured = {"held-out bound, nats (one sample), at the start": history.val_bound_start,
-                "held-out bound, nats (one sample), kept": kept}
+                "held-out bound, nats (one sample), kept": history.val_bound_kept}
     card = {"dataset": f"{len(images)} images from {data.name}{framing}", "notes": f"{start} with `np-draw fit`.",
             "metrics": {name: round(value, 3) for name, value in measured.items() if value is not None},
             "training": {"fit_config": asdict(config),
@@ -441,8 +439,13 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
                               name=str(args.data))
         source = str(args.data) if args.crop is None else f"{args.data} (each file's {args.crop} px centre)"
     if args.limit is not None and len(images) < args.limit:
-        logger.warning("--limit %d: %s holds %d readable images, so all %d are scored", args.limit, source,
-                       len(images), len(images))
+        if dataset is None and Path(args.data).is_dir():  # --limit files picked, and unreadable ones among them skipped
+            logger.warning("--limit %d: %d readable images read from %s (it holds fewer image files, or some of "
+                           "those picked were skipped, as said above), so %d are scored", args.limit, len(images),
+                           source, len(images))
+        else:
+            logger.warning("--limit %d: %s holds %d readable images, so all %d are scored", args.limit, source,
+                           len(images), len(images))
     return images, f"{source}, {len(images):,} images"
 
 

@@ -131,10 +131,14 @@ def card_facts(folder: str | Path) -> dict[str, Any]:
         section = re.search(rf"^## {title}\n\n(.+?)\n*(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
         if section and section.group(1).strip() != "Not recorded.":
             facts[key] = section.group(1).strip()
-    table = re.search(r"^## Metrics\n\n\| metric \| value \|\n\|---\|---\|\n((?:\|.*\|\n)*)", text, re.MULTILINE)
+    table = re.search(r"^## Metrics\n\n\| metric \| value \|\n\|---\|---\|\n((?:\|.*\|[ \t]*\n)*)", text,
+                      re.MULTILINE)
     if table:
-        rows = (line.strip("|").rsplit("|", 1) for line in table.group(1).splitlines())
-        facts["metrics"] = {name.strip(): value.strip() for name, value in rows}
+        # Cells split at the '|' the card does not escape (model_card writes one in a name or value as '\|'); a row
+        # of a card edited by hand that is not two cells is left out, and more than two keep the rest as the value
+        rows = [[cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+                for line in table.group(1).splitlines()]
+        facts["metrics"] = {cells[0]: " | ".join(cells[1:]) for cells in rows if len(cells) >= 2}
     record = re.search(r"^## Training\n.*?^```json\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
     try:
         training = json.loads(record.group(1)) if record else None

@@ -208,9 +208,11 @@ def spread(items: Sequence[T], count: int | None) -> Sequence[T]:
     """``count`` of ``items`` spread evenly over all of them, the i-th at ``i * N // count`` (every (N // count)-th
     from the first when ``count`` divides N); all of them for None or a ``count`` of N or more. A subset of a split
     sorted by class (CIFAR-10's test file, Omniglot's alphabets, a folder of class folders) keeps every class, where
-    the first ``count`` would be one class. A tensor, array or range gives its own kind (a view when ``count``
-    divides N), any other sequence a list."""
+    the first ``count`` would be one class. A tensor or array gives its own kind (a view when ``count`` divides N);
+    another sequence its own kind where ``count`` divides N (a range a range), else a list. A ``count`` that is not
+    a positive int is an InvalidInputError."""
     total = len(items)
+    count = None if count is None else check_count(count, "count")
     if count is None or count >= total:
         return items
     if total % count == 0:

@@ -220,7 +220,12 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
                 for chunk in tqdm(source.chunks(size=batch_size), total=math.ceil(len(source) / batch_size),
                                   desc="features", disable=not progress, leave=False)]
     f = torch.cat(rows)
-    return FeatureStatistics(f.mean(0), torch.cov(f.T), len(f), getattr(network, "name", type(network).__name__))
+    return FeatureStatistics(f.mean(0), torch.cov(f.T), len(f), _label(network))
+
+
+def _label(network: torch.nn.Module) -> str:
+    """The name :class:`FeatureStatistics` records for a feature network: its ``name``, else its class's."""
+    return getattr(network, "name", type(network).__name__)
 
 
 def frechet_distance(a: FeatureStatistics, b: FeatureStatistics) -> float:
@@ -278,12 +283,12 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module | None = N
                 raise MissingFileError(f"{name} must be a folder of images or a FeatureStatistics file, got "
                                        f"{str(item)!r}: nothing there")
             return FeatureStatistics.load(item)
-        network = network or _network(features or "cnn-mnist")
+        network = network or _network("cnn-mnist" if features is None else features)
         return feature_statistics(item, network, batch_size=batch_size, progress=progress)
 
     a, b = stats(samples, "samples"), stats(reference, "reference")
     if features is not None:  # saved statistics say their network; one asked for must be it
-        asked = features if isinstance(features, str) else getattr(features, "name", type(features).__name__)
+        asked = features if isinstance(features, str) else _label(network or _network(features))
         for name, item in (("samples", a), ("reference", b)):
             if item.features != asked:
                 raise InvalidInputError(f"{name} are statistics of the {item.features} features, and features="

@@ -270,6 +270,8 @@ class FitHistory:
     # None without patience (the last round is kept).
     best_epoch: int | None = None
     stopped_early: bool = False  # stage 4 ran out of patience before its budget
+    # The validation bound of the weights fit returns: the kept candidate's, else the last round's (None if unmeasured)
+    val_bound_kept: float | None = None
     prior_steps: int | None = None  # the stages' budgets in optimizer steps, after ``max_passes``; None for epochs
     steps: int | None = None
 
@@ -428,8 +430,10 @@ class _Run:
             steps = min(steps, max(1, math.ceil(self.config.max_passes * len(self.train_idx) / batch_size)))
         return _Budget(math.ceil(steps / self.config.eval_every), self.config.eval_every, steps)
 
-    def _log_cap(self, name: str, asked: int | None, budget: _Budget) -> None:
-        if self.epoch == 0 and self.step == 0 and asked is not None and budget.steps < asked:
+    def _log_cap(self, name: str, asked: int | None, budget: _Budget, begun: bool = False) -> None:
+        """Log a stage's budget cut by max_passes: when the stage starts, or on a resume that changed it (``begun``)."""
+        if (begun or self.epoch == 0 and self.step == 0) and asked is not None and budget.steps is not None \
+                and budget.steps < asked:
             logger.info("%s=%d is cut to %d: max_passes=%s over the %d training images (FitConfig.max_passes; "
                         "np-draw fit --max-passes)", name, asked, budget.steps, self.config.max_passes,
                         len(self.train_idx))
@@ -539,10 +543,10 @@ class _Run:
         elif self.stage == "done":
             logger.info("extending the finished run from %d to %d epochs or rounds", trained, after.rounds)
             self.stage, self.epoch = "vae", trained
-        if after != before and cfg.steps is not None and after.steps is not None and after.steps < cfg.steps:
-            # As a new run logs it (_log_cap): a budget that grows on resume is cut too, and says so
-            logger.info("steps=%d is cut to %d: max_passes=%s over the %d training images (FitConfig.max_passes; "
-                        "np-draw fit --max-passes)", cfg.steps, after.steps, cfg.max_passes, len(self.train_idx))
+        if after != before and (self.stage == "done" or self.stage == "vae" and (self.epoch or self.step)):
+            # As a new run logs it: a budget that grows on resume is cut too, and says so (a stage 4 yet to start
+            # logs it when it starts)
+            self._log_cap("steps", cfg.steps, after, begun=True)
         budget = (self._budget(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
                   if self.stage == "prior" else after)
         if self.stage == "done":
@@ -844,12 +848,18 @@ class _Run:
                 and history.val_bound_start <= self.best_val):
             self._start_modules().load_state_dict(self.start_state)
             history.prior_best_epoch = history.best_epoch = -1
+            history.val_bound_kept = history.val_bound_start
             logger.info("kept the model as it was given, its prior included (validation bound %.2f nats; with the "
                         "retrained prior the best was %.2f)", history.val_bound_start, self.best_val)
         elif self.config.patience is not None and self.best_state is not None:
             torch.nn.ModuleList([self.model.encoder, self.model.decoder]).load_state_dict(self.best_state)
+            history.val_bound_kept = self.best_val
             logger.info("kept %s (validation bound %.2f nats)", "the starting weights" if history.best_epoch < 0
                         else f"round {history.best_epoch + 1}", self.best_val)
+        elif history.val_bound:  # without patience, the last round's weights
+            history.val_bound_kept = history.val_bound[-1]
+        elif history.prior_best_epoch == -1:  # no round, and the prior as given: the model's own bound, if measured
+            history.val_bound_kept = history.val_bound_start
         self.model.eval()
         return self.history
 
@@ -895,7 +905,9 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
     if not (resume and has_checkpoint(directory)):
         _check_bank(model, config)
-    if not resume and directory is not None and has_checkpoint(directory):
+    # Process 0 alone writes checkpoints, and may have written this run's first before another process looks
+    if not resume and directory is not None and (not dist.is_initialized() or dist.get_rank() == 0) \
+            and has_checkpoint(directory):
         # Documented, but silent until now: np-draw fit -o an earlier run's folder replaced its model and checkpoints
         logger.warning("%s holds the checkpoints of an earlier run: without resume=True (np-draw fit --resume) a new "
                        "run starts and overwrites them", directory)

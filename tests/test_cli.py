@@ -255,6 +255,9 @@ def test_spread_covers_the_whole_split_whatever_the_count():
     assert torch.equal(spread(labels, 200), labels[::50])  # where count divides N, every (N // count)-th as before
     assert spread(list(range(10)), 4) == [0, 2, 5, 7] and spread(range(3), 5) == range(3)
     assert spread(labels, None) is labels and spread(labels, 10_000) is labels
+    for count in (0, -2, 2.5):  # ZeroDivisionError, a reversed slice's ValueError, a float step
+        with pytest.raises(InvalidInputError, match="count must be a positive integer"):
+            spread(labels, count)
 
 
 def test_eval_says_when_limit_is_more_than_the_images(tmp_path, mnist_images, caplog):
@@ -263,6 +266,17 @@ def test_eval_says_when_limit_is_more_than_the_images(tmp_path, mnist_images, ca
         assert main(["eval", "mnist", "--data", str(tmp_path / "few.npz"), "--limit", "50", "--num-samples", "1",
                      "-q"]) == 0
     assert "--limit 50" in caplog.text and "holds 4 readable images" in caplog.text
+
+
+def test_eval_limit_on_a_folder_with_an_unreadable_file_picked_does_not_say_the_folder_holds_fewer(
+        tmp_path, mnist_images, caplog):
+    # It said "holds 9 readable images" of a folder of 19 readable ones, when one of the 10 files picked was not one
+    for i in range(20):
+        to_pil(mnist_images[i:i + 1])[0].save(tmp_path / f"{i:02d}.png")
+    (tmp_path / "00.png").write_bytes(b"not a png")
+    with caplog.at_level(logging.WARNING):
+        assert main(["eval", "mnist", "--data", str(tmp_path), "--limit", "10", "--num-samples", "1", "-q"]) == 0
+    assert "9 readable images read from" in caplog.text and "holds 9" not in caplog.text
 
 
 def test_eval_prints_the_table_of_np_draw_metrics_evaluate(tmp_path, mnist_images, capsys):
@@ -374,13 +388,13 @@ def test_fit_records_in_the_card_the_steps_that_ran_when_patience_stops_it(tmp_p
     assert json.loads(trained) == {"prior_rounds": 0, "prior_steps": None, "rounds": len(history["train"]),
                                    "steps": 2 * len(history["train"])}
     # The held-out bounds fit measured are the card's metrics, which np-draw info shows ("Not measured." before)
-    best = history["best_epoch"]
-    kept = history["val_bound_start"] if best == -1 else history["val_bound"][best]
     capsys.readouterr()
     assert main(["info", str(output), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"] == {
         "held-out bound, nats (one sample), at the start": str(round(history["val_bound_start"], 3)),
-        "held-out bound, nats (one sample), kept": str(round(kept, 3))}
+        "held-out bound, nats (one sample), kept": str(round(history["val_bound_kept"], 3))}
+    best = history["best_epoch"]
+    assert history["val_bound_kept"] == (history["val_bound_start"] if best == -1 else history["val_bound"][best])
 
 
 def test_fit_validates_on_held_out_images_as_the_python_fit_does(tmp_path, mnist_images, capsys):

@@ -315,3 +315,10 @@ def test_fid_of_saved_statistics_refuses_another_feature_network_asked_for(mnist
                                                 "features='cnn-cifar10' was asked for"):
         fid(a, b, "cnn-cifar10", progress=False)
     assert fid(mnist_images[:20], b, progress=False).value == pytest.approx(fid(a, b, progress=False).value)
+    # Not a network: refused as such, not read as "cnn-mnist" (an empty name) or named by its type (a number)
+    from np_draw.errors import InvalidTypeError, UnknownModelError
+
+    with pytest.raises(UnknownModelError, match="unknown feature network ''"):
+        fid(mnist_images[:20], b, "", progress=False)
+    with pytest.raises(InvalidTypeError, match="features must be a shipped network's name"):
+        fid(a, b, 5, progress=False)

@@ -349,6 +349,7 @@ def test_fit_on_a_trained_model_fine_tunes_it_from_where_it_stands_and_improves_
     assert len(history.prior_val) == 2 and len(history.val_bound) <= 6
     # A round is kept here, the best candidate on the validation images, measured the same way.
     assert history.best_epoch >= 0 and history.val_bound[history.best_epoch] == min(history.val_bound)
+    assert history.val_bound_kept == min(history.val_bound)
     assert validation_bound(model, validation, model.parse(validation), seed=defaults.seed) == pytest.approx(
         min(history.val_bound), rel=1e-5) and min(history.val_bound) < history.val_bound_start
     assert nll(model, test, 5, progress=False).mean_nats < before - 5  # held-out characters, never seen
@@ -388,6 +389,7 @@ def test_a_fine_tune_whose_retrained_prior_worsens_the_bound_keeps_the_model_as_
     # The retrained prior scored better on the parses; the model as given scored better on the bound
     assert min(history.prior_val) < history.prior_val_start - 10
     assert history.prior_best_epoch == -1 and history.best_epoch == -1
+    assert history.val_bound_kept == history.val_bound_start
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items() if "running" not in k)
     held_out = images[torch.randperm(60, generator=torch.Generator().manual_seed(defaults.seed))[:6]]
     assert validation_bound(model, held_out, model.parse(held_out), seed=defaults.seed) == pytest.approx(
@@ -557,6 +559,23 @@ def test_running_out_of_patience_at_the_last_round_is_no_early_stop_and_stays_st
     assert all(torch.equal(v, extended.state_dict()[k]) for k, v in longer.state_dict().items())
 
 
+def test_val_bound_kept_is_the_bound_of_the_weights_fit_returns(mnist_images):
+    """The starting encoder and decoder kept beside a retrained prior scored a bound that the history did not hold
+    (val_bound_start is the model as given's, its old prior included), and np-draw fit's card called that kept."""
+    from np_draw.training import validation_bound
+
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist"))
+    model.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=20), progress=False)
+    images, defaults = mnist_images[100:200], FitConfig.finetune()
+    history = model.fit(images, prior_steps=60, steps=0, batch_size=10, patience=1, progress=False)
+    assert history.prior_best_epoch >= 0 and history.best_epoch == -1  # the retrained prior, the starting rest
+    assert history.val_bound_kept < history.val_bound_start
+    held_out = images[torch.randperm(100, generator=torch.Generator().manual_seed(defaults.seed))[:10]]
+    assert validation_bound(model, held_out, model.parse(held_out), seed=defaults.seed) == pytest.approx(
+        history.val_bound_kept, rel=1e-6)
+
+
 def test_a_rounds_training_figures_are_means_over_its_images_a_short_last_batch_included(mnist_images):
     """history.prior_train (and train) averaged the batches' means: 10 images in batches of 4, 4 and 2 counted the
     last two images twice as much as the others."""
@@ -592,6 +611,25 @@ def test_a_resumed_budget_cut_by_max_passes_and_an_overwritten_run_are_logged(tm
     with caplog.at_level(logging.WARNING):
         model.fit(images, output_dir=tmp_path / "fresh", **options)
     assert "earlier run" not in caplog.text
+
+
+def test_a_budget_cut_by_max_passes_is_logged_once_when_a_run_stopped_before_stage_4_resumes(
+        tmp_path, mnist_images, caplog, monkeypatch):
+    # Logged on resume and again when stage 4 started
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist"))
+    options = {"prior_steps": 2, "steps": 4, "eval_every": 2, "batch_size": 6, "max_passes": 2, "progress": False}
+
+    def stop(self):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training._Run, "_vae_stage", stop)
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(mnist_images[:20], output_dir=tmp_path, **options)
+    with caplog.at_level(logging.INFO):
+        model.fit(mnist_images[:20], output_dir=tmp_path, resume=True, **{**options, "steps": 20})
+    assert caplog.text.count("steps=20 is cut to 6") == 1
 
 
 def test_fit_config_takes_numpy_values_as_python_ones_and_refuses_what_is_not_a_number():
