@@ -344,9 +344,9 @@ def _framed(image: Image.Image, crop: int | None, path: str | Path) -> Image.Ima
 def load_folder_images(folder: str | Path, *, channels: int, size: int, name: str = "images",
                        crop: int | None = None, limit: int | None = None) -> torch.Tensor:
     """Every image file Pillow can read under ``folder`` (recursively, sorted by path; ``limit`` of them spread
-    evenly over the listing when given, :func:`spread`), centre-cropped to a square (or to its ``crop`` px centre, :func:`centre_crop`) and resized to ``size``:
-    uint8 (N, C, size, size). Files that are not images or are truncated are skipped with a warning naming them; an
-    error names ``name``."""
+    evenly over the listing when given, :func:`spread`), centre-cropped to a square (or to its ``crop`` px centre,
+    :func:`centre_crop`) and resized to ``size``: uint8 (N, C, size, size). Files that are not images or are
+    truncated are skipped with a warning naming them; an error names ``name``."""
     # One file open at a time: the folder is never held in memory at its own resolution.
     return from_pil_images(read_folder(Path(folder), name, crop, limit), channels=channels, size=size)
 
