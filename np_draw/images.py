@@ -583,6 +583,21 @@ class _Joined(ImageSource):
         return out
 
 
+def first_image_side(images: Any) -> int | None:
+    """The shorter side of the first image of ``images`` when they are PIL images or image files: a folder, a PIL
+    image or a list of them, or a dataset whose items are (or hold) PIL images; None for tensors, arrays and
+    anything else. For readers that keep images at their own size (the FID's, which lets its network resize them)."""
+    if isinstance(images, (str, Path)) and Path(images).expanduser().is_dir():
+        first = next(read_folder(Path(images).expanduser()), (None, None))[1]
+    elif isinstance(images, (list, tuple)):
+        first = images[0] if images else None
+    elif _is_dataset(images) and hasattr(images, "__getitem__") and hasattr(images, "__len__") and len(images):
+        first = _image_of(images[0], "images[0]")
+    else:
+        first = images
+    return min(first.size) if isinstance(first, Image.Image) else None
+
+
 def _by_index(images: Any, name: str) -> Any:
     """The map-style dataset ``images`` is, or that a DataLoader only batches (in order or shuffled, so that reading
     its dataset by index gives the same images), else None; says why not for a dataset that is not."""

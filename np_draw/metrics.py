@@ -15,13 +15,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, MissingFileError, check_count, check_flags
 from .features import FeatureNetwork, feature_network
-from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, read_folder, to_canvas
+from .images import (
+    ImageSource,
+    TensorImages,
+    as_image_tensor,
+    check_images,
+    first_image_side,
+    image_source,
+    to_canvas,
+)
 from .likelihoods import Bernoulli
 from .model import NPDraw
 from .networks import evaluating
@@ -169,10 +176,8 @@ def _read_size(images: Any, size: int) -> int:
     (the shorter side, as it is cut to its centre square), up to ``max(size, 256)``, so that the network resizes
     them as it resizes tensors of that size (read at the network's size, PIL's bicubic resize gave another FID
     than the same images as a tensor: 0.9 for 56 px MNIST digits, against 4.5 between two halves of the test set)."""
-    first = images[0] if isinstance(images, (list, tuple)) and images else images
-    if isinstance(first, (str, Path)) and Path(first).expanduser().is_dir():
-        first = next(read_folder(Path(first).expanduser()), (None, None))[1]
-    return min(min(first.size), max(size, 256)) if isinstance(first, Image.Image) else size
+    side = first_image_side(images)
+    return size if side is None else min(side, max(size, 256))
 
 
 @torch.no_grad()
