@@ -147,7 +147,10 @@ def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cel
         raise InvalidTypeError(f"target and source must be Latents, got {type(target).__name__} and "
                                f"{type(source).__name__}")
     for latents, name in ((target, "target"), (source, "source")):
-        latents.check(num_parts=model.config.num_parts, num_steps=model.config.num_steps, name=name)
+        steps = latents.check(num_parts=model.config.num_parts, num_steps=model.config.num_steps, name=name)
+        if steps != model.config.num_steps:  # a shorter drawing (another model's) was pasted with this model's parts
+            raise InvalidInputError(f"{name} must have the model's T={model.config.num_steps} steps, got {steps} "
+                                    "(latents of another model?)")
     if target.ids.shape != source.ids.shape:
         raise InvalidInputError(f"target and source must have the same (N, T), got {tuple(target.ids.shape)} and "
                                 f"{tuple(source.ids.shape)}")

@@ -755,8 +755,12 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
     """Tile (N, C, H, W) images (uint8, or float in [0, 1]) into one PIL image, ``nrow`` per row (default: a
     square), separated by ``padding`` px of white."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
+        raise InvalidInputError(f"images must be a non-empty (N, C, H, W) tensor, got "
+                                f"{type(images).__name__} of shape {tuple(getattr(images, 'shape', ()))}")
     n, c, h, w = images.shape
-    nrow = math.ceil(math.sqrt(n)) if nrow is None else check_count(nrow, "nrow")
+    # no empty columns: nrow beyond the number of images is one row of them (as torchvision's make_grid)
+    nrow = math.ceil(math.sqrt(n)) if nrow is None else min(check_count(nrow, "nrow"), n)
     if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
         raise InvalidInputError(f"padding must be a non-negative int, got {padding!r}")
     rows = math.ceil(n / nrow)

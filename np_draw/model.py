@@ -353,7 +353,10 @@ class NPDraw(nn.Module, ModelHubMixin):
             return
         steps = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
         canvas = latents.canvas
-        if steps.shape == canvas.shape and not torch.equal(steps.to(canvas), canvas):
+        # Compared at the lower of the two precisions: a float32 canvas (another copy of the model, or the same
+        # weights loaded in float32) decoded by a bfloat16 model is the same canvas, rounded.
+        same = torch.equal(steps.to(canvas), canvas) or torch.equal(canvas.to(steps), steps)
+        if steps.shape == canvas.shape and not same:
             logger.warning("decode: the latents' canvas is not that of their ids, locs and present with this model's "
                            "parts (changed in place, or drawn by another model?): the canvas is decoded; to decode the "
                            "steps, pass Latents(ids, locs, present) without a canvas")
@@ -498,6 +501,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         """
         if not isinstance(latents, Latents):
             raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
+        # (N, k) steps of this model's parts and cells: one drawing indexed out of a batch (latents[0]) was an
+        # IndexError, and ids out of range surfaced from the prior as a "prefix" error
+        latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) \
                 or not 0 <= steps <= self.config.num_steps:
             raise InvalidInputError(f"steps must be an int in [0, {self.config.num_steps}], got {steps!r}")

@@ -76,8 +76,13 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
     """
     if not isinstance(latents, Latents):
         raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
-    if isinstance(index, bool) or not isinstance(index, int) or not -len(latents) <= index < len(latents):
+    # (N, T) steps of this model's parts and cells: one drawing (latents[0]), ids or cells out of range were an
+    # IndexError or a one_hot RuntimeError
+    latents.check(num_parts=model.config.num_parts, num_steps=model.config.num_steps)
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral) \
+            or not -len(latents) <= index < len(latents):
         raise InvalidInputError(f"index must be an int in [-{len(latents)}, {len(latents)}), got {index!r}")
+    index = int(index)
     try:  # a tuple, list or array of three numbers; not a name
         rgb = [] if isinstance(colour, str) else [float(c) for c in colour]
     except (TypeError, ValueError):

@@ -258,3 +258,16 @@ def test_the_canvas_only_operations_name_the_grid_they_take_when_given_the_model
             call()
     assert torch.equal(paste_canvas(model.grid, canvas, canvas.flip(0), box=TOP_HALF)[0, :, 14:],
                        canvas[0, :, 14:])
+
+
+def test_pasting_and_completing_check_the_shape_of_the_latents(model, mnist_images):
+    """Latents of another model (fewer steps) were pasted with this model's parts, and one drawing indexed out of a
+    batch (latents[0], 1-D) was a bare IndexError in complete."""
+    parsed = model.parse(mnist_images[:2])
+    short = Latents(parsed.ids[:, :20], parsed.locs[:, :20], parsed.present[:, :20])
+    with pytest.raises(ValueError, match=r"source must have the model's T=36 steps, got 20"):
+        paste_latents(model, parsed, short, cells=[0])
+    with pytest.raises(ValueError, match=r"latents ids, locs and present must each have shape \(N, k\)"):
+        model.complete(parsed[0], 5)
+    with pytest.raises(ValueError, match=r"latents ids must lie in \[0, 50\)"):
+        model.complete(Latents(parsed.ids + 50, parsed.locs, parsed.present), 5)

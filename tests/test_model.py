@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from np_draw import Latents, NPDraw
+from np_draw.images import make_grid
 from np_draw.networks import ConvBlock
 from np_draw.training import FitConfig
 from tests.conftest import random_model
@@ -160,6 +161,10 @@ def test_outputs_convert_to_pil_and_grids(tmp_path):
     assert np.array_equal(np.asarray(pictures[2]), (out.images[2] * 255).round().byte().permute(1, 2, 0).numpy())
     grid = Image.open(out.save_grid(tmp_path / "grid.png", nrow=3))
     assert grid.size == (3 * 34 + 2, 2 * 34 + 2)
+    # nrow beyond the count is one row of them, not empty columns (as torchvision's make_grid)
+    assert Image.open(out.save_grid(tmp_path / "row.png", nrow=10)).size == (6 * 34 + 2, 34 + 2)
+    with pytest.raises(ValueError, match=r"images must be a non-empty \(N, C, H, W\) tensor, got Tensor of shape"):
+        make_grid(out.images[0])
 
 
 @pytest.mark.parametrize("call, message", [

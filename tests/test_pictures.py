@@ -134,3 +134,16 @@ def test_frames_of_a_sampled_drawing_follow_its_locations(model):
     assert last[top:bottom, left:right].any() and not last[:top].any() and not last[bottom:].any()
     final = F.interpolate(out.latents.canvas, scale_factor=2.0)
     assert torch.allclose(frames[-1][0][~last], final[0, 0][~last])
+
+
+def test_drawing_frames_check_the_latents_and_take_numpy_indices(model, mnist_images):
+    """Ids or cells out of range were an IndexError or a one_hot RuntimeError, and one drawing (latents[0]) an
+    IndexError; a NumPy integer index was refused where the rest of the package takes it."""
+    parsed = model.parse(mnist_images[:2])
+    for bad in (Latents(parsed.ids + 50, parsed.locs, parsed.present),
+                Latents(parsed.ids, parsed.locs + 36, parsed.present)):
+        with pytest.raises(ValueError, match=r"latents ids must lie in \[0, 50\) and locs in \[0, 36\)"):
+            drawing_frames(model, bad, scale=1)
+    with pytest.raises(ValueError, match=r"must each have shape \(N, k\)"):
+        drawing_frames(model, parsed[0], scale=1)
+    assert torch.equal(drawing_frames(model, parsed, np.int64(1), scale=1), drawing_frames(model, parsed, 1, scale=1))

@@ -139,3 +139,18 @@ def test_auto_takes_the_part_banks_dtype_and_warns_about_weights_stored_otherwis
         loaded = NPDraw.from_pretrained(tmp_path / "mixed", dtype="auto")
     assert loaded.dtype == torch.float32 and loaded.prior.head.weight.dtype == torch.float32
     assert "holds weights in BF16 beside the part bank's F32: all are loaded in torch.float32" in caplog.text
+
+
+def test_float32_latents_decoded_by_a_half_precision_model_are_not_called_edited(reference, caplog):
+    """The canvas of float32 latents is the half model's own canvas, rounded: decoding it warned that the latents'
+    canvas was 'changed in place, or drawn by another model'. A real edit still warns."""
+    half = NPDraw.from_pretrained("mnist", device=DEVICE, dtype=torch.bfloat16)
+    latents = reference.sample(4, generator=torch.Generator(DEVICE).manual_seed(0), progress=False).latents
+    with caplog.at_level(logging.WARNING, logger="np_draw"):
+        half.decode(latents)
+        reference.decode(half.encode(reference.decode(latents)))
+    assert "not that of their ids" not in caplog.text
+    latents.canvas[:, :, :14] = 0
+    with caplog.at_level(logging.WARNING, logger="np_draw"):
+        half.decode(latents)
+    assert "not that of their ids" in caplog.text
