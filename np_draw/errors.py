@@ -101,10 +101,12 @@ def check_device(device: Any, name: str = "device") -> torch.device:
 
 
 def check_dtype(dtype: Any, name: str = "dtype", *, auto: bool = False) -> torch.dtype | str:
-    """A floating torch dtype (or, with ``auto``, the string "auto"), else an :class:`InvalidTypeError` naming
-    ``name``."""
+    """A floating torch dtype, given as one or by its name ("bfloat16", "torch.float16"; or, with ``auto``, the
+    string "auto"), else an :class:`InvalidTypeError` naming ``name``."""
     if auto and isinstance(dtype, str) and dtype == "auto":
         return dtype
+    if isinstance(dtype, str):  # a name, as transformers takes it
+        dtype = getattr(torch, dtype.removeprefix("torch."), dtype)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         also = ", or 'auto'" if auto else ""
         raise InvalidTypeError(f"{name} must be a floating torch dtype such as torch.float32, torch.bfloat16 or "

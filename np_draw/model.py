@@ -722,8 +722,9 @@ class NPDraw(nn.Module, ModelHubMixin):
             local_files_only: use only the cache, never the network.
             force_download: download again even when cached.
             token: a Hub token for a private or gated repo; None uses ``HF_TOKEN`` or the saved login.
-            device, dtype: where to move the model after loading it on the CPU; None keeps float32 whatever the
-                weights are stored in (as transformers does), "auto" takes the dtype the part bank is stored in
+            device, dtype: where to move the model after loading it on the CPU (a dtype or its name, e.g.
+                "bfloat16"); None keeps float32 whatever the weights are stored in (as transformers does), "auto"
+                takes the dtype the part bank is stored in
                 (a model saved in float16 comes back in float16; weights stored in another dtype are converted, with
                 a warning).
             strict: a missing or unexpected weight is an error; False loads what matches and logs the rest.

@@ -248,9 +248,9 @@ API_CASES: list[ApiCase] = [
     ApiCase("an empty model name", "NPDraw.from_pretrained", InvalidInputError,
             "name_or_path must name a model folder, a pretrained name or a Hub repo, got ''",
             lambda m, f: NPDraw.from_pretrained("")),
-    ApiCase("a dtype given as a string", "NPDraw.from_pretrained", InvalidTypeError,
+    ApiCase("a dtype name that is none", "NPDraw.from_pretrained", InvalidTypeError,
             "dtype must be a floating torch dtype such as torch.float32, torch.bfloat16 or torch.float16, or 'auto', "
-            "got 'float16'", lambda m, f: NPDraw.from_pretrained("mnist", dtype="float16")),
+            "got 'float17'", lambda m, f: NPDraw.from_pretrained("mnist", dtype="float17")),
     ApiCase("a device that is not one", "NPDraw.from_pretrained", InvalidInputError,
             "device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'gpu'",
             lambda m, f: NPDraw.from_pretrained("mnist", device="gpu")),

@@ -127,8 +127,13 @@ def test_a_half_precision_model_saved_comes_back_in_its_dtype_with_auto(referenc
         assert torch.equal(kept.state_dict()[key].cpu(), value), key
     assert NPDraw.from_pretrained(tmp_path / "half").dtype == torch.float32  # the default, as in transformers
     assert NPDraw.from_pretrained("mnist", dtype="auto").dtype == torch.float32  # stored in float32
-    with pytest.raises(InvalidTypeError, match=r"dtype must be a floating torch dtype such as .*, or 'auto', got 'half'"):
-        NPDraw.from_pretrained(tmp_path / "half", dtype="half")
+    # A dtype's name, as transformers takes it; a name that is none, or not a float's, is refused
+    assert NPDraw.from_pretrained(tmp_path / "half", dtype="bfloat16").dtype == torch.bfloat16
+    assert NPDraw.from_pretrained(tmp_path / "half", dtype="torch.float64").dtype == torch.float64
+    with pytest.raises(InvalidTypeError, match=r"dtype must be a floating torch dtype such as .*, or 'auto', got 'halff'"):
+        NPDraw.from_pretrained(tmp_path / "half", dtype="halff")
+    with pytest.raises(InvalidTypeError, match=r"or 'auto', got torch.int8"):
+        NPDraw.from_pretrained(tmp_path / "half", dtype="int8")
 
 
 def test_auto_takes_the_part_banks_dtype_and_warns_about_weights_stored_otherwise(tmp_path, caplog):
