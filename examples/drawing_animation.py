@@ -18,10 +18,17 @@ from np_draw import NPDraw
 from np_draw.pictures import drawing_strip, part_bank_image, save_drawing_gif
 
 
+def positive(text: str) -> int:
+    """An argparse type: a positive int, else argparse's own one-line error."""
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("example_outputs"), help="output folder (created)")
-    parser.add_argument("--num", type=int, default=4, help="how many digits to draw")
+    parser.add_argument("--num", type=positive, default=4, help="how many digits to draw")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -155,6 +155,9 @@ def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cel
         raise InvalidInputError(f"target and source must have the same (N, T), got {tuple(target.ids.shape)} and "
                                 f"{tuple(source.ids.shape)}")
     region = region_cells(model.grid, cells=cells, box=box).to(target.ids.device)
+    if not region.any():  # a paste of nothing gives the target back: not what a caller asks for
+        raise InvalidInputError(f"the region selects no cell (cells={cells!r}, box={box!r}); a box takes the cells "
+                                "with more than half of their on-canvas pixels inside it")
     source = source.to(target.ids.device)
     taken = source.present.bool() & region[source.locs]
     kept = target.present.bool() & ~region[target.locs]

@@ -774,6 +774,8 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
     """Save :func:`make_grid` of ``images`` to ``path`` (format from the suffix); returns the path."""
     path, grid = Path(path).expanduser(), make_grid(images, nrow, padding)
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise InvalidInputError(f"path must end in a picture format's suffix (.png, .jpg, ...), got {str(path)!r}")
     try:
         grid.save(path)
     except (OSError, ValueError) as error:  # Pillow: a missing folder, an unknown suffix, a read-only file

@@ -182,6 +182,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_workers.cache_clear)
 
 
+def _check_used(generator: Generators, drawing: bool, flag: str, otherwise: str) -> None:
+    """Refuse a generator that would seed nothing: a caller who passes one expects a draw."""
+    if generator is not None and not drawing:
+        raise InvalidInputError(f"generator seeds a draw, which needs {flag}; without it {otherwise} and draws "
+                                "nothing: pass " + flag + " or leave generator out")
+
+
 class NPDraw(nn.Module, ModelHubMixin):
     """NP-DRAW (Zeng et al., UAI 2021): images drawn part by part on a canvas, then decoded.
 
@@ -295,6 +302,7 @@ class NPDraw(nn.Module, ModelHubMixin):
             Latents with ids, locs, present (N, T), the canvas (N, C, S, S) and the posterior logits.
         """
         check_flags(sample=sample)
+        _check_used(generator, sample, "sample=True", "encode takes each distribution's mode")
         x = self.prepare_images(images)
         batches = self._batches(len(x), batch_size)
         # Drawn for the whole batch up front, so the latents do not depend on batch_size.
@@ -325,6 +333,7 @@ class NPDraw(nn.Module, ModelHubMixin):
             (N, C, H, W) float in [0, 1].
         """
         check_flags(sample_pixels=sample_pixels)
+        _check_used(generator, sample_pixels, "sample_pixels=True", "decode returns the mean pixels")
         canvas = latents
         if isinstance(latents, Latents) and latents.canvas is None:
             latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)

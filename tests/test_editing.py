@@ -271,3 +271,11 @@ def test_pasting_and_completing_check_the_shape_of_the_latents(model, mnist_imag
         model.complete(parsed[0], 5)
     with pytest.raises(ValueError, match=r"latents ids must lie in \[0, 50\)"):
         model.complete(Latents(parsed.ids + 50, parsed.locs, parsed.present), 5)
+
+
+def test_a_paste_of_a_region_with_no_cell_is_refused(model, mnist_images):
+    """A box too small to hold more than half of any cell selected nothing, and the target came back unchanged
+    without a word."""
+    parsed = model.parse(mnist_images[:2])
+    with pytest.raises(ValueError, match=r"the region selects no cell \(cells=None, box=\(0, 0, 1, 1\)\)"):
+        paste_latents(model, parsed, parsed, box=(0, 0, 1, 1))

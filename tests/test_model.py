@@ -257,3 +257,17 @@ def test_sample_refuses_a_count_whose_batches_and_their_concatenation_would_not_
     with pytest.raises(ValueError, match=r"num_images=600,000 images of 1x28x28 with their latents take"):
         model.sample(600_000, progress=False)
     assert model.sample(2, progress=False).images.shape == (2, 1, 28, 28)  # a small count is drawn
+
+
+def test_a_generator_that_would_seed_nothing_is_refused(mnist_images, tmp_path):
+    """encode(generator=g) without sample=True took the mode, decode(generator=g) without sample_pixels=True the mean:
+    a caller who seeds expects a draw. A grid saved without a picture suffix names the path."""
+    model = NPDraw.from_pretrained("mnist")
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"generator seeds a draw, which needs sample=True"):
+        model.encode(mnist_images[:2], generator=generator)
+    latents = model.encode(mnist_images[:2])
+    with pytest.raises(ValueError, match=r"generator seeds a draw, which needs sample_pixels=True"):
+        model.decode(latents, generator=generator)
+    with pytest.raises(ValueError, match=r"path must end in a picture format's suffix"):
+        model.sample(2, generator=generator, progress=False).save_grid(tmp_path / "grid")
