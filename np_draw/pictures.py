@@ -21,7 +21,7 @@ from PIL import Image
 from .bank import PartBank
 from .canvas import running_max
 from .errors import InvalidInputError, InvalidTypeError, UnwritablePathError, check_count
-from .images import check_images, make_grid, to_pil
+from .images import make_grid, to_pil
 from .latents import Latents
 from .model import NPDraw, place
 
@@ -162,6 +162,9 @@ def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separat
     Returns:
         An RGB image of N rows and len(columns) columns.
     """
+    if not all(isinstance(c, torch.Tensor) for c in columns):
+        raise InvalidTypeError(f"columns must be image tensors (N, C, H, W), got "
+                               f"{sorted({type(c).__name__ for c in columns})}")
     if not columns or len({c.shape[0] for c in columns}) != 1 or any(c.ndim != 4 for c in columns):
         raise InvalidInputError(f"columns must be one or more (N, C, H, W) batches of one N, got shapes "
                                 f"{[tuple(c.shape) for c in columns]}")
@@ -176,12 +179,12 @@ def reconstruction_image(model: NPDraw, images: torch.Tensor, *, scale: int = 2,
 
     Args:
         model: the model.
-        images: (N, C, H, W) uint8 or float in [0, 1].
+        images: in any form :meth:`NPDraw.parse` takes ((N, C, H, W) uint8 or float in [0, 1], NHWC, PIL images, a
+            folder...).
         scale, separator: as in :func:`comparison_image`.
     Returns:
         An RGB image of N rows and 3 columns.
     """
-    cfg = model.config
-    originals = check_images(images, channels=cfg.channels, size=cfg.image_size)
+    originals = model.prepare_images(images)
     return comparison_image([originals, model.parse(originals).canvas, model.reconstruct(originals)],
                             scale=scale, separator=separator)

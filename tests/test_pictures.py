@@ -106,6 +106,13 @@ def test_comparison_and_reconstruction_images_put_one_image_per_row(model, mnist
     # Columns of different sizes are enlarged to the largest one.
     mixed = comparison_image([torch.zeros(2, 1, 14, 14), torch.ones(2, 3, 28, 28)], scale=1, separator=0)
     assert mixed.size == (56, 56)
+    # Images in the forms the model takes (PIL images, NHWC), as the rest of the API does; arrays named as such
+    from np_draw.images import to_pil
+
+    assert pixels(reconstruction_image(model, to_pil(images))).equal(pixels(picture))
+    assert pixels(reconstruction_image(model, images.permute(0, 2, 3, 1))).equal(pixels(picture))
+    with pytest.raises(TypeError, match=r"columns must be image tensors \(N, C, H, W\), got \['ndarray'\]"):
+        comparison_image([images.numpy()])
 
 
 @pytest.mark.parametrize("call, message", [
