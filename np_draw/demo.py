@@ -69,9 +69,11 @@ def sample(model: str, seed: int, temperature: float, count: int) -> tuple[list[
     return [_picture(image) for image in out.images], drawings
 
 
-def from_image(model: str, image: Image.Image) -> Drawing:
-    """An uploaded image (any size: centre-cropped and resized) as a drawing: the encoder's latents."""
-    return Drawing(model, load(model).encode(image))
+def from_image(model: str, image: Image.Image, crop: int = 0) -> Drawing:
+    """An uploaded image (any size: centre-cropped and resized; with ``crop`` > 0 first cut to its ``crop`` px
+    centre, as the Reconstruct tab frames files) as a drawing: the encoder's latents."""
+    crop = _whole(crop, "crop", 2**16, note=" px (0: none)")
+    return Drawing(model, load(model).encode(centre_crop(image, crop, "the image") if crop else image))
 
 
 def watch(drawing: Drawing, folder: str | Path) -> tuple[list[Image.Image], Path]:
@@ -111,7 +113,8 @@ def edit(drawing: Drawing, action: str, step: int, cell: int = 0, part: int = 0,
     net = load(drawing.model)
     latents = drawing.latents
     if action == ACTIONS[3]:
-        done = net.complete(latents, _whole(step, "step", latents.ids.shape[1]), _generator(seed))
+        # Up to T steps kept: all of them give the drawing back, as complete does
+        done = net.complete(latents, _whole(step, "step", latents.ids.shape[1] + 1), _generator(seed))
         return Drawing(drawing.model, done.latents)
     ids, locs, present = latents.ids.clone(), latents.locs.clone(), latents.present.clone()
     drawn = present[0].nonzero()[:, 0].tolist()
@@ -235,6 +238,8 @@ def build(default: str = "mnist"):
             paste_button = gr.Button("Paste its rows")
             with gr.Row():
                 own = gr.Image(label="or watch and edit your own image", type="pil", elem_id="own")
+                own_crop = whole_number(0, label=f"crop: its centre first, px (0: none; {CELEBA_CROP} for aligned "
+                                        "CelebA photos)")
                 use = gr.Button("Use this image", elem_id="use")
         with gr.Tab("Reconstruct"):
             uploads = gr.File(label="images (any size)", file_count="multiple", elem_id="uploads")
@@ -262,12 +267,12 @@ def build(default: str = "mnist"):
         choose.__annotations__ = {"selected": gr.SelectData, "return": int}
         grid.select(choose, [], [chosen])
 
-        def adopt(name: str, image: Image.Image | None) -> tuple:
+        def adopt(name: str, image: Image.Image | None, crop: int) -> tuple:
             if image is None:
                 raise InvalidInputError("upload an image first")
-            return shown(from_image(name, image))
+            return shown(from_image(name, image, crop))
 
-        use.click(_guard(adopt), [model, own], [current, canvas, decoded])
+        use.click(_guard(adopt), [model, own, own_crop], [current, canvas, decoded])
 
         def film(drawing: Drawing | None) -> tuple:
             pictures, path = watch(_sampled(drawing), folder)

@@ -37,6 +37,13 @@ def test_an_uploaded_image_becomes_a_drawing_to_watch_and_edit(tmp_path):
     drawing = demo.from_image("mnist", Image.new("L", (60, 40), 0))
     assert drawing.latents.ids.shape == (1, 36) and drawing.latents.present.sum() == 0  # a blank image draws nothing
     digit = demo.from_image("mnist", demo.sample("mnist", 0, 1.0, 1)[0][0])
+    # Framed by its centre first, as the Reconstruct tab frames files: the same drawing as the image cut by hand
+    framed = demo.from_image("mnist", Image.new("L", (60, 40), 255), crop=30)
+    by_hand = demo.from_image("mnist", Image.new("L", (60, 40), 255).crop((15, 5, 45, 35)))
+    assert torch.equal(framed.latents.ids, by_hand.latents.ids) and torch.equal(framed.latents.canvas,
+                                                                                by_hand.latents.canvas)
+    with pytest.raises(InvalidInputError, match=r"crop=50 px does not fit the image: it is 60x40 px"):
+        demo.from_image("mnist", Image.new("L", (60, 40), 0), crop=50)
     frames, _ = demo.watch(digit, tmp_path)
     assert len(frames) == int(digit.latents.present.sum()) + 1 > 1
 
@@ -68,8 +75,12 @@ def test_edits_change_the_drawing_as_they_say():
     count = int(drawing.latents.present.sum())
     with pytest.raises(InvalidInputError, match=rf"step must be a drawn part's number in \[0, {count - 1}\]"):
         demo.edit(drawing, demo.ACTIONS[0], count)
-    with pytest.raises(InvalidInputError, match=r"step must be a whole number in \[0, 35\], got 36"):
-        demo.edit(drawing, demo.ACTIONS[3], 36)
+    # Completion keeps up to all T = 36 steps (the drawing itself), as complete does
+    kept = demo.edit(drawing, demo.ACTIONS[3], 36)
+    assert all(torch.equal(a, b) for a, b in zip((kept.latents.ids, kept.latents.locs, kept.latents.present),
+                                                 (drawing.latents.ids, drawing.latents.locs, drawing.latents.present)))
+    with pytest.raises(InvalidInputError, match=r"step must be a whole number in \[0, 36\], got 37"):
+        demo.edit(drawing, demo.ACTIONS[3], 37)
     with pytest.raises(InvalidInputError, match=r"part must be a whole number in \[0, 49\], got 50"):
         demo.edit(drawing, demo.ACTIONS[2], 0, part=50)
     with pytest.raises(InvalidInputError, match=r"step must be a drawn part's number in \[0, \d+\].*, got None"):
