@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -117,7 +118,7 @@ def card_licence(folder: str | Path) -> dict[str, str]:
 
 def card_facts(folder: str | Path) -> dict[str, Any]:
     """What the model card in ``folder`` says of the weights: ``dataset`` (its Data section), ``metrics`` (its
-    Metrics table, {name: value as written}), ``notes`` (its Notes section, where ``np-draw fit`` says which model a
+    Metrics table, {name: value}, numbers as numbers), ``notes`` (its Notes section, where ``np-draw fit`` says which model a
     fine-tune started from) and ``training`` (the training record, a dict: ``np-draw fit`` records its ``crop``
     there); empty when there is no card, and a key left out when its section is missing, says nothing was recorded
     or is not JSON."""
@@ -138,7 +139,7 @@ def card_facts(folder: str | Path) -> dict[str, Any]:
         # of a card edited by hand that is not two cells is left out, and more than two keep the rest as the value
         rows = [[cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
                 for line in table.group(1).splitlines()]
-        facts["metrics"] = {cells[0]: " | ".join(cells[1:]) for cells in rows if len(cells) >= 2}
+        facts["metrics"] = {cells[0]: _number(" | ".join(cells[1:])) for cells in rows if len(cells) >= 2}
     record = re.search(r"^## Training\n.*?^```json\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
     try:
         training = json.loads(record.group(1)) if record else None
@@ -147,6 +148,18 @@ def card_facts(folder: str | Path) -> dict[str, Any]:
     if isinstance(training, dict):
         facts["training"] = training
     return facts
+
+
+def _number(text: str) -> int | float | str:
+    """A metric's value as the card writes it: a number as a number (as the manifest holds them), else the text."""
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        if math.isfinite(value):  # "nan" and "inf" stay text: JSON has no such numbers
+            return value
+    return text
 
 
 def with_licence(card: Mapping[str, Any] | None, inherited: Mapping[str, str]) -> dict[str, Any]:

@@ -391,8 +391,8 @@ def test_fit_records_in_the_card_the_steps_that_ran_when_patience_stops_it(tmp_p
     capsys.readouterr()
     assert main(["info", str(output), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"] == {
-        "held-out bound, nats (one sample), at the start": str(round(history["val_bound_start"], 3)),
-        "held-out bound, nats (one sample), kept": str(round(history["val_bound_kept"], 3))}
+        "held-out bound, nats (one sample), at the start": round(history["val_bound_start"], 3),
+        "held-out bound, nats (one sample), kept": round(history["val_bound_kept"], 3)}
     best = history["best_epoch"]
     assert history["val_bound_kept"] == (history["val_bound_start"] if best == -1 else history["val_bound"][best])
 

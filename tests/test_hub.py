@@ -266,15 +266,15 @@ def test_hf_hub_offline_set_after_import_is_honoured(world):
 def test_card_facts_reads_metrics_holding_a_pipe_or_a_line_break_and_skips_rows_edited_out_of_shape(tmp_path):
     """A '|' in a metric's value made it part of the name (and another column on the Hub), a line break ended the
     table, and a row of one cell (a card edited by hand) raised ValueError in every command that loads the folder."""
-    metrics = {"a|b": 1.5, "FID": "12.3 | 14.1 (two seeds)", "note": "two\nlines", "steps": 3}
+    metrics = {"a|b": 1.5, "FID": "12.3 | 14.1 (two seeds)", "note": "two\nlines", "steps": 3, "odd": "nan"}
     random_model("mnist").save_pretrained(tmp_path, card={"metrics": metrics})
-    assert hub.card_facts(tmp_path)["metrics"] == {"a|b": "1.5", "FID": "12.3 | 14.1 (two seeds)",
-                                                   "note": "two lines", "steps": "3"}
+    assert hub.card_facts(tmp_path)["metrics"] == {"a|b": 1.5, "FID": "12.3 | 14.1 (two seeds)",
+                                                   "note": "two lines", "steps": 3, "odd": "nan"}
     card = tmp_path / "README.md"
     card.write_text(card.read_text().replace("| steps | 3 |", "| steps |").replace("| note | two lines |",
                                                                                   "| note | two lines |  "))
-    assert hub.card_facts(tmp_path)["metrics"] == {"a|b": "1.5", "FID": "12.3 | 14.1 (two seeds)",
-                                                   "note": "two lines"}
+    assert hub.card_facts(tmp_path)["metrics"] == {"a|b": 1.5, "FID": "12.3 | 14.1 (two seeds)",
+                                                   "note": "two lines", "odd": "nan"}
 
 
 def test_force_download_with_hf_hub_offline_set_names_offline_mode(tmp_path, monkeypatch):
