@@ -56,7 +56,7 @@ from .images import (
 )
 from .manifest import describe_files, read_manifest
 from .model import NPDraw
-from .model_files import CARD_NAME, LOADED_FILES, WEIGHTS_NAME
+from .model_files import CARD_NAME, LOADED_FILES, STORED_DTYPES, WEIGHTS_NAME
 from .training import FitConfig
 
 USAGE_ERROR = 2
@@ -481,9 +481,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-
-
 def model_info(name: str, device: torch.device | None = None, token: str | None = None) -> dict[str, Any]:
     """What ``np-draw info`` prints: the config, parameter counts, the manifest's metrics and the files.
 
@@ -511,12 +508,13 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
                   "Hub gives for them)")
     with safe_open(Path(folder) / WEIGHTS_NAME, framework="pt") as weights:  # checked by the load
         stored = weights.get_slice("bank.parts").get_dtype()  # the dtype from_pretrained(dtype="auto") would take
+    stored = str(STORED_DTYPES[stored]).removeprefix("torch.") if stored in STORED_DTYPES else stored
     counts = {child: {"parameters": sum(p.numel() for p in module.parameters()),
                       "buffers": sum(b.numel() for b in module.buffers())}
               for child, module in model.named_children()}
     counts["total"] = {kind: sum(c[kind] for c in counts.values()) for kind in ("parameters", "buffers")}
     info = {"name": name, "source": source, "folder": str(folder), "files": describe_files(folder),
-            "dtype": _SAFETENSORS_DTYPES.get(stored, stored), "config": model.config.to_dict(), "parameters": counts}
+            "dtype": stored, "config": model.config.to_dict(), "parameters": counts}
     if name in models and not local:
         info.update({key: models[name][key] for key in ("dataset", "metrics", "paper_metrics") if key in models[name]})
     else:  # a folder or a Hub repo: its card says what it was trained on (and, for a fine-tune, from which model)

@@ -644,9 +644,11 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images",
         # Each file is decoded once here and let go, so that reading the folder lazily later fails on none, and a
         # colour image for a grey model is refused before any training.
         files = [path for path, _ in _checked(read_folder(Path(images), name, crop), channels, size, str(images))]
-        # The files above Pillow's limit were logged once by read_folder: not again at each read
-        source: ImageSource = LazyImages(len(files), lambda i: _framed(_decode(files[i]), crop, files[i]),
-                                         channels=channels, size=size, name=str(images), label=files.__getitem__)
+        # Checked (and the files above Pillow's limit logged) once, here: each read only decodes, frames and
+        # resizes, to (size, size, C) uint8
+        source: ImageSource = LazyImages(
+            len(files), lambda i: _square(_framed(_decode(files[i]), crop, files[i]), size, channels),
+            channels=channels, size=size, name=str(images), label=files.__getitem__)
     elif (dataset := _by_index(images, name)) is not None:
         if len(dataset) == 0:
             raise InvalidInputError(f"{name} is an empty dataset")

@@ -637,12 +637,13 @@ class NPDraw(nn.Module, ModelHubMixin):
             logger.info("%s", "fine-tuning a trained model (FitConfig.finetune())" if self.is_fitted
                         else "training a new model from scratch (FitConfig())")
         config = config.replace(**overrides)
-        # fit trains with autograd, also when called inside torch.no_grad() or torch.inference_mode()
-        with torch.inference_mode(False), torch.enable_grad():
+        # Outside torch.inference_mode(), which a caller's block may have on: its tensors cannot be trained on, and a
+        # copy made inside it would be one too (fit itself turns autograd on)
+        with torch.inference_mode(False):
             source = self._source(images)
             held_out = None if validation is None else self._source(validation, "validation")
-            history = fit(self, source, config, output_dir=output_dir, resume=resume, progress=progress,
-                          callback=callback, validation=held_out)
+        history = fit(self, source, config, output_dir=output_dir, resume=resume, progress=progress,
+                      callback=callback, validation=held_out)
         data = self.card_licence.get("data_license")
         if data is not None and not data.startswith(_REFITTED):
             # The weights now come from these images too: the card must not name only the data they started from.

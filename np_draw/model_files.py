@@ -106,7 +106,8 @@ def load_config(folder: str | Path) -> NPDrawConfig:
         raise InvalidInputError(f"{folder / CONFIG_NAME} is not a valid NP-DRAW config: {error}") from error
 
 
-_STORED_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+# The floating dtypes a safetensors header names, as torch dtypes
+STORED_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
 
 def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, strict: bool = True,
@@ -159,8 +160,8 @@ def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, st
         with torch.random.fork_rng(devices=[]):  # the initial values are overwritten: loading draws nothing
             model = build()
         if stored_dtype and "bank.parts" in stored:
-            dtype = _STORED_DTYPES.get(stored["bank.parts"].get_dtype(), torch.float32)
-            others = sorted({view.get_dtype() for view in stored.values() if view.get_dtype() in _STORED_DTYPES}
+            dtype = STORED_DTYPES.get(stored["bank.parts"].get_dtype(), torch.float32)
+            others = sorted({view.get_dtype() for view in stored.values() if view.get_dtype() in STORED_DTYPES}
                             - {stored["bank.parts"].get_dtype()})
             if others:
                 logger.warning("%s holds weights in %s beside the part bank's %s: all are loaded in %s", folder,

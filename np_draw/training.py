@@ -762,7 +762,8 @@ class _Run:
         self._epochs(budget, cfg.batch_size, trained, compute, end_epoch, unit)
 
     def _validation_bound(self) -> float:
-        """The model's validation bound on the held-out images, in eval mode: nats per image, over every rank's share."""
+        """The model's validation bound on the held-out images, in eval mode: nats per image, over every rank's
+        share."""
         val_idx = self.val_idx[self.rank::self.world]
         with evaluating(self.model):
             bound = validation_bound(self.model, self.images.subset(val_idx), self.parsed[val_idx],
@@ -937,7 +938,8 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
         flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
         modes = [(module, module.training) for module in model.modules()]
         try:
-            with _forked_rng(model), torch.enable_grad():  # fit trains, also when called under torch.no_grad()
+            # fit trains, also when called under torch.no_grad() or torch.inference_mode()
+            with _forked_rng(model), torch.inference_mode(False), torch.enable_grad():
                 return run.run(resume)
         except BaseException:
             for module, mode in modes:
