@@ -892,6 +892,10 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
         raise InvalidTypeError("fit needs a float32 or bfloat16 model, got float16, whose weights and gradients "
                                "overflow: load it in float32 (from_pretrained(..., dtype=torch.float32), or "
                                "model.float()); on CUDA, mixed_precision=True trains in bfloat16")
+    if any(parameter.is_inference() for parameter in model.parameters()):
+        raise InvalidInputError("the model's weights were made under torch.inference_mode(), and torch cannot train "
+                                "such tensors: build or load the model outside the inference_mode block (fit itself "
+                                "may be called inside it)")
     if config.mixed_precision and model.device.type != "cuda":
         raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
     if model.device.type == "cpu" and (autocast := _cpu_autocast()) is not None:

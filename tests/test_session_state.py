@@ -108,3 +108,15 @@ def test_fit_inside_a_cpu_autocast_block_warns_that_it_trains_in_half_precision(
     with caplog.at_level(logging.WARNING, logger="np_draw"), torch.autocast("cpu", dtype=torch.bfloat16):
         model.fit(mnist_images[:16], steps=1, prior_steps=1, progress=False)
     assert "fit is called inside torch.autocast on the CPU, so it trains in bfloat16" in caplog.text
+
+
+def test_fit_of_a_model_loaded_inside_inference_mode_says_why_it_cannot_train(mnist_images):
+    """Its weights are inference tensors: fit failed deep inside with torch's 'Setting requires_grad=True on
+    inference tensor outside InferenceMode is not allowed'."""
+    from np_draw.errors import InvalidInputError
+
+    with torch.inference_mode():
+        model = NPDraw.from_pretrained("mnist")
+        with pytest.raises(InvalidInputError, match=r"weights were made under torch.inference_mode\(\).*load the "
+                                                    r"model outside the inference_mode block"):
+            model.fit(mnist_images[:16], steps=1, prior_steps=1, progress=False)
