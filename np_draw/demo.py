@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 import logging
 import numbers
+import shutil
 import socket
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,10 @@ ACTIONS = ("remove a drawn part", "move a drawn part to a cell", "swap a drawn p
 SCALE = 4
 # Uploads larger than this are refused by the server before they reach the model.
 MAX_UPLOAD = "20mb"
+# Gradio's (frequency, age) in seconds for the copies it keeps of uploads and results: without it they stay in its
+# cache (GRADIO_TEMP_DIR, else /tmp/gradio) for good, a user's photos included; with it they are removed once a day
+# after a day, and all of them when the server stops.
+DELETE_CACHE = (86_400, 86_400)
 
 
 @functools.cache
@@ -200,7 +206,7 @@ def build(default: str = "mnist"):
 
     folder = Path(tempfile.mkdtemp(prefix="np-draw-demo-"))
     whole_number = functools.partial(gr.Number, precision=0)
-    with gr.Blocks(title="np-draw", analytics_enabled=False) as app:
+    with gr.Blocks(title="np-draw", analytics_enabled=False, delete_cache=DELETE_CACHE) as app:
         gr.Markdown("# NP-DRAW\nImages drawn part by part on a canvas, then decoded. Sample, watch a drawing, "
                     "edit its parts, or reconstruct your own images.")
         model = gr.Dropdown(list(MODELS), value=default, label="model")
@@ -219,7 +225,7 @@ def build(default: str = "mnist"):
             draw = gr.Button("Draw it", elem_id="watch")
             step = gr.Slider(0, 1, value=0, step=1, label="step")
             frame = gr.Image(label="canvas after the step (the last frame is the decoded image)", type="pil")
-            gif = gr.File(label="the drawing as a GIF")
+            gif = gr.File(label="the drawing as a GIF", elem_id="gif")
             frames = gr.State([])
         with gr.Tab("Edit"):
             with gr.Row():
@@ -293,6 +299,8 @@ def build(default: str = "mnist"):
 
         paste_button.click(_guard(graft), [current, source, first_row, last_row], [current, canvas, decoded])
         rebuild.click(_guard(reconstruct), [model, uploads, framing], [rows, score])
+    # The Watch tab's GIFs, which Gradio copies into its cache: removed with the app, or when the process ends.
+    weakref.finalize(app, shutil.rmtree, folder, ignore_errors=True)
     return app
 
 

@@ -31,7 +31,13 @@ def main() -> None:
     parser.add_argument("--model", default="celeba", choices=demo.MODELS)
     args = parser.parse_args()
     out = Path(args.out)
-    work = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as folder:
+        _screenshots(args, out, Path(folder))
+    print(out)
+
+
+def _screenshots(args: argparse.Namespace, out: Path, work: Path) -> None:
+    """The four tabs' screenshots into ``out``, with an upload made in ``work``."""
     # A face the model has not trained on: a sample of the model itself, saved at twice its size.
     image = NPDraw.from_pretrained(args.model).sample(1, progress=False).to_pil()[0]
     image.resize((image.width * 2, image.height * 2), Image.BICUBIC).save(work / "upload.png")
@@ -67,7 +73,6 @@ def main() -> None:
             browser.close()
     finally:
         app.close()
-    print(out)
 
 
 if __name__ == "__main__":

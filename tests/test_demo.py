@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,9 +132,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
-def test_the_page_samples_edits_and_reconstructs_in_a_real_browser(tmp_path):
+def test_the_page_samples_edits_and_reconstructs_in_a_real_browser(tmp_path, monkeypatch):
     pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
     playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (in the dev extra)")
+    # The page's own files and Gradio's copies of uploads and results, where this test can see what is left of them
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
     port = _free_port()
     app = demo.serve("mnist", port=port, block=False)
     Image.new("L", (50, 50), 255).save(tmp_path / "upload.png")
@@ -167,12 +176,32 @@ def test_the_page_samples_edits_and_reconstructs_in_a_real_browser(tmp_path):
             page.wait_for_timeout(1000)
             page.click("#reconstruct")
             page.wait_for_selector("text=is not an image this page can read", timeout=60_000)
+            page.get_by_role("tab", name="Watch").click()
+            page.click("#watch")
+            page.wait_for_selector("#gif a", timeout=60_000)
+            assert any(temporary.rglob("upload.png")) and len(list(temporary.rglob("*.gif"))) == 2  # ours, Gradio's
             browser.close()
     finally:
         app.close()
+    # Gradio's copies of the user's uploads and of the results are gone once the page stops (what is left are empty
+    # stubs of its multipart parser)
+    left = [str(path) for path in (temporary / "gradio").rglob("*") if path.is_file() and path.stat().st_size]
+    assert not left, left
     with Image.open(tmp_path / "edit.png") as shot:
         assert shot.width > 500
     time.sleep(0.1)
+
+
+def test_the_page_leaves_no_files_behind_when_its_process_ends(tmp_path):
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    # The Watch tab's GIFs are written into a folder of the page's own, which goes with the process
+    script = ("import pathlib, tempfile; from np_draw import demo; app = demo.build(); "
+              "[folder] = pathlib.Path(tempfile.gettempdir()).glob('np-draw-demo-*'); "
+              "(folder / 'mnist-drawing.gif').write_bytes(b'GIF89a'); print(folder)")
+    run = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TMPDIR": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False"})
+    assert run.returncode == 0, run.stderr
+    assert Path(run.stdout.strip()).parent == tmp_path and not Path(run.stdout.strip()).exists()
 
 
 def test_np_draw_demo_without_gradio_says_how_to_install_it(monkeypatch, capsys):

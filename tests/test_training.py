@@ -689,6 +689,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     root = Path(__file__).resolve().parent.parent
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["PYTHONPATH"] = str(root)
+    env["TMPDIR"] = str(tmp_path)  # torchrun's own torchelastic_* folders, which it leaves behind
     subprocess.run([sys.executable, "tests/ddp_fit.py", str(tmp_path / "one")], cwd=root, check=True, env=env,
                    timeout=300)
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
