@@ -205,7 +205,7 @@ def _read_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor,
     """Every image the IMAGES arguments name (image files cut to their --crop px centre, when given), at the
     model's size: (N, C, H, W) float in [0, 1], and their labels."""
     paths, crop, cfg = args.images, args.crop, model.config
-    if any(Path(path).suffix != ".npz" for path in paths):
+    if not all(Path(path).suffix.lower() == ".npz" for path in paths):
         _warn_if_unframed(args)
     batches, labels, files = [], [], []
 
@@ -218,7 +218,7 @@ def _read_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor,
             files.clear()
 
     for path in paths:
-        if Path(path).is_file() and Path(path).suffix != ".npz":
+        if Path(path).is_file() and Path(path).suffix.lower() != ".npz":
             files.append((str(path), open_image(path, crop)))
             continue
         add_files()
@@ -234,7 +234,7 @@ def infer_preset(data: Path, crop: int | None = None) -> tuple[str, str]:
     64 px or more are faces-like (celeba, 64x64 RGB), smaller colour ones cifar10 (32x32 RGB), grey ones mnist
     (28x28 grey). Reads the first 16 image files of a folder (their ``crop`` px centre, when given), or the shape
     of an .npz file's array."""
-    if data.suffix == ".npz":
+    if data.suffix.lower() == ".npz":
         shape = npz_images(data).shape  # a damaged file, or one of objects, is an error naming it
         # (N, H, W), (N, C, H, W) or (N, H, W, C)
         channels_first = len(shape) == 4 and shape[1] in (1, 3)
@@ -340,7 +340,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         expected = f"{name} must be a folder of images or an .npz file with an 'images' array, got {str(path)!r}"
         if not path.exists():
             raise MissingFileError(f"{expected}: nothing there")
-        if not (path.is_dir() or path.suffix == ".npz"):
+        if not (path.is_dir() or path.suffix.lower() == ".npz"):
             raise InvalidInputError(expected)
         if args.crop is not None and path.is_file():
             raise InvalidInputError(f"--crop applies to a folder of image files, and {name} is an array file, "
@@ -431,7 +431,7 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
                                     f"{str(args.data)!r} holds no such split of {', '.join(DATASETS)} in the "
                                     "shared-data layout: pass --dataset NAME, or leave --split out to score the "
                                     "images --data names")
-        if Path(args.data).suffix != ".npz":
+        if Path(args.data).suffix.lower() != ".npz":
             _warn_if_unframed(args)
         images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size,
                                 crop=args.crop, limit=args.limit)

@@ -123,11 +123,24 @@ def _eight_bit(image: Image.Image) -> Image.Image:
 
 def _check_pil_image(image: Image.Image, channels: int, name: str) -> None:
     """InvalidInputError for an image with a zero side (it has no pixels to crop and resize: it would be read as a
-    blank picture), and for a colour image given to a grey model (``channels`` 1): dropping its colour would train
+    blank picture), for a float or 32-bit ("F", "I") image with NaN, inf or negative levels (as :func:`check_images`
+    for a tensor), and for a colour image given to a grey model (``channels`` 1): dropping its colour would train
     or score something else than what the user has."""
     if image.width == 0 or image.height == 0:
         raise InvalidInputError(f"{name} must be an image of at least 1x1 px, got one of {image.width}x"
                                 f"{image.height} px ({image.mode}): it has no pixels")
+    if image.mode in ("F", "I"):
+        # A float or 32-bit image (Image.fromarray of a float32 or int32 array, a float TIFF) can hold what a tensor
+        # may not: _eight_bit's cast read NaN as black and inf as white, and clipped negative levels (an image
+        # normalised to [-1, 1]) to black, where check_images refuses the same values in a tensor.
+        levels = np.asarray(image)
+        if not np.isfinite(levels).all():
+            raise InvalidInputError(f"{name} must be finite, got {int((~np.isfinite(levels)).sum())} NaN or inf "
+                                    f"values in a {image.width}x{image.height} px {image.mode} image")
+        if levels.min() < 0:
+            raise InvalidInputError(f"{name} must have levels of 0 or more (0..1 or 0..255 for a float image), got "
+                                    f"values in [{levels.min():.4g}, {levels.max():.4g}] in a {image.width}x"
+                                    f"{image.height} px {image.mode} image")
     if channels == 1 and is_colour(image):
         raise InvalidInputError(f"{name} is a colour image ({image.width}x{image.height} {image.mode}) but the model "
                                 "takes grey images (channels=1); use a colour model (a cifar10 or celeba preset or "
@@ -229,12 +242,13 @@ def spread(items: Sequence[T], count: int | None) -> Sequence[T]:
 
 def read_folder(folder: Path, name: str = "images", crop: int | None = None,
                 limit: int | None = None) -> Iterator[tuple[str, Image.Image]]:
-    """The image files under ``folder`` (recursively, sorted), decoded, turned upright as their EXIF says (and cut to
-    their ``crop`` px centre, see :func:`centre_crop`); unreadable ones, and ones of more than twice Pillow's
-    PIL.Image.MAX_IMAGE_PIXELS, skipped with a warning (ones above it are read, with one); with ``limit``, only
-    ``limit`` files spread evenly over the sorted listing (:func:`spread`; the others are not opened, and an
-    unreadable one among them leaves fewer). ``name`` is the argument an error names; images
-    smaller than ``crop`` are an error naming all of them, once the files have been read. ``~`` is the home folder."""
+    """The image files under ``folder`` (recursively, following linked folders, hidden ones left out, sorted:
+    :func:`_listing`), decoded, turned upright as their EXIF says (and cut to their ``crop`` px centre, see
+    :func:`centre_crop`); unreadable ones, and ones of more than twice Pillow's PIL.Image.MAX_IMAGE_PIXELS, skipped
+    with a warning (ones above it are read, with one); with ``limit``, only ``limit`` files spread evenly over the
+    sorted listing (:func:`spread`; the others are not opened, and an unreadable one among them leaves fewer).
+    ``name`` is the argument an error names; images smaller than ``crop`` are an error naming all of them, once the
+    files have been read. ``~`` is the home folder."""
     folder = Path(folder).expanduser()
     if folder.is_file():
         raise InvalidInputError(f"{name} must be a folder of image files, got {str(folder)!r}: a file")
@@ -243,11 +257,7 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
     crop = None if crop is None else check_count(crop, "crop")
     limit = None if limit is None else check_count(limit, "limit")
     skipped, huge, large, small, found = [], [], [], [], 0
-    # Sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep
-    # their order. Plain strings: a Path object costs several times the memory, which shows at 100,000 files.
-    listing = sorted((os.path.join(root, file) for root, _, files in os.walk(folder) for file in files),
-                     key=lambda path: path.split(os.sep))
-    for path in spread(listing, limit):
+    for path in spread(_listing(folder), limit):
         try:
             image = _decode(path)
         except _TooLarge as error:
@@ -280,6 +290,30 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
                                 f"{', '.join(small[:10])}{', ...' if len(small) > 10 else ''}")
     if not found:
         raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
+
+
+def _listing(folder: Path) -> list[str]:
+    """The files under ``folder``, sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so
+    that splits and labels keep their order; plain strings, as a Path object costs several times the memory, which
+    shows at 100,000 files. Folders linked to are followed, each real folder read once; hidden files and folders
+    (names starting with ".") are left out, with an info line."""
+    listing, hidden, seen = [], 0, set()
+    # followlinks: a linked class folder (ln -s ../cats) was left out in silence, while a linked file was read
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back to a folder above (a loop), or a second way to one already read
+            dirs.clear()
+            continue
+        seen.add(real)
+        # A git clone's .git/lfs/objects holds a second copy of every image file (read first, as "." sorts before
+        # letters); macOS leaves .DS_Store and ._name files, which were each warned about as unreadable
+        hidden += sum(name.startswith(".") for name in (*dirs, *files))
+        dirs[:] = sorted(name for name in dirs if not name.startswith("."))  # sorted: which link is read is fixed
+        listing += [os.path.join(root, file) for file in files if not file.startswith(".")]
+    if hidden:
+        logger.info("%s: left out %d hidden %s (names starting with '.')", folder, hidden,
+                    "file or folder" if hidden == 1 else "files and folders")
+    return sorted(listing, key=lambda path: path.split(os.sep))
 
 
 # The EXIF tag that says how a camera held the picture: phones store photos sideways and set it for viewers
@@ -374,7 +408,8 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
             pairs; or a folder of image files (see :func:`load_folder_images`).
         channels, size: what the model expects.
     Returns:
-        (N, C, H, W) tensor, dtype as given (uint8 or float).
+        (N, C, H, W) tensor, dtype as given (uint8 or float); a list or dataset of images of several dtypes (uint8
+        beside floats) gives float in [0, 1], each image checked and scaled on its own.
     """
     if isinstance(images, (str, Path)):
         return load_folder_images(images, channels=channels, size=size, name=name)
@@ -391,7 +426,11 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         shapes = {tuple(item.shape) for item in images}
         if len(shapes) != 1:
             raise InvalidInputError(f"{name}: the images of a list must share one shape, got {sorted(shapes)}")
-        images = torch.stack([torch.as_tensor(item) for item in images])
+        tensors = [torch.as_tensor(item) for item in images]
+        if len({item.dtype for item in tensors}) > 1:
+            return _unit_each([as_image_tensor(item[None], channels=channels, size=size, name=f"{name}[{i}]")
+                               for i, item in enumerate(tensors)], channels=channels, size=size, name=name)
+        images = torch.stack(tensors)
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
     if isinstance(images, torch.Tensor):
@@ -416,10 +455,24 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         items = [_item_tensor(item, channels=channels, size=size, name=name) for item in images]
         if not items:
             raise InvalidInputError(f"{name} is an empty dataset")
+        if len({item.dtype for item in items}) > 1:
+            return _unit_each(items, channels=channels, size=size, name=name)
         return torch.cat(items)
     raise InvalidTypeError(f"{name} must be a tensor, a NumPy array, a PIL image, a list of images, a torch Dataset "
                            f"or DataLoader, a Hugging Face datasets.Dataset, or a folder path, got "
                            f"{type(images).__name__}")
+
+
+def _unit_each(items: list[torch.Tensor], *, channels: int, size: int, name: str) -> torch.Tensor:
+    """(n, C, H, W) batches of several dtypes (uint8 beside floats) -> one float batch, each checked and scaled on
+    its own (:func:`check_images`), as a lazy source reads them. torch.cat would promote them to one dtype: uint8
+    levels 0..255 then read as floats (an error blaming [0, 1], or an image of levels 0 and 1 taken as [0, 1] in
+    silence), and a bool or integer image passed as floats where it alone is refused."""
+    checked = [check_images(item, channels=channels, size=size, name=f"{name}[{i}]") for i, item in enumerate(items)]
+    dtype = checked[0].dtype
+    for item in checked[1:]:
+        dtype = torch.promote_types(dtype, item.dtype)
+    return torch.cat([item.to(dtype) for item in checked])
 
 
 def _is_dataset(images: Any, name: str = "images") -> bool:
@@ -692,7 +745,8 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
         return from_pil_images(named(), channels=channels, size=size), files
     elif not path.is_file():
         raise MissingFileError(f"no file or folder at {str(path)!r}")
-    elif path.suffix == ".npz":
+    # In any case: a file saved as IMAGES.NPZ (Windows, a FAT drive) was read as an image file and refused
+    elif path.suffix.lower() == ".npz":
         if crop is not None:
             raise InvalidInputError(f"crop applies to image files, and {str(path)!r} is an array file")
         images = as_image_tensor(npz_images(path), channels=channels, size=size, name=f"{path}['images']")
@@ -739,10 +793,23 @@ def npz_images(path: Path) -> np.ndarray:
     return images
 
 
+# How far outside [0, 1] floats to draw may lie before :func:`_unit` warns: rounding in a model's own outputs
+_DRAW_SLACK = 1e-3
+
+
 def _unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (0..255) or float images -> float32 on the CPU in [0, 1] (floats are clamped)."""
+    """uint8 (0..255) or float images -> float32 on the CPU in [0, 1] (floats are clamped, with a warning for ones
+    outside [0, 1] or NaN)."""
     images = images.detach().cpu()
-    return images.float() / 255 if images.dtype == torch.uint8 else images.float().clamp(0, 1)
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    images = images.float()
+    # Clamped in silence, uint8 levels as floats (images.float()) drew an all-white picture, and NaN black
+    low, high = (images.min().item(), images.max().item()) if images.numel() else (0.0, 1.0)
+    if not (-_DRAW_SLACK <= low and high <= 1 + _DRAW_SLACK):  # NaN compares False
+        logger.warning("images to draw must be uint8 or float in [0, 1], got floats in [%.4g, %.4g]: drawn clamped "
+                       "to [0, 1] (NaN as black); divide uint8 levels held as floats by 255", low, high)
+    return images.clamp(0, 1)
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:

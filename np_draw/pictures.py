@@ -29,8 +29,12 @@ RED = (1.0, 0.15, 0.15)
 
 
 def _enlarge(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, C, H, W) -> (N, 3, size, size): square pixels (nearest neighbour), grey repeated into RGB."""
-    images = F.interpolate(images.detach().float().cpu(), size=(size, size), mode="nearest-exact")
+    """(N, C, H, W) uint8 or float in [0, 1] -> (N, 3, size, size) float: square pixels (nearest neighbour), grey
+    repeated into RGB."""
+    images = images.detach().cpu()
+    # uint8 scaled as make_grid scales it: taken as floats, its levels 0..255 were clamped to an all-white picture
+    images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    images = F.interpolate(images, size=(size, size), mode="nearest-exact")
     # contiguous: repeat may return an expanded view, whose channels share memory and could not be painted apart.
     return repeat(images, "n 1 h w -> n 3 h w").contiguous() if images.shape[1] == 1 else images
 
@@ -40,7 +44,7 @@ def part_bank_image(bank: PartBank | torch.Tensor, *, scale: int = 4, separator:
     """All B parts of a bank, tiled and enlarged, separated by thin white lines.
 
     Args:
-        bank: a :class:`PartBank` or its parts (B, C, K, K) in [0, 1].
+        bank: a :class:`PartBank` or its parts (B, C, K, K), uint8 or float in [0, 1].
         scale: each part pixel becomes ``scale`` x ``scale`` pixels.
         separator: width of the white lines between parts, in pixels.
         nrow: parts per row; default: the smallest divisor of B from √B to 2√B (full rows: 10 for B = 50, 20
@@ -155,8 +159,8 @@ def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separat
     """Image batches side by side: row i shows image i of every batch, one batch per column.
 
     Args:
-        columns: batches (N, C, H, W) in [0, 1] of one N; sizes and channels may differ (canvases beside images):
-            each is enlarged to the largest size times ``scale``, grey shown as RGB.
+        columns: batches (N, C, H, W), uint8 or float in [0, 1], of one N; sizes and channels may differ (canvases
+            beside images): each is enlarged to the largest size times ``scale``, grey shown as RGB.
         scale: enlargement of the largest size.
         separator: white pixels between images.
     Returns:

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -113,6 +115,26 @@ def test_comparison_and_reconstruction_images_put_one_image_per_row(model, mnist
     assert pixels(reconstruction_image(model, images.permute(0, 2, 3, 1))).equal(pixels(picture))
     with pytest.raises(TypeError, match=r"columns must be image tensors \(N, C, H, W\), got \['ndarray'\]"):
         comparison_image([images.numpy()])
+
+
+def test_uint8_columns_and_parts_make_the_pictures_of_their_floats_and_out_of_range_floats_warn(model, mnist_images,
+                                                                                                  caplog):
+    """_enlarge took uint8 as floats 0..255, which make_grid clamped to an all-white picture in silence (make_grid,
+    save_grid and save_pairs take uint8); floats outside [0, 1], uint8 levels as floats among them, were clamped in
+    silence too."""
+    from np_draw.images import make_grid, to_pil
+
+    floats = mnist_images[:3]
+    uint8 = (floats * 255).round().to(torch.uint8)
+    assert pixels(comparison_image([uint8, floats])).equal(pixels(comparison_image([floats, floats])))
+    assert pixels(part_bank_image(uint8)).equal(pixels(part_bank_image(floats)))
+    with caplog.at_level(logging.WARNING, logger="np_draw.images"):
+        make_grid(floats)
+        to_pil(model.decode(model.encode(floats)))  # the model's own outputs are in [0, 1]
+        assert not caplog.text
+        make_grid(uint8.float())
+    assert "images to draw must be uint8 or float in [0, 1], got floats in [0, 255]" in caplog.text
+    assert "divide uint8 levels held as floats by 255" in caplog.text
 
 
 @pytest.mark.parametrize("call, message", [

@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from np_draw import NPDraw, NPDrawConfig
-from np_draw.errors import ConfigMismatchError, InvalidInputError
+from np_draw.errors import ConfigMismatchError, InvalidInputError, InvalidTypeError
 from np_draw.images import LazyImages, TensorImages, from_pil_images, image_source
 from np_draw.parsing import parse
 from np_draw.training import FitConfig, _Parses
@@ -323,3 +323,27 @@ def test_a_folder_of_dark_drawings_on_white_is_told_to_invert_them(mnist_images,
         image_source(tmp_path / "paper", channels=1, size=28)
     assert "6 of 6 images are mostly light, as dark drawings on white paper are" in caplog.text
     assert "invert such images first" in caplog.text
+
+
+class _Iterable(torch.utils.data.IterableDataset):
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def test_images_of_several_dtypes_are_scaled_each_in_memory_as_when_streamed():
+    """torch.stack and torch.cat promoted uint8 beside floats to floats: levels 0..255 were refused as floats outside
+    [0, 1] (or, for levels 0 and 1, taken as [0, 1] in silence), and a bool image passed as floats."""
+    levels = torch.arange(784, dtype=torch.int64).reshape(28, 28) % 256
+    uint8, floats, binary = levels.to(torch.uint8), levels.float() / 255, (levels > 127).to(torch.uint8)
+    streamed = image_source(CountingDataset([floats[None], uint8[None], binary[None]]), channels=1, size=28)
+    expected = streamed.read(torch.arange(3))
+    assert torch.equal(expected[1], expected[0]) and expected[2].max() == 1 / 255
+    for given in ([floats, uint8, binary], _Iterable([floats[None], uint8[None], binary[None]])):
+        held = image_source(given, channels=1, size=28)
+        assert isinstance(held, TensorImages) and torch.equal(held.images, expected)
+    with pytest.raises(InvalidTypeError, match=r"images\[1\] must be uint8 \(0..255\) or floating point in \[0, 1\], "
+                                               r"got dtype torch.bool"):
+        image_source([floats, levels > 127], channels=1, size=28)

@@ -16,8 +16,8 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from np_draw import InvalidInputError, InvalidTypeError, Latents, NPDraw, NPDrawConfig
-from np_draw.cli import infer_preset
-from np_draw.images import from_pil_images, make_grid, save_pairs, to_pil
+from np_draw.cli import infer_preset, main
+from np_draw.images import from_pil_images, load_images, make_grid, save_pairs, to_pil
 from np_draw.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,3 +254,55 @@ def test_a_path_starting_with_a_tilde_is_in_the_home_folder(tmp_path, monkeypatc
     assert model.reconstruct("~/digits").shape == (3, 1, 28, 28)
     assert model.sample(2, progress=False).save_grid("~/grid.png") == tmp_path / "grid.png"
     assert (tmp_path / "grid.png").is_file()
+
+
+def test_an_npz_file_with_an_uppercase_suffix_is_read_as_one(tmp_path, mnist_images, capsys):
+    """IMAGES.NPZ (saved on Windows or a FAT drive) was taken for an image file and refused as unreadable."""
+    digits = (mnist_images[:3, 0] * 255).round().to(torch.uint8)
+    path = tmp_path / "DIGITS.NPZ"
+    with open(path, "wb") as file:  # np.savez would add ".npz" to a name that does not end in it
+        np.savez(file, images=digits.numpy())
+    images, labels = load_images(path, channels=1, size=28)
+    assert torch.equal(images, digits[:, None]) and labels == [f"{path}[{i}]" for i in range(3)]
+    assert infer_preset(path)[0] == "mnist"
+    assert main(["parse", "mnist", str(path), "-o", str(tmp_path / "parse.png")]) == 0
+    assert (tmp_path / "parse.png").is_file()
+
+
+def test_a_folder_follows_linked_folders_once_and_leaves_out_hidden_files(tmp_path, caplog):
+    """os.walk did not follow a linked class folder (its images left out in silence, where a linked file was read);
+    a git clone's .git/lfs/objects copy of every image was read too, first."""
+    shared, folder = tmp_path / "shared" / "cats", tmp_path / "data"
+    shared.mkdir(parents=True)
+    (folder / ".git" / "lfs" / "objects").mkdir(parents=True)
+    for i, level in enumerate((10, 20)):
+        Image.new("L", (28, 28), level).save(shared / f"{i}.png")
+    Image.new("L", (28, 28), 30).save(folder / "own.png")
+    Image.new("L", (28, 28), 30).save(folder / ".git" / "lfs" / "objects" / "3f2a", format="PNG")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(64))
+    (folder / "cats").symlink_to(shared)
+    (folder / "again").symlink_to(shared)  # a second way to the same folder: read once
+    (shared / "loop").symlink_to(folder)  # a link back up: no endless walk
+    with caplog.at_level(logging.INFO, logger="np_draw.images"):
+        images, labels = load_images(folder, channels=1, size=28)
+    assert [Path(label).relative_to(folder).as_posix() for label in labels] == ["again/0.png", "again/1.png", "own.png"]
+    assert images[:, 0, 0, 0].tolist() == [10, 20, 30]
+    assert "left out 2 hidden files and folders" in caplog.text and "not readable" not in caplog.text
+
+
+def test_float_pil_images_with_nan_inf_or_negative_levels_are_refused_as_tensors_are(mnist):
+    """_eight_bit's cast read NaN as black, inf as white and clipped negative levels (an image in [-1, 1]) to black,
+    where the same values in a tensor are refused."""
+    levels = np.linspace(0, 1, 784, dtype=np.float32).reshape(28, 28)
+    read = mnist.prepare_images(Image.fromarray(levels))  # a float image in [0, 1] is read as such
+    assert torch.equal(read, torch.from_numpy(np.round(levels * 255))[None, None] / 255)
+    negative = r"must have levels of 0 or more \(0..1 or 0..255 for a float image\), got values in \[-0.5, 1\]"
+    finite = "must be finite, got 1 NaN or inf values"
+    for bad, message in ((np.nan, finite), (np.inf, finite), (-0.5, negative)):
+        image = levels.copy()
+        image[3, 4] = bad
+        for given in (Image.fromarray(image), [Image.fromarray(image)]):
+            with pytest.raises(InvalidInputError, match=rf"image 0 {message} in a 28x28 px F image"):
+                mnist.prepare_images(given)
+        with pytest.raises(InvalidInputError, match="must be finite" if bad != -0.5 else "must lie in"):
+            mnist.prepare_images(torch.from_numpy(image)[None, None])
