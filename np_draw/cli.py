@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import select
 import shutil
 import socket
 import sys
@@ -38,7 +39,14 @@ from safetensors import safe_open
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
 from .data import DATA_FILES, DATASETS, data_files, load_dataset
-from .errors import InvalidInputError, MissingFileError, NPDrawError, UnwritablePathError, check_device
+from .errors import (
+    CorruptWeightsError,
+    InvalidInputError,
+    MissingFileError,
+    NPDrawError,
+    UnwritablePathError,
+    check_device,
+)
 from .features import ARCHITECTURES
 from .images import (
     ImageSource,
@@ -60,7 +68,9 @@ from .model_files import CARD_NAME, LOADED_FILES, STORED_DTYPES, WEIGHTS_NAME
 from .training import FitConfig
 
 USAGE_ERROR = 2
+MODEL_FOLDER_FILES = (*LOADED_FILES, CARD_NAME, "history.json")  # what np-draw fit writes into its --output
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
+BROKEN_PIPE = 141  # and for one whose output's reader went away (128 + SIGPIPE), as `yes | head` gives
 NAME_HELP = "a pretrained name (mnist, omniglot, cifar10, celeba), a model folder, or a Hub repo owner/name[@revision]"
 IMAGES_HELP = "image files, folders of images, or .npz files with an 'images' array"
 logger = logging.getLogger("np_draw")
@@ -119,7 +129,7 @@ fraction = checked_value(float, lambda value: 0 <= value < 1, "a number in [0, 1
 seed = checked_value(int, lambda value: 0 <= value < 2**63, "an integer in [0, 2**63)")
 temperature = checked_value(float, lambda value: math.isfinite(value) and value > 0, "a positive finite number")
 port = checked_value(int, lambda value: 0 < value < 2**16, "a port number in [1, 65535]")
-passes = checked_value(float, lambda value: math.isfinite(value) and value > 0, "a positive number")
+passes = checked_value(float, lambda value: math.isfinite(value) and value > 0, "a positive finite number")
 
 
 def host(text: str) -> str:
@@ -201,10 +211,18 @@ def _write_output(path: Path, write: Callable[[], Any], option: str = "--output"
         raise UnwritablePathError(f"{option}: cannot write {str(path)!r}: {error}") from error
 
 
+def _check_crop(args: argparse.Namespace, arrays: list[Any], option: str) -> None:
+    """--crop cuts image files, and ``arrays``, the .npz files ``option`` names, are not: an error naming both."""
+    if args.crop is not None and arrays:
+        raise InvalidInputError(f"--crop applies to image files, and {option} names an array file, "
+                                f"{str(arrays[0])!r}: crop its images before saving them, or leave --crop out")
+
+
 def _read_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor, list[str]]:
     """Every image the IMAGES arguments name (image files cut to their --crop px centre, when given), at the
     model's size: (N, C, H, W) float in [0, 1], and their labels."""
     paths, crop, cfg = args.images, args.crop, model.config
+    _check_crop(args, [path for path in paths if Path(path).suffix.lower() == ".npz"], "IMAGES")
     if not all(Path(path).suffix.lower() == ".npz" for path in paths):
         _warn_if_unframed(args)
     batches, labels, files = [], [], []
@@ -333,6 +351,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise InvalidInputError("give --from NAME (fine-tune) or --preset NAME (train from scratch), not both")
     if args.output.exists() and not args.output.is_dir():
         raise InvalidInputError(f"--output: {str(args.output)!r} is a file, not a folder")
+    # An earlier run's folder (its checkpoints, or the model it saved) is written again, as documented; any other
+    # folder with files in it is not, where the model card and config.json would replace a project's own README.md
+    # and config.json, or the images of DATA itself would be mixed with the model's files.
+    present = sorted(entry.name for entry in args.output.iterdir()) if args.output.is_dir() else []
+    if present and not ((args.output / "checkpoints").is_dir() or (args.output / WEIGHTS_NAME).is_file()):
+        raise InvalidInputError(f"--output: {str(args.output)!r} holds files that are not an np-draw model or run "
+                                f"({', '.join(present[:3])}{', ...' if len(present) > 3 else ''}), and fit writes "
+                                f"{', '.join(MODEL_FOLDER_FILES)} and checkpoints/ there, replacing files of the same "
+                                "name: give a new or empty folder, or one an earlier np-draw fit wrote")
     data, held_out = args.data, args.validation
     for name, path in (("DATA", data), ("--validation", held_out)):
         if path is None:
@@ -404,6 +431,11 @@ def _steps_run(rounds: int, budget: int | None, config: FitConfig) -> int | None
     return None if budget is None else min(budget, rounds * config.eval_every)
 
 
+def _kind(config: NPDrawConfig) -> str:
+    """The images a config takes, in words: "28x28 grey", "64x64 RGB"."""
+    return f"{config.image_size}x{config.image_size} {'RGB' if config.channels == 3 else 'grey'}"
+
+
 def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor, str]:
     """The images ``np-draw eval`` scores, and what they are: a split of a data set in the shared-data layout when
     --dataset is given (or NAME is a data set whose file DATA holds), else the images DATA names."""
@@ -420,6 +452,15 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
         if args.crop is not None:
             raise InvalidInputError(f"--crop applies to image files, and --data holds the {dataset} data set, read "
                                     "as its own protocol frames it")
+        # Before decoding the split; the model would refuse its images anyway, in words that name no option
+        given, cfg = PRESETS[dataset], model.config
+        if (given.channels, given.image_size) != (cfg.channels, cfg.image_size):
+            fitting = [name for name in DATASETS if (PRESETS[name].channels, PRESETS[name].image_size)
+                       == (cfg.channels, cfg.image_size)]
+            instead = f"pass --dataset {' or '.join(fitting)}, or give" if fitting else "give"
+            raise InvalidInputError(f"--dataset {dataset}: its images are {_kind(given)}, and the model {args.name} "
+                                    f"takes {_kind(cfg)} ones (a data set's images are scored as they are, not "
+                                    f"resized): {instead} --data image files, which are resized")
         images = spread(load_dataset(dataset, args.data, split), args.limit).float() / 255
         source = f"{dataset} {split}"
     else:
@@ -431,7 +472,9 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
                                     f"{str(args.data)!r} holds no such split of {', '.join(DATASETS)} in the "
                                     "shared-data layout: pass --dataset NAME, or leave --split out to score the "
                                     "images --data names")
-        if Path(args.data).suffix.lower() != ".npz":
+        array = Path(args.data).suffix.lower() == ".npz"
+        _check_crop(args, [args.data] if array else [], "--data")
+        if not array:
             _warn_if_unframed(args)
         images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size,
                                 crop=args.crop, limit=args.limit)
@@ -457,9 +500,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.inception is not None and args.features is not None:
         raise InvalidInputError(f"give --features (got {args.features!r}) or --inception (got "
                                 f"{str(args.inception)!r}), not both: the FID uses one feature network")
+    features = args.features
+    if args.inception is not None:  # read first: a wrong file is refused before the model and images are loaded
+        try:
+            features = inception_v3(args.inception, device=args.device or "cpu")
+        except (MissingFileError, CorruptWeightsError) as error:
+            raise type(error)(f"--inception: {error}") from error
     model = _load_model(args)
     images, source = _evaluation_images(args, model)
-    features = inception_v3(args.inception, device=model.device) if args.inception else args.features
     results = evaluate(model, images, num_samples=args.num_samples, features=features,
                        num_generated=args.num_generated, seed=args.seed, binarised_fid=args.binarised_fid,
                        progress=not args.quiet)
@@ -567,6 +615,9 @@ def cmd_download(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"--output: {str(args.output)!r} exists and is not empty")
     folder = hub.resolve_pretrained(args.name, revision=args.revision, cache_dir=args.cache_dir,
                                     force_download=args.force_download, token=args.token)
+    if bundled and args.output is None:  # else it looks as if the Hugging Face cache had been filled
+        logger.info("%s is bundled in the np-draw package, so nothing was downloaded: its folder is printed; "
+                    "--output FOLDER writes a copy of it for another machine", args.name)
     if args.output is not None:
         _write_output(args.output, lambda: _copy_model_files(Path(folder), args.output))
         folder = args.output
@@ -675,7 +726,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "goes to stderr.", cmd_fit, name_help=None)
     fit.add_argument("data", metavar="DATA", type=input_path, help="a folder of images, or an .npz file with an 'images' array")
     _add_crop_argument(fit)
-    fit.add_argument("-o", "--output", type=output_path, required=True, help="the model folder to write (created)")
+    fit.add_argument("-o", "--output", type=output_path, required=True,
+                     help="the model folder to write: a new one (created), an empty one, or one an earlier np-draw "
+                          "fit wrote (written again; --resume continues it)")
     start = fit.add_argument_group("where to start (one of)")
     start.add_argument("--from", dest="from_name", metavar="NAME", default=None,
                        help="fine-tune this pretrained model: " + NAME_HELP)
@@ -693,7 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--prior-steps", type=non_negative_int, default=None,
                         help="prior optimizer steps instead of epochs (FitConfig.prior_steps)")
     budget.add_argument("--eval-every", type=positive_int, default=None,
-                        help="optimizer steps per validation round when a stage is measured in steps")
+                        help=f"optimizer steps per validation round when a stage is measured in steps (default "
+                             f"{FitConfig().eval_every})")
     budget.add_argument("--max-passes", type=passes, default=None,
                         help=f"cut a budget in steps to this many passes over the training images (default "
                              f"{FitConfig.finetune().max_passes} with --from, none from scratch)")
@@ -780,12 +834,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(args: argparse.Namespace, error: Exception) -> int:
+    """Print ``error`` as the user error of ``args.command`` and return its exit code."""
+    # One line, whatever the message holds: scripts grep it, people read it.
+    print(f"np-draw {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout's reader has gone, so that a BrokenPipeError came from stdout rather than from elsewhere; if
+    so, stdout becomes /dev/null, so that Python's flush at exit does not fail again ("Exception ignored ...")."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # no event asked for: an error (no reader left) is reported anyway
+        closed = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or a stdout that is not a file
+        return False
+    if closed:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return closed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``).
 
     Returns:
         The exit code: 0 on success, 2 on a user error, after printing it on one line of stderr; 130 when
-        interrupted (Ctrl-C).
+        interrupted (Ctrl-C); 141, silently, when stdout's reader went away (a pipe into ``head``).
     """
     args = build_parser().parse_args(argv)
     if not getattr(args, "quiet", False):
@@ -795,13 +870,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for client in ("httpx", "httpx2"):
             logging.getLogger(client).setLevel(logging.WARNING)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # what was printed reaches its reader now, where a reader gone is seen below
+        return code
+    except BrokenPipeError as error:
+        if not _stdout_closed():
+            return _report(args, error)
+        # The reader of stdout stopped early (np-draw info mnist | head): nothing to report, as for any Unix tool
+        return BROKEN_PIPE
     # NPDrawError covers every deliberate np-draw error; the builtins cover the libraries underneath (Pillow,
     # safetensors, the file system), whose messages name the file or value at fault.
     except (NPDrawError, ValueError, TypeError, OSError) as error:
-        # One line, whatever the message holds: scripts grep it, people read it.
-        print(f"np-draw {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return USAGE_ERROR
+        return _report(args, error)
     except KeyboardInterrupt:
         hint = "; run the same command with --resume to continue" if args.command == "fit" else ""
         print(f"np-draw {args.command}: interrupted{hint}", file=sys.stderr)

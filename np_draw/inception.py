@@ -176,7 +176,8 @@ def inception_v3(path: str | Path | None = None, *, device: torch.device | str =
     Returns:
         :class:`InceptionV3`; use it as ``features=`` of :func:`np_draw.metrics.fid` for an Inception FID.
     Raises:
-        MissingFileError: no weights file. ValueError: a hash mismatch, or tensors that do not fit the network.
+        MissingFileError: no weights file. CorruptWeightsError (a ValueError): a hash mismatch, a file that is not
+            a weights file, or tensors that do not fit the network.
     """
     path = Path(path) if path is not None else default_weights_path()
     if not path.is_file():
@@ -188,10 +189,21 @@ def inception_v3(path: str | Path | None = None, *, device: torch.device | str =
         if not digest.startswith(expected.group(1)):
             raise CorruptWeightsError(f"{path}: sha256 {digest[:16]}... does not start with {expected.group(1)}, "
                                       "the hash in its name; the file is corrupted or not the original")
-    if path.suffix == ".safetensors":
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    # Whatever the reader raises on another kind of file (a picture, text, a pickle of other objects: pickle's
+    # UnpicklingError, safetensors' SafetensorError, EOFError, RuntimeError), which would be a traceback otherwise
+    except Exception as error:
+        kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch"
+        raise CorruptWeightsError(f"{path} is not a readable {kind} weights file (corrupted, truncated or another "
+                                  f"kind of file; {type(error).__name__}): give pytorch-fid's {WEIGHTS_FILE} or a "
+                                  "safetensors copy of it") from error
+    if not isinstance(state, dict):  # a file torch.save wrote of one tensor, or of a list
+        raise CorruptWeightsError(f"{path} holds a {type(state).__name__}, not the state dict of pytorch-fid's "
+                                  "Inception-v3")
     network = InceptionV3()
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits.")) and
              not k.endswith("num_batches_tracked")}

@@ -1,7 +1,10 @@
 import json
 import logging
 import os
+import select
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -456,6 +459,16 @@ def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):
     (["eval", "mnist", "--data", ".", "--split", "val"],
      "--split: the mnist data set has no 'val' split; its splits are train, test"),
     (["eval", "mnist", "--data", ".", "--dataset", "cifar10", "--split", "val"], "the cifar10 data set has no 'val' split"),
+    # A data set of another size than the model's: a shape error that named no option
+    (["eval", "mnist", "--data", ".", "--dataset", "celeba"],
+     "--dataset celeba: its images are 64x64 RGB, and the model mnist takes 28x28 grey ones"),
+    (["eval", "cifar10", "--data", ".", "--dataset", "celeba"], "pass --dataset cifar10, or give --data image files"),
+    # --crop with an array file named the library's argument, crop
+    (["reconstruct", "mnist", "x.npz", "--crop", "10"],
+     "--crop applies to image files, and IMAGES names an array file, 'x.npz'"),
+    (["eval", "mnist", "--data", "x.npz", "--crop", "10"], "--crop applies to image files, and --data names an array"),
+    (["fit", "x.npz", "-o", "out", "--max-passes", "inf"],
+     "argument --max-passes: must be a positive finite number, got 'inf'"),
     (["demo", "--port", "70000"], "argument --port: must be a port number in [1, 65535], got '70000'"),
     (["demo", "--host", "no such host"], "argument --host: must be a host name or address that resolves"),
     (["paint", "mnist"], "invalid choice"),
@@ -510,6 +523,75 @@ def test_download_checks_its_output_folder_before_fetching_and_names_it(tmp_path
                             ("full", f"--output: {str(tmp_path / 'full')!r} exists and is not empty")]:
         assert main(["download", "mnist", "-o", str(tmp_path / output)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_fit_refuses_an_output_folder_holding_other_files_before_any_work(tmp_path, monkeypatch, capsys,
+                                                                         digit_files):
+    # A project's own README.md and config.json were replaced by the model card and the model's config
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my notes")
+    monkeypatch.setattr(NPDraw, "from_pretrained", lambda *args, **kwargs: pytest.fail("loaded before -o was checked"))
+    assert main(["fit", str(tmp_path / "digits.npz"), "-o", str(project), "--from", "mnist", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"--output: {str(project)!r} holds files that are not an np-draw model or run (README.md)" in err
+    assert err.count("\n") == 1 and (project / "README.md").read_text() == "my notes"
+    # The folder of DATA itself (here the digits' folder) is refused the same way
+    assert main(["fit", str(tmp_path), "-o", str(tmp_path), "--from", "mnist", "-q"]) == 2
+    assert "holds files that are not an np-draw model or run (digit0.png, digit1.png, digit2.png, ...)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_fit_writes_again_into_an_empty_folder_or_an_earlier_runs(tmp_path, digit_files):
+    def fit(output):
+        return main(["fit", str(tmp_path / "digits.npz"), "-o", str(output), "--from", "mnist", "--steps", "1",
+                     "--prior-steps", "1", "-q"])
+
+    (tmp_path / "empty").mkdir()
+    assert fit(tmp_path / "empty") == 0 and (tmp_path / "empty" / "model.safetensors").is_file()
+    assert fit(tmp_path / "empty") == 0  # an earlier run's folder, written again as documented
+    NPDraw.from_pretrained("mnist").save_pretrained(tmp_path / "saved")  # a model folder, without checkpoints
+    assert fit(tmp_path / "saved") == 0
+
+
+def test_eval_names_an_inception_file_that_is_not_weights_before_loading_anything(tmp_path, monkeypatch, capsys):
+    Image.new("L", (8, 8)).save(tmp_path / "photo.png")
+    monkeypatch.setattr(NPDraw, "from_pretrained", lambda *args, **kwargs: pytest.fail("loaded before --inception"))
+    # A picture read as pytorch-fid's weights raised pickle's UnpicklingError: a traceback and exit code 1
+    assert exit_code(["eval", "mnist", "--data", "x.npz", "--inception", str(tmp_path / "photo.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"np-draw eval: error: --inception: {tmp_path / 'photo.png'} is not a readable PyTorch "
+                          "weights file") and err.count("\n") == 1
+    assert exit_code(["eval", "mnist", "--data", "x.npz", "--inception", str(tmp_path / "absent.pth")]) == 2
+    assert "error: --inception: no Inception-v3 FID weights at" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(select, "poll"), reason="a closed pipe is told from other errors by poll")
+@pytest.mark.parametrize("argv", [["info", "mnist"], ["info", "mnist", "--json"], ["download", "mnist"]])
+def test_output_into_a_pipe_whose_reader_has_gone_is_not_an_error(argv):
+    # np-draw info mnist | head: the reader gone printed "np-draw info: error: [Errno 32] Broken pipe" (exit code 2),
+    # or, for output written when Python exits, "Exception ignored ... BrokenPipeError" (exit code 120)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "np_draw.cli", *argv], check=False, stdout=write,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and "rror" not in done.stderr and "Exception" not in done.stderr, done.stderr
+
+
+def test_download_of_a_bundled_name_says_nothing_was_downloaded(tmp_path, capsys, caplog):
+    # It printed the package's folder alone, as if the Hugging Face cache had been filled for an offline machine
+    caplog.set_level(logging.INFO, "np_draw")
+    assert main(["download", "mnist"]) == 0
+    assert capsys.readouterr().out.strip() == str(hub.resolve_pretrained("mnist"))
+    assert "mnist is bundled in the np-draw package, so nothing was downloaded" in caplog.text
+    caplog.clear()
+    assert main(["download", "mnist", "--output", str(tmp_path / "copy")]) == 0
+    assert "nothing was downloaded" not in caplog.text and (tmp_path / "copy" / "model.safetensors").is_file()
 
 
 def test_a_damaged_npz_or_image_is_a_user_error(tmp_path, capsys):

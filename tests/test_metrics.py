@@ -205,6 +205,22 @@ def test_inception_loads_pytorch_fid_style_files_only_when_they_fit_and_hash_rig
         inception_v3(tmp_path / "absent.pth")
 
 
+def test_inception_refuses_a_file_that_is_not_weights_with_a_clear_error(tmp_path):
+    from np_draw.errors import CorruptWeightsError
+    from np_draw.inception import inception_v3
+
+    # A picture given for the weights, as pytorch-fid's .pth or as a safetensors copy: the reader's own error
+    # (pickle's UnpicklingError, safetensors' SafetensorError) was a traceback before
+    Image.new("L", (8, 8)).save(tmp_path / "photo.png", format="PNG")
+    for name in ("weights.pth", "weights.safetensors"):
+        (tmp_path / name).write_bytes((tmp_path / "photo.png").read_bytes())
+        with pytest.raises(CorruptWeightsError, match=f"{name} is not a readable .* weights file"):
+            inception_v3(tmp_path / name)
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")  # readable, but not a state dict
+    with pytest.raises(CorruptWeightsError, match="holds a Tensor, not the state dict"):
+        inception_v3(tmp_path / "tensor.pth")
+
+
 def test_metric_arguments_are_checked_at_the_door_with_clear_errors(tmp_path):
     from np_draw.errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, MissingFileError
     from np_draw.metrics import evaluate, psnr
