@@ -68,7 +68,7 @@ def data_files(name: str, root: str | Path, split: str) -> list[Path]:
 def load_arrays(name: str, root: str | Path, split: str) -> dict[str, np.ndarray]:
     """The per-image arrays of one split of MNIST or Omniglot (``images``, ``labels``, and Omniglot's
     ``char_ids``, ``sample_idx`` and ``alphabet``), concatenated over its files and selected by drawer for
-    Omniglot's paper split."""
+    Omniglot's paper split, whose ``labels`` number all 1,623 characters (``char_ids - 1``)."""
     if name not in ("mnist", "omniglot"):
         raise InvalidInputError(f"load_arrays reads mnist or omniglot, got {name!r}")
     parts = []
@@ -77,6 +77,10 @@ def load_arrays(name: str, root: str | Path, split: str) -> dict[str, np.ndarray
             stored = dict(data)  # each access to an npz key reads the array from the file again
         parts.append({key: value for key, value in stored.items() if len(value) == len(stored["images"])})
     arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    if name == "omniglot" and len(parts) > 1:
+        # Each file numbers its characters from 0: the paper's split holds both files, whose labels would then name
+        # two characters each. Numbered as char_ids (global, 1..1623) from 0; the alphabets are numbered globally.
+        arrays["labels"] = (arrays["char_ids"] - 1).astype(arrays["labels"].dtype)
     if name == "omniglot" and split in ("train", "test"):
         keep = (arrays["sample_idx"] <= OMNIGLOT_TRAIN_DRAWERS) == (split == "train")
         arrays = {key: value[keep] for key, value in arrays.items()}

@@ -306,3 +306,23 @@ def test_float_pil_images_with_nan_inf_or_negative_levels_are_refused_as_tensors
                 mnist.prepare_images(given)
         with pytest.raises(InvalidInputError, match="must be finite" if bad != -0.5 else "must lie in"):
             mnist.prepare_images(torch.from_numpy(image)[None, None])
+
+
+def test_omniglot_paper_split_numbers_the_characters_of_both_files_apart(tmp_path):
+    from np_draw.data import load_arrays
+
+    # The shared-data layout in miniature: two characters in each of Lake's files, each drawn by 20 drawers; each
+    # file numbers its own characters from 0
+    folder = tmp_path / "omniglot"
+    folder.mkdir()
+    for file, first_id, alphabet in (("background_28x28.npz", 1, 0), ("evaluation_28x28.npz", 3, 1)):
+        labels = np.repeat(np.arange(2, dtype=np.int16), 20)
+        np.savez(folder / file, images=np.zeros((40, 28, 28), np.uint8), labels=labels,
+                 char_ids=(labels + first_id).astype(np.int16), sample_idx=np.tile(np.arange(1, 21, dtype=np.int8), 2),
+                 alphabet=np.full(40, alphabet, np.int8), alphabet_names=np.array(["a", "b"]))
+    train, test = (load_arrays("omniglot", tmp_path, split) for split in ("train", "test"))
+    assert len(train["images"]) == 60 and len(test["images"]) == 20  # drawers 1-15 and 16-20 of every character
+    for arrays in (train, test):
+        assert arrays["labels"].tolist() == (arrays["char_ids"] - 1).tolist()  # one label, one character
+        assert sorted(set(arrays["labels"].tolist())) == [0, 1, 2, 3]
+    assert sorted(set(load_arrays("omniglot", tmp_path, "evaluation")["labels"].tolist())) == [0, 1]
