@@ -200,11 +200,14 @@ class Grid:
 @functools.cache  # a training step asks for them every time, and L calls of unique() are not free
 def _touched_tiles(grid: Grid, tile: int) -> torch.Tensor:
     """:meth:`Grid.touched_tiles` on the CPU."""
-    tiles = grid.tile_index(1, tile) // tile**2
-    touched = [row.unique() for row in tiles]
-    width = max(len(row) for row in touched)
-    extra = grid._tile_side(tile) ** 2
-    return torch.stack([F.pad(row, (0, width - len(row)), value=extra) for row in touched])
+    # Kept for the process: made under a caller's torch.inference_mode() it would be an inference tensor, which
+    # autograd cannot save, and every later log p(z) with gradients (fit's prior stage) would fail on it.
+    with torch.inference_mode(False):
+        tiles = grid.tile_index(1, tile, "cpu") // tile**2
+        touched = [row.unique() for row in tiles]
+        width = max(len(row) for row in touched)
+        extra = grid._tile_side(tile) ** 2
+        return torch.stack([F.pad(row, (0, width - len(row)), value=extra) for row in touched])
 
 
 def compose(placed: torch.Tensor) -> torch.Tensor:

@@ -31,13 +31,38 @@ class _Batch:
     def __getitem__(self, index) -> Self:
         return self._map(lambda t: t[index])
 
+    def __eq__(self, other: object) -> bool:
+        """Whether ``other`` is a batch of the same class whose fields are equal tensors (shape, dtype, device and
+        values) or both None. The dataclass's own comparison took a tensor's truth value: an error for any batch."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
+
+    __hash__ = None  # mutable, and equal by value
+
     def to(self, *args, **kwargs) -> Self:
-        """Like ``torch.Tensor.to`` for every tensor; only floating tensors take a dtype."""
+        """Like ``torch.nn.Module.to`` (a device, a floating dtype, a tensor, ``non_blocking``, ``memory_format``;
+        also ``copy``): every tensor moves to the device, a tensor argument's included; only floating tensors take
+        the dtype (ids and locs stay integers), and only the 4-D canvas the memory format."""
+        copy = kwargs.pop("copy", False)
+        try:
+            device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*args, **kwargs)
+        except (TypeError, RuntimeError) as error:
+            raise InvalidTypeError(f"{type(self).__name__}.to takes what torch.Tensor.to does: {error}") from error
+        # A tensor argument gives its device, and its dtype only when floating; an integer dtype given as such would
+        # turn present and the canvas into integers
+        given = next((a for a in (*args, kwargs.get("tensor")) if isinstance(a, torch.Tensor)), None)
+        if dtype is not None and not dtype.is_floating_point:
+            if given is None:
+                raise InvalidTypeError(f"{type(self).__name__}.to takes a floating dtype (ids and locs stay "
+                                       f"integers), got {dtype}")
+            dtype = None
+
         def move(t: torch.Tensor) -> torch.Tensor:
+            layout = {"memory_format": memory_format} if memory_format is not None and t.ndim == 4 else {}
             if t.is_floating_point():
-                return t.to(*args, **kwargs)
-            device = next((a for a in args if isinstance(a, (str, torch.device))), kwargs.get("device"))
-            return t if device is None else t.to(device)
+                return t.to(device, dtype, non_blocking=non_blocking, copy=copy, **layout)
+            return t.to(device, non_blocking=non_blocking, copy=copy)
         return self._map(move)
 
     @classmethod
@@ -57,6 +82,14 @@ class _Batch:
         return cls(**values)
 
 
+def _same(a: torch.Tensor | _Batch | None, b: torch.Tensor | _Batch | None) -> bool:
+    """Whether two fields of :meth:`_Batch.__eq__` are equal: both None, equal batches, or tensors of the same shape,
+    dtype and device with equal values."""
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return a is b if a is None or b is None else a == b
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+
+
 def gumbel(noise: torch.Tensor, num_parts: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Uniform noise (..., B + L + 1) in (0, 1) -> float32 Gumbel noise for z_id (..., B) and z_loc (..., L), and
     z_is's threshold (...) kept uniform: what :meth:`StepLogits.draw` takes."""
@@ -65,7 +98,7 @@ def gumbel(noise: torch.Tensor, num_parts: int) -> tuple[torch.Tensor, torch.Ten
     return drawn[..., :num_parts], drawn[..., num_parts:], noise[..., -1]
 
 
-@dataclass
+@dataclass(eq=False)  # _Batch's comparison
 class StepLogits(_Batch):
     """Logits of the three per-step distributions, from the prior or the encoder.
 
@@ -128,7 +161,7 @@ def _indices(tensor: torch.Tensor) -> bool:
     return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
 
 
-@dataclass
+@dataclass(eq=False)  # _Batch's comparison
 class Latents(_Batch):
     """A batch of latent sequences over T steps.
 
@@ -163,9 +196,13 @@ class Latents(_Batch):
         if not (_indices(self.ids) and _indices(self.locs)):
             raise InvalidInputError(f"{name} ids and locs must be integer tensors, got {self.ids.dtype} and "
                                     f"{self.locs.dtype}")
-        if k and n and not (0 <= int(self.ids.min()) and int(self.ids.max()) < num_parts
-                            and 0 <= int(self.locs.min()) and int(self.locs.max()) < num_steps):
-            raise InvalidInputError(f"{name} ids must lie in [0, {num_parts}) and locs in [0, {num_steps})")
-        if k and not ((self.present == 0) | (self.present == 1)).all():
-            raise InvalidInputError(f"{name} present must hold only 0 and 1")
+        if k and n:
+            ids, locs = (int(self.ids.min()), int(self.ids.max())), (int(self.locs.min()), int(self.locs.max()))
+            if not (0 <= ids[0] and ids[1] < num_parts and 0 <= locs[0] and locs[1] < num_steps):
+                raise InvalidInputError(f"{name} ids must lie in [0, {num_parts}) and locs in [0, {num_steps}), got "
+                                        f"ids in [{ids[0]}, {ids[1]}] and locs in [{locs[0]}, {locs[1]}]")
+        other = (self.present != 0) & (self.present != 1) if k else None
+        if k and other.any():
+            raise InvalidInputError(f"{name} present must hold only 0 and 1, got {int(other.sum())} other values "
+                                    f"such as {self.present[other][0].item():g}")
         return k

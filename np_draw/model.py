@@ -48,9 +48,9 @@ from .errors import (
 )
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
 from .latents import Latents
-from .likelihoods import make_likelihood
+from .likelihoods import Bernoulli, make_likelihood
 from .model_files import load_config, load_weights, write_model_files
-from .networks import Decoder, Encoder, evaluating
+from .networks import Decoder, Encoder, cpu_autocast, evaluating
 from .parsing import parse
 from .prior import Prior
 from .training import FitConfig, FitHistory, fit
@@ -271,9 +271,25 @@ class NPDraw(nn.Module, ModelHubMixin):
 
     def render(self, ids: torch.Tensor, locs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """The canvas of latents with this model's parts: :func:`render`; hard latents (integer ids) are checked
-        first (shapes, ranges: an InvalidInputError naming them)."""
-        if isinstance(ids, torch.Tensor) and not ids.is_floating_point():
+        first (shapes, ranges), relaxed ones (floating ids, (N, T, B) weights over the parts) for their shapes: an
+        InvalidInputError naming them."""
+        tensors = {"ids": ids, "locs": locs, "present": present}
+        if not all(isinstance(value, torch.Tensor) for value in tensors.values()):
+            raise InvalidTypeError(f"ids, locs and present must be torch tensors, got "
+                                   f"{ {name: type(value).__name__ for name, value in tensors.items()} }")
+        if not ids.is_floating_point():
             Latents(ids, locs, present).check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
+        else:
+            # Floating (N, T) ids (part indices made with torch.tensor of floats) read as weights over the bank
+            # failed deep inside an einsum: say what floating ids mean.
+            steps, cells = tuple(ids.shape[:2]), self.grid.num_cells
+            if ids.ndim != 3 or ids.shape[2] != self.config.num_parts or tuple(present.shape) != steps \
+                    or tuple(locs.shape) not in (steps, (*steps, cells)):
+                raise InvalidInputError(
+                    f"floating ids are a relaxed sample, (N, T, B={self.config.num_parts}) weights over the parts, "
+                    f"with locs (N, T) or (N, T, L={cells}) and present (N, T); got ids {tuple(ids.shape)} "
+                    f"{ids.dtype}, locs {tuple(locs.shape)} and present {tuple(present.shape)}; part indices must be "
+                    "an integer tensor (N, T)")
         return render(self.bank, self.grid, ids, locs, present)
 
     @staticmethod
@@ -291,6 +307,10 @@ class NPDraw(nn.Module, ModelHubMixin):
     def encode(self, images: Any, *, sample: bool = False, generator: Generators = None,
                batch_size: int | None = None) -> Latents:
         """Infer latents with the encoder q(z | x), in eval mode (a model in training mode is handed back as it was).
+
+        Computed under ``torch.no_grad()``: the latents, canvas and logits carry no gradient, even from images that
+        require one (``model.encoder(x)`` gives the logits with gradients; :meth:`objective` differentiates through a
+        relaxed sample).
 
         Args:
             images: as in :meth:`parse`: (N, C, H, W) or NHWC, uint8 or float in [0, 1]; PIL images; a folder.
@@ -320,6 +340,9 @@ class NPDraw(nn.Module, ModelHubMixin):
     def decode(self, latents: Latents | torch.Tensor, *, sample_pixels: bool = False,
                generator: Generators = None, batch_size: int | None = None) -> torch.Tensor:
         """Decode canvases into images, in eval mode (a model in training mode is handed back as it was).
+
+        Computed under ``torch.no_grad()``: the images carry no gradient, even from a canvas that requires one (to
+        differentiate, call ``model.likelihood.mean(model.decoder(canvas))`` in eval mode).
 
         Args:
             latents: Latents (their canvas is used, or composed from ids/locs/present; a warning says when the
@@ -391,7 +414,7 @@ class NPDraw(nn.Module, ModelHubMixin):
     @torch.no_grad()
     def reconstruct(self, images: Any, *, batch_size: int | None = None) -> torch.Tensor:
         """decode(encode(images)): (N, C, H, W) -> (N, C, H, W) float in [0, 1], ``batch_size`` images at a time
-        (all at once for None; the result does not depend on it)."""
+        (all at once for None; the result does not depend on it). Like them, without gradients."""
         return self.decode(self.encode(images, batch_size=batch_size), batch_size=batch_size)
 
     @torch.no_grad()
@@ -466,7 +489,7 @@ class NPDraw(nn.Module, ModelHubMixin):
                 return SampleOutput(self._decode(drawn.canvas, None if pixel_noise is None else pixel_noise[rows]),
                                     drawn)
 
-        if self.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        if self.device.type != "cpu" or cpu_autocast() is not None:
             return draw(slice(None))  # autocast's state does not follow work into other threads
         # On the CPU each piece of the batch runs on one thread of its own, with no intra-op threads: the prior's
         # steps are many small kernels, which split over threads cost a barrier each, and a barrier waits for the
@@ -569,12 +592,23 @@ class NPDraw(nn.Module, ModelHubMixin):
         model's dtype, as in sampling.
 
         Args:
-            x: (N, C, H, W) targets as the likelihood scores them (binary for a Bernoulli model), on the model's device.
+            x: (N, C, H, W) targets in [0, 1] as the likelihood scores them (binary for a Bernoulli model; uint8 is
+                scaled), moved to the model's device and dtype.
             num_samples: S.
             generator: a CPU torch.Generator seeding the posterior draws.
         Returns:
             (N, S) log importance weights in nats.
+        Raises:
+            InvalidInputError: a bad shape or range of ``x`` (grey targets for a Bernoulli model, whose cross-entropy
+            is no log-probability: binarise them, as ``nll`` does), or ``num_samples`` not a positive int.
         """
+        num_samples = check_count(num_samples, "num_samples")
+        x = check_images(x, channels=self.config.channels, size=self.config.image_size, name="x")
+        x = x.to(device=self.device, dtype=self.dtype)
+        if isinstance(self.likelihood, Bernoulli) and not ((x == 0) | (x == 1)).all():
+            raise InvalidInputError(f"x must be binary (0 and 1) for this model's Bernoulli likelihood, got "
+                                    f"{int(((x != 0) & (x != 1)).sum())} values strictly between 0 and 1: binarise "
+                                    "them first, as np_draw.metrics.nll does")
         q = self.encoder(x)[torch.arange(x.shape[0], device=x.device).repeat_interleave(num_samples)]
         z = Latents(*q.sample(self._step_noise(x.shape[0] * num_samples, generator)))
         log_px = self.likelihood.log_prob(self.decoder(render(self.bank, self.grid, z.ids, z.locs, z.present)),
@@ -750,6 +784,8 @@ class NPDraw(nn.Module, ModelHubMixin):
         Example:
             >>> model = NPDraw.from_pretrained("mnist", device="cuda")  # doctest: +SKIP
         """
+        # Anything else would be taken for its truth value: strict="no" loaded strictly
+        check_flags(local_files_only=local_files_only, force_download=force_download, strict=strict)
         device = None if device is None else check_device(device)
         dtype = None if dtype is None else check_dtype(dtype, auto=True)
         # The mixin would ask the Hub for anything that is not a folder: a pretrained name first becomes its

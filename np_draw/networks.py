@@ -14,6 +14,14 @@ from .config import NPDrawConfig
 from .latents import StepLogits
 
 
+def cpu_autocast() -> torch.dtype | None:
+    """The dtype of the CPU autocast block the caller is in, else None."""
+    try:
+        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    except TypeError:  # torch < 2.4 takes no device there (and deprecates its own names from 2.4)
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+
+
 @contextlib.contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
     """``module`` in eval mode inside the block, and every submodule back in its own mode after it, even on an

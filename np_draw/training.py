@@ -46,7 +46,7 @@ from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
 from .memory import keeping_freed_memory
 from .model_files import check_weights
-from .networks import evaluating
+from .networks import cpu_autocast, evaluating
 from .parsing import parse
 from .prior import Prior
 
@@ -279,14 +279,6 @@ class FitHistory:
 def _targets(model: Trainable, x: torch.Tensor) -> torch.Tensor:
     """Dynamic binarisation (a fresh Bernoulli draw per use) for binarised data, else the images."""
     return torch.bernoulli(x) if model.config.binarize else x
-
-
-def _cpu_autocast() -> torch.dtype | None:
-    """The dtype of the CPU autocast block the caller is in, else None."""
-    try:
-        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-    except TypeError:  # torch < 2.4 takes no device there (and deprecates its own names from 2.4)
-        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
 
 
 def _forked_rng(model: Trainable) -> contextlib.AbstractContextManager:
@@ -898,7 +890,7 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
                                 "may be called inside it)")
     if config.mixed_precision and model.device.type != "cuda":
         raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
-    if model.device.type == "cpu" and (autocast := _cpu_autocast()) is not None:
+    if model.device.type == "cpu" and (autocast := cpu_autocast()) is not None:
         logger.warning("fit is called inside torch.autocast on the CPU, so it trains in %s, which on most CPUs runs "
                        "many times slower than float32 (FitConfig.mixed_precision is for CUDA): call fit outside "
                        "the autocast block", str(autocast).removeprefix("torch."))

@@ -239,7 +239,7 @@ API_CASES: list[ApiCase] = [
             "output_dir: cannot create the folder",
             lambda m, f: m.fit(_images(4, 1, 28, 28), output_dir=_file(f / "run"), progress=False)),
     ApiCase("latents whose part ids lie outside the bank", "NPDraw.decode", InvalidInputError,
-            "latents ids must lie in [0, 50) and locs in [0, 36)",
+            "latents ids must lie in [0, 50) and locs in [0, 36), got ids in [50, 50] and locs in [0, 0]",
             lambda m, f: m.decode(Latents(torch.full((1, 36), 50), torch.zeros(1, 36, dtype=torch.long),
                                           torch.ones(1, 36)))),
     ApiCase("a grid with a negative number of images per row", "SampleOutput.save_grid", InvalidInputError,
@@ -303,6 +303,30 @@ API_CASES: list[ApiCase] = [
     ApiCase("latents whose steps do not line up", "NPDraw.render", InvalidInputError,
             "latents ids, locs and present must each have shape (N=1, k) with k <= T=36",
             lambda m, f: _render_cut(m)),
+    ApiCase("a step drawn half (present is z_is, 0 or 1)", "NPDraw.render", InvalidInputError,
+            "latents present must hold only 0 and 1, got 1 other values such as 0.5",
+            lambda m, f: m.render(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long),
+                                  torch.tensor([[1.0, 0.5]]))),
+    ApiCase("part indices as floats (floating ids are a relaxed sample's weights)", "NPDraw.render",
+            InvalidInputError, "floating ids are a relaxed sample, (N, T, B=50) weights over the parts, with locs "
+            "(N, T) or (N, T, L=36) and present (N, T); got ids (1, 36) torch.float32",
+            lambda m, f: _render_float_ids(m)),
+    ApiCase("ids, locs and present as lists", "NPDraw.render", InvalidTypeError,
+            "ids, locs and present must be torch tensors, got {'ids': 'list', 'locs': 'list', 'present': 'list'}",
+            lambda m, f: m.render([[0]], [[0]], [[1.0]])),
+    ApiCase("grey targets for a Bernoulli model's importance weights", "NPDraw.log_weights", InvalidInputError,
+            "x must be binary (0 and 1) for this model's Bernoulli likelihood, got 784 values strictly between 0 "
+            "and 1: binarise them first",
+            lambda m, f: m.log_weights(torch.full((1, 1, 28, 28), 0.5), 2)),
+    ApiCase("no importance samples", "NPDraw.log_weights", InvalidInputError,
+            "num_samples must be a positive integer, got 0",
+            lambda m, f: m.log_weights(torch.zeros(1, 1, 28, 28), 0)),
+    ApiCase("a string for strict", "NPDraw.from_pretrained", InvalidTypeError,
+            "strict must be True or False, got 'no'",
+            lambda m, f: NPDraw.from_pretrained(_saved(m, f), strict="no")),
+    ApiCase("an integer dtype for latents", "Latents.to", InvalidTypeError,
+            "Latents.to takes a floating dtype (ids and locs stay integers), got torch.int64",
+            lambda m, f: m.parse(_images(1, 1, 28, 28)).to(torch.int64)),
     ApiCase("two images where interpolate takes one", "np_draw.editing.interpolate", InvalidInputError,
             "first must be one image, got 2 (shape (2, 28, 28))",
             lambda m, f: interpolate(m, _images(2, 1, 28, 28)[:, 0], _images(1, 1, 28, 28)[0])),
@@ -353,6 +377,12 @@ def _render_cut(model: NPDraw) -> None:
     """render of a parse whose locations are cut to 5 steps."""
     parsed = model.parse(_images(1, 1, 28, 28))
     model.render(parsed.ids, parsed.locs[:, :5], parsed.present)
+
+
+def _render_float_ids(model: NPDraw) -> None:
+    """render of a parse whose part indices were turned into floats."""
+    parsed = model.parse(_images(1, 1, 28, 28))
+    model.render(parsed.ids.float(), parsed.locs, parsed.present)
 
 
 def _png(folder: Path, width: int, height: int) -> str:

@@ -271,3 +271,49 @@ def test_a_generator_that_would_seed_nothing_is_refused(mnist_images, tmp_path):
         model.decode(latents, generator=generator)
     with pytest.raises(ValueError, match=r"path must end in a picture format's suffix"):
         model.sample(2, generator=generator, progress=False).save_grid(tmp_path / "grid")
+
+
+def test_latents_compare_by_value():
+    """The dataclass's == asked a tensor for its truth value: a RuntimeError for every batch but the same object."""
+    import copy
+    import pickle
+
+    model = random_model("mnist")
+    latents = model.encode(images_for(model, 3))
+    assert latents == copy.deepcopy(latents) == pickle.loads(pickle.dumps(latents))
+    assert latents.logits == copy.deepcopy(latents.logits)
+    assert latents != latents[:2] and latents != Latents(latents.ids, latents.locs, latents.present)
+    assert latents != latents.to(torch.float64)  # the same values in another dtype
+    edited = copy.deepcopy(latents)
+    edited.ids[0, 0] += 1
+    assert latents != edited and latents != "latents"
+    with pytest.raises(TypeError, match="unhashable"):  # mutable: equal now, not later
+        hash(latents)
+
+
+def test_latents_to_moves_every_tensor_and_converts_only_the_floating_ones():
+    """A tensor's device moved the floating tensors only (ids and locs stayed where they were), and an integer dtype
+    turned present and the canvas into integers."""
+    model = random_model("mnist")
+    latents = model.encode(images_for(model, 2))
+    moved = latents.to(torch.empty(0, device="meta"))  # like a CUDA tensor: only its device is used
+    tensors = [moved.ids, moved.locs, moved.present, moved.canvas, *vars(moved.logits).values()]
+    assert {t.device.type for t in tensors} == {"meta"}
+    assert (moved.ids.dtype, moved.present.dtype) == (torch.int64, torch.float32)
+    half = latents.to("cpu", torch.float16, copy=True)
+    assert (half.ids.dtype, half.present.dtype, half.canvas.dtype, half.logits.ids.dtype) == (torch.int64,) + \
+        (torch.float16,) * 3
+    assert half.ids.data_ptr() != latents.ids.data_ptr()  # copy=True copies the integer tensors too
+    assert latents.to(torch.zeros(1, dtype=torch.long)) == latents  # an integer tensor's dtype is not taken
+    with pytest.raises(TypeError, match="Latents.to takes a floating dtype"):
+        latents.to(torch.int64)
+
+
+def test_log_weights_takes_targets_in_any_float_dtype_and_uint8():
+    """float32 targets for a float64 (or bfloat16) model failed inside the encoder's first convolution."""
+    model = random_model("mnist").to(torch.float64)
+    x = (images_for(model, 2) > 0.5).float()
+    with torch.no_grad():
+        weights = [model.log_weights(targets, 3, torch.Generator().manual_seed(0))
+                   for targets in (x, x.double(), x.to(torch.uint8) * 255)]
+    assert weights[0].shape == (2, 3) and torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])

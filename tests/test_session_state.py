@@ -3,9 +3,11 @@ work. What a call leaves behind must be what it found, and a seed must draw the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -110,6 +112,39 @@ def test_fit_inside_a_cpu_autocast_block_warns_that_it_trains_in_half_precision(
     assert "fit is called inside torch.autocast on the CPU, so it trains in bfloat16" in caplog.text
 
 
+@pytest.mark.filterwarnings("ignore:torch.is_autocast_cpu_enabled:DeprecationWarning",
+                            "ignore:torch.get_autocast_cpu_dtype:DeprecationWarning")
+def test_sampling_works_with_the_autocast_functions_of_torch_before_2_4(monkeypatch):
+    """pyproject allows torch >= 2.1, whose is_autocast_enabled takes no device (2.4 added it, and
+    get_autocast_dtype): sampling asked it with one and failed on every CPU sample there."""
+    from np_draw.networks import cpu_autocast
+
+    enabled = torch.is_autocast_enabled
+
+    def before_2_4(*device: str) -> bool:
+        if device:
+            raise TypeError("is_autocast_enabled() takes 0 positional arguments but 1 was given")
+        return enabled()
+
+    @contextlib.contextmanager
+    def old_torch() -> Iterator[None]:
+        with monkeypatch.context() as patched:
+            patched.setattr(torch, "is_autocast_enabled", before_2_4)
+            patched.delattr(torch, "get_autocast_dtype")
+            yield
+
+    model = NPDraw.from_pretrained("mnist")
+    expected = model.sample(4, torch.Generator().manual_seed(0), progress=False).images
+    with old_torch():
+        assert torch.equal(model.sample(4, torch.Generator().manual_seed(0), progress=False).images, expected)
+    # What fit asks before it warns of CPU autocast (torch.autocast and the optimizer call torch's own functions, so
+    # this one asks them itself): entered before and left after the old functions
+    with torch.autocast("cpu", dtype=torch.bfloat16), old_torch():
+        assert cpu_autocast() == torch.bfloat16
+    with old_torch():
+        assert cpu_autocast() is None
+
+
 def test_fit_of_a_model_loaded_inside_inference_mode_says_why_it_cannot_train(mnist_images):
     """Its weights are inference tensors: fit failed deep inside with torch's 'Setting requires_grad=True on
     inference tensor outside InferenceMode is not allowed'."""
@@ -120,3 +155,21 @@ def test_fit_of_a_model_loaded_inside_inference_mode_says_why_it_cannot_train(mn
         with pytest.raises(InvalidInputError, match=r"weights were made under torch.inference_mode\(\).*load the "
                                                     r"model outside the inference_mode block"):
             model.fit(mnist_images[:16], steps=1, prior_steps=1, progress=False)
+
+
+def test_fit_after_a_bound_measured_inside_inference_mode(mnist_images):
+    """The first log p(z) of a session builds a table the process keeps (canvas._touched_tiles): built inside
+    inference_mode it was an inference tensor, and every later log p(z) with gradients (fit's prior stage, log_weights
+    with grad) failed with 'Inference tensors cannot be saved for backward'."""
+    from np_draw import canvas
+    from np_draw.metrics import nll
+
+    model = NPDraw.from_pretrained("mnist")
+    canvas._touched_tiles.cache_clear()  # as in a fresh session, whatever the tests before this one computed
+    try:
+        with torch.inference_mode():
+            nll(model, mnist_images[:2], num_samples=2, progress=False)
+        history = model.fit(mnist_images[:16], steps=1, prior_steps=1, progress=False)
+        assert len(history.val_bound) == 1
+    finally:
+        canvas._touched_tiles.cache_clear()  # nothing made here outlives the test
