@@ -16,10 +16,7 @@ from .latents import StepLogits
 
 def cpu_autocast() -> torch.dtype | None:
     """The dtype of the CPU autocast block the caller is in, else None."""
-    try:
-        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-    except TypeError:  # torch < 2.4 takes no device there (and deprecates its own names from 2.4)
-        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
 
 
 @contextlib.contextmanager

@@ -343,7 +343,7 @@ class _Stage(torch.nn.Module):
 def adam(groups: list[dict]) -> torch.optim.Adam:
     """The optimizer :meth:`np_draw.NPDraw.fit` trains with: Adam over parameter groups (dicts with "params", a
     tensor or an iterable of them, and optimizer settings such as "lr"), with torch's fused kernel where torch has
-    one for the parameters' device (the CPU's from torch 2.4)."""
+    one for the parameters' device."""
     groups = [{**group, "params": [params] if isinstance(params := group["params"], torch.Tensor) else list(params)}
               for group in groups]
     # The fused kernel updates a tensor in one pass, not a dozen elementwise ops: 3-6x faster on the CPU (a prior

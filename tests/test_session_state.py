@@ -3,11 +3,9 @@ work. What a call leaves behind must be what it found, and a seed must draw the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -110,39 +108,6 @@ def test_fit_inside_a_cpu_autocast_block_warns_that_it_trains_in_half_precision(
     with caplog.at_level(logging.WARNING, logger="np_draw"), torch.autocast("cpu", dtype=torch.bfloat16):
         model.fit(mnist_images[:16], steps=1, prior_steps=1, progress=False)
     assert "fit is called inside torch.autocast on the CPU, so it trains in bfloat16" in caplog.text
-
-
-@pytest.mark.filterwarnings("ignore:torch.is_autocast_cpu_enabled:DeprecationWarning",
-                            "ignore:torch.get_autocast_cpu_dtype:DeprecationWarning")
-def test_sampling_works_with_the_autocast_functions_of_torch_before_2_4(monkeypatch):
-    """pyproject allows torch >= 2.1, whose is_autocast_enabled takes no device (2.4 added it, and
-    get_autocast_dtype): sampling asked it with one and failed on every CPU sample there."""
-    from np_draw.networks import cpu_autocast
-
-    enabled = torch.is_autocast_enabled
-
-    def before_2_4(*device: str) -> bool:
-        if device:
-            raise TypeError("is_autocast_enabled() takes 0 positional arguments but 1 was given")
-        return enabled()
-
-    @contextlib.contextmanager
-    def old_torch() -> Iterator[None]:
-        with monkeypatch.context() as patched:
-            patched.setattr(torch, "is_autocast_enabled", before_2_4)
-            patched.delattr(torch, "get_autocast_dtype")
-            yield
-
-    model = NPDraw.from_pretrained("mnist")
-    expected = model.sample(4, torch.Generator().manual_seed(0), progress=False).images
-    with old_torch():
-        assert torch.equal(model.sample(4, torch.Generator().manual_seed(0), progress=False).images, expected)
-    # What fit asks before it warns of CPU autocast (torch.autocast and the optimizer call torch's own functions, so
-    # this one asks them itself): entered before and left after the old functions
-    with torch.autocast("cpu", dtype=torch.bfloat16), old_torch():
-        assert cpu_autocast() == torch.bfloat16
-    with old_torch():
-        assert cpu_autocast() is None
 
 
 def test_fit_of_a_model_loaded_inside_inference_mode_says_why_it_cannot_train(mnist_images):
