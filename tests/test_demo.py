@@ -213,6 +213,7 @@ def test_np_draw_demo_without_gradio_says_how_to_install_it(monkeypatch, capsys)
 
 
 def test_np_draw_demo_on_a_port_in_use_says_so_before_it_starts(capsys):
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
     from np_draw.cli import main
 
     with socket.socket() as taken:

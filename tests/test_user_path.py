@@ -59,7 +59,9 @@ def test_16_bit_grey_files_keep_their_grey_levels_and_lossy_grey_files_count_as_
     """Pillow turns a 16-bit grey PNG into 8 bits by clipping every level above 255 to white; a grey image saved as
     lossy WebP or JPEG comes back as RGB with channels a few levels apart."""
     levels = (mnist_images[0, 0] * 255).round().to(torch.int32).numpy()
-    Image.fromarray(levels * 257, mode="I").convert("I;16").save(tmp_path / "deep.png")
+    # From uint16 levels: Pillow 9's conversion of mode "I" to "I;16" clips at 32767 (and it reads the file back as
+    # "I", which the 16-bit reading must take as 16-bit too)
+    Image.fromarray((levels * 257).astype(np.uint16)).save(tmp_path / "deep.png")
     Image.fromarray(levels.astype(np.uint8)).save(tmp_path / "flat.png")
     assert torch.equal(*(mnist.prepare_images(Image.open(tmp_path / name)) for name in ("deep.png", "flat.png")))
     # Floating-point grey images (Pillow's mode "F"), in [0, 1] as tensors hold them or in 0..255: Pillow's own
