@@ -11,6 +11,7 @@ any Hub model.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import logging
@@ -33,9 +34,13 @@ from huggingface_hub import (
 # huggingface_hub.utils holds these from 0.x to 2.x (huggingface_hub.errors and RemoteEntryNotFoundError are 1.0's).
 from huggingface_hub.utils import (
     EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
+    validate_repo_id,
 )
 
 from .config import NPDrawConfig
@@ -44,6 +49,7 @@ from .errors import (
     InvalidInputError,
     InvalidTypeError,
     UnknownModelError,
+    UnwritablePathError,
     WeightsUnavailableError,
     check_flags,
 )
@@ -187,6 +193,9 @@ def check_card(card: Mapping[str, Any] | None, repo_id: str | None = None) -> di
     """
     if repo_id is not None and (not isinstance(repo_id, str) or not re.fullmatch(REPO_ID, repo_id)):
         raise InvalidInputError(f"repo_id must be 'owner/name', got {repo_id!r}")
+    if repo_id is not None and (problem := _hub_id_problem(repo_id)):
+        raise InvalidInputError(f"repo_id must be a Hub repo id 'owner/name' the Hub accepts, got {repo_id!r}: "
+                                f"{problem}")
     facts = {} if repo_id is None else {"repo_id": repo_id}
     if card is None:
         return facts
@@ -214,6 +223,17 @@ def check_card(card: Mapping[str, Any] | None, repo_id: str | None = None) -> di
     return {**facts, **card}
 
 
+def _hub_id_problem(repo_id: str) -> str | None:
+    """Why the Hub refuses the id ``repo_id`` (of the form "owner/name"), or None: huggingface_hub's own rules (no
+    '..' or '--', no '-' or '.' at either end, at most 96 characters), said before any request is made, where
+    huggingface_hub would raise its HFValidationError, which names no argument."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        return str(error)
+    return None
+
+
 def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None,
                        cache_dir: str | Path | None = None, local_files_only: bool = False,
                        force_download: bool = False, token: str | bool | None = None,
@@ -229,9 +249,11 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
     Returns:
         The folder; for downloads, a snapshot folder of the Hugging Face cache.
     Raises:
-        UnknownModelError: ``name_or_path`` is none of the three kinds (the message lists the known names).
+        UnknownModelError: ``name_or_path`` is none of the three kinds (the message lists the known names), or
+        a repo id the Hub's rules for names refuse.
         InvalidInputError: ``revision`` contradicts it. InvalidTypeError: an argument of the wrong type.
-        WeightsUnavailableError: the weights are not published yet, or neither cached nor downloadable.
+        WeightsUnavailableError: the weights are not published yet, or neither cached nor downloadable (a Hub that
+        refused them is quoted). UnwritablePathError: the Hugging Face cache cannot be written.
         CorruptWeightsError: a file does not match the manifest.
     """
     _check_arguments(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
@@ -295,6 +317,9 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                            else "bundled copy")
     elif not explicit and (hub_name := _HUB_NAME.fullmatch(name)) and not path.exists():
         repo_id, suffix = hub_name["repo_id"], hub_name["revision"]
+        if problem := _hub_id_problem(repo_id):
+            raise UnknownModelError(f"{name!r} is not a model folder, a known pretrained name "
+                                    f"({', '.join(sorted(models))}) or a Hub repo id the Hub accepts: {problem}")
         if suffix and revision is not None and revision != suffix:
             raise InvalidInputError(f"{name!r} asks for revision {suffix!r} but revision={revision!r} was also given")
         revision = suffix or revision
@@ -358,6 +383,8 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
     fresh = force_download or not all(isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir,
                                                                         revision=revision), str)
                                       for filename in LOADED_FILES)
+    cache = cache_dir or constants.HF_HUB_CACHE
+
     for filename in LOADED_FILES:
         where = f"{filename} of {repo_id} at revision {asked}"
         try:
@@ -365,30 +392,47 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
                                         local_files_only=local_files_only, force_download=force_download,
                                         token=token, library_name=LIBRARY_NAME))
         except LocalEntryNotFoundError as error:  # caught before EntryNotFoundError, which it is too
+            # huggingface_hub says "not cached" also when the Hub answered, refusing (403, 5xx): say its answer
+            answer = None if local_files_only else _hub_answer(error.__cause__)
+            if answer is not None:
+                raise WeightsUnavailableError(f"could not download {where}: {answer}") from error
             reason = ("HF_HUB_OFFLINE is set" if offline else "local_files_only=True was given" if local_files_only
                       else f"the Hub at {constants.ENDPOINT} could not be reached")
             raise WeightsUnavailableError(
-                f"{where} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {reason}. To "
-                f"get the weights: run `{hint}` on a machine with internet access and copy its cache here (point "
-                f"HF_HUB_CACHE or cache_dir at it); or set HF_ENDPOINT to a Hub mirror you can reach; or pass a local "
-                f"folder holding {CONFIG_NAME} and {WEIGHTS_NAME}") from error
+                f"{where} is not in the Hugging Face cache ({cache}) and {reason}. To get the weights: run `{hint}` on "
+                f"a machine with internet access and copy its cache here (point HF_HUB_CACHE or cache_dir at it); or "
+                f"set HF_ENDPOINT to a Hub mirror you can reach; or pass a local folder holding {CONFIG_NAME} and "
+                f"{WEIGHTS_NAME}") from error
+        except GatedRepoError as error:  # caught before RepositoryNotFoundError, which it is too
+            raise WeightsUnavailableError(
+                f"the Hub repo {repo_id!r} is gated: its files go only to accounts that accepted its conditions. "
+                f"Accept them on its page ({constants.ENDPOINT}/{repo_id}), then pass a token of that account "
+                f"(token=, --token or HF_TOKEN)") from error
         except RepositoryNotFoundError as error:
             raise WeightsUnavailableError(
                 f"there is no local folder {repo_id!r}, and the Hub at {constants.ENDPOINT} has no model repo "
-                f"{repo_id!r} (or it is private and you are not logged in)") from error
+                f"{repo_id!r}, or it is private and no token that can read it was sent: check the name, or pass a "
+                f"token with access to it (token=, --token or HF_TOKEN)") from error
         except RevisionNotFoundError as error:
             raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no revision {asked!r}") from error
         except EntryNotFoundError as error:
             raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {asked!r}; an "
                                           f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
         except TRANSPORT_ERRORS as error:  # other HTTP errors, a download cut short or stalled, a full disk
-            raise WeightsUnavailableError(f"could not download {where}: {str(error).splitlines()[0]}") from error
+            if not isinstance(error, HfHubHTTPError) and getattr(error, "errno", None) in _READ_ONLY:
+                raise UnwritablePathError(
+                    f"cannot download {where} into the Hugging Face cache {cache}: {error}. Point HF_HUB_CACHE (or "
+                    f"cache_dir=, --cache-dir) at a folder you can write") from error
+            answer = _hub_answer(error)
+            raise WeightsUnavailableError(f"could not download {where}: "
+                                          f"{answer or _first_line(error)}") from error
         except ValueError as error:
             if not force_download:
                 raise
             # huggingface_hub's message here is "Force download failed due to the above error": give the error.
+            answer = _hub_answer(error.__cause__)
             raise WeightsUnavailableError(f"could not download {where} again (force_download=True): "
-                                          f"{error.__cause__ or error}") from error
+                                          f"{answer or error.__cause__ or error}") from error
         # The first file fixes the commit, so the others come from the same snapshot even if the branch moves.
         revision = path.parent.name
         if expected is not None and filename in expected:
@@ -400,6 +444,31 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
     if card is not None:
         _check_download(card, f"{CARD_NAME} of {repo_id} at revision {asked}", expected, hint, force_download)
     return path.parent
+
+
+# A cache folder the process may not write: no permission, a read-only file system
+_READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message that says something (huggingface_hub's may start with blank lines)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def _hub_answer(error: BaseException | None) -> str | None:
+    """What the Hub answered when it refused a request (its status and message) and what to do, or None when no
+    answer came (the request never reached it)."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if not isinstance(error, HfHubHTTPError) or not isinstance(status, int):
+        return None
+    message = getattr(error, "server_message", None)
+    said = f"the Hub at {constants.ENDPOINT} answered HTTP {status}" + (f" ({message.strip()})" if message else "")
+    if status in (401, 403):
+        return f"{said}: pass a token that can read the repo (token=, --token or HF_TOKEN)"
+    if status == 429 or status >= 500:
+        return f"{said}: try again later"
+    # Not an answer the Hub gives to a download (its refusals name the repo, revision or file that is missing)
+    return f"{said}: check that HF_ENDPOINT ({constants.ENDPOINT}) is the Hub or a mirror of it"
 
 
 def _set_in_environment(variable: str) -> bool:
@@ -425,7 +494,7 @@ def _card(repo_id: str, commit: str, fetch: bool, *, cache_dir: str | Path | Non
         return None
     except TRANSPORT_ERRORS as error:  # the weights are here: they load, without the card's terms
         logger.warning("could not download the model card of %s, so its licence terms do not go with the weights: "
-                       "%s", repo_id, str(error).splitlines()[0])
+                       "%s", repo_id, _first_line(error))
         return None
 
 

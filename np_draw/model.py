@@ -775,9 +775,12 @@ class NPDraw(nn.Module, ModelHubMixin):
         Returns:
             The model, in eval mode.
         Raises:
-            UnknownModelError: an unknown name (the message lists the known ones).
-            ConfigMismatchError: weights that do not fit their config. InvalidInputError: an invalid config.json.
-            WeightsUnavailableError: not published yet, or neither cached nor downloadable.
+            UnknownModelError: an unknown name (the message lists the known ones), or a repo id the Hub's rules
+            for names refuse. ConfigMismatchError: weights that do not fit their config. InvalidInputError: an
+            invalid config.json.
+            WeightsUnavailableError: not published yet, or neither cached nor downloadable: the Hub cannot be
+            reached, or it refused (a gated or private repo, a token without access; the message says its answer).
+            UnwritablePathError: the Hugging Face cache cannot be written.
             CorruptWeightsError: a file is truncated, not safetensors, or does not match the manifest.
             (All from :mod:`np_draw.errors`.)
 
@@ -823,11 +826,13 @@ class NPDraw(nn.Module, ModelHubMixin):
             private: create the repo private.
             token: a Hub token; None uses the saved login or ``HF_TOKEN``.
             commit_message: the commit's message.
-            card: facts for the model card, as in :meth:`save_pretrained`; ``repo_id`` defaults to this one.
+            card: facts for the model card, as in :meth:`save_pretrained`; ``repo_id`` (the name its loading
+                example gives) defaults to this one, with ``@revision`` when a branch is given.
         Returns:
             The commit id, to load exactly this upload with ``from_pretrained(repo_id, revision=...)``.
         Raises:
-            InvalidInputError: ``repo_id`` is not "owner/name", or a bad ``card``.
+            InvalidInputError: ``repo_id`` is not "owner/name" or breaks the Hub's rules for names (no ".." or
+            "--", no "-" or "." at either end), or a bad ``card``.
             huggingface_hub.errors.HfHubHTTPError: the Hub refused. UnwritablePathError: it could not be reached
             (offline, a wrong HF_ENDPOINT) or the upload broke off.
 
@@ -835,6 +840,9 @@ class NPDraw(nn.Module, ModelHubMixin):
             >>> commit = model.push_to_hub("me/np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
         facts = hub.check_card(card, repo_id=repo_id)
+        if revision is not None and "repo_id" not in (card or {}):
+            # The card's loading example, read on this branch, must load this branch's weights, not the default's
+            facts["repo_id"] = f"{repo_id}@{revision}"
         try:
             if revision is not None:
                 # The mixin commits to a branch but does not create it, and a branch needs its repo first.

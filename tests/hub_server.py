@@ -59,6 +59,7 @@ class HubServer:
     repos: set[str] = field(default_factory=set)
     requests: list[Request] = field(default_factory=list)
     served: dict[tuple[str, str], Served] = field(default_factory=dict)  # (commit, filename) -> what to serve
+    refused: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)  # repo_id -> status, headers
     url: str = ""  # set by start, kept after stop so that clients can find the server gone
     _httpd: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -110,6 +111,11 @@ class HubServer:
         (default: its own)."""
         self.served[(commit, filename)] = Served(data, len(data) if head_size is None else head_size, cut)
 
+    def refuse(self, repo_id: str, status: int, **headers: str) -> None:
+        """Answer every download from ``repo_id`` with ``status`` and ``headers`` (``X-Error-Code`` and
+        ``X-Error-Message`` as the Hub sends them: a gated repo, a token without access, an outage)."""
+        self.refused[repo_id] = (status, {key.replace("_", "-"): value for key, value in headers.items()})
+
     def received(self, method: str, path_start: str) -> list[Request]:
         """The requests received with this method whose path starts with ``path_start``."""
         return [r for r in self.requests if r.method == method and r.path.startswith(path_start)]
@@ -155,6 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) != 5 or parts[2] != "resolve":
             return self._error("EntryNotFound")
         repo_id, revision, filename = "/".join(parts[:2]), parts[3], parts[4]
+        if repo_id in state.refused:
+            status, headers = state.refused[repo_id]
+            return self._send(status, headers)
         if repo_id not in state.repos:
             return self._error("RepoNotFound")
         commit = state.branches.get((repo_id, revision), revision)

@@ -395,6 +395,8 @@ def test_push_to_hub_uploads_the_folder_and_it_loads_back(world, tmp_path):
                            and create.headers["authorization"] == "Bearer hf_secret" for create in creates)
     assert world.server.received("POST", "/api/models/me/pushed/branch/dev")
     assert world.server.branches[("me/pushed", "main")] == main and world.server.branches[("me/pushed", "dev")] == dev
+    # The card on a branch loads that branch (it named the repo alone, whose default branch holds another model)
+    assert 'NPDraw.from_pretrained("me/pushed@dev")' in world.server.commits[dev]["README.md"].decode()
     # The bytes that arrived are the files save_pretrained writes.
     expected = random_model("mnist", seed=2).save_pretrained(tmp_path / "local", card={"repo_id": "me/pushed",
                                                                                         "dataset": "digits"})
@@ -531,3 +533,61 @@ def test_a_copied_manifest_without_its_bundled_folders_says_where_they_are_looke
         hub.resolve_pretrained("mnist", manifest=copy)
     shutil.copytree(PACKAGE_MANIFEST.parent / "mnist", tmp_path / "mnist")
     assert hub.resolve_pretrained("mnist", manifest=copy) == tmp_path / "mnist"
+
+
+def test_a_hub_that_answers_with_a_refusal_is_named_with_its_answer_and_what_to_do(world):
+    """A gated repo was "no model repo (or it is private and you are not logged in)"; a 403 (a token without read
+    access) or a 503 was "not in the cache and the Hub could not be reached", though the Hub had answered."""
+    world.server.refuse("me/gated", 401, X_Error_Code="GatedRepo", X_Error_Message="Access to model me/gated is "
+                                                                                   "restricted.")
+    world.server.refuse("me/forbidden", 403, X_Error_Message="Your token does not have read access")
+    world.server.refuse("me/down", 503, X_Error_Message="Service Unavailable")
+    gated, forbidden, forced, down = world.load("me/gated", ("me/forbidden", {"token": "hf_read_nothing"}),
+                                                ("me/forbidden", {"force_download": True}), "me/down",
+                                                prefix=NO_BACKOFF)
+    assert gated["error"] == "WeightsUnavailableError"
+    assert "'me/gated' is gated" in gated["message"] and f"({world.server.url}/me/gated)" in gated["message"]
+    assert "token=, --token or HF_TOKEN" in gated["message"]
+    for result in (forbidden, forced):
+        assert result["error"] == "WeightsUnavailableError" and "could not be reached" not in result["message"]
+        assert (f"the Hub at {world.server.url} answered HTTP 403 (Your token does not have read access): pass a "
+                "token that can read the repo") in result["message"]
+    assert "again (force_download=True)" in forced["message"]
+    assert "answered HTTP 503 (Service Unavailable): try again later" in down["message"]
+    [absent] = world.load("np-draw-test/absent")
+    assert "or it is private and no token that can read it was sent" in absent["message"]
+    assert "token=, --token or HF_TOKEN" in absent["message"]
+
+
+def test_repo_ids_the_hub_refuses_are_named_before_any_request(world, monkeypatch):
+    """'me/a..b' fits 'owner/name' but not the Hub's rules: huggingface_hub raised its HFValidationError, which
+    names no argument and is no np-draw error. (Names every huggingface_hub from 0.25 refuses: 'me/ü' passes 0.25's
+    check.)"""
+    from np_draw import InvalidInputError, UnknownModelError
+
+    monkeypatch.setenv("HF_ENDPOINT", world.server.url)
+    for name in ("me/a..b", "me/x.git", "me/-x"):
+        with pytest.raises(UnknownModelError, match=f"'{name}' is not a model folder, .* or a Hub repo id the Hub "
+                                                    "accepts: "):
+            NPDraw.from_pretrained(name, local_files_only=True)
+        with pytest.raises(InvalidInputError, match=f"repo_id must be a Hub repo id 'owner/name' the Hub accepts, "
+                                                    f"got '{name}': "):
+            random_model("mnist").push_to_hub(name, token="hf_secret")
+    assert not world.server.requests
+
+
+def test_a_cache_that_cannot_be_written_says_where_to_point_it(monkeypatch, tmp_path):
+    """A read-only cache (a shared one, another user's) was "could not download ...: [Errno 13] Permission denied",
+    a WeightsUnavailableError that said nothing of the cache or what to do."""
+    from np_draw import UnwritablePathError
+
+    def read_only(*args, **kwargs):  # what huggingface_hub raises on creating the repo's folder in such a cache
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "models--me--m"))
+
+    monkeypatch.setattr(hub, "hf_hub_download", read_only)
+    monkeypatch.setattr(hub, "get_hf_file_metadata", lambda *args, **kwargs: None, raising=False)  # it answers
+    with pytest.raises(UnwritablePathError, match=rf"cannot download config.json of me/m at revision main into the "
+                                                  rf"Hugging Face cache {tmp_path}: .*Permission denied.*Point "
+                                                  r"HF_HUB_CACHE \(or cache_dir=, --cache-dir\) at a folder you can "
+                                                  "write"):
+        NPDraw.from_pretrained("me/m", cache_dir=tmp_path)
