@@ -24,6 +24,7 @@ from typing import Any
 
 from huggingface_hub import (
     _CACHED_NO_EXIST,
+    HfApi,
     ModelCard,
     ModelCardData,
     constants,
@@ -232,6 +233,14 @@ def _hub_id_problem(repo_id: str) -> str | None:
     except HFValidationError as error:
         return str(error)
     return None
+
+
+def is_public_repo(api: HfApi, repo_id: str) -> bool:
+    """Whether the Hub repo ``repo_id`` exists and is public; False when it does not exist for ``api``'s token."""
+    try:
+        return not api.repo_info(repo_id).private
+    except RepositoryNotFoundError:
+        return False
 
 
 def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None,

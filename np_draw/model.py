@@ -823,7 +823,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         Args:
             repo_id: "owner/name"; the repo is created if it does not exist.
             revision: the branch to commit to (created if needed); None for the default branch.
-            private: create the repo private.
+            private: create the repo private; an existing public repo is refused (it would stay public).
             token: a Hub token; None uses the saved login or ``HF_TOKEN``.
             commit_message: the commit's message.
             card: facts for the model card, as in :meth:`save_pretrained`; ``repo_id`` (the name its loading
@@ -832,7 +832,7 @@ class NPDraw(nn.Module, ModelHubMixin):
             The commit id, to load exactly this upload with ``from_pretrained(repo_id, revision=...)``.
         Raises:
             InvalidInputError: ``repo_id`` is not "owner/name" or breaks the Hub's rules for names (no ".." or
-            "--", no "-" or "." at either end), or a bad ``card``.
+            "--", no "-" or "." at either end), a bad ``card``, or ``private`` for a public repo.
             huggingface_hub.errors.HfHubHTTPError: the Hub refused. UnwritablePathError: it could not be reached
             (offline, a wrong HF_ENDPOINT) or the upload broke off.
 
@@ -844,9 +844,14 @@ class NPDraw(nn.Module, ModelHubMixin):
             # The card's loading example, read on this branch, must load this branch's weights, not the default's
             facts["repo_id"] = f"{repo_id}@{revision}"
         try:
+            api = HfApi(token=token)
+            if private and hub.is_public_repo(api, repo_id):
+                # create_repo leaves a repo that exists as it is: the weights would be published
+                raise InvalidInputError(f"private=True, but the Hub repo {repo_id!r} exists and is public: nothing was "
+                                        "uploaded. Make it private on its settings page first, or push with "
+                                        "private=False")
             if revision is not None:
                 # The mixin commits to a branch but does not create it, and a branch needs its repo first.
-                api = HfApi(token=token)
                 api.create_repo(repo_id, private=private, exist_ok=True)
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
             commit = super().push_to_hub(repo_id, branch=revision, private=private, token=token,

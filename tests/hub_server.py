@@ -4,6 +4,7 @@ It serves what ``huggingface_hub`` 2.x asks of the Hub when it downloads and upl
 
 - ``HEAD``/``GET /{owner}/{name}/resolve/{revision}/{filename}`` with ``X-Repo-Commit``, ``ETag`` and
   ``Content-Length``, and 404s carrying the ``X-Error-Code`` the client turns into its error classes;
+- ``GET /api/models/{owner}/{name}``: the repo's id, whether it is private, and its main branch's commit;
 - ``POST /api/repos/create``, ``/api/models/{repo}/branch/{branch}``, ``/api/models/{repo}/preupload/{revision}``
   (every file "regular", so its bytes travel base64 in the commit), ``/api/models/{repo}/commit/{revision}`` and
   ``/api/validate-yaml``; every request is recorded, and commits become downloadable.
@@ -57,6 +58,7 @@ class HubServer:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
     branches: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo_id, branch) -> commit
     repos: set[str] = field(default_factory=set)
+    private: set[str] = field(default_factory=set)  # the repos created private
     requests: list[Request] = field(default_factory=list)
     served: dict[tuple[str, str], Served] = field(default_factory=dict)  # (commit, filename) -> what to serve
     refused: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)  # repo_id -> status, headers
@@ -158,6 +160,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _resolve(self) -> None:
         state = self.server_state
         _, parts = self._record()
+        if len(parts) == 4 and parts[:2] == ["api", "models"] and self.command == "GET":  # a repo's information
+            repo_id = "/".join(parts[2:])
+            if repo_id not in state.repos:
+                return self._error("RepoNotFound")
+            return self._json({"id": repo_id, "private": repo_id in state.private,
+                                "sha": state.branches.get((repo_id, "main"))})
         if len(parts) != 5 or parts[2] != "resolve":
             return self._error("EntryNotFound")
         repo_id, revision, filename = "/".join(parts[:2]), parts[3], parts[4]
@@ -188,6 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json({"error": "You already created this model repo",
                                    "url": f"http://{self.headers['Host']}/{repo_id}"}, status=409)
             state.repos.add(repo_id)
+            if payload.get("private") or payload.get("visibility") == "private":  # huggingface_hub < 1.0, 1.0 on
+                state.private.add(repo_id)
             return self._json({"url": f"http://{self.headers['Host']}/{repo_id}", "name": repo_id})
         if parts[:2] == ["api", "validate-yaml"]:
             return self._json({"errors": [], "warnings": []})

@@ -425,6 +425,33 @@ def test_push_to_hub_uploads_the_folder_and_it_loads_back(world, tmp_path):
                                    for line in lines) and "refused" in done.stdout.lower()
 
 
+def test_a_private_push_to_a_public_repo_is_refused_before_anything_is_uploaded(world):
+    """create_repo(private=True, exist_ok=True) leaves an existing public repo public: the weights a user meant to
+    keep private were published, without a word."""
+    code = """if True:
+        from np_draw import InvalidInputError
+        from tests.conftest import random_model
+        random_model("mnist", seed=2).push_to_hub("me/open", token="hf_secret")
+        random_model("mnist", seed=2).push_to_hub("me/closed", private=True, token="hf_secret")
+        random_model("mnist", seed=3).push_to_hub("me/closed", private=True, token="hf_secret")  # private: fine
+        for revision in (None, "dev"):
+            try:
+                random_model("mnist", seed=3).push_to_hub("me/open", revision=revision, private=True, token="hf_secret")
+            except InvalidInputError as error:
+                print(error)
+    """
+    done = world.run(code)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    refusal = ("private=True, but the Hub repo 'me/open' exists and is public: nothing was uploaded. Make it private "
+               "on its settings page first, or push with private=False")
+    assert lines == [refusal] * 2
+    assert world.server.private == {"me/closed"}
+    assert len(world.server.received("POST", "/api/models/me/open/commit/")) == 1  # the public push alone
+    assert len(world.server.received("POST", "/api/models/me/closed/commit/")) == 2
+    assert ("me/open", "dev") not in world.server.branches
+
+
 def test_a_model_from_a_hub_repo_keeps_the_licence_terms_of_its_card(world, tmp_path):
     """from_pretrained fetches the repo's card with the weights, so that weights saved again carry its terms (a
     CelebA-trained model's non-commercial ones), as they do from a local folder."""
