@@ -1,9 +1,11 @@
 """Canvas composition (spec §4): pasting parts on a grid of cells and composing them by elementwise max.
 
 A part is a (C, K, K) patch. Location l is grid cell l: its top-left pixel is (row·stride − padding,
-col·stride − padding), so the grid may reach past the canvas, and whatever falls off is clipped. Pasting is
-``torch.nn.functional.fold`` of a one-hot location, which is exact for hard locations and lets gradients reach a
-straight-through location sample and soft part weights.
+col·stride − padding), so the grid may reach past the canvas, and whatever falls off is clipped. Pasting a part at
+a one-hot location is a broadcast product and a reshape where the cells tile the canvas (stride = part size, as in
+every preset) and ``torch.nn.functional.fold`` where they overlap; composing takes each part to its one cell, and
+sampling draws on the prior's tiles (:meth:`Grid.draw`). Each is exact for hard locations and lets gradients
+reach a straight-through location sample and soft part weights.
 """
 
 from __future__ import annotations

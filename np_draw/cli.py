@@ -6,7 +6,8 @@
     np-draw fit images/ -o my-model --from mnist --epochs 5    # train or fine-tune, checkpointed, resumable
     np-draw eval mnist --data ../shared/data --limit 1000  # NLL bound, FID, parse and reconstruction PSNR
     np-draw info mnist                                     # config, parameters, metrics, files and their source
-    np-draw download mnist                                 # fetch and verify pretrained weights into the HF cache
+    np-draw download mnist -o mnist-copy                   # a verified model folder, for a machine offline
+    np-draw download owner/name                            # fetch and verify a Hub model into the HF cache
 
 Each subcommand is one ``cmd_*`` function, registered in :func:`build_parser`.
 A user error (an unknown name, a missing file, a bad option, weights that do not verify) prints one line on stderr
@@ -808,8 +809,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     # No --device: nothing is loaded, only files are fetched and verified.
     download = _command(commands, "download", "download and verify pretrained weights, for use offline later",
-                        "Download a model's config.json and model.safetensors into the Hugging Face cache, checked "
-                        "against the weights manifest, and print the folder holding them.", cmd_download,
+                        "Download a model's config.json, model.safetensors and card into the Hugging Face cache "
+                        "(a pretrained name's checked against the weights manifest; the four bundled ones are in "
+                        "the package already) and print the folder holding them; --output copies them to a folder.",
+                        cmd_download,
                         name_help="a pretrained name (mnist, omniglot, cifar10, celeba) or a Hub repo "
                                   "owner/name[@revision]", device=False)
     download.add_argument("--revision", help="a branch, tag or commit (default: the manifest's pinned commit for a "

@@ -2,9 +2,10 @@
 loading a folder): the model card, and :func:`resolve_pretrained`, which turns what a user gives
 ``NPDraw.from_pretrained`` into a verified local folder.
 
-A name is, in this order: a local folder; a name from the weights manifest (:mod:`np_draw.manifest`): its copy bundled
-in the package, else a download at the manifest's pinned commit, each file checked against the manifest's sha256
-and size before anything reads it; a Hub repo id ``owner/name[@revision]``. Downloads go through ``hf_hub_download``
+A name is, in this order: a name from the weights manifest (:mod:`np_draw.manifest`), even where a folder has that
+name, unless it is written as a path (``./mnist``, a ``Path``): its copy bundled in the package, else a download at
+the manifest's pinned commit, each file checked against the manifest's sha256 and size before anything reads it; a
+local folder; a Hub repo id ``owner/name[@revision]``. Downloads go through ``hf_hub_download``
 into the usual Hugging Face cache, so ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` work as for
 any Hub model.
 """

@@ -755,7 +755,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         local folder, or a Hub repo.
 
         Downloaded and bundled pretrained weights are checked against the sha256 and size in the weights manifest
-        before they are read; only JSON and safetensors are read.
+        before they are read; only JSON, safetensors and the model card's YAML (its licence terms) are read.
 
         Args:
             name_or_path: a folder written by :meth:`save_pretrained`; a pretrained name ("mnist", "omniglot",

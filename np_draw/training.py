@@ -1,4 +1,4 @@
-"""``fit``: the four stages of training (spec §2, §5, §7), checkpointed and exactly resumable.
+"""``fit``: the four stages of training (spec §2, §3, §5, §7), checkpointed and exactly resumable.
 
 1. part bank (k-means), 2. parse, 3. prior pretraining by teacher forcing (best validation epoch kept),
 4. the VAE (encoder and decoder) with the prior frozen. All randomness comes from torch's global RNG seeded by the
