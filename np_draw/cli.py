@@ -354,8 +354,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--output: {str(args.output)!r} is a file, not a folder")
     # An earlier run's folder (its checkpoints, or the model it saved) is written again, as documented; any other
     # folder with files in it is not, where the model card and config.json would replace a project's own README.md
-    # and config.json, or the images of DATA itself would be mixed with the model's files.
-    present = sorted(entry.name for entry in args.output.iterdir()) if args.output.is_dir() else []
+    # and config.json, or the images of DATA itself would be mixed with the model's files. Hidden files (a
+    # .gitkeep, macOS's .DS_Store, a .git folder) are no one's model files, and fit writes none.
+    present = sorted(entry.name for entry in args.output.iterdir()
+                     if not entry.name.startswith(".")) if args.output.is_dir() else []
     if present and not ((args.output / "checkpoints").is_dir() or (args.output / WEIGHTS_NAME).is_file()):
         raise InvalidInputError(f"--output: {str(args.output)!r} holds files that are not an np-draw model or run "
                                 f"({', '.join(present[:3])}{', ...' if len(present) > 3 else ''}), and fit writes "

@@ -166,6 +166,9 @@ def reconstruct(model: str, files: list[str | Path], crop: int = 0) -> tuple[Ima
     crop = _whole(crop, "crop", 2**16, note=" px (0: none)")
     pictures = []
     for file in files:
+        if not Path(file).exists():  # still listed on a page open for more than a day (DELETE_CACHE removed it)
+            raise InvalidInputError(f"{Path(file).name} is no longer kept by this page (uploads are removed a day "
+                                    "after they were made): upload it again")
         try:  # as the command line reads files: upright as their EXIF says, within Pillow's size limit
             pictures.append(open_image(file))
         except InvalidInputError as error:

@@ -435,7 +435,7 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
                     f"cache_dir=, --cache-dir) at a folder you can write") from error
             answer = _hub_answer(error)
             raise WeightsUnavailableError(f"could not download {where}: "
-                                          f"{answer or _first_line(error)}") from error
+                                          f"{answer or first_line(error)}") from error
         except ValueError as error:
             if not force_download:
                 raise
@@ -460,7 +460,7 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
 _READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     """The first line of an error's message that says something (huggingface_hub's may start with blank lines)."""
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
@@ -504,7 +504,7 @@ def _card(repo_id: str, commit: str, fetch: bool, *, cache_dir: str | Path | Non
         return None
     except TRANSPORT_ERRORS as error:  # the weights are here: they load, without the card's terms
         logger.warning("could not download the model card of %s, so its licence terms do not go with the weights: "
-                       "%s", repo_id, _first_line(error))
+                       "%s", repo_id, first_line(error))
         return None
 
 

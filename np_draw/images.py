@@ -257,7 +257,8 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
     crop = None if crop is None else check_count(crop, "crop")
     limit = None if limit is None else check_count(limit, "limit")
     skipped, huge, large, small, found = [], [], [], [], 0
-    for path in spread(_listing(folder), limit):
+    listing, hidden = _listing(folder)
+    for path in spread(listing, limit):
         try:
             image = _decode(path)
         except _TooLarge as error:
@@ -289,15 +290,20 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
         raise InvalidInputError(f"crop={crop} px does not fit {len(small)} of the images in {str(folder)!r}: "
                                 f"{', '.join(small[:10])}{', ...' if len(small) > 10 else ''}")
     if not found:
-        raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files")
+        # The info line that said so may not be shown (a library's logging): an error that blamed the files alone
+        # left a folder of images in a hidden folder (.cats/) a mystery
+        left_out = (f"; {len(hidden)} hidden {'file or folder was' if len(hidden) == 1 else 'files and folders were'}"
+                    f" left out (names starting with '.'): {', '.join(hidden[:10])}{', ...' if len(hidden) > 10 else ''}"
+                    "; name a hidden folder itself to read it" if hidden else "")
+        raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files{left_out}")
 
 
-def _listing(folder: Path) -> list[str]:
+def _listing(folder: Path) -> tuple[list[str], list[str]]:
     """The files under ``folder``, sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so
     that splits and labels keep their order; plain strings, as a Path object costs several times the memory, which
     shows at 100,000 files. Folders linked to are followed, each real folder read once; hidden files and folders
-    (names starting with ".") are left out, with an info line."""
-    listing, hidden, seen = [], 0, set()
+    (names starting with ".") are left out, with an info line. Also the hidden ones, relative to ``folder``."""
+    listing, hidden, seen = [], [], set()
     # followlinks: a linked class folder (ln -s ../cats) was left out in silence, while a linked file was read
     for root, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -307,13 +313,14 @@ def _listing(folder: Path) -> list[str]:
         seen.add(real)
         # A git clone's .git/lfs/objects holds a second copy of every image file (read first, as "." sorts before
         # letters); macOS leaves .DS_Store and ._name files, which were each warned about as unreadable
-        hidden += sum(name.startswith(".") for name in (*dirs, *files))
+        hidden += [os.path.relpath(os.path.join(root, name), folder) for name in (*sorted(dirs), *sorted(files))
+                   if name.startswith(".")]
         dirs[:] = sorted(name for name in dirs if not name.startswith("."))  # sorted: which link is read is fixed
         listing += [os.path.join(root, file) for file in files if not file.startswith(".")]
     if hidden:
-        logger.info("%s: left out %d hidden %s (names starting with '.')", folder, hidden,
-                    "file or folder" if hidden == 1 else "files and folders")
-    return sorted(listing, key=lambda path: path.split(os.sep))
+        logger.info("%s: left out %d hidden %s (names starting with '.')", folder, len(hidden),
+                    "file or folder" if len(hidden) == 1 else "files and folders")
+    return sorted(listing, key=lambda path: path.split(os.sep)), hidden
 
 
 # The EXIF tag that says how a camera held the picture: phones store photos sideways and set it for viewers

@@ -860,5 +860,5 @@ class NPDraw(nn.Module, ModelHubMixin):
             raise
         except hub.TRANSPORT_ERRORS as error:
             raise UnwritablePathError(f"could not upload to the Hub repo {repo_id!r} at {constants.ENDPOINT}: "
-                                      f"{str(error).splitlines()[0]}") from error
+                                      f"{hub.first_line(error)}") from error
         return commit.oid

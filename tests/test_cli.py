@@ -543,6 +543,25 @@ def test_fit_refuses_an_output_folder_holding_other_files_before_any_work(tmp_pa
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_fit_takes_an_output_folder_holding_only_hidden_files(tmp_path, monkeypatch, capsys, digit_files):
+    # A folder kept in git by a .gitkeep, or one macOS's Finder has opened (.DS_Store), was refused as "holding files
+    # that are not an np-draw model"; fit writes no hidden file, so none of them is replaced
+    def reached(*args, **kwargs):
+        raise InvalidInputError("past the --output check")
+
+    monkeypatch.setattr(NPDraw, "from_pretrained", reached)
+    kept = tmp_path / "kept"
+    (kept / ".git").mkdir(parents=True)
+    (kept / ".gitkeep").touch()
+    (kept / ".DS_Store").write_bytes(bytes(16))
+    assert main(["fit", str(tmp_path / "digits.npz"), "-o", str(kept), "--from", "mnist", "-q"]) == 2
+    assert capsys.readouterr().err == "np-draw fit: error: past the --output check\n"
+    # A hidden file beside another one is not named as the reason
+    (kept / "notes.txt").write_text("mine")
+    assert main(["fit", str(tmp_path / "digits.npz"), "-o", str(kept), "--from", "mnist", "-q"]) == 2
+    assert "holds files that are not an np-draw model or run (notes.txt), and fit" in capsys.readouterr().err
+
+
 def test_fit_writes_again_into_an_empty_folder_or_an_earlier_runs(tmp_path, digit_files):
     def fit(output):
         return main(["fit", str(tmp_path / "digits.npz"), "-o", str(output), "--from", "mnist", "--steps", "1",

@@ -131,6 +131,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_reconstruct_of_an_upload_the_cache_cleanup_removed_says_to_upload_it_again(tmp_path):
+    # A page open for more than a day still lists an upload that delete_cache removed: it was "not an image this
+    # page can read: [Errno 2] No such file or directory"
+    with pytest.raises(InvalidInputError, match=r"^gone\.png is no longer kept by this page \(uploads are removed a "
+                                                r"day after they were made\): upload it again$"):
+        demo.reconstruct("mnist", [tmp_path / "gone.png"])
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
 def test_the_page_samples_edits_and_reconstructs_in_a_real_browser(tmp_path, monkeypatch):
     pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")

@@ -425,6 +425,23 @@ def test_push_to_hub_uploads_the_folder_and_it_loads_back(world, tmp_path):
                                    for line in lines) and "refused" in done.stdout.lower()
 
 
+@pytest.mark.parametrize("message, said", [("\nConnection refused\n", "Connection refused"), ("", "OSError")])
+def test_an_upload_that_breaks_off_says_why_even_when_its_message_starts_blank(monkeypatch, message, said):
+    """push_to_hub quoted the first line of the error, an empty one for huggingface_hub's messages that start with a
+    blank line (and an IndexError for an empty message), where the downloads quote the first line that says
+    something (hub.first_line)."""
+    from huggingface_hub import ModelHubMixin
+
+    from np_draw import UnwritablePathError
+
+    def broken(*args, **kwargs):
+        raise OSError(message)
+
+    monkeypatch.setattr(ModelHubMixin, "push_to_hub", broken)
+    with pytest.raises(UnwritablePathError, match=rf"^could not upload to the Hub repo 'me/pushed' at \S+: {said}$"):
+        random_model("mnist", seed=2).push_to_hub("me/pushed", token="hf_secret")
+
+
 def test_a_private_push_to_a_public_repo_is_refused_before_anything_is_uploaded(world):
     """create_repo(private=True, exist_ok=True) leaves an existing public repo public: the weights a user meant to
     keep private were published, without a word."""

@@ -295,6 +295,19 @@ def test_a_folder_follows_linked_folders_once_and_leaves_out_hidden_files(tmp_pa
     assert "left out 2 hidden files and folders" in caplog.text and "not readable" not in caplog.text
 
 
+def test_a_folder_whose_images_are_all_hidden_says_they_were_left_out(tmp_path):
+    """The info line that hidden files are left out is not shown by a library's default logging: the error said
+    only that the folder "holds no readable image files", of a folder of images kept in .cats/."""
+    (tmp_path / "data" / ".cats").mkdir(parents=True)
+    Image.new("L", (28, 28), 10).save(tmp_path / "data" / ".cats" / "0.png")
+    Image.new("L", (28, 28), 10).save(tmp_path / "data" / ".1.png")
+    with pytest.raises(InvalidInputError, match=r"holds no readable image files; 2 hidden files and folders were left "
+                                                r"out \(names starting with '\.'\): \.cats, \.1\.png; name a hidden "
+                                                r"folder itself to read it$"):
+        load_images(tmp_path / "data", channels=1, size=28)
+    assert load_images(tmp_path / "data" / ".cats", channels=1, size=28)[0].shape == (1, 1, 28, 28)
+
+
 def test_float_pil_images_with_nan_inf_or_negative_levels_are_refused_as_tensors_are(mnist):
     """_eight_bit's cast read NaN as black, inf as white and clipped negative levels (an image in [-1, 1]) to black,
     where the same values in a tensor are refused."""
