@@ -372,9 +372,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise MissingFileError(f"{expected}: nothing there")
         if not (path.is_dir() or path.suffix.lower() == ".npz"):
             raise InvalidInputError(expected)
-        if args.crop is not None and path.is_file():
-            raise InvalidInputError(f"--crop applies to a folder of image files, and {name} is an array file, "
-                                    f"{str(path)!r}: crop its images before saving them, or leave --crop out")
+        _check_crop(args, [path] if path.is_file() else [], name)
     if held_out is not None and args.val_fraction is not None:
         raise InvalidInputError("give --validation (held-out images) or --val-fraction (a share of DATA), not both")
     config = _fit_config(args)
@@ -852,7 +850,8 @@ def _stdout_closed() -> bool:
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), 0)  # no event asked for: an error (no reader left) is reported anyway
-        closed = any(events & select.POLLERR for _, events in poller.poll(0))
+        # Linux reports a pipe with no reader as POLLERR; other systems' poll may say POLLHUP
+        closed = any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
     except (AttributeError, OSError, ValueError):  # no poll (Windows), or a stdout that is not a file
         return False
     if closed:

@@ -176,7 +176,7 @@ def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_pat
                          (["fit", str(folder), "-o", str(tmp_path / "big"), "--crop", "40"], "crop=40 px does not fit"),
                          (["reconstruct", "mnist", str(tmp_path / "digits.npz"), "--crop", "20"], "array file"),
         (["fit", str(tmp_path / "digits.npz"), "-o", str(tmp_path / "npz"), "--crop", "20"],
-         "--crop applies to a folder of image files, and DATA is an array file")]:
+         "--crop applies to image files, and DATA names an array file")]:
         np.savez(tmp_path / "digits.npz", images=np.zeros((2, 28, 28), np.uint8))
         capsys.readouterr()
         assert main([*bad, "-o", str(tmp_path / "x.png")] if bad[0] == "reconstruct" else bad) == 2
