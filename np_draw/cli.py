@@ -212,6 +212,12 @@ def _write_output(path: Path, write: Callable[[], Any], option: str = "--output"
         raise UnwritablePathError(f"{option}: cannot write {str(path)!r}: {error}") from error
 
 
+def _visible_names(folder: Path) -> list[str]:
+    """The sorted names in ``folder`` but hidden ones (a .gitkeep, macOS's .DS_Store, a .git folder), which no
+    command writes and so never replaces."""
+    return sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith("."))
+
+
 def _check_crop(args: argparse.Namespace, arrays: list[Any], option: str) -> None:
     """--crop cuts image files, and ``arrays``, the .npz files ``option`` names, are not: an error naming both."""
     if args.crop is not None and arrays:
@@ -356,8 +362,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     # folder with files in it is not, where the model card and config.json would replace a project's own README.md
     # and config.json, or the images of DATA itself would be mixed with the model's files. Hidden files (a
     # .gitkeep, macOS's .DS_Store, a .git folder) are no one's model files, and fit writes none.
-    present = sorted(entry.name for entry in args.output.iterdir()
-                     if not entry.name.startswith(".")) if args.output.is_dir() else []
+    present = _visible_names(args.output) if args.output.is_dir() else []
     if present and not ((args.output / "checkpoints").is_dir() or (args.output / WEIGHTS_NAME).is_file()):
         raise InvalidInputError(f"--output: {str(args.output)!r} holds files that are not an np-draw model or run "
                                 f"({', '.join(present[:3])}{', ...' if len(present) > 3 else ''}), and fit writes "
@@ -612,7 +617,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     if args.output is not None and args.output.exists():
         if not args.output.is_dir():
             raise InvalidInputError(f"--output: {str(args.output)!r} is a file, not a folder")
-        if any(args.output.iterdir()):
+        if _visible_names(args.output):
             raise InvalidInputError(f"--output: {str(args.output)!r} exists and is not empty")
     folder = hub.resolve_pretrained(args.name, revision=args.revision, cache_dir=args.cache_dir,
                                     force_download=args.force_download, token=args.token)

@@ -523,6 +523,13 @@ def test_download_checks_its_output_folder_before_fetching_and_names_it(tmp_path
                             ("full", f"--output: {str(tmp_path / 'full')!r} exists and is not empty")]:
         assert main(["download", "mnist", "-o", str(tmp_path / output)]) == 2
         assert message in capsys.readouterr().err
+    # A folder holding only hidden files (.gitkeep, .DS_Store) takes the copy: none of them is replaced
+    monkeypatch.undo()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / ".gitkeep").write_text("")
+    assert main(["download", "mnist", "-o", str(kept)]) == 0
+    assert (kept / "model.safetensors").is_file() and (kept / ".gitkeep").is_file()
 
 
 def test_fit_refuses_an_output_folder_holding_other_files_before_any_work(tmp_path, monkeypatch, capsys,
