@@ -141,6 +141,11 @@ def _check_pil_image(image: Image.Image, channels: int, name: str) -> None:
             raise InvalidInputError(f"{name} must have levels of 0 or more (0..1 or 0..255 for a float image), got "
                                     f"values in [{levels.min():.4g}, {levels.max():.4g}] in a {image.width}x"
                                     f"{image.height} px {image.mode} image")
+        if image.mode == "F" and 1 < levels.max() < 2:
+            # Neither scale: read as 0..255 (its maximum is above 1), a [0, 1] image that a resize or a sum pushed a
+            # little past 1 came out black
+            raise InvalidInputError(f"{name} is a float image whose levels reach {levels.max():.4g}: neither [0, 1] "
+                                    "nor 0..255; clip it to [0, 1] (or scale it to 0..255) first")
     if channels == 1 and is_colour(image):
         raise InvalidInputError(f"{name} is a colour image ({image.width}x{image.height} {image.mode}) but the model "
                                 "takes grey images (channels=1); use a colour model (a cifar10 or celeba preset or "

@@ -324,6 +324,11 @@ def test_float_pil_images_with_nan_inf_or_negative_levels_are_refused_as_tensors
                 mnist.prepare_images(given)
         with pytest.raises(InvalidInputError, match="must be finite" if bad != -0.5 else "must lie in"):
             mnist.prepare_images(torch.from_numpy(image)[None, None])
+    # A [0, 1] image a little past 1 (a bicubic resize overshoots) was read as 0..255: black; 0..255 ones still read
+    with pytest.raises(InvalidInputError, match=r"image 0 is a float image whose levels reach 1.02: neither \[0, 1\] "
+                                                r"nor 0..255; clip it"):
+        mnist.prepare_images(Image.fromarray(levels * 1.02))
+    assert torch.equal(mnist.prepare_images(Image.fromarray(levels * 255)), read)
 
 
 def test_omniglot_paper_split_numbers_the_characters_of_both_files_apart(tmp_path):
