@@ -54,6 +54,7 @@ from .images import (
     check_images,
     from_pil_images,
     image_source,
+    is_array_file,
     is_colour,
     load_images,
     npz_images,
@@ -229,8 +230,9 @@ def _read_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor,
     """Every image the IMAGES arguments name (image files cut to their --crop px centre, when given), at the
     model's size: (N, C, H, W) float in [0, 1], and their labels."""
     paths, crop, cfg = args.images, args.crop, model.config
-    _check_crop(args, [path for path in paths if Path(path).suffix.lower() == ".npz"], "IMAGES")
-    if not all(Path(path).suffix.lower() == ".npz" for path in paths):
+    arrays = [path for path in paths if is_array_file(path)]
+    _check_crop(args, arrays, "IMAGES")
+    if len(arrays) < len(paths):
         _warn_if_unframed(args)
     batches, labels, files = [], [], []
 
@@ -243,7 +245,7 @@ def _read_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor,
             files.clear()
 
     for path in paths:
-        if Path(path).is_file() and Path(path).suffix.lower() != ".npz":
+        if Path(path).is_file() and not is_array_file(path):
             files.append((str(path), open_image(path, crop)))
             continue
         add_files()
@@ -259,7 +261,7 @@ def infer_preset(data: Path, crop: int | None = None) -> tuple[str, str]:
     64 px or more are faces-like (celeba, 64x64 RGB), smaller colour ones cifar10 (32x32 RGB), grey ones mnist
     (28x28 grey). Reads the first 16 image files of a folder (their ``crop`` px centre, when given), or the shape
     of an .npz file's array."""
-    if data.suffix.lower() == ".npz":
+    if is_array_file(data):
         shape = npz_images(data).shape  # a damaged file, or one of objects, is an error naming it
         # (N, H, W), (N, C, H, W) or (N, H, W, C)
         channels_first = len(shape) == 4 and shape[1] in (1, 3)
@@ -375,7 +377,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         expected = f"{name} must be a folder of images or an .npz file with an 'images' array, got {str(path)!r}"
         if not path.exists():
             raise MissingFileError(f"{expected}: nothing there")
-        if not (path.is_dir() or path.suffix.lower() == ".npz"):
+        if not (path.is_dir() or is_array_file(path)):
             raise InvalidInputError(expected)
         _check_crop(args, [path] if path.is_file() else [], name)
     if held_out is not None and args.val_fraction is not None:
@@ -478,9 +480,8 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
                                     f"{str(args.data)!r} holds no such split of {', '.join(DATASETS)} in the "
                                     "shared-data layout: pass --dataset NAME, or leave --split out to score the "
                                     "images --data names")
-        array = Path(args.data).suffix.lower() == ".npz"
-        _check_crop(args, [args.data] if array else [], "--data")
-        if not array:
+        _check_crop(args, [args.data] if is_array_file(args.data) else [], "--data")
+        if not is_array_file(args.data):
             _warn_if_unframed(args)
         images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size,
                                 crop=args.crop, limit=args.limit)

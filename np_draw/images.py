@@ -480,11 +480,9 @@ def _unit_each(items: list[torch.Tensor], *, channels: int, size: int, name: str
     its own (:func:`check_images`), as a lazy source reads them. torch.cat would promote them to one dtype: uint8
     levels 0..255 then read as floats (an error blaming [0, 1], or an image of levels 0 and 1 taken as [0, 1] in
     silence), and a bool or integer image passed as floats where it alone is refused."""
-    checked = [check_images(item, channels=channels, size=size, name=f"{name}[{i}]") for i, item in enumerate(items)]
-    dtype = checked[0].dtype
-    for item in checked[1:]:
-        dtype = torch.promote_types(dtype, item.dtype)
-    return torch.cat([item.to(dtype) for item in checked])
+    # torch.cat promotes the checked floats (float16 beside float32) to the widest
+    return torch.cat([check_images(item, channels=channels, size=size, name=f"{name}[{i}]")
+                      for i, item in enumerate(items)])
 
 
 def _is_dataset(images: Any, name: str = "images") -> bool:
@@ -757,8 +755,7 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
         return from_pil_images(named(), channels=channels, size=size), files
     elif not path.is_file():
         raise MissingFileError(f"no file or folder at {str(path)!r}")
-    # In any case: a file saved as IMAGES.NPZ (Windows, a FAT drive) was read as an image file and refused
-    elif path.suffix.lower() == ".npz":
+    elif is_array_file(path):
         if crop is not None:
             raise InvalidInputError(f"crop applies to image files, and {str(path)!r} is an array file")
         images = as_image_tensor(npz_images(path), channels=channels, size=size, name=f"{path}['images']")
@@ -766,6 +763,12 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
         return _item_tensor(open_image(path, crop), channels=channels, size=size, name=str(path)), [str(path)]
     index = range(len(images)) if limit is None else spread(range(len(images)), limit)
     return (images if limit is None else images[list(index)]), [f"{path}[{i}]" for i in index]
+
+
+def is_array_file(path: str | Path) -> bool:
+    """Whether ``path`` names an .npz array file rather than an image file or folder, by its suffix in any case (a
+    file saved as IMAGES.NPZ on Windows or a FAT drive is one)."""
+    return Path(path).suffix.lower() == ".npz"
 
 
 def npz_images(path: Path) -> np.ndarray:

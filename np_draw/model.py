@@ -605,10 +605,11 @@ class NPDraw(nn.Module, ModelHubMixin):
         num_samples = check_count(num_samples, "num_samples")
         x = check_images(x, channels=self.config.channels, size=self.config.image_size, name="x")
         x = x.to(device=self.device, dtype=self.dtype)
-        if isinstance(self.likelihood, Bernoulli) and not ((x == 0) | (x == 1)).all():
+        grey = (x != 0) & (x != 1) if isinstance(self.likelihood, Bernoulli) else None
+        if grey is not None and grey.any():
             raise InvalidInputError(f"x must be binary (0 and 1) for this model's Bernoulli likelihood, got "
-                                    f"{int(((x != 0) & (x != 1)).sum())} values strictly between 0 and 1: binarise "
-                                    "them first, as np_draw.metrics.nll does")
+                                    f"{int(grey.sum())} values strictly between 0 and 1: binarise them first, as "
+                                    "np_draw.metrics.nll does")
         q = self.encoder(x)[torch.arange(x.shape[0], device=x.device).repeat_interleave(num_samples)]
         z = Latents(*q.sample(self._step_noise(x.shape[0] * num_samples, generator)))
         log_px = self.likelihood.log_prob(self.decoder(render(self.bank, self.grid, z.ids, z.locs, z.present)),
