@@ -40,6 +40,8 @@ from safetensors import safe_open
 from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
 from .data import DATA_FILES, DATASETS, data_files, load_dataset
+from .demo import MODELS as DEMO_MODELS
+from .demo import check_address, serve
 from .errors import (
     CorruptWeightsError,
     InvalidInputError,
@@ -74,7 +76,6 @@ MODEL_FOLDER_FILES = (*LOADED_FILES, CARD_NAME, "history.json")  # what np-draw 
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 BROKEN_PIPE = 141  # and for one whose output's reader went away (128 + SIGPIPE), as `yes | head` gives
 NAME_HELP = "a pretrained name (mnist, omniglot, cifar10, celeba), a model folder, or a Hub repo owner/name[@revision]"
-IMAGES_HELP = "image files, folders of images, or .npz files with an 'images' array"
 logger = logging.getLogger("np_draw")
 
 
@@ -128,10 +129,9 @@ def checked_value(cast: Callable[[str], Any], accept: Callable[[Any], bool], exp
 positive_int = checked_value(int, lambda value: value > 0, "a positive integer")
 non_negative_int = checked_value(int, lambda value: value >= 0, "a non-negative integer")
 fraction = checked_value(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
+positive_number = checked_value(float, lambda value: math.isfinite(value) and value > 0, "a positive finite number")
 seed = checked_value(int, lambda value: 0 <= value < 2**63, "an integer in [0, 2**63)")
-temperature = checked_value(float, lambda value: math.isfinite(value) and value > 0, "a positive finite number")
 port = checked_value(int, lambda value: 0 < value < 2**16, "a port number in [1, 65535]")
-passes = checked_value(float, lambda value: math.isfinite(value) and value > 0, "a positive finite number")
 
 
 def host(text: str) -> str:
@@ -209,31 +209,44 @@ def _write_output(path: Path, write: Callable[[], Any], option: str = "--output"
         write()
     except UnwritablePathError as error:
         raise UnwritablePathError(f"{option}: {error}") from error
-    except (OSError, ValueError) as error:  # Pillow: unknown suffix, unwritable file
+    except (OSError, ValueError) as error:  # the file system's, writing JSON or copying files
         raise UnwritablePathError(f"{option}: cannot write {str(path)!r}: {error}") from error
 
 
-def _visible_names(folder: Path) -> list[str]:
-    """The sorted names in ``folder`` but hidden ones (a .gitkeep, macOS's .DS_Store, a .git folder), which no
-    command writes and so never replaces."""
-    return sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith("."))
+def _output_folder_names(folder: Path) -> list[str]:
+    """The sorted names in the --output ``folder`` (none when it does not exist yet), an error when it is a file.
+    Hidden names (a .gitkeep, macOS's .DS_Store, a .git folder) are left out: no command writes one, so none is
+    replaced."""
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"--output: {str(folder)!r} is a file, not a folder")
+    return sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith(".")) if folder.is_dir() else []
 
 
-def _check_crop(args: argparse.Namespace, arrays: list[Any], option: str) -> None:
-    """--crop cuts image files, and ``arrays``, the .npz files ``option`` names, are not: an error naming both."""
+def _check_crop(args: argparse.Namespace, paths: Sequence[Any], option: str) -> None:
+    """--crop cuts image files, not the .npz files among ``paths`` (what ``option`` names): an error naming both.
+    Image files read whole for a model fitted on their centres (``np-draw fit --crop``) get a warning."""
+    arrays = [path for path in paths if is_array_file(path)]
     if args.crop is not None and arrays:
         raise InvalidInputError(f"--crop applies to image files, and {option} names an array file, "
                                 f"{str(arrays[0])!r}: crop its images before saving them, or leave --crop out")
+    if len(arrays) < len(paths) and args.crop is None and args.trained_crop is not None:
+        logger.warning("%s was fitted on each image file's %d px centre (its card records --crop %d), and these "
+                       "files are read whole: pass --crop %d to frame them as its training images were", args.name,
+                       args.trained_crop, args.trained_crop, args.trained_crop)
+
+
+def _load_checked(path: str | Path, config: NPDrawConfig, crop: int | None,
+                  limit: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """:func:`load_images` of ``path`` at the model's size, checked: (N, C, H, W) float in [0, 1], and labels."""
+    images, labels = load_images(path, channels=config.channels, size=config.image_size, crop=crop, limit=limit)
+    return check_images(images, channels=config.channels, size=config.image_size, name=str(path)), labels
 
 
 def _read_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor, list[str]]:
     """Every image the IMAGES arguments name (image files cut to their --crop px centre, when given), at the
     model's size: (N, C, H, W) float in [0, 1], and their labels."""
     paths, crop, cfg = args.images, args.crop, model.config
-    arrays = [path for path in paths if is_array_file(path)]
-    _check_crop(args, arrays, "IMAGES")
-    if len(arrays) < len(paths):
-        _warn_if_unframed(args)
+    _check_crop(args, paths, "IMAGES")
     batches, labels, files = [], [], []
 
     def add_files() -> None:
@@ -249,8 +262,8 @@ def _read_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor,
             files.append((str(path), open_image(path, crop)))
             continue
         add_files()
-        images, names = load_images(path, channels=cfg.channels, size=cfg.image_size, crop=crop)
-        batches.append(check_images(images, channels=cfg.channels, size=cfg.image_size, name=str(path)))
+        images, names = _load_checked(path, cfg, crop)
+        batches.append(images)
         labels += names
     add_files()
     return torch.cat(batches), labels
@@ -278,7 +291,7 @@ def infer_preset(data: Path, crop: int | None = None) -> tuple[str, str]:
 def _resolved(name: str, device: torch.device | None, token: str | None) -> tuple[Path, NPDraw]:
     """The folder ``name`` resolves to (downloaded and checked once) and the model loaded from it."""
     folder = hub.resolve_pretrained(name, token=token)
-    return folder, NPDraw.from_pretrained(Path(folder), device=device)
+    return folder, NPDraw.from_pretrained(folder, device=device)
 
 
 def _load_model(args: argparse.Namespace) -> NPDraw:
@@ -287,14 +300,6 @@ def _load_model(args: argparse.Namespace) -> NPDraw:
     crop = hub.card_facts(folder).get("training", {}).get("crop")
     args.trained_crop = crop if isinstance(crop, int) else None
     return model
-
-
-def _warn_if_unframed(args: argparse.Namespace) -> None:
-    """Image files are about to be read whole for a model fitted on their centres (``np-draw fit --crop``)."""
-    if args.crop is None and args.trained_crop is not None:
-        logger.warning("%s was fitted on each image file's %d px centre (its card records --crop %d), and these "
-                       "files are read whole: pass --crop %d to frame them as its training images were", args.name,
-                       args.trained_crop, args.trained_crop, args.trained_crop)
 
 
 # --- commands --------------------------------------------------------------------------------------------------
@@ -358,13 +363,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """Train a model (a preset from scratch, or ``--from`` a pretrained one) on DATA and save it to OUTPUT."""
     if args.from_name is not None and args.preset is not None:
         raise InvalidInputError("give --from NAME (fine-tune) or --preset NAME (train from scratch), not both")
-    if args.output.exists() and not args.output.is_dir():
-        raise InvalidInputError(f"--output: {str(args.output)!r} is a file, not a folder")
     # An earlier run's folder (its checkpoints, or the model it saved) is written again, as documented; any other
     # folder with files in it is not, where the model card and config.json would replace a project's own README.md
-    # and config.json, or the images of DATA itself would be mixed with the model's files. Hidden files (a
-    # .gitkeep, macOS's .DS_Store, a .git folder) are no one's model files, and fit writes none.
-    present = _visible_names(args.output) if args.output.is_dir() else []
+    # and config.json, or the images of DATA itself would be mixed with the model's files.
+    present = _output_folder_names(args.output)
     if present and not ((args.output / "checkpoints").is_dir() or (args.output / WEIGHTS_NAME).is_file()):
         raise InvalidInputError(f"--output: {str(args.output)!r} holds files that are not an np-draw model or run "
                                 f"({', '.join(present[:3])}{', ...' if len(present) > 3 else ''}), and fit writes "
@@ -379,17 +381,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise MissingFileError(f"{expected}: nothing there")
         if not (path.is_dir() or is_array_file(path)):
             raise InvalidInputError(expected)
-        _check_crop(args, [path] if path.is_file() else [], name)
+        _check_crop(args, [path] if path.is_file() else [], name)  # a file here is an .npz: no warning, no trained_crop
     if held_out is not None and args.val_fraction is not None:
         raise InvalidInputError("give --validation (held-out images) or --val-fraction (a share of DATA), not both")
     config = _fit_config(args)
     model_preset = args.preset
     if args.preset is None and args.from_name is None:
         model_preset, seen = infer_preset(data, args.crop)
-        size = PRESETS[model_preset]
-        logger.info("no --preset or --from: DATA holds %s, so the %s preset (%dx%d %s) is trained; give --preset to "
-                    "choose another", seen, model_preset, size.image_size, size.image_size,
-                    "RGB" if size.channels == 3 else "grey")
+        logger.info("no --preset or --from: DATA holds %s, so the %s preset (%s) is trained; give --preset to "
+                    "choose another", seen, model_preset, _kind(PRESETS[model_preset]))
     device = args.device or torch.device("cpu")
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # under torchrun: one GPU per process
@@ -413,7 +413,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 0  # under torchrun every process holds the same weights; the first one writes them
     start = f"fine-tuned from {args.from_name}" if args.from_name else f"trained from the preset {model_preset}"
     framing = "" if args.crop is None else f", each cut to its {args.crop}x{args.crop} px centre (--crop)"
-    # The held-out figures fit measured: the one-sample bound of the weights as they started and as kept
     measured = {"held-out bound, nats (one sample), at the start": history.val_bound_start,
                 "held-out bound, nats (one sample), kept": history.val_bound_kept}
     card = {"dataset": f"{len(images)} images from {data.name}{framing}", "notes": f"{start} with `np-draw fit`.",
@@ -480,13 +479,8 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
                                     f"{str(args.data)!r} holds no such split of {', '.join(DATASETS)} in the "
                                     "shared-data layout: pass --dataset NAME, or leave --split out to score the "
                                     "images --data names")
-        _check_crop(args, [args.data] if is_array_file(args.data) else [], "--data")
-        if not is_array_file(args.data):
-            _warn_if_unframed(args)
-        images, _ = load_images(args.data, channels=model.config.channels, size=model.config.image_size,
-                                crop=args.crop, limit=args.limit)
-        images = check_images(images, channels=model.config.channels, size=model.config.image_size,
-                              name=str(args.data))
+        _check_crop(args, [args.data], "--data")
+        images, _ = _load_checked(args.data, model.config, args.crop, args.limit)
         source = str(args.data) if args.crop is None else f"{args.data} (each file's {args.crop} px centre)"
     if args.limit is not None and len(images) < args.limit:
         if dataset is None and Path(args.data).is_dir():  # --limit files picked, and unreadable ones among them skipped
@@ -561,7 +555,7 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
     else:
         source = (f"the Hub repo {name} (not in the weights manifest: its weights are checked against the sha256 the "
                   "Hub gives for them)")
-    with safe_open(Path(folder) / WEIGHTS_NAME, framework="pt") as weights:  # checked by the load
+    with safe_open(folder / WEIGHTS_NAME, framework="pt") as weights:  # checked by the load
         stored = weights.get_slice("bank.parts").get_dtype()  # the dtype from_pretrained(dtype="auto") would take
     stored = str(STORED_DTYPES[stored]).removeprefix("torch.") if stored in STORED_DTYPES else stored
     counts = {child: {"parameters": sum(p.numel() for p in module.parameters()),
@@ -615,18 +609,15 @@ def cmd_download(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"{args.name!r} is bundled in the np-draw package and not published on the Hub, so "
                                 "there is nothing to put in a Hugging Face cache; pass --output FOLDER for a copy "
                                 "of its model folder")
-    if args.output is not None and args.output.exists():
-        if not args.output.is_dir():
-            raise InvalidInputError(f"--output: {str(args.output)!r} is a file, not a folder")
-        if _visible_names(args.output):
-            raise InvalidInputError(f"--output: {str(args.output)!r} exists and is not empty")
+    if args.output is not None and _output_folder_names(args.output):
+        raise InvalidInputError(f"--output: {str(args.output)!r} exists and is not empty")
     folder = hub.resolve_pretrained(args.name, revision=args.revision, cache_dir=args.cache_dir,
                                     force_download=args.force_download, token=args.token)
     if bundled and args.output is None:  # else it looks as if the Hugging Face cache had been filled
         logger.info("%s is bundled in the np-draw package, so nothing was downloaded: its folder is printed; "
                     "--output FOLDER writes a copy of it for another machine", args.name)
     if args.output is not None:
-        _write_output(args.output, lambda: _copy_model_files(Path(folder), args.output))
+        _write_output(args.output, lambda: _copy_model_files(folder, args.output))
         folder = args.output
     print(folder)
     return 0
@@ -645,9 +636,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401 - only to say how to install it
     except ImportError:
         raise InvalidInputError("np-draw demo needs the demo extra: pip install 'np-draw[demo]' (Gradio)") from None
-    from .demo import check_address, serve
-
-    check_address(args.host, args.port)
+    check_address(args.host, args.port)  # as serve does, but before the line below claims the address
     print(f"np-draw demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     serve(args.name, host=args.host, port=args.port)
     return 0
@@ -660,30 +649,29 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, desc
     parser = commands.add_parser(name, help=summary, description=description)
     if name_help is not None:
         parser.add_argument("name", help=name_help)
-    parser.add_argument("--token", default=None,
+    parser.add_argument("--token",
                         help="a Hugging Face token, for a private or gated Hub repo (default: HF_TOKEN or the saved "
                              "login)")
     if device:
-        parser.add_argument("--device", type=device_arg, default=None,
-                            help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
+        parser.add_argument("--device", type=device_arg, help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
     parser.set_defaults(func=func)
     return parser
 
 
 def _add_crop_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--crop", type=positive_int, default=None, metavar="PX",
+    parser.add_argument("--crop", type=positive_int, metavar="PX",
                         help="cut each image file to its PX x PX centre before it is resized to the model's size, "
                              "to frame photos as the model's training images were: 148 for 178x218 aligned CelebA "
                              "photos and the celeba model (default: the largest centred square)")
 
 
 def _add_pairs_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGES", help=IMAGES_HELP)
+    parser.add_argument("images", nargs="+", metavar="IMAGES",
+                        help="image files, folders of images, or .npz files with an 'images' array")
     _add_crop_argument(parser)
     parser.add_argument("-o", "--output", type=picture_path, default=Path(default_output),
                         help=f"the picture (default {default_output})")
-    parser.add_argument("--pairs-per-row", type=positive_int, default=None,
-                        help="image pairs per row (default: about square)")
+    parser.add_argument("--pairs-per-row", type=positive_int, help="image pairs per row (default: about square)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no log lines (what loading the images changed)")
 
 
@@ -701,9 +689,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     sample.add_argument("-o", "--output", type=picture_path, default=Path("samples.png"),
                         help="the grid picture (default samples.png)")
-    sample.add_argument("--nrow", type=positive_int, default=None, help="images per row (default: a square)")
+    sample.add_argument("--nrow", type=positive_int, help="images per row (default: a square)")
     sample.add_argument("--batch-size", type=positive_int, default=256, help="images drawn at once (default 256)")
-    sample.add_argument("--temperature", type=temperature, default=1.0, help="prior temperature (default 1)")
+    sample.add_argument("--temperature", type=positive_number, default=1.0, help="prior temperature (default 1)")
     sample.add_argument("--sample-pixels", action="store_true",
                         help="draw each pixel from the decoder's likelihood (binary for MNIST and Omniglot) instead of "
                              "showing its mean")
@@ -720,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "Parse each image with the model's part bank (the nearest part in every non-empty grid cell) "
                      "and save one grid with each image (left) beside its parse canvas (right).", cmd_parse)
     _add_pairs_arguments(parse, "parse.png")
-    parse.add_argument("--json", type=file_path, default=None,
+    parse.add_argument("--json", type=file_path,
                        help="also write the latents (ids, locs, present per step) of every image to this JSON file")
 
     fit = _command(commands, "fit", "train or fine-tune a model on images",
@@ -737,42 +725,41 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the model folder to write: a new one (created), an empty one, or one an earlier np-draw "
                           "fit wrote (written again; --resume continues it)")
     start = fit.add_argument_group("where to start (one of)")
-    start.add_argument("--from", dest="from_name", metavar="NAME", default=None,
-                       help="fine-tune this pretrained model: " + NAME_HELP)
-    start.add_argument("--preset", choices=sorted(PRESETS), default=None,
+    start.add_argument("--from", dest="from_name", metavar="NAME", help="fine-tune this pretrained model: " + NAME_HELP)
+    start.add_argument("--preset", choices=sorted(PRESETS),
                        help="train this preset from scratch (default: the one that fits DATA: mnist for grey images, "
                             "cifar10 for small colour ones, celeba for colour ones of 64 px or more)")
     fit.add_argument("--fit-bank", action="store_true", help="with --from: refit the part bank (k-means) on DATA")
     fit.add_argument("--keep-prior", action="store_true", help="with --from: leave the prior as it is")
+    scratch, tuning = FitConfig(), FitConfig.finetune()  # the defaults --help states
     budget = fit.add_argument_group("how long (default: FitConfig's, in epochs from scratch and in steps with "
                                     "--from; 0 skips the stage)")
-    budget.add_argument("--epochs", type=non_negative_int, default=None, help="encoder/decoder epochs (FitConfig.epochs)")
-    budget.add_argument("--steps", type=non_negative_int, default=None,
+    budget.add_argument("--epochs", type=non_negative_int, help="encoder/decoder epochs (FitConfig.epochs)")
+    budget.add_argument("--steps", type=non_negative_int,
                         help="encoder/decoder optimizer steps instead of epochs (FitConfig.steps)")
-    budget.add_argument("--prior-epochs", type=non_negative_int, default=None, help="prior epochs (FitConfig.prior_epochs)")
-    budget.add_argument("--prior-steps", type=non_negative_int, default=None,
+    budget.add_argument("--prior-epochs", type=non_negative_int, help="prior epochs (FitConfig.prior_epochs)")
+    budget.add_argument("--prior-steps", type=non_negative_int,
                         help="prior optimizer steps instead of epochs (FitConfig.prior_steps)")
-    budget.add_argument("--eval-every", type=positive_int, default=None,
+    budget.add_argument("--eval-every", type=positive_int,
                         help=f"optimizer steps per validation round when a stage is measured in steps (default "
-                             f"{FitConfig().eval_every})")
-    budget.add_argument("--max-passes", type=passes, default=None,
+                             f"{scratch.eval_every})")
+    budget.add_argument("--max-passes", type=positive_number,
                         help=f"cut a budget in steps to this many passes over the training images (default "
-                             f"{FitConfig.finetune().max_passes} with --from, none from scratch)")
-    budget.add_argument("--patience", type=positive_int, default=None,
+                             f"{tuning.max_passes} with --from, none from scratch)")
+    budget.add_argument("--patience", type=positive_int,
                         help="stop after this many rounds without a better validation bound, keeping the best "
-                             "(default with --from: 4)")
-    scratch, tuning = FitConfig(), FitConfig.finetune()
-    fit.add_argument("--batch-size", type=positive_int, default=None,
+                             f"(default with --from: {tuning.patience})")
+    fit.add_argument("--batch-size", type=positive_int,
                      help=f"encoder/decoder batch size (default {scratch.batch_size} from scratch, "
                           f"{tuning.batch_size} with --from)")
-    fit.add_argument("--val-fraction", type=fraction, default=None,
+    fit.add_argument("--val-fraction", type=fraction,
                      help=f"share of DATA held out for validation (default {scratch.val_fraction})")
-    fit.add_argument("--validation", type=input_path, default=None, metavar="HELD_OUT",
+    fit.add_argument("--validation", type=input_path, metavar="HELD_OUT",
                      help="held-out images for validation instead (a folder or an .npz file, as DATA)")
-    fit.add_argument("--checkpoint-every", type=positive_int, default=None,
+    fit.add_argument("--checkpoint-every", type=positive_int,
                      help=f"optimizer steps between checkpoints (also one after every epoch; default "
                           f"{scratch.checkpoint_every})")
-    fit.add_argument("--seed", type=seed, default=None, help="random seed (FitConfig.seed, default 0)")
+    fit.add_argument("--seed", type=seed, help=f"random seed (FitConfig.seed, default {scratch.seed})")
     fit.add_argument("--resume", action="store_true",
                      help="continue from the latest checkpoint in OUTPUT (same DATA and options; --epochs may grow)")
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bars or epoch lines")
@@ -786,26 +773,26 @@ def build_parser() -> argparse.ArgumentParser:
                             help="one path: the shared data folder (with --dataset, or when NAME is a data set), "
                                  "an image file, a folder of images, or an .npz file with an 'images' array")
     _add_crop_argument(evaluation)
-    evaluation.add_argument("--dataset", choices=DATASETS, default=None,
+    evaluation.add_argument("--dataset", choices=DATASETS,
                             help="read this data set's --split from DATA (default: NAME when it is a data set)")
-    evaluation.add_argument("--split", default=None, help="the split of --dataset (default test)")
-    evaluation.add_argument("--limit", type=positive_int, default=None,
+    evaluation.add_argument("--split", help="the split of --dataset (default test)")
+    evaluation.add_argument("--limit", type=positive_int,
                             help="only N images, spread evenly over the split or folder (the i-th at i * total // N: a "
                                  "split sorted by class keeps every class; of a folder, the other files are not read)")
     evaluation.add_argument("--num-samples", type=positive_int, default=50,
                             help="importance samples per image for the NLL bound (default 50, as the paper)")
-    evaluation.add_argument("--features", choices=sorted(ARCHITECTURES), default=None,
+    evaluation.add_argument("--features", choices=sorted(ARCHITECTURES),
                             help="the FID feature network (default: cnn-mnist for grey models, cnn-cifar10 for RGB)")
-    evaluation.add_argument("--inception", type=input_path, default=None,
+    evaluation.add_argument("--inception", type=input_path,
                             help="pytorch-fid's Inception-v3 weights file: report the Inception FID instead")
     evaluation.add_argument("--binarised-fid", action="store_true",
                             help="the FID between binarised samples and the binarised images, the paper's protocol for "
                                  "MNIST and Omniglot (grey models; default: the samples' mean pixels against the "
                                  "images as given)")
-    evaluation.add_argument("--num-generated", type=positive_int, default=None,
+    evaluation.add_argument("--num-generated", type=positive_int,
                             help="samples compared with the images by the FID (default: as many as images)")
     evaluation.add_argument("--seed", type=seed, default=0, help="seeds binarisation, posterior draws and samples (default 0)")
-    evaluation.add_argument("--json", type=file_path, default=None, help="also write the figures to this JSON file")
+    evaluation.add_argument("--json", type=file_path, help="also write the figures to this JSON file")
     evaluation.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     info = _command(commands, "info", "show a model's config, parameter counts, metrics and files",
@@ -825,7 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "pretrained name, main for a repo)")
     download.add_argument("--cache-dir", help="the Hugging Face cache folder (default: HF_HUB_CACHE)")
     download.add_argument("--force-download", action="store_true", help="download again even when cached")
-    download.add_argument("-o", "--output", type=input_path, default=None,
+    download.add_argument("-o", "--output", type=input_path,
                           help="also write the verified files into this folder (new or empty), a model folder that "
                                "NPDraw.from_pretrained(FOLDER) loads on any machine; works for bundled names too")
 
@@ -833,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Start a web page (Gradio) on this machine with the bundled models: "
                                            "sample, watch a drawing step by step, edit its parts, reconstruct your "
                                            "own images. Needs pip install 'np-draw[demo]'; works offline.")
-    demo.add_argument("name", nargs="?", default="mnist", choices=["mnist", "omniglot", "cifar10", "celeba"],
+    demo.add_argument("name", nargs="?", default="mnist", choices=DEMO_MODELS,
                       help="the model selected first (default mnist)")
     demo.add_argument("--port", type=port, default=7860, help="the port (default 7860)")
     demo.add_argument("--host", type=host, default="127.0.0.1",
