@@ -188,18 +188,17 @@ class FitConfig:
         if self.fit_bank and not self.fit_prior:
             raise InvalidInputError("fit_bank=True with fit_prior=False: a refitted bank changes what every part id "
                                     "means, so the prior must be trained on the new parses (fit_prior=True)")
-        for name in ("prior_lr", "encoder_lr", "decoder_lr", "location_lr", "tau_decay", "parse_canvas_weight",
-                     *given("parse_weight", "substitution_rate", "max_passes")):
-            value, positive = getattr(self, name), name.endswith("_lr") or name == "max_passes"
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0 or (positive and value == 0):
-                raise InvalidInputError(f"{name} must be a {'positive' if positive else 'non-negative'} finite "
-                                        f"number, got {value!r}")
 
         def number(name: str) -> float:  # NaN for what is not a number, so that the range checks refuse it
             value = getattr(self, name)
             return math.nan if isinstance(value, bool) or not isinstance(value, (int, float)) else value
 
+        for name in ("prior_lr", "encoder_lr", "decoder_lr", "location_lr", "tau_decay", "parse_canvas_weight",
+                     *given("parse_weight", "substitution_rate", "max_passes")):
+            value, positive = number(name), name.endswith("_lr") or name == "max_passes"
+            if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+                raise InvalidInputError(f"{name} must be a {'positive' if positive else 'non-negative'} finite "
+                                        f"number, got {getattr(self, name)!r}")
         if not 0.0 <= number("val_fraction") < 1.0:
             raise InvalidInputError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         for name in ("tau_min", "tau_start"):
@@ -316,9 +315,6 @@ class _Parses:
         self.ids = torch.zeros(num_images, num_steps, dtype=dtype, device=device)
         self.present = torch.zeros(num_images, num_steps, dtype=torch.bool, device=device)
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def __setitem__(self, index: slice, latents: Latents) -> None:
         self.ids[index], self.present[index] = latents.ids.to(self.ids.dtype), latents.present.bool()
 
@@ -399,33 +395,33 @@ class _Run:
         self.parse_weight = config.parse_weight if config.parse_weight is not None else (500.0 if colour else 50.0)
         self.rate = config.substitution_rate if config.substitution_rate is not None else (0.01 if colour else 0.005)
         self.order_generator = torch.Generator().manual_seed(config.seed + 1)
-        self.stage, self.epoch, self.step, self.global_step = "bank", 0, 0, 0
-        self.order: torch.Tensor | None = None
-        self.sums: dict[str, float] = {}
-        self.history = FitHistory()
-        # The best weights of the stage under way and their validation figure, for model selection.
-        self.best_val, self.best_state, self.stalled = math.inf, None, 0
+        self.global_step, self.history = 0, FitHistory()
+        self._next_stage("bank", save=False)
         # A fine-tune's model as given, kept while its prior is retrained (see _measure_start)
         self.start_state: dict[str, torch.Tensor] | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
         self.learning_rates: list[float] = []  # the stage's rates, before warm-up
         self.parsed: _Parses | None = None
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         self.fingerprint = images.fingerprint(progress and self.rank == 0) if directory is not None else ""
-        self._optimizer_meta: tuple[dict, dict | None] | None = None
 
-    def _budget(self, epochs: int | None, steps: int | None, default: int, batch_size: int) -> _Budget:
-        """A stage's budget from its config fields, ``max_passes`` over the training images at most."""
+    def _budget(self, prior: bool, epochs: int | None, steps: int | None) -> _Budget:
+        """The prior's or the VAE's budget from its config fields, ``max_passes`` over the training images at most."""
         if steps is None:
-            return _Budget(default if epochs is None else epochs, None, None)
+            return _Budget(epochs if epochs is not None else DEFAULT_PRIOR_EPOCHS if prior else DEFAULT_EPOCHS,
+                           None, None)
+        batch_size = self.config.prior_batch_size if prior else self.config.batch_size
         if self.config.max_passes is not None:
             steps = min(steps, max(1, math.ceil(self.config.max_passes * len(self.train_idx) / batch_size)))
         return _Budget(math.ceil(steps / self.config.eval_every), self.config.eval_every, steps)
 
+    @property
+    def _at_stage_start(self) -> bool:
+        """Whether the stage under way has yet to take a step."""
+        return self.epoch == 0 and self.step == 0
+
     def _log_cap(self, name: str, asked: int | None, budget: _Budget, begun: bool = False) -> None:
         """Log a stage's budget cut by max_passes: when the stage starts, or on a resume that changed it (``begun``)."""
-        if (begun or self.epoch == 0 and self.step == 0) and asked is not None and budget.steps is not None \
-                and budget.steps < asked:
+        if (begun or self._at_stage_start) and asked is not None and budget.steps < asked:
             logger.info("%s=%d is cut to %d: max_passes=%s over the %d training images (FitConfig.max_passes; "
                         "np-draw fit --max-passes)", name, asked, budget.steps, self.config.max_passes,
                         len(self.train_idx))
@@ -437,12 +433,10 @@ class _Run:
                    "rng": {"torch": torch.get_rng_state(), "order": self.order_generator.get_state()}}
         if torch.cuda.is_available():
             tensors["rng"].update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-        if self.order is not None:
-            tensors["order"] = {"order": self.order}
-        if self.best_state is not None:
-            tensors["best"] = self.best_state
-        if self.start_state is not None:
-            tensors["start"] = self.start_state
+        for stem, group in (("order", None if self.order is None else {"order": self.order}),
+                            ("best", self.best_state), ("start", self.start_state)):
+            if group is not None:
+                tensors[stem] = group
         optimizer_meta = None
         if self.optimizer is not None:
             tensors["optimizer"], optimizer_meta = optimizer_to_checkpoint(self.optimizer)
@@ -479,8 +473,7 @@ class _Run:
                                     "bank, prior and rounds were fitted and chosen on that split): pass the same "
                                     "images and validation, or a new output folder")
         cfg, trained = self.config, len(state["history"]["train"])
-        before = self._budget(saved["epochs"], saved["steps"], DEFAULT_EPOCHS, cfg.batch_size)
-        after = self._budget(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
+        before, after = self._budget(False, saved["epochs"], saved["steps"]), self._budget(False, cfg.epochs, cfg.steps)
         # A round under way counts as trained: stopping inside it would keep part of it.
         under_way = trained + (state["stage"] == "vae" and state["step"] > 0)
         asked = f"cannot resume from {self.directory} with epochs={cfg.epochs}, steps={cfg.steps}"
@@ -535,12 +528,11 @@ class _Run:
         elif self.stage == "done":
             logger.info("extending the finished run from %d to %d epochs or rounds", trained, after.rounds)
             self.stage, self.epoch = "vae", trained
-        if after != before and (self.stage == "done" or self.stage == "vae" and (self.epoch or self.step)):
+        if after != before and (self.stage == "done" or self.stage == "vae" and not self._at_stage_start):
             # As a new run logs it: a budget that grows on resume is cut too, and says so (a stage 4 yet to start
             # logs it when it starts)
             self._log_cap("steps", cfg.steps, after, begun=True)
-        budget = (self._budget(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
-                  if self.stage == "prior" else after)
+        budget = self._budget(True, cfg.prior_epochs, cfg.prior_steps) if self.stage == "prior" else after
         if self.stage == "done":
             logger.info("resumed a finished run (%d %ss)", trained, budget.unit)
         else:  # counted from 1, as the progress bars count them
@@ -559,10 +551,16 @@ class _Run:
             optimizer_from_checkpoint(self.optimizer, *self._optimizer_meta)
         self._optimizer_meta = None  # the checkpoint's state is for the stage it was saved in
 
-    def _next_stage(self, stage: str) -> None:
-        self.stage, self.epoch, self.step, self.order, self.sums, self.optimizer = stage, 0, 0, None, {}, None
-        self.best_val, self.best_state, self.stalled, self._optimizer_meta = math.inf, None, 0, None
-        self._save()
+    def _next_stage(self, stage: str, save: bool = True) -> None:
+        """Begin ``stage``: no step taken, and no data order, sums, optimizer or best weights yet."""
+        self.stage, self.epoch, self.step, self.sums = stage, 0, 0, {}
+        self.order: torch.Tensor | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._optimizer_meta: tuple[dict, dict | None] | None = None
+        # The best weights of the stage under way and their validation figure, for model selection.
+        self.best_val, self.best_state, self.stalled = math.inf, None, 0
+        if save:
+            self._save()
 
     def _select(self, value: float, trained: torch.nn.Module) -> bool:
         """Keep ``trained``'s weights if ``value`` is the best validation figure of the stage so far; True if so."""
@@ -595,31 +593,30 @@ class _Run:
             steps = math.ceil(len(self.order) / batch_size)
             if 0 < len(self.order) % batch_size < self.world:
                 steps -= 1  # a last batch too small to give every process an image is dropped
-            bar = tqdm(total=steps, initial=self.step, desc=f"{name} {self.epoch + 1}/{budget.rounds}",
-                       disable=not self.progress or self.rank != 0, leave=False)
-            while self.step < steps:
-                index = self.order[self.step * batch_size:(self.step + 1) * batch_size]
-                with self._autocast():
-                    loss_sum, values = runner(index[self.rank::self.world])
-                values = {key: self._all_sum(value) for key, value in values.items()}
-                self._check_finite(values["loss"] / len(index), f"{name} {self.epoch + 1}, step {self.step + 1}: "
-                                                                "the training loss")
-                self.optimizer.zero_grad(set_to_none=True)
-                (loss_sum * self.world / len(index)).backward()
-                if self.config.warmup_steps:
-                    # Worked out from the stage's step, so a resumed run sets the same rates.
-                    done = self.epoch * (budget.every or steps) + self.step
-                    for group, rate in zip(self.optimizer.param_groups, self.learning_rates, strict=True):
-                        group["lr"] = rate * min(1.0, (done + 1) / self.config.warmup_steps)
-                self.optimizer.step()
-                for key, value in values.items():
-                    self.sums[key] = self.sums.get(key, 0.0) + value
-                self.step += 1
-                self.global_step += 1
-                bar.update()
-                if self.config.checkpoint_every and self.global_step % self.config.checkpoint_every == 0:
-                    self._save()
-            bar.close()
+            with tqdm(total=steps, initial=self.step, desc=f"{name} {self.epoch + 1}/{budget.rounds}",
+                      disable=not self.progress or self.rank != 0, leave=False) as bar:
+                while self.step < steps:
+                    index = self.order[self.step * batch_size:(self.step + 1) * batch_size]
+                    with self._autocast():
+                        loss_sum, values = runner(index[self.rank::self.world])
+                    values = {key: self._all_sum(value) for key, value in values.items()}
+                    self._check_finite(values["loss"] / len(index), f"{name} {self.epoch + 1}, step {self.step + 1}: "
+                                                                    "the training loss")
+                    self.optimizer.zero_grad(set_to_none=True)
+                    (loss_sum * self.world / len(index)).backward()
+                    if self.config.warmup_steps:
+                        # Worked out from the stage's step, so a resumed run sets the same rates.
+                        done = self.epoch * (budget.every or steps) + self.step
+                        for group, rate in zip(self.optimizer.param_groups, self.learning_rates, strict=True):
+                            group["lr"] = rate * min(1.0, (done + 1) / self.config.warmup_steps)
+                    self.optimizer.step()
+                    for key, value in values.items():
+                        self.sums[key] = self.sums.get(key, 0.0) + value
+                    self.step += 1
+                    self.global_step += 1
+                    bar.update()
+                    if self.config.checkpoint_every and self.global_step % self.config.checkpoint_every == 0:
+                        self._save()
             # Means over the round's images: a short last batch counts for its images, not as much as a full one
             self.sums = {key: value / min(steps * batch_size, len(self.order)) for key, value in self.sums.items()}
             stop = end_epoch()
@@ -649,11 +646,10 @@ class _Run:
         prior, bank, cfg = self.model.prior, self.model.bank, self.config
         prior.requires_grad_(True)
         self._make_optimizer([{"params": prior.parameters(), "lr": cfg.prior_lr * self._rate_scale()}])
-        val = self.parsed[self.val_idx[self.rank::self.world]]
 
         def validate() -> float:
-            val_sum = evaluate_prior(prior, bank, val) * len(val) if len(val) else 0.0
-            return self._check_finite(self._all_sum(val_sum) / len(self.val_idx), "the prior's validation loss")
+            return self._held_out_mean(lambda index: evaluate_prior(prior, bank, self.parsed[index]),
+                                       "the prior's validation loss")
 
         def compute(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
             prior.train()
@@ -669,12 +665,12 @@ class _Run:
                 self.history.prior_best_epoch = self.epoch
             return False
 
-        if self.history.prior_val_start is None and self.epoch == 0 and self.step == 0 and not cfg.fit_bank:
+        if self.history.prior_val_start is None and self._at_stage_start and not cfg.fit_bank:
             # A trained prior is the first candidate: training on few images must not leave it worse.
             self.history.prior_val_start = validate()
             self._select(self.history.prior_val_start, prior)
             logger.info("prior before training: val %.3f nats/sequence", self.history.prior_val_start)
-        budget = self._budget(cfg.prior_epochs, cfg.prior_steps, DEFAULT_PRIOR_EPOCHS, cfg.prior_batch_size)
+        budget = self._budget(True, cfg.prior_epochs, cfg.prior_steps)
         self._log_cap("prior_steps", cfg.prior_steps, budget)
         unit, self.history.prior_steps = budget.unit, budget.steps
         self._epochs(budget, cfg.prior_batch_size, prior, compute, end_epoch, f"prior {unit}")
@@ -684,7 +680,7 @@ class _Run:
     def _vae_stage(self) -> None:
         model, cfg = self.model, self.config
         model.prior.eval().requires_grad_(False)
-        trained = torch.nn.ModuleList([model.encoder, model.decoder]).requires_grad_(True)  # as the prior's stage
+        trained = torch.nn.ModuleList([model.encoder, model.decoder]).requires_grad_(True)
         bias, encoder_scale = model.encoder.location_bias, self._rate_scale(10)
         weights = [p for p in model.encoder.parameters() if p is not bias]
         self._make_optimizer([{"params": weights, "lr": cfg.encoder_lr * encoder_scale},
@@ -693,7 +689,6 @@ class _Run:
         # Scaled as the decoder's rate: on few images the decoder's pull towards the parses cost the held-out
         # reconstructions more than the samples gained.
         canvas_weight = cfg.parse_canvas_weight * self._rate_scale()
-        validate = self._validation_bound
 
         def temperature() -> float:
             return gumbel_temperature(self.epoch, cfg.tau_decay, cfg.tau_min, cfg.tau_start)
@@ -718,7 +713,7 @@ class _Run:
 
         def end_epoch() -> bool:
             self.history.train.append(dict(self.sums, tau=temperature()))
-            self.history.val_bound.append(validate())
+            self.history.val_bound.append(self._validation_bound())
             logger.info("%s %d: loss %.2f, reconstruction %.2f, KL %.2f, parse CE %.3f; validation bound %.2f nats",
                         unit, self.epoch + 1, *(self.sums[k] for k in ("loss", "reconstruction", "kl", "parse_ce")),
                         self.history.val_bound[-1])
@@ -728,23 +723,23 @@ class _Run:
                 self.callback(self.epoch, self.history)  # the history already says which round is kept
             return cfg.patience is not None and self.stalled >= cfg.patience
 
-        if self.epoch == 0 and self.step == 0 and not cfg.fit_bank and self.best_state is None:
+        if self._at_stage_start and not cfg.fit_bank and self.best_state is None:
             # The starting encoder and decoder are the first candidate: with the prior as given, or as its stage left it
             start = self.history.val_bound_start
             if start is None:  # the prior's stage did not run: the model as given
-                start = self.history.val_bound_start = validate()
+                start = self.history.val_bound_start = self._validation_bound()
                 logger.info("before training: validation bound %.2f nats", start)
             elif cfg.patience is not None and self.history.prior_best_epoch != -1:
-                start = validate()
+                start = self._validation_bound()
                 logger.info("with the retrained prior, before the encoder and decoder train: validation bound %.2f "
                             "nats", start)
             if cfg.patience is not None:
                 self._select(start, trained)
                 self.history.best_epoch = -1
-        budget = self._budget(cfg.epochs, cfg.steps, DEFAULT_EPOCHS, cfg.batch_size)
+        budget = self._budget(False, cfg.epochs, cfg.steps)
         self._log_cap("steps", cfg.steps, budget)
         planned = budget.steps or budget.rounds * math.ceil(len(self.train_idx) / cfg.batch_size)
-        if cfg.fit_bank and self.epoch == 0 and self.step == 0 and 0 < planned < _FEW_STEPS:  # 0 skips the stage
+        if cfg.fit_bank and self._at_stage_start and 0 < planned < _FEW_STEPS:  # 0 skips the stage
             logger.warning("training from scratch with %d encoder/decoder steps, where a new model needs hundreds to "
                            "draw recognisable images (docs/results.md, low-data curve: %d steps, after %d of the "
                            "prior): pass steps=%d or more (np-draw fit --steps, and --prior-steps), or fine-tune a "
@@ -753,19 +748,24 @@ class _Run:
         unit, self.history.steps = budget.unit, budget.steps
         self._epochs(budget, cfg.batch_size, trained, compute, end_epoch, unit)
 
+    def _held_out_mean(self, mean: Callable[[torch.Tensor], float], what: str) -> float:
+        """The mean over the held-out images of ``mean(index)``, a mean over the images ``index``: each process
+        measures its share."""
+        share = self.val_idx[self.rank::self.world]
+        total = mean(share) * len(share) if len(share) else 0.0
+        return self._check_finite(self._all_sum(total) / len(self.val_idx), what)
+
     def _validation_bound(self) -> float:
-        """The model's validation bound on the held-out images, in eval mode: nats per image, over every rank's
-        share."""
-        val_idx = self.val_idx[self.rank::self.world]
+        """The model's validation bound on the held-out images, in eval mode: nats per image."""
         with evaluating(self.model):
-            bound = validation_bound(self.model, self.images.subset(val_idx), self.parsed[val_idx],
-                                     seed=self.config.seed) * len(val_idx) if len(val_idx) else 0.0
-        return self._check_finite(self._all_sum(bound) / len(self.val_idx), "the validation bound")
+            return self._held_out_mean(lambda index: validation_bound(self.model, self.images.subset(index),
+                                                                      self.parsed[index], seed=self.config.seed),
+                                       "the validation bound")
 
     def _start_modules(self) -> torch.nn.Module:
         """What a fine-tune changes: the prior, the encoder and the decoder (the part bank is kept)."""
-        model = self.model
-        return torch.nn.ModuleDict({"prior": model.prior, "encoder": model.encoder, "decoder": model.decoder})
+        return torch.nn.ModuleDict({"prior": self.model.prior, "encoder": self.model.encoder,
+                                    "decoder": self.model.decoder})
 
     def _measure_start(self) -> None:
         """Before a fine-tune retrains its prior: the model's validation bound as given, and with ``patience`` its
@@ -773,7 +773,7 @@ class _Run:
         the prior that scores best on the parses, which the bound (whose KL is against the encoder's posterior) need
         not follow: without this, a fine-tune could end worse than it started."""
         cfg = self.config
-        if cfg.fit_bank or self.epoch or self.step or self.history.val_bound_start is not None:
+        if cfg.fit_bank or not self._at_stage_start or self.history.val_bound_start is not None:
             return
         self.history.val_bound_start = self._validation_bound()
         logger.info("before training: validation bound %.2f nats", self.history.val_bound_start)
@@ -798,13 +798,12 @@ class _Run:
         """Parse every image a chunk at a time into the compact store."""
         model, chunk, cfg = self.model, 4096, self.model.config
         self.parsed = _Parses(len(self.images), model.grid.num_cells, cfg.num_parts, model.device)
-        bar = tqdm(total=len(self.images), desc="parse", disable=not self.progress or self.rank != 0, leave=False)
-        for start, x in zip(range(0, len(self.images), chunk), self.images.chunks(size=chunk)):
-            canvas = to_canvas(x.to(device=model.device, dtype=model.dtype), cfg.canvas_size)
-            self.parsed[start:start + len(x)] = parse(canvas, model.bank, model.grid,
-                                                      empty_threshold=cfg.empty_threshold)
-            bar.update(len(x))
-        bar.close()
+        with tqdm(total=len(self.images), desc="parse", disable=not self.progress or self.rank != 0, leave=False) as bar:
+            for start, x in zip(range(0, len(self.images), chunk), self.images.chunks(size=chunk)):
+                canvas = to_canvas(x.to(device=model.device, dtype=model.dtype), cfg.canvas_size)
+                self.parsed[start:start + len(x)] = parse(canvas, model.bank, model.grid,
+                                                          empty_threshold=cfg.empty_threshold)
+                bar.update(len(x))
 
     def run(self, resume: bool) -> FitHistory:
         torch.manual_seed(self.config.seed + self.rank)
@@ -854,7 +853,7 @@ class _Run:
         elif history.prior_best_epoch == -1:  # no round, and the prior as given: the model's own bound, if measured
             history.val_bound_kept = history.val_bound_start
         self.model.eval()
-        return self.history
+        return history
 
 
 def _check_bank(model: Trainable, config: FitConfig) -> None:
@@ -905,13 +904,11 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
     # Process 0 alone writes checkpoints, and may have written this run's first before another process looks
     if not resume and directory is not None and (not dist.is_initialized() or dist.get_rank() == 0) \
             and has_checkpoint(directory):
-        # Documented, but silent until now: np-draw fit -o an earlier run's folder replaced its model and checkpoints
         logger.warning("%s holds the checkpoints of an earlier run: without resume=True (np-draw fit --resume) a new "
                        "run starts and overwrites them", directory)
-    # The folders this call makes, deepest first: removed again if the images are refused before a checkpoint
-    created = [] if directory is None else list(itertools.takewhile(lambda p: not p.exists(),
-                                                                    [directory, *directory.parents]))
+    created: list[Path] = []  # the folders this call makes, deepest first: removed if the images are refused
     if directory is not None:  # before any work (reading every image for its fingerprint): a run that cannot keep
+        created = list(itertools.takewhile(lambda p: not p.exists(), [directory, *directory.parents]))
         try:  # its checkpoints must not work first
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
