@@ -129,6 +129,7 @@ def checked_value(cast: Callable[[str], Any], accept: Callable[[Any], bool], exp
 positive_int = checked_value(int, lambda value: value > 0, "a positive integer")
 non_negative_int = checked_value(int, lambda value: value >= 0, "a non-negative integer")
 fraction = checked_value(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
+fid_count = checked_value(int, lambda value: value >= 2, "an integer of at least 2 (the FID compares covariances)")
 positive_number = checked_value(float, lambda value: math.isfinite(value) and value > 0, "a positive finite number")
 seed = checked_value(int, lambda value: 0 <= value < 2**63, "an integer in [0, 2**63)")
 port = checked_value(int, lambda value: 0 < value < 2**16, "a port number in [1, 65535]")
@@ -276,7 +277,10 @@ def infer_preset(data: Path, crop: int | None = None) -> tuple[str, str]:
     of an .npz file's array."""
     if is_array_file(data):
         shape = npz_images(data).shape  # a damaged file, or one of objects, is an error naming it
-        # (N, H, W), (N, C, H, W) or (N, H, W, C)
+        if len(shape) not in (3, 4):
+            raise InvalidInputError(f"DATA {str(data)!r}: its 'images' array has shape {tuple(shape)}, and a "
+                                    "preset is chosen from images of shape (N, H, W), (N, C, H, W) or (N, H, W, C): "
+                                    "save them so, or give --preset")
         channels_first = len(shape) == 4 and shape[1] in (1, 3)
         colour = len(shape) == 4 and (shape[1] if channels_first else shape[3]) == 3
         side = min(shape[2:] if channels_first else shape[1:3])
@@ -352,6 +356,9 @@ def _fit_config(args: argparse.Namespace) -> FitConfig:
             raise InvalidInputError("--fit-bank and --keep-prior are for fine-tuning (--from NAME); training from "
                                     "scratch fits the bank and the prior")
         return FitConfig().replace(**overrides)
+    if args.keep_prior and args.fit_bank:
+        raise InvalidInputError("--fit-bank with --keep-prior: a refitted bank changes what every part id means, so "
+                                "the prior must be trained on the new parses: drop one of them")
     if args.keep_prior and (args.prior_steps or args.prior_epochs):
         raise InvalidInputError("--keep-prior leaves the prior as it is: drop --prior-steps / --prior-epochs, or "
                                 "--keep-prior to train it")
@@ -415,7 +422,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     framing = "" if args.crop is None else f", each cut to its {args.crop}x{args.crop} px centre (--crop)"
     measured = {"held-out bound, nats (one sample), at the start": history.val_bound_start,
                 "held-out bound, nats (one sample), kept": history.val_bound_kept}
-    card = {"dataset": f"{len(images)} images from {data.name}{framing}", "notes": f"{start} with `np-draw fit`.",
+    card = {"dataset": f"{len(images)} images from {data.resolve().name}{framing}", "notes": f"{start} with `np-draw fit`.",
             "metrics": {name: round(value, 3) for name, value in measured.items() if value is not None},
             "training": {"fit_config": asdict(config),
                          # what ran, whatever the defaults were (a budget of None in fit_config means FitConfig's)
@@ -482,6 +489,8 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
         _check_crop(args, [args.data], "--data")
         images, _ = _load_checked(args.data, model.config, args.crop, args.limit)
         source = str(args.data) if args.crop is None else f"{args.data} (each file's {args.crop} px centre)"
+    if len(images) < 2:  # else the FID's message, which names no option
+        raise InvalidInputError(f"--data: the FID needs at least 2 images, and {source} holds {len(images)}")
     if args.limit is not None and len(images) < args.limit:
         if dataset is None and Path(args.data).is_dir():  # --limit files picked, and unreadable ones among them skipped
             logger.warning("--limit %d: %d readable images read from %s (it holds fewer image files, or some of "
@@ -536,6 +545,7 @@ def model_info(name: str, device: torch.device | None = None, token: str | None 
     Args:
         name: a pretrained name, a model folder or a Hub repo id, as for ``NPDraw.from_pretrained``.
         device: where to load the model (to count its parameters).
+        token: a Hub token for a private or gated repo; None uses ``HF_TOKEN`` or the saved login.
     Returns:
         A JSON-serialisable dict: ``name``, ``source`` (where the files came from), ``folder``, ``files``
         ({file: {"sha256", "size"}}), ``dtype`` (of the stored weights, e.g. "float32"), ``config``,
@@ -699,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     reconstruct = _command(commands, "reconstruct", "save images beside their reconstructions",
                            "Encode each image, decode it again, and save one grid with each original (left) beside "
-                           "its reconstruction (right). Images are centre-cropped and resized to the model's size.",
+                           "its reconstruction (right). Image files are centre-cropped and resized to the model's "
+                           "size; the images of an .npz file must be at that size.",
                            cmd_reconstruct)
     _add_pairs_arguments(reconstruct, "reconstructions.png")
     reconstruct.add_argument("--batch-size", type=positive_int, default=256, help="images at once (default 256)")
@@ -769,14 +780,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "bits/dim), the Frechet distance between its samples and the images in a named feature "
                           "space (FID-cnn-mnist, FID-cnn-cifar10, or Inception-v3 from a local pytorch-fid weights "
                           "file), and the PSNR of parses and reconstructions. Prints a markdown table.", cmd_eval)
-    evaluation.add_argument("--data", required=True,
+    evaluation.add_argument("--data", type=input_path, required=True,
                             help="one path: the shared data folder (with --dataset, or when NAME is a data set), "
                                  "an image file, a folder of images, or an .npz file with an 'images' array")
     _add_crop_argument(evaluation)
     evaluation.add_argument("--dataset", choices=DATASETS,
                             help="read this data set's --split from DATA (default: NAME when it is a data set)")
     evaluation.add_argument("--split", help="the split of --dataset (default test)")
-    evaluation.add_argument("--limit", type=positive_int,
+    evaluation.add_argument("--limit", type=fid_count,
                             help="only N images, spread evenly over the split or folder (the i-th at i * total // N: a "
                                  "split sorted by class keeps every class; of a folder, the other files are not read)")
     evaluation.add_argument("--num-samples", type=positive_int, default=50,
@@ -789,7 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="the FID between binarised samples and the binarised images, the paper's protocol for "
                                  "MNIST and Omniglot (grey models; default: the samples' mean pixels against the "
                                  "images as given)")
-    evaluation.add_argument("--num-generated", type=positive_int,
+    evaluation.add_argument("--num-generated", type=fid_count,
                             help="samples compared with the images by the FID (default: as many as images)")
     evaluation.add_argument("--seed", type=seed, default=0, help="seeds binarisation, posterior draws and samples (default 0)")
     evaluation.add_argument("--json", type=file_path, help="also write the figures to this JSON file")
@@ -848,7 +859,9 @@ def _stdout_closed() -> bool:
     except (AttributeError, OSError, ValueError):  # no poll (Windows), or a stdout that is not a file
         return False
     if closed:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return closed
 
 

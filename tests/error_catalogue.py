@@ -370,7 +370,23 @@ CLI_CASES: list[CliCase] = [
             lambda model, f: ["sample", str(model), "-n", "1", "--device", "meta", "-o", str(f / "x.png"), "-q"]),
     CliCase("--crop larger than an image file", "crop=148 px does not fit",
             lambda model, f: ["reconstruct", str(model), _png(f, 120, 160), "--crop", "148", "-o", str(f / "x.png")]),
+    CliCase("eval --limit 1 (the FID needs two images)", "argument --limit: must be an integer of at least 2",
+            lambda model, f: ["eval", str(model), "--data", _npz(f, np.zeros((4, 28, 28), np.uint8)), "--limit", "1"]),
+    CliCase("eval of a single image (the FID needs two)", "--data: the FID needs at least 2 images",
+            lambda model, f: ["eval", str(model), "--data", _npz(f, np.zeros((1, 28, 28), np.uint8))]),
+    CliCase("--fit-bank with --keep-prior (a refitted bank needs a retrained prior)", "--fit-bank with --keep-prior",
+            lambda model, f: ["fit", _npz(f, np.zeros((4, 28, 28), np.uint8)), "-o", str(f / "out"), "--from",
+                              str(model), "--fit-bank", "--keep-prior"]),
+    CliCase("fit without --preset on an .npz whose images are not (N, H, W) or (N, C, H, W)",
+            "its 'images' array has shape (784,)",
+            lambda model, f: ["fit", _npz(f, np.zeros(784, np.uint8)), "-o", str(f / "out")]),
 ]
+
+
+def _npz(folder: Path, images: np.ndarray) -> str:
+    path = folder / "images.npz"
+    np.savez(path, images=images)
+    return str(path)
 
 
 def _render_cut(model: NPDraw) -> None:

@@ -106,7 +106,7 @@ def test_image_files_named_one_by_one_say_what_loading_changed(tmp_path, digit_f
 
 
 def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_path, mnist_images, mnist, capsys,
-                                                                         caplog):
+                                                                         caplog, monkeypatch):
     """--crop PX cuts each image file to its PX px centre before resizing (the paper's CelebA framing is 148 px of
     178 x 218 px photos): here digits of 30 px in the middle of 36 x 44 px noise."""
     rng = np.random.default_rng(0)
@@ -129,9 +129,11 @@ def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_pat
     # fit trains on the framed images: the same as a folder of them cut beforehand
     start = random_model("mnist")
     start.save_pretrained(tmp_path / "start")
-    argv = ["fit", str(folder), "-o", str(tmp_path / "tuned"), "--from", str(tmp_path / "start"), "--steps", "1",
+    argv = ["fit", ".", "-o", str(tmp_path / "tuned"), "--from", str(tmp_path / "start"), "--steps", "1",
             "--prior-steps", "1", "--batch-size", "6", "--val-fraction", "0.5", "-q"]
-    assert main([*argv, "--crop", "30"]) == 0
+    with monkeypatch.context() as inside:  # DATA "." (the card said "12 images from ", Path(".").name being "")
+        inside.chdir(folder)
+        assert main([*argv, "--crop", "30"]) == 0
     card = (tmp_path / "tuned" / "README.md").read_text()
     assert image_source(cropped, channels=1, size=28).fingerprint() in card and '"crop": 30' in card
     assert image_source(folder, channels=1, size=28).fingerprint() not in card
@@ -153,7 +155,7 @@ def test_crop_frames_image_files_by_their_centre_for_reconstruct_and_fit(tmp_pat
             assert "fitted on" not in caplog.text
     assert info["dataset"] == "6 images from photos, each cut to its 30x30 px centre (--crop)"
     # 0 skips a stage, as in FitConfig: the prior stays the pretrained one, the decoder trains
-    skip = [*argv[:3], str(tmp_path / "no-prior"), *argv[4:]]
+    skip = ["fit", str(folder), "-o", str(tmp_path / "no-prior"), *argv[4:]]
     assert main([*skip[:skip.index("--prior-steps") + 1], "0", *skip[skip.index("--prior-steps") + 2:]]) == 0
     tuned = NPDraw.from_pretrained(tmp_path / "no-prior")
     assert all(torch.equal(a, b) for a, b in zip(tuned.prior.state_dict().values(), start.prior.state_dict().values()))
@@ -269,6 +271,18 @@ def test_eval_says_when_limit_is_more_than_the_images(tmp_path, mnist_images, ca
         assert main(["eval", "mnist", "--data", str(tmp_path / "few.npz"), "--limit", "50", "--num-samples", "1",
                      "-q"]) == 0
     assert "--limit 50" in caplog.text and "holds 4 readable images" in caplog.text
+
+
+def test_eval_data_expands_the_home_folder_as_the_other_path_options_do(tmp_path, mnist_images, monkeypatch, capsys):
+    # --data=~/shared reaches np-draw unexpanded (the shell expands ~ only at a word's start): the shared-data layout
+    # was looked for in a folder named '~', and the folder then read as images, which 'holds no readable image files'
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "shared" / "mnist").mkdir(parents=True)
+    for name in DATA_FILES["mnist"]["test"]:
+        np.savez(tmp_path / "shared" / "mnist" / name,
+                 images=(mnist_images[:4, 0] * 255).round().to(torch.uint8).numpy())
+    assert main(["eval", "mnist", "--data=~/shared", "--num-samples", "1", "-q"]) == 0
+    assert capsys.readouterr().out.startswith("mnist on mnist test, 4 images")
 
 
 def test_eval_limit_on_a_folder_with_an_unreadable_file_picked_does_not_say_the_folder_holds_fewer(
