@@ -50,7 +50,7 @@ from .images import ImageSource, TensorImages, as_image_tensor, check_images, im
 from .latents import Latents
 from .likelihoods import Bernoulli, make_likelihood
 from .model_files import load_config, load_weights, write_model_files
-from .networks import Decoder, Encoder, cpu_autocast, evaluating
+from .networks import Decoder, Encoder, autocast_dtype, evaluating
 from .parsing import parse
 from .prior import Prior
 from .training import FitConfig, FitHistory, fit
@@ -489,7 +489,7 @@ class NPDraw(nn.Module, ModelHubMixin):
                 return SampleOutput(self._decode(drawn.canvas, None if pixel_noise is None else pixel_noise[rows]),
                                     drawn)
 
-        if self.device.type != "cpu" or cpu_autocast() is not None:
+        if self.device.type != "cpu" or autocast_dtype("cpu") is not None:
             return draw(slice(None))  # autocast's state does not follow work into other threads
         # On the CPU each piece of the batch runs on one thread of its own, with no intra-op threads: the prior's
         # steps are many small kernels, which split over threads cost a barrier each, and a barrier waits for the

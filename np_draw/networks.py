@@ -14,9 +14,9 @@ from .config import NPDrawConfig
 from .latents import StepLogits
 
 
-def cpu_autocast() -> torch.dtype | None:
-    """The dtype of the CPU autocast block the caller is in, else None."""
-    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype of the autocast block for ``device_type`` ("cpu", "cuda") the caller is in, else None."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ killed at any point and resumed ends with the same weights as one that never sto
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import itertools
@@ -46,7 +47,7 @@ from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
 from .memory import keeping_freed_memory
 from .model_files import check_weights
-from .networks import cpu_autocast, evaluating
+from .networks import autocast_dtype, evaluating
 from .parsing import parse
 from .prior import Prior
 
@@ -99,6 +100,8 @@ class Trainable(Protocol):
 @torch.no_grad()
 def evaluate_prior(prior: Prior, bank: PartBank, latents: Latents, batch_size: int = 512) -> float:
     """Mean −log p(z) in nats per sequence over ``latents``, in eval mode (no dropout)."""
+    if len(latents) == 0:
+        raise InvalidInputError("evaluate_prior needs at least one latent sequence, got none")
     with evaluating(prior):
         total = sum(-prior.log_prob(latents[start:start + batch_size], bank).sum().item()
                     for start in range(0, len(latents), batch_size))
@@ -277,7 +280,8 @@ class FitHistory:
 
 def _targets(model: Trainable, x: torch.Tensor) -> torch.Tensor:
     """Dynamic binarisation (a fresh Bernoulli draw per use) for binarised data, else the images."""
-    return torch.bernoulli(x) if model.config.binarize else x
+    # Drawn in float32 whatever the model's dtype: half-precision uniforms are coarse and round to 1.0
+    return torch.bernoulli(x.float()).to(x.dtype) if model.config.binarize else x
 
 
 def _forked_rng(model: Trainable) -> contextlib.AbstractContextManager:
@@ -289,13 +293,16 @@ def _forked_rng(model: Trainable) -> contextlib.AbstractContextManager:
 def validation_bound(model: Trainable, images: torch.Tensor | ImageSource, parse: Latents, batch_size: int = 100,
                      seed: int = 0) -> float:
     """One-sample estimate of −ELBO in nats per image (an upper bound on −log p(x) in expectation), with hard
-    latents drawn from the posterior itself. ``images``: (N, C, H, W) in [0, 1], or a source read a batch at a
-    time; ``parse``: their N parses.
+    latents drawn from the posterior itself, in eval mode (BatchNorm's running statistics, no dropout).
+    ``images``: (N, C, H, W) in [0, 1], or a source read a batch at a time; ``parse``: their N parses.
 
     The noise comes from ``seed`` and leaves torch's global generator as it was, so bounds of two sets of weights
     on the same images differ by the weights, not by the draw: model selection compares like with like.
     """
-    with _forked_rng(model):
+    if len(images) == 0 or len(parse) != len(images):
+        raise InvalidInputError(f"validation_bound needs images and their parses, as many of each and at least one, "
+                                f"got {len(images)} images and {len(parse)} parses")
+    with _forked_rng(model), evaluating(model):
         torch.manual_seed(seed)
         source = TensorImages(images) if isinstance(images, torch.Tensor) else images
         total = 0.0
@@ -402,6 +409,9 @@ class _Run:
         self.learning_rates: list[float] = []  # the stage's rates, before warm-up
         self.parsed: _Parses | None = None
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        if len(self.train_idx) < self.world:  # a process without a training image has nothing to average
+            raise InvalidInputError(f"fit under torchrun with {self.world} processes needs at least {self.world} "
+                                    f"training images, got {len(self.train_idx)}")
         self.fingerprint = images.fingerprint(progress and self.rank == 0) if directory is not None else ""
 
     def _budget(self, prior: bool, epochs: int | None, steps: int | None) -> _Budget:
@@ -426,13 +436,29 @@ class _Run:
                         "np-draw fit --max-passes)", name, asked, budget.steps, self.config.max_passes,
                         len(self.train_idx))
 
+    def _generators(self) -> torch.Tensor:
+        """This process's torch generator state, and its CUDA device's after it, as one uint8 tensor."""
+        states = [torch.get_rng_state()]
+        if self.model.device.type == "cuda":  # the model's device only: asking every GPU would start CUDA on each
+            states.append(torch.cuda.get_rng_state(self.model.device))
+        return torch.cat(states)
+
     def _save(self) -> None:
-        if self.directory is None or self.rank != 0:
+        if self.directory is None:
+            return
+        # Every process draws its own dropout masks, Gumbel noise and binarisations, so every one's generators are
+        # kept (gathered by process 0, which alone writes): a resume continues each process's stream exactly.
+        mine = self._generators()
+        states = [mine]
+        if self.world > 1:
+            mine = mine.to(self.model.device)  # NCCL gathers CUDA tensors, gloo CPU ones
+            states = [torch.empty_like(mine) for _ in range(self.world)]
+            dist.all_gather(states, mine)
+        if self.rank != 0:
             return
         tensors = {"model": self.model.state_dict(),
-                   "rng": {"torch": torch.get_rng_state(), "order": self.order_generator.get_state()}}
-        if torch.cuda.is_available():
-            tensors["rng"].update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+                   "rng": {"order": self.order_generator.get_state(),
+                           **{f"process{rank}": state.cpu() for rank, state in enumerate(states)}}}
         for stem, group in (("order", None if self.order is None else {"order": self.order}),
                             ("best", self.best_state), ("start", self.start_state)):
             if group is not None:
@@ -443,7 +469,8 @@ class _Run:
         state = {"stage": self.stage, "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
                  "sums": self.sums, "history": asdict(self.history), "best_val": self.best_val, "stalled": self.stalled,
                  "optimizer": optimizer_meta, "config": asdict(self.config), "num_images": len(self.images),
-                 "fingerprint": self.fingerprint, "validation": self.validation_size}
+                 "fingerprint": self.fingerprint, "validation": self.validation_size, "processes": self.world,
+                 "device": self.model.device.type}
         save_checkpoint(self.directory, f"step-{self.global_step:08d}-{self.stage}", tensors, state)
 
     def _restore(self) -> bool:
@@ -451,6 +478,14 @@ class _Run:
         if loaded is None:
             return False
         tensors, state = loaded
+        # Before the images' fingerprint, which is of the images in the model's dtype: another dtype reads as
+        # other images. The optimizer's state and the sums are of the checkpoint's dtype's arithmetic too.
+        stored = tensors["model"]["bank.parts"].dtype
+        if stored != self.model.dtype:
+            raise InvalidInputError(f"cannot resume from {self.directory}: it trained the model in "
+                                    f"{str(stored).removeprefix('torch.')}, and this one is "
+                                    f"{str(self.model.dtype).removeprefix('torch.')}: convert it "
+                                    f"(model.to({stored})) to resume")
         # The VAE's budget alone may change: a resume with more epochs (or steps) extends a run, finished or not.
         # A field the checkpoint does not know is an option added since, at its default.
         config, saved = asdict(self.config), {**asdict(FitConfig()), **state["config"]}
@@ -505,10 +540,18 @@ class _Run:
                                     "(its part bank differs from this model's); resume with the model the run started "
                                     "from (np-draw fit --from NAME as at first)")
         self.model.load_state_dict(tensors["model"])
-        torch.set_rng_state(tensors["rng"]["torch"])
         self.order_generator.set_state(tensors["rng"]["order"])
-        if torch.cuda.is_available() and "cuda0" in tensors["rng"]:
-            torch.cuda.set_rng_state_all([tensors["rng"][f"cuda{i}"] for i in range(torch.cuda.device_count())])
+        generators = tensors["rng"].get(f"process{self.rank}")
+        if generators is None or len(generators) != len(self._generators()):
+            # Written by fewer processes, or on another kind of device: this process keeps its seeded stream
+            logger.warning("process %d: the checkpoint in %s holds no generator state for it (written by %d "
+                           "processes on %s), so its random draws do not continue the run's exactly",
+                           self.rank, self.directory, state.get("processes", 1), state.get("device", "cpu"))
+        else:
+            cpu = len(torch.get_rng_state())
+            torch.set_rng_state(generators[:cpu])
+            if self.model.device.type == "cuda":
+                torch.cuda.set_rng_state(generators[cpu:], self.model.device)
         self.stage, self.epoch, self.step = state["stage"], state["epoch"], state["step"]
         self.global_step, self.sums, self.best_val = state["global_step"], state["sums"], state["best_val"]
         self.stalled = state["stalled"]
@@ -756,11 +799,10 @@ class _Run:
         return self._check_finite(self._all_sum(total) / len(self.val_idx), what)
 
     def _validation_bound(self) -> float:
-        """The model's validation bound on the held-out images, in eval mode: nats per image."""
-        with evaluating(self.model):
-            return self._held_out_mean(lambda index: validation_bound(self.model, self.images.subset(index),
-                                                                      self.parsed[index], seed=self.config.seed),
-                                       "the validation bound")
+        """The model's validation bound on the held-out images: nats per image."""
+        return self._held_out_mean(lambda index: validation_bound(self.model, self.images.subset(index),
+                                                                  self.parsed[index], seed=self.config.seed),
+                                   "the validation bound")
 
     def _start_modules(self) -> torch.nn.Module:
         """What a fine-tune changes: the prior, the encoder and the decoder (the part bank is kept)."""
@@ -889,7 +931,13 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
                                 "may be called inside it)")
     if config.mixed_precision and model.device.type != "cuda":
         raise InvalidInputError(f"mixed_precision=True needs the model on CUDA, got device {model.device}")
-    if model.device.type == "cpu" and (autocast := cpu_autocast()) is not None:
+    autocast = autocast_dtype(model.device.type)
+    if autocast == torch.float16:
+        raise InvalidInputError(f"fit is called inside torch.autocast(dtype=torch.float16) on {model.device.type}, "
+                                "which trains without loss scaling: small gradients underflow to zero and large ones "
+                                "overflow. Call fit outside the autocast block; on CUDA, FitConfig(mixed_precision=True) "
+                                "trains in bfloat16, which needs no scaling")
+    if model.device.type == "cpu" and autocast is not None:
         logger.warning("fit is called inside torch.autocast on the CPU, so it trains in %s, which on most CPUs runs "
                        "many times slower than float32 (FitConfig.mixed_precision is for CUDA): call fit outside "
                        "the autocast block", str(autocast).removeprefix("torch."))
@@ -897,6 +945,9 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
         # Launched by torchrun: one process per device, gradients summed over processes.
         backend = "nccl" if model.device.type == "cuda" else "gloo"
         dist.init_process_group(backend)
+        # Kept for the caller (which process writes the model is asked of it after fit), and torn down at exit,
+        # as torch asks of every process group
+        atexit.register(lambda: dist.destroy_process_group() if dist.is_initialized() else None)
         logger.info("process %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     directory = None if output_dir is None else Path(output_dir) / "checkpoints"
     if not (resume and has_checkpoint(directory)):

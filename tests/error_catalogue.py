@@ -34,7 +34,7 @@ from np_draw.manifest import sha256_file
 from np_draw.metrics import fid
 from np_draw.model_files import CONFIG_NAME, WEIGHTS_NAME
 from np_draw.pictures import drawing_frames, save_drawing_gif
-from np_draw.training import FitConfig
+from np_draw.training import FitConfig, evaluate_prior, validation_bound
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
 
@@ -62,6 +62,18 @@ class CliCase:
 def _images(*shape: int, fill: float | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     images = torch.rand(*shape) if fill is None else torch.full(shape, fill)
     return images.to(dtype)
+
+
+def _fit_in_float16_autocast(model: NPDraw, folder: Path) -> None:
+    with torch.autocast("cpu", dtype=torch.float16):
+        NPDraw(model.config).fit(_images(4, 1, 28, 28), progress=False)
+
+
+def _resume_in_bfloat16(model: NPDraw, folder: Path) -> None:
+    images, config = _images(4, 1, 28, 28), FitConfig(prior_epochs=0, epochs=0)
+    NPDraw(model.config).fit(images, config, output_dir=folder / "run", progress=False)
+    NPDraw(model.config).to(torch.bfloat16).fit(images, config, output_dir=folder / "run", resume=True,
+                                                progress=False)
 
 
 def _file(path: Path) -> Path:
@@ -227,6 +239,16 @@ API_CASES: list[ApiCase] = [
             lambda m, f: m.encode(_images(2, 1, 28, 28), sample="no")),
     ApiCase("a float16 model", "NPDraw.fit", InvalidTypeError, "fit needs a float32 or bfloat16 model, got float16",
             lambda m, f: NPDraw(m.config).half().fit(_images(4, 1, 28, 28), progress=False)),
+    ApiCase("fit inside torch.autocast(dtype=torch.float16), which trains without loss scaling", "NPDraw.fit",
+            InvalidInputError, "fit is called inside torch.autocast(dtype=torch.float16)", _fit_in_float16_autocast),
+    ApiCase("resuming a float32 run with a bfloat16 model", "NPDraw.fit", InvalidInputError,
+            "it trained the model in float32, and this one is bfloat16", _resume_in_bfloat16),
+    ApiCase("parses of other images than those given", "np_draw.training.validation_bound", InvalidInputError,
+            "as many of each and at least one, got 3 images and 2 parses",
+            lambda m, f: validation_bound(m, _images(3, 1, 28, 28), m.parse(_images(2, 1, 28, 28)))),
+    ApiCase("no latents", "np_draw.training.evaluate_prior", InvalidInputError,
+            "evaluate_prior needs at least one latent sequence, got none",
+            lambda m, f: evaluate_prior(m.prior, m.bank, m.parse(_images(2, 1, 28, 28))[:0])),
     ApiCase("learning rates so large that the loss becomes NaN", "NPDraw.fit", TrainingDivergedError,
             "training diverged; lower the learning rates",
             lambda m, f: NPDraw(m.config).fit(_images(8, 1, 28, 28), FitConfig(

@@ -679,6 +679,47 @@ def test_fine_tuning_works_from_ten_images_and_keeps_bank_and_prior(mnist_images
     assert all(torch.equal(v, prior[k]) for k, v in model.prior.state_dict().items())
 
 
+def test_validation_bound_measures_in_eval_mode_and_leaves_the_model_as_it_was(mnist_images):
+    # Called on a model in training mode it normalised by each batch and moved BatchNorm's running statistics
+    from np_draw.training import validation_bound
+
+    torch.manual_seed(0)
+    model = NPDraw(tiny_config("mnist"))
+    model.fit(mnist_images[:40], FitConfig(prior_epochs=1, epochs=1), progress=False)
+    images = mnist_images[40:60]
+    parses = model.parse(images)
+    expected = validation_bound(model.eval(), images, parses)
+    model.train()
+    statistics = {key: value.clone() for key, value in model.state_dict().items() if "running" in key}
+    assert statistics
+    assert validation_bound(model, images, parses) == expected
+    assert model.training and all(module.training for module in model.modules())
+    assert all(torch.equal(value, model.state_dict()[key]) for key, value in statistics.items())
+
+
+def test_two_gloo_processes_resume_each_with_its_own_random_stream(tmp_path):
+    # Only process 0's generator was kept, and every process took it on resume: the others' Gumbel noise and
+    # binarisations then repeated process 0's, and an extended run ended with other weights than a straight one
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env.update(PYTHONPATH=str(root), TMPDIR=str(tmp_path))
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    "tests/ddp_resume.py", str(tmp_path)], cwd=root, check=True, env=env, timeout=300)
+    straight = load_file(tmp_path / "straight-model" / "model.safetensors")
+    extended = load_file(tmp_path / "extended-model" / "model.safetensors")
+    assert straight.keys() == extended.keys()
+    assert all(torch.equal(straight[key], extended[key]) for key in straight), "the resumed run drew other noise"
+    assert "fit under torchrun with 2 processes needs at least 2 training images, got 1" in json.loads(
+        (tmp_path / "refused.json").read_text())
+
+
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
     import subprocess
     import sys
