@@ -13,7 +13,7 @@ import argparse
 import math
 
 import torch
-from common import table, timed, write_json
+from common import run_main, table, timed, write_json
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset
@@ -31,7 +31,7 @@ def grid_for(part_size: int, canvas: int = 28) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the MNIST folder (train.npz, test.npz)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 4, 5, 6, 7])
     parser.add_argument("--banks", type=int, nargs="+", default=[25, 50, 100, 200])
@@ -50,6 +50,7 @@ def main() -> None:
             value = parse_psnr(model, test).mean().item()
             results["psnr_db"][f"K{size}_B{bank}"], results["fit_s"][f"K{size}_B{bank}"] = value, seconds
             row.append(f"{value:.2f}")
+            print(f"K={size} B={bank}: {value:.2f} dB, bank fit {seconds:.1f} s", flush=True)
         rows.append(row)
     table("Parse PSNR (dB) on the MNIST test set over part size K and bank size B", rows,
           ("part size", *[f"B={b}" for b in args.banks]))
@@ -57,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

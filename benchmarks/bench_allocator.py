@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from common import table, write_json
+from common import run_main, table, write_json
 
 from np_draw import NPDraw, parse
 from np_draw.memory import keeping_freed_memory
@@ -70,9 +70,10 @@ def measure(args: argparse.Namespace, results: dict, allocator: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["mnist", "celeba"])
-    parser.add_argument("--batch", type=int, default=64, help="training batch (the fit default)")
+    parser.add_argument("--batch", type=int, default=64,
+                        help="training batch (default 64; fit's own default, FitConfig.batch_size, is 150)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default="bench_allocator.json")
     args = parser.parse_args()
@@ -95,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

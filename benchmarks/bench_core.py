@@ -12,7 +12,7 @@ import argparse
 import logging
 
 import torch
-from common import table, timed, write_json
+from common import run_main, table, timed, write_json
 from torch.utils.flop_counter import FlopCounterMode
 
 from np_draw import NPDraw, NPDrawConfig, PriorConfig, parse, psnr, render
@@ -21,7 +21,7 @@ from np_draw.training import FitConfig, evaluate_prior, fit
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the MNIST folder (train.npz, test.npz)")
     parser.add_argument("--out", default="bench_core.json", help="where to write the JSON results")
     parser.add_argument("--batch", type=int, default=256, help="sampling batch size")
@@ -121,4 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

@@ -27,10 +27,9 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 
 import torch
-from common import table, write_json
+from common import run_main, table, write_json
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset, omniglot_by_drawer
@@ -104,7 +103,7 @@ def from_scratch(config: NPDrawConfig, images: torch.Tensor, tuned: FitConfig, p
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the shared data folder (holds mnist/, omniglot/, ...)")
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES))
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 0], help="0: all training images")
@@ -158,8 +157,7 @@ def main() -> None:
           ("case", "training images", "model", "NLL (nats or bits/dim)", "recon PSNR (dB)", "FID", "fit (s)",
            "steps (prior / VAE)"))
     write_json(args.out, results)
-    print(f"wrote {Path(args.out).resolve()}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

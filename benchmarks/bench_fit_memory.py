@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import table
+from common import run_main, table
 from PIL import Image
 
 CHILD = r"""
@@ -49,7 +49,7 @@ def write_folder(images: np.ndarray, count: int, folder: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--work", default="/tmp/np_draw_fit_memory", help="where the image folders are written")
@@ -63,8 +63,10 @@ def main() -> None:
         write_folder(images, size, folder)
         for how in ["folder"] + (["tensor"] if args.in_memory else []):
             out = Path(args.work) / f"run-{size}-{how}"
-            result = subprocess.run([sys.executable, "-c", CHILD, str(folder), how, str(out)], check=True,
+            result = subprocess.run([sys.executable, "-c", CHILD, str(folder), how, str(out)], check=False,
                                     capture_output=True, text=True)
+            if result.returncode:  # the child's own error, not a CalledProcessError that hides it
+                raise SystemExit(f"the fit of {folder} ({how}) failed:\n{result.stderr[-3000:]}")
             figures = json.loads(result.stdout.strip().splitlines()[-1])
             rows.append((f"{size:,}", "streamed from the folder" if how == "folder" else "loaded as one tensor",
                          f"{figures['peak_mib']:.0f}", f"{figures['seconds']:.0f}"))
@@ -74,4 +76,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import table, write_json
+from common import run_main, table, write_json
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset
@@ -31,7 +31,7 @@ from np_draw.training import FitConfig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the MNIST folder")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.001, 0.01, 0.1, 1.0])
     parser.add_argument("--prior-steps", type=int, default=400)
@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--out", default="bench_lowdata.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.grids is not None:  # made now: a missing folder would otherwise fail after the first fit
+        Path(args.grids).mkdir(parents=True, exist_ok=True)
     train = load_dataset("mnist", args.data, "train").float() / 255
     test = (load_dataset("mnist", args.data, "test").float() / 255)[:args.test_images]
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
@@ -77,6 +79,7 @@ def main() -> None:
                                           distance.label: distance.value, "fit_s": seconds}
         rows.append([f"{100 * fraction:g} %", f"{count:,}", f"{steps['prior']} / {steps['vae']}", f"{bound:.2f}",
                      f"{distance.value:.2f}", f"{seconds:.0f}"])
+        print(rows[-1], flush=True)
     table(f"Low-data curve on MNIST (at least {args.prior_steps} prior + {args.vae_steps} VAE steps each, width "
           f"{args.channels}, prior lr {args.prior_lr:g}, decoder lr {args.decoder_lr:g}; test = first "
           f"{args.test_images} images)", rows,
@@ -85,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

@@ -19,7 +19,7 @@ import sys
 import time
 
 import torch
-from common import table, write_json
+from common import run_main, table, write_json
 from torch.utils.flop_counter import FlopCounterMode
 
 from np_draw import NPDraw
@@ -58,7 +58,7 @@ def matmul_gflops(threads: int, size: int = 1024, repeat: int = 20) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["mnist", "omniglot", "cifar10", "celeba"])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 256])
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per figure")
@@ -94,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from common import table, write_json
+from common import run_main, table, write_json
 
 from np_draw import NPDraw
 
@@ -110,7 +110,7 @@ def in_threads(model: NPDraw, piece: int, repeats: int = 3) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["mnist", "celeba"])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=12)
@@ -130,6 +130,7 @@ def main() -> None:
         phase_rows.append((name, f"{split['prior_ms']:.2f}", f"{split['decoder_ms']:.2f}"))
         spread_rows.append((name, f"{min(rates):.0f}", f"{statistics.median(rates):.0f}", f"{max(rates):.0f}",
                             " ".join(f"{rate:.0f}" for rate in rates)))
+        print(phase_rows[-1], spread_rows[-1][:4], pair_rows[-1], flush=True)
     table(f"Milliseconds per image on one thread, batch {args.batch}", phase_rows, ("model", "prior", "decoder"))
     table(f"Images/s of {args.repeats} single batches of {args.batch} on 2 threads", spread_rows,
           ("model", "lowest", "median", "highest", "each"))
@@ -140,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

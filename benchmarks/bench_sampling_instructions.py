@@ -24,7 +24,9 @@ import shutil
 import subprocess
 import sys
 
-from common import table, write_json
+from common import run_main, table, write_json
+
+from np_draw import NPDraw
 
 CHILD = """
 import os, subprocess, sys, torch
@@ -53,7 +55,7 @@ def instructions(name: str, batch: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["mnist", "celeba"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 64])
     parser.add_argument("--out", default="bench_sampling_instructions.json")
@@ -61,6 +63,8 @@ def main() -> None:
     missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
     if missing:
         parser.error(f"needs {' and '.join(missing)} on the PATH (Debian: apt-get install valgrind)")
+    for name in args.models:  # here, not minutes later under valgrind, a name that names no model
+        NPDraw.from_pretrained(name)
     results, rows = {}, []
     for name in args.models:
         for batch in args.batches:
@@ -74,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

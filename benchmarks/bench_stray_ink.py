@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 import torch
-from common import table, write_json
+from common import run_main, table, write_json
 
 from np_draw import NPDraw
 from np_draw.data import load_dataset
@@ -58,7 +58,7 @@ def test_images_of(model: str) -> str | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--models", nargs="+", default=["mnist", "omniglot"],
                         help="bundled names, or folders of train_pretrained.py runs (their training.json names the data)")
@@ -85,6 +85,7 @@ def main() -> None:
                              for band in figures["calibration"]]
         rows.append((name, f"{figures['samples']:.1f}", f"{figures['data']:.1f}", f"{figures['ratio']:.2f}",
                      "yes" if figures["ratio"] <= 1.5 else "no", f"{figures['reconstructions']:.1f}"))
+        print(rows[-1], flush=True)
     table(f"Stray ink per image: sum of the pixel probabilities below 0.3 ({args.samples:,} samples; test images)",
           rows, ("model", "samples", "data", "ratio", "within 1.5x", "reconstructions of the test images"))
     table("Calibration of the reconstructions of the test images: the pixels whose probability lies in each band, "
@@ -94,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

@@ -11,7 +11,7 @@ import argparse
 import time
 
 import torch
-from common import peak_memory_mib, per_second, table, write_json
+from common import peak_memory_mib, per_second, run_main, table, write_json
 
 from np_draw import Latents, NPDraw, NPDrawConfig, parse
 from np_draw.data import load_dataset
@@ -20,7 +20,7 @@ from np_draw.training import DEFAULT_EPOCHS, DEFAULT_PRIOR_EPOCHS, FitConfig, ad
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the MNIST folder")
     parser.add_argument("--channels", type=int, nargs="+", default=[128, 64],
                         help="encoder/decoder widths to measure (paper: 128)")
@@ -96,4 +96,4 @@ def measure(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

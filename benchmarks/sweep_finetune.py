@@ -24,14 +24,15 @@ import time
 
 import torch
 from bench_finetune import CASES, fit_size, target_data
-from common import table
+from common import run_main, table
 
 from np_draw import NPDraw
 from np_draw.metrics import default_features, fid, nll, reconstruction_psnr
+from np_draw.training import FitConfig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("settings", nargs="+", help="JSON objects of FitConfig fields, e.g. '{\"decoder_lr\": 1e-3}'")
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--samples", type=int, default=10)
@@ -41,6 +42,16 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=100,
                         help="test images of cifar10-celeba and omniglot-mnist (mnist-omniglot: its 335 drawings)")
     args = parser.parse_args()
+    for setting in args.settings:  # checked before any fit: a typo in the last one would end the sweep late
+        if setting == "as is":
+            continue
+        try:
+            changes = json.loads(setting)
+            if not isinstance(changes, dict):
+                raise TypeError("not a JSON object")
+            FitConfig.finetune().replace(**changes)
+        except (ValueError, TypeError) as error:  # JSON's errors and FitConfig's checks (InvalidInputError)
+            parser.error(f"setting {setting!r}: {error}")
     source, target = CASES[args.case]
     image_size = NPDraw.from_pretrained(source).config.image_size
     pool, test, _ = (fit_size(x, image_size) for x in target_data(target, args.data, 0, args.test_images))
@@ -73,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

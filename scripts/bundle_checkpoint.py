@@ -27,6 +27,7 @@ from cifar10_jpeg_effect import jpeg_effect
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset
+from np_draw.errors import NPDrawError
 from np_draw.hub import model_card
 from np_draw.images import save_grid
 from np_draw.manifest import describe_files, manifest_path
@@ -83,7 +84,7 @@ def every_kth(images: torch.Tensor, count: int | None) -> tuple[torch.Tensor, in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", required=True, choices=["mnist", "omniglot", "cifar10", "celeba"])
     parser.add_argument("--model", required=True, help="the trained model folder")
     parser.add_argument("--data", required=True, help="the shared data folder")
@@ -143,4 +144,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None

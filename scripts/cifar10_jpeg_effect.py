@@ -22,6 +22,7 @@ from einops import rearrange
 
 from np_draw import NPDraw
 from np_draw.data import load_dataset
+from np_draw.errors import NPDrawError
 from np_draw.metrics import nll
 
 LOSSLESS = "test_first20_lossless.npz"
@@ -43,7 +44,7 @@ def jpeg_effect(model: NPDraw, root: str | Path, num_samples: int = 50) -> dict[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the shared data folder (or its cifar10/ folder)")
     parser.add_argument("--model", default="cifar10", help="a model name or folder (default: the bundled cifar10)")
     parser.add_argument("--write", action="store_true", help="record the figures in the manifest and the card")
@@ -63,4 +64,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None

@@ -25,11 +25,13 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "pictures"))
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--model", default="celeba", choices=demo.MODELS)
     args = parser.parse_args()
+    if not Path(args.chromium).is_file():
+        parser.error(f"--chromium: no browser at {args.chromium!r}; install Chromium or give its path")
     out = Path(args.out)
     with tempfile.TemporaryDirectory() as folder:
         _screenshots(args, out, Path(folder))

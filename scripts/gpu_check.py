@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import peak_memory_mib, per_second, table
+from common import peak_memory_mib, per_second, run_main, table
 
 from np_draw import NPDraw
 
@@ -88,12 +88,15 @@ def training_speed(name: str, device: torch.device, batch: int, repeat: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="a small run: mnist only, few images, no test suite")
     parser.add_argument("--out", default="gpu_check.json")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device must be a torch device such as 'cuda', 'cuda:1' or 'cpu', got {args.device!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check.py: CUDA is not available here; run it on a GPU machine (or --device cpu --quick)")
     names = MODELS[:1] if args.quick else MODELS
@@ -123,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, __file__)

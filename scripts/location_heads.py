@@ -14,16 +14,18 @@ cell, how often the most likely location is the step's own cell, and the mean po
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from np_draw import NPDraw
 from np_draw.data import load_dataset
+from np_draw.errors import NPDrawError
 from np_draw.metrics import psnr
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--models", nargs="+", default=["mnist", "omniglot", "cifar10", "celeba"])
     parser.add_argument("--target", default=None, help="data set to score on (default: each model's own)")
@@ -49,4 +51,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None

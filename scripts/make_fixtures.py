@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from np_draw.data import load_arrays, load_dataset
+from np_draw.errors import NPDrawError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the shared data folder (holds mnist/ and omniglot/)")
     args = parser.parse_args()
     FIXTURES.mkdir(parents=True, exist_ok=True)
@@ -44,4 +45,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None

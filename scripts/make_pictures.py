@@ -18,6 +18,7 @@ import torch
 from np_draw import NPDraw
 from np_draw.data import DATASETS, load_dataset
 from np_draw.editing import interpolate, paste_latents
+from np_draw.errors import NPDrawError
 from np_draw.pictures import (
     comparison_image,
     drawing_strip,
@@ -26,6 +27,8 @@ from np_draw.pictures import (
     save_drawing_gif,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -33,7 +36,8 @@ def main() -> None:
     parser.add_argument("--data", default=None,
                         help="the shared data folder; its test images are shown (default: the model's samples)")
     parser.add_argument("--dataset", default=None, help=f"the data set in --data (default: --name); one of {DATASETS}")
-    parser.add_argument("--out", default="docs/pictures", help="output folder (default: docs/pictures)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "pictures"),
+                        help="output folder (default: the repository's docs/pictures)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--box", type=int, nargs=4, default=None, metavar=("LEFT", "TOP", "RIGHT", "BOTTOM"),
                         help="the edited region in canvas pixels (default: the top half)")
@@ -87,4 +91,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None

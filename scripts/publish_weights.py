@@ -48,11 +48,15 @@ def publish(name: str, *, token: str | None = None, pin: bool = False) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", nargs="+", required=True, help="manifest names to publish")
     parser.add_argument("--token", default=None, help="a Hub token with write access (default: HF_TOKEN or login)")
     parser.add_argument("--pin", action="store_true", help="record each commit as its entry's revision")
     args = parser.parse_args()
+    known = read_manifest(manifest_path())
+    unknown = [name for name in args.name if name not in known]
+    if unknown:  # before any upload: a typo in the last name would leave the others published and it not
+        parser.error(f"--name: {unknown} not in the manifest {str(manifest_path())!r}; its names are {sorted(known)}")
     for name in args.name:
         print(json.dumps({"name": name, "commit": publish(name, token=args.token, pin=args.pin)}))
 

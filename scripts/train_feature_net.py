@@ -3,7 +3,7 @@
     python scripts/train_feature_net.py --name cnn-mnist --data ../shared/data
 
 Writes np_draw/weights/features/<name>.safetensors and <name>.json (the training record: data sha256, test accuracy,
-epochs, seed, git commit, wall time).
+epochs, seed, git commit, wall time), or into --out (a trial run that leaves the shipped network as it is).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from safetensors.torch import save_file
 from train_pretrained import git_commit, machine
 
 from np_draw.data import data_files, load_dataset
+from np_draw.errors import NPDrawError
 from np_draw.features import ARCHITECTURES, FEATURES_DIR, FeatureNetwork
 from np_draw.manifest import sha256_file
 
@@ -57,14 +59,20 @@ def labels_of(name: str, root: str, split: str) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", required=True, choices=sorted(ARCHITECTURES))
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(FEATURES_DIR),
+                        help="folder for <name>.safetensors and <name>.json (default: the package's, "
+                             "np_draw/weights/features)")
     args = parser.parse_args()
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    out = Path(args.out)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.manual_seed(args.seed)
     dataset = DATASET[args.name]
@@ -92,16 +100,19 @@ def main() -> None:
         logger.info("epoch %d: train loss %.4f, test accuracy %.4f", epoch + 1, total / len(train),
                     accuracy(network, test, test_labels))
     wall = time.time() - start
-    FEATURES_DIR.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, FEATURES_DIR / f"{args.name}.safetensors")
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, out / f"{args.name}.safetensors")
     record = {"config": network.config(), "test_accuracy": round(accuracy(network, test, test_labels), 4),
               "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
               "git_commit": git_commit(), "wall_time_s": round(wall, 1), "machine": machine(),
               "data_sha256": {f"{dataset}/{file.name}": sha256_file(file) for split in ("train", "test")
                               for file in data_files(dataset, args.data, split)}}
-    (FEATURES_DIR / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
     logger.info("%s: test accuracy %.4f in %.0f s", args.name, record["test_accuracy"], wall)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None

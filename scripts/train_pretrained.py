@@ -41,6 +41,7 @@ import torch
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import data_files, load_dataset
+from np_draw.errors import NPDrawError
 from np_draw.manifest import sha256_file
 from np_draw.training import FitConfig, fit
 
@@ -164,7 +165,7 @@ def machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", required=True, choices=["mnist", "omniglot", "cifar10", "celeba"])
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--out", required=True, help="output model folder")
@@ -324,4 +325,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None
