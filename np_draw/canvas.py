@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, check_count
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,15 @@ class Grid:
     part_size: int
     stride: int
     padding: int
+
+    def __post_init__(self) -> None:
+        """Sizes that make a grid of at least one cell: a part larger than the padded canvas gave a negative
+        :attr:`side` and a positive ``num_cells`` (its square), and a stride of 0 a ZeroDivisionError."""
+        for name in ("canvas_size", "part_size", "stride", "padding"):
+            check_count(getattr(self, name), f"Grid {name}", least=0 if name == "padding" else 1)
+        if self.part_size > self.canvas_size + 2 * self.padding:
+            raise InvalidInputError(f"Grid part_size must be at most the padded canvas, canvas_size + 2 * padding = "
+                                    f"{self.canvas_size + 2 * self.padding} px, got {self.part_size}")
 
     @property
     def side(self) -> int:

@@ -159,8 +159,9 @@ def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cel
         raise InvalidInputError(f"the region selects no cell (cells={cells!r}, box={box!r}); a box takes the cells "
                                 "with more than half of their on-canvas pixels inside it")
     source = source.to(target.ids.device)
-    taken = source.present.bool() & region[source.locs]
-    kept = target.present.bool() & ~region[target.locs]
+    # int64 to index the region: uint8 locs would index it as a mask, int8 and int16 not at all
+    taken = source.present.bool() & region[source.locs.long()]
+    kept = target.present.bool() & ~region[target.locs.long()]
     ids = torch.where(taken, source.ids, target.ids)
     locs = torch.where(taken, source.locs, target.locs)
     for n, step in (taken & kept).nonzero().tolist():

@@ -77,10 +77,12 @@ def check_flags(**flags: Any) -> None:
             raise InvalidTypeError(f"{name} must be True or False, got {value!r}")
 
 
-def check_count(value: Any, name: str) -> int:
-    """A positive int (NumPy's integers included), else an :class:`InvalidInputError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+def check_count(value: Any, name: str, least: int = 1) -> int:
+    """An int of at least ``least`` (NumPy's integers included), else an :class:`InvalidInputError` naming
+    ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        what = {0: "a non-negative integer", 1: "a positive integer"}.get(least, f"an integer >= {least}")
+        raise InvalidInputError(f"{name} must be {what}, got {value!r}")
     return int(value)
 
 

@@ -8,7 +8,6 @@ import abc
 import hashlib
 import logging
 import math
-import numbers
 import os
 import warnings
 import zipfile
@@ -845,8 +844,7 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
     n, c, h, w = images.shape
     # no empty columns: nrow beyond the number of images is one row of them (as torchvision's make_grid)
     nrow = math.ceil(math.sqrt(n)) if nrow is None else min(check_count(nrow, "nrow"), n)
-    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
-        raise InvalidInputError(f"padding must be a non-negative int, got {padding!r}")
+    padding = check_count(padding, "padding", least=0)
     rows = math.ceil(n / nrow)
     canvas = torch.ones(c, rows * (h + padding) + padding, nrow * (w + padding) + padding)
     for i, image in enumerate(_unit(images)):

@@ -177,6 +177,17 @@ class Latents(_Batch):
     canvas: torch.Tensor | None = None
     logits: StepLogits | None = None
 
+    def __getitem__(self, index) -> Latents:
+        """The drawings ``index`` picks along the batch axis (an int, a slice, indices or a boolean mask over N), every
+        field indexed alike. Only the batch axis: ``latents[:, :k]`` indexed each field's second axis, the canvas's
+        channels (N, k, S, S) beside k steps, so a tuple, None, Ellipsis or an index of more than one axis is an
+        InvalidInputError."""
+        if isinstance(index, tuple) or index is None or index is Ellipsis or getattr(index, "ndim", 0) > 1:
+            raise InvalidInputError(f"Latents index the batch axis only (an int, a slice, indices or a boolean mask "
+                                    f"over N), got {index!r}; to keep k steps, slice the tensors: "
+                                    "Latents(x.ids[:, :k], x.locs[:, :k], x.present[:, :k])")
+        return super().__getitem__(index)
+
     def check(self, *, num_parts: int, num_steps: int, count: int | None = None, name: str = "latents") -> int:
         """The number of steps k of hard latents after checking them: ids, locs and present each (N, k) with
         k <= ``num_steps`` (and N = ``count`` when given), integer ids in [0, ``num_parts``) and locs in

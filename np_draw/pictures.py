@@ -59,7 +59,8 @@ def part_bank_image(bank: PartBank | torch.Tensor, *, scale: int = 4, separator:
     if nrow is None:
         count, square = parts.shape[0], math.ceil(math.sqrt(parts.shape[0]))
         nrow = next((d for d in range(square, 2 * square + 1) if count % d == 0), square)
-    return make_grid(_enlarge(parts, parts.shape[-1] * check_count(scale, "scale")), nrow=nrow, padding=separator)
+    return make_grid(_enlarge(parts, parts.shape[-1] * check_count(scale, "scale")), nrow=nrow,
+                     padding=check_count(separator, "separator", least=0))
 
 
 def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: int = 8, final: bool = True,
@@ -102,11 +103,15 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
         raise InvalidInputError(f"drawing {index} draws nothing (z_is = 0 at every step): with final=False it has "
                                 "no frame")
     frames = _enlarge(running_max(placed)[0, drawn], size)
-    boxes = model.grid.box(F.one_hot(one.locs, model.grid.num_cells).to(placed), one.present.to(placed))[0, drawn, 0]
+    # int64 for one_hot whatever the latents' integer dtype (int32 locs were a RuntimeError)
+    locations = F.one_hot(one.locs.long(), model.grid.num_cells).to(placed)
+    boxes = model.grid.box(locations, one.present.to(placed))[0, drawn, 0]
     width = max(1, scale // 8)
     paint = torch.tensor(rgb)[:, None, None]
     for frame, box in zip(frames, boxes):
         rows, cols = box.any(1).nonzero()[:, 0], box.any(0).nonzero()[:, 0]
+        if rows.numel() == 0:  # a cell wholly past the canvas's edge (padding >= part size): nothing to outline
+            continue
         top, bottom = int(rows[0]) * scale, (int(rows[-1]) + 1) * scale
         left, right = int(cols[0]) * scale, (int(cols[-1]) + 1) * scale
         for edge in (frame[:, top:top + width, left:right], frame[:, bottom - width:bottom, left:right],
@@ -151,6 +156,7 @@ def drawing_strip(model: NPDraw, latents: Latents, index: int = 0, *, scale: int
     Returns:
         An RGB image F·(S·scale + separator) + separator pixels wide.
     """
+    separator = check_count(separator, "separator", least=0)
     frames = drawing_frames(model, latents, index, scale=scale, final=final)
     return make_grid(frames, nrow=len(frames), padding=separator)
 
@@ -172,7 +178,7 @@ def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separat
     if not columns or len({c.shape[0] for c in columns}) != 1 or any(c.ndim != 4 for c in columns):
         raise InvalidInputError(f"columns must be one or more (N, C, H, W) batches of one N, got shapes "
                                 f"{[tuple(c.shape) for c in columns]}")
-    size = max(c.shape[-1] for c in columns) * check_count(scale, "scale")
+    size, separator = max(c.shape[-1] for c in columns) * check_count(scale, "scale"), check_count(separator, "separator", least=0)
     tiles = torch.stack([_enlarge(c, size) for c in columns])
     return make_grid(rearrange(tiles, "k n c h w -> (n k) c h w"), nrow=len(columns), padding=separator)
 

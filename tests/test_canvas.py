@@ -212,3 +212,18 @@ def test_compose_and_history_edge_cases():
     for placed in (MNIST_GRID.compose(parts, locations), MNIST_GRID.history(parts, locations, 4)):
         with pytest.raises(NotImplementedError, match="differentiable once"):
             torch.autograd.grad(placed.square().sum(), logits, create_graph=True)
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ((28, 40, 5, 0), "part_size must be at most the padded canvas"),  # side -2, num_cells 4
+    ((28, 5, 0, 1), "stride must be a positive integer"),  # a ZeroDivisionError
+    ((28, 5, 5, -1), "padding must be a non-negative integer"),
+    ((28.0, 5, 5, 1), "canvas_size must be a positive integer"),
+    ((0, 1, 1, 0), "canvas_size must be a positive integer"),
+])
+def test_a_grid_of_no_cell_is_refused(sizes, message):
+    """A part larger than the padded canvas gave a negative side and a positive number of cells (its square), a
+    stride of 0 a ZeroDivisionError at the first use."""
+    with pytest.raises(ValueError, match=message):
+        Grid(*sizes)
+    assert Grid(4, 3, 3, 0).num_cells == 1 and Grid(2, 4, 4, 1).num_cells == 1  # cells that stop short or hang over

@@ -279,3 +279,14 @@ def test_a_paste_of_a_region_with_no_cell_is_refused(model, mnist_images):
     parsed = model.parse(mnist_images[:2])
     with pytest.raises(ValueError, match=r"the region selects no cell \(cells=None, box=\(0, 0, 1, 1\)\)"):
         paste_latents(model, parsed, parsed, box=(0, 0, 1, 1))
+
+
+def test_pasting_takes_latents_of_any_integer_dtype(model, mnist_images):
+    """Latents.check takes ids and locs of any integer dtype, but the region was indexed with the locs as they came:
+    uint8 locs indexed it as a mask, int8 and int16 not at all (an IndexError either way)."""
+    target, source = model.parse(mnist_images[:2]), model.parse(mnist_images[2:4])
+    expected = paste_latents(model, target, source, box=TOP_HALF)
+    for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32):
+        cast = [Latents(z.ids.to(dtype), z.locs.to(dtype), z.present) for z in (target, source)]
+        pasted = paste_latents(model, *cast, box=TOP_HALF)
+        assert torch.equal(pasted.canvas, expected.canvas) and torch.equal(pasted.ids.long(), expected.ids)

@@ -291,6 +291,24 @@ def test_latents_compare_by_value():
         hash(latents)
 
 
+def test_latents_index_the_batch_axis_only():
+    """latents[:, :k] indexed every field's second axis: k steps beside a canvas of k channels, which decode then
+    refused as a canvas of the wrong shape, or decoded with the steps silently cut. (StepLogits, whose fields all
+    have the steps second, still take logits[:, t].)"""
+    model = random_model("celeba")
+    latents = model.encode(images_for(model, 3))
+    for index in ((slice(None), slice(None, 2)), (slice(None), 0), (Ellipsis, slice(None, 5)), None, Ellipsis,
+                  torch.ones(3, 64, dtype=torch.bool), np.zeros((3, 1), dtype=np.int64)):
+        with pytest.raises(ValueError, match="index the batch axis only"):
+            latents[index]
+    picked = (-1, slice(1, None), [0, 2], torch.tensor([2, 0]), torch.tensor([True, False, True]), np.int64(1),
+              torch.tensor(1), np.array([True, False, True]))
+    for index in picked:
+        assert latents[index] == Latents(*(getattr(latents, f)[index] for f in ("ids", "locs", "present", "canvas")),
+                                         logits=latents.logits[index])
+    assert torch.equal(latents[1:].canvas, latents.canvas[1:]) and latents[-1].ids.shape == (64,)
+
+
 def test_latents_to_moves_every_tensor_and_converts_only_the_floating_ones():
     """A tensor's device moved the floating tensors only (ids and locs stayed where they were), and an integer dtype
     turned present and the canvas into integers."""

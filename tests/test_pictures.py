@@ -176,3 +176,35 @@ def test_drawing_frames_check_the_latents_and_take_numpy_indices(model, mnist_im
     with pytest.raises(ValueError, match=r"must each have shape \(N, k\)"):
         drawing_frames(model, parsed[0], scale=1)
     assert torch.equal(drawing_frames(model, parsed, np.int64(1), scale=1), drawing_frames(model, parsed, 1, scale=1))
+
+
+def test_drawing_frames_take_latents_of_any_integer_dtype(model, mnist_images):
+    """Latents.check and render take ids and locs of any integer dtype, but the outlines' one_hot took int64 only:
+    int32 (or uint8, int16) locs were a RuntimeError."""
+    parsed = model.parse(mnist_images[:2])
+    expected = drawing_frames(model, parsed, 1, scale=1)
+    for dtype in (torch.int32, torch.int16, torch.uint8):
+        latents = Latents(parsed.ids.to(dtype), parsed.locs.to(dtype), parsed.present)
+        assert torch.equal(drawing_frames(model, latents, 1, scale=1), expected)
+
+
+def test_a_step_at_a_cell_wholly_past_the_canvas_gets_its_frame_without_an_outline():
+    """A grid whose padding reaches a whole part past the canvas (a valid config) has cells with no pixel on it: the
+    outline of a step there read the first row of an empty box, an IndexError."""
+    model = random_model("mnist", padding=6, grid_size=8)  # 8 cells of 5 px every 5 px from -6: cell 0 is off-canvas
+    steps = model.config.num_steps
+    latents = Latents(torch.zeros(1, steps, dtype=torch.long), torch.arange(steps)[None], torch.ones(1, steps))
+    frames = drawing_frames(model, latents, scale=1, final=False)
+    assert frames.shape[0] == steps and torch.equal(frames[0], torch.zeros_like(frames[0]))
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, lat: part_bank_image(m.bank, separator=-1),
+    lambda m, lat: drawing_strip(m, lat, separator=-1),
+    lambda m, lat: comparison_image([lat.canvas], separator=1.5),
+    lambda m, lat: reconstruction_image(m, lat.canvas, separator=True),
+])
+def test_a_bad_separator_is_named_as_the_argument_given(model, mnist_images, call):
+    """A negative separator was refused as make_grid's 'padding', an argument the caller never gave."""
+    with pytest.raises(ValueError, match="separator must be a non-negative integer"):
+        call(model, model.parse(mnist_images[:1]))

@@ -116,7 +116,7 @@ def test_uint8_images_make_the_same_pictures_as_their_floats(mnist_images, tmp_p
     save_pairs(uint8, mnist_images[:4], tmp_path / "mixed.png")
     save_pairs(mnist_images[:4], mnist_images[:4], tmp_path / "floats.png")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "mixed.png")), np.asarray(Image.open(tmp_path / "floats.png")))
-    with pytest.raises(InvalidInputError, match="padding must be a non-negative int, got -1"):
+    with pytest.raises(InvalidInputError, match="padding must be a non-negative integer, got -1"):
         make_grid(uint8, padding=-1)
 
 
