@@ -179,7 +179,7 @@ def inception_v3(path: str | Path | None = None, *, device: torch.device | str =
         MissingFileError: no weights file. CorruptWeightsError (a ValueError): a hash mismatch, a file that is not
             a weights file, or tensors that do not fit the network.
     """
-    path = Path(path) if path is not None else default_weights_path()
+    path = Path(path).expanduser() if path is not None else default_weights_path()
     if not path.is_file():
         raise MissingFileError(f"no Inception-v3 FID weights at {path}: put pytorch-fid's {WEIGHTS_FILE} there or "
                                 "pass its path (this package downloads nothing)")

@@ -7,6 +7,7 @@ latents are discrete, so every term is an exact probability; no relaxation enter
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from dataclasses import dataclass
@@ -66,10 +67,16 @@ class NLL:
 
 def _binarised(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A fixed binarisation of grey images, one Bernoulli draw per pixel from ``generator`` (CPU), as is usual for
-    binarised MNIST; binary images as they are, drawing nothing."""
+    binarised MNIST; binary images as they are, drawing nothing. Drawn from float32 probabilities whatever the images'
+    dtype: a float64 draw takes other bits from the generator (another binarisation for the same seed), and bfloat16
+    probabilities are rounded."""
     if ((images == 0) | (images == 1)).all():
         return images
-    return torch.bernoulli(images.cpu(), generator=generator).to(images)
+    return torch.bernoulli(images.float().cpu(), generator=generator).to(images)
+
+
+# The values of canvas history (T canvases per draw) one pass of the bound holds, about 200 MB in float32.
+_PASS_VALUES = 50_000_000
 
 
 @torch.no_grad()
@@ -83,10 +90,12 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
             Omniglot; whatever ``config.binarize`` says: it is a distribution over binary images only) grey images
             are binarised once by a Bernoulli draw seeded by ``seed``; binary images are used as given.
         num_samples: posterior draws per image, S (the paper: 50); larger is tighter.
-        batch_size: images per forward pass (default: as many as keep the prior's canvas history near 200 MB).
+        batch_size: images per forward pass (default: as many as keep the prior's canvas history near 200 MB). When
+            ``num_samples`` alone exceeds that (S > 1,771 for MNIST, 254 for CIFAR-10 and CelebA), images are scored
+            one at a time and each one's S draws in several passes, whatever ``batch_size``.
         seed: seeds the binarisation and the posterior draws: the same seed gives the same numbers for the same
             images in the same order (not for a subset or another order: the draws come from one stream, in order;
-            the batch size does not change them).
+            the batch size and the passes do not change them, beyond float rounding), whatever the model's dtype.
         progress: a progress bar.
     Returns:
         :class:`NLL` with per-image bounds in nats (``.nats``) and bits per dimension (``.bits_per_dim``).
@@ -97,25 +106,35 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
     """
     num_samples = check_count(num_samples, "num_samples")
     check_flags(progress=progress)
+    # The prior's history holds T canvases per draw: keep it near 200 MB per pass (MNIST: ~1,800 draws).
+    cfg = model.config
+    draws = max(1, _PASS_VALUES // (cfg.num_steps * cfg.channels * cfg.canvas_size ** 2))
     if batch_size is None:
-        # The prior's history holds T canvases per draw: keep it near 200 MB per pass (MNIST: ~1,800 draws).
-        cfg = model.config
-        draws = 50_000_000 // (cfg.num_steps * cfg.channels * cfg.canvas_size ** 2)
         batch_size = max(1, draws // num_samples)
     batch_size = check_count(batch_size, "batch_size")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise InvalidTypeError(f"seed must be an int, got {seed!r}")
     generator = torch.Generator().manual_seed(int(seed))
-    x = model.prepare_images(images)
+    # float32 whatever the model's dtype, so that the binarisation does not depend on it (a float64 model's drew
+    # another one, a bfloat16 model's one from rounded grey levels)
+    x = model.prepare_images(images, dtype=torch.float32)
     if isinstance(model.likelihood, Bernoulli):
         # Grey targets would give a cross-entropy that is no log-probability (and so no bound), even for a model
         # trained on them (binarize=False).
         x = _binarised(x, generator)
+    x = x.to(device=model.device, dtype=model.dtype)
+    # More draws than a pass holds: one image at a time, its draws in pieces (S = 2,000 for one CIFAR-10 image took
+    # 4.6 GB at once, S = 10,000 five times that); the noise comes from the stream in the same order, so the pieces
+    # draw the same latents.
+    pieces = [min(draws, num_samples - start) for start in range(0, num_samples, draws)]
+    if len(pieces) > 1:
+        batch_size = 1
     bounds = []
-    with evaluating(model):
-        for chunk in tqdm(x.split(batch_size), desc="nll", disable=not progress, leave=False):
-            log_w = model.log_weights(chunk, num_samples, generator)
-            bounds.append(math.log(num_samples) - torch.logsumexp(log_w.double(), 1))
+    with evaluating(model), tqdm(total=len(x), desc="nll", disable=not progress, leave=False) as bar:
+        for chunk in x.split(batch_size):
+            log_w = torch.cat([model.log_weights(chunk, piece, generator).double() for piece in pieces], 1)
+            bounds.append(math.log(num_samples) - torch.logsumexp(log_w, 1))
+            bar.update(len(chunk))
     return NLL(torch.cat(bounds).float().cpu(), num_dims=x[0].numel(), num_samples=num_samples)
 
 
@@ -130,7 +149,7 @@ class FeatureStatistics:
 
     def save(self, path: str | Path) -> Path:
         """Write to a safetensors file (the feature network's name and the count go in its metadata)."""
-        path = Path(path)
+        path = Path(path).expanduser()
         save_file({"mean": self.mean.contiguous(), "covariance": self.covariance.contiguous()}, path,
                   metadata={"count": str(self.count), "features": self.features})
         return path
@@ -140,7 +159,8 @@ class FeatureStatistics:
         """Read statistics written by :meth:`save`."""
         from safetensors import SafetensorError, safe_open
 
-        if not Path(path).is_file():
+        path = Path(path).expanduser()
+        if not path.is_file():
             raise MissingFileError(f"no FeatureStatistics file at {str(path)!r}")
         try:
             with safe_open(str(path), "pt") as handle:
@@ -217,14 +237,20 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
     if len(source) < 2:
         raise InvalidInputError(f"images must hold at least 2 images for the features' covariance (FID), got "
                                 f"{len(source)}")
-    device = next(network.parameters()).device
+    # Images in the network's device and floating dtype (a half-precision or float64 network failed on float32 ones)
+    weight = next((t for t in itertools.chain(network.parameters(), network.buffers()) if t.is_floating_point()),
+                  None)
+    device, dtype = (torch.device("cpu"), torch.float32) if weight is None else (weight.device, weight.dtype)
     # In eval mode whatever mode the network came in (e.g. just trained): in training mode BatchNorm normalises each
     # batch by its own statistics (an FID that moves with batch_size) and overwrites its running statistics.
     with evaluating(network):
-        rows = [network.features(chunk.to(device).float()).double().cpu()
+        rows = [network.features(chunk.to(device=device, dtype=dtype)).double().cpu()
                 for chunk in tqdm(source.chunks(size=batch_size), total=math.ceil(len(source) / batch_size),
                                   desc="features", disable=not progress, leave=False)]
     f = torch.cat(rows)
+    if not torch.isfinite(f).all():
+        raise InvalidInputError(f"the feature network {_label(network)!r} gave {int((~torch.isfinite(f)).sum())} "
+                                "NaN or inf activations for these images")
     return FeatureStatistics(f.mean(0), torch.cov(f.T), len(f), _label(network))
 
 
@@ -237,16 +263,38 @@ def frechet_distance(a: FeatureStatistics, b: FeatureStatistics) -> float:
     """‖μa − μb‖² + Tr(Σa + Σb − 2 (Σa Σb)^½) between two Gaussians.
 
     The trace of the matrix square root is computed as Tr((Σa^½ Σb Σa^½)^½), a symmetric positive semi-definite
-    matrix whose eigenvalues are real and non-negative, which is stable where Σa Σb itself is not symmetric.
+    matrix whose eigenvalues are real and non-negative, which is stable where Σa Σb itself is not symmetric. Computed in
+    float64 whatever the statistics hold (tensors or NumPy arrays, e.g. pytorch-fid's ``mu`` and ``sigma``).
     """
+    if not isinstance(a, FeatureStatistics) or not isinstance(b, FeatureStatistics):
+        raise InvalidTypeError(f"a and b must be FeatureStatistics (from feature_statistics or FeatureStatistics.load), "
+                               f"got {type(a).__name__} and {type(b).__name__}")
     if a.features != b.features:
         raise InvalidInputError(f"the statistics come from different feature networks: {a.features!r} and "
                                 f"{b.features!r}")
-    values, vectors = torch.linalg.eigh(a.covariance)
+    # In float64 on a's device whatever they were given in (float32 ones, e.g. from NumPy, failed beside float64 ones)
+    mean_a, cov_a = _moments(a, "a", None)
+    mean_b, cov_b = _moments(b, "b", mean_a.device)
+    if len(mean_a) != len(mean_b):
+        raise InvalidInputError(f"the statistics have different dimensions: {len(mean_a)} and {len(mean_b)} features")
+    values, vectors = torch.linalg.eigh(cov_a)
     root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
-    middle = torch.linalg.eigvalsh(root_a @ b.covariance @ root_a).clamp_min(0).sqrt().sum()
-    distance = (a.mean - b.mean).square().sum() + a.covariance.trace() + b.covariance.trace() - 2 * middle
+    middle = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    distance = (mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * middle
     return max(distance.item(), 0.0)
+
+
+def _moments(stats: FeatureStatistics, name: str, device: torch.device | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A FeatureStatistics' mean (D,) and covariance (D, D) as float64 tensors (tensors or arrays), checked: finite,
+    of matching shapes."""
+    mean, covariance = (torch.as_tensor(value).to(device=device, dtype=torch.float64)
+                        for value in (stats.mean, stats.covariance))
+    if mean.ndim != 1 or tuple(covariance.shape) != (len(mean), len(mean)):
+        raise InvalidInputError(f"{name} must hold a mean (D,) and a covariance (D, D), got {tuple(mean.shape)} and "
+                                f"{tuple(covariance.shape)}")
+    if not (torch.isfinite(mean).all() and torch.isfinite(covariance).all()):
+        raise InvalidInputError(f"{name}'s statistics hold NaN or inf values")
+    return mean, covariance
 
 
 @dataclass
@@ -283,8 +331,8 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module | None = N
         nonlocal network
         if isinstance(item, FeatureStatistics):
             return item
-        if isinstance(item, (str, Path)) and not Path(item).is_dir():
-            if not Path(item).is_file():
+        if isinstance(item, (str, Path)) and not Path(item).expanduser().is_dir():
+            if not Path(item).expanduser().is_file():
                 raise MissingFileError(f"{name} must be a folder of images or a FeatureStatistics file, got "
                                        f"{str(item)!r}: nothing there")
             return FeatureStatistics.load(item)
@@ -304,7 +352,8 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module | None = N
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 1.0) -> torch.Tensor:
     """Per-image PSNR in dB, 20·log10(MAX) − 10·log10(MSE): (N, ...) and (N, ...) of one shape -> (N,) float32 at
     least; integer images (uint8: give ``max_value=255``) are compared as floats, and half-precision ones in float32
-    (bfloat16's mean squared error is good to about 0.1 dB)."""
+    (bfloat16's mean squared error is good to about 0.1 dB). A mean squared error under 1e-10 counts as 1e-10, so
+    identical images score 100 dB + 20·log10(MAX), not infinity."""
     if not isinstance(reconstruction, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise InvalidTypeError(f"reconstruction and target must be torch tensors, got {type(reconstruction).__name__} "
                                f"and {type(target).__name__}")
@@ -374,8 +423,8 @@ def evaluate(model: NPDraw, images: Any, *, num_samples: int = 50, features: str
     if binarised_fid and not isinstance(model.likelihood, Bernoulli):
         raise InvalidInputError(f"binarised_fid=True is the protocol of binarised data (MNIST, Omniglot): it needs a "
                                 f"Bernoulli model, got likelihood {model.config.likelihood!r}")
-    network = _network(features or default_features(model))
-    x = model.prepare_images(images)
+    network = _network(default_features(model) if features is None else features)
+    x = model.prepare_images(images, dtype=torch.float32)  # the binarisation and the FID's reference: as in nll
     num_generated = len(x) if num_generated is None else check_count(num_generated, "num_generated")
     if min(len(x), num_generated) < 2:
         raise InvalidInputError(f"the FID needs at least 2 images and 2 samples (num_generated), got {len(x)} images "

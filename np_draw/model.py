@@ -236,13 +236,13 @@ class NPDraw(nn.Module, ModelHubMixin):
         """Whether the part bank has been fitted (a trained or loaded model); :meth:`fit` then fine-tunes."""
         return bool(self.bank.parts.any())
 
-    def prepare_images(self, images: Any, name: str = "images") -> torch.Tensor:
-        """Images in any form :meth:`parse` takes -> checked (N, C, H, W) float in [0, 1] on the model's device and
-        in its dtype; an error names ``name`` and says what was expected."""
+    def prepare_images(self, images: Any, name: str = "images", *, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Images in any form :meth:`parse` takes -> checked (N, C, H, W) float in [0, 1] on the model's device, in
+        ``dtype`` (default: the model's); an error names ``name`` and says what was expected."""
         cfg = self.config
         x = as_image_tensor(images, channels=cfg.channels, size=cfg.image_size, name=name)
         x = check_images(x, channels=cfg.channels, size=cfg.image_size, name=name)
-        return x.to(device=self.device, dtype=self.dtype)
+        return x.to(device=self.device, dtype=dtype or self.dtype)
 
     def _source(self, images: Any, name: str = "images") -> ImageSource:
         """Images in any form :meth:`fit` takes -> an ImageSource: folders and datasets read lazily, the rest checked

@@ -347,3 +347,135 @@ def test_fid_of_saved_statistics_refuses_another_feature_network_asked_for(mnist
         fid(mnist_images[:20], b, "", progress=False)
     with pytest.raises(InvalidTypeError, match="features must be a shipped network's name"):
         fid(a, b, 5, progress=False)
+
+
+def test_nll_binarises_grey_images_alike_whatever_the_model_s_dtype():
+    """The binarisation was drawn in the model's dtype: a float64 model scored another binarisation for the same seed
+    (a third of the pixels differed), a bfloat16 one drew from rounded grey levels."""
+    grey = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    scored = {}
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        model = enumerable_model().to(dtype)
+        original = model.log_weights
+
+        def spy(x, num_samples, generator, original=original, dtype=dtype):
+            scored[dtype] = x.float()
+            return original(x, num_samples, generator)
+
+        model.log_weights = spy
+        bound = nll(model, grey, 10, seed=4, progress=False).nats
+        if dtype == torch.float64:
+            torch.testing.assert_close(bound, nll(enumerable_model(), grey, 10, seed=4, progress=False).nats)
+    assert torch.equal(scored[torch.float32], scored[torch.float64])
+    assert torch.equal(scored[torch.float32], scored[torch.bfloat16])
+
+
+def test_nll_draws_an_image_s_samples_in_pieces_when_they_exceed_a_pass():
+    """All S draws of an image went through one pass: memory grew with S (4.6 GB for S = 2,000 on one CIFAR-10
+    image). Beyond a pass's draws (1,771 for MNIST) they are split, drawing the same latents from the stream."""
+    from tests.conftest import random_model
+
+    model = random_model("mnist")
+    x = (torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.7).float()
+    original, passes = model.log_weights, []
+
+    def spy(chunk, num_samples, generator):
+        passes.append(len(chunk) * num_samples)
+        return original(chunk, num_samples, generator)
+
+    model.log_weights = spy
+    bound = nll(model, x, 1800, seed=1, progress=False)
+    assert passes == [1771, 29] and bound.num_samples == 1800
+    with torch.no_grad():
+        whole = original(x, 1800, torch.Generator().manual_seed(1)).double()
+    torch.testing.assert_close(bound.nats, (math.log(1800) - torch.logsumexp(whole, 1)).float())
+
+
+def test_frechet_distance_takes_float32_and_numpy_statistics_and_refuses_bad_ones():
+    """float32 statistics (e.g. pytorch-fid's arrays) beside float64 ones were a matmul dtype error; NaN ones were
+    torch's "linalg.eigh: The algorithm failed to converge", other dimensions a matmul shape error."""
+    import numpy as np
+
+    from np_draw.errors import InvalidInputError, InvalidTypeError
+
+    g = torch.Generator().manual_seed(0)
+    fa, fb = torch.randn(50, 6, generator=g, dtype=torch.float64), torch.randn(50, 6, generator=g, dtype=torch.float64)
+    a = FeatureStatistics(fa.mean(0), torch.cov(fa.T), 50, "f")
+    b = FeatureStatistics(fb.mean(0) + 1, torch.cov(fb.T), 50, "f")
+    expected = frechet_distance(a, b)
+    single = FeatureStatistics(a.mean.float(), a.covariance.float(), 50, "f")
+    arrays = FeatureStatistics(a.mean.numpy(), a.covariance.numpy().astype(np.float32), 50, "f")
+    assert frechet_distance(single, b) == pytest.approx(expected, rel=1e-5)
+    assert frechet_distance(arrays, b) == pytest.approx(expected, rel=1e-5)
+    nan = FeatureStatistics(a.mean, a.covariance * float("nan"), 50, "f")
+    with pytest.raises(InvalidInputError, match="a's statistics hold NaN or inf values"):
+        frechet_distance(nan, b)
+    with pytest.raises(InvalidInputError, match="different dimensions: 6 and 3 features"):
+        frechet_distance(a, FeatureStatistics(b.mean[:3], b.covariance[:3, :3], 50, "f"))
+    with pytest.raises(InvalidInputError, match=r"b must hold a mean \(D,\) and a covariance \(D, D\)"):
+        frechet_distance(a, FeatureStatistics(b.mean, b.covariance[:3], 50, "f"))
+    with pytest.raises(InvalidTypeError, match="a and b must be FeatureStatistics"):
+        frechet_distance(fa, b)
+
+
+def test_feature_statistics_feed_a_network_its_own_dtype_and_refuse_non_finite_features(mnist_images):
+    """A half-precision or float64 feature network got float32 images ("Input type (float) and bias type
+    (c10::Half) should be the same"); a module without parameters was a bare StopIteration; NaN activations became a
+    LinAlgError in the distance."""
+    from np_draw.errors import InvalidInputError
+    from np_draw.features import feature_network
+
+    a, b = mnist_images[:40], mnist_images[40:80]
+    expected = fid(a, b, "cnn-mnist", progress=False).value
+    for dtype, tolerance in ((torch.float64, 1e-5), (torch.bfloat16, 0.05)):
+        assert fid(a, b, feature_network("cnn-mnist").to(dtype), progress=False).value == pytest.approx(
+            expected, rel=tolerance)
+
+    class Pixels(nn.Module):
+        name = "pixels"
+
+        def features(self, images: torch.Tensor) -> torch.Tensor:
+            return images.flatten(1)[:, :5]
+
+    assert feature_statistics(a, Pixels(), progress=False).count == 40
+
+    class Broken(Pixels):
+        def features(self, images: torch.Tensor) -> torch.Tensor:
+            return super().features(images) / 0 * 0
+
+    with pytest.raises(InvalidInputError, match="'pixels' gave .* NaN or inf activations"):
+        feature_statistics(a, Broken(), progress=False)
+
+
+def test_statistics_files_fid_references_and_inception_weights_expand_the_home_folder(tmp_path, monkeypatch):
+    """'~/…' paths were read literally: fid's reference '~/stats.safetensors' or '~/test_images' was "nothing there",
+    where the model's image folders expand '~'."""
+    from safetensors.torch import save_file
+
+    from np_draw.images import to_pil
+    from np_draw.inception import InceptionV3, inception_v3
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    expected = fid(x[:3], x[3:], progress=False).value
+    feature_statistics(x[3:], progress=False).save("~/stats.safetensors")
+    assert (tmp_path / "stats.safetensors").is_file()
+    assert fid(x[:3], "~/stats.safetensors", progress=False).value == pytest.approx(expected)
+    assert FeatureStatistics.load("~/stats.safetensors").count == 3
+    (tmp_path / "images").mkdir()
+    grey = (x * 255).round() / 255
+    for i, image in enumerate(to_pil(grey[3:])):
+        image.save(tmp_path / "images" / f"{i}.png")
+    assert fid(grey[:3], "~/images", progress=False).value == pytest.approx(fid(grey[:3], grey[3:], progress=False)
+                                                                            .value, rel=1e-5)
+    save_file({k: v.contiguous() for k, v in InceptionV3().state_dict().items()}, tmp_path / "inception.safetensors")
+    assert isinstance(inception_v3("~/inception.safetensors"), InceptionV3)
+
+
+def test_evaluate_refuses_an_empty_feature_network_name_as_fid_does():
+    """features="" fell back to the default network (a falsy name), where fid refuses it."""
+    from np_draw.errors import UnknownModelError
+    from np_draw.metrics import evaluate
+
+    with pytest.raises(UnknownModelError, match="unknown feature network ''"):
+        evaluate(enumerable_model(), torch.rand(3, 1, 8, 8), num_samples=1, features="", progress=False)
