@@ -457,7 +457,9 @@ class Prior(nn.Module):
         index = self.grid.tile_index(like.shape[1] + 1, self.embed.patch, like.device)
         touched = self.grid.touched_tiles(self.embed.patch, like.device)
         table = _footprinted(bank, like)
-        ids, locs, present = (x.to(like.device) for x in (latents.ids, latents.locs, latents.present))
+        # int64 to index with, whatever integer dtype the latents hold (uint8 locs would index as a mask)
+        ids, locs = (x.to(like.device, torch.long) for x in (latents.ids, latents.locs))
+        present = latents.present.to(like.device)
         # The row of each tile of each canvas, the tile past the canvas's edge last (written, never read)
         rows = torch.zeros(n, tiled.shape[1], dtype=torch.long, device=like.device)
         cells = touched[locs]

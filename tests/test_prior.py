@@ -86,6 +86,17 @@ def test_log_prob_is_a_normalised_sum_over_steps():
     assert torch.allclose(empty.ids.softmax(-1).sum(-1), torch.ones(1, 1))
 
 
+def test_log_prob_takes_latents_of_any_integer_dtype():
+    # Latents.check and render take any integer dtype; log_prob indexed with the locs as given, which uint8 made a
+    # mask and int8 or int16 an IndexError
+    prior, bank = make_prior()
+    drawn = prior.sample(bank, noise(4, seed=2))
+    expected = prior.log_prob(drawn, bank)
+    for dtype in (torch.int32, torch.int16, torch.uint8):
+        cast = Latents(drawn.ids.to(dtype), drawn.locs.to(dtype), drawn.present)
+        assert torch.equal(prior.log_prob(cast, bank), expected), dtype
+
+
 def test_log_prob_draws_the_same_canvases_as_the_history_of_whole_canvases():
     """log_prob draws its teacher-forced canvases a step at a time in the embedding's tiles; they must equal
     history()'s whole canvases cut into tiles, on a grid that reaches past the canvas and on a colour grid whose
