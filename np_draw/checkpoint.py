@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import CorruptWeightsError
+from .errors import CorruptWeightsError, UnwritablePathError
 
 POINTER = "latest.json"
 
@@ -45,6 +45,9 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[st
         state: JSON-serialisable state, written as ``state.json``.
     Returns:
         The checkpoint folder: ``name``, or ``name.1``, ``name.2``... when a folder ``name`` exists already.
+    Raises:
+        UnwritablePathError: the checkpoint cannot be written (a full disk); the one in force stays, and nothing of
+        the new one is left.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,15 +60,23 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, dict[st
         final = directory / f"{name}.{suffix}"
     partial = directory / f".{final.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    for stem, group in tensors.items():
-        save_file({k: v.detach().cpu().contiguous() for k, v in group.items()}, partial / f"{stem}.safetensors")
-        _fsync_file(partial / f"{stem}.safetensors")
-    _write_json(partial / "state.json", state)
-    os.replace(partial, final)
-    # The pointer lists the tensor files too, so that a load notices one that went missing since.
-    _write_json(directory / f".{POINTER}.tmp", {"latest": final.name, "files": sorted(tensors)})
-    os.replace(directory / f".{POINTER}.tmp", directory / POINTER)
+    try:
+        partial.mkdir()
+        for stem, group in tensors.items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in group.items()}, partial / f"{stem}.safetensors")
+            _fsync_file(partial / f"{stem}.safetensors")
+        _write_json(partial / "state.json", state)
+        os.replace(partial, final)
+        # The pointer lists the tensor files too, so that a load notices one that went missing since.
+        _write_json(directory / f".{POINTER}.tmp", {"latest": final.name, "files": sorted(tensors)})
+        os.replace(directory / f".{POINTER}.tmp", directory / POINTER)
+    except (OSError, SafetensorError) as error:
+        # A full disk: the pointer still names the checkpoint in force, and nothing of this one is left to fill it
+        for folder in (partial, final):
+            shutil.rmtree(folder, ignore_errors=True)
+        (directory / f".{POINTER}.tmp").unlink(missing_ok=True)
+        raise UnwritablePathError(f"cannot write the checkpoint {final.name} into {str(directory)!r}: "
+                                  f"{error}") from error
     # Earlier checkpoints, and what a save killed part way left (it may have had another name)
     for old in directory.iterdir():
         if old.is_dir() and old.name != final.name and (old.name.startswith("step-") or old.name.endswith(".partial")):
@@ -106,7 +117,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, dict[str, torch.Te
             if not file.is_file():
                 raise FileNotFoundError("the file is missing")
             tensors[stem] = load_file(file)
-    except (OSError, KeyError, TypeError, ValueError, SafetensorError) as error:
+    except (OSError, KeyError, TypeError, ValueError, RecursionError, SafetensorError) as error:
         raise CorruptWeightsError(f"the checkpoint in {str(directory)!r} is unreadable (corrupted or truncated?): "
                                   f"{file}: {error!r}") from error
     return tensors, state

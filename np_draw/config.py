@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -139,7 +140,10 @@ class NPDrawConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NPDrawConfig:
-        """Build a config from a dict; unknown keys are an error (no silently ignored fields)."""
+        """Build a config from a dict; unknown keys are an error (no silently ignored fields), and a field left out
+        takes its default."""
+        if not isinstance(data, Mapping):
+            raise InvalidTypeError(f"a config must be a dict of NPDrawConfig's fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -152,8 +156,21 @@ class NPDrawConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> NPDrawConfig:
-        """Read a config written by :meth:`to_json`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a config written by :meth:`to_json`.
+
+        Raises:
+            InvalidInputError: the file is not a valid config (not JSON, not a JSON object, unknown keys, bad
+            values); the message names it. FileNotFoundError: there is no file at ``path``.
+        """
+        path = Path(path)
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(document, dict):
+                raise TypeError(f"a JSON object is expected, got a JSON {type(document).__name__}")
+            return cls.from_dict(document)
+        # ValueError: bad JSON or UTF-8, unknown keys, bad values; RecursionError: arrays nested thousands deep
+        except (TypeError, ValueError, RecursionError) as error:
+            raise InvalidInputError(f"{path} is not a valid NP-DRAW config: {error}") from error
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> NPDrawConfig:

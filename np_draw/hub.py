@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from huggingface_hub import (
     _CACHED_NO_EXIST,
     HfApi,
@@ -113,7 +114,8 @@ def card_licence(folder: str | Path) -> dict[str, str]:
         return {}
     try:
         card = ModelCard.load(path)
-    except (ValueError, OSError):  # not a card huggingface_hub can read: nothing to inherit
+    # Not a card huggingface_hub can read (its YAML metadata broken, or nested thousands deep): nothing to inherit
+    except (ValueError, OSError, yaml.YAMLError, RecursionError):
         return {}
     terms = {key: value for key in _LICENCE_KEYS if isinstance(value := getattr(card.data, key, None), str)}
     if terms.get("license") == "other" and not {"license_name", "license_link"} <= set(terms):
@@ -151,7 +153,7 @@ def card_facts(folder: str | Path) -> dict[str, Any]:
     record = re.search(r"^## Training\n.*?^```json\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
     try:
         training = json.loads(record.group(1)) if record else None
-    except ValueError:
+    except (ValueError, RecursionError):
         training = None
     if isinstance(training, dict):
         facts["training"] = training

@@ -49,7 +49,8 @@ def read_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
         models = json.loads(path.read_text())["models"]
     except FileNotFoundError as error:
         raise MissingFileError(f"no weights manifest at {str(path)!r}") from error
-    except (OSError, ValueError, KeyError, TypeError) as error:  # ValueError: bad JSON or UTF-8; OSError: a folder
+    # ValueError: bad JSON or UTF-8; OSError: a folder; RecursionError: arrays nested thousands deep
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         raise InvalidInputError(f"{path} is not a weights manifest (a JSON object with a 'models' object): "
                                 f"{error!r}") from error
     if not isinstance(models, dict):

@@ -36,6 +36,7 @@ from .checkpoint import load_checkpoint
 from .config import NPDrawConfig
 from .elbo import Terms, kl_per_step, relaxed_sample, substitute
 from .errors import (
+    CorruptWeightsError,
     InvalidInputError,
     InvalidTypeError,
     NPDrawError,
@@ -49,7 +50,7 @@ from .errors import (
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
 from .latents import Latents
 from .likelihoods import Bernoulli, make_likelihood
-from .model_files import load_config, load_weights, write_model_files
+from .model_files import check_weights, folder_state, load_config, load_weights, write_model_files
 from .networks import Decoder, Encoder, autocast_dtype, evaluating
 from .parsing import parse
 from .prior import Prior
@@ -166,6 +167,13 @@ def render(bank: PartBank, grid: Grid, ids: torch.Tensor, locs: torch.Tensor, pr
     return torch.cat([grid.compose(*_drawn_parts(bank, grid, ids[r], locs[r], present[r])) for r in rows])
 
 
+def _record(states: list, folder: str) -> None:
+    """Append the state of the model folder ``folder`` to ``states`` (as the weights file is opened)."""
+    states.append(folder_state(folder))
+
+
+# How many times from_pretrained reads a folder whose files a save keeps replacing before it gives up
+_LOAD_ATTEMPTS = 5
 # How a fitted model's card names its training data when the weights it was loaded with had a data licence
 _REFITTED = ("the images these weights were fitted on (the Data section names them, when recorded), and those of "
              "the weights they started from: ")
@@ -705,7 +713,9 @@ class NPDraw(nn.Module, ModelHubMixin):
             The folder.
         Raises:
             UnwritablePathError: the folder cannot be created or written. InvalidInputError, InvalidTypeError: a bad
-            ``card`` (see :func:`np_draw.hub.check_card`).
+            ``card`` (see :func:`np_draw.hub.check_card`). InvalidInputError: ``model.config``, changed since the
+            model was built, is no longer valid; ConfigMismatchError: or no longer fits the weights (nothing is
+            written).
 
         Example:
             >>> folder = model.save_pretrained("np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
@@ -723,13 +733,27 @@ class NPDraw(nn.Module, ModelHubMixin):
                                         f"{dict(model_card_kwargs)!r}")
             card = model_card_kwargs.get("card")
         model_card = self.generate_model_card(hub.check_card(card))  # before anything on disk changes
+        # model.config is a dataclass a caller may have changed since the model was built: a folder from_pretrained
+        # would refuse is not written (over a good one, maybe)
+        try:
+            saved = NPDrawConfig.from_dict(self.config.to_dict())
+        except (InvalidInputError, InvalidTypeError) as error:
+            raise InvalidInputError(f"cannot save the model: its config, changed since the model was built, is no "
+                                    f"longer valid: {error}") from error
+        with torch.device("meta"):
+            skeleton = NPDraw(saved)
+        # The shapes only: a subclass may hold more weights than NPDraw
+        check_weights(skeleton.state_dict(), {key: (list(value.shape), value.is_floating_point())
+                                              for key, value in self.state_dict().items()},
+                      "cannot save the model: its config, changed since the model was built, no longer fits its "
+                      "weights", "the model", strict=False)
         folder = Path(folder).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UnwritablePathError(f"cannot create the output folder {str(folder)!r}: {error.strerror}") from error
         try:
-            write_model_files(self.config, self.state_dict(), model_card, folder)
+            write_model_files(saved, self.state_dict(), model_card, folder)
         except OSError as error:
             if isinstance(error, NPDrawError):
                 raise
@@ -756,7 +780,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         local folder, or a Hub repo.
 
         Downloaded and bundled pretrained weights are checked against the sha256 and size in the weights manifest
-        before they are read; only JSON, safetensors and the model card's YAML (its licence terms) are read.
+        before they are read; only JSON, safetensors and the model card's YAML (its licence terms) are read. A
+        folder whose files a save replaces while they are read (another process's :meth:`save_pretrained`) is read
+        again, so that the config and the weights come from the same save.
 
         Args:
             name_or_path: a folder written by :meth:`save_pretrained`; a pretrained name ("mnist", "omniglot",
@@ -782,8 +808,8 @@ class NPDraw(nn.Module, ModelHubMixin):
             WeightsUnavailableError: not published yet, or neither cached nor downloadable: the Hub cannot be
             reached, or it refused (a gated or private repo, a token without access; the message says its answer).
             UnwritablePathError: the Hugging Face cache cannot be written.
-            CorruptWeightsError: a file is truncated, not safetensors, or does not match the manifest.
-            (All from :mod:`np_draw.errors`.)
+            CorruptWeightsError: a file is truncated, not safetensors, or does not match the manifest, or the
+            folder's files were replaced while they were read five times over. (All from :mod:`np_draw.errors`.)
 
         Example:
             >>> model = NPDraw.from_pretrained("mnist", device="cuda")  # doctest: +SKIP
@@ -797,16 +823,36 @@ class NPDraw(nn.Module, ModelHubMixin):
         folder = hub.resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
                                         local_files_only=local_files_only, force_download=force_download,
                                         token=token)
-        return super().from_pretrained(folder, config=load_config(folder), device=device, dtype=dtype, strict=strict)
+        # A save over the folder while it is read (another process's save_pretrained) replaces its files one by one:
+        # the config read before it with the weights after it, or safetensors' header of one file with torch's
+        # mapping of the other, is no model. A load whose files changed between reading the config and opening the
+        # weights is done again.
+        for attempt in itertools.count(1):
+            before, opened = folder_state(folder), []
+            try:
+                model = super().from_pretrained(folder, config=load_config(folder), device=device, dtype=dtype,
+                                                strict=strict, opened=functools.partial(_record, opened, folder))
+            except (NPDrawError, RuntimeError):
+                if folder_state(folder) == before:
+                    raise
+            else:
+                if opened == [before]:
+                    return model
+            if attempt == _LOAD_ATTEMPTS:
+                raise CorruptWeightsError(f"the files of {str(folder)!r} changed while they were read, {attempt} "
+                                          "times (another process saving into the folder?): load it once the save "
+                                          "is done")
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, config: NPDrawConfig, device: torch.device | str | None = None,
-                         dtype: torch.dtype | str | None = None, strict: bool = True, **hub_options: Any) -> NPDraw:
+                         dtype: torch.dtype | str | None = None, strict: bool = True,
+                         opened: Callable[[], object] | None = None, **hub_options: Any) -> NPDraw:
         """ModelHubMixin's hook for loading: the folder ``model_id``, which :meth:`from_pretrained` has already
-        resolved with the ``hub_options`` (revision, token...; proxies too on huggingface_hub < 1.0)."""
+        resolved with the ``hub_options`` (revision, token...; proxies too on huggingface_hub < 1.0); ``opened`` is
+        :func:`np_draw.model_files.load_weights`'."""
         auto = isinstance(dtype, str)
         model = load_weights(lambda: cls(config), model_id, strict=strict, stored_dtype=auto,
-                             lists={"prior.blocks": config.prior.num_layers})
+                             lists={"prior.blocks": config.prior.num_layers}, opened=opened)
         # What saving it again must keep: the terms its weights (and their training data) came with.
         model.card_licence = hub.card_licence(model_id)
         # None is float32 also under torch.set_default_dtype(torch.float64), which the model was built in

@@ -6,9 +6,11 @@ They are written atomically and read back as JSON and safetensors only, never pi
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .config import NPDrawConfig
-from .errors import ConfigMismatchError, CorruptWeightsError, InvalidInputError, MissingFileError, UnwritablePathError
+from .errors import ConfigMismatchError, CorruptWeightsError, MissingFileError, UnwritablePathError
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +35,11 @@ LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 def _write_together(writers: Mapping[Path, Callable[[str], object]]) -> None:
     """Write each file through a temporary file in its folder, renaming them only once all are written: a reader
     never sees half a file, and a failed write (a full disk) leaves every file as it was, not new weights beside an
-    old config."""
+    old config. A rename that fails after others succeeded puts the files already replaced back (from a hard link,
+    or a copy, of each made before the first rename)."""
     staged: dict[Path, str] = {}
+    kept: dict[Path, str] = {}  # the files there before, by the name of a link to (or copy of) each
+    replaced: list[Path] = []
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -47,12 +52,43 @@ def _write_together(writers: Mapping[Path, Callable[[str], object]]) -> None:
             write(staged[path])
             # mkstemp made the file private (0600); give it the permissions any new file gets.
             os.chmod(staged[path], 0o666 & ~umask)
+        for path in staged:
+            if path.is_symlink() or path.is_file():
+                kept[path] = _keep(path)
         for path, tmp in staged.items():
             os.replace(tmp, path)
+            replaced.append(path)
     except BaseException:
-        for tmp in staged.values():
+        for path in replaced:  # best effort: the error that stopped the renames may stop these too
+            with contextlib.suppress(OSError):
+                if path in kept:
+                    os.replace(kept.pop(path), path)
+                else:
+                    path.unlink()
+        for tmp in [*staged.values(), *kept.values()]:
             Path(tmp).unlink(missing_ok=True)
         raise
+    for backup in kept.values():
+        with contextlib.suppress(OSError):  # the save is done: a backup left over is only a hidden file
+            Path(backup).unlink(missing_ok=True)
+
+
+def _keep(path: Path) -> str:
+    """A hard link to ``path`` (to a symlink itself, when it is one) beside it, or a copy where the file system has
+    no hard links: what a failed save puts back."""
+    for _ in range(100):
+        backup = path.parent / f".{path.name}.{secrets.token_hex(4)}.old"
+        try:
+            os.link(path, backup, follow_symlinks=not path.is_symlink())
+            return str(backup)
+        except FileExistsError:
+            continue
+        except (OSError, NotImplementedError):  # NotImplementedError: a link to a symlink, on Windows
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old")
+            os.close(fd)
+            shutil.copy2(path, name)
+            return name
+    raise FileExistsError(f"cannot find a free name beside {str(path)!r} to keep it until the save is done")
 
 
 def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], card: ModelCard,
@@ -71,8 +107,17 @@ def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], c
     """
     folder = Path(folder)
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
-    _write_together({folder / WEIGHTS_NAME: lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}),
+    _write_together({folder / WEIGHTS_NAME: lambda tmp: _save_tensors(tensors, tmp, folder / WEIGHTS_NAME),
                      folder / CONFIG_NAME: config.to_json, folder / CARD_NAME: card.save})
+
+
+def _save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, name: str | Path) -> None:
+    """safetensors' ``save_file`` into ``path``, whose failure to write (a full disk) is an
+    :class:`UnwritablePathError` naming the file ``name``, not a ``SafetensorError``."""
+    try:
+        save_file(dict(tensors), path, metadata={"format": "pt"})
+    except SafetensorError as error:
+        raise UnwritablePathError(f"cannot write {str(name)!r}: {error}") from error
 
 
 def check_model_folder(folder: str | Path) -> Path:
@@ -83,6 +128,20 @@ def check_model_folder(folder: str | Path) -> Path:
             raise MissingFileError(f"{str(folder)!r} has no {name}; a model folder holds {CONFIG_NAME} and "
                                     f"{WEIGHTS_NAME} (see NPDraw.save_pretrained)")
     return folder
+
+
+def folder_state(folder: str | Path) -> tuple:
+    """What a save over the model folder ``folder`` changes of the files a load reads (each one's inode, size and
+    times, or None for a missing one), to tell whether they were replaced while they were read."""
+    state: list[tuple[int, ...] | None] = []
+    for name in LOADED_FILES:
+        try:
+            info = (Path(folder) / name).stat()
+        except OSError:
+            state.append(None)
+        else:
+            state.append((info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
+    return tuple(state)
 
 
 def load_config(folder: str | Path) -> NPDrawConfig:
@@ -96,14 +155,7 @@ def load_config(folder: str | Path) -> NPDrawConfig:
         MissingFileError: config.json or model.safetensors is missing. InvalidInputError: config.json is not a valid
         config (bad JSON, unknown keys, bad values).
     """
-    folder = check_model_folder(folder)
-    try:
-        document = json.loads((folder / CONFIG_NAME).read_text())
-        if not isinstance(document, dict):
-            raise TypeError(f"a JSON object is expected, got a JSON {type(document).__name__}")
-        return NPDrawConfig.from_dict(document)
-    except (json.JSONDecodeError, TypeError, ValueError) as error:  # ValueError: unknown keys, bad values
-        raise InvalidInputError(f"{folder / CONFIG_NAME} is not a valid NP-DRAW config: {error}") from error
+    return NPDrawConfig.from_json(check_model_folder(folder) / CONFIG_NAME)
 
 
 # The floating dtypes a safetensors header names, as torch dtypes
@@ -111,7 +163,8 @@ STORED_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float1
 
 
 def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, strict: bool = True,
-                 stored_dtype: bool = False, lists: Mapping[str, int] | None = None) -> torch.nn.Module:
+                 stored_dtype: bool = False, lists: Mapping[str, int] | None = None,
+                 opened: Callable[[], object] | None = None) -> torch.nn.Module:
     """The model ``build()`` makes, holding the weights of ``folder``, on the CPU.
 
     ``build`` runs first on the meta device, where a model costs nothing, and the names, shapes and dtypes of that
@@ -129,12 +182,15 @@ def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, st
         lists: the length the config gives each of the model's module lists, by name (e.g. {"prior.blocks": 8}),
             checked (with ``strict``) against the weights' names before the skeleton is built: building 100,000
             layers takes minutes even on the meta device.
+        opened: called once the weights file is open (its header read and its data mapped, so that a save
+            replacing it from then on changes nothing of what is loaded), before anything is built: e.g. to check
+            that the file is still the one that was there when the config was read.
     Returns:
         The model, with the weights.
     Raises:
-        ConfigMismatchError: a name is missing or unexpected (with ``strict``), a shape differs, or a floating-point
-        tensor is stored as integers or the other way round. CorruptWeightsError: model.safetensors is truncated or
-        not safetensors.
+        ConfigMismatchError: a name is missing or unexpected (with ``strict``), a shape differs, a floating-point
+        tensor is stored as integers or the other way round, or the config asks for a tensor too large to exist
+        even on the meta device. CorruptWeightsError: model.safetensors is truncated or not safetensors.
     """
     try:
         weights = safe_open(Path(folder) / WEIGHTS_NAME, framework="pt")
@@ -142,14 +198,20 @@ def load_weights(build: Callable[[], torch.nn.Module], folder: str | Path, *, st
         raise CorruptWeightsError(f"{Path(folder) / WEIGHTS_NAME} is not a readable safetensors file (corrupted or "
                                   f"truncated?): {error}") from error
     with weights:
+        if opened is not None:
+            opened()
         stored = {key: weights.get_slice(key) for key in weights.keys()}  # noqa: SIM118 - not a dict
         for name, length in (lists or {}).items() if strict else ():
             held = len({key[len(name) + 1:].split(".")[0] for key in stored if key.startswith(f"{name}.")})
             if held != length:
                 raise ConfigMismatchError(f"the weights in {folder} do not match their config: it makes {name} "
                                           f"{length} long, {WEIGHTS_NAME} holds {held}")
-        with torch.device("meta"):
-            skeleton = build()
+        try:
+            with torch.device("meta"):
+                skeleton = build()
+        except RuntimeError as error:  # sizes whose tensors overflow even there (2^63 bytes)
+            raise ConfigMismatchError(f"the weights in {folder} do not match their config: it asks for tensors "
+                                      f"too large to build ({error})") from error
         names = check_weights(skeleton.state_dict(),
                               {key: (view.get_shape(), view.get_dtype().startswith(("F", "BF")))
                                for key, view in stored.items()},

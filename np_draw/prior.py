@@ -147,8 +147,11 @@ def _chunks(keys: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor,
 
 def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
     """(length, width) sinusoidal encoding of positions 0..length-1, on the CPU (a constant, moved with the module;
-    computed on the meta device, where from_pretrained first builds a model, it would import torch's decompositions,
-    three seconds)."""
+    computed on the meta device it would import torch's decompositions, three seconds). Where the meta device is
+    the default (from_pretrained's first build of a model, to compare its shapes with the weights'), an empty meta
+    tensor: a config.json asking for an absurd width or grid would otherwise fill gigabytes before it is refused."""
+    if torch.get_default_device().type == "meta":
+        return torch.empty(length, width)
     position = torch.arange(length, dtype=torch.float32, device="cpu")[:, None]
     frequency = torch.exp(torch.arange(0, width, 2, dtype=torch.float32, device="cpu") * (-math.log(10000.0) / width))
     encoding = torch.zeros(length, width, device="cpu")

@@ -58,3 +58,26 @@ def test_a_prior_that_is_not_a_config_is_named(prior):
     data = {**NPDrawConfig.preset("mnist").to_dict(), "prior": prior}
     with pytest.raises(TypeError, match=f"prior must be a PriorConfig or a dict of its fields, got {type(prior).__name__}"):
         NPDrawConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[]", "a JSON object is expected, got a JSON list"),  # an AttributeError before
+    ('"num_parts"', "a JSON object is expected, got a JSON str"),  # its letters were taken for unknown keys
+    ("{", "Expecting property name"),  # json's own error, which did not name the file
+    ("[" * 100_000 + "]" * 100_000, "maximum recursion depth"),  # a RecursionError
+    ('{"prior": 5}', "prior must be a PriorConfig or a dict of its fields, got int"),
+])
+def test_from_json_names_the_file_that_is_not_a_config(tmp_path, text, message):
+    from np_draw import InvalidInputError
+
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(InvalidInputError, match=f"^{tmp_path / 'config.json'} is not a valid NP-DRAW config: {message}"):
+        NPDrawConfig.from_json(tmp_path / "config.json")
+
+
+@pytest.mark.parametrize("data", [None, [("num_parts", 40)], "num_parts"])
+def test_from_dict_of_what_is_not_a_dict_is_a_type_error_naming_it(data):
+    from np_draw import InvalidTypeError
+
+    with pytest.raises(InvalidTypeError, match=f"a config must be a dict of NPDrawConfig's fields, got {type(data).__name__}"):
+        NPDrawConfig.from_dict(data)

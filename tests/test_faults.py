@@ -8,7 +8,9 @@ Face cache at once is tests/test_hub.py's ``test_four_processes_loading_at_once_
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +21,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from np_draw import CorruptWeightsError
+from np_draw import CorruptWeightsError, UnwritablePathError
+from np_draw import checkpoint as checkpoint_module
 from np_draw.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,4 +102,41 @@ def test_a_damaged_checkpoint_names_the_file_and_a_missing_one_is_not_skipped(tm
             load_checkpoint(tmp_path)
     (tmp_path / "latest.json").write_text("")
     with pytest.raises(CorruptWeightsError, match=r"latest.json"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("failing", ["tensors", "pointer"])
+def test_a_checkpoint_that_cannot_be_written_leaves_the_one_in_force_and_nothing_of_itself(tmp_path, monkeypatch,
+                                                                                           failing: str) -> None:
+    """A full disk while the tensors are written was safetensors' own SafetensorError, and its half-written folder
+    stayed, filling the disk further until the next save; one while the pointer is written left the new folder."""
+    from safetensors import SafetensorError
+
+    save_checkpoint(tmp_path, "step-00000001", {"model": {"w": torch.zeros(3)}}, {"step": 1})
+    if failing == "tensors":
+        def disk_full(tensors, path, metadata=None):
+            Path(path).write_bytes(b"half")
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+        monkeypatch.setattr(checkpoint_module, "save_file", disk_full)
+    else:
+        def disk_full(source, target):
+            if Path(target).name == "latest.json":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            os.rename(source, target)
+
+        monkeypatch.setattr(checkpoint_module.os, "replace", disk_full)
+    with pytest.raises(UnwritablePathError, match=f"cannot write the checkpoint step-00000002 into '{tmp_path}': "
+                                                  ".*No space left on device"):
+        save_checkpoint(tmp_path, "step-00000002", {"model": {"w": torch.ones(3)}}, {"step": 2})
+    monkeypatch.undo()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["latest.json", "step-00000001"]
+    tensors, state = load_checkpoint(tmp_path)
+    assert state["step"] == 1 and torch.equal(tensors["model"]["w"], torch.zeros(3))
+
+
+def test_a_checkpoint_state_nested_too_deep_to_parse_is_a_damaged_checkpoint(tmp_path) -> None:
+    folder = save_checkpoint(tmp_path, "step-00000001", {"model": {"w": torch.zeros(3)}}, {"step": 1})
+    (folder / "state.json").write_text("[" * 100_000 + "]" * 100_000)  # a RecursionError before
+    with pytest.raises(CorruptWeightsError, match=r"step-00000001/state.json.*maximum recursion depth"):
         load_checkpoint(tmp_path)

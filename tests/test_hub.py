@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from huggingface_hub import ModelCard
@@ -196,6 +197,118 @@ def test_a_save_that_fails_part_way_leaves_the_folder_as_it_was(tmp_path, monkey
     assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     monkeypatch.undo()
     assert NPDraw.from_pretrained(folder).config.num_parts == 50
+
+
+def test_a_save_whose_renames_fail_part_way_puts_back_the_files_it_replaced(tmp_path, monkeypatch):
+    # The second rename fails (a full disk, a quota): the weights already renamed into place were left beside the old
+    # config, a folder that no longer loaded.
+    from np_draw import UnwritablePathError, model_files
+
+    folder = random_model("mnist").save_pretrained(tmp_path / "m")
+    before = describe_files(folder)
+    renames = []
+
+    def second_fails(source, target):
+        renames.append(target)
+        if len(renames) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        os.rename(source, target)
+
+    monkeypatch.setattr(model_files.os, "replace", second_fails)
+    with pytest.raises(UnwritablePathError, match="No space left"):
+        random_model("mnist", num_parts=20).save_pretrained(folder)
+    monkeypatch.undo()
+    assert describe_files(folder) == before
+    assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert NPDraw.from_pretrained(folder).config.num_parts == 50
+
+
+def test_a_full_disk_while_the_weights_are_written_is_an_unwritable_path_error_naming_the_file(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    from np_draw import UnwritablePathError, model_files
+
+    folder = random_model("mnist").save_pretrained(tmp_path / "m")
+    before = describe_files(folder)
+
+    def disk_full(tensors, path, metadata=None):
+        Path(path).write_bytes(b"half")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(model_files, "save_file", disk_full)
+    with pytest.raises(UnwritablePathError, match=f"cannot write '{folder / 'model.safetensors'}'.*No space left"):
+        random_model("mnist", seed=1).save_pretrained(folder)
+    assert describe_files(folder) == before
+    assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+
+def test_a_model_whose_config_was_changed_after_it_was_built_is_not_saved(tmp_path):
+    # save_pretrained wrote the changed config beside weights it does not fit (or a value from_pretrained refuses),
+    # over a folder that loaded
+    from np_draw import ConfigMismatchError, InvalidInputError
+
+    model = random_model("mnist")
+    folder = model.save_pretrained(tmp_path / "m")
+    before = describe_files(folder)
+    model.config.num_parts = 40
+    with pytest.raises(ConfigMismatchError, match=r"cannot save the model: its config, changed since the model was "
+                                                  r"built, no longer fits its weights: bank.parts has shape "
+                                                  r"\[50, 1, 5, 5\] in the model, the config makes it \[40, 1, 5, 5\]"):
+        model.save_pretrained(folder)
+    model.config.num_parts, model.config.binarize = 50, "no"
+    with pytest.raises(InvalidInputError, match="is no longer valid: binarize must be True or False, got 'no'"):
+        model.save_pretrained(folder)
+    assert describe_files(folder) == before
+    model.config.binarize, model.config.empty_threshold = True, np.float32(0.25)  # a valid change is saved
+    assert NPDraw.from_pretrained(model.save_pretrained(folder)).config.empty_threshold == 0.25
+
+
+def test_a_save_over_the_folder_while_it_is_read_loads_one_model_not_a_mix(tmp_path, monkeypatch):
+    # Another process's save_pretrained replaced the files between the config's read and the weights' opening: the
+    # old config beside the new weights was refused as a mismatch (or, when both files were mid-rename, a raw
+    # RuntimeError from safetensors' mapping).
+    from np_draw import model_files
+
+    folder = random_model("mnist").save_pretrained(tmp_path / "m")
+    other = random_model("mnist", seed=1, num_parts=20)
+    opened = model_files.safe_open
+
+    def saved_meanwhile(path, **kwargs):
+        if not saves:
+            saves.append(other.save_pretrained(folder))
+        return opened(path, **kwargs)
+
+    saves: list = []
+    monkeypatch.setattr(model_files, "safe_open", saved_meanwhile)
+    assert fingerprint(NPDraw.from_pretrained(folder)) == fingerprint(other)
+    assert len(saves) == 1
+
+
+def test_a_config_asking_for_tensors_too_large_to_exist_is_refused_without_allocating(tmp_path):
+    # The prior's position encoding was computed on the CPU while from_pretrained built its meta-device skeleton: a
+    # width of 2^40 tried to allocate terabytes (a RuntimeError), a 28000-pixel canvas took a minute and 15 GB.
+    from np_draw import ConfigMismatchError
+
+    folder = random_model("mnist").save_pretrained(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "prior": {**config["prior"], "hidden_size": 2**40}}))
+    with pytest.raises(ConfigMismatchError, match=f"the weights in {folder} do not match their config: it asks for "
+                                                  "tensors too large to build"):
+        NPDraw.from_pretrained(folder)
+    with torch.device("meta"):
+        skeleton = NPDraw(NPDrawConfig.preset("mnist", image_size=280, canvas_size=280, grid_size=56))
+    assert skeleton.prior.position.device.type == "meta"
+
+
+@pytest.mark.parametrize("metadata", ["license: mit: [", "license: !!python/object/apply:os.system ['true']",
+                                      "license: " + "[" * 3000 + "]" * 3000])
+def test_a_model_card_whose_metadata_cannot_be_read_inherits_no_licence_and_the_model_loads(tmp_path, metadata):
+    # The card is for people: YAML that does not parse made from_pretrained fail with yaml's own error
+    model = random_model("mnist")
+    folder = model.save_pretrained(tmp_path / "m")
+    (folder / "README.md").write_text(f"---\n{metadata}\n---\n# A card edited by hand\n")
+    loaded = NPDraw.from_pretrained(folder)
+    assert loaded.card_licence == {} and fingerprint(loaded) == fingerprint(model)
 
 
 def test_strict_false_loads_what_matches_and_warns_about_the_rest(tmp_path, caplog):
@@ -548,7 +661,8 @@ def test_a_manifest_that_cannot_be_read_or_lacks_a_revision_is_a_clear_error(tmp
     from np_draw import InvalidInputError
 
     (tmp_path / "bytes.json").write_bytes(b"\xff\xfe{")
-    for path in (tmp_path, tmp_path / "bytes.json"):
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)  # a RecursionError before
+    for path in (tmp_path, tmp_path / "bytes.json", tmp_path / "deep.json"):
         with pytest.raises(InvalidInputError, match=f"{path} is not a weights manifest"):
             read_manifest(path)
     record = {"sha256": "0" * 64, "size": 1}
