@@ -98,6 +98,9 @@ def gumbel(noise: torch.Tensor, num_parts: int) -> tuple[torch.Tensor, torch.Ten
     return drawn[..., :num_parts], drawn[..., num_parts:], noise[..., -1]
 
 
+_SMALLEST_TEMPERATURE = 2.0**-64  # logits up to 1.8e19 divided by it stay finite in float32
+
+
 @dataclass(eq=False)  # _Batch's comparison
 class StepLogits(_Batch):
     """Logits of the three per-step distributions, from the prior or the encoder.
@@ -126,6 +129,11 @@ class StepLogits(_Batch):
         # float() is a call even on float32: a sampling step's logits skip it
         ids, locs, present = (x if x.dtype == torch.float32 else x.float() for x in (self.ids, self.locs, self.present))
         if temperature != 1:  # x / 1 is x: skipped, the draw is the same
+            # At most a division by 2^-64: exact (a power of two), and the argmax and the sign test of temperature
+            # -> 0 for logits apart by more than 1e-17 (exact ties are broken by the noise). Below 1e-38 float32
+            # logits overflowed to inf, whose ties the first index won whatever the noise, and under 1e-45 the
+            # temperature rounded to 0: NaN logits, never drawn.
+            temperature = max(temperature, _SMALLEST_TEMPERATURE)
             ids, locs, present = ids / temperature, locs / temperature, present / temperature
         if not (isinstance(noise, tuple) and len(noise) == 3):
             raise InvalidTypeError(f"noise must be the three tensors gumbel(noise, num_parts) returns, got "

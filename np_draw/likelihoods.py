@@ -111,6 +111,9 @@ class DiscretisedLogistic(Likelihood):
         return _discretised_logistic_log_prob(2 * _levels(x) - 1, mean, log_scale).flatten(1).sum(1)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The logistic's location clamped to [-1, 1], mapped to (N, C, H, W) in [0, 1]: E[x | params] for a
+        location well inside; near 0 and 1, where the end bins take the tails, the discretised expectation lies
+        further in (a location of 1.5 with scale 1 expects 0.80, not 1). What decode returns as the mean pixels."""
         return (self._split(params)[0].clamp(-1, 1) + 1) / 2
 
     def _sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -154,6 +157,10 @@ class LogisticMixture(Likelihood):
         return per_pixel.flatten(1).sum(1)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The mixture's mean before discretisation (each component's channels coupled through their own means,
+        weighted by the mixture), clamped to [-1, 1] and mapped to (N, C, H, W) in [0, 1]: E[x | params] where the
+        components lie well inside; near 0 and 1, where the end bins take the tails, the discretised expectation
+        lies further in. What decode returns as the mean pixels."""
         logit_weights, rest = self._split(params)
         means, coeffs = rest[:, 0], torch.tanh(rest[:, 2])
         # The mean of each component, the earlier channels set to their own component means.

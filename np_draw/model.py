@@ -9,12 +9,14 @@ canvases: np_draw.editing; pictures of them: np_draw.pictures) is a function tak
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
 import numbers
 import os
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +190,43 @@ def _workers() -> ThreadPoolExecutor:
 # threads, and the pool believes its idle threads are still there: work handed to it would wait forever.
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_workers.cache_clear)
+
+
+# Draws under way on the CPU with one intra-op thread, and the caller's setting the first of them found.
+_DRAWING = [0, 0]
+_DRAWING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_intra_op_thread() -> Iterator[int]:
+    """One intra-op thread for the calling thread inside the block, which yields the caller's setting and hands it
+    back after. ``torch.set_num_threads`` also sets the count that threads started later begin with, so draws that
+    overlap (two threads sampling, as the demo's requests do) share the setting the first found: one that began
+    while another drew found that draw's 1 and, ending last, left it to every thread started afterwards."""
+    with _DRAWING_LOCK:
+        if not _DRAWING[0]:
+            _DRAWING[1] = torch.get_num_threads()
+        _DRAWING[0] += 1
+        threads = _DRAWING[1]
+        torch.set_num_threads(1)
+    try:
+        yield threads
+    finally:
+        with _DRAWING_LOCK:
+            _DRAWING[0] -= 1
+            torch.set_num_threads(threads)
+
+
+def _forget_draws() -> None:
+    """In a process forked while another thread drew: that draw does not go on here (nor ends), and the lock may
+    have been held when the process was copied."""
+    global _DRAWING_LOCK
+    _DRAWING[:] = [0, 0]
+    _DRAWING_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_draws)
 
 
 def _check_used(generator: Generators, drawing: bool, flag: str, otherwise: str) -> None:
@@ -504,16 +543,12 @@ class NPDraw(nn.Module, ModelHubMixin):
         # slowest thread, so intra-op threads on a shared core make sampling several times slower
         # (bench_sampling.py). Every image depends on its own noise alone: the pieces draw the whole batch's latents, and
         # its images up to the float rounding of a convolution over another batch size.
-        threads = torch.get_num_threads()
-        pieces = max(1, min(threads, count // _PIECE))
-        bounds = [round(i * count / pieces) for i in range(pieces + 1)]
-        torch.set_num_threads(1)
-        try:
+        with _one_intra_op_thread() as threads:
+            pieces = max(1, min(threads, count // _PIECE))
+            bounds = [round(i * count / pieces) for i in range(pieces + 1)]
             if pieces == 1:
                 return draw(slice(None))
             outs = list(_workers().map(draw, [slice(a, b) for a, b in itertools.pairwise(bounds)]))
-        finally:
-            torch.set_num_threads(threads)
         return SampleOutput(torch.cat([out.images for out in outs]), Latents.cat([out.latents for out in outs]))
 
     @torch.no_grad()

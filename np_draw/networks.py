@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -19,18 +21,48 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
     return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
+# For each module inside an evaluating block (by id; held, so never reused meanwhile): how many blocks hold it, and
+# its mode when the first of them began.
+_HELD: dict[int, list] = {}
+_HELD_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
     """``module`` in eval mode inside the block, and every submodule back in its own mode after it, even on an
-    error. A model already in eval mode is not touched (``eval()`` walks every submodule: a millisecond a call)."""
-    modes = [(child, child.training) for child in module.modules()]
-    if any(mode for _, mode in modes):
-        module.eval()
+    error. A model already in eval mode is not touched (``eval()`` walks every submodule: a millisecond a call).
+
+    Blocks that overlap on a module (two threads sampling one model) share the mode the first found, and the last
+    to end hands it back: the first to end put a training model back in training mode while the other still drew
+    (its BatchNorm then used batch statistics and changed its running ones), and the last left it in eval mode."""
+    children = list(module.modules())
+    with _HELD_LOCK:
+        for child in children:
+            _HELD.setdefault(id(child), [0, child.training])[0] += 1
+        if any(child.training for child in children):
+            module.eval()
     try:
         yield module
     finally:
-        for child, mode in modes:
-            child.training = mode
+        with _HELD_LOCK:
+            for child in children:
+                held = _HELD[id(child)]
+                held[0] -= 1
+                if not held[0]:
+                    del _HELD[id(child)]
+                    child.training = held[1]
+
+
+def _forget_held() -> None:
+    """In a process forked while another thread was inside a block: that block does not end here, and the lock may
+    have been held when the process was copied."""
+    global _HELD_LOCK
+    _HELD.clear()
+    _HELD_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_held)
 
 
 class ConvBlock(nn.Sequential):

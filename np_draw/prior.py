@@ -19,7 +19,7 @@ from torch import nn
 from .bank import PartBank
 from .canvas import Grid
 from .config import PriorConfig
-from .errors import InvalidInputError, InvalidTypeError
+from .errors import InvalidInputError, InvalidTypeError, check_flags, check_temperature
 from .latents import Latents, StepLogits, gumbel
 
 
@@ -488,8 +488,8 @@ class Prior(nn.Module):
             bank: the parts pasted on the canvas.
             noise: (N, T, B + L + 1) float32 uniform noise in (0, 1) on this module's device; step t uses noise[:, t]
                 (Gumbel-max for z_id and z_loc, a threshold for z_is), so the same noise gives the same latents
-                with or without the cache.
-            temperature: divides the logits; 1 samples the prior itself.
+                with or without the cache. Another shape or device, integers, or values outside [0, 1] are an error.
+            temperature: divides the logits (a positive finite number); 1 samples the prior itself.
             use_cache: keep keys and values (O(T)); False re-runs the whole prefix at every step (O(T²)).
             prefix: the first k <= T steps of each drawing (ids, locs, present of shape (N, k)): they are drawn as
                 given (teacher forcing, through the cache when it is on) and only steps k..T-1 are sampled, from
@@ -497,6 +497,9 @@ class Prior(nn.Module):
         Returns:
             Latents with the final canvas (N, C, S, S); with a prefix, their first k steps equal it.
         """
+        temperature = check_temperature(temperature)
+        check_flags(use_cache=use_cache)
+        self._check_noise(noise)
         n, steps = noise.shape[0], self.num_steps
         given = 0 if prefix is None else self._check_prefix(prefix, n)
         if given:  # in the dtypes drawn steps have: indices must be int64 (uint8 would index as a mask)
@@ -535,6 +538,23 @@ class Prior(nn.Module):
                 logits.draw(noise[t], temperature, out=columns[t])
             self.grid.draw(canvas, table[ids_t] * drawn[t], locs_t, index)
         return Latents(ids, locs, present, canvas=self.grid.untile(tiled, tile)[:, :c].contiguous())
+
+    def _check_noise(self, noise: torch.Tensor) -> None:
+        """Refuse noise :meth:`sample` cannot draw from: a wrong shape failed deep in the sampler (a shorter T was an
+        IndexError, a longer one was silently cut), and values outside [0, 1] (integers, a Gaussian) drew latents of
+        no distribution."""
+        if not isinstance(noise, torch.Tensor):
+            raise InvalidTypeError(f"noise must be a torch tensor of uniform draws, got {type(noise).__name__}")
+        expected = (self.num_steps, self.num_parts + self.num_steps + 1)
+        if noise.ndim != 3 or tuple(noise.shape[1:]) != expected or not noise.is_floating_point():
+            raise InvalidInputError(f"noise must be floating uniform draws of shape (N, T, B + L + 1) = (N, "
+                                    f"{expected[0]}, {expected[1]}), got {noise.dtype} of shape {tuple(noise.shape)}")
+        if noise.device != self.head.weight.device:
+            raise InvalidInputError(f"noise must be on the prior's device {self.head.weight.device}, got noise on "
+                                    f"{noise.device}")
+        if noise.numel() and not (noise.min() >= 0 and noise.max() <= 1):  # NaN fails both
+            raise InvalidInputError(f"noise must be uniform draws in [0, 1] (torch.rand), got values in "
+                                    f"[{noise.min().item():g}, {noise.max().item():g}]")
 
     def _check_prefix(self, prefix: Latents, count: int) -> int:
         """The number of given steps k of a prefix for ``count`` drawings, after checking its shapes and values."""

@@ -52,11 +52,14 @@ def test_a_prefix_of_any_integer_dtype_is_drawn_as_int64_indices():
     assert torch.equal(prior.sample(bank, u, prefix=narrow).canvas, drawn.canvas)
 
 
-def test_teacher_forcing_reproduces_the_logits_seen_while_sampling():
+@pytest.mark.parametrize("temperature", [1e-4, 1e-39, 1e-300])
+def test_teacher_forcing_reproduces_the_logits_seen_while_sampling(temperature):
     """The sampled latents, fed back by teacher forcing, give the probabilities they were drawn with: sampling
-    with temperature -> 0 follows the argmax of the teacher-forced logits at every step."""
+    with temperature -> 0 follows the argmax of the teacher-forced logits at every step, however small the
+    temperature (below 1e-38 the logits divided by it overflowed float32, and the first inf won the argmax; below
+    1e-45 it rounded to 0, and NaN logits drew nothing)."""
     prior, bank = make_prior()
-    drawn = prior.sample(bank, noise(16, seed=2), temperature=1e-4)
+    drawn = prior.sample(bank, noise(16, seed=2), temperature=temperature)
     locations = F.one_hot(drawn.locs, 36).float()
     logits = prior(whole_history(GRID, bank.lookup(drawn.ids), locations, drawn.present))
     assert torch.equal(logits.ids.argmax(-1), drawn.ids)
@@ -139,6 +142,31 @@ def test_log_prob_draws_the_same_canvases_as_the_history_of_whole_canvases():
                                                                  list(prior.embed.parameters()))):
                 # (the changes of each step summed, where the projection summed every canvas: float rounding)
                 torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+
+
+def test_prior_sample_refuses_what_it_cannot_draw_from():
+    """Prior.sample (exported) checks its temperature as NPDraw.sample and StepLogits.sample do (0 drew meaningless
+    argmaxes, -1 the unlikely end, NaN nothing) and its noise: a shorter T was an IndexError, a longer one was
+    silently cut, a wrong last axis a broadcasting error, and values outside [0, 1] drew latents of no
+    distribution."""
+    prior, bank = make_prior()
+    u = noise(2, seed=0)
+    for bad in (0, -1.0, float("nan"), float("inf"), True):
+        with pytest.raises(InvalidInputError, match="temperature must be a positive finite number"):
+            prior.sample(bank, u, temperature=bad)
+    with pytest.raises(InvalidTypeError, match="use_cache must be True or False"):
+        prior.sample(bank, u, use_cache="no")
+    for bad in (u[:, :-1], torch.rand(2, 37, 87), u[:, :, 1:], torch.rand(2, 36, 88), u[0], (u * 10).long()):
+        with pytest.raises(InvalidInputError, match=r"noise must be floating uniform draws of shape \(N, T, B \+ L"):
+            prior.sample(bank, bad)
+    for bad in (u + 1, u - 1, torch.full_like(u, float("nan"))):
+        with pytest.raises(InvalidInputError, match=r"uniform draws in \[0, 1\]"):
+            prior.sample(bank, bad)
+    with pytest.raises(InvalidTypeError, match="noise must be a torch tensor"):
+        prior.sample(bank, u.tolist())
+    with pytest.raises(InvalidInputError, match="noise must be on the prior's device cpu"):
+        prior.sample(bank, u.to("meta"))
+    assert prior.sample(bank, u.double(), temperature=0.5) == prior.sample(bank, u, temperature=0.5)
 
 
 def test_an_empty_batch_samples_to_empty_latents():

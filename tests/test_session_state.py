@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -138,3 +140,71 @@ def test_fit_after_a_bound_measured_inside_inference_mode(mnist_images):
         assert len(history.val_bound) == 1
     finally:
         canvas._touched_tiles.cache_clear()  # nothing made here outlives the test
+
+
+def _overlapping_samples(model: NPDraw, second_inside: Callable[[], None]) -> None:
+    """Two threads sample from ``model`` at once, as the demo's requests do: the second begins while the first is
+    inside its draw, and draws only after the first has returned; ``second_inside()`` runs in the second's draw
+    just then."""
+    entered, joined, first_done = threading.Event(), threading.Event(), threading.Event()
+    sample, errors = model.prior.sample, []
+
+    def prior_sample(*args, **kwargs):
+        if threading.current_thread().name == "first":
+            entered.set()
+            assert joined.wait(60)
+        else:
+            joined.set()
+            assert first_done.wait(60)
+            second_inside()
+        return sample(*args, **kwargs)
+
+    def run() -> None:
+        try:
+            model.sample(2, generator=torch.Generator().manual_seed(0), progress=False)
+        except BaseException as error:  # noqa: BLE001 (reported by the test's thread)
+            errors.append(error)
+        finally:
+            if threading.current_thread().name == "first":
+                first_done.set()
+
+    model.prior.sample = prior_sample
+    try:
+        first = threading.Thread(target=run, name="first")
+        first.start()
+        assert entered.wait(60)
+        second = threading.Thread(target=run, name="second")
+        second.start()
+        first.join()
+        second.join()
+    finally:
+        del model.prior.sample
+    assert not errors, errors
+
+
+def test_overlapping_samples_of_a_training_model_draw_in_eval_mode_and_leave_it_training():
+    """The first sample to end handed the model back in training mode while the other was still drawing (its
+    decoder's BatchNorm then used batch statistics, and changed its running statistics), and the last to end put
+    it in eval mode for good (it had found it so)."""
+    model = NPDraw.from_pretrained("mnist").train()
+    modes = []
+    _overlapping_samples(model, lambda: modes.append([module.training for module in model.modules()]))
+    assert modes and not any(modes[0])
+    assert all(module.training for module in model.modules())
+
+
+def test_overlapping_samples_leave_torch_s_thread_count_as_they_found_it():
+    """A sample sets torch's intra-op threads to 1 while it draws, which also sets the count that threads begin
+    with; one that began while another drew found that 1 and gave it back last: every thread started afterwards (a
+    server's next request) ran on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _overlapping_samples(NPDraw.from_pretrained("mnist"), lambda: None)
+        later = []
+        thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert later == [2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
