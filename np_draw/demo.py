@@ -8,22 +8,25 @@ network: the models are the bundled ones, and the page uses the system's fonts.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import numbers
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .editing import paste_latents
 from .errors import InvalidInputError, NPDrawError
-from .images import CELEBA_CROP, centre_crop, from_pil_images, make_grid, open_image, to_pil
+from .images import CELEBA_CROP, centre_crop, from_pil_images, is_colour, make_grid, open_image, to_pil
 from .latents import Latents
 from .metrics import psnr
 from .model import NPDraw
@@ -36,6 +39,8 @@ ACTIONS = ("remove a drawn part", "move a drawn part to a cell", "swap a drawn p
            "keep the first steps and let the prior complete")
 # Pictures are shown this many times larger than the model's pixels.
 SCALE = 4
+# The most samples one click draws (the count slider's maximum).
+MAX_SAMPLES = 64
 # Uploads larger than this are refused by the server before they reach the model.
 MAX_UPLOAD = "20mb"
 # Gradio's (frequency, age) in seconds for the copies it keeps of uploads and results: without it they stay in its
@@ -68,8 +73,11 @@ class Drawing:
 
 
 def sample(model: str, seed: int, temperature: float, count: int) -> tuple[list[Image.Image], list[Drawing]]:
-    """``count`` samples of ``model`` with ``seed``: each image (enlarged) and each drawing."""
+    """``count`` (1 to :data:`MAX_SAMPLES`) samples of ``model`` with ``seed``: each image (enlarged) and each
+    drawing."""
     net = load(model)
+    if not _is_whole(count, MAX_SAMPLES + 1) or int(count) < 1:  # 1.5 was drawn as 1, 10**6 for hours
+        raise InvalidInputError(f"count must be a whole number in [1, {MAX_SAMPLES}], got {count!r}")
     out = net.sample(int(count), generator=_generator(seed), temperature=float(temperature), progress=False)
     drawings = [Drawing(model, out.latents[i:i + 1]) for i in range(len(out.latents))]
     return [_picture(image) for image in out.images], drawings
@@ -164,22 +172,51 @@ def reconstruct(model: str, files: list[str | Path], crop: int = 0) -> tuple[Ima
     if not files:
         raise InvalidInputError("upload at least one image")
     crop = _whole(crop, "crop", 2**16, note=" px (0: none)")
-    pictures = []
-    for file in files:
-        if not Path(file).exists():  # still listed on a page open for more than a day (DELETE_CACHE removed it)
-            raise InvalidInputError(f"{Path(file).name} is no longer kept by this page (uploads are removed a day "
-                                    "after they were made): upload it again")
-        try:  # as the command line reads files: upright as their EXIF says, within Pillow's size limit
-            pictures.append(open_image(file))
-        except InvalidInputError as error:
-            raise InvalidInputError(f"{Path(file).name} is not an image this page can read: "
-                                    f"{error.__cause__ or error}") from error
-    if crop:
-        pictures = [centre_crop(picture, crop, Path(file).name) for picture, file in zip(pictures, files)]
-    images = from_pil_images(pictures, channels=net.config.channels, size=net.config.image_size).float() / 255
+
+    def framed(file: str | Path) -> tuple[str, Image.Image]:
+        name = Path(file).name
+        picture = _read(model, file, name)
+        return name, centre_crop(picture, crop, name) if crop else picture
+
+    # One file decoded at a time, each resized to the model's size before the next is read: a list of them held
+    # a few hundred MB per large photo (a 13,000 px one, under the size limit, is 500 MB in RGB).
+    images = from_pil_images((framed(file) for file in files), channels=net.config.channels,
+                             size=net.config.image_size).float() / 255
     values = psnr(net.reconstruct(images), images)
     text = ", ".join(f"{Path(f).name}: {v:.2f} dB" for f, v in zip(files, values.tolist()))
     return reconstruction_image(net, images), f"reconstruction PSNR: {text}"
+
+
+def _unreadable(name: str, path: str | Path | None, error: Exception) -> InvalidInputError:
+    """The page's message for an upload ``name`` that Pillow cannot read (``error``, or what caused it), without
+    the path of the server's copy of it (``path``), which is no business of whoever uses the page."""
+    cause = error.__cause__ or error
+    if isinstance(cause, UnidentifiedImageError):
+        reason = "it is not in an image format Pillow reads (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
+    elif isinstance(cause, Image.DecompressionBombError) and Image.MAX_IMAGE_PIXELS:
+        reason = (f"it has more pixels than Pillow decodes safely ({2 * Image.MAX_IMAGE_PIXELS:,}); upload a smaller "
+                  "copy of it")
+    else:
+        reason = str(cause) if path is None else str(cause).replace(str(path), name)
+    return InvalidInputError(f"{name} is not an image this page can read: {reason}")
+
+
+def _read(model: str, file: str | Path, name: str) -> Image.Image:
+    """The uploaded image file ``file`` (called ``name`` in messages) for ``model``: decoded as the command line
+    reads files (upright as their EXIF says, within Pillow's size limit); a colour image for a grey model is an
+    error that says which models take it."""
+    if not Path(file).exists():  # still listed on a page open for more than a day (DELETE_CACHE removed it)
+        raise InvalidInputError(f"{name} is no longer kept by this page (uploads are removed a day after they were "
+                                "made): upload it again")
+    try:
+        picture = open_image(file)
+    except InvalidInputError as error:
+        raise _unreadable(name, file, error) from error
+    if load(model).config.channels == 1 and is_colour(picture):
+        colour = [other for other in MODELS if load(other).config.channels == 3]
+        raise InvalidInputError(f"{name} is a colour image, and the {model} model draws grey ones: choose "
+                                f"{' or '.join(colour)} in the model menu, or upload a grey image")
+    return picture
 
 
 def _sampled(drawing: Drawing | None) -> Drawing:
@@ -199,8 +236,29 @@ def _guard(function):
             return function(*args)
         except (NPDrawError, ValueError, TypeError, OSError) as error:
             logger.info("demo: %s", error)
-            raise gr.Error(str(error)) from error
+            # Not a stack trace in the terminal for each mistake on the page: the line above says it
+            raise gr.Error(str(error), print_exception=False) from error
     return wrapped
+
+
+def _upload(model: str, payload: Any) -> Image.Image:
+    """The image of an Edit tab upload as the browser sends it (Gradio's file data: ``path``, its copy in Gradio's
+    upload folder), read by :func:`_read`. Those events skip Gradio's preprocessing, which opened the file itself:
+    its error for a file that is not an image was hidden (``show_error=False``), leaving "Error" in the canvas and
+    no word of what was wrong."""
+    path = payload.get("path") if isinstance(payload, dict) else None
+    if not path:
+        raise InvalidInputError("upload an image file first")
+    return _read(model, path, Path(path).name)
+
+
+def _blank() -> tuple:
+    """What the page shows of a model's work before any: a new model's choice clears the old one's samples,
+    drawing, frames and reconstructions, which were shown under the new name (and edited and watched with the old
+    model)."""
+    import gradio as gr
+
+    return [], [], None, None, None, [], gr.Slider(0, 1, value=0, step=1), None, None, None, ""
 
 
 def build(default: str = "mnist"):
@@ -209,6 +267,8 @@ def build(default: str = "mnist"):
 
     folder = Path(tempfile.mkdtemp(prefix="np-draw-demo-"))
     whole_number = functools.partial(gr.Number, precision=0)
+    # Read by the page's code (_upload, as Reconstruct reads files: EXIF, 16-bit, size limit), not by Gradio
+    image_input = functools.partial(gr.Image, type="filepath", image_mode=None)
     with gr.Blocks(title="np-draw", analytics_enabled=False, delete_cache=DELETE_CACHE) as app:
         gr.Markdown("# NP-DRAW\nImages drawn part by part on a canvas, then decoded. Sample, watch a drawing, "
                     "edit its parts, or reconstruct your own images.")
@@ -219,7 +279,7 @@ def build(default: str = "mnist"):
             with gr.Row():
                 seed = whole_number(0, label="seed")
                 temperature = gr.Slider(0.1, 1.5, value=1.0, label="temperature")
-                count = gr.Slider(1, 64, value=16, step=1, label="count")
+                count = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="count")
             go = gr.Button("Sample", elem_id="sample")
             grid = gr.Gallery(label="samples: click one to watch and edit it", columns=8, object_fit="contain",
                               elem_id="samples")
@@ -241,12 +301,12 @@ def build(default: str = "mnist"):
                 part = whole_number(0, label="bank part")
             apply = gr.Button("Apply", elem_id="apply")
             with gr.Row():
-                source = gr.Image(label="paste from this image", type="pil")
+                source = image_input(label="paste from this image", elem_id="source")
                 first_row = whole_number(0, label="first row")
                 last_row = whole_number(2, label="last row")
             paste_button = gr.Button("Paste its rows")
             with gr.Row():
-                own = gr.Image(label="or watch and edit your own image", type="pil", elem_id="own")
+                own = image_input(label="or watch and edit your own image", elem_id="own")
                 own_crop = whole_number(0, label=f"crop: its centre first, px (0: none; {CELEBA_CROP} for aligned "
                                         "CelebA photos)")
                 use = gr.Button("Use this image", elem_id="use")
@@ -266,8 +326,15 @@ def build(default: str = "mnist"):
                 raise InvalidInputError("sample first (the Sample tab)")
             return shown(items[_whole(index, "sample to watch", len(items))])
 
-        go.click(_guard(sample), [model, seed, temperature, count], [grid, drawings]).then(
-            _guard(pick), [drawings, chosen], [current, canvas, decoded])
+        def sampled(name: str, seed: float, temperature: float, count: float, index: float) -> tuple:
+            images, items = sample(name, seed, temperature, count)
+            # The sample asked for, or the first where fewer were drawn: the error said so and kept the drawing of
+            # the samples before, which Watch and Edit went on showing
+            index = int(index) if _is_whole(index, len(items)) else 0
+            return images, items, index, *shown(items[index])
+
+        go.click(_guard(sampled), [model, seed, temperature, count, chosen],
+                 [grid, drawings, chosen, current, canvas, decoded], api_name="sample")  # its name before
         chosen.change(_guard(pick), [drawings, chosen], [current, canvas, decoded])
         def choose(selected) -> int:
             return selected.index
@@ -276,12 +343,12 @@ def build(default: str = "mnist"):
         choose.__annotations__ = {"selected": gr.SelectData, "return": int}
         grid.select(choose, [], [chosen])
 
-        def adopt(name: str, image: Image.Image | None, crop: int) -> tuple:
-            if image is None:
-                raise InvalidInputError("upload an image first")
-            return shown(from_image(name, image, crop))
+        # The uploads are read by _upload: these two events take their inputs as the browser sends them (the model's
+        # name and the numbers are checked by the functions they call).
+        def adopt(name: str, payload: dict | None, crop: float) -> tuple:
+            return shown(from_image(name, _upload(name, payload), crop))
 
-        use.click(_guard(adopt), [model, own, own_crop], [current, canvas, decoded])
+        use.click(_guard(adopt), [model, own, own_crop], [current, canvas, decoded], preprocess=False)
 
         def film(drawing: Drawing | None) -> tuple:
             pictures, path = watch(_sampled(drawing), folder)
@@ -295,13 +362,15 @@ def build(default: str = "mnist"):
 
         apply.click(_guard(change), [current, action, edit_step, cell, part, seed], [current, canvas, decoded])
 
-        def graft(drawing: Drawing | None, image: Image.Image | None, first: float, last: float) -> tuple:
-            if drawing is None or image is None:
+        def graft(drawing: Drawing | None, payload: dict | None, first: float, last: float) -> tuple:
+            if drawing is None or payload is None:
                 raise InvalidInputError("sample first, and upload an image to paste from")
-            return shown(paste(drawing, image, (first, last)))
+            return shown(paste(drawing, _upload(drawing.model, payload), (first, last)))
 
-        paste_button.click(_guard(graft), [current, source, first_row, last_row], [current, canvas, decoded])
+        paste_button.click(_guard(graft), [current, source, first_row, last_row], [current, canvas, decoded],
+                           preprocess=False)
         rebuild.click(_guard(reconstruct), [model, uploads, framing], [rows, score])
+        model.change(_blank, [], [grid, drawings, current, canvas, decoded, frames, step, frame, gif, rows, score])
     # The Watch tab's GIFs, which Gradio copies into its cache: removed with the app, or when the process ends.
     weakref.finalize(app, shutil.rmtree, folder, ignore_errors=True)
     return app
@@ -325,16 +394,54 @@ def check_address(host: str, port: int) -> None:
                                 f"port (np-draw demo --port N) or host") from error
 
 
+def open_to_network(host: str) -> bool:
+    """Whether a page served on ``host`` can be reached from other machines: an address (or a name of one) that is
+    not this machine's loopback, such as 0.0.0.0 (every interface) or the machine's address on a network."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+        return not all(ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses)
+    except (OSError, UnicodeError, ValueError):
+        return True
+
+
+def _stop_on(signals: tuple[int, ...]) -> dict[int, Any]:
+    """Have each of ``signals`` stop the page as Ctrl+C does (Gradio then closes its server and empties its cache
+    of uploads and results, and the page's own folder goes when the process ends): by default SIGTERM (kill,
+    systemd, docker stop) and SIGHUP (the terminal closed) ended the process at once, leaving the user's uploaded
+    photos in the cache for good. Returns the handlers they had."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return {number: signal.signal(number, interrupt) for number in signals}
+
+
 def serve(model: str = "mnist", *, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
-    """Start the page on ``host:port`` (loopback unless asked); returns the app (with ``block`` False, at once)."""
+    """Start the page on ``host:port`` (loopback unless asked; a warning is logged where other machines can reach
+    it); returns the app (with ``block`` False, at once). While it blocks, SIGTERM and SIGHUP stop it as Ctrl+C
+    does, its files removed."""
     if model not in MODELS:
         raise InvalidInputError(f"model must be one of {list(MODELS)}, got {model!r}")
     check_address(host, port)
+    if open_to_network(host):
+        logger.warning("np-draw demo: the page on %s:%d can be reached from other machines, with no password: "
+                       "anyone who can reach this one may use it, upload files to it and take its processors' time. "
+                       "Serve it on 127.0.0.1 (the default) to keep it to this machine", host, port)
     import gradio as gr
 
     app = build(model)
     # The system's fonts: the default theme's come from Google's servers, which an offline machine cannot reach.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])
-    app.launch(server_name=host, server_port=port, share=False, show_error=False, max_file_size=MAX_UPLOAD,
-               prevent_thread_lock=not block, quiet=True, theme=theme)
+    main = block and threading.current_thread() is threading.main_thread()  # only there can signals be handled
+    before = _stop_on(tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))) \
+        if main else {}
+    try:
+        app.launch(server_name=host, server_port=port, share=False, show_error=False, max_file_size=MAX_UPLOAD,
+                   prevent_thread_lock=not block, quiet=True, theme=theme)
+    except KeyboardInterrupt:  # before launch waits (its checks of the new server): it would not close the server
+        app.close()  # which empties Gradio's cache
+        raise
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
     return app

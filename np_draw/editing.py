@@ -141,7 +141,8 @@ def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cel
     Returns:
         Latents (N, T) with their canvas (N, C, S, S) in [0, 1]; no logits. Decode with ``model.decode``.
     Raises:
-        ValueError: different N or T, or a drawing with more than T drawn steps after the paste.
+        ValueError: different N or T, or a drawing with more than T drawn steps after the paste (the message says
+        how many parts to remove).
     """
     if not isinstance(target, Latents) or not isinstance(source, Latents):
         raise InvalidTypeError(f"target and source must be Latents, got {type(target).__name__} and "
@@ -162,12 +163,18 @@ def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cel
     # int64 to index the region: uint8 locs would index it as a mask, int8 and int16 not at all
     taken = source.present.bool() & region[source.locs.long()]
     kept = target.present.bool() & ~region[target.locs.long()]
+    # Each drawn step of both needs a step of its own: a prior sample often draws several parts in one cell
+    needed, steps = taken.sum(1) + kept.sum(1), taken.shape[1]
+    if (needed > steps).any():
+        n = int((needed > steps).nonzero()[0, 0])
+        pasted, own = int(taken[n].sum()), int(kept[n].sum())
+        raise InvalidInputError(f"drawing {n}: the source draws {pasted} parts in the region and the target {own} "
+                                f"outside it, more than its T={steps} steps hold: paste a smaller region, or remove "
+                                f"{pasted + own - steps} of the target's parts outside it first")
     ids = torch.where(taken, source.ids, target.ids)
     locs = torch.where(taken, source.locs, target.locs)
     for n, step in (taken & kept).nonzero().tolist():
         free = (~(taken[n] | kept[n])).nonzero()[:, 0]
-        if free.numel() == 0:
-            raise InvalidInputError(f"drawing {n} would have more than T={taken.shape[1]} drawn steps after the paste")
         ids[n, free[0]], locs[n, free[0]] = target.ids[n, step], target.locs[n, step]
         kept[n, free[0]] = True
         kept[n, step] = False

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from PIL import Image
 
 from np_draw import Latents, demo
 from np_draw.errors import InvalidInputError
+from np_draw.images import from_pil_images
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -125,6 +128,109 @@ def test_reconstruct_takes_any_size_and_names_a_file_that_is_not_an_image(tmp_pa
         demo.load("mnsit")
 
 
+def test_sample_count_is_a_whole_number_of_samples_the_page_offers():
+    # Through the page's API a count of 1.5 was drawn as 1 sample, and a direct call drew any number
+    for count in (1.5, 0, demo.MAX_SAMPLES + 1, None):
+        with pytest.raises(InvalidInputError, match=rf"count must be a whole number in \[1, {demo.MAX_SAMPLES}\], got"):
+            demo.sample("mnist", 0, 1.0, count)
+
+
+def test_upload_messages_name_the_file_and_what_to_do_not_the_servers_copy_of_it(tmp_path):
+    copy = tmp_path / "gradio" / "0123abcd"  # where Gradio keeps an upload
+    copy.mkdir(parents=True)
+    (copy / "notes.png").write_text("not an image")
+    Image.new("RGB", (30, 30), (200, 20, 20)).save(copy / "red.png")
+    Image.new("RGB", (30, 30), (0, 0, 0)).save(copy / "black.png")
+    # It was "cannot identify image file '/tmp/gradio/0123abcd/notes.png'": the server's folders, on a page that
+    # --host 0.0.0.0 opens to the network
+    with pytest.raises(InvalidInputError, match=r"^notes\.png is not an image this page can read: it is not in an "
+                                                r"image format Pillow reads") as caught:
+        demo.reconstruct("celeba", [copy / "black.png", copy / "notes.png"])
+    assert str(tmp_path) not in str(caught.value)
+    # It was "image 1 is a colour image ... use a colour model (a cifar10 or celeba preset or checkpoint)"
+    with pytest.raises(InvalidInputError, match=r"^red\.png is a colour image, and the mnist model draws grey ones: "
+                                                r"choose cifar10 or celeba in the model menu, or upload a grey image$"):
+        demo.reconstruct("mnist", [copy / "black.png", copy / "red.png"])
+
+
+def test_a_paste_that_overflows_the_drawing_says_what_to_do():
+    # A CIFAR-10 sample fills its 64 steps, some cells twice (all 16 of a batch overflowed on a three-row paste):
+    # "drawing 0 would have more than T=64 drawn steps after the paste" gave nothing to act on.
+    # Here all 64 steps draw below row 2, the last 24 in cells drawn already.
+    images, _ = demo.sample("cifar10", 0, 1.0, 1)
+    locs = (24 + torch.arange(64) % 40)[None]
+    full = demo.Drawing("cifar10", Latents(torch.zeros_like(locs), locs, torch.ones_like(locs)))
+    with pytest.raises(InvalidInputError, match=r"^drawing 0: the source draws \d+ parts in the region and the target "
+                                                r"64 outside it, more than its T=64 steps hold: paste a smaller "
+                                                r"region, or remove \d+ of the target's parts outside it first$") as caught:
+        demo.paste(full, images[0], (0, 2))
+    # As it says: that many parts removed (drawn part 0, as the Edit tab counts them, each time), the paste fits
+    for _ in range(int(str(caught.value).split("remove ")[1].split()[0])):
+        full = demo.edit(full, demo.ACTIONS[0], 0)
+    assert demo.paste(full, images[0], (0, 2)).latents.present.sum() == 64
+
+
+def test_reconstruct_decodes_one_upload_at_a_time(tmp_path, monkeypatch):
+    # Every upload was decoded at full size before any was resized: eight 10,000 px PNGs (300 kB each) held 3.8 GB,
+    # where one at a time holds 1.1 GB however many there are
+    for i in range(4):
+        Image.new("L", (40 + i, 40), 0).save(tmp_path / f"{i}.png")
+    opened, alive = [], []
+
+    def open_image(path):
+        alive.append(sum(ref() is not None for ref in opened))
+        image = Image.open(path)
+        image.load()
+        opened.append(weakref.ref(image))
+        return image
+
+    monkeypatch.setattr(demo, "open_image", open_image)
+    _, text = demo.reconstruct("mnist", [tmp_path / f"{i}.png" for i in range(4)])
+    assert text.count("dB") == 4 and max(alive) <= 1, alive  # the one before, at most, while the next is read
+
+
+def test_a_mistake_on_the_page_is_a_message_not_a_stack_trace_in_the_terminal():
+    gr = pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    # gr.Error printed both tracebacks (np-draw's and Gradio's, 40 lines) on the server's terminal for each one
+    with pytest.raises(gr.Error) as caught:
+        demo._guard(demo.reconstruct)("mnist", [])
+    assert caught.value.message == "upload at least one image" and not caught.value.print_exception
+
+
+def test_the_edit_tabs_uploads_are_read_as_reconstruct_reads_files(tmp_path):
+    # Gradio opened them itself: a file that was not an image left "Error" in the canvas and no message (its error
+    # is hidden), and a 16-bit PNG was converted to RGB by clipping every level above 255 to white
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(InvalidInputError, match=r"^notes\.png is not an image this page can read: it is not in an "
+                                                r"image format Pillow reads"):
+        demo._upload("celeba", {"path": str(tmp_path / "notes.png"), "orig_name": "notes.png"})
+    with pytest.raises(InvalidInputError, match=r"^upload an image file first$"):
+        demo._upload("celeba", None)
+    levels = (np.arange(40 * 40).reshape(40, 40) * 40).astype(np.uint16)  # 0 .. 63,960
+    Image.fromarray(levels).save(tmp_path / "deep.png")
+    picture = demo._upload("mnist", {"path": str(tmp_path / "deep.png")})
+    seen = from_pil_images([picture], channels=1, size=40)  # what the model is given: the levels scaled to 0..255
+    assert picture.mode == "I;16" and seen.max() > 200 and seen.float().mean() < 160
+
+
+def test_the_page_warns_when_other_machines_can_reach_it(monkeypatch, caplog):
+    assert demo.open_to_network("0.0.0.0") and not demo.open_to_network("127.0.0.1")
+    assert not demo.open_to_network("localhost")
+
+    def built(model):
+        raise RuntimeError("built")
+
+    monkeypatch.setattr(demo, "build", built)
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    with caplog.at_level("WARNING", logger="np_draw.demo"), pytest.raises(RuntimeError, match="built"):
+        demo.serve("mnist", host="0.0.0.0", port=_free_port())
+    assert "can be reached from other machines, with no password" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="np_draw.demo"), pytest.raises(RuntimeError, match="built"):
+        demo.serve("mnist", port=_free_port())
+    assert not caplog.text
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -200,6 +306,60 @@ def test_the_page_samples_edits_and_reconstructs_in_a_real_browser(tmp_path, mon
     time.sleep(0.1)
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_the_page_shows_no_drawing_of_another_model_or_of_the_samples_before(tmp_path, monkeypatch):
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (in the dev extra)")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # Gradio's cache and the page's folder
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    port = _free_port()
+    app = demo.serve("mnist", port=port, block=False)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+            page.click("#sample", timeout=60_000)
+            page.wait_for_function("document.querySelectorAll('#samples img').length === 16", timeout=60_000)
+            page.fill("#chosen input", "10")
+            page.press("#chosen input", "Enter")
+            page.get_by_role("tab", name="Edit").click()
+            page.wait_for_selector("#decoded img", timeout=30_000)
+            page.wait_for_timeout(2000)  # the first sample's drawing, then the tenth's
+            tenth = page.get_attribute("#decoded img", "src")
+            # Fewer samples than the number chosen: it was an error, and Edit and Watch kept sample 10 of the last
+            page.get_by_role("tab", name="Sample").click()
+            page.get_by_label("number input for count").fill("4")
+            page.get_by_label("number input for count").press("Enter")
+            page.click("#sample")
+            page.wait_for_function("document.querySelectorAll('#samples img').length === 4", timeout=60_000)
+            page.wait_for_function("document.querySelector('#chosen input').value === '0'", timeout=15_000)
+            page.get_by_role("tab", name="Edit").click()
+            page.wait_for_function("src => document.querySelector('#decoded img').src !== src", arg=tenth,
+                                   timeout=15_000)
+            assert not page.locator(".toast-body").count()
+            # Another model: its name over the last one's samples and drawing, which Edit and Watch went on using
+            page.get_by_role("combobox", name="model").click()
+            page.get_by_role("option", name="omniglot", exact=True).click()
+            page.wait_for_selector("#decoded img", state="detached", timeout=30_000)
+            page.get_by_role("tab", name="Watch").click()
+            page.click("#watch")
+            page.wait_for_selector("text=sample first (the Sample tab)", timeout=30_000)
+            page.get_by_role("tab", name="Sample").click()
+            assert not page.locator("#samples img").count()
+            # A file that is not an image, for Edit's "Use this image": a message naming it
+            page.get_by_role("tab", name="Edit").click()
+            page.set_input_files("#own input[type=file]", str(junk))
+            page.wait_for_timeout(1000)
+            page.click("#use")
+            page.wait_for_selector("text=junk.png is not an image this page can read", timeout=30_000)
+            browser.close()
+    finally:
+        app.close()
+
+
 def test_the_page_leaves_no_files_behind_when_its_process_ends(tmp_path):
     pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
     # The Watch tab's GIFs are written into a folder of the page's own, which goes with the process
@@ -210,6 +370,39 @@ def test_the_page_leaves_no_files_behind_when_its_process_ends(tmp_path):
                          env={**os.environ, "TMPDIR": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False"})
     assert run.returncode == 0, run.stderr
     assert Path(run.stdout.strip()).parent == tmp_path and not Path(run.stdout.strip()).exists()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="POSIX signals")
+def test_the_page_stopped_by_sigterm_removes_the_uploads_it_kept(tmp_path):
+    httpx = pytest.importorskip("httpx", reason="needs the demo extra (Gradio's client)")
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    # SIGTERM (kill, systemd, docker stop) ended the process at once: Gradio's cache kept the user's uploads and
+    # the page's folder its GIFs for good, where Ctrl+C removed them
+    port = _free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("GRADIO_TEMP_DIR", None)
+    server = subprocess.Popen([sys.executable, "-c", f"from np_draw import demo; demo.serve(port={port})"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                reply = httpx.post(f"http://127.0.0.1:{port}/gradio_api/upload",
+                                   files={"files": ("photo.png", b"\x89PNG not really")}, timeout=10)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, server.communicate()[0]
+                time.sleep(0.5)
+        assert reply.status_code == 200 and Path(reply.json()[0]).is_relative_to(tmp_path)
+        assert Path(reply.json()[0]).is_file() and any(tmp_path.glob("np-draw-demo-*"))
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=60)[0]
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    left = [str(path) for path in tmp_path.rglob("*") if path.is_file() and path.stat().st_size]
+    assert not left and not any(tmp_path.glob("np-draw-demo-*")), (left, output)
 
 
 def test_np_draw_demo_without_gradio_says_how_to_install_it(monkeypatch, capsys):

@@ -113,7 +113,8 @@ def test_pasting_latents_in_any_step_order_keeps_every_drawn_part(model):
     # More drawn steps than T cannot be pasted.
     full = Latents(torch.zeros(1, 36, dtype=torch.long), torch.full((1, 36), 30), torch.ones(1, 36))
     inside = Latents(torch.zeros(1, 36, dtype=torch.long), torch.full((1, 36), 2), torch.ones(1, 36))
-    with pytest.raises(ValueError, match="more than T=36 drawn steps"):
+    with pytest.raises(ValueError, match="the source draws 36 parts in the region and the target 36 outside it, more "
+                                         "than its T=36 steps hold: paste a smaller region, or remove 36 of"):
         paste_latents(model, full, inside, cells=[2])
 
 
