@@ -86,7 +86,11 @@ def _keep(path: Path) -> str:
         except (OSError, NotImplementedError):  # NotImplementedError: a link to a symlink, on Windows
             fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old")
             os.close(fd)
-            shutil.copy2(path, name)
+            try:
+                shutil.copy2(path, name)
+            except BaseException:  # a copy cut short (a full disk) is no backup, and the caller never learns its name
+                Path(name).unlink(missing_ok=True)
+                raise
             return name
     raise FileExistsError(f"cannot find a free name beside {str(path)!r} to keep it until the save is done")
 

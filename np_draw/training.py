@@ -543,10 +543,12 @@ class _Run:
         self.order_generator.set_state(tensors["rng"]["order"])
         generators = tensors["rng"].get(f"process{self.rank}")
         if generators is None or len(generators) != len(self._generators()):
-            # Written by fewer processes, or on another kind of device: this process keeps its seeded stream
-            logger.warning("process %d: the checkpoint in %s holds no generator state for it (written by %d "
-                           "processes on %s), so its random draws do not continue the run's exactly",
-                           self.rank, self.directory, state.get("processes", 1), state.get("device", "cpu"))
+            # Written by fewer processes, on another kind of device, or by np-draw before it kept every process's
+            # generators: this process keeps its seeded stream
+            written = (f"{state['processes']} processes on {state['device']}" if "processes" in state
+                       else "an earlier version of np-draw")
+            logger.warning("process %d: the checkpoint in %s holds no generator state for it (written by %s), so its "
+                           "random draws do not continue the run's exactly", self.rank, self.directory, written)
         else:
             cpu = len(torch.get_rng_state())
             torch.set_rng_state(generators[:cpu])

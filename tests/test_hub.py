@@ -223,6 +223,31 @@ def test_a_save_whose_renames_fail_part_way_puts_back_the_files_it_replaced(tmp_
     assert NPDraw.from_pretrained(folder).config.num_parts == 50
 
 
+def test_a_save_on_a_file_system_without_hard_links_that_cannot_copy_the_old_files_leaves_no_copy(tmp_path,
+                                                                                                   monkeypatch):
+    # Where hard links fail, the files a save replaces are copied first: a copy cut short by a full disk stayed
+    # beside them as a hidden .old file (of the size of the weights)
+    from np_draw import UnwritablePathError, model_files
+
+    folder = random_model("mnist").save_pretrained(tmp_path / "m")
+    before = describe_files(folder)
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def disk_full(source, target, **kwargs):
+        Path(target).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model_files.os, "link", no_links)
+    monkeypatch.setattr(model_files.shutil, "copy2", disk_full)
+    with pytest.raises(UnwritablePathError, match="No space left"):
+        random_model("mnist", seed=1).save_pretrained(folder)
+    monkeypatch.undo()
+    assert describe_files(folder) == before
+    assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+
 def test_a_full_disk_while_the_weights_are_written_is_an_unwritable_path_error_naming_the_file(tmp_path, monkeypatch):
     from safetensors import SafetensorError
 

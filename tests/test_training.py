@@ -697,6 +697,31 @@ def test_validation_bound_measures_in_eval_mode_and_leaves_the_model_as_it_was(m
     assert all(torch.equal(value, model.state_dict()[key]) for key, value in statistics.items())
 
 
+def test_a_checkpoint_written_before_every_process_s_generators_were_kept_resumes_and_says_so(mnist_images, tmp_path,
+                                                                                               caplog):
+    # Such a checkpoint holds process 0's generator as "torch": it resumes, on a seeded stream, and the warning names
+    # what wrote it (it said "written by 1 processes on cpu", as if the run had been another's)
+    from safetensors.torch import load_file, save_file
+
+    def run(epochs: int) -> None:
+        torch.manual_seed(0)
+        model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
+        config = FitConfig(prior_epochs=1, prior_batch_size=16, epochs=epochs, batch_size=8, seed=3, checkpoint_every=0)
+        model.fit(mnist_images[:32], config, output_dir=tmp_path, resume=True, progress=False)
+
+    run(1)
+    checkpoints = tmp_path / "checkpoints"
+    latest = checkpoints / json.loads((checkpoints / "latest.json").read_text())["latest"]
+    rng = load_file(latest / "rng.safetensors")
+    save_file({"torch": rng.pop("process0"), **rng}, latest / "rng.safetensors")
+    state = json.loads((latest / "state.json").read_text())
+    del state["processes"], state["device"]
+    (latest / "state.json").write_text(json.dumps(state))
+    with caplog.at_level(logging.WARNING, logger="np_draw"):
+        run(2)
+    assert "holds no generator state for it (written by an earlier version of np-draw)" in caplog.text
+
+
 def test_two_gloo_processes_resume_each_with_its_own_random_stream(tmp_path):
     # Only process 0's generator was kept, and every process took it on resume: the others' Gumbel noise and
     # binarisations then repeated process 0's, and an extended run ended with other weights than a straight one
