@@ -126,7 +126,9 @@ class PartBank(nn.Module):
         patches = patches[patches.mean(1) >= empty_threshold]
         if patches.shape[0] < self.num_parts:
             raise InvalidInputError(
-                f"the images have {patches.shape[0]} non-empty patches, fewer than num_parts={self.num_parts}"
+                f"the images have {patches.shape[0]} non-empty patches, fewer than num_parts={self.num_parts}: "
+                "give more images, a config with fewer parts, or fine-tune a pretrained model, which keeps its bank "
+                "(np-draw fit --from NAME)"
             )
         if max_patches is not None and patches.shape[0] > max_patches:
             keep = torch.randperm(patches.shape[0], generator=generator)[:max_patches].to(patches.device)

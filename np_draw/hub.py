@@ -341,8 +341,10 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
     else:
         what = "is a file, not a model folder" if path.exists() else "is not a model folder"
         if explicit:
-            raise UnknownModelError(f"{name!r} {what}: a Path, or a name starting with '.', '/' or '~', names a local "
-                                    "folder")
+            if not path.exists():
+                what = "is not a model folder: there is nothing at that path"
+            raise UnknownModelError(f"{name!r} {what} (a Path, or a name starting with '.', '/' or '~', names a local "
+                                    "folder)")
         raise UnknownModelError(f"{name!r} {what}, a known pretrained name ({', '.join(sorted(models))}) or a Hub "
                                 f"repo id 'owner/name[@revision]'")
     return _download(repo_id, revision, expected, hint, cache_dir=cache_dir, local_files_only=local_files_only,

@@ -15,6 +15,7 @@ import itertools
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -987,9 +988,13 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
             # fit trains, also when called under torch.no_grad() or torch.inference_mode()
             with _forked_rng(model), torch.inference_mode(False), torch.enable_grad():
                 return run.run(resume)
-        except BaseException:
+        except BaseException as error:
             for module, mode in modes:
                 module.training = mode
+            if isinstance(error, InvalidInputError) and run.stage == "bank" and created:
+                # Refused before any training (too few patches for the bank): nothing to resume, and the folders
+                # this call made held only its first checkpoint (8 MB of an untrained model)
+                shutil.rmtree(created[-1], ignore_errors=True)
             raise
         finally:
             for parameter, flag in flags:

@@ -280,6 +280,12 @@ API_CASES: list[ApiCase] = [
             "'mnsit' is not a model folder, a known pretrained name (celeba, cifar10, mnist, omniglot) or a Hub "
             "repo id 'owner/name[@revision]'",
             lambda m, f: NPDraw.from_pretrained("mnsit")),
+    ApiCase("a folder path that does not exist", "NPDraw.from_pretrained", UnknownModelError,
+            "is not a model folder: there is nothing at that path",
+            lambda m, f: NPDraw.from_pretrained(f / "no-such-folder")),
+    ApiCase("too few images to fit a part bank from scratch", "NPDraw.fit", InvalidInputError,
+            "fewer than num_parts=50: give more images, a config with fewer parts, or fine-tune a pretrained model",
+            lambda m, f: NPDraw(m.config).fit(torch.zeros(2, 1, 28, 28), progress=False)),
     ApiCase("unknown preset", "NPDrawConfig.preset", UnknownModelError,
             "unknown preset 'mnsit'; known presets are ['celeba', 'cifar10', 'mnist', 'omniglot']",
             lambda m, f: NPDrawConfig.preset("mnsit")),

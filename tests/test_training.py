@@ -860,3 +860,12 @@ def test_keeping_freed_memory_lets_large_tensors_reuse_freed_pages_and_gives_the
         assert kept and default > 8 * 16_000 and inside <= default / 4 and given_back > 60, (default, inside, given_back)
     else:
         assert not kept  # other C libraries are left as they are
+
+
+def test_a_new_run_refused_for_too_few_patches_leaves_no_folder_behind(tmp_path):
+    # The bank is fitted after the run's first checkpoint is written: the refusal left that checkpoint (8 MB of an
+    # untrained model, nothing to resume) in a folder the call had made
+    model = NPDraw(tiny_config("mnist"))
+    with pytest.raises(InvalidInputError, match="fewer than num_parts"):
+        model.fit(torch.zeros(2, 1, 28, 28), FitConfig(), output_dir=tmp_path / "run" / "out", progress=False)
+    assert list(tmp_path.iterdir()) == []
