@@ -243,13 +243,21 @@ def _guard(function):
 
 def _upload(model: str, payload: Any) -> Image.Image:
     """The image of an Edit tab upload as the browser sends it (Gradio's file data: ``path``, its copy in Gradio's
-    upload folder), read by :func:`_read`. Those events skip Gradio's preprocessing, which opened the file itself:
-    its error for a file that is not an image was hidden (``show_error=False``), leaving "Error" in the canvas and
-    no word of what was wrong."""
+    upload folder, where alone a file is read), read by :func:`_read`. Those events skip Gradio's preprocessing,
+    which opened the file itself: its error for a file that is not an image was hidden (``show_error=False``),
+    leaving "Error" in the canvas and no word of what was wrong."""
+    from gradio.utils import get_upload_folder
+
     path = payload.get("path") if isinstance(payload, dict) else None
     if not path:
         raise InvalidInputError("upload an image file first")
-    return _read(model, path, Path(path).name)
+    # Gradio checks that a file named by a request is in its upload folder only where the request marks it as a
+    # file ("meta"): a request through its API without the mark named any file of the server, which was opened
+    # (its name, whether it exists and, for an image, its encoding in the reply)
+    file = Path(path).resolve()
+    if not file.is_relative_to(Path(get_upload_folder()).resolve()):
+        raise InvalidInputError("this page reads only the files uploaded to it: upload an image file")
+    return _read(model, file, file.name)
 
 
 def _blank() -> tuple:
@@ -333,9 +341,10 @@ def build(default: str = "mnist"):
             index = int(index) if _is_whole(index, len(items)) else 0
             return images, items, index, *shown(items[index])
 
-        go.click(_guard(sampled), [model, seed, temperature, count, chosen],
-                 [grid, drawings, chosen, current, canvas, decoded], api_name="sample")  # its name before
-        chosen.change(_guard(pick), [drawings, chosen], [current, canvas, decoded])
+        # Every event of a model's work, which another model's choice cancels (below)
+        work = [go.click(_guard(sampled), [model, seed, temperature, count, chosen],
+                         [grid, drawings, chosen, current, canvas, decoded], api_name="sample"),  # its name before
+                chosen.change(_guard(pick), [drawings, chosen], [current, canvas, decoded])]
         def choose(selected) -> int:
             return selected.index
 
@@ -348,29 +357,32 @@ def build(default: str = "mnist"):
         def adopt(name: str, payload: dict | None, crop: float) -> tuple:
             return shown(from_image(name, _upload(name, payload), crop))
 
-        use.click(_guard(adopt), [model, own, own_crop], [current, canvas, decoded], preprocess=False)
+        work.append(use.click(_guard(adopt), [model, own, own_crop], [current, canvas, decoded], preprocess=False))
 
         def film(drawing: Drawing | None) -> tuple:
             pictures, path = watch(_sampled(drawing), folder)
             return pictures, gr.Slider(0, len(pictures) - 1, value=len(pictures) - 1, step=1), pictures[-1], str(path)
 
-        draw.click(_guard(film), [current], [frames, step, frame, gif])
+        work.append(draw.click(_guard(film), [current], [frames, step, frame, gif]))
         step.change(lambda pictures, i: pictures[int(i)] if pictures else None, [frames, step], [frame])
 
         def change(drawing: Drawing | None, *args) -> tuple:
             return shown(edit(_sampled(drawing), *args))
 
-        apply.click(_guard(change), [current, action, edit_step, cell, part, seed], [current, canvas, decoded])
+        work.append(apply.click(_guard(change), [current, action, edit_step, cell, part, seed],
+                                [current, canvas, decoded]))
 
         def graft(drawing: Drawing | None, payload: dict | None, first: float, last: float) -> tuple:
             if drawing is None or payload is None:
                 raise InvalidInputError("sample first, and upload an image to paste from")
             return shown(paste(drawing, _upload(drawing.model, payload), (first, last)))
 
-        paste_button.click(_guard(graft), [current, source, first_row, last_row], [current, canvas, decoded],
-                           preprocess=False)
-        rebuild.click(_guard(reconstruct), [model, uploads, framing], [rows, score])
-        model.change(_blank, [], [grid, drawings, current, canvas, decoded, frames, step, frame, gif, rows, score])
+        work.append(paste_button.click(_guard(graft), [current, source, first_row, last_row],
+                                       [current, canvas, decoded], preprocess=False))
+        work.append(rebuild.click(_guard(reconstruct), [model, uploads, framing], [rows, score]))
+        # A request of the last model still running (a large sample) would show its results under the new name
+        model.change(_blank, [], [grid, drawings, current, canvas, decoded, frames, step, frame, gif, rows, score],
+                     cancels=work)
     # The Watch tab's GIFs, which Gradio copies into its cache: removed with the app, or when the process ends.
     weakref.finalize(app, shutil.rmtree, folder, ignore_errors=True)
     return app
@@ -398,22 +410,45 @@ def open_to_network(host: str) -> bool:
     """Whether a page served on ``host`` can be reached from other machines: an address (or a name of one) that is
     not this machine's loopback, such as 0.0.0.0 (every interface) or the machine's address on a network."""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
-        return not all(ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses)
+        addresses = {ipaddress.ip_address(info[4][0].split("%")[0])
+                     for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+        # ::ffff:127.0.0.1 is 127.0.0.1 (Python before 3.13 did not call it loopback)
+        return not all((getattr(address, "ipv4_mapped", None) or address).is_loopback for address in addresses)
     except (OSError, UnicodeError, ValueError):
         return True
 
 
-def _stop_on(signals: tuple[int, ...]) -> dict[int, Any]:
-    """Have each of ``signals`` stop the page as Ctrl+C does (Gradio then closes its server and empties its cache
-    of uploads and results, and the page's own folder goes when the process ends): by default SIGTERM (kill,
+class _Stop:
+    """Signals (SIGTERM, SIGHUP) that stop the page as Ctrl+C does (Gradio then closes its server and empties its
+    cache of uploads and results, and the page's own folder goes when the process ends): by default SIGTERM (kill,
     systemd, docker stop) and SIGHUP (the terminal closed) ended the process at once, leaving the user's uploaded
-    photos in the cache for good. Returns the handlers they had."""
+    photos in the cache for good.
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+    The first of them raises KeyboardInterrupt; any after it are ignored (a second one, SIGHUP then SIGTERM as a
+    terminal closes, broke off the cleanup the first had started, and the uploads stayed). A signal that was
+    ignored is left so (``nohup np-draw demo`` is meant to outlive its terminal), and :meth:`restore` hands each
+    signal back its handler."""
 
-    return {number: signal.signal(number, interrupt) for number in signals}
+    def __init__(self) -> None:
+        self.before: dict[int, Any] = {}
+        self.stopping = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt(f"signal {signum}")
+
+    def install(self, signals: tuple[int, ...]) -> None:
+        for number in signals:
+            handler = signal.getsignal(number)
+            if handler is not signal.SIG_IGN:
+                self.before[number] = handler  # before it is replaced: the signal may come at once
+                signal.signal(number, self)
+
+    def restore(self) -> None:
+        self.stopping = True  # no KeyboardInterrupt from here on, with some handlers handed back and not others
+        for number, handler in self.before.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
 
 
 def serve(model: str = "mnist", *, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
@@ -432,16 +467,15 @@ def serve(model: str = "mnist", *, host: str = "127.0.0.1", port: int = 7860, bl
     app = build(model)
     # The system's fonts: the default theme's come from Google's servers, which an offline machine cannot reach.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])
-    main = block and threading.current_thread() is threading.main_thread()  # only there can signals be handled
-    before = _stop_on(tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))) \
-        if main else {}
+    stop = _Stop()
     try:
+        if block and threading.current_thread() is threading.main_thread():  # only there can signals be handled
+            stop.install(tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)))
         app.launch(server_name=host, server_port=port, share=False, show_error=False, max_file_size=MAX_UPLOAD,
                    prevent_thread_lock=not block, quiet=True, theme=theme)
     except KeyboardInterrupt:  # before launch waits (its checks of the new server): it would not close the server
         app.close()  # which empties Gradio's cache
         raise
     finally:
-        for number, handler in before.items():
-            signal.signal(number, handler)
+        stop.restore()
     return app

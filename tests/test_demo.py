@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -197,7 +198,9 @@ def test_a_mistake_on_the_page_is_a_message_not_a_stack_trace_in_the_terminal():
     assert caught.value.message == "upload at least one image" and not caught.value.print_exception
 
 
-def test_the_edit_tabs_uploads_are_read_as_reconstruct_reads_files(tmp_path):
+def test_the_edit_tabs_uploads_are_read_as_reconstruct_reads_files(tmp_path, monkeypatch):
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # where Gradio keeps uploads, and _upload reads them
     # Gradio opened them itself: a file that was not an image left "Error" in the canvas and no message (its error
     # is hidden), and a 16-bit PNG was converted to RGB by clipping every level above 255 to white
     (tmp_path / "notes.png").write_text("not an image")
@@ -213,9 +216,57 @@ def test_the_edit_tabs_uploads_are_read_as_reconstruct_reads_files(tmp_path):
     assert picture.mode == "I;16" and seen.max() > 200 and seen.float().mean() < 160
 
 
+def test_the_edit_tabs_read_no_file_but_the_uploads(tmp_path, monkeypatch):
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    # Gradio checks the path of a file in a request only where the request marks it as one ("meta"): through its
+    # API, {"path": "/any/file"} reached _upload, which opened it (its name and whether it exists in the message,
+    # an image's encoding in the reply)
+    (tmp_path / "uploads").mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    Image.new("L", (28, 28), 0).save(tmp_path / "secret.png")
+    for path in (tmp_path / "secret.png", tmp_path / "uploads" / ".." / "secret.png", tmp_path / "missing.png",
+                 tmp_path / "uploads2" / "x.png"):
+        with pytest.raises(InvalidInputError, match=r"^this page reads only the files uploaded to it: upload an "
+                                                    r"image file$"):
+            demo._upload("mnist", {"path": str(path)})
+    Image.new("L", (28, 28), 0).save(tmp_path / "uploads" / "mine.png")
+    assert demo._upload("mnist", {"path": str(tmp_path / "uploads" / "mine.png")}).size == (28, 28)
+
+
+def test_the_pages_api_reads_no_file_but_the_uploads(tmp_path, monkeypatch):
+    httpx = pytest.importorskip("httpx", reason="needs the demo extra (Gradio's client)")
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # Gradio's cache and the page's folder
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    (tmp_path / "tmp").mkdir()
+    Image.new("L", (28, 28), 255).save(tmp_path / "secret.png")
+    port = _free_port()
+    app = demo.serve("mnist", port=port, block=False)
+
+    def call(name: str, *data) -> str:
+        event = httpx.post(f"http://127.0.0.1:{port}/gradio_api/call/{name}", json={"data": data}, timeout=30)
+        return httpx.get(f"http://127.0.0.1:{port}/gradio_api/call/{name}/{event.json()['event_id']}",
+                         timeout=60).text
+
+    try:
+        meta = {"meta": {"_type": "gradio.FileData"}}
+        for payload in ({"path": str(tmp_path / "secret.png")}, {"path": str(tmp_path / "secret.png"), **meta}):
+            for reply in (call("adopt", "mnist", payload, 0), call("reconstruct", "mnist", [payload], 0)):
+                assert reply.startswith("event: error") and "secret" not in reply, reply
+        # What the page sends for an upload is read
+        path = httpx.post(f"http://127.0.0.1:{port}/gradio_api/upload", timeout=30,
+                          files={"files": ("mine.png", (tmp_path / "secret.png").read_bytes())}).json()[0]
+        reply = call("adopt", "mnist", {"path": path, "orig_name": "mine.png", **meta}, 0)
+        assert reply.startswith("event: complete"), reply
+    finally:
+        app.close()
+
+
 def test_the_page_warns_when_other_machines_can_reach_it(monkeypatch, caplog):
     assert demo.open_to_network("0.0.0.0") and not demo.open_to_network("127.0.0.1")
     assert not demo.open_to_network("localhost")
+    assert demo.open_to_network("::") and not demo.open_to_network("::1")
+    assert not demo.open_to_network("::ffff:127.0.0.1")  # 127.0.0.1: it was warned of
 
     def built(model):
         raise RuntimeError("built")
@@ -306,6 +357,11 @@ def test_the_page_samples_edits_and_reconstructs_in_a_real_browser(tmp_path, mon
     time.sleep(0.1)
 
 
+# Whether the Edit tab's decoded image is shown, and not the one of src (the argument)
+OTHER_DECODED = "src => { const image = document.querySelector('#decoded img'); " \
+                "return image !== null && image.getAttribute('src') !== src; }"
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
 def test_the_page_shows_no_drawing_of_another_model_or_of_the_samples_before(tmp_path, monkeypatch):
     pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
@@ -314,6 +370,20 @@ def test_the_page_shows_no_drawing_of_another_model_or_of_the_samples_before(tmp
     monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
     junk = tmp_path / "junk.png"
     junk.write_text("not an image")
+    hold, started, release, finished = (threading.Event() for _ in range(4))
+    sample = demo.sample
+
+    def held(*args):  # a sample that takes its time, where asked
+        if not hold.is_set():
+            return sample(*args)
+        started.set()
+        try:
+            release.wait(60)
+            return sample(*args)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(demo, "sample", held)
     port = _free_port()
     app = demo.serve("mnist", port=port, block=False)
     try:
@@ -323,11 +393,14 @@ def test_the_page_shows_no_drawing_of_another_model_or_of_the_samples_before(tmp
             page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
             page.click("#sample", timeout=60_000)
             page.wait_for_function("document.querySelectorAll('#samples img').length === 16", timeout=60_000)
+            page.get_by_role("tab", name="Edit").click()
+            page.wait_for_selector("#decoded img", timeout=30_000)
+            first = page.get_attribute("#decoded img", "src")  # the first sample's drawing, then the tenth's
+            page.get_by_role("tab", name="Sample").click()
             page.fill("#chosen input", "10")
             page.press("#chosen input", "Enter")
             page.get_by_role("tab", name="Edit").click()
-            page.wait_for_selector("#decoded img", timeout=30_000)
-            page.wait_for_timeout(2000)  # the first sample's drawing, then the tenth's
+            page.wait_for_function(OTHER_DECODED, arg=first, timeout=30_000)
             tenth = page.get_attribute("#decoded img", "src")
             # Fewer samples than the number chosen: it was an error, and Edit and Watch kept sample 10 of the last
             page.get_by_role("tab", name="Sample").click()
@@ -337,8 +410,7 @@ def test_the_page_shows_no_drawing_of_another_model_or_of_the_samples_before(tmp
             page.wait_for_function("document.querySelectorAll('#samples img').length === 4", timeout=60_000)
             page.wait_for_function("document.querySelector('#chosen input').value === '0'", timeout=15_000)
             page.get_by_role("tab", name="Edit").click()
-            page.wait_for_function("src => document.querySelector('#decoded img').src !== src", arg=tenth,
-                                   timeout=15_000)
+            page.wait_for_function(OTHER_DECODED, arg=tenth, timeout=15_000)
             assert not page.locator(".toast-body").count()
             # Another model: its name over the last one's samples and drawing, which Edit and Watch went on using
             page.get_by_role("combobox", name="model").click()
@@ -352,11 +424,27 @@ def test_the_page_shows_no_drawing_of_another_model_or_of_the_samples_before(tmp
             # A file that is not an image, for Edit's "Use this image": a message naming it
             page.get_by_role("tab", name="Edit").click()
             page.set_input_files("#own input[type=file]", str(junk))
-            page.wait_for_timeout(1000)
+            page.wait_for_selector("#own img", timeout=30_000)  # uploaded: before, the click sends no file
             page.click("#use")
             page.wait_for_selector("text=junk.png is not an image this page can read", timeout=30_000)
+            # A sample still running when another model is chosen: its samples came after the choice cleared the
+            # page, under the new model's name
+            page.get_by_role("tab", name="Sample").click()
+            page.click("#sample")
+            page.wait_for_function("document.querySelectorAll('#samples img').length === 4", timeout=60_000)
+            hold.set()
+            page.click("#sample")
+            assert started.wait(60)
+            page.get_by_role("combobox", name="model").click()
+            page.get_by_role("option", name="mnist", exact=True).click()
+            page.wait_for_function("document.querySelectorAll('#samples img').length === 0", timeout=30_000)
+            release.set()
+            assert finished.wait(60)
+            page.wait_for_timeout(2000)  # its samples, where they are shown: at once
+            assert not page.locator("#samples img").count()
             browser.close()
     finally:
+        release.set()
         app.close()
 
 
@@ -403,6 +491,39 @@ def test_the_page_stopped_by_sigterm_removes_the_uploads_it_kept(tmp_path):
             server.communicate()
     left = [str(path) for path in tmp_path.rglob("*") if path.is_file() and path.stat().st_size]
     assert not left and not any(tmp_path.glob("np-draw-demo-*")), (left, output)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+def test_serve_leaves_an_ignored_sighup_ignored_and_ends_its_cleanup_through_a_second_signal(monkeypatch):
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    # nohup np-draw demo ignores SIGHUP to outlive its terminal: serve made it stop the page all the same. And a
+    # second signal (SIGHUP then SIGTERM as a terminal closes) raised KeyboardInterrupt in the cleanup the first had
+    # started: the server was left unclosed and Gradio's cache (the user's uploads) kept
+    seen = {}
+
+    class App:
+        def launch(self, **_):
+            seen["hup"] = signal.getsignal(signal.SIGHUP)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # where the signal stops it
+            seen["slept"] = True
+
+        def close(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)
+            seen["closed"] = True
+
+    monkeypatch.setattr(demo, "build", lambda model: App())
+    term = signal.getsignal(signal.SIGTERM)
+    hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt, match=f"signal {int(signal.SIGTERM)}"):
+            demo.serve("mnist", port=_free_port())
+        assert seen == {"hup": signal.SIG_IGN, "closed": True}, seen
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is term
+    finally:
+        signal.signal(signal.SIGHUP, hup)
+        signal.signal(signal.SIGTERM, term)
 
 
 def test_np_draw_demo_without_gradio_says_how_to_install_it(monkeypatch, capsys):
