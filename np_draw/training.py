@@ -784,15 +784,21 @@ class _Run:
                 self.history.best_epoch = -1
         budget = self._budget(False, cfg.epochs, cfg.steps)
         self._log_cap("steps", cfg.steps, budget)
+        unit, self.history.steps = budget.unit, budget.steps
+        self._epochs(budget, cfg.batch_size, trained, compute, end_epoch, unit)
+
+    def _warn_if_few_steps(self) -> None:
+        """Said as a new run from scratch starts, not after its bank and prior stages: a budget too small for a new
+        encoder and decoder draws grey blobs."""
+        cfg = self.config
+        budget = self._budget(False, cfg.epochs, cfg.steps)
         planned = budget.steps or budget.rounds * math.ceil(len(self.train_idx) / cfg.batch_size)
-        if cfg.fit_bank and self._at_stage_start and 0 < planned < _FEW_STEPS:  # 0 skips the stage
+        if cfg.fit_bank and 0 < planned < _FEW_STEPS:  # 0 skips the stage
             logger.warning("training from scratch with %d encoder/decoder steps, where a new model needs hundreds to "
                            "draw recognisable images (docs/results.md, low-data curve: %d steps, after %d of the "
                            "prior): pass steps=%d or more (np-draw fit --steps, and --prior-steps), or fine-tune a "
                            "trained model (fit_bank=False; np-draw fit --from NAME)", planned, _FEW_STEPS,
                            3 * _FEW_STEPS, _FEW_STEPS)
-        unit, self.history.steps = budget.unit, budget.steps
-        self._epochs(budget, cfg.batch_size, trained, compute, end_epoch, unit)
 
     def _held_out_mean(self, mean: Callable[[torch.Tensor], float], what: str) -> float:
         """The mean over the held-out images of ``mean(index)``, a mean over the images ``index``: each process
@@ -855,6 +861,7 @@ class _Run:
         if not (resume and self._restore()):
             if resume:
                 logger.info("nothing to resume from in %s: a new run starts", self.directory)
+            self._warn_if_few_steps()
             self._save()
         if self.stage == "bank":
             _check_bank(self.model, self.config)  # again: a checkpoint of a run refused by earlier code is at this stage

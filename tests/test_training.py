@@ -296,6 +296,8 @@ def test_a_short_run_from_scratch_warns_and_val_fraction_0_trains_and_validates_
         history = model.fit(mnist_images[:20], FitConfig(prior_epochs=1, epochs=2, batch_size=8, val_fraction=0.0),
                             progress=False)
     assert "training from scratch with 6 encoder/decoder steps" in caplog.text  # 2 epochs of 20 images at batch 8
+    # As the run starts, not after the bank and prior stages (minutes, on a user's photos)
+    assert caplog.text.index("training from scratch with") < caplog.text.index("images parsed")
     assert "no images held out (val_fraction=0): the validation bound and model selection use the training images" \
         in caplog.text
     # Every image trained on: the bank saw all 20 (it is fitted on the training images only, in the split's order)
