@@ -898,8 +898,10 @@ class _Run:
         elif self.config.patience is not None and self.best_state is not None:
             torch.nn.ModuleList([self.model.encoder, self.model.decoder]).load_state_dict(self.best_state)
             history.val_bound_kept = self.best_val
-            logger.info("kept %s (validation bound %.2f nats)", "the starting weights" if history.best_epoch < 0
-                        else f"round {history.best_epoch + 1}", self.best_val)
+            # The encoder and decoder of the round kept; the prior is the stage's best when it was retrained
+            kept = "the starting encoder and decoder" if history.best_epoch < 0 else f"round {history.best_epoch + 1}"
+            prior = " with the retrained prior" if not self.config.fit_bank and history.prior_best_epoch >= 0 else ""
+            logger.info("kept %s%s (validation bound %.2f nats)", kept, prior, self.best_val)
         elif history.val_bound:  # without patience, the last round's weights
             history.val_bound_kept = history.val_bound[-1]
         elif history.prior_best_epoch == -1:  # no round, and the prior as given: the model's own bound, if measured

@@ -357,15 +357,19 @@ def test_fit_on_a_trained_model_fine_tunes_it_from_where_it_stands_and_improves_
     assert nll(model, test, 5, progress=False).mean_nats < before - 5  # held-out characters, never seen
 
 
-def test_fine_tuning_keeps_the_starting_weights_when_no_round_beats_them(mnist_images):
+def test_fine_tuning_keeps_the_starting_weights_when_no_round_beats_them(mnist_images, caplog):
     torch.manual_seed(0)
     model = NPDraw(tiny_config("mnist", prior=PriorConfig(num_layers=1)))
     model.fit(mnist_images[:100], FitConfig(prior_epochs=1, epochs=1, batch_size=50), progress=False)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     # A learning rate this large, without warm-up, wrecks the encoder and decoder at the first step.
-    history = model.fit(mnist_images[100:140], fit_prior=False, steps=4, eval_every=2, encoder_lr=1.0,
-                        decoder_lr=1.0, warmup_steps=0, full_rate_images=None, progress=False)
+    with caplog.at_level(logging.INFO, logger="np_draw"):
+        history = model.fit(mnist_images[100:140], fit_prior=False, steps=4, eval_every=2, encoder_lr=1.0,
+                            decoder_lr=1.0, warmup_steps=0, full_rate_images=None, progress=False)
     assert history.best_epoch == -1 and min(history.val_bound) > history.val_bound_start
+    # The encoder and decoder as given, and nothing said of a prior, which was not trained (it said "the starting
+    # weights" also where the retrained prior was kept)
+    assert f"kept the starting encoder and decoder (validation bound {history.val_bound_kept:.2f} nats)" in caplog.text
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items() if "running" not in k)
 
 
