@@ -893,8 +893,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         # None is float32 also under torch.set_default_dtype(torch.float64), which the model was built in
         model = model.to(device=device, dtype=None if auto else dtype or torch.float32).eval()
         if model.device.type == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
-            logger.warning("%s on the CPU: half precision is for GPUs, and on most CPUs it runs many times slower "
-                           "than float32 (dtype=None keeps float32)", str(model.dtype).removeprefix("torch."))
+            logger.warning("%s on the CPU: half precision is for GPUs; a CPU without instructions for it (AVX512-BF16 "
+                           "or AMX, in recent Xeon and EPYC processors) runs it many times slower than float32 "
+                           "(dtype=None keeps float32)", str(model.dtype).removeprefix("torch."))
         return model
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool = False,
