@@ -455,8 +455,17 @@ class _Run:
             mine = mine.to(self.model.device)  # NCCL gathers CUDA tensors, gloo CPU ones
             states = [torch.empty_like(mine) for _ in range(self.world)]
             dist.all_gather(states, mine)
-        if self.rank != 0:
-            return
+        try:
+            if self.rank == 0:
+                self._write(states)
+        finally:
+            if self.world > 1:
+                # No process goes on before the checkpoint is on disk: one that left fit and resumed at once read
+                # the pointer to the checkpoint this save replaces, whose files process 0 then removed
+                self._all_sum(0.0)
+
+    def _write(self, states: list[torch.Tensor]) -> None:
+        """Process 0's part of :meth:`_save`: the checkpoint, with every process's generator ``states``."""
         tensors = {"model": self.model.state_dict(),
                    "rng": {"order": self.order_generator.get_state(),
                            **{f"process{rank}": state.cpu() for rank, state in enumerate(states)}}}
