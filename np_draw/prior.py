@@ -150,7 +150,7 @@ def sinusoidal_encoding(length: int, width: int) -> torch.Tensor:
     computed on the meta device it would import torch's decompositions, three seconds). Where the meta device is
     the default (from_pretrained's first build of a model, to compare its shapes with the weights'), an empty meta
     tensor: a config.json asking for an absurd width or grid would otherwise fill gigabytes before it is refused."""
-    if torch.get_default_device().type == "meta":
+    if torch.empty(0).device.type == "meta":  # a device block (get_default_device does not see one on torch 2.4)
         return torch.empty(length, width)
     position = torch.arange(length, dtype=torch.float32, device="cpu")[:, None]
     frequency = torch.exp(torch.arange(0, width, 2, dtype=torch.float32, device="cpu") * (-math.log(10000.0) / width))
