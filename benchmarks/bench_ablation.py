@@ -13,10 +13,11 @@ import argparse
 import math
 
 import torch
-from common import run_main, table, timed, write_json
+from common import table, timed, write_json
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset
+from np_draw.errors import run_main
 from np_draw.metrics import parse_psnr
 
 

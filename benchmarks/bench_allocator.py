@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 
 import torch
-from common import run_main, table, write_json
+from common import table, write_json
 
 from np_draw import NPDraw, parse
+from np_draw.errors import run_main
 from np_draw.memory import keeping_freed_memory
 
 

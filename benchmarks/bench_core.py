@@ -12,11 +12,12 @@ import argparse
 import logging
 
 import torch
-from common import run_main, table, timed, write_json
+from common import table, timed, write_json
 from torch.utils.flop_counter import FlopCounterMode
 
 from np_draw import NPDraw, NPDrawConfig, PriorConfig, parse, psnr, render
 from np_draw.data import load_dataset
+from np_draw.errors import run_main
 from np_draw.training import FitConfig, evaluate_prior, fit
 
 

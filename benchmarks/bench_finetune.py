@@ -29,10 +29,11 @@ import logging
 import time
 
 import torch
-from common import run_main, table, write_json
+from common import table, write_json
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset, omniglot_by_drawer
+from np_draw.errors import run_main
 from np_draw.metrics import default_features, fid, nll, reconstruction_psnr
 from np_draw.training import FitConfig, FitHistory
 

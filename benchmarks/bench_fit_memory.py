@@ -17,8 +17,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import run_main, table
+from common import table
 from PIL import Image
+
+from np_draw.errors import run_main
 
 CHILD = r"""
 import json, resource, sys, time, logging

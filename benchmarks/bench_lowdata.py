@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 import torch
-from common import run_main, table, write_json
+from common import table, write_json
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset
+from np_draw.errors import run_main
 from np_draw.images import save_grid
 from np_draw.metrics import fid, nll
 from np_draw.training import FitConfig

@@ -19,10 +19,11 @@ import sys
 import time
 
 import torch
-from common import run_main, table, write_json
+from common import table, write_json
 from torch.utils.flop_counter import FlopCounterMode
 
 from np_draw import NPDraw
+from np_draw.errors import run_main
 
 BUSY = "while True: pass"
 

@@ -23,9 +23,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from common import run_main, table, write_json
+from common import table, write_json
 
 from np_draw import NPDraw
+from np_draw.errors import run_main
 
 
 def fastest(work, repeat: int = 3) -> float:

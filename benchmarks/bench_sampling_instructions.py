@@ -24,9 +24,10 @@ import shutil
 import subprocess
 import sys
 
-from common import run_main, table, write_json
+from common import table, write_json
 
 from np_draw import NPDraw
+from np_draw.errors import run_main
 
 CHILD = """
 import os, subprocess, sys, torch

@@ -21,10 +21,11 @@ import json
 from pathlib import Path
 
 import torch
-from common import run_main, table, write_json
+from common import table, write_json
 
 from np_draw import NPDraw
 from np_draw.data import load_dataset
+from np_draw.errors import run_main
 
 GREY = ("mnist", "omniglot")
 

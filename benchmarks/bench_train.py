@@ -11,10 +11,11 @@ import argparse
 import time
 
 import torch
-from common import peak_memory_mib, per_second, run_main, table, write_json
+from common import peak_memory_mib, per_second, table, write_json
 
 from np_draw import Latents, NPDraw, NPDrawConfig, parse
 from np_draw.data import load_dataset
+from np_draw.errors import run_main
 from np_draw.memory import keeping_freed_memory
 from np_draw.training import DEFAULT_EPOCHS, DEFAULT_PRIOR_EPOCHS, FitConfig, adam
 

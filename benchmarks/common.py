@@ -12,8 +12,6 @@ from typing import Any
 
 import torch
 
-from np_draw.errors import NPDrawError
-
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
     """Best wall time of ``repeat`` calls, and the last result."""
@@ -76,12 +74,3 @@ def write_json(path: str | Path, results: dict) -> None:
     """Write the results and say where."""
     Path(path).write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {path}")
-
-
-def run_main(main: Callable[[], Any], script: str) -> None:
-    """Run a script's ``main``: a user's mistake (a missing data file, an unknown model) ends in one line naming
-    the script, not in a traceback."""
-    try:
-        main()
-    except (NPDrawError, FileNotFoundError) as error:
-        raise SystemExit(f"{Path(script).name}: error: {error}") from None

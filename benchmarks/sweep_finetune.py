@@ -24,9 +24,10 @@ import time
 
 import torch
 from bench_finetune import CASES, fit_size, target_data
-from common import run_main, table
+from common import table
 
 from np_draw import NPDraw
+from np_draw.errors import run_main
 from np_draw.metrics import default_features, fid, nll, reconstruction_psnr
 from np_draw.training import FitConfig
 

@@ -8,6 +8,8 @@ wants every np-draw failure catches :class:`NPDrawError`. The catalogue of cases
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +61,16 @@ class TrainingDivergedError(NPDrawError, FloatingPointError):
 
 class UnwritablePathError(NPDrawError, OSError):
     """An output file or folder cannot be created or written, or a Hub repo cannot be uploaded to (unreachable)."""
+
+
+def run_main(main: Callable[[], Any], script: str) -> None:
+    """Run a script's ``main`` (``script`` is its ``__file__``): an :class:`NPDrawError` or a missing file (a user's
+    mistake: a wrong data path, an unknown model) ends the process with one line naming the script, not a traceback.
+    The repository's benchmark and maintenance scripts end this way."""
+    try:
+        main()
+    except (NPDrawError, FileNotFoundError) as error:
+        raise SystemExit(f"{Path(script).name}: error: {error}") from None
 
 
 def check_temperature(temperature: Any) -> float:

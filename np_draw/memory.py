@@ -39,8 +39,11 @@ def keeping_freed_memory() -> Iterator[bool]:
         return
     libc = ctypes.CDLL("libc.so.6")
     kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP) and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP))
-    logger.info("%s", "the C allocator keeps freed memory for reuse until fit ends (np_draw.memory)" if kept
-                else "glibc refused to keep freed memory for reuse; large tensors stay fresh memory at every use")
+    # Nothing a user acts on when it works; a refusal explains a slower run
+    if kept:
+        logger.debug("the C allocator keeps freed memory for reuse until the block ends")
+    else:
+        logger.info("glibc refused to keep freed memory for reuse; large tensors stay fresh memory at every use")
     try:
         yield kept
     finally:

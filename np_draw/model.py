@@ -15,7 +15,6 @@ import itertools
 import logging
 import numbers
 import os
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from .images import ImageSource, TensorImages, as_image_tensor, check_images, im
 from .latents import Latents
 from .likelihoods import Bernoulli, make_likelihood
 from .model_files import check_weights, folder_state, load_config, load_weights, write_model_files
-from .networks import Decoder, Encoder, autocast_dtype, evaluating
+from .networks import Decoder, Encoder, Overlapping, autocast_dtype, evaluating
 from .parsing import parse
 from .prior import Prior
 from .training import FitConfig, FitHistory, fit
@@ -192,9 +191,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_workers.cache_clear)
 
 
-# Draws under way on the CPU with one intra-op thread, and the caller's setting the first of them found.
-_DRAWING = [0, 0]
-_DRAWING_LOCK = threading.Lock()
+# The caller's intra-op thread count, which draws under way on the CPU found
+_THREADS = Overlapping()
 
 
 @contextlib.contextmanager
@@ -203,30 +201,15 @@ def _one_intra_op_thread() -> Iterator[int]:
     back after. ``torch.set_num_threads`` also sets the count that threads started later begin with, so draws that
     overlap (two threads sampling, as the demo's requests do) share the setting the first found: one that began
     while another drew found that draw's 1 and, ending last, left it to every thread started afterwards."""
-    with _DRAWING_LOCK:
-        if not _DRAWING[0]:
-            _DRAWING[1] = torch.get_num_threads()
-        _DRAWING[0] += 1
-        threads = _DRAWING[1]
+    with _THREADS.lock:
+        threads = _THREADS.hold({"threads": torch.get_num_threads()})["threads"]
         torch.set_num_threads(1)
     try:
         yield threads
     finally:
-        with _DRAWING_LOCK:
-            _DRAWING[0] -= 1
+        with _THREADS.lock:
+            _THREADS.release(["threads"])
             torch.set_num_threads(threads)
-
-
-def _forget_draws() -> None:
-    """In a process forked while another thread drew: that draw does not go on here (nor ends), and the lock may
-    have been held when the process was copied."""
-    global _DRAWING_LOCK
-    _DRAWING[:] = [0, 0]
-    _DRAWING_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_draws)
 
 
 def _check_used(generator: Generators, drawing: bool, flag: str, otherwise: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +22,41 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
     return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
-# For each module inside an evaluating block (by id; held, so never reused meanwhile): how many blocks hold it, and
-# its mode when the first of them began.
-_HELD: dict[int, list] = {}
-_HELD_LOCK = threading.Lock()
+class Overlapping:
+    """Settings that blocks running at once share (two threads sampling one model): the first block to hold a key
+    keeps the value it found, every block is handed that value, and the last to let go gets it back to restore.
+    Call ``hold`` and ``release`` with ``lock`` held. A process forked while a block ran starts with nothing held:
+    that block does not go on (nor end) in the copy, whose lock may have been copied held."""
+
+    def __init__(self) -> None:
+        self._forget()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._held: dict[Hashable, list] = {}
+        self.lock = threading.Lock()
+
+    def hold(self, found: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Hold each key; the value each key's first holder found."""
+        for key, value in found.items():
+            self._held.setdefault(key, [0, value])[0] += 1
+        return {key: self._held[key][1] for key in found}
+
+    def release(self, keys: Iterable[Hashable]) -> dict[Hashable, Any]:
+        """Let go of ``keys``; the found values of those that no block holds any more."""
+        last = {}
+        for key in keys:
+            held = self._held[key]
+            held[0] -= 1
+            if not held[0]:
+                del self._held[key]
+                last[key] = held[1]
+        return last
+
+
+# Modules inside evaluating blocks, by id (held, so never reused meanwhile), and their modes when the first began
+_MODES = Overlapping()
 
 
 @contextlib.contextmanager
@@ -35,34 +67,17 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
     Blocks that overlap on a module (two threads sampling one model) share the mode the first found, and the last
     to end hands it back: the first to end put a training model back in training mode while the other still drew
     (its BatchNorm then used batch statistics and changed its running ones), and the last left it in eval mode."""
-    children = list(module.modules())
-    with _HELD_LOCK:
-        for child in children:
-            _HELD.setdefault(id(child), [0, child.training])[0] += 1
-        if any(child.training for child in children):
+    children = {id(child): child for child in module.modules()}
+    with _MODES.lock:
+        _MODES.hold({key: child.training for key, child in children.items()})
+        if any(child.training for child in children.values()):
             module.eval()
     try:
         yield module
     finally:
-        with _HELD_LOCK:
-            for child in children:
-                held = _HELD[id(child)]
-                held[0] -= 1
-                if not held[0]:
-                    del _HELD[id(child)]
-                    child.training = held[1]
-
-
-def _forget_held() -> None:
-    """In a process forked while another thread was inside a block: that block does not end here, and the lock may
-    have been held when the process was copied."""
-    global _HELD_LOCK
-    _HELD.clear()
-    _HELD_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_held)
+        with _MODES.lock:
+            for key, training in _MODES.release(children).items():
+                children[key].training = training
 
 
 class ConvBlock(nn.Sequential):

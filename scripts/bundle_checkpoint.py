@@ -27,7 +27,7 @@ from cifar10_jpeg_effect import jpeg_effect
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import load_dataset
-from np_draw.errors import NPDrawError
+from np_draw.errors import run_main
 from np_draw.hub import model_card
 from np_draw.images import save_grid
 from np_draw.manifest import describe_files, manifest_path
@@ -144,7 +144,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None
+    run_main(main, __file__)

@@ -22,7 +22,7 @@ from einops import rearrange
 
 from np_draw import NPDraw
 from np_draw.data import load_dataset
-from np_draw.errors import NPDrawError
+from np_draw.errors import run_main
 from np_draw.metrics import nll
 
 LOSSLESS = "test_first20_lossless.npz"
@@ -64,7 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None
+    run_main(main, __file__)

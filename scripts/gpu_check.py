@@ -28,9 +28,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import peak_memory_mib, per_second, run_main, table
+from common import peak_memory_mib, per_second, table
 
 from np_draw import NPDraw
+from np_draw.errors import run_main
 
 MODELS = ("mnist", "omniglot", "cifar10", "celeba")
 

@@ -14,13 +14,12 @@ cell, how often the most likely location is the step's own cell, and the mean po
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
 from np_draw import NPDraw
 from np_draw.data import load_dataset
-from np_draw.errors import NPDrawError
+from np_draw.errors import run_main
 from np_draw.metrics import psnr
 
 
@@ -51,7 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None
+    run_main(main, __file__)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from np_draw.data import load_arrays, load_dataset
-from np_draw.errors import NPDrawError
+from np_draw.errors import run_main
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
@@ -45,7 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None
+    run_main(main, __file__)

@@ -18,7 +18,7 @@ import torch
 from np_draw import NPDraw
 from np_draw.data import DATASETS, load_dataset
 from np_draw.editing import interpolate, paste_latents
-from np_draw.errors import NPDrawError
+from np_draw.errors import run_main
 from np_draw.pictures import (
     comparison_image,
     drawing_strip,
@@ -91,7 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None
+    run_main(main, __file__)

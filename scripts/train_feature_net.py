@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from train_pretrained import git_commit, machine
 
 from np_draw.data import data_files, load_dataset
-from np_draw.errors import NPDrawError
+from np_draw.errors import run_main
 from np_draw.features import ARCHITECTURES, FEATURES_DIR, FeatureNetwork
 from np_draw.manifest import sha256_file
 
@@ -112,7 +112,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None
+    run_main(main, __file__)

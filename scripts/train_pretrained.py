@@ -41,7 +41,7 @@ import torch
 
 from np_draw import NPDraw, NPDrawConfig
 from np_draw.data import data_files, load_dataset
-from np_draw.errors import NPDrawError
+from np_draw.errors import run_main
 from np_draw.manifest import sha256_file
 from np_draw.training import FitConfig, fit
 
@@ -325,7 +325,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (NPDrawError, FileNotFoundError) as error:  # a missing data file, an unknown model: a line, no traceback
-        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None
+    run_main(main, __file__)
