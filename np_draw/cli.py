@@ -767,9 +767,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"share of DATA held out for validation (default {scratch.val_fraction})")
     fit.add_argument("--validation", type=input_path, metavar="HELD_OUT",
                      help="held-out images for validation instead (a folder or an .npz file, as DATA)")
-    fit.add_argument("--checkpoint-every", type=positive_int,
-                     help=f"optimizer steps between checkpoints (also one after every epoch; default "
-                          f"{scratch.checkpoint_every})")
+    fit.add_argument("--checkpoint-every", type=non_negative_int,
+                     help=f"optimizer steps between checkpoints (also one after every epoch; 0: after epochs "
+                          f"only; default {scratch.checkpoint_every})")
     fit.add_argument("--seed", type=seed, help=f"random seed (FitConfig.seed, default {scratch.seed})")
     fit.add_argument("--resume", action="store_true",
                      help="continue from the latest checkpoint in OUTPUT (same DATA and options; --epochs may grow)")

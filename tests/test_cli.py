@@ -711,3 +711,10 @@ def test_image_files_are_turned_upright_as_their_exif_orientation_says_before_an
         assert close(got[0, 0].numpy(), want[0, 0].numpy())
     assert close(image_source(folder, channels=1, size=20).read(torch.tensor([0]))[0, 0].mul(255).round().numpy(),
                  want[0, 0].numpy())
+
+
+def test_fit_checkpoint_every_takes_0_as_fitconfig_does(tmp_path):
+    """--checkpoint-every sets FitConfig.checkpoint_every, whose 0 means a checkpoint after each epoch only
+    (docs/training.md); the option refused 0 as "must be a positive integer"."""
+    args = build_parser().parse_args(["fit", "x.npz", "-o", str(tmp_path / "run"), "--checkpoint-every", "0"])
+    assert _fit_config(args).checkpoint_every == 0
