@@ -251,16 +251,18 @@ def _read_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.Tensor,
     batches, labels, files = [], [], []
 
     def add_files() -> None:
-        """The image files named one after another, as one group: one log line per kind of conversion."""
+        """The image files named one after another, as one group: one log line per kind of conversion. Each is
+        decoded as it is resized, so that one image at a time is held at its own size."""
         if files:
-            group = from_pil_images(files, channels=cfg.channels, size=cfg.image_size)
-            batches.append(check_images(group, channels=cfg.channels, size=cfg.image_size, name=files[0][0]))
-            labels.extend(name for name, _ in files)
+            group = from_pil_images(((file, open_image(file, crop)) for file in files), channels=cfg.channels,
+                                    size=cfg.image_size)
+            batches.append(check_images(group, channels=cfg.channels, size=cfg.image_size, name=files[0]))
+            labels.extend(files)
             files.clear()
 
     for path in paths:
         if Path(path).is_file() and not is_array_file(path):
-            files.append((str(path), open_image(path, crop)))
+            files.append(str(path))
             continue
         add_files()
         images, names = _load_checked(path, cfg, crop)

@@ -99,16 +99,14 @@ def is_colour(image: Image.Image) -> bool:
 
 
 def _grey_mode(image: Image.Image) -> bool:
-    """Whether a PIL image's mode holds one grey channel (with alpha or not, of any depth)."""
     return image.mode in ("1", "L", "LA", "I", "F") or image.mode.startswith("I;16")
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
-    """A 16-bit or floating-point grey image scaled to 8-bit "L": Pillow's own conversion clips every level above
-    255 to white, and truncates floats. The "I;16" modes are 16-bit; mode "I" (a 16-bit PGM, a 32-bit TIFF) does
-    not say its depth, so an image of it is taken as 16-bit when a value exceeds 255 and as 8-bit otherwise (a very
-    dark 16-bit image is then read too bright); mode "F" is taken as [0, 1] when no value exceeds 1 (an image as
-    this package's tensors hold it: Pillow's conversion made it black) and as 0..255 otherwise."""
+    """A 16-bit or float grey image scaled to 8-bit "L" (Pillow's own conversion clips levels above 255 to white and
+    truncates floats). Mode "I" does not say its depth: it is taken as 16-bit when a value exceeds 255 (a very dark
+    16-bit image is read too bright). Mode "F" is taken as [0, 1] (as this package's tensors) when no value exceeds
+    1, else as 0..255."""
     if image.mode not in ("F", "I") and not image.mode.startswith("I;16"):
         return image
     levels = np.asarray(image, dtype=np.float64)
@@ -121,17 +119,13 @@ def _eight_bit(image: Image.Image) -> Image.Image:
 
 
 def _check_pil_image(image: Image.Image, channels: int, name: str) -> None:
-    """InvalidInputError for an image with a zero side (it has no pixels to crop and resize: it would be read as a
-    blank picture), for a float or 32-bit ("F", "I") image with NaN, inf or negative levels (as :func:`check_images`
-    for a tensor), and for a colour image given to a grey model (``channels`` 1): dropping its colour would train
-    or score something else than what the user has."""
+    """Refuse an image that would otherwise be read as another picture: one without pixels (read as blank), a float
+    or 32-bit one with levels a tensor may not hold (:func:`_eight_bit` reads NaN as black and inf as white, and
+    clips negative levels), and a colour image for a grey model (``channels`` 1), whose colour would be dropped."""
     if image.width == 0 or image.height == 0:
         raise InvalidInputError(f"{name} must be an image of at least 1x1 px, got one of {image.width}x"
                                 f"{image.height} px ({image.mode}): it has no pixels")
     if image.mode in ("F", "I"):
-        # A float or 32-bit image (Image.fromarray of a float32 or int32 array, a float TIFF) can hold what a tensor
-        # may not: _eight_bit's cast read NaN as black and inf as white, and clipped negative levels (an image
-        # normalised to [-1, 1]) to black, where check_images refuses the same values in a tensor.
         levels = np.asarray(image)
         if not np.isfinite(levels).all():
             raise InvalidInputError(f"{name} must be finite, got {int((~np.isfinite(levels)).sum())} NaN or inf "
@@ -141,8 +135,7 @@ def _check_pil_image(image: Image.Image, channels: int, name: str) -> None:
                                     f"values in [{levels.min():.4g}, {levels.max():.4g}] in a {image.width}x"
                                     f"{image.height} px {image.mode} image")
         if image.mode == "F" and 1 < levels.max() < 2:
-            # Neither scale: read as 0..255 (its maximum is above 1), a [0, 1] image that a resize or a sum pushed a
-            # little past 1 came out black
+            # Read as 0..255, a [0, 1] image that a resize pushed a little past 1 came out black
             raise InvalidInputError(f"{name} is a float image whose levels reach {levels.max():.4g}: neither [0, 1] "
                                     "nor 0..255; clip it to [0, 1] (or scale it to 0..255) first")
     if channels == 1 and is_colour(image):
@@ -153,14 +146,12 @@ def _check_pil_image(image: Image.Image, channels: int, name: str) -> None:
 
 def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: int, size: int,
              name: str = "") -> Iterator[tuple[str, Image.Image]]:
-    """The (name, image) pairs of ``images`` (a bare image is "image i"), a colour image for a grey model refused
-    (:func:`_check_pil_image`); once all are read, one info line for each kind of change that loading them for a
-    model of ``channels`` x ``size`` x ``size`` made to any: resized (and of those, enlarged), grey widened to RGB,
-    transparency dropped; and aligned CelebA photos taken whole; for a grey model, a warning when most images are
-    mostly light (dark drawings on white, where the grey models draw light ink on black). ``name`` (a folder)
+    """The (label, image) pairs of ``images`` (a bare image is "image i"), each checked (:func:`_check_pil_image`);
+    once all are read, one info line for each kind of change that reading them at ``size`` px and ``channels`` made
+    to any, and for a grey model a warning when most images are light (dark drawings on white). ``name`` (a folder)
     starts the lines."""
-    total = resized = widened = transparent = faces = light = 0
-    enlarged: list[int] = []  # the shorter side of each image smaller than the model's
+    total = resized = enlarged = widened = transparent = faces = light = 0
+    smallest = size
     for i, item in enumerate(images):
         label, image = item if isinstance(item, tuple) else (f"image {i}", item)
         _check_pil_image(image, channels, label)
@@ -168,8 +159,8 @@ def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: 
         resized += image.size != (size, size)
         # Scanned or drawn on paper, a drawing is dark ink on white: the grey data sets (and models) are the reverse
         light += channels == 1 and ImageStat.Stat(_eight_bit(image).convert("L")).mean[0] > 127.5
-        if min(image.size) < size:
-            enlarged.append(min(image.size))
+        enlarged += min(image.size) < size
+        smallest = min(smallest, *image.size)
         # By mode: an RGB image whose channels are nearly equal keeps its own three (a palette's are its colours)
         widened += channels == 3 and (_grey_mode(image) or image.mode == "P" and not is_colour(image))
         transparent += image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
@@ -181,8 +172,8 @@ def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: 
             logger.info("%s%d of %d images " + text, f"{name}: " if name else "", count, total, *args)
 
     log(resized, "centre-cropped and resized to %dx%d", size, size)
-    log(len(enlarged), "are smaller than %dx%d (the smallest %d px a side) and are enlarged, which blurs them", size,
-        size, min(enlarged, default=0))
+    log(enlarged, "are smaller than %dx%d (the smallest %d px a side) and are enlarged, which blurs them", size, size,
+        smallest)
     log(faces, "are %dx%d px, as aligned CelebA photos are: the celeba model was trained on their %d px centre, which "
         "--crop %d frames them to (in Python, np_draw.images.image_source(folder, channels=3, size=64, crop=%d)); "
         "without it each is cut to its %d px square", *_ALIGNED_CELEBA, *[CELEBA_CROP] * 3, min(_ALIGNED_CELEBA))
@@ -203,11 +194,11 @@ def _centre(image: Image.Image, side: int) -> Image.Image:
         return image.crop((left, top, left + side, top + side))
 
 
-def _square(image: Image.Image, size: int, channels: int) -> np.ndarray:
-    """Centre-crop to a square, resize to ``size`` and convert to ``channels`` (L or RGB): (size, size, C)."""
+def _square(image: Image.Image, size: int, channels: int) -> torch.Tensor:
+    """Centre-cropped to a square and resized: uint8 (channels, size, size)."""
     image = _centre(_eight_bit(image).convert("L" if channels == 1 else "RGB"), min(image.size))
-    # Pillow's resize to the same size is a copy
-    return np.array(image.resize((size, size), Image.BICUBIC), dtype=np.uint8).reshape(size, size, channels)
+    pixels = torch.from_numpy(np.array(image.resize((size, size), Image.BICUBIC), dtype=np.uint8))
+    return pixels[None] if channels == 1 else pixels.permute(2, 0, 1)
 
 
 def centre_crop(image: Image.Image, crop: int, name: str = "image") -> Image.Image:
@@ -246,8 +237,8 @@ def spread(items: Sequence[T], count: int | None) -> Sequence[T]:
 
 def read_folder(folder: Path, name: str = "images", crop: int | None = None,
                 limit: int | None = None) -> Iterator[tuple[str, Image.Image]]:
-    """The image files under ``folder`` (recursively, following linked folders, hidden ones left out, sorted:
-    :func:`_listing`), decoded, turned upright as their EXIF says (and cut to their ``crop`` px centre, see
+    """The image files under ``folder`` (recursively, following linked folders, hidden ones left out, sorted by
+    path), decoded, turned upright as their EXIF says (and cut to their ``crop`` px centre, see
     :func:`centre_crop`); unreadable ones, and ones of more than twice Pillow's PIL.Image.MAX_IMAGE_PIXELS, skipped
     with a warning (ones above it are read, with one); with ``limit``, only ``limit`` files spread evenly over the
     sorted listing (:func:`spread`; the others are not opened, and an unreadable one among them leaves fewer).
@@ -303,10 +294,9 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
 
 
 def _listing(folder: Path) -> tuple[list[str], list[str]]:
-    """The files under ``folder``, sorted by path components, as pathlib sorts ("a/b.png" before "a-c.png"), so
-    that splits and labels keep their order; plain strings, as a Path object costs several times the memory, which
-    shows at 100,000 files. Folders linked to are followed, each real folder read once; hidden files and folders
-    (names starting with ".") are left out, with an info line. Also the hidden ones, relative to ``folder``."""
+    """The files under ``folder``, and the hidden ones left out (relative to ``folder``). Sorted by path components,
+    as pathlib sorts ("a/b.png" before "a-c.png"), so that splits and labels keep their order; plain strings, as a
+    Path costs several times the memory, which shows at 100,000 files."""
     listing, hidden, seen = [], [], set()
     # followlinks: a linked class folder (ln -s ../cats) was left out in silence, while a linked file was read
     for root, dirs, files in os.walk(folder, followlinks=True):
@@ -332,8 +322,8 @@ _ORIENTATION = 0x0112
 
 
 class _TooLarge(InvalidInputError):
-    """An image file of more than twice Pillow's PIL.Image.MAX_IMAGE_PIXELS, which Pillow refuses to decode (a
-    decompression bomb guard); ``pixels`` is its size as Pillow read it from the header (0 if unknown)."""
+    """An image file of more than twice PIL.Image.MAX_IMAGE_PIXELS, which Pillow refuses to decode; ``pixels`` is
+    its size from the header (0 if unknown)."""
 
     def __init__(self, message: str, pixels: int) -> None:
         super().__init__(message)
@@ -341,15 +331,12 @@ class _TooLarge(InvalidInputError):
 
 
 def _over_limit(image: Image.Image) -> bool:
-    """Whether ``image`` is larger than Pillow's PIL.Image.MAX_IMAGE_PIXELS (None: no limit), for which Pillow
-    warns; up to twice it, Pillow decodes it."""
+    """Whether ``image`` is above PIL.Image.MAX_IMAGE_PIXELS, which Pillow decodes with a warning up to twice it."""
     return Image.MAX_IMAGE_PIXELS is not None and image.width * image.height > Image.MAX_IMAGE_PIXELS
 
 
 def _decode(path: str | Path) -> Image.Image:
-    """The image file ``path``, decoded and turned upright as its EXIF orientation says (as a viewer shows it);
-    :class:`_TooLarge` for one of more than twice Pillow's limit, InvalidInputError for a file Pillow cannot read.
-    Pillow's DecompressionBombWarning is not shown: callers log their own line (:func:`_over_limit`)."""
+    """The image file ``path``, decoded and turned upright as its EXIF orientation says (as a viewer shows it)."""
     try:
         # The warning would print Pillow's source line beside np-draw's log lines, once per read of the file
         with warnings.catch_warnings():
@@ -379,20 +366,14 @@ def open_image(path: str | Path, crop: int | None = None) -> Image.Image:
         logger.warning("%r is %dx%d = %d pixels, larger than Pillow's limit of %d pixels "
                        "(PIL.Image.MAX_IMAGE_PIXELS); read anyway", str(path), image.width, image.height,
                        image.width * image.height, Image.MAX_IMAGE_PIXELS)
-    return _framed(image, crop, path)
-
-
-def _framed(image: Image.Image, crop: int | None, path: str | Path) -> Image.Image:
     return image if crop is None else centre_crop(image, crop, repr(str(path)))
 
 
 def load_folder_images(folder: str | Path, *, channels: int, size: int, name: str = "images",
                        crop: int | None = None, limit: int | None = None) -> torch.Tensor:
-    """Every image file Pillow can read under ``folder`` (recursively, sorted by path; ``limit`` of them spread
-    evenly over the listing when given, :func:`spread`), centre-cropped to a square (or to its ``crop`` px centre,
-    :func:`centre_crop`) and resized to ``size``: uint8 (N, C, size, size). Files that are not images or are
-    truncated are skipped with a warning naming them; an error names ``name``."""
-    # One file open at a time: the folder is never held in memory at its own resolution.
+    """The image files under ``folder`` as :func:`read_folder` reads them (recursively, sorted by path, unreadable
+    ones skipped with a warning; ``crop`` and ``limit`` as there), centre-cropped to a square and resized to
+    ``size``: uint8 (N, C, size, size), read one file at a time. An error names ``name``."""
     return from_pil_images(read_folder(Path(folder), name, crop, limit), channels=channels, size=size)
 
 
@@ -402,10 +383,19 @@ def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, 
     centre-cropped to a square and resized, with a log line saying how many were resized, turned from grey to RGB
     or had their transparency dropped. A colour image for a grey model (``channels`` 1) is an error
     (InvalidInputError), as are no images."""
-    arrays = [_square(image, size, channels) for _, image in _checked(images, channels, size)]
-    if not arrays:
+    return _pil_batch(images, channels, size)[0]
+
+
+def _pil_batch(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: int,
+               size: int) -> tuple[torch.Tensor, list[str]]:
+    """:func:`from_pil_images`, and the images' labels."""
+    labels, squares = [], []
+    for label, image in _checked(images, channels, size):
+        labels.append(label)
+        squares.append(_square(image, size, channels))
+    if not squares:
         raise InvalidInputError("no images were given")
-    return rearrange(torch.from_numpy(np.stack(arrays)), "n h w c -> n c h w")
+    return torch.stack(squares), labels
 
 
 def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "images") -> torch.Tensor:
@@ -439,8 +429,8 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
             raise InvalidInputError(f"{name}: the images of a list must share one shape, got {sorted(shapes)}")
         tensors = [torch.as_tensor(item) for item in images]
         if len({item.dtype for item in tensors}) > 1:
-            return _unit_each([as_image_tensor(item[None], channels=channels, size=size, name=f"{name}[{i}]")
-                               for i, item in enumerate(tensors)], channels=channels, size=size, name=name)
+            return _cat([as_image_tensor(item[None], channels=channels, size=size, name=f"{name}[{i}]")
+                         for i, item in enumerate(tensors)], channels=channels, size=size, name=name)
         images = torch.stack(tensors)
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
@@ -466,27 +456,25 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         items = [_item_tensor(item, channels=channels, size=size, name=name) for item in images]
         if not items:
             raise InvalidInputError(f"{name} is an empty dataset")
-        if len({item.dtype for item in items}) > 1:
-            return _unit_each(items, channels=channels, size=size, name=name)
-        return torch.cat(items)
+        return _cat(items, channels=channels, size=size, name=name)
     raise InvalidTypeError(f"{name} must be a tensor, a NumPy array, a PIL image, a list of images, a torch Dataset "
                            f"or DataLoader, a Hugging Face datasets.Dataset, or a folder path, got "
                            f"{type(images).__name__}")
 
 
-def _unit_each(items: list[torch.Tensor], *, channels: int, size: int, name: str) -> torch.Tensor:
-    """(n, C, H, W) batches of several dtypes (uint8 beside floats) -> one float batch, each checked and scaled on
-    its own (:func:`check_images`), as a lazy source reads them. torch.cat would promote them to one dtype: uint8
-    levels 0..255 then read as floats (an error blaming [0, 1], or an image of levels 0 and 1 taken as [0, 1] in
-    silence), and a bool or integer image passed as floats where it alone is refused."""
-    # torch.cat promotes the checked floats (float16 beside float32) to the widest
+def _cat(items: list[torch.Tensor], *, channels: int, size: int, name: str) -> torch.Tensor:
+    """One batch of ``items``; of several dtypes (uint8 beside floats), each is checked and scaled to [0, 1] on its
+    own, as a lazy source reads them: torch.cat would promote them to one dtype, uint8 levels then read as floats,
+    and a bool or integer image passed as floats where it alone is refused."""
+    if len({item.dtype for item in items}) == 1:
+        return torch.cat(items)
     return torch.cat([check_images(item, channels=channels, size=size, name=f"{name}[{i}]")
                       for i, item in enumerate(items)])
 
 
 def _is_dataset(images: Any, name: str = "images") -> bool:
-    """A torch Dataset or DataLoader, or any other dataset object (a Hugging Face ``datasets.Dataset``); an
-    InvalidTypeError naming ``name`` for a Hugging Face ``DatasetDict``, whose items are its splits."""
+    """A torch Dataset or DataLoader, or a Hugging Face ``datasets.Dataset``; a ``DatasetDict``, whose items are its
+    splits, is refused."""
     if isinstance(images, dict) and hasattr(images, "column_names"):
         raise InvalidTypeError(f"{name} is a dataset of splits {list(images)} (a DatasetDict): pass one split, e.g. "
                                f"{name}[{next(iter(images), 'train')!r}]")
@@ -495,8 +483,8 @@ def _is_dataset(images: Any, name: str = "images") -> bool:
 
 
 def _image_of(item: Any, name: str) -> Any:
-    """A dataset item's (or a DataLoader batch's) image: the item, the first of a pair, or a row's (a Hugging Face
-    row's) image: under "image" or "img", else its only image-like value."""
+    """A dataset item's (or a DataLoader batch's) image: the item, the first of a pair, or a (Hugging Face) row's
+    only image."""
     item = item[0] if isinstance(item, (tuple, list)) else item
     if not isinstance(item, dict):
         return item
@@ -511,12 +499,11 @@ def _image_of(item: Any, name: str) -> Any:
 
 
 def _item_tensor(item: Any, *, channels: int, size: int, name: str) -> torch.Tensor:
-    """One dataset item (see :func:`_image_of`) -> (1, C, H, W), dtype as given; PIL images centre-cropped and
-    resized."""
+    """One dataset item -> (1, C, H, W), dtype as given."""
     item = _image_of(item, name)
     if isinstance(item, Image.Image):
         _check_pil_image(item, channels, name)
-        return rearrange(torch.from_numpy(_square(item, size, channels)), "h w c -> 1 c h w")
+        return _square(item, size, channels)[None]
     if not isinstance(item, (torch.Tensor, np.ndarray)):
         # A Hugging Face dataset made from arrays (Dataset.from_dict) gives its rows back as nested lists
         hint = ("; a Hugging Face dataset of arrays gives them back as lists unless it is formatted: pass "
@@ -607,7 +594,7 @@ class LazyImages(ImageSource):
         return self.length
 
     def read(self, index: torch.Tensor) -> torch.Tensor:
-        # Each item is checked on its own, so that an error names the file or row at fault.
+        # One by one, so that an error names the file or row at fault
         items = [check_images(_item_tensor(self.item(i), channels=self.channels, size=self.size, name=self.label(i)),
                               channels=self.channels, size=self.size, name=self.label(i)) for i in index.tolist()]
         if not items:
@@ -661,8 +648,8 @@ def first_image_side(images: Any) -> int | None:
 
 
 def _by_index(images: Any, name: str) -> Any:
-    """The map-style dataset ``images`` is, or that a DataLoader only batches (in order or shuffled, so that reading
-    its dataset by index gives the same images), else None; says why not for a dataset that is not."""
+    """The map-style dataset ``images`` is, or that a DataLoader only batches (in order or shuffled: read by index,
+    its dataset gives the same images), else None."""
     data = torch.utils.data
     if isinstance(images, data.DataLoader):
         if not (type(images.batch_sampler) is data.BatchSampler and images.collate_fn is data.default_collate
@@ -703,14 +690,16 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images",
                                     f"for a model of {channels}x{size}x{size}")
         return images
     if isinstance(images, (str, Path)):
-        # Each file is decoded once here and let go, so that reading the folder lazily later fails on none, and a
-        # colour image for a grey model is refused before any training.
+        # Each file is decoded and checked once here (and let go), so that no lazy read fails, a colour image for a
+        # grey model is refused before any training, and a file above Pillow's limit is logged once.
         files = [path for path, _ in _checked(read_folder(Path(images), name, crop), channels, size, str(images))]
-        # Checked (and the files above Pillow's limit logged) once, here: each read only decodes, frames and
-        # resizes, to (size, size, C) uint8
-        source: ImageSource = LazyImages(
-            len(files), lambda i: _square(_framed(_decode(files[i]), crop, files[i]), size, channels),
-            channels=channels, size=size, name=str(images), label=files.__getitem__)
+
+        def square(i: int) -> torch.Tensor:
+            image = _decode(files[i])
+            return _square(image if crop is None else _centre(image, crop), size, channels)
+
+        source: ImageSource = LazyImages(len(files), square, channels=channels, size=size, name=str(images),
+                                         label=files.__getitem__)
     elif (dataset := _by_index(images, name)) is not None:
         if len(dataset) == 0:
             raise InvalidInputError(f"{name} is an empty dataset")
@@ -745,23 +734,16 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
     path = Path(path).expanduser()
     limit = None if limit is None else check_count(limit, "limit")
     if path.is_dir():
-        files = []
-
-        def named() -> Iterator[tuple[str, Image.Image]]:
-            for file, image in read_folder(path, str(path), crop, limit):
-                files.append(file)
-                yield file, image
-        return from_pil_images(named(), channels=channels, size=size), files
+        return _pil_batch(read_folder(path, str(path), crop, limit), channels, size)
     elif not path.is_file():
         raise MissingFileError(f"no file or folder at {str(path)!r}")
     elif is_array_file(path):
         if crop is not None:
             raise InvalidInputError(f"crop applies to image files, and {str(path)!r} is an array file")
         images = as_image_tensor(npz_images(path), channels=channels, size=size, name=f"{path}['images']")
+        return spread(images, limit), [f"{path}[{i}]" for i in spread(range(len(images)), limit)]
     else:
         return _item_tensor(open_image(path, crop), channels=channels, size=size, name=str(path)), [str(path)]
-    index = range(len(images)) if limit is None else spread(range(len(images)), limit)
-    return (images if limit is None else images[list(index)]), [f"{path}[{i}]" for i in index]
 
 
 def is_array_file(path: str | Path) -> bool:
@@ -812,13 +794,12 @@ _DRAW_SLACK = 1e-3
 
 
 def _unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (0..255) or float images -> float32 on the CPU in [0, 1] (floats are clamped, with a warning for ones
-    outside [0, 1] or NaN)."""
+    """uint8 or float images -> float32 on the CPU in [0, 1]. Floats outside it are clamped with a warning: in
+    silence, uint8 levels held as floats drew an all-white picture."""
     images = images.detach().cpu()
     if images.dtype == torch.uint8:
         return images.float() / 255
     images = images.float()
-    # Clamped in silence, uint8 levels as floats (images.float()) drew an all-white picture, and NaN black
     low, high = (images.min().item(), images.max().item()) if images.numel() else (0.0, 1.0)
     if not (-_DRAW_SLACK <= low and high <= 1 + _DRAW_SLACK):  # NaN compares False
         logger.warning("images to draw must be uint8 or float in [0, 1], got floats in [%.4g, %.4g]: drawn clamped "
@@ -880,6 +861,7 @@ def save_pairs(images: torch.Tensor, results: torch.Tensor, path: str | Path, pa
     if images.ndim != 4 or results.shape[:2] != images.shape[:2]:
         raise InvalidInputError(f"images and results must be (N, C, H, W) with the same N and C, got shapes "
                                 f"{tuple(images.shape)} and {tuple(results.shape)}")
+    pairs_per_row = None if pairs_per_row is None else check_count(pairs_per_row, "pairs_per_row")
     images, results = _unit(images), _unit(results)  # each in its own range: uint8 images beside float results
     if results.shape[-2:] != images.shape[-2:]:
         results = torch.nn.functional.interpolate(results, size=images.shape[-2:], mode="nearest")

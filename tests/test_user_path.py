@@ -118,6 +118,10 @@ def test_uint8_images_make_the_same_pictures_as_their_floats(mnist_images, tmp_p
     assert np.array_equal(np.asarray(Image.open(tmp_path / "mixed.png")), np.asarray(Image.open(tmp_path / "floats.png")))
     with pytest.raises(InvalidInputError, match="padding must be a non-negative integer, got -1"):
         make_grid(uint8, padding=-1)
+    # pairs_per_row=0 was taken for the default, and a negative one was blamed on nrow (twice it)
+    for count in (0, -1):
+        with pytest.raises(InvalidInputError, match=rf"pairs_per_row must be a positive integer, got {count}"):
+            save_pairs(uint8, mnist_images[:4], tmp_path / "pairs.png", count)
 
 
 def test_a_bare_pretrained_name_means_the_pretrained_model_and_a_path_means_the_folder(tmp_path, monkeypatch,
