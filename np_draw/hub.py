@@ -12,6 +12,7 @@ any Hub model.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import json
@@ -24,15 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from huggingface_hub import (
-    _CACHED_NO_EXIST,
-    HfApi,
-    ModelCard,
-    ModelCardData,
-    constants,
-    hf_hub_download,
-    try_to_load_from_cache,
-)
+from huggingface_hub import HfApi, ModelCard, ModelCardData, constants, hf_hub_download, try_to_load_from_cache
 
 # huggingface_hub.utils holds these from 0.x to 2.x (huggingface_hub.errors and RemoteEntryNotFoundError are 1.0's).
 from huggingface_hub.utils import (
@@ -56,15 +49,7 @@ from .errors import (
     WeightsUnavailableError,
     check_flags,
 )
-from .manifest import (
-    MANIFEST_ENV,
-    PACKAGE_MANIFEST,
-    REPO_ID,
-    file_problem,
-    manifest_path,
-    read_manifest,
-    sha256_file,
-)
+from .manifest import MANIFEST_ENV, PACKAGE_MANIFEST, REPO_ID, file_problem, manifest_path, read_manifest
 from .model_files import CARD_NAME, CONFIG_NAME, LOADED_FILES, WEIGHTS_NAME
 
 logger = logging.getLogger(__name__)
@@ -73,7 +58,14 @@ LIBRARY_NAME = "np-draw"
 CARD_TEMPLATE = Path(__file__).parent / "model_card.md"
 CARD_KEYS = ("dataset", "metrics", "notes", "training", "license", "license_name", "license_link", "data_license",
              "repo_id")
+_LICENCE_KEYS = ("license", "license_name", "license_link")
 _HUB_NAME = re.compile(rf"(?P<repo_id>{REPO_ID})(?:@(?P<revision>[\w./-]+))?")
+# What reaching the Hub can raise besides its own errors (a refused connection, a download cut short, a full disk):
+# OSError with requests (huggingface_hub < 1.0), and from 1.0 the HTTP client's error base, which is not one.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError,)
+for _client in ("httpx", "httpx2"):
+    with contextlib.suppress(ImportError):
+        TRANSPORT_ERRORS += (importlib.import_module(_client).HTTPError,)
 
 
 def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> ModelCard:
@@ -100,9 +92,6 @@ def model_card(config: NPDrawConfig, card: Mapping[str, Any] | None = None) -> M
     facts = {key: card.get(key) for key in ("dataset", "metrics", "notes", "repo_id", "data_license")}
     training = json.dumps(card["training"], indent=2) if "training" in card else None
     return ModelCard.from_template(data, template_path=CARD_TEMPLATE, config=config, training=training, **facts)
-
-
-_LICENCE_KEYS = ("license", "license_name", "license_link")
 
 
 def card_licence(folder: str | Path) -> dict[str, str]:
@@ -163,12 +152,9 @@ def card_facts(folder: str | Path) -> dict[str, Any]:
 def _number(text: str) -> int | float | str:
     """A metric's value as the card writes it: a number as a number (as the manifest holds them), else the text."""
     for kind in (int, float):
-        try:
-            value = kind(text)
-        except ValueError:
-            continue
-        if math.isfinite(value):  # "nan" and "inf" stay text: JSON has no such numbers
-            return value
+        with contextlib.suppress(ValueError):
+            if math.isfinite(value := kind(text)):  # "nan" and "inf" stay text: JSON has no such numbers
+                return value
     return text
 
 
@@ -195,8 +181,6 @@ def check_card(card: Mapping[str, Any] | None, repo_id: str | None = None) -> di
         ``license_name`` and ``license_link`` (the Hub needs both). InvalidTypeError: ``card`` or one of its fields
         has the wrong type.
     """
-    if repo_id is not None and (not isinstance(repo_id, str) or not re.fullmatch(REPO_ID, repo_id)):
-        raise InvalidInputError(f"repo_id must be 'owner/name', got {repo_id!r}")
     if repo_id is not None and (problem := _hub_id_problem(repo_id)):
         raise InvalidInputError(f"repo_id must be a Hub repo id 'owner/name' the Hub accepts, got {repo_id!r}: "
                                 f"{problem}")
@@ -227,12 +211,13 @@ def check_card(card: Mapping[str, Any] | None, repo_id: str | None = None) -> di
     return {**facts, **card}
 
 
-def _hub_id_problem(repo_id: str) -> str | None:
-    """Why the Hub refuses the id ``repo_id`` (of the form "owner/name"), or None: huggingface_hub's own rules (no
-    '..' or '--', no '-' or '.' at either end, at most 96 characters), said before any request is made, where
-    huggingface_hub would raise its HFValidationError, which names no argument."""
+def _hub_id_problem(repo_id: Any) -> str | None:
+    """Why the Hub would refuse the repo id, or None; said before any request, where huggingface_hub would raise
+    its HFValidationError, which names no argument."""
+    if not isinstance(repo_id, str) or not re.fullmatch(REPO_ID, repo_id):
+        return "it is not 'owner/name'"
     try:
-        validate_repo_id(repo_id)
+        validate_repo_id(repo_id)  # no '..' or '--', no '-' or '.' at either end, at most 96 characters
     except HFValidationError as error:
         return str(error)
     return None
@@ -268,9 +253,17 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         refused them is quoted). UnwritablePathError: the Hugging Face cache cannot be written.
         CorruptWeightsError: a file does not match the manifest.
     """
-    _check_arguments(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
-    check_flags(local_files_only=local_files_only, force_download=force_download)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise InvalidTypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
     name = os.fspath(name_or_path)
+    if not name.strip():
+        raise InvalidInputError(f"name_or_path must name a model folder, a pretrained name or a Hub repo, got {name!r}")
+    for key, value, types, what in (("revision", revision, str, "a str (a branch, tag or commit)"),
+                                    ("cache_dir", cache_dir, (str, os.PathLike), "a path"),
+                                    ("token", token, (str, bool), "a str or a bool")):
+        if value is not None and not isinstance(value, types):
+            raise InvalidTypeError(f"{key} must be {what} or None, got {type(value).__name__}")
+    check_flags(local_files_only=local_files_only, force_download=force_download)
     try:
         path = Path(name).expanduser()
     except RuntimeError as error:  # "~someone" with no such user
@@ -285,13 +278,13 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
             raise InvalidInputError(f"revision={revision!r} was given with the local folder {str(path)!r}; a revision "
                                     f"selects a commit of a Hub repo")
         return path
-    if path.is_dir():
-        logger.warning("loading the pretrained model %r, not the folder %s%s: pass './%s' or a Path to load the "
-                       "folder", name, path.resolve(), " (a model folder)" if (path / CONFIG_NAME).is_file() else "",
-                       name)
     hint = f"np-draw download {name}" + (f" --revision {revision}" if revision else "")
-    expected = None
+    expected: Mapping[str, Mapping[str, Any]] = {}
     if name in models and not explicit:
+        if path.is_dir():
+            logger.warning("loading the pretrained model %r, not the folder %s%s: pass './%s' or a Path to load the "
+                           "folder", name, path.resolve(),
+                           " (a model folder)" if (path / CONFIG_NAME).is_file() else "", name)
         entry = models[name]
         repo_id = entry["repo_id"]
         pinned = revision is None or revision == entry["revision"]
@@ -311,8 +304,7 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                     f"there, or load {name!r} with the package's own manifest (unset {MANIFEST_ENV})")
             # Every recorded file, the card too: its licence terms are read and go with the weights.
             for filename, record in entry["files"].items():
-                problem = file_problem(bundle / filename, record)
-                if problem:
+                if problem := file_problem(bundle / filename, record):
                     raise CorruptWeightsError(
                         f"the bundled {filename} of {name!r} ({bundle / filename}) is damaged: {problem}; nothing was "
                         f"loaded. Reinstall np-draw (pip install --force-reinstall np-draw) or load {repo_id} from the "
@@ -324,9 +316,8 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         if pinned:
             revision, expected = entry["revision"], entry["files"]
         else:
-            logger.warning("loading %r at revision %r rather than the %s: its files are not checked against the "
-                           "manifest", name, revision, f"manifest's {entry['revision']}" if entry["revision"]
-                           else "bundled copy")
+            logger.warning("loading %r at revision %r, not the one the weights manifest pins: its files are not "
+                           "checked against the manifest", name, revision)
     elif not explicit and (hub_name := _HUB_NAME.fullmatch(name)) and not path.exists():
         repo_id, suffix = hub_name["repo_id"], hub_name["revision"]
         if problem := _hub_id_problem(repo_id):
@@ -341,64 +332,33 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
     else:
         what = "is a file, not a model folder" if path.exists() else "is not a model folder"
         if explicit:
-            if not path.exists():
-                what = "is not a model folder: there is nothing at that path"
-            raise UnknownModelError(f"{name!r} {what} (a Path, or a name starting with '.', '/' or '~', names a local "
-                                    "folder)")
+            raise UnknownModelError(f"{name!r} {what}{'' if path.exists() else ': there is nothing at that path'} (a "
+                                    "Path, or a name starting with '.', '/' or '~', names a local folder)")
         raise UnknownModelError(f"{name!r} {what}, a known pretrained name ({', '.join(sorted(models))}) or a Hub "
                                 f"repo id 'owner/name[@revision]'")
     return _download(repo_id, revision, expected, hint, cache_dir=cache_dir, local_files_only=local_files_only,
                      force_download=force_download, token=token)
 
 
-def _check_arguments(name_or_path: Any, **arguments: Any) -> None:
-    if not isinstance(name_or_path, (str, os.PathLike)):
-        raise InvalidTypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
-    if not os.fspath(name_or_path).strip():
-        raise InvalidInputError(f"name_or_path must name a model folder, a pretrained name or a Hub repo, got "
-                                f"{os.fspath(name_or_path)!r}")
-    kinds = {"revision": ((str,), "a str (a branch, tag or commit)"), "cache_dir": ((str, os.PathLike), "a path"),
-             "token": ((str, bool), "a str or a bool")}
-    for key, value in arguments.items():
-        types, what = kinds[key]
-        if value is not None and not isinstance(value, types):
-            raise InvalidTypeError(f"{key} must be {what} or None, got {type(value).__name__}")
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """OSError (what requests-based huggingface_hub < 1.0 raises on the way) and, from 1.0, the HTTP client's error
-    base, which is not an OSError."""
-    errors: list[type[BaseException]] = [OSError]
-    for module in ("httpx", "httpx2"):
-        try:
-            errors.append(importlib.import_module(module).HTTPError)
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
-
-
-# What reaching the Hub can raise besides its own errors: a refused connection, a download cut short, a full disk
-TRANSPORT_ERRORS = _transport_errors()
-
-
-def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping[str, Any]] | None, hint: str, *,
+def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping[str, Any]], hint: str, *,
               cache_dir: str | Path | None, local_files_only: bool, force_download: bool,
               token: str | bool | None) -> Path:
-    """The snapshot folder of the loaded files and the card, each checked against ``expected`` (or, without it,
-    the weights against their sha256) before use; ``hint`` is the command that downloads them."""
+    """The snapshot folder of the loaded files and the card, each checked (see :func:`_verify`) before use; ``hint``
+    is the command that downloads them."""
     asked = revision or "main"
     # huggingface_hub reads HF_HUB_OFFLINE once, when imported; set later (os.environ in a notebook), it would still
     # try the Hub, retrying for half a minute before it falls back to the cache.
-    offline = constants.HF_HUB_OFFLINE or _set_in_environment("HF_HUB_OFFLINE")
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
     if offline and force_download:  # huggingface_hub would blame local_files_only=True, which was not given
         raise WeightsUnavailableError(f"cannot download {repo_id} again (force_download=True): HF_HUB_OFFLINE is "
                                       "set; unset it, or load from the cache without force_download")
     local_files_only = local_files_only or offline
-    fresh = force_download or not all(isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir,
-                                                                        revision=revision), str)
-                                      for filename in LOADED_FILES)
+    # The card is fetched only with weights just downloaded (the Hub is there): a load from a cache that lacks it
+    # makes no request, which huggingface_hub would retry for half a minute with the Hub out of reach.
+    fetch_card = not local_files_only and (force_download or not all(
+        isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision), str)
+        for filename in LOADED_FILES))
     cache = cache_dir or constants.HF_HUB_CACHE
-
     for filename in LOADED_FILES:
         where = f"{filename} of {repo_id} at revision {asked}"
         try:
@@ -433,35 +393,35 @@ def _download(repo_id: str, revision: str | None, expected: Mapping[str, Mapping
             raise WeightsUnavailableError(f"the Hub repo {repo_id!r} has no {filename} at revision {asked!r}; an "
                                           f"NP-DRAW model repo holds {CONFIG_NAME} and {WEIGHTS_NAME}") from error
         except TRANSPORT_ERRORS as error:  # other HTTP errors, a download cut short or stalled, a full disk
-            if not isinstance(error, HfHubHTTPError) and getattr(error, "errno", None) in _READ_ONLY:
+            # A cache folder the process may not write: no permission, a read-only file system
+            if not isinstance(error, HfHubHTTPError) and getattr(error, "errno", None) in (errno.EACCES, errno.EPERM,
+                                                                                          errno.EROFS):
                 raise UnwritablePathError(
                     f"cannot download {where} into the Hugging Face cache {cache}: {error}. Point HF_HUB_CACHE (or "
                     f"cache_dir=, --cache-dir) at a folder you can write") from error
-            answer = _hub_answer(error)
             raise WeightsUnavailableError(f"could not download {where}: "
-                                          f"{answer or first_line(error)}") from error
+                                          f"{_hub_answer(error) or first_line(error)}") from error
         except ValueError as error:
             if not force_download:
                 raise
             # huggingface_hub's message here is "Force download failed due to the above error": give the error.
-            answer = _hub_answer(error.__cause__)
             raise WeightsUnavailableError(f"could not download {where} again (force_download=True): "
-                                          f"{answer or error.__cause__ or error}") from error
+                                          f"{_hub_answer(error.__cause__) or error.__cause__ or error}") from error
         # The first file fixes the commit, so the others come from the same snapshot even if the branch moves.
         revision = path.parent.name
-        if expected is not None and filename in expected:
-            _check_download(path, where, expected, hint, force_download)
-        else:
-            _check_digest(path, where, hint, force_download)
-    card = _card(repo_id, revision, fresh and not local_files_only, cache_dir=cache_dir,
-                 force_download=force_download, token=token)
-    if card is not None:
-        _check_download(card, f"{CARD_NAME} of {repo_id} at revision {asked}", expected, hint, force_download)
+        _verify(path, where, expected.get(filename), hint, force_download)
+    try:  # the card's licence terms go with the weights; weights without a card load all the same
+        card = Path(hf_hub_download(repo_id, CARD_NAME, revision=revision, cache_dir=cache_dir,
+                                    local_files_only=not fetch_card, force_download=force_download,
+                                    token=token, library_name=LIBRARY_NAME))
+    except EntryNotFoundError:  # the repo has none, or (LocalEntryNotFoundError) the cache has none
+        pass
+    except TRANSPORT_ERRORS as error:
+        logger.warning("could not download the model card of %s, so its licence terms do not go with the weights: "
+                       "%s", repo_id, first_line(error))
+    else:
+        _verify(card, f"{CARD_NAME} of {repo_id} at revision {asked}", expected.get(CARD_NAME), hint, force_download)
     return path.parent
-
-
-# A cache folder the process may not write: no permission, a read-only file system
-_READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def first_line(error: BaseException) -> str:
@@ -485,55 +445,20 @@ def _hub_answer(error: BaseException | None) -> str | None:
     return f"{said}: check that HF_ENDPOINT ({constants.ENDPOINT}) is the Hub or a mirror of it"
 
 
-def _set_in_environment(variable: str) -> bool:
-    """Whether an on/off environment variable is on now, as huggingface_hub reads it."""
-    return os.environ.get(variable, "").upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _card(repo_id: str, commit: str, fetch: bool, *, cache_dir: str | Path | None, force_download: bool,
-          token: str | bool | None) -> Path | None:
-    """The model card of a repo's commit, whose licence terms go with its weights: from the cache, or downloaded
-    when ``fetch`` (the weights were just downloaded: the Hub is there). None when the repo has none, or when the
-    weights came from a cache without it, so that a load from the cache makes no request: huggingface_hub retries
-    an unreachable Hub for half a minute."""
-    cached = try_to_load_from_cache(repo_id, CARD_NAME, cache_dir=cache_dir, revision=commit)
-    if isinstance(cached, str) and not force_download:
-        return Path(cached)
-    if cached is _CACHED_NO_EXIST or not fetch:
-        return None
-    try:
-        return Path(hf_hub_download(repo_id, CARD_NAME, revision=commit, cache_dir=cache_dir,
-                                    force_download=force_download, token=token, library_name=LIBRARY_NAME))
-    except EntryNotFoundError:
-        return None
-    except TRANSPORT_ERRORS as error:  # the weights are here: they load, without the card's terms
-        logger.warning("could not download the model card of %s, so its licence terms do not go with the weights: "
-                       "%s", repo_id, first_line(error))
-        return None
-
-
-def _check_digest(path: Path, where: str, hint: str, force_download: bool) -> None:
-    """CorruptWeightsError when a file the cache names by its sha256 has another: the Hub's ETag of a large (LFS)
-    file, the weights, is its sha256, and the cache keeps it under that name. The manifest's records check its own
-    models; this checks any repo's weights, damaged on the way (with the right length) or in the cache."""
-    digest = Path(os.path.realpath(path)).name
-    if re.fullmatch(r"[0-9a-f]{64}", digest) and (actual := sha256_file(path)) != digest:
-        again = ("it was downloaded again (force_download=True) and still differs" if force_download else
-                 f"load it again with force_download=True (`{hint} --force-download`) to replace the cached copy")
-        raise CorruptWeightsError(f"the downloaded {where} is damaged: its sha256 is {actual}, the Hub's is {digest}; "
-                                  f"nothing was loaded. {again[0].upper()}{again[1:]}")
-
-
-def _check_download(path: Path, where: str, expected: Mapping[str, Mapping[str, Any]] | None, hint: str,
-                    force_download: bool) -> None:
-    """CorruptWeightsError when the downloaded file differs from the manifest's record of it (when it has one)."""
-    problem = file_problem(path, expected[path.name]) if expected is not None and path.name in expected else None
-    if problem:
-        # The bad copy stays in the cache, where its blob may be another revision's too; a download asked for
+def _verify(path: Path, where: str, record: Mapping[str, Any] | None, hint: str, force_download: bool) -> None:
+    """CorruptWeightsError when a downloaded file differs from its manifest ``record`` or, without one, from the
+    sha256 the cache names it by (the Hub's ETag of a large, LFS, file): damaged on the way or in the cache."""
+    what = "does not match the weights manifest"
+    if record is None:
+        digest = Path(os.path.realpath(path)).name
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            return
+        record, what = {"sha256": digest, "size": path.stat().st_size}, "is damaged"
+    if problem := file_problem(path, record):
+        # The bad copy stays in the cache, where its blob may be another revision's too: only a download asked for
         # again replaces it.
-        again = (f"it was downloaded again (force_download=True) and still differs: the server ({constants.ENDPOINT}) "
+        again = (f"It was downloaded again (force_download=True) and still differs: the server ({constants.ENDPOINT}) "
                  "serves damaged files" if force_download else
-                 f"load it again with force_download=True (`{hint} --force-download`) to replace the cached copy; "
-                 f"if it happens again, the server ({constants.ENDPOINT}) serves damaged files")
-        raise CorruptWeightsError(f"the downloaded {where} does not match the weights manifest: {problem}; nothing "
-                                  f"was loaded. {again[0].upper()}{again[1:]}")
+                 f"Load it again with force_download=True (`{hint} --force-download`) to replace the cached copy; if "
+                 f"it happens again, the server ({constants.ENDPOINT}) serves damaged files")
+        raise CorruptWeightsError(f"the downloaded {where} {what}: {problem}; nothing was loaded. {again}")

@@ -56,8 +56,7 @@ def read_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     if not isinstance(models, dict):
         raise InvalidInputError(f"{path}: 'models' must be an object, got {type(models).__name__}")
     for name, entry in models.items():
-        problem = _entry_problem(entry)
-        if problem:
+        if problem := _entry_problem(entry):
             raise InvalidInputError(f"{path}: model {name!r}: {problem}")
     return models
 
@@ -85,8 +84,7 @@ def _entry_problem(entry: Any) -> str | None:
 
 def _is_file_record(record: Any) -> bool:
     return (isinstance(record, dict) and isinstance(record.get("sha256"), str)
-            and _SHA256.fullmatch(record["sha256"]) is not None
-            and isinstance(record.get("size"), int) and not isinstance(record["size"], bool) and record["size"] >= 0)
+            and bool(_SHA256.fullmatch(record["sha256"])) and type(record.get("size")) is int and record["size"] >= 0)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -114,20 +112,12 @@ def describe_files(folder: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def file_problem(path: Path, record: Mapping[str, Any]) -> str | None:
-    """How the file ``path`` differs from its manifest record (the size is compared first: it is free).
-
-    Args:
-        path: the file.
-        record: its manifest record, ``{"sha256": hex, "size": bytes}``.
-    Returns:
-        What differs, for an error message, or None when the file matches.
-    """
+    """How the file ``path`` differs from its manifest ``record`` (``{"sha256": hex, "size": bytes}``), for an error
+    message, or None when it matches; the size is compared first, for free."""
     if not path.is_file():
         return "the file is missing"
-    size = path.stat().st_size
-    if size != record["size"]:
+    if (size := path.stat().st_size) != record["size"]:
         return f"its size is {size} bytes, expected {record['size']}"
-    digest = sha256_file(path)
-    if digest != record["sha256"]:
+    if (digest := sha256_file(path)) != record["sha256"]:
         return f"its sha256 is {digest}, expected {record['sha256']}"
     return None

@@ -832,8 +832,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         Example:
             >>> model = NPDraw.from_pretrained("mnist", device="cuda")  # doctest: +SKIP
         """
-        # Anything else would be taken for its truth value: strict="no" loaded strictly
-        check_flags(local_files_only=local_files_only, force_download=force_download, strict=strict)
+        # Anything else would be taken for its truth value: strict="no" loaded strictly (resolve_pretrained checks
+        # the other flags)
+        check_flags(strict=strict)
         device = None if device is None else check_device(device)
         dtype = None if dtype is None else check_dtype(dtype, auto=True)
         # The mixin would ask the Hub for anything that is not a folder: a pretrained name first becomes its

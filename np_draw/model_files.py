@@ -11,7 +11,6 @@ import logging
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -33,25 +32,27 @@ LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 
 
 def _write_together(writers: Mapping[Path, Callable[[str], object]]) -> None:
-    """Write each file through a temporary file in its folder, renaming them only once all are written: a reader
-    never sees half a file, and a failed write (a full disk) leaves every file as it was, not new weights beside an
-    old config. A rename that fails after others succeeded puts the files already replaced back (from a hard link,
-    or a copy, of each made before the first rename)."""
-    staged: dict[Path, str] = {}
-    kept: dict[Path, str] = {}  # the files there before, by the name of a link to (or copy of) each
+    """Write each file to a temporary file beside it, then rename them all into place: a reader never sees half a
+    file, and a save that fails (a full disk) leaves the folder's files as they were, not new weights beside an old
+    config. A rename that fails after others succeeded puts back the files already replaced, from the backups made
+    before the first rename."""
+    staged: dict[Path, Path] = {}
+    kept: dict[Path, Path] = {}  # each file there before: its backup
     replaced: list[Path] = []
-    umask = os.umask(0)
-    os.umask(umask)
     try:
         for path, write in writers.items():
+            tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
             try:
-                fd, staged[path] = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except OSError as error:
                 raise UnwritablePathError(f"cannot write {str(path)!r}: {error.strerror}") from error
+            staged[path] = tmp
+            # The mode any new file gets (0666 less the umask, read without setting the process-wide umask, which
+            # other threads create files with), kept through writers that replace the file (safetensors' is 0600)
+            mode = os.fstat(fd).st_mode & 0o777
             os.close(fd)
-            write(staged[path])
-            # mkstemp made the file private (0600); give it the permissions any new file gets.
-            os.chmod(staged[path], 0o666 & ~umask)
+            write(str(tmp))
+            os.chmod(tmp, mode)
         for path in staged:
             if path.is_symlink() or path.is_file():
                 kept[path] = _keep(path)
@@ -65,34 +66,27 @@ def _write_together(writers: Mapping[Path, Callable[[str], object]]) -> None:
                     os.replace(kept.pop(path), path)
                 else:
                     path.unlink()
-        for tmp in [*staged.values(), *kept.values()]:
-            Path(tmp).unlink(missing_ok=True)
+        for leftover in [*staged.values(), *kept.values()]:
+            leftover.unlink(missing_ok=True)
         raise
     for backup in kept.values():
         with contextlib.suppress(OSError):  # the save is done: a backup left over is only a hidden file
-            Path(backup).unlink(missing_ok=True)
+            backup.unlink(missing_ok=True)
 
 
-def _keep(path: Path) -> str:
+def _keep(path: Path) -> Path:
     """A hard link to ``path`` (to a symlink itself, when it is one) beside it, or a copy where the file system has
-    no hard links: what a failed save puts back."""
-    for _ in range(100):
-        backup = path.parent / f".{path.name}.{secrets.token_hex(4)}.old"
+    no hard links."""
+    backup = path.parent / f".{path.name}.{secrets.token_hex(8)}.old"
+    try:
+        os.link(path, backup, follow_symlinks=not path.is_symlink())
+    except (OSError, NotImplementedError):  # NotImplementedError: a link to a symlink, on Windows
         try:
-            os.link(path, backup, follow_symlinks=not path.is_symlink())
-            return str(backup)
-        except FileExistsError:
-            continue
-        except (OSError, NotImplementedError):  # NotImplementedError: a link to a symlink, on Windows
-            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old")
-            os.close(fd)
-            try:
-                shutil.copy2(path, name)
-            except BaseException:  # a copy cut short (a full disk) is no backup, and the caller never learns its name
-                Path(name).unlink(missing_ok=True)
-                raise
-            return name
-    raise FileExistsError(f"cannot find a free name beside {str(path)!r} to keep it until the save is done")
+            shutil.copy2(path, backup)
+        except BaseException:  # a copy cut short (a full disk) is no backup
+            backup.unlink(missing_ok=True)
+            raise
+    return backup
 
 
 def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], card: ModelCard,
@@ -109,19 +103,17 @@ def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], c
     Raises:
         UnwritablePathError: ``folder`` does not take new files.
     """
-    folder = Path(folder)
+    weights = Path(folder) / WEIGHTS_NAME
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
-    _write_together({folder / WEIGHTS_NAME: lambda tmp: _save_tensors(tensors, tmp, folder / WEIGHTS_NAME),
-                     folder / CONFIG_NAME: config.to_json, folder / CARD_NAME: card.save})
 
+    def save_tensors(tmp: str) -> None:
+        try:
+            save_file(tensors, tmp, metadata={"format": "pt"})
+        except SafetensorError as error:  # a full disk: named as the file, not safetensors' error
+            raise UnwritablePathError(f"cannot write {str(weights)!r}: {error}") from error
 
-def _save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, name: str | Path) -> None:
-    """safetensors' ``save_file`` into ``path``, whose failure to write (a full disk) is an
-    :class:`UnwritablePathError` naming the file ``name``, not a ``SafetensorError``."""
-    try:
-        save_file(dict(tensors), path, metadata={"format": "pt"})
-    except SafetensorError as error:
-        raise UnwritablePathError(f"cannot write {str(name)!r}: {error}") from error
+    _write_together({weights: save_tensors, weights.with_name(CONFIG_NAME): config.to_json,
+                     weights.with_name(CARD_NAME): card.save})
 
 
 def check_model_folder(folder: str | Path) -> Path:

@@ -248,6 +248,20 @@ def test_a_save_on_a_file_system_without_hard_links_that_cannot_copy_the_old_fil
     assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
 
+def test_a_save_gives_its_files_the_umask_s_permissions_without_clearing_the_umask_meanwhile(tmp_path, monkeypatch):
+    # Reading the umask by setting it to 0 and back left a moment in which another thread's new files were
+    # world-writable
+    umask = os.umask(0o027)
+    os.umask(umask)
+    masks = []
+    monkeypatch.setattr(os, "umask", lambda mask: masks.append(mask) or umask)
+    folder = random_model("mnist").save_pretrained(tmp_path / "m")
+    monkeypatch.undo()
+    assert masks == []
+    for name in ("config.json", "model.safetensors", "README.md"):
+        assert (folder / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_full_disk_while_the_weights_are_written_is_an_unwritable_path_error_naming_the_file(tmp_path, monkeypatch):
     from safetensors import SafetensorError
 
