@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from np_draw import NPDraw, NPDrawConfig
 
@@ -29,3 +31,24 @@ def random_model(name: str, seed: int = 0, **overrides) -> NPDraw:
     model = NPDraw(tiny_config(name, **overrides))
     model.bank.parts.uniform_()
     return model.eval()
+
+
+@pytest.fixture
+def tracked_opens(tmp_path):
+    """Four small image files (40 to 43 px wide), an ``open_image(path, crop=None)`` stand-in to patch in, and the
+    list it fills: at each call, how many images it opened before are still alive. A reader that decodes one file at
+    a time holds at most the one before while it opens the next."""
+    files = []
+    for i in range(4):
+        Image.new("L", (40 + i, 40), 0).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    opened, alive = [], []
+
+    def open_image(path, crop=None):
+        alive.append(sum(ref() is not None for ref in opened))
+        image = Image.open(path)
+        image.load()
+        opened.append(weakref.ref(image))
+        return image
+
+    return files, open_image, alive

@@ -5,7 +5,6 @@ import select
 import shutil
 import subprocess
 import sys
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -106,25 +105,14 @@ def test_image_files_named_one_by_one_say_what_loading_changed(tmp_path, digit_f
     assert "1 of 4 images centre-cropped and resized to 28x28" in caplog.text  # one line for the four files
 
 
-def test_image_files_named_one_by_one_are_decoded_one_at_a_time(tmp_path, monkeypatch):
+def test_image_files_named_one_by_one_are_decoded_one_at_a_time(tmp_path, monkeypatch, tracked_opens):
     # Every file named was decoded at full size before any was resized (as the demo's uploads were): a shell glob of
     # phone photos held them all at once
     from np_draw import cli
 
-    for i in range(4):
-        Image.new("L", (40 + i, 40), 0).save(tmp_path / f"{i}.png")
-    opened, alive = [], []
-
-    def open_image(path, crop=None):
-        alive.append(sum(ref() is not None for ref in opened))
-        image = Image.open(path)
-        image.load()
-        opened.append(weakref.ref(image))
-        return image
-
+    files, open_image, alive = tracked_opens
     monkeypatch.setattr(cli, "open_image", open_image)
-    files = [str(tmp_path / f"{i}.png") for i in range(4)]
-    assert main(["reconstruct", "mnist", *files, "-o", str(tmp_path / "recon.png")]) == 0
+    assert main(["reconstruct", "mnist", *map(str, files), "-o", str(tmp_path / "recon.png")]) == 0
     assert len(alive) == 4 and max(alive) <= 1, alive  # the one before, at most, while the next is read
 
 

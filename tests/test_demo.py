@@ -11,7 +11,6 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -171,22 +170,12 @@ def test_a_paste_that_overflows_the_drawing_says_what_to_do():
     assert demo.paste(full, images[0], (0, 2)).latents.present.sum() == 64
 
 
-def test_reconstruct_decodes_one_upload_at_a_time(tmp_path, monkeypatch):
+def test_reconstruct_decodes_one_upload_at_a_time(monkeypatch, tracked_opens):
     # Every upload was decoded at full size before any was resized: eight 10,000 px PNGs (300 kB each) held 3.8 GB,
     # where one at a time holds 1.1 GB however many there are
-    for i in range(4):
-        Image.new("L", (40 + i, 40), 0).save(tmp_path / f"{i}.png")
-    opened, alive = [], []
-
-    def open_image(path):
-        alive.append(sum(ref() is not None for ref in opened))
-        image = Image.open(path)
-        image.load()
-        opened.append(weakref.ref(image))
-        return image
-
+    files, open_image, alive = tracked_opens
     monkeypatch.setattr(demo, "open_image", open_image)
-    _, text = demo.reconstruct("mnist", [tmp_path / f"{i}.png" for i in range(4)])
+    _, text = demo.reconstruct("mnist", files)
     assert text.count("dB") == 4 and max(alive) <= 1, alive  # the one before, at most, while the next is read
 
 
