@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .editing import paste_latents
 from .errors import InvalidInputError, NPDrawError
-from .images import CELEBA_CROP, centre_crop, from_pil_images, is_colour, make_grid, open_image, to_pil
+from .images import CELEBA_CROP, centre_crop, from_pil_images, is_colour, open_image, to_pil
 from .latents import Latents
 from .metrics import psnr
 from .model import NPDraw
@@ -49,19 +49,22 @@ MAX_UPLOAD = "20mb"
 DELETE_CACHE = (86_400, 86_400)
 
 
+def _bundled(name: str) -> str:
+    if name not in MODELS:
+        raise InvalidInputError(f"model must be one of {list(MODELS)}, got {name!r}")
+    return name
+
+
 @functools.cache
 def load(name: str) -> NPDraw:
     """A bundled model by name, loaded once."""
-    if name not in MODELS:
-        raise InvalidInputError(f"model must be one of {list(MODELS)}, got {name!r}")
-    return NPDraw.from_pretrained(name)
+    return NPDraw.from_pretrained(_bundled(name))
 
 
-def _picture(images: torch.Tensor, scale: int = SCALE) -> Image.Image:
-    """(C, H, W) or (N, C, H, W) in [0, 1] -> one PIL image, enlarged ``scale`` times (a grid for a batch)."""
-    images = images[None] if images.ndim == 3 else images
-    grid = make_grid(images.cpu(), nrow=min(8, len(images)), padding=2 if len(images) > 1 else 0)
-    return grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+def _picture(image: torch.Tensor) -> Image.Image:
+    """(C, H, W) in [0, 1] -> a PIL image, enlarged SCALE times."""
+    picture = to_pil(image[None].cpu().float())[0]
+    return picture.resize((picture.width * SCALE, picture.height * SCALE), Image.NEAREST)
 
 
 @dataclass
@@ -187,31 +190,26 @@ def reconstruct(model: str, files: list[str | Path], crop: int = 0) -> tuple[Ima
     return reconstruction_image(net, images), f"reconstruction PSNR: {text}"
 
 
-def _unreadable(name: str, path: str | Path | None, error: Exception) -> InvalidInputError:
-    """The page's message for an upload ``name`` that Pillow cannot read (``error``, or what caused it), without
-    the path of the server's copy of it (``path``), which is no business of whoever uses the page."""
-    cause = error.__cause__ or error
-    if isinstance(cause, UnidentifiedImageError):
-        reason = "it is not in an image format Pillow reads (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
-    elif isinstance(cause, Image.DecompressionBombError) and Image.MAX_IMAGE_PIXELS:
-        reason = (f"it has more pixels than Pillow decodes safely ({2 * Image.MAX_IMAGE_PIXELS:,}); upload a smaller "
-                  "copy of it")
-    else:
-        reason = str(cause) if path is None else str(cause).replace(str(path), name)
-    return InvalidInputError(f"{name} is not an image this page can read: {reason}")
-
-
 def _read(model: str, file: str | Path, name: str) -> Image.Image:
     """The uploaded image file ``file`` (called ``name`` in messages) for ``model``: decoded as the command line
     reads files (upright as their EXIF says, within Pillow's size limit); a colour image for a grey model is an
-    error that says which models take it."""
+    error that says which models take it. No message names the server's copy of a file: it is no business of
+    whoever uses the page."""
     if not Path(file).exists():  # still listed on a page open for more than a day (DELETE_CACHE removed it)
         raise InvalidInputError(f"{name} is no longer kept by this page (uploads are removed a day after they were "
                                 "made): upload it again")
     try:
         picture = open_image(file)
     except InvalidInputError as error:
-        raise _unreadable(name, file, error) from error
+        cause = error.__cause__ or error
+        if isinstance(cause, UnidentifiedImageError):
+            reason = "it is not in an image format Pillow reads (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
+        elif isinstance(cause, Image.DecompressionBombError) and Image.MAX_IMAGE_PIXELS:
+            reason = (f"it has more pixels than Pillow decodes safely ({2 * Image.MAX_IMAGE_PIXELS:,}); upload a "
+                      "smaller copy of it")
+        else:
+            reason = str(cause).replace(str(file), name)
+        raise InvalidInputError(f"{name} is not an image this page can read: {reason}") from error
     if load(model).config.channels == 1 and is_colour(picture):
         colour = [other for other in MODELS if load(other).config.channels == 3]
         raise InvalidInputError(f"{name} is a colour image, and the {model} model draws grey ones: choose "
@@ -219,8 +217,9 @@ def _read(model: str, file: str | Path, name: str) -> Image.Image:
     return picture
 
 
-def _sampled(drawing: Drawing | None) -> Drawing:
-    if drawing is None:
+def _sampled(drawing: Any) -> Any:
+    """``drawing`` (a Drawing, or the list of the samples), unless nothing was sampled yet."""
+    if not drawing:
         raise InvalidInputError("sample first (the Sample tab)")
     return drawing
 
@@ -242,10 +241,9 @@ def _guard(function):
 
 
 def _upload(model: str, payload: Any) -> Image.Image:
-    """The image of an Edit tab upload as the browser sends it (Gradio's file data: ``path``, its copy in Gradio's
-    upload folder, where alone a file is read), read by :func:`_read`. Those events skip Gradio's preprocessing,
-    which opened the file itself: its error for a file that is not an image was hidden (``show_error=False``),
-    leaving "Error" in the canvas and no word of what was wrong."""
+    """The image of an Edit tab upload as the browser sends it (Gradio's file data), read by :func:`_read` from
+    Gradio's upload folder only. Those events skip Gradio's preprocessing, which hid its own error for a file that
+    is not an image (``show_error=False``): "Error" in the canvas, and no word of what was wrong."""
     from gradio.utils import get_upload_folder
 
     path = payload.get("path") if isinstance(payload, dict) else None
@@ -330,9 +328,7 @@ def build(default: str = "mnist"):
             return (drawing, *show(drawing))
 
         def pick(items: list[Drawing], index: float) -> tuple:
-            if not items:
-                raise InvalidInputError("sample first (the Sample tab)")
-            return shown(items[_whole(index, "sample to watch", len(items))])
+            return shown(_sampled(items)[_whole(index, "sample to watch", len(items))])
 
         def sampled(name: str, seed: float, temperature: float, count: float, index: float) -> tuple:
             images, items = sample(name, seed, temperature, count)
@@ -341,46 +337,42 @@ def build(default: str = "mnist"):
             index = int(index) if _is_whole(index, len(items)) else 0
             return images, items, index, *shown(items[index])
 
-        # Every event of a model's work, which another model's choice cancels (below)
-        work = [go.click(_guard(sampled), [model, seed, temperature, count, chosen],
-                         [grid, drawings, chosen, current, canvas, decoded], api_name="sample"),  # its name before
-                chosen.change(_guard(pick), [drawings, chosen], [current, canvas, decoded])]
         def choose(selected) -> int:
             return selected.index
 
         # Gradio hands the click to a parameter annotated SelectData; this module's annotations are strings.
         choose.__annotations__ = {"selected": gr.SelectData, "return": int}
-        grid.select(choose, [], [chosen])
 
-        # The uploads are read by _upload: these two events take their inputs as the browser sends them (the model's
-        # name and the numbers are checked by the functions they call).
+        # The uploads are read by _upload: adopt's and graft's events take their inputs as the browser sends them
+        # (preprocess=False; the model's name and the numbers are checked by the functions they call).
         def adopt(name: str, payload: dict | None, crop: float) -> tuple:
             return shown(from_image(name, _upload(name, payload), crop))
-
-        work.append(use.click(_guard(adopt), [model, own, own_crop], [current, canvas, decoded], preprocess=False))
 
         def film(drawing: Drawing | None) -> tuple:
             pictures, path = watch(_sampled(drawing), folder)
             return pictures, gr.Slider(0, len(pictures) - 1, value=len(pictures) - 1, step=1), pictures[-1], str(path)
 
-        work.append(draw.click(_guard(film), [current], [frames, step, frame, gif]))
-        step.change(lambda pictures, i: pictures[int(i)] if pictures else None, [frames, step], [frame])
-
         def change(drawing: Drawing | None, *args) -> tuple:
             return shown(edit(_sampled(drawing), *args))
-
-        work.append(apply.click(_guard(change), [current, action, edit_step, cell, part, seed],
-                                [current, canvas, decoded]))
 
         def graft(drawing: Drawing | None, payload: dict | None, first: float, last: float) -> tuple:
             if drawing is None or payload is None:
                 raise InvalidInputError("sample first, and upload an image to paste from")
             return shown(paste(drawing, _upload(drawing.model, payload), (first, last)))
 
-        work.append(paste_button.click(_guard(graft), [current, source, first_row, last_row],
-                                       [current, canvas, decoded], preprocess=False))
-        work.append(rebuild.click(_guard(reconstruct), [model, uploads, framing], [rows, score]))
-        # A request of the last model still running (a large sample) would show its results under the new name
+        grid.select(choose, [], [chosen])
+        step.change(lambda pictures, i: pictures[int(i)] if pictures else None, [frames, step], [frame])
+        view = [current, canvas, decoded]
+        # Every event of a model's work: another model's choice cancels them, as a request of the last model still
+        # running (a large sample) would show its results under the new name
+        work = [go.click(_guard(sampled), [model, seed, temperature, count, chosen], [grid, drawings, chosen, *view],
+                         api_name="sample"),  # its name before
+                chosen.change(_guard(pick), [drawings, chosen], view),
+                use.click(_guard(adopt), [model, own, own_crop], view, preprocess=False),
+                draw.click(_guard(film), [current], [frames, step, frame, gif]),
+                apply.click(_guard(change), [current, action, edit_step, cell, part, seed], view),
+                paste_button.click(_guard(graft), [current, source, first_row, last_row], view, preprocess=False),
+                rebuild.click(_guard(reconstruct), [model, uploads, framing], [rows, score])]
         model.change(_blank, [], [grid, drawings, current, canvas, decoded, frames, step, frame, gif, rows, score],
                      cancels=work)
     # The Watch tab's GIFs, which Gradio copies into its cache: removed with the app, or when the process ends.
@@ -401,9 +393,10 @@ def check_address(host: str, port: int) -> None:
         with socket.socket(family, kind) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
             probe.bind(address)
-    except OSError as error:
-        raise InvalidInputError(f"cannot serve the page on {host}:{port}: {error.strerror or error}; pass another "
-                                f"port (np-draw demo --port N) or host") from error
+    except (OSError, UnicodeError) as error:  # UnicodeError: a name that is no host name (an empty or long label)
+        reason = getattr(error, "strerror", None) or error
+        raise InvalidInputError(f"cannot serve the page on {host}:{port}: {reason}; pass another port (np-draw "
+                                "demo --port N) or host") from error
 
 
 def open_to_network(host: str) -> bool:
@@ -455,8 +448,7 @@ def serve(model: str = "mnist", *, host: str = "127.0.0.1", port: int = 7860, bl
     """Start the page on ``host:port`` (loopback unless asked; a warning is logged where other machines can reach
     it); returns the app (with ``block`` False, at once). While it blocks, SIGTERM and SIGHUP stop it as Ctrl+C
     does, its files removed."""
-    if model not in MODELS:
-        raise InvalidInputError(f"model must be one of {list(MODELS)}, got {model!r}")
+    _bundled(model)
     check_address(host, port)
     if open_to_network(host):
         logger.warning("np-draw demo: the page on %s:%d can be reached from other machines, with no password: "

@@ -9,6 +9,7 @@ labelled with the network's name ("FID-cnn-mnist") and is not comparable with pu
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -46,12 +47,9 @@ class FeatureNetwork(nn.Module):
         super().__init__()
         self.name, self.channels, self.size = name, channels, size
         self.widths, self.num_features, self.num_classes = tuple(widths), num_features, num_classes
-        blocks, cin = [], channels
-        for width in widths:
-            blocks.append(_block(cin, width))
-            cin = width
-        self.blocks = nn.Sequential(*blocks)
-        self.embed = nn.Sequential(nn.Linear(cin, num_features), nn.ReLU(inplace=True))
+        sides = (channels, *widths)
+        self.blocks = nn.Sequential(*(_block(cin, cout) for cin, cout in itertools.pairwise(sides)))
+        self.embed = nn.Sequential(nn.Linear(sides[-1], num_features), nn.ReLU(inplace=True))
         self.head = nn.Linear(num_features, num_classes)
 
     @property
@@ -76,8 +74,7 @@ class FeatureNetwork(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [0, 1] -> (N, num_features) penultimate activations."""
-        h = reduce(self.blocks(self.prepare(images)), "n c h w -> n c", "mean")
-        return self.embed(h)
+        return self.embed(reduce(self.blocks(self.prepare(images)), "n c h w -> n c", "mean"))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [0, 1] -> (N, num_classes) class logits (for training)."""

@@ -183,21 +183,18 @@ def inception_v3(path: str | Path | None = None, *, device: torch.device | str =
     if not path.is_file():
         raise MissingFileError(f"no Inception-v3 FID weights at {path}: put pytorch-fid's {WEIGHTS_FILE} there or "
                                 "pass its path (this package downloads nothing)")
-    expected = re.search(r"-([0-9a-f]{8,})\.pth$", path.name)
-    if expected:
+    if expected := re.search(r"-([0-9a-f]{8,})\.pth$", path.name):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if not digest.startswith(expected.group(1)):
             raise CorruptWeightsError(f"{path}: sha256 {digest[:16]}... does not start with {expected.group(1)}, "
                                       "the hash in its name; the file is corrupted or not the original")
+    safetensors = path.suffix == ".safetensors"
     try:
-        if path.suffix == ".safetensors":
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_file(path) if safetensors else torch.load(path, map_location="cpu", weights_only=True)
     # Whatever the reader raises on another kind of file (a picture, text, a pickle of other objects: pickle's
     # UnpicklingError, safetensors' SafetensorError, EOFError, RuntimeError), which would be a traceback otherwise
     except Exception as error:
-        kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch"
+        kind = "safetensors" if safetensors else "PyTorch"
         raise CorruptWeightsError(f"{path} is not a readable {kind} weights file (corrupted, truncated or another "
                                   f"kind of file; {type(error).__name__}): give pytorch-fid's {WEIGHTS_FILE} or a "
                                   "safetensors copy of it") from error

@@ -7,6 +7,7 @@ latents are discrete, so every term is an exact probability; no relaxation enter
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
@@ -20,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, MissingFileError, check_count, check_flags
-from .features import FeatureNetwork, feature_network
+from .features import feature_network
 from .images import (
     ImageSource,
     TensorImages,
@@ -66,13 +67,10 @@ class NLL:
 
 
 def _binarised(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A fixed binarisation of grey images, one Bernoulli draw per pixel from ``generator`` (CPU), as is usual for
-    binarised MNIST; binary images as they are, drawing nothing. Drawn from float32 probabilities whatever the images'
-    dtype: a float64 draw takes other bits from the generator (another binarisation for the same seed), and bfloat16
-    probabilities are rounded."""
+    """Binary images as they are (drawing nothing from ``generator``); grey ones binarised as binarised MNIST is."""
     if ((images == 0) | (images == 1)).all():
         return images
-    return torch.bernoulli(images.float().cpu(), generator=generator).to(images)
+    return torch.bernoulli(images.cpu(), generator=generator).to(images.device)
 
 
 # The values of canvas history (T canvases per draw) one pass of the bound holds, about 200 MB in float32.
@@ -106,7 +104,6 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
     """
     num_samples = check_count(num_samples, "num_samples")
     check_flags(progress=progress)
-    # The prior's history holds T canvases per draw: keep it near 200 MB per pass (MNIST: ~1,800 draws).
     cfg = model.config
     draws = max(1, _PASS_VALUES // (cfg.num_steps * cfg.channels * cfg.canvas_size ** 2))
     if batch_size is None:
@@ -115,8 +112,8 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise InvalidTypeError(f"seed must be an int, got {seed!r}")
     generator = torch.Generator().manual_seed(int(seed))
-    # float32 whatever the model's dtype, so that the binarisation does not depend on it (a float64 model's drew
-    # another one, a bfloat16 model's one from rounded grey levels)
+    # float32 whatever the model's dtype, so that the binarisation does not depend on it: a float64 draw takes other
+    # bits from the generator (another binarisation for the same seed), a bfloat16 one draws from rounded grey levels
     x = model.prepare_images(images, dtype=torch.float32)
     if isinstance(model.likelihood, Bernoulli):
         # Grey targets would give a cross-entropy that is no log-probability (and so no bound), even for a model
@@ -179,25 +176,19 @@ class FeatureStatistics:
         if mean.ndim != 1 or tuple(covariance.shape) != (len(mean), len(mean)):
             raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: a mean (D,) and a covariance (D, D) "
                                       f"are expected, got {tuple(mean.shape)} and {tuple(covariance.shape)}")
-        return cls(tensors["mean"], tensors["covariance"], int(metadata["count"]), metadata["features"])
+        if not metadata["count"].isdecimal():
+            raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: its metadata's count must be a whole "
+                                      f"number, got {metadata['count']!r}")
+        return cls(mean, covariance, int(metadata["count"]), metadata["features"])
 
 
-def _network(features: str | FeatureNetwork | torch.nn.Module) -> torch.nn.Module:
+def _network(features: str | torch.nn.Module) -> torch.nn.Module:
     if isinstance(features, str):
         return feature_network(features)
     if not isinstance(features, torch.nn.Module) or not callable(getattr(features, "features", None)):
         raise InvalidTypeError(f"features must be a shipped network's name ('cnn-mnist', 'cnn-cifar10') or a module "
                                f"with a features(images) method, got {type(features).__name__}")
     return features
-
-
-def _read_size(images: Any, size: int) -> int:
-    """The side that PIL images or image files are read at for a network of input ``size``: the first image's
-    (the shorter side, as it is cut to its centre square), up to ``max(size, 256)``, so that the network resizes
-    them as it resizes tensors of that size (read at the network's size, PIL's bicubic resize gave another FID
-    than the same images as a tensor: 0.9 for 56 px MNIST digits, against 4.5 between two halves of the test set)."""
-    side = first_image_side(images)
-    return size if side is None else min(side, max(size, 256))
 
 
 @torch.no_grad()
@@ -230,10 +221,13 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
             raise InvalidInputError(f"images must have shape (N, 1 or 3, H, H) (NCHW), got {shape}")
         source: ImageSource = TensorImages(check_images(images, channels=shape[1], size=shape[-1]))
     else:
-        # PIL images, a folder, a dataset: read as RGB (the network makes grey of them as it needs); a folder or a
-        # map-style dataset a batch at a time, as fit reads them (50,000 images at Inception's 299 px would take
-        # 13 GB at once).
-        source = image_source(images, channels=3, size=_read_size(images, getattr(network, "size", 299)))
+        # PIL images, a folder, a dataset: read as RGB (the network makes grey of them as it needs), a folder or a
+        # map-style dataset a batch at a time (50,000 images at Inception's 299 px would take 13 GB at once), at the
+        # side the docstring says: read at the network's size by PIL's bicubic, 56 px MNIST digits were 0.9 FID from
+        # the same digits as a tensor (4.5 between two halves of the test set).
+        size = getattr(network, "size", 299)
+        side = first_image_side(images)
+        source = image_source(images, channels=3, size=size if side is None else min(side, max(size, 256)))
     if len(source) < 2:
         raise InvalidInputError(f"images must hold at least 2 images for the features' covariance (FID), got "
                                 f"{len(source)}")
@@ -247,15 +241,14 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
         rows = [network.features(chunk.to(device=device, dtype=dtype)).double().cpu()
                 for chunk in tqdm(source.chunks(size=batch_size), total=math.ceil(len(source) / batch_size),
                                   desc="features", disable=not progress, leave=False)]
-    f = torch.cat(rows)
+    f, label = torch.cat(rows), _label(network)
     if not torch.isfinite(f).all():
-        raise InvalidInputError(f"the feature network {_label(network)!r} gave {int((~torch.isfinite(f)).sum())} "
-                                "NaN or inf activations for these images")
-    return FeatureStatistics(f.mean(0), torch.cov(f.T), len(f), _label(network))
+        raise InvalidInputError(f"the feature network {label!r} gave {int((~torch.isfinite(f)).sum())} NaN or inf "
+                                "activations for these images")
+    return FeatureStatistics(f.mean(0), torch.cov(f.T), len(f), label)
 
 
 def _label(network: torch.nn.Module) -> str:
-    """The name :class:`FeatureStatistics` records for a feature network: its ``name``, else its class's."""
     return getattr(network, "name", type(network).__name__)
 
 
@@ -285,8 +278,6 @@ def frechet_distance(a: FeatureStatistics, b: FeatureStatistics) -> float:
 
 
 def _moments(stats: FeatureStatistics, name: str, device: torch.device | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A FeatureStatistics' mean (D,) and covariance (D, D) as float64 tensors (tensors or arrays), checked: finite,
-    of matching shapes."""
     mean, covariance = (torch.as_tensor(value).to(device=device, dtype=torch.float64)
                         for value in (stats.mean, stats.covariance))
     if mean.ndim != 1 or tuple(covariance.shape) != (len(mean), len(mean)):
@@ -313,8 +304,7 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module | None = N
     Args:
         samples: images in any form :func:`feature_statistics` takes, or their :class:`FeatureStatistics`.
         reference: the same kinds (a folder of images included), or the path of statistics saved with
-            :meth:`FeatureStatistics.save`
-            (precompute a data set's statistics once and reuse the file).
+            :meth:`FeatureStatistics.save` (precompute a data set's statistics once and reuse the file).
         features: a shipped network's name ("cnn-mnist" for grey digits and characters, "cnn-cifar10" for RGB
             images), or a module with ``features(images) -> (N, D)``, e.g. from
             :func:`np_draw.inception.inception_v3`; None is "cnn-mnist" for images. Statistics given beside it
@@ -325,23 +315,22 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module | None = N
         :class:`FID` with the value and its label ("FID-" + the network's name).
     """
     check_flags(progress=progress)
-    network = None
+    # Loaded only for images (saved statistics say their network), and once
+    network = functools.cache(lambda: _network("cnn-mnist" if features is None else features))
 
     def stats(item: Any, name: str) -> FeatureStatistics:
-        nonlocal network
         if isinstance(item, FeatureStatistics):
             return item
-        if isinstance(item, (str, Path)) and not Path(item).expanduser().is_dir():
-            if not Path(item).expanduser().is_file():
+        if isinstance(item, (str, Path)) and not (path := Path(item).expanduser()).is_dir():
+            if not path.is_file():
                 raise MissingFileError(f"{name} must be a folder of images or a FeatureStatistics file, got "
                                        f"{str(item)!r}: nothing there")
-            return FeatureStatistics.load(item)
-        network = network or _network("cnn-mnist" if features is None else features)
-        return feature_statistics(item, network, batch_size=batch_size, progress=progress)
+            return FeatureStatistics.load(path)
+        return feature_statistics(item, network(), batch_size=batch_size, progress=progress)
 
     a, b = stats(samples, "samples"), stats(reference, "reference")
     if features is not None:  # saved statistics say their network; one asked for must be it
-        asked = features if isinstance(features, str) else _label(network or _network(features))
+        asked = features if isinstance(features, str) else _label(network())
         for name, item in (("samples", a), ("reference", b)):
             if item.features != asked:
                 raise InvalidInputError(f"{name} are statistics of the {item.features} features, and features="

@@ -538,6 +538,10 @@ def test_np_draw_demo_on_a_port_in_use_says_so_before_it_starts(capsys):
             demo.serve("mnist", port=port, block=False)
     with pytest.raises(InvalidInputError, match="cannot serve the page on 192.0.2.1"):  # not this machine's address
         demo.check_address("192.0.2.1", 7860)
+    # A name that is no host name was a bare UnicodeError ("encoding with 'idna' codec failed")
+    for host in ("x..y", "a" * 64):
+        with pytest.raises(InvalidInputError, match=rf"cannot serve the page on {host}:7860: .*idna"):
+            demo.check_address(host, 7860)
 
 
 @pytest.mark.parametrize("port", [70000, 65536, -1, True, 7860.0, "7860"])

@@ -257,6 +257,10 @@ def test_metric_arguments_are_checked_at_the_door_with_clear_errors(tmp_path):
     with pytest.raises(CorruptWeightsError, match=r"a mean \(D,\) and a covariance \(D, D\) are expected, got \(3,\) "
                                                   r"and \(4, 4\)"):
         FeatureStatistics.load(tmp_path / "odd.safetensors")
+    save_file({"mean": torch.zeros(2), "covariance": torch.eye(2)}, tmp_path / "count.safetensors",
+              metadata={"features": "cnn-mnist", "count": "many"})
+    with pytest.raises(CorruptWeightsError, match="its metadata's count must be a whole number, got 'many'"):
+        FeatureStatistics.load(tmp_path / "count.safetensors")
 
 
 def test_feature_statistics_use_a_feature_network_in_eval_mode_and_leave_its_mode_and_statistics_alone(mnist_images):
