@@ -23,7 +23,7 @@ import torch
 from .canvas import Grid
 from .errors import InvalidInputError, InvalidTypeError
 from .latents import Latents, StepLogits
-from .model import NPDraw
+from .model import NPDraw, render
 
 Cells = Iterable[int] | torch.Tensor | None
 Box = tuple[int, int, int, int] | None
@@ -95,10 +95,10 @@ def region_cells(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.T
 
 def region_pixels(grid: Grid, *, cells: Cells = None, box: Box = None) -> torch.Tensor:
     """The canvas pixels of a region: the box itself, or the union of the cells' boxes. Returns (S, S) bool."""
-    _check_grid(grid)
     if box is not None and cells is None:
+        _check_grid(grid)
         return _box_mask(grid, box)
-    chosen = region_cells(grid, cells=cells, box=box)
+    chosen = region_cells(grid, cells=cells, box=box)  # checks the grid before _footprints uses it
     return _footprints(grid)[chosen].any(0)
 
 
@@ -179,7 +179,7 @@ def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cel
         kept[n, free[0]] = True
         kept[n, step] = False
     present = (taken | kept).to(target.present.dtype)
-    return Latents(ids, locs, present, canvas=model.render(ids, locs, present))
+    return Latents(ids, locs, present, canvas=render(model.bank, model.grid, ids, locs, present))
 
 
 def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: int = 8, *,
@@ -216,9 +216,9 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
     cfg = model.config
 
     def one(x: Any, name: str) -> torch.Tensor:
-        given = getattr(x, "shape", None)
-        if getattr(x, "ndim", 0) == 3 and x.shape[0] == cfg.channels or getattr(x, "ndim", 0) == 2:
-            x = x[None] if x.ndim == 3 else x[None, None]
+        given, ndim = getattr(x, "shape", None), getattr(x, "ndim", 0)
+        if ndim == 3 and x.shape[0] == cfg.channels or ndim == 2:
+            x = x[None] if ndim == 3 else x[None, None]
         images = model.prepare_images(x, name)
         if len(images) != 1:
             raise InvalidInputError(f"{name} must be one image, got {len(images)} (shape {tuple(given or ())})")
@@ -232,7 +232,7 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
 
         mixed = StepLogits(mix(a.logits.ids, b.logits.ids), mix(a.logits.locs, b.logits.locs),
                            mix(a.logits.present, b.logits.present))
-        return model.decode(model.render(*mixed.mode()))
+        return model.decode(render(model.bank, model.grid, *mixed.mode()))
     canvases = [paste_canvas(model.grid, a.canvas, b.canvas, cells=range(round(w * cfg.num_steps)))
                 for w in weights.tolist()]
     return model.decode(torch.cat(canvases))

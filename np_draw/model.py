@@ -113,7 +113,6 @@ def uniform_noise(shape: Sequence[int], count: int, generator: Generators, devic
 
 # The fewest images a CPU thread draws on its own (measured: pieces of 32 or 64 drew MNIST slower than one thread,
 # their Python overheads queueing for the interpreter lock; of 128, 1.3x faster, CelebA 2.2x).
-
 _PIECE = 128
 _RENDER_BATCH = 1024
 # The CPU decodes a batch a few images at a time, each of the decoder's activations under 32 MiB: the C allocator
@@ -126,7 +125,6 @@ _DECODE_BYTES = 16 * 2**20
 
 
 def _slices(count: int, size: int) -> list[slice]:
-    """The slices of ``count`` items, ``size`` at a time."""
     return [slice(start, start + size) for start in range(0, count, size)]
 
 
@@ -387,15 +385,15 @@ class NPDraw(nn.Module, ModelHubMixin):
         """
         check_flags(sample_pixels=sample_pixels)
         _check_used(generator, sample_pixels, "sample_pixels=True", "decode returns the mean pixels")
-        canvas = latents
         if isinstance(latents, Latents) and latents.canvas is None:
             latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
             canvas = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
-        elif isinstance(latents, Latents):
-            canvas = latents.canvas
-            self._warn_if_edited(latents)
-        canvas = check_images(canvas, channels=self.config.channels, size=self.config.canvas_size, name="canvas")
-        canvas = canvas.to(device=self.device, dtype=self.dtype)
+        else:
+            given = latents.canvas if isinstance(latents, Latents) else latents
+            canvas = check_images(given, channels=self.config.channels, size=self.config.canvas_size, name="canvas")
+            if isinstance(latents, Latents):
+                self._warn_if_edited(latents, canvas)
+            canvas = canvas.to(device=self.device, dtype=self.dtype)
         batches = self._batches(len(canvas), batch_size)
         # Drawn for the whole batch up front, so the pixels do not depend on batch_size.
         noise = self._pixel_noise(len(canvas), generator) if sample_pixels else None
@@ -403,10 +401,11 @@ class NPDraw(nn.Module, ModelHubMixin):
             return torch.cat([self._decode(canvas[chunk], None if noise is None else noise[chunk])
                               for chunk in batches])
 
-    def _warn_if_edited(self, latents: Latents) -> None:
-        """Warn when ``latents``' canvas is not that of their steps with this model's parts, at the canvas's precision.
-        Every Latents this package returns has the canvas of its steps: one that differs had its steps (or canvas)
-        changed in place, or comes from another model, and decoding its canvas would silently drop such an edit."""
+    def _warn_if_edited(self, latents: Latents, canvas: torch.Tensor) -> None:
+        """Warn when ``canvas`` (``latents``' own, checked) is not that of their steps with this model's parts, at the
+        canvas's precision. Every Latents this package returns has the canvas of its steps: one that differs had its
+        steps (or canvas) changed in place, or comes from another model, and decoding its canvas would silently drop
+        such an edit."""
         try:
             latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
         except NPDrawError as error:  # steps this model cannot draw (edited out of range, or another model's)
@@ -414,7 +413,6 @@ class NPDraw(nn.Module, ModelHubMixin):
                            "canvas is decoded as it is", error)
             return
         steps = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
-        canvas = latents.canvas
         # Compared at the lower of the two precisions: a float32 canvas (another copy of the model, or the same
         # weights loaded in float32) decoded by a bfloat16 model is the same canvas, rounded.
         same = torch.equal(steps.to(canvas), canvas) or torch.equal(canvas.to(steps), steps)
@@ -445,7 +443,8 @@ class NPDraw(nn.Module, ModelHubMixin):
     def reconstruct(self, images: Any, *, batch_size: int | None = None) -> torch.Tensor:
         """decode(encode(images)): (N, C, H, W) -> (N, C, H, W) float in [0, 1], ``batch_size`` images at a time
         (all at once for None; the result does not depend on it). Like them, without gradients."""
-        return self.decode(self.encode(images, batch_size=batch_size), batch_size=batch_size)
+        # The canvas alone: the latents' own, which decode would otherwise check and render again to compare
+        return self.decode(self.encode(images, batch_size=batch_size).canvas, batch_size=batch_size)
 
     @torch.no_grad()
     def sample(self, num_images: int, generator: Generators = None, *, batch_size: int = 256,
@@ -479,8 +478,7 @@ class NPDraw(nn.Module, ModelHubMixin):
             for start in tqdm(range(0, num_images, batch_size), desc="sampling", disable=not progress,
                               unit="batch"):
                 count = min(batch_size, num_images - start)
-                gens = generator if generator is None or isinstance(generator, torch.Generator) \
-                    else generator[start:start + count]
+                gens = generator[start:start + count] if isinstance(generator, Sequence) else generator
                 out = self._draw(count, gens, temperature, use_cache, sample_pixels)
                 images.append(out.images.to(device))
                 latents.append(out.latents.to(device))
@@ -528,9 +526,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         # its images up to the float rounding of a convolution over another batch size.
         with _one_intra_op_thread() as threads:
             pieces = max(1, min(threads, count // _PIECE))
-            bounds = [round(i * count / pieces) for i in range(pieces + 1)]
             if pieces == 1:
                 return draw(slice(None))
+            bounds = [round(i * count / pieces) for i in range(pieces + 1)]
             outs = list(_workers().map(draw, [slice(a, b) for a, b in itertools.pairwise(bounds)]))
         return SampleOutput(torch.cat([out.images for out in outs]), Latents.cat([out.latents for out in outs]))
 
@@ -561,16 +559,15 @@ class NPDraw(nn.Module, ModelHubMixin):
             raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
         # (N, k) steps of this model's parts and cells: one drawing indexed out of a batch (latents[0]) was an
         # IndexError, and ids out of range surfaced from the prior as a "prefix" error
-        latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
+        given = latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) \
                 or not 0 <= steps <= self.config.num_steps:
             raise InvalidInputError(f"steps must be an int in [0, {self.config.num_steps}], got {steps!r}")
         steps = int(steps)
-        if latents.ids.ndim == 2 and steps > latents.ids.shape[1]:
-            raise InvalidInputError(f"steps must be at most the latents' {latents.ids.shape[1]} steps, got {steps}")
+        if steps > given:
+            raise InvalidInputError(f"steps must be at most the latents' {given} steps, got {steps}")
         temperature = check_temperature(temperature)
         check_flags(sample_pixels=sample_pixels, use_cache=use_cache)
-        check_generators(generator, len(latents))
         prefix = Latents(latents.ids[:, :steps], latents.locs[:, :steps], latents.present[:, :steps])
         with evaluating(self):
             return self._draw(len(latents), generator, temperature, use_cache, sample_pixels, prefix.to(self.device))
@@ -631,10 +628,10 @@ class NPDraw(nn.Module, ModelHubMixin):
         num_samples = check_count(num_samples, "num_samples")
         x = check_images(x, channels=self.config.channels, size=self.config.image_size, name="x")
         x = x.to(device=self.device, dtype=self.dtype)
-        grey = (x != 0) & (x != 1) if isinstance(self.likelihood, Bernoulli) else None
-        if grey is not None and grey.any():
+        grey = int(((x != 0) & (x != 1)).sum()) if isinstance(self.likelihood, Bernoulli) else 0
+        if grey:
             raise InvalidInputError(f"x must be binary (0 and 1) for this model's Bernoulli likelihood, got "
-                                    f"{int(grey.sum())} values strictly between 0 and 1: binarise them first, as "
+                                    f"{grey} values strictly between 0 and 1: binarise them first, as "
                                     "np_draw.metrics.nll does")
         q = self.encoder(x)[torch.arange(x.shape[0], device=x.device).repeat_interleave(num_samples)]
         z = Latents(*q.sample(self._step_noise(x.shape[0] * num_samples, generator)))

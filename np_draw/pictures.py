@@ -175,10 +175,11 @@ def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separat
     if not all(isinstance(c, torch.Tensor) for c in columns):
         raise InvalidTypeError(f"columns must be image tensors (N, C, H, W), got "
                                f"{sorted({type(c).__name__ for c in columns})}")
-    if not columns or len({c.shape[0] for c in columns}) != 1 or any(c.ndim != 4 for c in columns):
+    if not columns or any(c.ndim != 4 for c in columns) or len({c.shape[0] for c in columns}) != 1:
         raise InvalidInputError(f"columns must be one or more (N, C, H, W) batches of one N, got shapes "
                                 f"{[tuple(c.shape) for c in columns]}")
-    size, separator = max(c.shape[-1] for c in columns) * check_count(scale, "scale"), check_count(separator, "separator", least=0)
+    size = max(c.shape[-1] for c in columns) * check_count(scale, "scale")
+    separator = check_count(separator, "separator", least=0)
     tiles = torch.stack([_enlarge(c, size) for c in columns])
     return make_grid(rearrange(tiles, "k n c h w -> (n k) c h w"), nrow=len(columns), padding=separator)
 

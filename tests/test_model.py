@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from np_draw import Latents, NPDraw
+from np_draw.errors import InvalidTypeError
 from np_draw.images import make_grid
 from np_draw.networks import ConvBlock
 from np_draw.training import FitConfig
@@ -191,6 +192,17 @@ def test_bad_arguments_raise_clear_errors(call, message):
     model = random_model("mnist")
     with pytest.raises(ValueError, match=message):
         call(model)
+
+
+def test_decode_checks_a_latents_canvas_before_comparing_it_with_their_steps():
+    """decode compared a Latents' canvas with its steps before checking it: a NumPy canvas (which decode takes as a
+    canvas of its own) or a list was a TypeError from inside torch instead of a decoded image or a clear error."""
+    model = random_model("mnist")
+    latents = model.parse(images_for(model, 2))
+    with_array = Latents(latents.ids, latents.locs, latents.present, canvas=latents.canvas.numpy())
+    assert torch.equal(model.decode(with_array), model.decode(latents))
+    with pytest.raises(InvalidTypeError, match="canvas must be a torch.Tensor or numpy.ndarray, got list"):
+        model.decode(Latents(latents.ids, latents.locs, latents.present, canvas=latents.canvas.tolist()))
 
 
 def test_a_3d_batch_for_a_colour_model_gets_the_hint_that_fits_it():
