@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import numbers
 
 import torch
 from einops import rearrange
 from torch import nn
 
 from .canvas import Grid
-from .errors import InvalidInputError
+from .errors import InvalidInputError, InvalidTypeError, check_count
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,10 @@ class PartBank(nn.Module):
     """B parts of C x K x K pixels in [0, 1], stored in the buffer ``parts`` of shape (B, C, K, K)."""
 
     def __init__(self, num_parts: int, channels: int, part_size: int) -> None:
+        # torch.zeros failed on a float or a negative size with its own TypeError or RuntimeError
+        num_parts, part_size = check_count(num_parts, "num_parts"), check_count(part_size, "part_size")
+        if isinstance(channels, bool) or channels not in (1, 3):
+            raise InvalidInputError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
         super().__init__()
         self.register_buffer("parts", torch.zeros(num_parts, channels, part_size, part_size))
 
@@ -121,7 +126,22 @@ class PartBank(nn.Module):
         Returns:
             self, with ``parts`` replaced.
         """
-        generator = torch.Generator().manual_seed(seed)
+        if not isinstance(grid, Grid):
+            raise InvalidTypeError(f"grid must be a Grid (model.grid), got {type(grid).__name__}")
+        size, channels = grid.canvas_size, self.parts.shape[1]
+        # Images of another size were cut into another number of patches and fitted without a word; uint8 ones
+        # failed inside unfold
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point() \
+                or tuple(images.shape[1:]) != (channels, size, size):
+            raise InvalidInputError(f"images must be a floating (N, {channels}, {size}, {size}) tensor in [0, 1] (the "
+                                    f"grid's canvas size), got {type(images).__name__} "
+                                    f"{tuple(getattr(images, 'shape', ()))} {getattr(images, 'dtype', '')}".rstrip())
+        max_iter = check_count(max_iter, "max_iter")  # 0 left k-means' result unset (an UnboundLocalError)
+        if max_patches is not None:
+            max_patches = check_count(max_patches, "max_patches")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+            raise InvalidInputError(f"seed must be an int in [0, 2**63), got {seed!r}")
+        generator = torch.Generator().manual_seed(int(seed))
         patches = rearrange(grid.patches(images), "n l c h w -> (n l) (c h w)")
         patches = patches[patches.mean(1) >= empty_threshold]
         if patches.shape[0] < self.num_parts:

@@ -81,7 +81,11 @@ class NPDrawConfig:
     prior: PriorConfig = field(default_factory=PriorConfig)
 
     def __post_init__(self) -> None:
-        if isinstance(self.prior, dict):
+        if isinstance(self.prior, Mapping):
+            known = {f.name for f in dataclasses.fields(PriorConfig)}
+            unknown = sorted(set(self.prior) - known, key=str)
+            if unknown:  # PriorConfig(**prior)'s TypeError named one, and not the known ones
+                raise InvalidInputError(f"unknown prior config keys {unknown}; known keys are {sorted(known)}")
             try:
                 self.prior = PriorConfig(**self.prior)
             except InvalidInputError as error:  # a config.json's prior: name the field as it is nested there

@@ -23,7 +23,7 @@ import torch
 from .canvas import Grid
 from .errors import InvalidInputError, InvalidTypeError
 from .latents import Latents, StepLogits
-from .model import NPDraw, render
+from .model import NPDraw, check_model, render
 
 Cells = Iterable[int] | torch.Tensor | None
 Box = tuple[int, int, int, int] | None
@@ -144,6 +144,7 @@ def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cel
         ValueError: different N or T, or a drawing with more than T drawn steps after the paste (the message says
         how many parts to remove).
     """
+    check_model(model)
     if not isinstance(target, Latents) or not isinstance(source, Latents):
         raise InvalidTypeError(f"target and source must be Latents, got {type(target).__name__} and "
                                f"{type(source).__name__}")
@@ -208,6 +209,7 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
     Returns:
         (num, C, H, W) float in [0, 1].
     """
+    check_model(model)
     if method not in ("logits", "swap"):
         raise InvalidInputError(f"method must be 'logits' or 'swap', got {method!r}")
     if isinstance(num, bool) or not isinstance(num, numbers.Integral) or num < 2:

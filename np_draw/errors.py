@@ -8,6 +8,7 @@ wants every np-draw failure catches :class:`NPDrawError`. The catalogue of cases
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,11 @@ def check_dtype(dtype: Any, name: str = "dtype", *, auto: bool = False) -> torch
         raise InvalidTypeError(f"{name} must be a floating torch dtype such as torch.float32, torch.bfloat16 or "
                                f"torch.float16{also}, got {dtype!r}")
     return dtype
+
+
+def check_path(path: Any, name: str = "path") -> Path:
+    """A file or folder path given as a str or an ``os.PathLike``, as a Path with ``~`` expanded, else an
+    :class:`InvalidTypeError` naming ``name`` (an int or None failed inside pathlib with its TypeError)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidTypeError(f"{name} must be a str or a path, got {type(path).__name__}")
+    return Path(path).expanduser()

@@ -8,6 +8,7 @@ import abc
 import hashlib
 import logging
 import math
+import numbers
 import os
 import warnings
 import zipfile
@@ -29,6 +30,7 @@ from .errors import (
     UnwritablePathError,
     check_count,
     check_flags,
+    check_path,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,9 +55,10 @@ def check_images(images: Any, *, channels: int, size: int, name: str = "images")
         InvalidInputError: wrong shape, an empty batch, NaN/inf, or floats outside [0, 1].
     """
     if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
+        images = _from_numpy(images, name)
     if not isinstance(images, torch.Tensor):
         raise InvalidTypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
+    _check_data(images, name)
     if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
         one = ": for one image, give a batch of one (images[None, None])" if images.ndim == 2 and channels == 1 else ""
         raise InvalidInputError(f"{name} must have shape (N, {channels}, {size}, {size}) (NCHW), got "
@@ -74,6 +77,25 @@ def check_images(images: Any, *, channels: int, size: int, name: str = "images")
         raise InvalidInputError(f"{name} must lie in [0, 1] (floats) or be uint8, got values in "
                                 f"[{low:.4g}, {high:.4g}]")
     return images
+
+
+def _from_numpy(array: np.ndarray, name: str) -> torch.Tensor:
+    """A NumPy array of numbers as a tensor; one of objects, strings, records or dates (which torch cannot hold) is
+    an :class:`InvalidTypeError` naming ``name``, not torch's list of the dtypes it converts."""
+    if array.dtype.kind not in "biufc":
+        raise InvalidTypeError(f"{name} must be uint8 (0..255) or floating point in [0, 1], got a NumPy array of "
+                               f"dtype {array.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _check_data(images: torch.Tensor, name: str) -> None:
+    """Refuse a tensor whose values cannot be read: a sparse one, or one on the 'meta' device (shapes without data),
+    which failed inside the value checks with torch's error."""
+    if images.layout != torch.strided:
+        raise InvalidTypeError(f"{name} must be a dense tensor, got layout {images.layout}: call .to_dense() first")
+    if images.device.type == "meta":
+        raise InvalidInputError(f"{name} is on the 'meta' device, which holds shapes without data; give images on "
+                                "a device that computes, such as 'cpu' or 'cuda'")
 
 
 def to_canvas(images: torch.Tensor, canvas_size: int) -> torch.Tensor:
@@ -154,6 +176,8 @@ def _checked(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: 
     smallest = size
     for i, item in enumerate(images):
         label, image = item if isinstance(item, tuple) else (f"image {i}", item)
+        if not isinstance(image, Image.Image):  # an AttributeError from inside the checks before
+            raise InvalidTypeError(f"{label} must be a PIL image, got {type(image).__name__}")
         _check_pil_image(image, channels, label)
         total += 1
         resized += image.size != (size, size)
@@ -361,6 +385,7 @@ def open_image(path: str | Path, crop: int | None = None) -> Image.Image:
     sideways), and then cut to its ``crop`` px centre when given (:func:`centre_crop`); InvalidInputError for a
     file Pillow cannot read, or one of more than twice Pillow's limit of PIL.Image.MAX_IMAGE_PIXELS pixels (a
     warning is logged for one above the limit, which is read)."""
+    path = check_path(path)
     image = _decode(path)
     if _over_limit(image):
         logger.warning("%r is %dx%d = %d pixels, larger than Pillow's limit of %d pixels "
@@ -374,7 +399,16 @@ def load_folder_images(folder: str | Path, *, channels: int, size: int, name: st
     """The image files under ``folder`` as :func:`read_folder` reads them (recursively, sorted by path, unreadable
     ones skipped with a warning; ``crop`` and ``limit`` as there), centre-cropped to a square and resized to
     ``size``: uint8 (N, C, size, size), read one file at a time. An error names ``name``."""
-    return from_pil_images(read_folder(Path(folder), name, crop, limit), channels=channels, size=size)
+    channels, size = _check_sizes(channels, size)
+    return from_pil_images(read_folder(check_path(folder, name), name, crop, limit), channels=channels, size=size)
+
+
+def _check_sizes(channels: Any, size: Any) -> tuple[int, int]:
+    """The channels (1 or 3) and side in pixels that images are read at, else an InvalidInputError: 2 channels
+    failed in NumPy's reshape, a side of 0 in Pillow's resize."""
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels not in (1, 3):
+        raise InvalidInputError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    return int(channels), check_count(size, "size")
 
 
 def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int,
@@ -427,14 +461,16 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         shapes = {tuple(item.shape) for item in images}
         if len(shapes) != 1:
             raise InvalidInputError(f"{name}: the images of a list must share one shape, got {sorted(shapes)}")
-        tensors = [torch.as_tensor(item) for item in images]
+        tensors = [_from_numpy(item, f"{name}[{i}]") if isinstance(item, np.ndarray) else item
+                   for i, item in enumerate(images)]
         if len({item.dtype for item in tensors}) > 1:
             return _cat([as_image_tensor(item[None], channels=channels, size=size, name=f"{name}[{i}]")
                          for i, item in enumerate(tensors)], channels=channels, size=size, name=name)
         images = torch.stack(tensors)
     if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
+        images = _from_numpy(images, name)
     if isinstance(images, torch.Tensor):
+        _check_data(images, name)
         if images.ndim == 3:
             if channels == 1 and tuple(images.shape[1:]) == (size, size):
                 return images[:, None]
@@ -731,8 +767,9 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
         MissingFileError: nothing at ``path``. InvalidInputError: an .npz that is not a readable archive of a
         numeric ``images`` array (:func:`npz_images`) or a file that is not an image.
     """
-    path = Path(path).expanduser()
+    path = check_path(path)
     limit = None if limit is None else check_count(limit, "limit")
+    channels, size = _check_sizes(channels, size)
     if path.is_dir():
         return _pil_batch(read_folder(path, str(path), crop, limit), channels, size)
     elif not path.is_file():
@@ -809,6 +846,8 @@ def _unit(images: torch.Tensor) -> torch.Tensor:
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """(N, C, H, W) uint8 or float in [0, 1], C in (1, 3) -> N PIL images ("L" or "RGB")."""
+    if not isinstance(images, torch.Tensor):
+        raise InvalidTypeError(f"images must be a torch tensor (N, C, H, W), got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise InvalidInputError(f"images must be (N, C, H, W) with C in (1, 3), got shape {tuple(images.shape)}")
     pixels = (_unit(images) * 255).round().to(torch.uint8)
@@ -836,7 +875,7 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
     """Save :func:`make_grid` of ``images`` to ``path`` (format from the suffix); returns the path."""
-    path, grid = Path(path).expanduser(), make_grid(images, nrow, padding)
+    path, grid = check_path(path), make_grid(images, nrow, padding)
     if path.suffix.lower() not in Image.registered_extensions():
         raise InvalidInputError(f"path must end in a picture format's suffix (.png, .jpg, ...), got {str(path)!r}")
     try:
@@ -858,6 +897,8 @@ def save_pairs(images: torch.Tensor, results: torch.Tensor, path: str | Path, pa
     Returns:
         The path.
     """
+    if pairs_per_row is not None:  # 0 was taken for None
+        pairs_per_row = check_count(pairs_per_row, "pairs_per_row")
     if images.ndim != 4 or results.shape[:2] != images.shape[:2]:
         raise InvalidInputError(f"images and results must be (N, C, H, W) with the same N and C, got shapes "
                                 f"{tuple(images.shape)} and {tuple(results.shape)}")

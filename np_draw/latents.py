@@ -68,6 +68,12 @@ class _Batch:
     @classmethod
     def cat(cls, items: list[Self]) -> Self:
         """Concatenate along the batch; a field is kept only when every item has it."""
+        # A Latents given for the list was iterated drawing by drawing (it has __len__ and __getitem__) and
+        # concatenated into 1-D ids: a list or tuple of the class's batches, of one shape past the batch axis
+        if not isinstance(items, (list, tuple)) or not all(isinstance(item, cls) for item in items):
+            got = type(items).__name__ if not isinstance(items, (list, tuple)) else \
+                f"{type(items).__name__} of {sorted({type(item).__name__ for item in items})}"
+            raise InvalidTypeError(f"{cls.__name__}.cat takes a list of {cls.__name__}, got {got}")
         if not items:
             raise InvalidInputError(f"{cls.__name__}.cat needs at least one {cls.__name__}, got none")
         values = {}
@@ -78,6 +84,10 @@ class _Batch:
             elif isinstance(parts[0], _Batch):
                 values[f.name] = type(parts[0]).cat(parts)
             else:
+                shapes = [tuple(p.shape) for p in parts]
+                if len({shape[1:] for shape in shapes}) > 1 or any(not shape for shape in shapes):
+                    raise InvalidInputError(f"{cls.__name__}.cat needs {f.name} of one shape past the batch axis "
+                                            f"(drawings of as many steps, of one model), got shapes {shapes}")
                 values[f.name] = torch.cat(parts)
         return cls(**values)
 
@@ -194,6 +204,9 @@ class Latents(_Batch):
             raise InvalidInputError(f"Latents index the batch axis only (an int, a slice, indices or a boolean mask "
                                     f"over N), got {index!r}; to keep k steps, slice the tensors: "
                                     "Latents(x.ids[:, :k], x.locs[:, :k], x.present[:, :k])")
+        if isinstance(index, (str, bytes, float, complex)):  # torch's TypeError or IndexError from inside _map
+            raise InvalidTypeError(f"Latents index the batch axis with an int, a slice, indices or a boolean mask, "
+                                   f"got {type(index).__name__} {index!r}")
         return super().__getitem__(index)
 
     def check(self, *, num_parts: int, num_steps: int, count: int | None = None, name: str = "latents") -> int:
@@ -205,6 +218,9 @@ class Latents(_Batch):
         if not all(isinstance(tensor, torch.Tensor) for tensor in tensors.values()):
             raise InvalidTypeError(f"{name} ids, locs and present must be torch tensors, got "
                                    f"{ {field: type(value).__name__ for field, value in tensors.items()} }")
+        if any(tensor.device.type == "meta" for tensor in tensors.values()):
+            raise InvalidInputError(f"{name} are on the 'meta' device, which holds shapes without data; move them to "
+                                    "a device that computes, such as 'cpu' or 'cuda'")
         shapes = {field: tuple(tensor.shape) for field, tensor in tensors.items()}
         k, n = (shapes["ids"][1], shapes["ids"][0]) if len(shapes["ids"]) == 2 else (-1, None)
         n = n if count is None else count

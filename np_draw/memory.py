@@ -1,10 +1,12 @@
-"""How the C allocator hands large blocks to torch on the CPU, which decides how often a step waits for fresh pages."""
+"""The machine's memory, and how the C allocator hands large blocks to torch on the CPU, which decides how often a
+step waits for fresh pages."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import logging
+import os
 import platform
 from collections.abc import Iterator
 
@@ -16,6 +18,14 @@ _KEEP = 2**31 - 1  # the largest value mallopt's int takes: no block mapped on i
 # After the block: the largest thresholds glibc's own adjustment reaches (32 MiB, and twice that for trimming), which
 # a process that has freed large blocks runs with anyway
 _AFTER_MMAP, _AFTER_TRIM = 32 * 2**20, 64 * 2**20
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the system does not say (Windows, macOS without sysconf)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 @contextlib.contextmanager

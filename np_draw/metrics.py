@@ -32,7 +32,8 @@ from .images import (
     to_canvas,
 )
 from .likelihoods import Bernoulli
-from .model import NPDraw
+from .memory import physical_memory
+from .model import NPDraw, check_model
 from .networks import evaluating
 
 __all__ = ["FID", "NLL", "FeatureStatistics", "default_features", "evaluate", "feature_statistics", "fid",
@@ -102,8 +103,10 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
         >>> bound = nll(NPDraw.from_pretrained("mnist"), test_images, num_samples=50)  # doctest: +SKIP
         >>> bound.mean_nats  # doctest: +SKIP
     """
+    check_model(model)
     num_samples = check_count(num_samples, "num_samples")
     check_flags(progress=progress)
+    _check_log_weights_fit(num_samples)
     cfg = model.config
     draws = max(1, _PASS_VALUES // (cfg.num_steps * cfg.channels * cfg.canvas_size ** 2))
     if batch_size is None:
@@ -111,6 +114,8 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
     batch_size = check_count(batch_size, "batch_size")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise InvalidTypeError(f"seed must be an int, got {seed!r}")
+    if not -2**63 <= seed < 2**64:  # torch.manual_seed's range: beyond it NumPy's OverflowError
+        raise InvalidInputError(f"seed must be an int in [-2**63, 2**64), got {seed!r}")
     generator = torch.Generator().manual_seed(int(seed))
     # float32 whatever the model's dtype, so that the binarisation does not depend on it: a float64 draw takes other
     # bits from the generator (another binarisation for the same seed), a bfloat16 one draws from rounded grey levels
@@ -133,6 +138,16 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
             bounds.append(math.log(num_samples) - torch.logsumexp(log_w, 1))
             bar.update(len(chunk))
     return NLL(torch.cat(bounds).float().cpu(), num_dims=x[0].numel(), num_samples=num_samples)
+
+
+def _check_log_weights_fit(num_samples: int) -> None:
+    """InvalidInputError before any work when one image's ``num_samples`` log-weights (float64, held twice while
+    they are gathered) need more than the machine's memory: such a call ran on for hours and was then killed."""
+    memory = physical_memory()
+    if memory is not None and 16 * num_samples > memory:
+        raise InvalidInputError(f"num_samples={num_samples:,} importance samples of one image take "
+                                f"{16 * num_samples / 2**30:,.0f} GiB of log-weights, more than this machine's "
+                                f"{memory / 2**30:,.0f} GiB of memory (the paper uses 50)")
 
 
 @dataclass
@@ -351,9 +366,18 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 
     if isinstance(max_value, bool) or not isinstance(max_value, numbers.Real) or not 0 < max_value < math.inf:
         raise InvalidInputError(f"max_value must be a positive finite number (1.0 for images in [0, 1], 255 for "
                                 f"uint8), got {max_value!r}")
-    if reconstruction.shape != target.shape or reconstruction.ndim < 2:
-        raise InvalidInputError(f"reconstruction and target must have one shape (N, ...), got "
+    if reconstruction.shape != target.shape or reconstruction.ndim < 2 or math.prod(reconstruction.shape[1:]) == 0:
+        raise InvalidInputError(f"reconstruction and target must have one shape (N, ...) with pixels, got "
                                 f"{tuple(reconstruction.shape)} and {tuple(target.shape)}")
+    for name, images in (("reconstruction", reconstruction), ("target", target)):
+        # complex images lost their imaginary part with a warning; NaN or inf gave a NaN score
+        if images.is_complex():
+            raise InvalidTypeError(f"{name} must be real images, got dtype {images.dtype}")
+        if images.device.type == "meta":
+            raise InvalidInputError(f"{name} is on the 'meta' device, which holds shapes without data")
+        if images.is_floating_point() and not torch.isfinite(images).all():
+            raise InvalidInputError(f"{name} must be finite, got {int((~torch.isfinite(images)).sum())} NaN or inf "
+                                    "values")
     if not reconstruction.is_floating_point() or not target.is_floating_point():  # uint8 differences wrap around
         reconstruction, target = reconstruction.double(), target.double()
     elif reconstruction.dtype in (torch.float16, torch.bfloat16) or target.dtype in (torch.float16, torch.bfloat16):
@@ -363,6 +387,7 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 
 
 
 def _psnr_by_batch(model: NPDraw, images: Any, batch_size: int, pair: Any) -> torch.Tensor:
+    check_model(model)
     batch_size = check_count(batch_size, "batch_size")
     with evaluating(model):
         return torch.cat([psnr(*pair(x)).cpu() for x in model.prepare_images(images).split(batch_size)])
@@ -371,6 +396,7 @@ def _psnr_by_batch(model: NPDraw, images: Any, batch_size: int, pair: Any) -> to
 @torch.no_grad()
 def parse_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Tensor:
     """PSNR in dB of each image's parse canvas against the image at canvas size: (N,)."""
+    check_model(model)
     size = model.config.canvas_size
     return _psnr_by_batch(model, images, batch_size, lambda x: (model.parse(x).canvas, to_canvas(x, size)))
 
@@ -408,6 +434,7 @@ def evaluate(model: NPDraw, images: Any, *, num_samples: int = 50, features: str
         {"nll_nats", "nll_bits_per_dim", "<FID label>", "parse_psnr_db", "reconstruction_psnr_db"} as floats:
         means over the images; the FID key names its feature network, e.g. "FID-cnn-mnist".
     """
+    check_model(model)
     check_flags(binarised_fid=binarised_fid, progress=progress)
     if binarised_fid and not isinstance(model.likelihood, Bernoulli):
         raise InvalidInputError(f"binarised_fid=True is the protocol of binarised data (MNIST, Omniglot): it needs a "

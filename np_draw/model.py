@@ -46,11 +46,13 @@ from .errors import (
     check_device,
     check_dtype,
     check_flags,
+    check_path,
     check_temperature,
 )
 from .images import ImageSource, TensorImages, as_image_tensor, check_images, image_source, save_grid, to_canvas, to_pil
 from .latents import Latents
 from .likelihoods import Bernoulli, make_likelihood
+from .memory import physical_memory
 from .model_files import check_weights, folder_state, load_config, load_weights, write_model_files
 from .networks import Decoder, Encoder, Overlapping, autocast_dtype, evaluating
 from .parsing import parse
@@ -208,6 +210,14 @@ def _one_intra_op_thread() -> Iterator[int]:
         with _THREADS.lock:
             _THREADS.release(["threads"])
             torch.set_num_threads(threads)
+
+
+def check_model(model: Any) -> None:
+    """An NPDraw, else an :class:`InvalidTypeError`: the functions that take a model (editing, metrics, pictures)
+    failed on anything else with an AttributeError from deep inside."""
+    if not isinstance(model, NPDraw):
+        raise InvalidTypeError(f"model must be an NPDraw (e.g. NPDraw.from_pretrained('mnist')), got "
+                               f"{type(model).__name__}")
 
 
 def _check_used(generator: Generators, drawing: bool, flag: str, otherwise: str) -> None:
@@ -390,6 +400,14 @@ class NPDraw(nn.Module, ModelHubMixin):
             canvas = render(self.bank, self.grid, latents.ids, latents.locs, latents.present)
         else:
             given = latents.canvas if isinstance(latents, Latents) else latents
+            if isinstance(latents, Latents):
+                # A canvas of other drawings than the steps (Latents built from one batch's steps and another's
+                # canvas) decoded to as many images as the canvas has, with no word: the batch sizes must agree
+                count = [tuple(getattr(value, "shape", ()))[:1] for value in (latents.ids, given)]
+                if count[0] and count[1] and count[0] != count[1]:
+                    raise InvalidInputError(f"latents canvas must hold one canvas per drawing, got {count[1][0]} "
+                                            f"canvases for {count[0][0]} drawings (ids {tuple(latents.ids.shape)}, "
+                                            f"canvas {tuple(given.shape)})")
             canvas = check_images(given, channels=self.config.channels, size=self.config.canvas_size, name="canvas")
             if isinstance(latents, Latents):
                 self._warn_if_edited(latents, canvas)
@@ -487,12 +505,8 @@ class NPDraw(nn.Module, ModelHubMixin):
     def _check_fits_in_memory(self, num_images: int, device: torch.device) -> None:
         """InvalidInputError before any work when ``num_images`` images and their latents, returned on the CPU,
         would need more than the machine's memory: the call would otherwise run for minutes and be killed."""
-        cfg = self.config
-        if device.type != "cpu" or not hasattr(os, "sysconf"):
-            return
-        try:
-            memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):  # not known on this system
+        cfg, memory = self.config, physical_memory()
+        if device.type != "cpu" or memory is None:
             return
         # float32 images (the model's dtype or wider), int64 ids and locs, the canvases; twice: the batches are held
         # until torch.cat has copied them into the returned tensors (a peak of 2.4 times the output was measured)
@@ -735,6 +749,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         Example:
             >>> folder = model.save_pretrained("np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
+        folder = check_path(folder, "folder")
         if push_to_hub or repo_id is not None:
             raise InvalidInputError("save_pretrained(push_to_hub=True) is not supported: call "
                                     "model.push_to_hub(repo_id, card=...), which checks the repo id and the card "
@@ -762,7 +777,6 @@ class NPDraw(nn.Module, ModelHubMixin):
                                               for key, value in self.state_dict().items()},
                       "cannot save the model: its config, changed since the model was built, no longer fits its "
                       "weights", "the model", strict=False)
-        folder = Path(folder).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:

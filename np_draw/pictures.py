@@ -20,10 +20,10 @@ from PIL import Image
 
 from .bank import PartBank
 from .canvas import running_max
-from .errors import InvalidInputError, InvalidTypeError, UnwritablePathError, check_count
+from .errors import InvalidInputError, InvalidTypeError, UnwritablePathError, check_count, check_flags, check_path
 from .images import make_grid, to_pil
 from .latents import Latents
-from .model import NPDraw, place
+from .model import NPDraw, check_model, place
 
 RED = (1.0, 0.15, 0.15)
 
@@ -79,8 +79,10 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
         (F, 3, S·scale, S·scale) float in [0, 1], F = the number of drawn steps (z_is = 1), plus one if ``final``.
         Steps with z_is = 0 paste nothing and get no frame.
     """
+    check_model(model)
     if not isinstance(latents, Latents):
         raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
+    check_flags(final=final)  # a string such as "no" counted as True
     # (N, T) steps of this model's parts and cells: one drawing (latents[0]), ids or cells out of range were an
     # IndexError or a one_hot RuntimeError
     latents.check(num_parts=model.config.num_parts, num_steps=model.config.num_steps)
@@ -137,7 +139,7 @@ def save_drawing_gif(model: NPDraw, latents: Latents, path: str | Path, index: i
     for name, value in (("step_ms", step_ms), ("final_ms", final_ms)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
             raise InvalidInputError(f"{name} must be a positive number of milliseconds, got {value!r}")
-    path = Path(path).expanduser()
+    path = check_path(path)
     if path.suffix.lower() != ".gif":
         raise InvalidInputError(f"path must name a .gif file, got {str(path)!r}")
     frames = to_pil(drawing_frames(model, latents, index, scale=scale, final=final))
@@ -172,7 +174,10 @@ def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separat
     Returns:
         An RGB image of N rows and len(columns) columns.
     """
-    if not all(isinstance(c, torch.Tensor) for c in columns):
+    if not isinstance(columns, Sequence) or not all(isinstance(c, torch.Tensor) for c in columns):
+        if isinstance(columns, torch.Tensor):  # iterating a stacked batch took each image for a column
+            raise InvalidTypeError(f"columns must be a list of image batches (N, C, H, W), got one tensor of shape "
+                                   f"{tuple(columns.shape)}: pass list(columns)")
         raise InvalidTypeError(f"columns must be image tensors (N, C, H, W), got "
                                f"{sorted({type(c).__name__ for c in columns})}")
     if not columns or any(c.ndim != 4 for c in columns) or len({c.shape[0] for c in columns}) != 1:
@@ -196,6 +201,7 @@ def reconstruction_image(model: NPDraw, images: torch.Tensor, *, scale: int = 2,
     Returns:
         An RGB image of N rows and 3 columns.
     """
+    check_model(model)
     originals = model.prepare_images(images)
     return comparison_image([originals, model.parse(originals).canvas, model.reconstruct(originals)],
                             scale=scale, separator=separator)

@@ -381,6 +381,7 @@ class Prior(nn.Module):
         self.config = config
         self.grid = grid
         self.num_parts = num_parts
+        self.channels = channels
         self.num_steps = grid.num_cells
         self.embed = CanvasEmbedding(channels + 1, grid.canvas_size, config.cnn_channels, config.hidden_size)
         self.register_buffer("position", sinusoidal_encoding(self.num_steps, config.hidden_size), persistent=False)
@@ -443,8 +444,25 @@ class Prior(nn.Module):
         return self._run(self.embed(tiles))
 
     def log_prob(self, latents: Latents, bank: PartBank) -> torch.Tensor:
-        """Teacher-forced log p(z) of hard latents, summed over steps: (N,) in nats."""
+        """Teacher-forced log p(z) of hard latents (N, k), k <= T, summed over steps: (N,) in nats. ``bank`` is its
+        model's (:class:`PartBank` of B parts of C x K x K pixels); the latents' values are not scanned (training
+        and the bound call this for every batch)."""
+        if not isinstance(latents, Latents):
+            raise InvalidTypeError(f"latents must be Latents, got {type(latents).__name__}")
+        self._check_bank(bank)
         return self._run(self.embed.stepwise(*self._drawn_tiles(latents, bank))).log_prob(latents)
+
+    def _check_bank(self, bank: PartBank) -> None:
+        """Refuse a bank of another model: its parts failed deep inside the sampler or the embedding (a shape
+        error from a matrix product)."""
+        if not isinstance(bank, PartBank):
+            raise InvalidTypeError(f"bank must be a PartBank (model.bank), got {type(bank).__name__}")
+        size = self.grid.part_size
+        expected = (self.num_parts, self.channels, size, size)
+        if tuple(bank.parts.shape) != expected:
+            raise InvalidInputError(f"bank must hold this prior's B={self.num_parts} parts of C x K x K = "
+                                    f"{self.channels} x {size} x {size} pixels, shape {expected}, got parts of shape "
+                                    f"{tuple(bank.parts.shape)} (another model's bank?)")
 
     @torch.no_grad()
     def _drawn_tiles(self, latents: Latents, bank: PartBank) -> tuple[torch.Tensor, ...]:
@@ -499,6 +517,7 @@ class Prior(nn.Module):
         """
         temperature = check_temperature(temperature)
         check_flags(use_cache=use_cache)
+        self._check_bank(bank)
         self._check_noise(noise)
         n, steps = noise.shape[0], self.num_steps
         given = 0 if prefix is None else self._check_prefix(prefix, n)

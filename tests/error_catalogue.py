@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from np_draw import Latents, NPDraw, NPDrawConfig, SampleOutput
+from np_draw.bank import PartBank
 from np_draw.editing import interpolate, paste_canvas, paste_latents
 from np_draw.errors import (
     ConfigMismatchError,
@@ -30,10 +31,11 @@ from np_draw.errors import (
     UnwritablePathError,
 )
 from np_draw.hub import resolve_pretrained
+from np_draw.images import load_images
 from np_draw.manifest import sha256_file
-from np_draw.metrics import fid
+from np_draw.metrics import fid, nll, psnr
 from np_draw.model_files import CONFIG_NAME, WEIGHTS_NAME
-from np_draw.pictures import drawing_frames, save_drawing_gif
+from np_draw.pictures import comparison_image, drawing_frames, save_drawing_gif
 from np_draw.training import FitConfig, evaluate_prior, validation_bound
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
@@ -152,6 +154,18 @@ def _npz(folder: Path, images: np.ndarray) -> str:
     path = folder / "images.npz"
     np.savez(path, images=images)
     return str(path)
+
+
+def _other_canvas(model: NPDraw) -> Latents:
+    """Latents of two drawings holding the canvas of one of them."""
+    parsed = model.parse(_images(2, 1, 28, 28))
+    return Latents(parsed.ids, parsed.locs, parsed.present, canvas=parsed.canvas[:1])
+
+
+def _cut_steps(model: NPDraw) -> Latents:
+    """Two parses, the second cut to its first 3 steps."""
+    parsed = model.parse(_images(2, 1, 28, 28))
+    return Latents.cat([parsed[:1], Latents(parsed.ids[1:, :3], parsed.locs[1:, :3], parsed.present[1:, :3])])
 
 
 API_CASES: list[ApiCase] = [
@@ -367,6 +381,70 @@ API_CASES: list[ApiCase] = [
     ApiCase("an outline colour by name", "np_draw.pictures.drawing_frames", InvalidInputError,
             "colour must be three floats in [0, 1] (RGB), got 'red'",
             lambda m, f: drawing_frames(m, m.parse(_images(1, 1, 28, 28)), colour="red")),
+    ApiCase("a string for final (a non-empty string counts as True)", "np_draw.pictures.drawing_frames",
+            InvalidTypeError, "final must be True or False, got 'no'",
+            lambda m, f: drawing_frames(m, m.parse(_images(1, 1, 28, 28)), final="no")),
+    ApiCase("a NumPy array of Python objects", "NPDraw.encode", InvalidTypeError,
+            "images must be uint8 (0..255) or floating point in [0, 1], got a NumPy array of dtype object",
+            lambda m, f: m.encode(np.zeros((2, 28, 28), dtype=object))),
+    ApiCase("images on the meta device (shapes without data)", "NPDraw.encode", InvalidInputError,
+            "images is on the 'meta' device, which holds shapes without data",
+            lambda m, f: m.encode(_images(2, 1, 28, 28).to("meta"))),
+    ApiCase("a sparse tensor", "NPDraw.decode", InvalidTypeError,
+            "canvas must be a dense tensor, got layout torch.sparse_coo",
+            lambda m, f: m.decode(_images(2, 1, 28, 28).to_sparse())),
+    ApiCase("latents whose canvas holds other drawings than their steps", "NPDraw.decode", InvalidInputError,
+            "latents canvas must hold one canvas per drawing, got 1 canvases for 2 drawings",
+            lambda m, f: m.decode(_other_canvas(m))),
+    ApiCase("one Latents where a list of them goes (it was concatenated drawing by drawing)", "Latents.cat",
+            InvalidTypeError, "Latents.cat takes a list of Latents, got Latents",
+            lambda m, f: Latents.cat(m.parse(_images(2, 1, 28, 28)))),
+    ApiCase("latents of different numbers of steps", "Latents.cat", InvalidInputError,
+            "Latents.cat needs ids of one shape past the batch axis (drawings of as many steps, of one model), got "
+            "shapes [(1, 36), (1, 3)]",
+            lambda m, f: _cut_steps(m)),
+    ApiCase("a string as an index", "Latents.__getitem__", InvalidTypeError,
+            "Latents index the batch axis with an int, a slice, indices or a boolean mask, got str 'a'",
+            lambda m, f: m.parse(_images(2, 1, 28, 28))["a"]),
+    ApiCase("a prior config key that does not exist", "NPDrawConfig", InvalidInputError,
+            "unknown prior config keys ['heads']",
+            lambda m, f: NPDrawConfig(prior={"heads": 4})),
+    ApiCase("another model's part bank", "np_draw.prior.Prior.log_prob", InvalidInputError,
+            "bank must hold this prior's B=50 parts of C x K x K = 1 x 5 x 5 pixels, shape (50, 1, 5, 5), got parts "
+            "of shape (200, 3, 4, 4)",
+            lambda m, f: m.prior.log_prob(m.parse(_images(1, 1, 28, 28)), PartBank(200, 3, 4))),
+    ApiCase("a seed beyond torch's range", "np_draw.metrics.nll", InvalidInputError,
+            "seed must be an int in [-2**63, 2**64), got 1180591620717411303424",
+            lambda m, f: nll(m, _images(1, 1, 28, 28, fill=1.0), 2, seed=2**70, progress=False)),
+    ApiCase("more importance samples than memory holds (refused before running for hours)", "np_draw.metrics.nll",
+            InvalidInputError, "importance samples of one image take",
+            lambda m, f: nll(m, _images(1, 1, 28, 28, fill=1.0), 10**17, progress=False)),
+    ApiCase("something else than a model", "np_draw.editing.interpolate", InvalidTypeError,
+            "model must be an NPDraw (e.g. NPDraw.from_pretrained('mnist')), got NoneType",
+            lambda m, f: interpolate(None, _images(1, 28, 28), _images(1, 28, 28))),
+    ApiCase("a fit seed beyond torch's range", "NPDraw.fit", InvalidInputError,
+            "seed must be an int in [0, 2**63), got 1180591620717411303424",
+            lambda m, f: m.fit(_images(4, 1, 28, 28), FitConfig(seed=2**70), progress=False)),
+    ApiCase("an int for a folder", "NPDraw.save_pretrained", InvalidTypeError,
+            "folder must be a str or a path, got int",
+            lambda m, f: m.save_pretrained(3)),
+    ApiCase("NaN images to score", "np_draw.metrics.psnr", InvalidInputError,
+            "reconstruction must be finite, got 1568 NaN or inf values",
+            lambda m, f: psnr(_images(2, 1, 28, 28, fill=float("nan")), _images(2, 1, 28, 28))),
+    ApiCase("one stacked tensor for the columns (each image became a column)", "np_draw.pictures.comparison_image",
+            InvalidTypeError, "columns must be a list of image batches (N, C, H, W), got one tensor of shape "
+            "(2, 4, 1, 28, 28)",
+            lambda m, f: comparison_image(_images(2, 4, 1, 28, 28))),
+    ApiCase("a part bank fitted on images of another size", "np_draw.bank.PartBank.fit", InvalidInputError,
+            "images must be a floating (N, 1, 28, 28) tensor in [0, 1] (the grid's canvas size), got Tensor "
+            "(20, 1, 20, 20) torch.float32",
+            lambda m, f: PartBank(5, 1, 5).fit(_images(20, 1, 20, 20), m.grid)),
+    ApiCase("a part bank of a negative size", "np_draw.bank.PartBank", InvalidInputError,
+            "num_parts must be a positive integer, got -1",
+            lambda m, f: PartBank(-1, 1, 5)),
+    ApiCase("images read with two channels", "np_draw.images.load_images", InvalidInputError,
+            "channels must be 1 (grey) or 3 (RGB), got 2",
+            lambda m, f: load_images(_npz(f, np.zeros((2, 28, 28), np.uint8)), channels=2, size=28)),
 ]
 
 CLI_CASES: list[CliCase] = [
