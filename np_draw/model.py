@@ -574,6 +574,8 @@ class NPDraw(nn.Module, ModelHubMixin):
         # (N, k) steps of this model's parts and cells: one drawing indexed out of a batch (latents[0]) was an
         # IndexError, and ids out of range surfaced from the prior as a "prefix" error
         given = latents.check(num_parts=self.config.num_parts, num_steps=self.config.num_steps)
+        if not len(latents):  # as sample(0) and an empty batch of images are refused, not drawn as nothing
+            raise InvalidInputError("latents must hold at least one drawing, got an empty batch")
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) \
                 or not 0 <= steps <= self.config.num_steps:
             raise InvalidInputError(f"steps must be an int in [0, {self.config.num_steps}], got {steps!r}")
