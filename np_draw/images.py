@@ -902,7 +902,6 @@ def save_pairs(images: torch.Tensor, results: torch.Tensor, path: str | Path, pa
     if images.ndim != 4 or results.shape[:2] != images.shape[:2]:
         raise InvalidInputError(f"images and results must be (N, C, H, W) with the same N and C, got shapes "
                                 f"{tuple(images.shape)} and {tuple(results.shape)}")
-    pairs_per_row = None if pairs_per_row is None else check_count(pairs_per_row, "pairs_per_row")
     images, results = _unit(images), _unit(results)  # each in its own range: uint8 images beside float results
     if results.shape[-2:] != images.shape[-2:]:
         results = torch.nn.functional.interpolate(results, size=images.shape[-2:], mode="nearest")
