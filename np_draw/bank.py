@@ -92,10 +92,11 @@ class PartBank(nn.Module):
     def __init__(self, num_parts: int, channels: int, part_size: int) -> None:
         # torch.zeros failed on a float or a negative size with its own TypeError or RuntimeError
         num_parts, part_size = check_count(num_parts, "num_parts"), check_count(part_size, "part_size")
-        if isinstance(channels, bool) or channels not in (1, 3):
+        # 1.0 is equal to 1, and torch.zeros failed on it with its own TypeError
+        if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels not in (1, 3):
             raise InvalidInputError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
         super().__init__()
-        self.register_buffer("parts", torch.zeros(num_parts, channels, part_size, part_size))
+        self.register_buffer("parts", torch.zeros(num_parts, int(channels), part_size, part_size))
 
     @property
     def num_parts(self) -> int:
@@ -128,6 +129,10 @@ class PartBank(nn.Module):
         """
         if not isinstance(grid, Grid):
             raise InvalidTypeError(f"grid must be a Grid (model.grid), got {type(grid).__name__}")
+        if grid.part_size != self.parts.shape[-1]:  # k-means' centroids failed to reshape into the parts
+            side = self.parts.shape[-1]
+            raise InvalidInputError(f"grid must cut parts of the bank's {side} x {side} px, got a grid of "
+                                    f"{grid.part_size} x {grid.part_size} px parts")
         size, channels = grid.canvas_size, self.parts.shape[1]
         # Images of another size were cut into another number of patches and fitted without a word; uint8 ones
         # failed inside unfold
@@ -139,8 +144,9 @@ class PartBank(nn.Module):
         max_iter = check_count(max_iter, "max_iter")  # 0 left k-means' result unset (an UnboundLocalError)
         if max_patches is not None:
             max_patches = check_count(max_patches, "max_patches")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
-            raise InvalidInputError(f"seed must be an int in [0, 2**63), got {seed!r}")
+        # torch.Generator.manual_seed's range (as np_draw.metrics.nll's): a negative seed is one of torch's too
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -2**63 <= seed < 2**64:
+            raise InvalidInputError(f"seed must be an int in [-2**63, 2**64), got {seed!r}")
         generator = torch.Generator().manual_seed(int(seed))
         patches = rearrange(grid.patches(images), "n l c h w -> (n l) (c h w)")
         patches = patches[patches.mean(1) >= empty_threshold]

@@ -64,7 +64,7 @@ _HUB_NAME = re.compile(rf"(?P<repo_id>{REPO_ID})(?:@(?P<revision>[\w./-]+))?")
 # OSError with requests (huggingface_hub < 1.0), and from 1.0 the HTTP client's error base, which is not one.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError,)
 for _client in ("httpx", "httpx2"):
-    with contextlib.suppress(ImportError):
+    with contextlib.suppress(ImportError, AttributeError):  # AttributeError: a module of that name without it
         TRANSPORT_ERRORS += (importlib.import_module(_client).HTTPError,)
 
 

@@ -778,7 +778,9 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
         if crop is not None:
             raise InvalidInputError(f"crop applies to image files, and {str(path)!r} is an array file")
         images = as_image_tensor(npz_images(path), channels=channels, size=size, name=f"{path}['images']")
-        return spread(images, limit), [f"{path}[{i}]" for i in spread(range(len(images)), limit)]
+        index = spread(range(len(images)), limit)
+        # Indexed, a copy: spread's view of the array (for a limit that divides N) kept all of it in memory
+        return (images if limit is None else images[list(index)]), [f"{path}[{i}]" for i in index]
     else:
         return _item_tensor(open_image(path, crop), channels=channels, size=size, name=str(path)), [str(path)]
 

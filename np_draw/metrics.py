@@ -114,7 +114,7 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
     batch_size = check_count(batch_size, "batch_size")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise InvalidTypeError(f"seed must be an int, got {seed!r}")
-    if not -2**63 <= seed < 2**64:  # torch.manual_seed's range: beyond it NumPy's OverflowError
+    if not -2**63 <= seed < 2**64:  # torch.manual_seed's range: beyond it torch's ValueError
         raise InvalidInputError(f"seed must be an int in [-2**63, 2**64), got {seed!r}")
     generator = torch.Generator().manual_seed(int(seed))
     # float32 whatever the model's dtype, so that the binarisation does not depend on it: a float64 draw takes other

@@ -178,6 +178,9 @@ def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separat
         if isinstance(columns, torch.Tensor):  # iterating a stacked batch took each image for a column
             raise InvalidTypeError(f"columns must be a list of image batches (N, C, H, W), got one tensor of shape "
                                    f"{tuple(columns.shape)}: pass list(columns)")
+        if not isinstance(columns, Sequence):  # the types of a generator's or a dict's items named what was right
+            raise InvalidTypeError(f"columns must be a list of image tensors (N, C, H, W), got "
+                                   f"{type(columns).__name__}")
         raise InvalidTypeError(f"columns must be image tensors (N, C, H, W), got "
                                f"{sorted({type(c).__name__ for c in columns})}")
     if not columns or any(c.ndim != 4 for c in columns) or len({c.shape[0] for c in columns}) != 1:

@@ -1,8 +1,11 @@
+import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
 from np_draw import Grid, PartBank, parse, psnr, render
 from np_draw.bank import kmeans
+from np_draw.errors import InvalidInputError
 
 MNIST_GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
 
@@ -97,3 +100,20 @@ def test_psnr_matches_its_definition():
     value = psnr(noisy, target)
     assert torch.allclose(value, torch.tensor([20.0, 20.0]))
     assert value.requires_grad  # usable as a loss
+
+
+def test_bank_fit_takes_any_seed_torch_takes_and_a_bank_takes_whole_channels_only(mnist_images):
+    # The range check of the bad-input sweep refused negative seeds and seeds in [2**63, 2**64), which torch's
+    # generators take and the fit took before
+    for seed in (-1, -2**63, 2**63, 2**64 - 1):
+        assert PartBank(5, 1, 5).fit(mnist_images[:20], MNIST_GRID, seed=seed, max_iter=2).parts.max() > 0
+    for seed in (-2**63 - 1, 2**64):
+        with pytest.raises(InvalidInputError, match=r"seed must be an int in \[-2\*\*63, 2\*\*64\)"):
+            PartBank(5, 1, 5).fit(mnist_images[:20], MNIST_GRID, seed=seed)
+    # 1.0 == 1 passed the channels check, and torch.zeros failed on it with its TypeError
+    with pytest.raises(InvalidInputError, match=r"channels must be 1 \(grey\) or 3 \(RGB\), got 1.0"):
+        PartBank(5, 1.0, 5)
+    assert PartBank(5, np.int64(3), 5).parts.shape == (5, 3, 5, 5)
+    # A bank of another part size than the grid's: a reshape's RuntimeError after the k-means
+    with pytest.raises(InvalidInputError, match="grid must cut parts of the bank's 4 x 4 px, got a grid of 5 x 5 px"):
+        PartBank(5, 1, 4).fit(mnist_images[:20], MNIST_GRID)

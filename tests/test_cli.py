@@ -729,3 +729,11 @@ def test_fit_checkpoint_every_takes_0_as_fitconfig_does(tmp_path):
     (docs/training.md); the option refused 0 as "must be a positive integer"."""
     args = build_parser().parse_args(["fit", "x.npz", "-o", str(tmp_path / "run"), "--checkpoint-every", "0"])
     assert _fit_config(args).checkpoint_every == 0
+
+
+def test_a_limit_on_an_npz_keeps_only_the_images_it_reads(tmp_path):
+    # spread's view of every 10th image (a limit that divides N) held all 1,000 images of the file in memory
+    np.savez(tmp_path / "many.npz", images=np.zeros((1000, 28, 28), np.uint8))
+    images, labels = load_images(tmp_path / "many.npz", channels=1, size=28, limit=100)
+    assert len(images) == len(labels) == 100 and labels[1] == f"{tmp_path / 'many.npz'}[10]"
+    assert images.untyped_storage().nbytes() == images.numel() * images.element_size()

@@ -788,3 +788,13 @@ def test_a_cache_that_cannot_be_written_says_where_to_point_it(monkeypatch, tmp_
                                                   r"HF_HUB_CACHE \(or cache_dir=, --cache-dir\) at a folder you can "
                                                   "write"):
         NPDraw.from_pretrained("me/m", cache_dir=tmp_path)
+
+
+def test_the_hub_module_imports_beside_a_module_named_as_an_http_client_without_its_error_base():
+    # The transport errors are looked up by module name (httpx, httpx2); a module of that name without HTTPError
+    # (another package's, a stub) made `import np_draw` an AttributeError, which the lookup once caught
+    code = ("import sys, types; sys.modules['httpx'] = types.ModuleType('httpx'); import np_draw.hub as hub; "
+            "assert OSError in hub.TRANSPORT_ERRORS")
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert result.returncode == 0, result.stderr

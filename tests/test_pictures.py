@@ -147,6 +147,8 @@ def test_uint8_columns_and_parts_make_the_pictures_of_their_floats_and_out_of_ra
     (lambda m, lat: comparison_image([torch.zeros(2, 1, 4, 4), torch.zeros(3, 1, 4, 4)]), "one N"),
     # A 0-d column: its shape[0] was an IndexError before the (N, C, H, W) check
     (lambda m, lat: comparison_image([torch.tensor(0.5)]), r"one or more \(N, C, H, W\) batches"),
+    # A generator of tensors was refused as "image tensors ... got ['Tensor']"
+    (lambda m, lat: comparison_image(c for c in [torch.zeros(2, 1, 4, 4)]), "a list of image tensors .* got generator"),
 ])
 def test_bad_arguments_raise_clear_errors(model, mnist_images, call, message):
     latents = model.parse(mnist_images[:2])

@@ -208,3 +208,40 @@ def test_overlapping_samples_leave_torch_s_thread_count_as_they_found_it():
         assert later == [2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork")
+def test_a_process_forked_while_another_thread_is_in_an_evaluating_block_starts_with_nothing_held():
+    """networks.Overlapping forgets, in a forked copy, the blocks of threads that do not go on there and a lock that
+    may have been copied held: evaluating in the child neither hangs nor keeps the parent's first-found mode."""
+    from np_draw.networks import Overlapping, evaluating
+
+    module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).train()
+    shared, inside, done = Overlapping(), threading.Event(), threading.Event()
+    assert shared.hold({"k": 1}) == {"k": 1} and shared.hold({"k": 2}) == {"k": 1}  # the first holder's value
+    assert shared.release(["k"]) == {} and shared.release(["k"]) == {"k": 1}  # handed back by the last
+
+    def hold() -> None:
+        with evaluating(module), shared.lock:  # a block under way, and a lock held, when the process is copied
+            inside.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    inside.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            if shared.lock.acquire(timeout=5):  # the copy of a held lock would wait for ever
+                shared.lock.release()
+                module.train()
+                with evaluating(module):
+                    code = 0 if not module.training else 1
+                code = code or (0 if module.training else 1)  # the parent's block is not counted here
+        finally:
+            os._exit(code)
+    done.set()
+    thread.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and module.training
