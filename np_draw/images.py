@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from einops import rearrange
-from PIL import Image, ImageChops, ImageOps, ImageStat
+from PIL import Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .errors import (
@@ -284,7 +284,7 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
             huge.append(f"{os.path.relpath(path, folder)} ({error.pixels} pixels)")
             continue
         except InvalidInputError as error:
-            skipped.append(f"{os.path.relpath(path, folder)} ({error.__cause__.__class__.__name__})")
+            skipped.append(f"{os.path.relpath(path, folder)} ({_unreadable(error.__cause__)})")
             continue
         if _over_limit(image):
             large.append(f"{os.path.relpath(path, folder)} ({image.width}x{image.height})")
@@ -294,8 +294,8 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
         found += 1
         yield path, image if crop is None else _centre(image, crop)
     if skipped:
-        logger.warning("skipped %d %s not readable images: %s", len(skipped),
-                       "file that is" if len(skipped) == 1 else "files that are", ", ".join(skipped[:10]))
+        logger.warning("skipped %d %s: %s", len(skipped), "file that is not a readable image" if len(skipped) == 1
+                       else "files that are not readable images", ", ".join(skipped[:10]))
     if huge:
         logger.warning("skipped %d %s more than twice Pillow's limit of %d pixels (PIL.Image.MAX_IMAGE_PIXELS), "
                        "which Pillow refuses to decode: %s; raise PIL.Image.MAX_IMAGE_PIXELS above their size to "
@@ -352,6 +352,14 @@ class _TooLarge(InvalidInputError):
     def __init__(self, message: str, pixels: int) -> None:
         super().__init__(message)
         self.pixels = pixels
+
+
+def _unreadable(cause: BaseException | None) -> str:
+    """Why Pillow could not read a file, in a few words: no format it knows, else its own first line (a truncated
+    file's "image file is truncated")."""
+    if cause is None or isinstance(cause, UnidentifiedImageError):
+        return "not an image format Pillow reads"
+    return f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0][:100]}"
 
 
 def _over_limit(image: Image.Image) -> bool:
@@ -743,7 +751,7 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images",
     else:
         tensor = as_image_tensor(images, channels=channels, size=size, name=name)
         return TensorImages(check_images(tensor, channels=channels, size=size, name=name))
-    logger.info("%s: %d images, read a batch at a time (others than %dx%d are centre-cropped and resized)", name,
+    logger.info("%s: %d images, read a batch at a time (images other than %dx%d are centre-cropped and resized)", name,
                 len(source), size, size)
     return source
 

@@ -54,7 +54,7 @@ from .latents import Latents
 from .likelihoods import Bernoulli, make_likelihood
 from .memory import physical_memory
 from .model_files import check_weights, folder_state, load_config, load_weights, write_model_files
-from .networks import Decoder, Encoder, Overlapping, autocast_dtype, evaluating
+from .networks import Decoder, Encoder, Overlapping, autocast_dtype, evaluating, slow_on_cpu
 from .parsing import parse
 from .prior import Prior
 from .training import FitConfig, FitHistory, fit
@@ -889,10 +889,9 @@ class NPDraw(nn.Module, ModelHubMixin):
         model.card_licence = hub.card_licence(model_id)
         # None is float32 also under torch.set_default_dtype(torch.float64), which the model was built in
         model = model.to(device=device, dtype=None if auto else dtype or torch.float32).eval()
-        if model.device.type == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
-            logger.warning("%s on the CPU: half precision is for GPUs; a CPU without instructions for it (AVX512-BF16 "
-                           "or AMX, in recent Xeon and EPYC processors) runs it many times slower than float32 "
-                           "(dtype=None keeps float32)", str(model.dtype).removeprefix("torch."))
+        if model.device.type == "cpu" and (slow := slow_on_cpu(model.dtype)):
+            logger.warning("%s on the CPU: half precision is for GPUs; %s (dtype=None keeps float32)",
+                           str(model.dtype).removeprefix("torch."), slow)
         return model
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool = False,

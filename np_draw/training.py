@@ -48,7 +48,7 @@ from .images import ImageSource, TensorImages, to_canvas
 from .latents import Latents
 from .memory import keeping_freed_memory
 from .model_files import check_weights
-from .networks import autocast_dtype, evaluating
+from .networks import autocast_dtype, evaluating, slow_on_cpu
 from .parsing import parse
 from .prior import Prior
 
@@ -960,10 +960,10 @@ def fit(model: Trainable, images: torch.Tensor | ImageSource, config: FitConfig 
                                 "which trains without loss scaling: small gradients underflow to zero and large ones "
                                 "overflow. Call fit outside the autocast block; on CUDA, FitConfig(mixed_precision=True) "
                                 "trains in bfloat16, which needs no scaling")
-    if model.device.type == "cpu" and autocast is not None:
-        logger.warning("fit is called inside torch.autocast on the CPU, so it trains in %s, which on most CPUs runs "
-                       "many times slower than float32 (FitConfig.mixed_precision is for CUDA): call fit outside "
-                       "the autocast block", str(autocast).removeprefix("torch."))
+    if model.device.type == "cpu" and autocast is not None and (slow := slow_on_cpu(autocast)):
+        logger.warning("fit is called inside torch.autocast on the CPU, so it trains in %s: %s "
+                       "(FitConfig.mixed_precision is for CUDA); call fit outside the autocast block",
+                       str(autocast).removeprefix("torch."), slow)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         # Launched by torchrun: one process per device, gradients summed over processes.
         backend = "nccl" if model.device.type == "cuda" else "gloo"

@@ -104,14 +104,18 @@ def test_the_prior_draw_refuses_a_temperature_that_is_not_a_positive_number(refe
     assert logits.sample(noise, 0.5)[0].shape == (2, cfg.num_steps)
 
 
-def test_a_bfloat16_fit_reports_its_validation_bound_to_more_than_bfloat16_steps(reference, caplog):
+def test_a_bfloat16_fit_reports_its_validation_bound_to_more_than_bfloat16_steps(reference, caplog, monkeypatch):
     """The validation bound is summed in float32 whatever the model's dtype: a bfloat16 sum of a batch of bounds
     near 9,000 moves in steps of 64, and rounds compared for model selection tie."""
     images = reference.sample(40, torch.Generator(DEVICE).manual_seed(0), progress=False).images
+    from np_draw import networks
+
+    monkeypatch.setattr(networks, "_cpu_flags", lambda: frozenset({"sse2", "avx2"}))  # a CPU without bfloat16's
     with caplog.at_level(logging.WARNING, logger="np_draw"):
         half = NPDraw.from_pretrained("mnist", device=DEVICE, dtype=torch.bfloat16)
-    # A user told on the CPU, where half precision runs many times slower than float32 on most CPUs
-    assert ("bfloat16 on the CPU: half precision is for GPUs" in caplog.text) == (DEVICE.type == "cpu")
+    # A user told on such a CPU, where half precision runs many times slower than float32
+    assert ("bfloat16 on the CPU: half precision is for GPUs; this CPU has no AVX512-BF16 or AMX instructions"
+            in caplog.text) == (DEVICE.type == "cpu")
     total = validation_bound(half, images, half.parse(images), batch_size=40) * 40
     step = 2.0 ** (math.floor(math.log2(total)) - 7)  # bfloat16's spacing at the total: 8 bits of mantissa
     assert total % step != 0, (total, step)

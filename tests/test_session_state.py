@@ -105,11 +105,29 @@ def test_a_process_forked_after_sampling_gets_a_working_thread_pool():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_fit_inside_a_cpu_autocast_block_warns_that_it_trains_in_half_precision(mnist_images, caplog):
+def test_fit_inside_a_cpu_autocast_block_warns_that_it_trains_in_half_precision(mnist_images, caplog, monkeypatch):
+    from np_draw import networks
+
+    monkeypatch.setattr(networks, "_cpu_flags", lambda: frozenset({"sse2", "avx2"}))  # a CPU without bfloat16's
     model = NPDraw.from_pretrained("mnist")
     with caplog.at_level(logging.WARNING, logger="np_draw"), torch.autocast("cpu", dtype=torch.bfloat16):
         model.fit(mnist_images[:16], steps=1, prior_steps=1, progress=False)
-    assert "fit is called inside torch.autocast on the CPU, so it trains in bfloat16" in caplog.text
+    assert "fit is called inside torch.autocast on the CPU, so it trains in bfloat16: this CPU has no AVX512-BF16 " \
+           "or AMX instructions" in caplog.text
+
+
+def test_half_precision_is_called_slow_only_on_a_cpu_without_its_instructions(monkeypatch):
+    # The warning said "many times slower" on a CPU with AVX512-BF16, where a bfloat16 sample ran as fast as a
+    # float32 one, and named bfloat16's instructions for float16, which ran 20-40x slower there
+    from np_draw import networks
+
+    real = networks._cpu_flags()  # this machine's, read for real: x86's or Arm's basic flags among them
+    assert real is None or "fpu" in real or "fp" in real
+    monkeypatch.setattr(networks, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert networks.slow_on_cpu(torch.bfloat16) is None and networks.slow_on_cpu(torch.float32) is None
+    assert "this CPU has no AVX512-FP16 or AMX-FP16 instructions" in networks.slow_on_cpu(torch.float16)
+    monkeypatch.setattr(networks, "_cpu_flags", lambda: None)  # not Linux: not known
+    assert networks.slow_on_cpu(torch.bfloat16).startswith("a CPU without AVX512-BF16 or AMX instructions")
 
 
 def test_fit_of_a_model_loaded_inside_inference_mode_says_why_it_cannot_train(mnist_images):
