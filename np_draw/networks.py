@@ -43,8 +43,8 @@ def _cpu_flags() -> frozenset[str] | None:
 
 def slow_on_cpu(dtype: torch.dtype) -> str | None:
     """Why ``dtype`` runs many times slower than float32 on this machine's CPU, for a warning; None for float32 and
-    float64, and for a half precision the CPU has instructions for (measured here with AVX512-BF16: a bfloat16
-    sample as fast as a float32 one, a float16 one 20 to 40 times slower)."""
+    float64, and for a half precision the CPU has instructions for (with them, it runs at float32's speed or
+    faster)."""
     if dtype not in _HALF_INSTRUCTIONS:
         return None
     names, flags = _HALF_INSTRUCTIONS[dtype]
