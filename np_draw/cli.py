@@ -214,6 +214,27 @@ def _write_output(path: Path, write: Callable[[], Any], option: str = "--output"
         raise UnwritablePathError(f"{option}: cannot write {str(path)!r}: {error}") from error
 
 
+def _check_outputs_apart(outputs: dict[str, Path | None], inputs: Sequence[Any], what: str) -> None:
+    """Refuse an output file (``outputs``: option -> path) that is one of the ``inputs`` (what ``what`` names) or
+    another output: writing it would replace the images read, or the picture with the JSON, and exit 0."""
+    seen: dict[str, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        where = os.path.realpath(path)
+        if where in seen:
+            raise InvalidInputError(f"{option} and {seen[where]} name the same file, {str(path)!r}: give each its "
+                                    "own path")
+        seen[where] = option
+        for given in (given for given in inputs if given is not None):
+            # A picture already in a folder read (at any depth) is one of its images; a JSON file there is not
+            inside = os.path.isdir(given) and Path(where).is_relative_to(os.path.realpath(given)) \
+                and Path(where).suffix.lower() in Image.registered_extensions()
+            if os.path.isfile(where) and (inside or os.path.isfile(given) and os.path.realpath(given) == where):
+                raise InvalidInputError(f"{option}: {str(path)!r} is one of the {what} read, and writing it would "
+                                        "replace them: give another path")
+
+
 def _output_folder_names(folder: Path) -> list[str]:
     """The sorted names in the --output ``folder`` (none when it does not exist yet), an error when it is a file.
     Hidden names (a .gitkeep, macOS's .DS_Store, a .git folder) are left out: no command writes one, so none is
@@ -322,6 +343,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Save each image beside its reconstruction decode(encode(image)) by the model ``args.name``."""
+    _check_outputs_apart({"--output": args.output}, args.images, "IMAGES")
     model = _load_model(args)
     images, _ = _read_images(args, model)
     reconstructions = model.reconstruct(images, batch_size=args.batch_size)
@@ -332,6 +354,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def cmd_parse(args: argparse.Namespace) -> int:
     """Save each image beside its heuristic parse canvas (the model's part bank), and optionally the latents."""
+    _check_outputs_apart({"--output": args.output, "--json": args.json}, args.images, "IMAGES")
     model = _load_model(args)
     images, labels = _read_images(args, model)
     latents = model.parse(images)
@@ -512,6 +535,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.inception is not None and args.features is not None:
         raise InvalidInputError(f"give --features (got {args.features!r}) or --inception (got "
                                 f"{str(args.inception)!r}), not both: the FID uses one feature network")
+    _check_outputs_apart({"--json": args.json}, [args.data, args.inception], "--data / --inception files")
     features = args.features
     if args.inception is not None:  # read first: a wrong file is refused before the model and images are loaded
         try:
@@ -623,6 +647,9 @@ def cmd_download(args: argparse.Namespace) -> int:
                                 "of its model folder")
     if args.output is not None and _output_folder_names(args.output):
         raise InvalidInputError(f"--output: {str(args.output)!r} exists and is not empty")
+    if args.output is not None and not args.output.exists() and not os.path.isdir(args.output.parent):
+        raise MissingFileError(f"--output: cannot write {str(args.output)!r}: the folder {str(args.output.parent)!r} "
+                               "does not exist (only the last folder of --output is created)")
     folder = hub.resolve_pretrained(args.name, revision=args.revision, cache_dir=args.cache_dir,
                                     force_download=args.force_download, token=args.token)
     if bundled and args.output is None:  # else it looks as if the Hugging Face cache had been filled
@@ -636,7 +663,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def _copy_model_files(folder: Path, output: Path) -> None:
-    output.mkdir(parents=True, exist_ok=True)
+    output.mkdir(exist_ok=True)  # its folder exists (checked): a mistyped parent is not created
     for name in (*LOADED_FILES, CARD_NAME):
         if (folder / name).is_file():
             shutil.copyfile(folder / name, output / name)

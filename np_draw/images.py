@@ -32,6 +32,7 @@ from .errors import (
     check_flags,
     check_path,
 )
+from .model_files import write_together
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -888,8 +889,12 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, p
     path, grid = check_path(path), make_grid(images, nrow, padding)
     if path.suffix.lower() not in Image.registered_extensions():
         raise InvalidInputError(f"path must end in a picture format's suffix (.png, .jpg, ...), got {str(path)!r}")
+    kind = Image.registered_extensions()[path.suffix.lower()]
     try:
-        grid.save(path)
+        # Whole or not at all: Pillow left a file truncated to nothing where a grid was too large for JPEG or WebP
+        write_together({path: lambda staged: grid.save(staged, format=kind)})
+    except UnwritablePathError:  # the folder does not take files: said already
+        raise
     except (OSError, ValueError) as error:  # Pillow: a missing folder, an unknown suffix, a read-only file
         raise UnwritablePathError(f"cannot write {str(path)!r}: {error}") from error
     return path

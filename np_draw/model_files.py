@@ -31,7 +31,7 @@ CARD_NAME = "README.md"
 LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 
 
-def _write_together(writers: Mapping[Path, Callable[[str], object]]) -> None:
+def write_together(writers: Mapping[Path, Callable[[str], object]]) -> None:
     """Write each file to a temporary file beside it, then rename them all into place: a reader never sees half a
     file, and a save that fails (a full disk) leaves the folder's files as they were, not new weights beside an old
     config. A rename that fails after others succeeded puts back the files already replaced, from the backups made
@@ -112,7 +112,7 @@ def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], c
         except SafetensorError as error:  # a full disk: named as the file, not safetensors' error
             raise UnwritablePathError(f"cannot write {str(weights)!r}: {error}") from error
 
-    _write_together({weights: save_tensors, weights.with_name(CONFIG_NAME): config.to_json,
+    write_together({weights: save_tensors, weights.with_name(CONFIG_NAME): config.to_json,
                      weights.with_name(CARD_NAME): card.save})
 
 

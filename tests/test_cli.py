@@ -737,3 +737,37 @@ def test_a_limit_on_an_npz_keeps_only_the_images_it_reads(tmp_path):
     images, labels = load_images(tmp_path / "many.npz", channels=1, size=28, limit=100)
     assert len(images) == len(labels) == 100 and labels[1] == f"{tmp_path / 'many.npz'}[10]"
     assert images.untyped_storage().nbytes() == images.numel() * images.element_size()
+
+
+def test_outputs_that_are_an_input_or_each_other_are_refused_before_any_work(tmp_path, digit_files, capsys):
+    image, npz = str(digit_files[0]), str(tmp_path / "digits.npz")
+    before = Path(image).read_bytes(), Path(npz).read_bytes()
+    for argv, message in [
+            (["reconstruct", "mnist", image, "-o", image], f"--output: {image!r} is one of the IMAGES read"),
+            (["parse", "mnist", str(tmp_path), "-o", image], f"--output: {image!r} is one of the IMAGES read"),
+            (["parse", "mnist", image, "--json", image], f"--json: {image!r} is one of the IMAGES read"),
+            (["parse", "mnist", image, "-o", str(tmp_path / "p.png"), "--json", str(tmp_path / "p.png")],
+             "--json and --output name the same file"),
+            (["eval", "mnist", "--data", npz, "--json", npz], f"--json: {npz!r} is one of the --data"),
+    ]:
+        assert main([*argv, "-q"]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.splitlines()) == 1, err
+    assert (Path(image).read_bytes(), Path(npz).read_bytes()) == before
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_a_failed_picture_write_leaves_an_existing_file_as_it_was(tmp_path, capsys):
+    picture = tmp_path / "grid.webp"
+    assert main(["sample", "mnist", "-n", "2", "-o", str(picture), "-q"]) == 0
+    kept = picture.read_bytes()
+    # 600 images in one column: taller than WebP's 16383 px
+    assert main(["sample", "mnist", "-n", "600", "--nrow", "1", "-o", str(picture), "-q"]) == 2
+    assert "WebP limit" in capsys.readouterr().err
+    assert picture.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["grid.webp"]
+
+
+def test_download_does_not_create_a_mistyped_parent_folder(tmp_path, capsys):
+    output = tmp_path / "typo" / "deeper" / "model"
+    assert main(["download", "mnist", "-o", str(output)]) == 2
+    assert "the folder" in capsys.readouterr().err and not (tmp_path / "typo").exists()
