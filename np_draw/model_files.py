@@ -113,7 +113,7 @@ def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], c
             raise UnwritablePathError(f"cannot write {str(weights)!r}: {error}") from error
 
     write_together({weights: save_tensors, weights.with_name(CONFIG_NAME): config.to_json,
-                     weights.with_name(CARD_NAME): card.save})
+                    weights.with_name(CARD_NAME): card.save})
 
 
 def check_model_folder(folder: str | Path) -> Path:
