@@ -820,7 +820,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="only N images, spread evenly over the split or folder (the i-th at i * total // N: a "
                                  "split sorted by class keeps every class; of a folder, the other files are not read)")
     evaluation.add_argument("--num-samples", type=positive_int, default=50,
-                            help="importance samples per image for the NLL bound (default 50, as the paper)")
+                            help="importance samples per image for the NLL bound (default 50, as the paper); the "
+                                 "binarisation and the samples are drawn in the images' order from --seed, so the "
+                                 "same images in another order (a folder's sorted names, an .npz's rows) score a "
+                                 "little differently")
     evaluation.add_argument("--features", choices=sorted(ARCHITECTURES),
                             help="the FID feature network (default: cnn-mnist for grey models, cnn-cifar10 for RGB)")
     evaluation.add_argument("--inception", type=input_path,

@@ -884,12 +884,20 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
     return to_pil(canvas[None])[0]
 
 
+# The largest side each format's encoder takes
+_LARGEST = {"JPEG": 65_500, "WEBP": 16_383}
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
     """Save :func:`make_grid` of ``images`` to ``path`` (format from the suffix); returns the path."""
     path, grid = check_path(path), make_grid(images, nrow, padding)
     if path.suffix.lower() not in Image.registered_extensions():
         raise InvalidInputError(f"path must end in a picture format's suffix (.png, .jpg, ...), got {str(path)!r}")
     kind = Image.registered_extensions()[path.suffix.lower()]
+    if max(grid.size) > _LARGEST.get(kind, max(grid.size)):  # before the encoder, which prints its own line first
+        raise InvalidInputError(f"a {kind} picture is at most {_LARGEST[kind]:,} px a side, and the grid is "
+                                f"{grid.width:,} x {grid.height:,} px: save it as PNG, or lay it out with more images "
+                                "per row (nrow, --nrow)")
     try:
         # Whole or not at all: Pillow left a file truncated to nothing where a grid was too large for JPEG or WebP
         write_together({path: lambda staged: grid.save(staged, format=kind)})

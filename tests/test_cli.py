@@ -757,7 +757,10 @@ def test_outputs_that_are_an_input_or_each_other_are_refused_before_any_work(tmp
     assert not (tmp_path / "p.png").exists()
 
 
-def test_a_failed_picture_write_leaves_an_existing_file_as_it_was(tmp_path, capsys):
+def test_a_failed_picture_write_leaves_an_existing_file_as_it_was(tmp_path, capsys, monkeypatch):
+    from np_draw import images
+
+    monkeypatch.setattr(images, "_LARGEST", {})  # no check before the encoder: WebP's own refusal is the failure
     picture = tmp_path / "grid.webp"
     assert main(["sample", "mnist", "-n", "2", "-o", str(picture), "-q"]) == 0
     kept = picture.read_bytes()
@@ -766,6 +769,19 @@ def test_a_failed_picture_write_leaves_an_existing_file_as_it_was(tmp_path, caps
     # Pillow's words vary by version ("exceeds WebP limit", "encoding error 5"): the file is named, and kept
     assert f"cannot write {str(picture)!r}" in capsys.readouterr().err
     assert picture.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["grid.webp"]
+
+
+def test_a_grid_too_large_for_its_format_is_refused_before_the_encoder_runs(tmp_path, capfd):
+    # libjpeg printed "Maximum supported image dimension is 65500 pixels" on stderr itself, beside np-draw's line
+    from np_draw.errors import InvalidInputError
+    from np_draw.images import save_grid
+
+    picture = tmp_path / "tall.jpg"
+    with pytest.raises(InvalidInputError, match=r"a JPEG picture is at most 65,500 px a side, and the grid is 10 x "
+                                                r"65,538 px: save it as PNG"):
+        save_grid(torch.zeros(8192, 1, 6, 6), picture, nrow=1, padding=2)
+    assert not picture.exists() and capfd.readouterr().err == ""
+    assert save_grid(torch.zeros(3, 1, 6, 6), picture, nrow=1).is_file()  # small ones as before
 
 
 def test_download_does_not_create_a_mistyped_parent_folder(tmp_path, capsys):
