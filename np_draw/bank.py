@@ -10,7 +10,7 @@ from einops import rearrange
 from torch import nn
 
 from .canvas import Grid
-from .errors import InvalidInputError, InvalidTypeError, check_count
+from .errors import InvalidInputError, InvalidTypeError, check_channels, check_count
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +92,9 @@ class PartBank(nn.Module):
     def __init__(self, num_parts: int, channels: int, part_size: int) -> None:
         # torch.zeros failed on a float or a negative size with its own TypeError or RuntimeError
         num_parts, part_size = check_count(num_parts, "num_parts"), check_count(part_size, "part_size")
-        # 1.0 is equal to 1, and torch.zeros failed on it with its own TypeError
-        if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels not in (1, 3):
-            raise InvalidInputError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+        channels = check_channels(channels)
         super().__init__()
-        self.register_buffer("parts", torch.zeros(num_parts, int(channels), part_size, part_size))
+        self.register_buffer("parts", torch.zeros(num_parts, channels, part_size, part_size))
 
     @property
     def num_parts(self) -> int:

@@ -99,6 +99,14 @@ def check_count(value: Any, name: str, least: int = 1) -> int:
     return int(value)
 
 
+def check_channels(channels: Any) -> int:
+    """1 (grey) or 3 (RGB) as an int, else an :class:`InvalidInputError`: 1.0 equals 1 and failed in torch.zeros, 2
+    in NumPy's reshape."""
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels not in (1, 3):
+        raise InvalidInputError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    return int(channels)
+
+
 def check_device(device: Any, name: str = "device") -> torch.device:
     """A torch device (or its name) that exists on this machine, else an :class:`InvalidInputError` naming
     ``name``."""

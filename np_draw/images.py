@@ -8,7 +8,6 @@ import abc
 import hashlib
 import logging
 import math
-import numbers
 import os
 import warnings
 import zipfile
@@ -28,6 +27,7 @@ from .errors import (
     InvalidTypeError,
     MissingFileError,
     UnwritablePathError,
+    check_channels,
     check_count,
     check_flags,
     check_path,
@@ -408,16 +408,8 @@ def load_folder_images(folder: str | Path, *, channels: int, size: int, name: st
     """The image files under ``folder`` as :func:`read_folder` reads them (recursively, sorted by path, unreadable
     ones skipped with a warning; ``crop`` and ``limit`` as there), centre-cropped to a square and resized to
     ``size``: uint8 (N, C, size, size), read one file at a time. An error names ``name``."""
-    channels, size = _check_sizes(channels, size)
+    channels, size = check_channels(channels), check_count(size, "size")
     return from_pil_images(read_folder(check_path(folder, name), name, crop, limit), channels=channels, size=size)
-
-
-def _check_sizes(channels: Any, size: Any) -> tuple[int, int]:
-    """The channels (1 or 3) and side in pixels that images are read at, else an InvalidInputError: 2 channels
-    failed in NumPy's reshape, a side of 0 in Pillow's resize."""
-    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels not in (1, 3):
-        raise InvalidInputError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
-    return int(channels), check_count(size, "size")
 
 
 def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, channels: int,
@@ -778,7 +770,7 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
     """
     path = check_path(path)
     limit = None if limit is None else check_count(limit, "limit")
-    channels, size = _check_sizes(channels, size)
+    channels, size = check_channels(channels), check_count(size, "size")
     if path.is_dir():
         return _pil_batch(read_folder(path, str(path), crop, limit), channels, size)
     elif not path.is_file():

@@ -199,10 +199,22 @@ def test_a_save_that_fails_part_way_leaves_the_folder_as_it_was(tmp_path, monkey
     assert NPDraw.from_pretrained(folder).config.num_parts == 50
 
 
+def _assert_a_failed_save_leaves(folder, before, model, monkeypatch):
+    """Saving ``model`` into ``folder`` fails for a full disk (as the patches in ``monkeypatch`` make it), and the
+    folder keeps its files as ``before`` (describe_files), with nothing left beside them."""
+    from np_draw import UnwritablePathError
+
+    with pytest.raises(UnwritablePathError, match="No space left"):
+        model.save_pretrained(folder)
+    monkeypatch.undo()
+    assert describe_files(folder) == before
+    assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+
 def test_a_save_whose_renames_fail_part_way_puts_back_the_files_it_replaced(tmp_path, monkeypatch):
     # The second rename fails (a full disk, a quota): the weights already renamed into place were left beside the old
     # config, a folder that no longer loaded.
-    from np_draw import UnwritablePathError, model_files
+    from np_draw import model_files
 
     folder = random_model("mnist").save_pretrained(tmp_path / "m")
     before = describe_files(folder)
@@ -215,11 +227,7 @@ def test_a_save_whose_renames_fail_part_way_puts_back_the_files_it_replaced(tmp_
         os.rename(source, target)
 
     monkeypatch.setattr(model_files.os, "replace", second_fails)
-    with pytest.raises(UnwritablePathError, match="No space left"):
-        random_model("mnist", num_parts=20).save_pretrained(folder)
-    monkeypatch.undo()
-    assert describe_files(folder) == before
-    assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    _assert_a_failed_save_leaves(folder, before, random_model("mnist", num_parts=20), monkeypatch)
     assert NPDraw.from_pretrained(folder).config.num_parts == 50
 
 
@@ -227,7 +235,7 @@ def test_a_save_on_a_file_system_without_hard_links_that_cannot_copy_the_old_fil
                                                                                                    monkeypatch):
     # Where hard links fail, the files a save replaces are copied first: a copy cut short by a full disk stayed
     # beside them as a hidden .old file (of the size of the weights)
-    from np_draw import UnwritablePathError, model_files
+    from np_draw import model_files
 
     folder = random_model("mnist").save_pretrained(tmp_path / "m")
     before = describe_files(folder)
@@ -241,11 +249,7 @@ def test_a_save_on_a_file_system_without_hard_links_that_cannot_copy_the_old_fil
 
     monkeypatch.setattr(model_files.os, "link", no_links)
     monkeypatch.setattr(model_files.shutil, "copy2", disk_full)
-    with pytest.raises(UnwritablePathError, match="No space left"):
-        random_model("mnist", seed=1).save_pretrained(folder)
-    monkeypatch.undo()
-    assert describe_files(folder) == before
-    assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    _assert_a_failed_save_leaves(folder, before, random_model("mnist", seed=1), monkeypatch)
 
 
 def test_a_save_gives_its_files_the_umask_s_permissions_without_clearing_the_umask_meanwhile(tmp_path, monkeypatch):
