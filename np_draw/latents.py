@@ -104,7 +104,9 @@ def gumbel(noise: torch.Tensor, num_parts: int) -> tuple[torch.Tensor, torch.Ten
     """Uniform noise (..., B + L + 1) in (0, 1) -> float32 Gumbel noise for z_id (..., B) and z_loc (..., L), and
     z_is's threshold (...) kept uniform: what :meth:`StepLogits.draw` takes."""
     noise = noise.float()
-    drawn = -torch.log(-torch.log(noise[..., :-1].clamp(torch.finfo(noise.dtype).tiny, 1 - 1e-7)))
+    # In place on clamp's copy: each new tensor of a large batch's noise (8.6 MB for 128 CelebA drawings) was fresh
+    # memory, a page fault per 4 KiB, and the transform ran up to 1.4x slower; the same values
+    drawn = noise[..., :-1].clamp(torch.finfo(noise.dtype).tiny, 1 - 1e-7).log_().neg_().log_().neg_()
     return drawn[..., :num_parts], drawn[..., num_parts:], noise[..., -1]
 
 
