@@ -99,7 +99,8 @@ class CanvasEmbedding(nn.Module):
         return F.linear(F.relu(F.linear(tiles, conv1.weight, conv1.bias)), conv2.weight, conv2.bias)
 
     def _step_weights(self) -> tuple:
-        """The weights :func:`_tile_features` and :func:`_embed_step` read, transposed as ``F.linear`` passes them to ``torch.addmm``."""
+        """The weights :func:`_tile_features` and :func:`_embed_step` read, transposed as ``F.linear`` passes them to
+        ``torch.addmm``."""
         conv1, conv2, proj = self.conv1, self.conv2, self.proj
         return self.cells, conv1.weight.t(), conv1.bias, conv2.weight.t(), conv2.bias, proj.weight.t(), proj.bias
 
@@ -555,8 +556,10 @@ class Prior(nn.Module):
             weights = self._step_weights(n)
             # The tiles' features are kept, and a step convolves again only the few tiles it drew on (1 of a CelebA
             # canvas's 65, 4 of MNIST's 50), in rows of the tiles each location touches: convolving every tile at
-            # every step was a fifth of CelebA's prior. The same values (see _FEWEST_ROWS), so the same latents.
+            # every step was a fifth of CelebA's prior. The same values (see _FEWEST_ROWS), so the same latents. A
+            # single drawing's few tiles cost less than the bookkeeping's four calls: it convolves them all again.
             features = _tile_features(tiles, weights[0])
+            redraw_all = n == 1
             touched = self.grid.touched_tiles(tile, like.device)
             offsets = torch.arange(0, n * tiled.shape[1], tiled.shape[1], device=like.device)[:, None]
             # Rows past the step's own pad the product with the first canvas's extra tile, which nothing reads.
@@ -574,12 +577,16 @@ class Prior(nn.Module):
                 for into, value in zip(columns[t], (prefix.ids[:, t], prefix.locs[:, t], prefix.present[:, t])):
                     into.copy_(value)
             else:
-                logits = self._step(features, cache, weights) if use_cache else self._run(self.embed(past[:, :t + 1]))[:, -1]
+                logits = (self._step(features, cache, weights) if use_cache
+                          else self._run(self.embed(past[:, :t + 1]))[:, -1])
                 logits.draw(noise[t], temperature, out=columns[t])
             self.grid.draw(canvas, table[ids_t] * drawn[t], locs_t, index)
             if use_cache and t + 1 < steps:
-                torch.add(touched[locs_t], offsets, out=redrawn_rows)
-                features.index_copy_(0, redrawn, _tile_features(tiles.index_select(0, redrawn), weights[0]))
+                if redraw_all:
+                    features = _tile_features(tiles, weights[0])
+                else:
+                    torch.add(touched[locs_t], offsets, out=redrawn_rows)
+                    features.index_copy_(0, redrawn, _tile_features(tiles.index_select(0, redrawn), weights[0]))
         return Latents(ids, locs, present, canvas=self.grid.untile(tiled, tile)[:, :c].contiguous())
 
     def _check_noise(self, noise: torch.Tensor) -> None:

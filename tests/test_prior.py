@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from np_draw import Grid, Latents, NPDraw, PartBank, Prior, PriorConfig
+from np_draw import prior as prior_module
 from np_draw.errors import InvalidInputError, InvalidTypeError
 from np_draw.prior import Block, CausalSelfAttention, KVCache, dropout
 
@@ -38,6 +39,34 @@ def test_cached_sampling_equals_prefix_recomputation():
     assert torch.equal(cached.present, full.present)
     assert torch.equal(cached.canvas, full.canvas)
     assert 0 < cached.present.mean() < 1  # something was drawn, and not everything
+
+
+@pytest.mark.parametrize(("grid", "channels", "batch"),
+                         [(GRID, 1, 1), (GRID, 1, 5), (Grid(32, 4, 4, 0), 3, 1), (Grid(32, 4, 4, 0), 3, 3)])
+def test_cached_sampling_embeds_each_canvas_as_convolving_all_its_tiles(monkeypatch, grid, channels, batch):
+    """Sampling keeps its tiles' features and convolves again only the tiles a step drew on (4 tiles per step on
+    the 28 px grid, 1 on the 32 px one: 3 or 20 rows, padded to 16), or for one drawing all its tiles: the features
+    of every step's canvas are exactly those of all its tiles convolved at once, as the embedding computes them for
+    a whole canvas."""
+    torch.manual_seed(0)
+    prior = Prior(PriorConfig(), grid, channels=channels, num_parts=50).eval()
+    bank = PartBank(50, channels, grid.part_size)
+    bank.parts.uniform_()
+    seen = []
+    embed_step = prior_module._embed_step
+    monkeypatch.setattr(prior_module, "_embed_step", lambda features, *rest: seen.append(features.clone())
+                        or embed_step(features, *rest))
+    u = torch.rand(batch, grid.num_cells, 50 + grid.num_cells + 1, generator=torch.Generator().manual_seed(2))
+    drawn = prior.sample(bank, u)
+    assert len(seen) == grid.num_cells and 0 < drawn.present.mean() < 1
+    footprinted = torch.cat([bank.parts, torch.ones_like(bank.parts[:, :1])], 1)
+    parts = footprinted[drawn.ids] * drawn.present[..., None, None, None]
+    history = grid.history(parts, F.one_hot(drawn.locs, grid.num_cells).float(), prior.embed.patch)
+    weights = prior.embed._step_weights()
+    cells = prior.embed.cells
+    for t, features in enumerate(seen):
+        whole = prior_module._tile_features(history[:, t].flatten(0, 1), weights).view(batch, cells + 1, -1)
+        assert torch.equal(features.view(batch, cells + 1, -1)[:, :cells], whole[:, :cells]), t
 
 
 def test_a_prefix_of_any_integer_dtype_is_drawn_as_int64_indices():
