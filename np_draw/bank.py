@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import numbers
 
 import torch
 from einops import rearrange
 from torch import nn
 
 from .canvas import Grid
-from .errors import InvalidInputError, InvalidTypeError, check_channels, check_count
+from .errors import InvalidInputError, InvalidTypeError, check_channels, check_count, check_seed
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +141,7 @@ class PartBank(nn.Module):
         max_iter = check_count(max_iter, "max_iter")  # 0 left k-means' result unset (an UnboundLocalError)
         if max_patches is not None:
             max_patches = check_count(max_patches, "max_patches")
-        # torch.Generator.manual_seed's range (as np_draw.metrics.nll's): a negative seed is one of torch's too
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -2**63 <= seed < 2**64:
-            raise InvalidInputError(f"seed must be an int in [-2**63, 2**64), got {seed!r}")
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(check_seed(seed))
         patches = rearrange(grid.patches(images), "n l c h w -> (n l) (c h w)")
         patches = patches[patches.mean(1) >= empty_threshold]
         if patches.shape[0] < self.num_parts:

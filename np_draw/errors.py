@@ -99,6 +99,16 @@ def check_count(value: Any, name: str, least: int = 1) -> int:
     return int(value)
 
 
+def check_seed(seed: Any) -> int:
+    """A seed torch's generators take, an int in [-2**63, 2**64) (NumPy's integers included), as an int: another type
+    is an :class:`InvalidTypeError`, an int beyond the range (torch's ValueError) an :class:`InvalidInputError`."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InvalidTypeError(f"seed must be an int, got {seed!r}")
+    if not -2**63 <= seed < 2**64:
+        raise InvalidInputError(f"seed must be an int in [-2**63, 2**64), got {seed!r}")
+    return int(seed)
+
+
 def check_channels(channels: Any) -> int:
     """1 (grey) or 3 (RGB) as an int, else an :class:`InvalidInputError`: 1.0 equals 1 and failed in torch.zeros, 2
     in NumPy's reshape."""

@@ -20,7 +20,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .errors import CorruptWeightsError, InvalidInputError, InvalidTypeError, MissingFileError, check_count, check_flags
+from .errors import (
+    CorruptWeightsError,
+    InvalidInputError,
+    InvalidTypeError,
+    MissingFileError,
+    check_count,
+    check_flags,
+    check_seed,
+)
 from .features import feature_network
 from .images import (
     ImageSource,
@@ -112,11 +120,7 @@ def nll(model: NPDraw, images: Any, num_samples: int = 50, *, batch_size: int | 
     if batch_size is None:
         batch_size = max(1, draws // num_samples)
     batch_size = check_count(batch_size, "batch_size")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise InvalidTypeError(f"seed must be an int, got {seed!r}")
-    if not -2**63 <= seed < 2**64:  # torch.manual_seed's range: beyond it torch's ValueError
-        raise InvalidInputError(f"seed must be an int in [-2**63, 2**64), got {seed!r}")
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(check_seed(seed))
     # float32 whatever the model's dtype, so that the binarisation does not depend on it: a float64 draw takes other
     # bits from the generator (another binarisation for the same seed), a bfloat16 one draws from rounded grey levels
     x = model.prepare_images(images, dtype=torch.float32)

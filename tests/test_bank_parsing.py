@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from np_draw import Grid, PartBank, parse, psnr, render
 from np_draw.bank import kmeans
-from np_draw.errors import InvalidInputError
+from np_draw.errors import InvalidInputError, InvalidTypeError
 
 MNIST_GRID = Grid(canvas_size=28, part_size=5, stride=5, padding=1)
 
@@ -110,6 +110,9 @@ def test_bank_fit_takes_any_seed_torch_takes_and_a_bank_takes_whole_channels_onl
     for seed in (-2**63 - 1, 2**64):
         with pytest.raises(InvalidInputError, match=r"seed must be an int in \[-2\*\*63, 2\*\*64\)"):
             PartBank(5, 1, 5).fit(mnist_images[:20], MNIST_GRID, seed=seed)
+    # Another type is named as nll names it (errors.check_seed); it was an InvalidInputError here
+    with pytest.raises(InvalidTypeError, match=r"seed must be an int, got 1.5"):
+        PartBank(5, 1, 5).fit(mnist_images[:20], MNIST_GRID, seed=1.5)
     # 1.0 == 1 passed the channels check, and torch.zeros failed on it with its TypeError
     with pytest.raises(InvalidInputError, match=r"channels must be 1 \(grey\) or 3 \(RGB\), got 1.0"):
         PartBank(5, 1.0, 5)
