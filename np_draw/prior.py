@@ -120,8 +120,9 @@ def _embed_step(features: torch.Tensor, count: int, weights: tuple) -> torch.Ten
     return torch.addmm(bp, features.view(count, cells + 1, b2.shape[0]).narrow(1, 0, cells).flatten(1), wp)
 
 
-# A product of this many rows or more gives each row the values it has in a larger one; of 1 to 3 rows, this
-# machine's library rounds differently (another kernel)
+# On the machine measured (MKL's default kernels, float32 and bfloat16), a product of 4 rows or more gives each row
+# the values it has in a larger one, and one of 1 to 3 rows rounds otherwise (another kernel). Elsewhere (float64,
+# MKL_CBWR=COMPATIBLE, cuBLAS) rows may round by the product's size: the same values to float rounding.
 _FEWEST_ROWS = 16
 
 

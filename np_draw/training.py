@@ -394,7 +394,6 @@ class _Run:
             split = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed))
             held = (min(max(1, round(len(images) * config.val_fraction)), len(images) - 1)
                     if len(images) > 1 and config.val_fraction > 0 else 0)
-            # With a single image, or val_fraction 0, the training images are the validation set too.
             self.train_idx, self.val_idx = (split[held:], split[:held]) if held else (split, split)
             if not held:
                 logger.info("no images held out (%s): the validation bound and model selection use the training "
@@ -461,20 +460,18 @@ class _Run:
             if self.rank == 0:
                 self._write(states)
         finally:
-            if self.world > 1:
-                # No process goes on before the checkpoint is on disk: one that left fit and resumed at once read
-                # the pointer to the checkpoint this save replaces, whose files process 0 then removed
-                self._all_sum(0.0)
+            # No process goes on before the checkpoint is on disk: one that left fit and resumed at once read the
+            # pointer to the checkpoint this save replaces, whose files process 0 then removed (one process: no-op)
+            self._all_sum(0.0)
 
     def _write(self, states: list[torch.Tensor]) -> None:
         """Process 0's part of :meth:`_save`: the checkpoint, with every process's generator ``states``."""
         tensors = {"model": self.model.state_dict(),
                    "rng": {"order": self.order_generator.get_state(),
                            **{f"process{rank}": state.cpu() for rank, state in enumerate(states)}}}
-        for stem, group in (("order", None if self.order is None else {"order": self.order}),
-                            ("best", self.best_state), ("start", self.start_state)):
-            if group is not None:
-                tensors[stem] = group
+        optional = {"order": None if self.order is None else {"order": self.order}, "best": self.best_state,
+                    "start": self.start_state}
+        tensors.update({stem: group for stem, group in optional.items() if group is not None})
         optimizer_meta = None
         if self.optimizer is not None:
             tensors["optimizer"], optimizer_meta = optimizer_to_checkpoint(self.optimizer)

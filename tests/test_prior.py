@@ -47,7 +47,8 @@ def test_cached_sampling_embeds_each_canvas_as_convolving_all_its_tiles(monkeypa
     """Sampling keeps its tiles' features and convolves again only the tiles a step drew on (4 tiles per step on
     the 28 px grid, 1 on the 32 px one: 3 or 20 rows, padded to 16), or for one drawing all its tiles: the features
     of every step's canvas are exactly those of all its tiles convolved at once, as the embedding computes them for
-    a whole canvas."""
+    a whole canvas. Exact with float32 on MKL's default kernels (prior._FEWEST_ROWS), which CI runs; with
+    MKL_CBWR=COMPATIBLE rows round by the product's size."""
     torch.manual_seed(0)
     prior = Prior(PriorConfig(), grid, channels=channels, num_parts=50).eval()
     bank = PartBank(50, channels, grid.part_size)
