@@ -6,7 +6,10 @@
 2. sample quality in float16 and bfloat16 against float32 for each bundled model: the mean log p(z) of 256 latents
    sampled with per-image seeds, under the float32 prior;
 3. sampling throughput (images/s) per model and batch size, in float32 and bfloat16, with peak GPU memory;
-4. training throughput of fit's VAE step (images/s) per model at batch 64, float32 and bf16 autocast, with peak
+4. whether the prior's step is launch-bound: its wall-clock microseconds per step by batch size, and on CUDA the
+   share of them the GPU spends in kernels (torch.profiler); far below 1, the step waits for Python and kernel
+   launches, and CUDA graphs or torch.compile of the step would pay (issue 20);
+5. training throughput of fit's VAE step (images/s) per model at batch 64, float32 and bf16 autocast, with peak
    memory.
 
 Prints markdown tables and writes the figures to --out. ``--device cpu --quick`` runs a small version anywhere
@@ -21,9 +24,11 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -64,6 +69,34 @@ def sampling_speed(name: str, device: torch.device, batches: list[int], repeat: 
 
             figures[f"{str(dtype).removeprefix('torch.')}/{batch}"] = {
                 "images_per_s": per_second(batch, run, repeat), "peak_mib": peak_memory_mib(run, device)}
+    return figures
+
+
+def step_time(name: str, device: torch.device, batches: list[int]) -> dict[str, dict]:
+    """Per prior step of ``Prior.sample`` (float32, with the cache): wall-clock microseconds (the faster of two
+    calls), and on CUDA the share of a profiled call's wall time that the GPU spends in kernels."""
+    model = NPDraw.from_pretrained(name, device=device).eval()
+    cfg = model.config
+    figures = {}
+    for batch in batches:
+        noise = torch.rand(batch, cfg.num_steps, cfg.num_parts + cfg.num_steps + 1,
+                           generator=torch.Generator().manual_seed(0)).to(device)
+
+        def draw(b: torch.Tensor = noise) -> float:
+            start = time.perf_counter()
+            with torch.no_grad():
+                model.prior.sample(model.bank, b)
+            synchronize(device)
+            return time.perf_counter() - start
+
+        draw()
+        wall = min(draw(), draw())
+        busy = None
+        if device.type == "cuda":
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiled:
+                profiled_wall = draw()
+            busy = sum(event.self_device_time_total for event in profiled.key_averages()) / 1e6 / profiled_wall
+        figures[str(batch)] = {"step_us": wall / cfg.num_steps * 1e6, "gpu_busy": busy}
     return figures
 
 
@@ -110,18 +143,23 @@ def main() -> None:
                               text=True, check=False)
         results["tests"] = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:]
         print("tests on", args.device, ":", results["tests"])
-    quality_rows, sampling_rows, training_rows = [], [], []
+    quality_rows, sampling_rows, step_rows, training_rows = [], [], [], []
     for name in names:
         quality = sample_quality(name, device, count)
         sampling = sampling_speed(name, device, batches, repeat)
+        steps = step_time(name, device, batches)
         training = training_speed(name, device, 16 if args.quick else 64, repeat)
-        results["models"][name] = {"log_prior": quality, "sampling": sampling, "training": training}
+        results["models"][name] = {"log_prior": quality, "sampling": sampling, "steps": steps, "training": training}
         quality_rows.append((name, *(f"{quality[d]:.2f}" for d in ("float32", "float16", "bfloat16"))))
         sampling_rows += [(name, key, f"{v['images_per_s']:.0f}", f"{v['peak_mib']:.0f}") for key, v in sampling.items()]
+        step_rows += [(name, key, f"{v['step_us']:.0f}", "-" if v["gpu_busy"] is None else f"{v['gpu_busy']:.0%}")
+                      for key, v in steps.items()]
         training_rows += [(name, key, f"{v['images_per_s']:.0f}", f"{v['peak_mib']:.0f}") for key, v in training.items()]
     table(f"Sample quality by dtype: mean log p(z) under the float32 prior ({count} samples, {results['device']})",
           quality_rows, ("model", "float32", "float16", "bfloat16"))
     table(f"Sampling ({results['device']})", sampling_rows, ("model", "dtype/batch", "images/s", "peak MiB"))
+    table(f"The prior's step ({results['device']}); GPU busy: its share in kernels, low when launch-bound", step_rows,
+          ("model", "batch", "us per step", "GPU busy"))
     table(f"fit's VAE step ({results['device']})", training_rows, ("model", "precision", "images/s", "peak MiB"))
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 

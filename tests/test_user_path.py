@@ -181,6 +181,7 @@ def test_the_gpu_check_script_runs_in_its_small_cpu_mode(tmp_path):
     figures = __import__("json").loads((tmp_path / "check.json").read_text())["models"]["mnist"]
     assert abs(figures["log_prior"]["bfloat16"] - figures["log_prior"]["float32"]) < 2.0
     assert figures["sampling"]["float32/16"]["images_per_s"] > 0
+    assert figures["steps"]["16"]["step_us"] > 0 and figures["steps"]["16"]["gpu_busy"] is None  # a CPU has no GPU
 
 
 def test_weights_saved_again_keep_the_licence_of_the_card_they_were_loaded_from(tmp_path):
