@@ -559,14 +559,13 @@ class Prior(nn.Module):
             # canvas's 65, 4 of MNIST's 50), in rows of the tiles each location touches: convolving every tile at
             # every step was a fifth of CelebA's prior. The same values (see _FEWEST_ROWS), so the same latents. A
             # single drawing's few tiles cost less than the bookkeeping's four calls: it convolves them all again.
-            features = _tile_features(tiles, weights[0])
-            redraw_all = n == 1
-            touched = self.grid.touched_tiles(tile, like.device)
-            offsets = torch.arange(0, n * tiled.shape[1], tiled.shape[1], device=like.device)[:, None]
-            # Rows past the step's own pad the product with the first canvas's extra tile, which nothing reads.
-            rows = n * touched.shape[1]
-            redrawn = offsets.new_full((max(rows, _FEWEST_ROWS) if rows else 0,), tiled.shape[1] - 1)
-            redrawn_rows = redrawn.narrow(0, 0, rows).view(n, touched.shape[1])
+            features, redrawn = _tile_features(tiles, weights[0]), None
+            if n > 1:
+                touched = self.grid.touched_tiles(tile, like.device)
+                offsets = torch.arange(0, n * tiled.shape[1], tiled.shape[1], device=like.device)[:, None]
+                # Rows past the step's own pad the product with the first canvas's extra tile, which nothing reads.
+                redrawn = offsets.new_full((max(n * touched.shape[1], _FEWEST_ROWS),), tiled.shape[1] - 1)
+                redrawn_rows = redrawn.narrow(0, 0, n * touched.shape[1]).view(n, touched.shape[1])
         else:
             past = like.new_zeros(n, steps, *tiled.shape[1:])
         for t, (ids_t, locs_t, _) in enumerate(columns):
@@ -583,7 +582,7 @@ class Prior(nn.Module):
                 logits.draw(noise[t], temperature, out=columns[t])
             self.grid.draw(canvas, table[ids_t] * drawn[t], locs_t, index)
             if use_cache and t + 1 < steps:
-                if redraw_all:
+                if redrawn is None:
                     features = _tile_features(tiles, weights[0])
                 else:
                     torch.add(touched[locs_t], offsets, out=redrawn_rows)

@@ -182,7 +182,8 @@ class FitConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidInputError(f"{name} must be a non-negative int, got {value!r}")
-        if self.seed >= 2**63:  # torch.manual_seed's range: a larger one failed when fit began (a ValueError)
+        # Room below torch's 2**64 for the seeds fit derives (seed + 1, seed + rank): beyond it fit failed as it began
+        if self.seed >= 2**63:
             raise InvalidInputError(f"seed must be an int in [0, 2**63), got {self.seed!r}")
         for epochs, steps in (("prior_epochs", "prior_steps"), ("epochs", "steps")):
             if getattr(self, epochs) is not None and getattr(self, steps) is not None:
