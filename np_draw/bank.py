@@ -131,13 +131,15 @@ class PartBank(nn.Module):
             raise InvalidInputError(f"grid must cut parts of the bank's {side} x {side} px, got a grid of "
                                     f"{grid.part_size} x {grid.part_size} px parts")
         size, channels = grid.canvas_size, self.parts.shape[1]
+        if not isinstance(images, torch.Tensor):
+            raise InvalidTypeError(f"images must be a torch.Tensor (N, {channels}, {size}, {size}), got "
+                                   f"{type(images).__name__}")
         # Images of another size were cut into another number of patches and fitted without a word; uint8 ones
         # failed inside unfold
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point() \
+        if images.ndim != 4 or not images.is_floating_point() \
                 or tuple(images.shape[1:]) != (channels, size, size):
             raise InvalidInputError(f"images must be a floating (N, {channels}, {size}, {size}) tensor in [0, 1] (the "
-                                    f"grid's canvas size), got {type(images).__name__} "
-                                    f"{tuple(getattr(images, 'shape', ()))} {getattr(images, 'dtype', '')}".rstrip())
+                                    f"grid's canvas size), got {tuple(images.shape)} {images.dtype}")
         max_iter = check_count(max_iter, "max_iter")  # 0 left k-means' result unset (an UnboundLocalError)
         if max_patches is not None:
             max_patches = check_count(max_patches, "max_patches")

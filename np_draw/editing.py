@@ -120,6 +120,10 @@ def paste_canvas(grid: Grid, target: torch.Tensor, source: torch.Tensor, *, cell
     if target.shape != source.shape or target.ndim != 4 or target.shape[-2:] != (grid.canvas_size,) * 2:
         raise InvalidInputError(f"target and source must be canvases of one shape (N, C, {grid.canvas_size}, "
                                 f"{grid.canvas_size}), got {tuple(target.shape)} and {tuple(source.shape)}")
+    # A uint8 canvas (0..255) pasted beside a [0, 1] one decodes as solid ink; one on another device was torch's error
+    if not (target.is_floating_point() and source.is_floating_point()) or target.device != source.device:
+        raise InvalidInputError(f"target and source must be floating canvases in [0, 1] on one device, got "
+                                f"{target.dtype} on {target.device} and {source.dtype} on {source.device}")
     return torch.where(region_pixels(grid, cells=cells, box=box).to(target.device), source, target)
 
 

@@ -166,7 +166,9 @@ class FeatureStatistics:
     def save(self, path: str | Path) -> Path:
         """Write to a safetensors file (the feature network's name and the count go in its metadata)."""
         path = Path(path).expanduser()
-        save_file({"mean": self.mean.contiguous(), "covariance": self.covariance.contiguous()}, path,
+        # NumPy arrays too (e.g. pytorch-fid's mu and sigma), as frechet_distance takes them
+        save_file({"mean": torch.as_tensor(self.mean).contiguous(),
+                   "covariance": torch.as_tensor(self.covariance).contiguous()}, path,
                   metadata={"count": str(self.count), "features": self.features})
         return path
 

@@ -439,8 +439,8 @@ API_CASES: list[ApiCase] = [
             "(2, 4, 1, 28, 28)",
             lambda m, f: comparison_image(_images(2, 4, 1, 28, 28))),
     ApiCase("a part bank fitted on images of another size", "np_draw.bank.PartBank.fit", InvalidInputError,
-            "images must be a floating (N, 1, 28, 28) tensor in [0, 1] (the grid's canvas size), got Tensor "
-            "(20, 1, 20, 20) torch.float32",
+            "images must be a floating (N, 1, 28, 28) tensor in [0, 1] (the grid's canvas size), got (20, "
+            "1, 20, 20) torch.float32",
             lambda m, f: PartBank(5, 1, 5).fit(_images(20, 1, 20, 20), m.grid)),
     ApiCase("a part bank of a negative size", "np_draw.bank.PartBank", InvalidInputError,
             "num_parts must be a positive integer, got -1",

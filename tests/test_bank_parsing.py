@@ -120,3 +120,6 @@ def test_bank_fit_takes_any_seed_torch_takes_and_a_bank_takes_whole_channels_onl
     # A bank of another part size than the grid's: a reshape's RuntimeError after the k-means
     with pytest.raises(InvalidInputError, match="grid must cut parts of the bank's 4 x 4 px, got a grid of 5 x 5 px"):
         PartBank(5, 1, 4).fit(mnist_images[:20], MNIST_GRID)
+    # An array is another type, not a tensor of another shape (it was InvalidInputError naming its shape)
+    with pytest.raises(InvalidTypeError, match=r"images must be a torch.Tensor \(N, 1, 28, 28\), got ndarray"):
+        PartBank(5, 1, 5).fit(mnist_images[:20].numpy(), MNIST_GRID)

@@ -228,6 +228,10 @@ def test_pasting_checks_the_latents_and_canvases_it_is_given(model, mnist_images
             paste_latents(model, parsed, latents, cells=[0])
     with pytest.raises(ValueError, match=r"target and source must be canvases of one shape \(N, C, 28, 28\)"):
         paste_canvas(model.grid, torch.rand(2, 1, 5, 28), torch.rand(2, 1, 5, 28), cells=[0])
+    canvas = parsed.canvas
+    for other in ((canvas * 255).to(torch.uint8), canvas.to("meta")):
+        with pytest.raises(ValueError, match="target and source must be floating canvases in \\[0, 1\\] on one device"):
+            paste_canvas(model.grid, canvas, other, cells=[0])
     # Indices of any integer dtype draw as int64 ones (uint8 indexed the bank as a mask, int32 failed in one_hot);
     # bool ones are refused
     for dtype in (torch.uint8, torch.int16, torch.int32):

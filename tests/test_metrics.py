@@ -3,6 +3,7 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -252,6 +253,11 @@ def test_metric_arguments_are_checked_at_the_door_with_clear_errors(tmp_path):
         FeatureStatistics.load(tmp_path / "half.safetensors")
     with pytest.raises(MissingFileError, match="no FeatureStatistics file at"):
         FeatureStatistics.load(tmp_path / "none.safetensors")
+    # Statistics held as NumPy arrays (pytorch-fid's mu and sigma), which frechet_distance takes, save too
+    array_stats = FeatureStatistics(np.arange(3.0), np.eye(3), 7, "cnn-mnist")
+    loaded = FeatureStatistics.load(array_stats.save(tmp_path / "arrays.safetensors"))
+    assert torch.equal(loaded.mean, torch.arange(3.0, dtype=torch.float64)) and loaded.count == 7
+    assert frechet_distance(loaded, array_stats) == 0.0
     save_file({"mean": torch.zeros(3), "covariance": torch.eye(4)}, tmp_path / "odd.safetensors",
               metadata={"features": "cnn-mnist", "count": "5"})
     with pytest.raises(CorruptWeightsError, match=r"a mean \(D,\) and a covariance \(D, D\) are expected, got \(3,\) "
