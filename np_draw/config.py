@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import InvalidInputError, InvalidTypeError, UnknownModelError, check_count, check_flags
+from .errors import InvalidInputError, InvalidTypeError, UnknownModelError, check_channels, check_count, check_flags
 
 Likelihood = Literal["bernoulli", "logistic_mixture", "logistic"]
 LIKELIHOODS = ("bernoulli", "logistic_mixture", "logistic")
@@ -94,15 +94,13 @@ class NPDrawConfig:
             raise InvalidTypeError(f"prior must be a PriorConfig or a dict of its fields, got "
                                    f"{type(self.prior).__name__}")
         python_values(self, flags=("binarize",))
-        for name in ("image_size", "channels", "canvas_size", "part_size", "num_parts", "grid_size", "stride",
-                     "num_mixtures", "encoder_channels", "decoder_channels"):
+        for name in ("image_size", "canvas_size", "part_size", "num_parts", "grid_size", "stride", "num_mixtures",
+                     "encoder_channels", "decoder_channels"):
             check_count(getattr(self, name), name)
-        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
-            raise InvalidInputError(f"padding must be a non-negative int, got {self.padding!r}")
+        check_count(self.padding, "padding", least=0)
         if self.likelihood not in LIKELIHOODS:
             raise InvalidInputError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        if self.channels not in (1, 3):
-            raise InvalidInputError(f"channels must be 1 or 3, got {self.channels}")
+        check_channels(self.channels)
         if self.likelihood == "bernoulli" and self.channels != 1:
             raise InvalidInputError("likelihood 'bernoulli' needs channels=1")
         if self.image_size % self.canvas_size or self.image_size // self.canvas_size not in (1, 2):

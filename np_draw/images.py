@@ -71,9 +71,9 @@ def check_images(images: Any, *, channels: int, size: int, name: str = "images")
         return images.float() / 255
     if not images.is_floating_point():
         raise InvalidTypeError(f"{name} must be uint8 (0..255) or floating point in [0, 1], got dtype {images.dtype}")
-    if not torch.isfinite(images).all():
+    low, high = (value.item() for value in torch.aminmax(images))  # one pass: NaN and inf show in the extremes
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise InvalidInputError(f"{name} must be finite, got {int((~torch.isfinite(images)).sum())} NaN or inf values")
-    low, high = images.min().item(), images.max().item()
     if low < 0 or high > 1:
         raise InvalidInputError(f"{name} must lie in [0, 1] (floats) or be uint8, got values in "
                                 f"[{low:.4g}, {high:.4g}]")

@@ -234,7 +234,7 @@ class Latents(_Batch):
             raise InvalidInputError(f"{name} ids and locs must be integer tensors, got {self.ids.dtype} and "
                                     f"{self.locs.dtype}")
         if k and n:
-            ids, locs = (int(self.ids.min()), int(self.ids.max())), (int(self.locs.min()), int(self.locs.max()))
+            ids, locs = (tuple(map(int, torch.aminmax(x))) for x in (self.ids, self.locs))  # one pass each
             if not (0 <= ids[0] and ids[1] < num_parts and 0 <= locs[0] and locs[1] < num_steps):
                 raise InvalidInputError(f"{name} ids must lie in [0, {num_parts}) and locs in [0, {num_steps}), got "
                                         f"ids in [{ids[0]}, {ids[1]}] and locs in [{locs[0]}, {locs[1]}]")

@@ -402,9 +402,8 @@ def _psnr_by_batch(model: NPDraw, images: Any, batch_size: int, pair: Any) -> to
 @torch.no_grad()
 def parse_psnr(model: NPDraw, images: Any, *, batch_size: int = 500) -> torch.Tensor:
     """PSNR in dB of each image's parse canvas against the image at canvas size: (N,)."""
-    check_model(model)
-    size = model.config.canvas_size
-    return _psnr_by_batch(model, images, batch_size, lambda x: (model.parse(x).canvas, to_canvas(x, size)))
+    return _psnr_by_batch(model, images, batch_size,
+                          lambda x: (model.parse(x).canvas, to_canvas(x, model.config.canvas_size)))
 
 
 @torch.no_grad()

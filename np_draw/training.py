@@ -179,9 +179,7 @@ class FitConfig:
 
         for name in ("seed", "checkpoint_every", "warmup_steps",  # 0 epochs or steps skip a stage
                      *given("prior_epochs", "epochs", "prior_steps", "steps")):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidInputError(f"{name} must be a non-negative int, got {value!r}")
+            check_count(getattr(self, name), name, least=0)
         # Room below torch's 2**64 for the seeds fit derives (seed + 1, seed + rank): beyond it fit failed as it began
         if self.seed >= 2**63:
             raise InvalidInputError(f"seed must be an int in [0, 2**63), got {self.seed!r}")

@@ -222,7 +222,7 @@ API_CASES: list[ApiCase] = [
             "images[0]: a dataset row must hold one image under 'image' or 'img', got the keys ['label', 'text']",
             lambda m, f: m.fit(_Rows([{"label": 1, "text": "no image"}]), progress=False)),
     ApiCase("negative epochs (0 skips the stage)", "NPDraw.fit", InvalidInputError,
-            "epochs must be a non-negative int, got -1",
+            "epochs must be a non-negative integer, got -1",
             lambda m, f: m.fit(_images(4, 1, 28, 28), epochs=-1, progress=False)),
     ApiCase("a misspelt FitConfig field", "NPDraw.fit", InvalidInputError,
             "unknown FitConfig fields ['stepz']; the fields are ['seed',",

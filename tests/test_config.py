@@ -29,7 +29,7 @@ def test_json_round_trip(tmp_path):
     ({"channels": 3}, "bernoulli"),
     ({"empty_threshold": -0.1}, "empty_threshold"),
     ({"empty_threshold": "0.1"}, r"empty_threshold must be a number in \[0, 1\), got '0.1'"),
-    ({"padding": True}, "padding must be a non-negative int, got True"),
+    ({"padding": True}, "padding must be a non-negative integer, got True"),
 ])
 def test_invalid_config_names_the_field(bad, message):
     with pytest.raises(ValueError, match=message):
