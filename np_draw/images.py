@@ -441,7 +441,8 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
         images: a tensor or NumPy array (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or float in [0, 1]; a PIL
             image or a list of them (any size: centre-cropped and resized), or a list of image tensors or arrays;
             a torch ``Dataset`` or ``DataLoader`` whose items are such images, PIL images, or (image, label)
-            pairs; or a folder of image files (see :func:`load_folder_images`).
+            pairs; a folder of image files (see :func:`load_folder_images`); or an :class:`ImageSource` of
+            ``channels`` x ``size`` x ``size`` images (:func:`image_source`), read whole.
         channels, size: what the model expects.
     Returns:
         (N, C, H, W) tensor, dtype as given (uint8 or float); a list or dataset of images of several dtypes (uint8
@@ -449,6 +450,15 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
     """
     if isinstance(images, (str, Path)):
         return load_folder_images(images, channels=channels, size=size, name=name)
+    if isinstance(images, ImageSource):
+        # What image_source gives (a folder framed with crop=, as its log line suggests for CelebA photos) and fit
+        # takes: gathered here so that the same held-out images also score, reconstruct and encode.
+        if (images.channels, images.size) != (channels, size):
+            raise InvalidInputError(f"{name} must be an ImageSource of {channels}x{size}x{size} images, got one of "
+                                    f"{images.channels}x{images.size}x{images.size}")
+        if not len(images):
+            raise InvalidInputError(f"{name} is an empty ImageSource")
+        return torch.cat(list(images.chunks()))
     if isinstance(images, Image.Image):
         images = [images]
     if isinstance(images, (list, tuple)):
@@ -484,6 +494,10 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
             raise InvalidInputError(f"{read}, and this model takes colour ones (N, 3, {size}, {size}); got "
                                     f"{tuple(images.shape)}: {hint}")
         if images.ndim == 4 and images.shape[1] != channels and images.shape[-1] == channels:
+            if tuple(images.shape[1:3]) != (size, size):
+                # Named in the layout given: after the transpose, check_images named a shape the caller never had
+                raise InvalidInputError(f"{name} must have shape (N, {size}, {size}, {channels}) (NHWC) or (N, "
+                                        f"{channels}, {size}, {size}) (NCHW), got {tuple(images.shape)}")
             return rearrange(images, "n h w c -> n c h w").contiguous()
         return images
     if _is_dataset(images, name):
@@ -495,7 +509,7 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
             raise InvalidInputError(f"{name} is an empty dataset")
         return _cat(items, channels=channels, size=size, name=name)
     raise InvalidTypeError(f"{name} must be a tensor, a NumPy array, a PIL image, a list of images, a torch Dataset "
-                           f"or DataLoader, a Hugging Face datasets.Dataset, or a folder path, got "
+                           f"or DataLoader, a Hugging Face datasets.Dataset, an ImageSource, or a folder path, got "
                            f"{type(images).__name__}")
 
 
@@ -744,8 +758,9 @@ def image_source(images: Any, *, channels: int, size: int, name: str = "images",
     else:
         tensor = as_image_tensor(images, channels=channels, size=size, name=name)
         return TensorImages(check_images(tensor, channels=channels, size=size, name=name))
-    logger.info("%s: %d images, read a batch at a time (images other than %dx%d are centre-cropped and resized)", name,
-                len(source), size, size)
+    # By the source's name, a folder's path as in the line on what loading changed, not the argument's ("images")
+    logger.info("%s: %d images, read a batch at a time (images other than %dx%d are centre-cropped and resized)",
+                source.name, len(source), size, size)
     return source
 
 

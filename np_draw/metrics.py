@@ -221,7 +221,8 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
         images: (N, C, H, W), (N, H, W, C) or (N, H, W), uint8 or float in [0, 1], N >= 2, any size and 1 or 3
             channels (the network converts); or PIL images or a folder of image files, cut to their centre squares
             and read at the first one's size (up to 256 px, or the network's size if larger; the others resized to
-            it), which the network then resizes as it does tensors of that size.
+            it), which the network then resizes as it does tensors of that size; or an :class:`ImageSource`
+            (:func:`np_draw.images.image_source`), read a batch at a time.
         features: a shipped network's name ("cnn-mnist", "cnn-cifar10"), or a module with a ``features(images)``
             method returning (N, D) (e.g. :class:`np_draw.features.FeatureNetwork` or the Inception network), run
             in eval mode (its own mode is restored).
@@ -236,11 +237,15 @@ def feature_statistics(images: Any, features: str | torch.nn.Module = "cnn-mnist
         # Layouts as the model reads them (NHW, NHWC), for whichever of 1 or 3 channels the array holds.
         shape = tuple(images.shape)
         channels = 3 if len(shape) == 4 and 3 in (shape[1], shape[-1]) else 1
-        images = as_image_tensor(images, channels=channels, size=shape[-1])
+        images = as_image_tensor(images, channels=channels, size=shape[-2])  # H of NCHW and NHW, W of NHWC
         shape = tuple(images.shape)
         if len(shape) != 4 or shape[1] not in (1, 3) or shape[2] != shape[3]:
             raise InvalidInputError(f"images must have shape (N, 1 or 3, H, H) (NCHW), got {shape}")
         source: ImageSource = TensorImages(check_images(images, channels=shape[1], size=shape[-1]))
+    elif isinstance(images, ImageSource):
+        # Already checked at its own size and channels, which the network converts as it does a tensor's: read a
+        # batch at a time as it is (image_source would refuse it for not being at the network's size).
+        source = images
     else:
         # PIL images, a folder, a dataset: read as RGB (the network makes grey of them as it needs), a folder or a
         # map-style dataset a batch at a time (50,000 images at Inception's 299 px would take 13 GB at once), at the
@@ -361,9 +366,9 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module | None = N
 
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 1.0) -> torch.Tensor:
     """Per-image PSNR in dB, 20·log10(MAX) − 10·log10(MSE): (N, ...) and (N, ...) of one shape -> (N,) float32 at
-    least; integer images (uint8: give ``max_value=255``) are compared as floats, and half-precision ones in float32
-    (bfloat16's mean squared error is good to about 0.1 dB). A mean squared error under 1e-10 counts as 1e-10, so
-    identical images score 100 dB + 20·log10(MAX), not infinity."""
+    least; integer images (uint8: give ``max_value=255``; levels above ``max_value`` are an error) are compared as
+    floats, and half-precision ones in float32 (bfloat16's mean squared error is good to about 0.1 dB). A mean
+    squared error under 1e-10 counts as 1e-10, so identical images score 100 dB + 20·log10(MAX), not infinity."""
     if not isinstance(reconstruction, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise InvalidTypeError(f"reconstruction and target must be torch tensors, got {type(reconstruction).__name__} "
                                f"and {type(target).__name__}")
@@ -384,6 +389,12 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor, max_value: float = 
         if images.is_floating_point() and not torch.isfinite(images).all():
             raise InvalidInputError(f"{name} must be finite, got {int((~torch.isfinite(images)).sum())} NaN or inf "
                                     "values")
+        # uint8 levels against the default max_value=1 (or against floats in [0, 1]) scored tens of dB below zero
+        # with no error; a level above MAX cannot be a pixel of the scale MAX says
+        if not images.is_floating_point() and images.numel() and (top := images.max().item()) > max_value:
+            raise InvalidInputError(f"{name} holds integer levels up to {top}, above max_value={max_value!r}: for "
+                                    f"uint8 images give max_value=255 with both images on the 0..255 scale, or "
+                                    f"scale them to [0, 1] first (images / 255)")
     if not reconstruction.is_floating_point() or not target.is_floating_point():  # uint8 differences wrap around
         reconstruction, target = reconstruction.double(), target.double()
     elif reconstruction.dtype in (torch.float16, torch.bfloat16) or target.dtype in (torch.float16, torch.bfloat16):

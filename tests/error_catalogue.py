@@ -189,7 +189,7 @@ API_CASES: list[ApiCase] = [
             lambda m, f: m.encode(_images(2, 1, 28, 28, fill=1, dtype=torch.int32))),
     ApiCase("not images in any accepted form", "NPDraw.encode", InvalidTypeError,
             "images must be a tensor, a NumPy array, a PIL image, a list of images, a torch Dataset or DataLoader, "
-            "a Hugging Face datasets.Dataset, or a folder path, got dict",
+            "a Hugging Face datasets.Dataset, an ImageSource, or a folder path, got dict",
             lambda m, f: m.encode({"image": 0})),
     ApiCase("a list of neither images nor arrays", "NPDraw.encode", InvalidTypeError,
             "images: a list must hold only PIL images or only image tensors/arrays, got ['list']",

@@ -489,3 +489,42 @@ def test_evaluate_refuses_an_empty_feature_network_name_as_fid_does():
 
     with pytest.raises(UnknownModelError, match="unknown feature network ''"):
         evaluate(enumerable_model(), torch.rand(3, 1, 8, 8), num_samples=1, features="", progress=False)
+
+
+def test_an_image_source_scores_as_its_images_do_whatever_its_size(tmp_path, mnist_images):
+    """image_source is how Python frames a folder (crop=, as the CelebA hint says) and fit takes its result: the
+    metrics and the model's methods take it too, at the model's size, and the FID at any size (a 56 px source for
+    the 28 px network was refused as not the network's size)."""
+    from np_draw.errors import InvalidInputError
+    from np_draw.images import TensorImages, image_source, to_pil
+    from np_draw.metrics import evaluate
+
+    digits = (mnist_images[:20] * 255).round() / 255
+    for i, image in enumerate(to_pil(digits)):
+        image.save(tmp_path / f"{i:03d}.png")
+    source = image_source(tmp_path, channels=1, size=28)
+    model = NPDraw.from_pretrained("mnist")
+    assert torch.equal(nll(model, source, num_samples=2, progress=False).nats,
+                       nll(model, digits, num_samples=2, progress=False).nats)
+    assert torch.equal(reconstruction_psnr(model, source), reconstruction_psnr(model, digits))
+    assert torch.equal(model.encode(source).ids, model.encode(digits).ids)
+    assert set(evaluate(model, source, num_samples=1, progress=False)) >= {"nll_nats", "FID-cnn-mnist"}
+    larger = TensorImages(torch.nn.functional.interpolate(digits, size=56, mode="bilinear"))
+    assert fid(larger, larger.images, "cnn-mnist", progress=False).value < 1e-6
+    with pytest.raises(InvalidInputError, match="ImageSource of 1x28x28 images, got one of 1x56x56"):
+        model.encode(larger)
+
+
+def test_psnr_refuses_integer_levels_above_max_value_rather_than_scoring_them():
+    """uint8 images scored with the default max_value=1, or beside floats in [0, 1], gave about -43 dB silently."""
+    from np_draw.errors import InvalidInputError
+    from np_draw.metrics import psnr
+
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    levels = (x * 255).round().to(torch.uint8)
+    for reconstruction, target in ((levels, x), (x, levels), (levels, levels)):
+        with pytest.raises(InvalidInputError, match=r"holds integer levels up to 255, above max_value=1.0"):
+            psnr(reconstruction, target)
+    assert torch.allclose(psnr(levels, x * 255, max_value=255), psnr(levels.double() / 255, x.double()))
+    binary = (levels > 127).to(torch.uint8)  # integer levels within max_value=1 are scored as before
+    assert torch.allclose(psnr(binary, x), psnr(binary.double(), x.double()))

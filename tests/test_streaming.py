@@ -168,6 +168,8 @@ def test_a_folder_read_lazily_logs_what_loading_changes_as_the_in_memory_loader_
         assert "2 of 4 images are grey" in caplog.text
         assert "1 of 4 images have transparency" in caplog.text
         assert "1 of 4 images centre-cropped and resized to 32x32" in caplog.text
+        # Both lines name the folder (the second named the argument: "images: 4 images, read a batch at a time")
+        assert how == "memory" or f"{tmp_path}: 4 images, read a batch at a time" in caplog.text
     assert len(source) == 4 and source.read(torch.arange(4)).shape == (4, 3, 32, 32)
     # Images smaller than the model's size are enlarged, and aligned CelebA photos taken whole get the crop that
     # frames them as the celeba model's faces; with that crop, the photo is not named again.

@@ -44,6 +44,18 @@ def test_encode_and_reconstruct_take_what_fit_takes(mnist, mnist_images):
     assert mnist.reconstruct(pil[0].resize((56, 56))).shape == (1, 1, 28, 28)
 
 
+def test_channels_last_images_of_another_size_are_refused_in_the_layout_given(mnist, tmp_path):
+    """An NHWC array at the wrong size was transposed first, and the error named (3, 1, 32, 32), a shape the user
+    never had; the command line's .npz said the same."""
+    nhwc = np.zeros((3, 32, 32, 1), dtype=np.uint8)
+    with pytest.raises(InvalidInputError, match=r"images must have shape \(N, 28, 28, 1\) \(NHWC\) or \(N, 1, 28, "
+                                                r"28\) \(NCHW\), got \(3, 32, 32, 1\)$"):
+        mnist.reconstruct(nhwc)
+    np.savez(tmp_path / "digits.npz", images=nhwc)
+    with pytest.raises(InvalidInputError, match=r"got \(3, 32, 32, 1\)$"):
+        load_images(tmp_path / "digits.npz", channels=1, size=28)
+    assert mnist.reconstruct(np.zeros((3, 28, 28, 1), dtype=np.uint8)).shape == (3, 1, 28, 28)
+
 def test_colour_images_for_a_grey_model_are_refused_not_silently_turned_grey(mnist, tmp_path):
     colour = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"is a colour image \(40x40 RGB\) but the model takes grey images"):
