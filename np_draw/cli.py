@@ -432,12 +432,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         model = NPDraw(NPDrawConfig.preset(model_preset)).to(device)
     cfg = model.config
 
-    def source(path: Path) -> ImageSource:
-        """A folder is streamed (read a batch at a time); an .npz file is read whole (--crop was refused for it)."""
+    def source(path: Path, option: str) -> ImageSource:
+        """A folder is streamed (read a batch at a time); an .npz file is read whole (--crop was refused for it).
+        Errors name the ``option`` (an empty --validation folder was only a path)."""
         held = path if path.is_dir() else load_images(path, channels=cfg.channels, size=cfg.image_size)[0]
-        return image_source(held, channels=cfg.channels, size=cfg.image_size, name=str(path), crop=args.crop)
+        return image_source(held, channels=cfg.channels, size=cfg.image_size, name=option, crop=args.crop)
 
-    images, validation = source(data), None if held_out is None else source(held_out)
+    images, validation = source(data, "DATA"), None if held_out is None else source(held_out, "--validation")
     logger.info("fitting on %d images from %s; checkpoints in %s", len(images), data, args.output / "checkpoints")
     history = model.fit(images, config, output_dir=args.output, resume=args.resume, progress=not args.quiet,
                         validation=validation)

@@ -315,7 +315,7 @@ def read_folder(folder: Path, name: str = "images", crop: int | None = None,
         left_out = (f"; {len(hidden)} hidden {'file or folder was' if len(hidden) == 1 else 'files and folders were'}"
                     f" left out (names starting with '.'): {', '.join(hidden[:10])}{', ...' if len(hidden) > 10 else ''}"
                     "; name a hidden folder itself to read it" if hidden else "")
-        raise InvalidInputError(f"images folder {str(folder)!r} holds no readable image files{left_out}")
+        raise InvalidInputError(f"{name} folder {str(folder)!r} holds no readable image files{left_out}")
 
 
 def _listing(folder: Path) -> tuple[list[str], list[str]]:

@@ -446,6 +446,11 @@ def test_fit_validates_on_held_out_images_as_the_python_fit_does(tmp_path, mnist
     assert main([*argv, "--validation", str(tmp_path / "nowhere")]) == 2
     assert "--validation must be a folder of images or an .npz file" in (err := capsys.readouterr().err)
     assert "nowhere': nothing there" in err
+    # A held-out folder of no images is named as the --validation folder (the error gave only its path)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not an image")
+    assert main([*argv, "--validation", str(tmp_path / "notes")]) == 2
+    assert f"--validation folder '{tmp_path / 'notes'}' holds no readable image files" in capsys.readouterr().err
 
 
 def test_fit_from_a_preset_on_a_folder_of_images(tmp_path, mnist_images):
