@@ -75,8 +75,9 @@ class NPDrawConfig:
     likelihood: Likelihood = "bernoulli"
     num_mixtures: int = 10  # only for "logistic_mixture"
     empty_threshold: float = 0.01  # parse: a patch whose mean is below this is empty (paper: 0.01)
-    encoder_channels: int = 128  # paper
-    decoder_channels: int = 128  # paper
+    # The reference code's width (the paper gives none); the bundled models are 64 wide
+    encoder_channels: int = 128
+    decoder_channels: int = 128
     binarize: bool = False  # dynamically binarised data (MNIST, Omniglot)
     prior: PriorConfig = field(default_factory=PriorConfig)
 
