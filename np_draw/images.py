@@ -453,12 +453,9 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
     if isinstance(images, ImageSource):
         # What image_source gives (a folder framed with crop=, as its log line suggests for CelebA photos) and fit
         # takes: gathered here so that the same held-out images also score, reconstruct and encode.
-        if (images.channels, images.size) != (channels, size):
-            raise InvalidInputError(f"{name} must be an ImageSource of {channels}x{size}x{size} images, got one of "
-                                    f"{images.channels}x{images.size}x{images.size}")
         if not len(images):
             raise InvalidInputError(f"{name} is an empty ImageSource")
-        return torch.cat(list(images.chunks()))
+        return torch.cat(list(image_source(images, channels=channels, size=size, name=name).chunks()))
     if isinstance(images, Image.Image):
         images = [images]
     if isinstance(images, (list, tuple)):

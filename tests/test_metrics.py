@@ -511,7 +511,7 @@ def test_an_image_source_scores_as_its_images_do_whatever_its_size(tmp_path, mni
     assert set(evaluate(model, source, num_samples=1, progress=False)) >= {"nll_nats", "FID-cnn-mnist"}
     larger = TensorImages(torch.nn.functional.interpolate(digits, size=56, mode="bilinear"))
     assert fid(larger, larger.images, "cnn-mnist", progress=False).value < 1e-6
-    with pytest.raises(InvalidInputError, match="ImageSource of 1x28x28 images, got one of 1x56x56"):
+    with pytest.raises(InvalidInputError, match="an ImageSource of 1x56x56 images for a model of 1x28x28"):
         model.encode(larger)
 
 

@@ -56,6 +56,7 @@ def test_channels_last_images_of_another_size_are_refused_in_the_layout_given(mn
         load_images(tmp_path / "digits.npz", channels=1, size=28)
     assert mnist.reconstruct(np.zeros((3, 28, 28, 1), dtype=np.uint8)).shape == (3, 1, 28, 28)
 
+
 def test_colour_images_for_a_grey_model_are_refused_not_silently_turned_grey(mnist, tmp_path):
     colour = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"is a colour image \(40x40 RGB\) but the model takes grey images"):
