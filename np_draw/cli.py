@@ -226,7 +226,7 @@ def _check_outputs_apart(outputs: dict[str, Path | None], inputs: Sequence[Any],
             raise InvalidInputError(f"{option} and {seen[where]} name the same file, {str(path)!r}: give each its "
                                     "own path")
         seen[where] = option
-        for given in (given for given in inputs if given is not None):
+        for given in filter(None, inputs):  # not None (no --inception), nor "", which names no file
             # A picture already in a folder read (at any depth) is one of its images; a JSON file there is not
             inside = os.path.isdir(given) and Path(where).is_relative_to(os.path.realpath(given)) \
                 and Path(where).suffix.lower() in Image.registered_extensions()
@@ -333,9 +333,8 @@ def _load_model(args: argparse.Namespace) -> NPDraw:
 def cmd_sample(args: argparse.Namespace) -> int:
     """Sample ``args.num_images`` images from the model ``args.name`` and save them as one grid picture."""
     model = _load_model(args)
-    generator = torch.Generator().manual_seed(args.seed)
-    out = model.sample(args.num_images, generator, batch_size=args.batch_size, temperature=args.temperature,
-                       progress=not args.quiet, sample_pixels=args.sample_pixels)
+    out = model.sample(args.num_images, torch.Generator().manual_seed(args.seed), batch_size=args.batch_size,
+                       temperature=args.temperature, progress=not args.quiet, sample_pixels=args.sample_pixels)
     _write_output(args.output, lambda: save_grid(out.images, args.output, args.nrow))
     print(args.output)
     return 0
@@ -493,13 +492,12 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
             raise InvalidInputError(f"--crop applies to image files, and --data holds the {dataset} data set, read "
                                     "as its own protocol frames it")
         # Before decoding the split; the model would refuse its images anyway, in words that name no option
-        given, cfg = PRESETS[dataset], model.config
-        if (given.channels, given.image_size) != (cfg.channels, cfg.image_size):
-            fitting = [name for name in DATASETS if (PRESETS[name].channels, PRESETS[name].image_size)
-                       == (cfg.channels, cfg.image_size)]
+        given, taken = _kind(PRESETS[dataset]), _kind(model.config)  # channels are 1 or 3: equal kinds, equal shapes
+        if given != taken:
+            fitting = [name for name in DATASETS if _kind(PRESETS[name]) == taken]
             instead = f"pass --dataset {' or '.join(fitting)}, or give" if fitting else "give"
-            raise InvalidInputError(f"--dataset {dataset}: its images are {_kind(given)}, and the model {args.name} "
-                                    f"takes {_kind(cfg)} ones (a data set's images are scored as they are, not "
+            raise InvalidInputError(f"--dataset {dataset}: its images are {given}, and the model {args.name} "
+                                    f"takes {taken} ones (a data set's images are scored as they are, not "
                                     f"resized): {instead} --data image files, which are resized")
         images = spread(load_dataset(dataset, args.data, split), args.limit).float() / 255
         source = f"{dataset} {split}"
@@ -518,7 +516,7 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
     if len(images) < 2:  # else the FID's message, which names no option
         raise InvalidInputError(f"--data: the FID needs at least 2 images, and {source} holds {len(images)}")
     if args.limit is not None and len(images) < args.limit:
-        if dataset is None and Path(args.data).is_dir():  # --limit files picked, and unreadable ones among them skipped
+        if dataset is None and args.data.is_dir():  # --limit files picked, and unreadable ones among them skipped
             logger.warning("--limit %d: %d readable images read from %s (it holds fewer image files, or some of "
                            "those picked were skipped, as said above), so %d are scored", args.limit, len(images),
                            source, len(images))
@@ -917,10 +915,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # what was printed reaches its reader now, where a reader gone is seen below
         return code
     except BrokenPipeError as error:
-        if not _stdout_closed():
-            return _report(args, error)
         # The reader of stdout stopped early (np-draw info mnist | head): nothing to report, as for any Unix tool
-        return BROKEN_PIPE
+        return BROKEN_PIPE if _stdout_closed() else _report(args, error)
     # NPDrawError covers every deliberate np-draw error; the builtins cover the libraries underneath (Pillow,
     # safetensors, the file system), whose messages name the file or value at fault.
     except (NPDrawError, ValueError, TypeError, OSError) as error:
