@@ -102,9 +102,7 @@ def _check_data(images: torch.Tensor, name: str) -> None:
 def to_canvas(images: torch.Tensor, canvas_size: int) -> torch.Tensor:
     """Images (N, C, H, W) -> the canvas resolution (N, C, S, S) by averaging H/S x H/S blocks."""
     factor = images.shape[-1] // canvas_size
-    if factor == 1:
-        return images
-    return torch.nn.functional.avg_pool2d(images, factor)
+    return images if factor == 1 else torch.nn.functional.avg_pool2d(images, factor)
 
 
 # Channels that differ by at most this many of 255 levels are grey: a grey image saved in a lossy colour format
@@ -245,17 +243,14 @@ def spread(items: Sequence[T], count: int | None) -> Sequence[T]:
     another sequence its own kind where ``count`` divides N (a range a range), else a list. A ``count`` that is not
     a positive int is an InvalidInputError."""
     total = len(items)
-    count = None if count is None else check_count(count, "count")
-    if count is None or count >= total:
+    if count is None or (count := check_count(count, "count")) >= total:
         return items
     if total % count == 0:
         return items[::total // count]
     # Every (N // count)-th would stop short of the end: 6,000 of CIFAR-10's 10,000 test images were its first six
     # classes
     index = [i * total // count for i in range(count)]
-    if isinstance(items, torch.Tensor):
-        return items[torch.tensor(index)]
-    if isinstance(items, np.ndarray):
+    if isinstance(items, (torch.Tensor, np.ndarray)):
         return items[index]
     return [items[i] for i in index]
 
@@ -424,13 +419,10 @@ def from_pil_images(images: Iterable[Image.Image | tuple[str, Image.Image]], *, 
 def _pil_batch(images: Iterable[Image.Image | tuple[str, Image.Image]], channels: int,
                size: int) -> tuple[torch.Tensor, list[str]]:
     """:func:`from_pil_images`, and the images' labels."""
-    labels, squares = [], []
-    for label, image in _checked(images, channels, size):
-        labels.append(label)
-        squares.append(_square(image, size, channels))
-    if not squares:
+    pairs = [(label, _square(image, size, channels)) for label, image in _checked(images, channels, size)]
+    if not pairs:
         raise InvalidInputError("no images were given")
-    return torch.stack(squares), labels
+    return torch.stack([square for _, square in pairs]), [label for label, _ in pairs]
 
 
 def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "images") -> torch.Tensor:
@@ -865,8 +857,7 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
         raise InvalidTypeError(f"images must be a torch tensor (N, C, H, W), got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise InvalidInputError(f"images must be (N, C, H, W) with C in (1, 3), got shape {tuple(images.shape)}")
-    pixels = (_unit(images) * 255).round().to(torch.uint8)
-    pixels = rearrange(pixels, "n c h w -> n h w c").numpy()
+    pixels = rearrange((_unit(images) * 255).round().to(torch.uint8), "n c h w -> n h w c").numpy()
     return [Image.fromarray(p[..., 0] if p.shape[-1] == 1 else p) for p in pixels]
 
 
@@ -880,8 +871,7 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
     # no empty columns: nrow beyond the number of images is one row of them (as torchvision's make_grid)
     nrow = math.ceil(math.sqrt(n)) if nrow is None else min(check_count(nrow, "nrow"), n)
     padding = check_count(padding, "padding", least=0)
-    rows = math.ceil(n / nrow)
-    canvas = torch.ones(c, rows * (h + padding) + padding, nrow * (w + padding) + padding)
+    canvas = torch.ones(c, math.ceil(n / nrow) * (h + padding) + padding, nrow * (w + padding) + padding)
     for i, image in enumerate(_unit(images)):
         top, left = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)
         canvas[:, top:top + h, left:left + w] = image
