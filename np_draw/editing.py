@@ -112,6 +112,8 @@ def paste_canvas(grid: Grid, target: torch.Tensor, source: torch.Tensor, *, cell
         cells, box: the region (see the module's docstring).
     Returns:
         (N, C, S, S): ``source`` inside :func:`region_pixels`, ``target`` elsewhere.
+    Raises:
+        ValueError: a region of no canvas pixel (``cells=[]``, an all-False mask), which would give ``target`` back.
     """
     _check_grid(grid)
     if not isinstance(target, torch.Tensor) or not isinstance(source, torch.Tensor):
@@ -124,7 +126,11 @@ def paste_canvas(grid: Grid, target: torch.Tensor, source: torch.Tensor, *, cell
     if not (target.is_floating_point() and source.is_floating_point()) or target.device != source.device:
         raise InvalidInputError(f"target and source must be floating canvases in [0, 1] on one device, got "
                                 f"{target.dtype} on {target.device} and {source.dtype} on {source.device}")
-    return torch.where(region_pixels(grid, cells=cells, box=box).to(target.device), source, target)
+    pixels = region_pixels(grid, cells=cells, box=box)
+    if not pixels.any():  # as in paste_latents: a paste of nothing gives the target back, not what a caller asks for
+        raise InvalidInputError(f"the region covers no canvas pixel (cells={cells!r}, box={box!r}): give at least "
+                                "one cell on the canvas")
+    return torch.where(pixels.to(target.device), source, target)
 
 
 def paste_latents(model: NPDraw, target: Latents, source: Latents, *, cells: Cells = None,
@@ -206,8 +212,8 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
 
     Args:
         model: the model.
-        first, second: one image each, (C, H, W), (1, C, H, W) or a grey (H, W), uint8 or float in [0, 1]; or a
-            PIL image.
+        first, second: one image each, (C, H, W), (H, W, C), (1, C, H, W), (1, H, W, C) or a grey (H, W), uint8
+            or float in [0, 1]; or a PIL image.
         num: images in the sequence, endpoints included (>= 2).
         method: "logits" or "swap".
     Returns:
@@ -223,8 +229,12 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
 
     def one(x: Any, name: str) -> torch.Tensor:
         given, ndim = getattr(x, "shape", None), getattr(x, "ndim", 0)
-        if ndim == 3 and x.shape[0] == cfg.channels or ndim == 2:
-            x = x[None] if ndim == 3 else x[None, None]
+        # One image made a batch of one, channels first or last as prepare_images reads batches: an (H, W, C) image
+        # (a row of an NHWC array, as .npz files hold them) was read as C grey images of H x W, and refused
+        if ndim == 3 and cfg.channels in (x.shape[0], x.shape[-1]):
+            x = x[None]
+        elif ndim == 2:
+            x = x[None, None]
         images = model.prepare_images(x, name)
         if len(images) != 1:
             raise InvalidInputError(f"{name} must be one image, got {len(images)} (shape {tuple(given or ())})")
@@ -239,6 +249,7 @@ def interpolate(model: NPDraw, first: torch.Tensor, second: torch.Tensor, num: i
         mixed = StepLogits(mix(a.logits.ids, b.logits.ids), mix(a.logits.locs, b.logits.locs),
                            mix(a.logits.present, b.logits.present))
         return model.decode(render(model.bank, model.grid, *mixed.mode()))
-    canvases = [paste_canvas(model.grid, a.canvas, b.canvas, cells=range(round(w * cfg.num_steps)))
-                for w in weights.tolist()]
+    # a = 0 pastes no cell: the first canvas itself (paste_canvas refuses an empty region)
+    canvases = [paste_canvas(model.grid, a.canvas, b.canvas, cells=range(count)) if count else a.canvas
+                for count in (round(w * cfg.num_steps) for w in weights.tolist())]
     return model.decode(torch.cat(canvases))

@@ -39,6 +39,25 @@ def _enlarge(images: torch.Tensor, size: int) -> torch.Tensor:
     return repeat(images, "n 1 h w -> n 3 h w").contiguous() if images.shape[1] == 1 else images
 
 
+def _check_size(pixels: int, what: str, **given: int) -> None:
+    """Refuse ``what`` (a picture, or frames) of more than twice PIL.Image.MAX_IMAGE_PIXELS in all before it is
+    drawn: a huge ``scale`` or ``separator`` was torch's allocation error of terabytes (or took the machine's
+    memory), and a picture Pillow refuses to decode is no use saved. ``given``: the arguments that set its size."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and pixels > 2 * limit:
+        arguments = ", ".join(f"{name}={value}" for name, value in given.items())
+        raise InvalidInputError(f"{arguments} make{'s' if len(given) == 1 else ''} {what} of {pixels:,} pixels, more "
+                                f"than twice Pillow's limit of "
+                                f"{limit:,} (PIL.Image.MAX_IMAGE_PIXELS), which Pillow refuses to decode: give a "
+                                f"smaller {' or '.join(given)}")
+
+
+def _grid_pixels(count: int, nrow: int, side: int, padding: int) -> int:
+    """Pixels of :func:`np_draw.images.make_grid` of ``count`` square tiles of ``side`` px, ``nrow`` per row."""
+    nrow = min(nrow, count)
+    return (math.ceil(count / nrow) * (side + padding) + padding) * (nrow * (side + padding) + padding)
+
+
 def part_bank_image(bank: PartBank | torch.Tensor, *, scale: int = 4, separator: int = 1,
                     nrow: int | None = None) -> Image.Image:
     """All B parts of a bank, tiled and enlarged, separated by thin white lines.
@@ -56,11 +75,15 @@ def part_bank_image(bank: PartBank | torch.Tensor, *, scale: int = 4, separator:
     if not isinstance(parts, torch.Tensor) or parts.ndim != 4 or parts.shape[1] not in (1, 3):
         raise InvalidInputError(f"bank must be a PartBank or a (B, C, K, K) tensor with C in (1, 3), "
                                 f"got {type(parts).__name__} {tuple(getattr(parts, 'shape', ()))}")
+    count = parts.shape[0]
     if nrow is None:
-        count, square = parts.shape[0], math.ceil(math.sqrt(parts.shape[0]))
+        square = math.ceil(math.sqrt(count))
         nrow = next((d for d in range(square, 2 * square + 1) if count % d == 0), square)
-    return make_grid(_enlarge(parts, parts.shape[-1] * check_count(scale, "scale")), nrow=nrow,
-                     padding=check_count(separator, "separator", least=0))
+    scale, separator = check_count(scale, "scale"), check_count(separator, "separator", least=0)
+    if count:  # an empty bank is make_grid's error
+        _check_size(_grid_pixels(count, check_count(nrow, "nrow"), parts.shape[-1] * scale, separator), "a picture",
+                    scale=scale, separator=separator)
+    return make_grid(_enlarge(parts, parts.shape[-1] * scale), nrow=nrow, padding=separator)
 
 
 def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: int = 8, final: bool = True,
@@ -96,7 +119,8 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
         rgb = []
     if len(rgb) != 3 or not all(0 <= c <= 1 for c in rgb):
         raise InvalidInputError(f"colour must be three floats in [0, 1] (RGB), got {colour!r}")
-    size = model.grid.canvas_size * check_count(scale, "scale")
+    scale = check_count(scale, "scale")
+    size = model.grid.canvas_size * scale
     index %= len(latents)
     one = latents[index:index + 1].to(model.device)
     placed = place(model.bank, model.grid, one.ids, one.locs, one.present)
@@ -104,6 +128,7 @@ def drawing_frames(model: NPDraw, latents: Latents, index: int = 0, *, scale: in
     if not final and drawn.numel() == 0:
         raise InvalidInputError(f"drawing {index} draws nothing (z_is = 0 at every step): with final=False it has "
                                 "no frame")
+    _check_size((drawn.numel() + final) * size * size, "frames", scale=scale)  # all of them: a GIF holds them
     frames = _enlarge(running_max(placed)[0, drawn], size)
     # int64 for one_hot whatever the latents' integer dtype (int32 locs were a RuntimeError)
     locations = F.one_hot(one.locs.long(), model.grid.num_cells).to(placed)
@@ -160,6 +185,8 @@ def drawing_strip(model: NPDraw, latents: Latents, index: int = 0, *, scale: int
     """
     separator = check_count(separator, "separator", least=0)
     frames = drawing_frames(model, latents, index, scale=scale, final=final)
+    _check_size(_grid_pixels(len(frames), len(frames), frames.shape[-1], separator), "a picture", scale=scale,
+                separator=separator)
     return make_grid(frames, nrow=len(frames), padding=separator)
 
 
@@ -186,8 +213,15 @@ def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separat
     if not columns or any(c.ndim != 4 for c in columns) or len({c.shape[0] for c in columns}) != 1:
         raise InvalidInputError(f"columns must be one or more (N, C, H, W) batches of one N, got shapes "
                                 f"{[tuple(c.shape) for c in columns]}")
-    size = max(c.shape[-1] for c in columns) * check_count(scale, "scale")
-    separator = check_count(separator, "separator", least=0)
+    # Checked here, on the shapes given: make_grid named its own 'images' and the shape of the tiled batch, and a
+    # non-square batch was squeezed into square tiles without a word
+    if not columns[0].shape[0] or any(c.shape[1] not in (1, 3) or c.shape[-1] != c.shape[-2] for c in columns):
+        raise InvalidInputError(f"columns must be batches (N, C, H, W) of N >= 1 square images (H = W), C in (1, 3), "
+                                f"got shapes {[tuple(c.shape) for c in columns]}")
+    scale, separator = check_count(scale, "scale"), check_count(separator, "separator", least=0)
+    size = max(c.shape[-1] for c in columns) * scale
+    _check_size(_grid_pixels(columns[0].shape[0] * len(columns), len(columns), size, separator), "a picture",
+                scale=scale, separator=separator)
     tiles = torch.stack([_enlarge(c, size) for c in columns])
     return make_grid(rearrange(tiles, "k n c h w -> (n k) c h w"), nrow=len(columns), padding=separator)
 

@@ -158,6 +158,21 @@ def test_interpolation_rejects_bad_arguments(model, mnist_images):
         interpolate(model, mnist_images[:2], mnist_images[2:4])
 
 
+def test_interpolation_takes_one_image_with_its_channels_last():
+    """A row of an NHWC array (the layout of .npz files and of PIL's arrays), (H, W, C), was read as C grey images
+    of H x W and refused, though NHWC batches and (1, H, W, C) are taken."""
+    model = random_model("cifar10")
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    first, second = images.permute(0, 2, 3, 1).numpy()  # (32, 32, 3) each
+    for method in ("logits", "swap"):
+        expected = interpolate(model, images[0], images[1], 3, method=method)
+        assert torch.equal(interpolate(model, first, second, 3, method=method), expected)
+    grey = random_model("mnist")
+    digit = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(interpolate(grey, digit[0].permute(1, 2, 0), digit[1].permute(1, 2, 0), 3),
+                       interpolate(grey, digit[0], digit[1], 3))
+
+
 def noise(n: int, seed: int) -> torch.Tensor:
     return torch.rand(n, 36, 50 + 36 + 1, generator=torch.Generator().manual_seed(seed))
 
@@ -284,6 +299,18 @@ def test_a_paste_of_a_region_with_no_cell_is_refused(model, mnist_images):
     parsed = model.parse(mnist_images[:2])
     with pytest.raises(ValueError, match=r"the region selects no cell \(cells=None, box=\(0, 0, 1, 1\)\)"):
         paste_latents(model, parsed, parsed, box=(0, 0, 1, 1))
+
+
+def test_a_canvas_paste_of_a_region_with_no_pixel_is_refused(model, mnist_images):
+    """paste_latents refuses a region with no cell, but paste_canvas gave the target back unchanged for cells=[] or
+    an all-False mask, without a word."""
+    canvas = model.parse(mnist_images[:2]).canvas
+    for cells in ([], torch.zeros(36, dtype=torch.bool)):
+        with pytest.raises(ValueError, match=r"the region covers no canvas pixel \(cells="):
+            paste_canvas(model.grid, canvas, canvas.flip(0), cells=cells)
+    # One pixel is a region: the box needs no whole cell
+    pasted = paste_canvas(model.grid, canvas, canvas.flip(0), box=(0, 0, 1, 1))
+    assert torch.equal(pasted[:, :, 0, 0], canvas.flip(0)[:, :, 0, 0]) and torch.equal(pasted[:, :, 1:], canvas[:, :, 1:])
 
 
 def test_pasting_takes_latents_of_any_integer_dtype(model, mnist_images):

@@ -156,6 +156,31 @@ def test_bad_arguments_raise_clear_errors(model, mnist_images, call, message):
         call(model, latents)
 
 
+@pytest.mark.parametrize("columns", [
+    [torch.zeros(0, 1, 4, 4)],  # named make_grid's 'images' and the tiled batch's shape (0, 3, 8, 8)
+    [torch.zeros(2, 1, 4, 4), torch.zeros(2, 2, 4, 4)],  # the same, of shape (4, 2, 8, 8)
+    [torch.zeros(2, 1, 4, 8)],  # squeezed into square tiles without a word
+])
+def test_comparison_image_names_the_columns_of_a_shape_it_cannot_show(columns):
+    shapes = str([tuple(c.shape) for c in columns]).replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+    with pytest.raises(ValueError, match=r"columns must be batches \(N, C, H, W\) of N >= 1 square images \(H = W\), "
+                                         r"C in \(1, 3\), got shapes " + shapes):
+        comparison_image(columns)
+
+
+@pytest.mark.parametrize("call, given", [
+    (lambda m, lat: comparison_image([lat.canvas], scale=10**6), "scale=1000000, separator=2 make a picture"),
+    (lambda m, lat: comparison_image([lat.canvas], separator=10**7), "scale=2, separator=10000000 make a picture"),
+    (lambda m, lat: part_bank_image(m.bank, scale=10**5), "scale=100000, separator=1 make a picture"),
+    (lambda m, lat: drawing_frames(m, lat, scale=10**5), "scale=100000 makes frames"),
+    (lambda m, lat: drawing_strip(m, lat, separator=10**7), "scale=2, separator=10000000 make a picture"),
+])
+def test_a_picture_too_large_to_read_back_is_refused_before_it_is_drawn(model, mnist_images, call, given):
+    """A huge scale or separator was torch's error allocating terabytes, or took the machine's memory."""
+    with pytest.raises(ValueError, match=given + r" of [\d,]+ pixels, more than twice Pillow's limit"):
+        call(model, model.parse(mnist_images[:1]))
+
+
 def test_frames_of_a_sampled_drawing_follow_its_locations(model):
     out = model.sample(1, torch.Generator().manual_seed(3), progress=False)
     frames = drawing_frames(model, out.latents, scale=2, final=False)
