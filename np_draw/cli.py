@@ -636,7 +636,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     or, with ``--output``, write a model folder that loads anywhere, for every name (bundled ones included).
 
     Raises:
-        ValueError, OSError: the name is unknown, or the weights cannot be had or do not verify.
+        ValueError, OSError: the name is unknown, or the weights cannot be had, do not verify or are not an NP-DRAW
+        model that loads (nothing is written to ``--output`` then).
     """
     models = read_manifest()
     bundled = args.name in models and models[args.name]["bundled"] and args.revision is None
@@ -651,6 +652,10 @@ def cmd_download(args: argparse.Namespace) -> int:
                                "does not exist (only the last folder of --output is created)")
     folder = hub.resolve_pretrained(args.name, revision=args.revision, cache_dir=args.cache_dir,
                                     force_download=args.force_download, token=args.token)
+    # The sha256 checks say the files arrived whole, not that they are an NP-DRAW model (another library's repo, a
+    # config that does not fit its weights): said here, not on the offline machine the files are copied to. The
+    # load builds a meta-device skeleton first, so a config asking for absurd sizes allocates nothing.
+    NPDraw.from_pretrained(folder)
     if bundled and args.output is None:  # else it looks as if the Hugging Face cache had been filled
         logger.info("%s is bundled in the np-draw package, so nothing was downloaded: its folder is printed; "
                     "--output FOLDER writes a copy of it for another machine", args.name)
@@ -842,7 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "it has them, and its files (size, sha256) with where they came from.", cmd_info)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    # No --device: nothing is loaded, only files are fetched and verified.
+    # No --device: the files are fetched, verified and loaded once on the CPU, to check that they make a model.
     download = _command(commands, "download", "download and verify pretrained weights, for use offline later",
                         "Download a model's config.json, model.safetensors and card into the Hugging Face cache "
                         "(a pretrained name's checked against the weights manifest; the four bundled ones are in "

@@ -248,7 +248,8 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
     Raises:
         UnknownModelError: ``name_or_path`` is none of the three kinds (the message lists the known names), or
         a repo id the Hub's rules for names refuse.
-        InvalidInputError: ``revision`` contradicts it. InvalidTypeError: an argument of the wrong type.
+        InvalidInputError: ``revision`` contradicts it, or ``local_files_only`` and ``force_download`` are both
+        True. InvalidTypeError: an argument of the wrong type.
         WeightsUnavailableError: the weights are not published yet, or neither cached nor downloadable (a Hub that
         refused them is quoted). UnwritablePathError: the Hugging Face cache cannot be written.
         CorruptWeightsError: a file does not match the manifest.
@@ -264,6 +265,10 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         if value is not None and not isinstance(value, types):
             raise InvalidTypeError(f"{key} must be {what} or None, got {type(value).__name__}")
     check_flags(local_files_only=local_files_only, force_download=force_download)
+    if local_files_only and force_download:
+        # huggingface_hub refuses the pair with a ValueError, which reached the user as a download that failed
+        raise InvalidInputError("force_download=True asks to download the files again and local_files_only=True "
+                                "forbids any download: pass one of them, not both")
     try:
         path = Path(name).expanduser()
     except RuntimeError as error:  # "~someone" with no such user

@@ -835,7 +835,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         Raises:
             UnknownModelError: an unknown name (the message lists the known ones), or a repo id the Hub's rules
             for names refuse. ConfigMismatchError: weights that do not fit their config. InvalidInputError: an
-            invalid config.json.
+            invalid config.json, or both ``local_files_only`` and ``force_download``.
             WeightsUnavailableError: not published yet, or neither cached nor downloadable: the Hub cannot be
             reached, or it refused (a gated or private repo, a token without access; the message says its answer).
             UnwritablePathError: the Hugging Face cache cannot be written.
@@ -911,13 +911,17 @@ class NPDraw(nn.Module, ModelHubMixin):
             The commit id, to load exactly this upload with ``from_pretrained(repo_id, revision=...)``.
         Raises:
             InvalidInputError: ``repo_id`` is not "owner/name" or breaks the Hub's rules for names (no ".." or
-            "--", no "-" or "." at either end), a bad ``card``, or ``private`` for a public repo.
+            "--", no "-" or "." at either end), a bad ``card``, or ``private`` for a public repo. InvalidTypeError:
+            ``private`` is not a bool, or a field of ``card`` has the wrong type.
             huggingface_hub.errors.HfHubHTTPError: the Hub refused. UnwritablePathError: it could not be reached
             (offline, a wrong HF_ENDPOINT) or the upload broke off.
 
         Example:
             >>> commit = model.push_to_hub("me/np-draw-mnist", card={"dataset": "MNIST"})  # doctest: +SKIP
         """
+        # Anything else would be taken for its truth value: private="no" created a private repo, and a public
+        # one's refusal said private=True
+        check_flags(private=private)
         facts = hub.check_card(card, repo_id=repo_id)
         if revision is not None and "repo_id" not in (card or {}):
             # The card's loading example, read on this branch, must load this branch's weights, not the default's

@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-# The files a load reads, so the only ones downloaded and verified; the card is for people and never parsed.
+# The files a model is built from, so a load fails without them; the card (README.md), where there is one, is read
+# only for what it records (hub.card_licence, hub.card_facts), never to build the model.
 LOADED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 
 

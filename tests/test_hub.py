@@ -671,6 +671,52 @@ def test_the_download_command(world, tmp_path):
     assert "tiny, tiny-bundled" in done.stderr
 
 
+def test_the_download_command_refuses_files_that_are_not_an_np_draw_model(world, tmp_path):
+    """The sha256 checks pass for any repo's files: download printed another library's repo (or a config that does
+    not fit its weights) as downloaded and verified, and wrote it to --output, to fail only on the offline machine."""
+    weights = (world.folder / "model.safetensors").read_bytes()
+    world.server.publish("other/bert", {"config.json": json.dumps({"model_type": "bert"}).encode(),
+                                        "model.safetensors": weights})
+    config = json.loads((world.folder / "config.json").read_text())
+    world.server.publish("me/misfit", {"config.json": json.dumps({**config, "num_parts": 51}).encode(),
+                                       "model.safetensors": weights})
+    for repo, said in (("other/bert", "is not a valid NP-DRAW config: unknown config keys ['model_type']"),
+                       ("me/misfit", "do not match their config: bank.parts has shape")):
+        output = tmp_path / repo.replace("/", "-")
+        done = world.run("from np_draw.cli import main; raise SystemExit(main())", "download", repo, "--output",
+                         str(output))
+        assert done.returncode == 2 and not done.stdout, done.stderr
+        assert said in done.stderr and not output.exists()
+
+
+def test_local_files_only_with_force_download_is_refused_as_a_contradiction(world):
+    """huggingface_hub refuses the pair with a ValueError, which came out as a download that failed
+    (WeightsUnavailableError, an OSError) quoting huggingface_hub's words."""
+    for name in (REPO, "tiny", "tiny-bundled"):
+        [result] = world.load((name, {"local_files_only": True, "force_download": True}))
+        assert result["error"] == "InvalidInputError"
+        assert result["message"].startswith("force_download=True asks to download the files again and "
+                                            "local_files_only=True forbids any download")
+    assert not world.server.requests
+
+
+def test_push_to_hub_refuses_a_private_flag_that_is_not_a_bool(world):
+    """private="no" was taken for its truth value: it created a private repo (and, for a public repo, a refusal
+    saying private=True)."""
+    code = """if True:
+        from np_draw import InvalidTypeError
+        from tests.conftest import random_model
+        try:
+            random_model("mnist").push_to_hub("me/flag", private="no", token="hf_secret")
+        except InvalidTypeError as error:
+            print(error)
+    """
+    done = world.run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "private must be True or False, got 'no'"
+    assert "me/flag" not in world.server.repos and not world.server.requests
+
+
 def test_a_path_always_means_a_folder_and_a_tilde_is_the_home_folder(monkeypatch, tmp_path):
     from np_draw import UnknownModelError
 
