@@ -379,15 +379,25 @@ def _fit_config(args: argparse.Namespace) -> FitConfig:
         if args.fit_bank or args.keep_prior:
             raise InvalidInputError("--fit-bank and --keep-prior are for fine-tuning (--from NAME); training from "
                                     "scratch fits the bank and the prior")
-        return FitConfig().replace(**overrides)
-    if args.keep_prior and args.fit_bank:
-        raise InvalidInputError("--fit-bank with --keep-prior: a refitted bank changes what every part id means, so "
-                                "the prior must be trained on the new parses: drop one of them")
-    if args.keep_prior and (args.prior_steps or args.prior_epochs):
-        raise InvalidInputError("--keep-prior leaves the prior as it is: drop --prior-steps / --prior-epochs, or "
-                                "--keep-prior to train it")
-    # Fine-tuning keeps the pretrained bank (refitting it changes what every latent id means) unless --fit-bank.
-    return FitConfig.finetune(fit_bank=args.fit_bank, fit_prior=not args.keep_prior, **overrides)
+        config = FitConfig().replace(**overrides)
+    else:
+        if args.keep_prior and args.fit_bank:
+            raise InvalidInputError("--fit-bank with --keep-prior: a refitted bank changes what every part id means, "
+                                    "so the prior must be trained on the new parses: drop one of them")
+        if args.keep_prior and (args.prior_steps or args.prior_epochs):
+            raise InvalidInputError("--keep-prior leaves the prior as it is: drop --prior-steps / --prior-epochs, or "
+                                    "--keep-prior to train it")
+        # Fine-tuning keeps the pretrained bank (refitting it changes what every latent id means) unless --fit-bank.
+        config = FitConfig.finetune(fit_bank=args.fit_bank, fit_prior=not args.keep_prior, **overrides)
+    # --eval-every and --max-passes shape budgets in steps only: with every stage in epochs they changed nothing and
+    # said nothing (a run given --epochs 5 --eval-every 10 validates once an epoch all the same)
+    unused = [f"--{key.replace('_', '-')} {getattr(args, key)}" for key in ("eval_every", "max_passes")
+              if getattr(args, key) is not None]
+    if unused and config.steps is None and not (config.fit_prior and config.prior_steps is not None):
+        raise InvalidInputError(f"{' and '.join(unused)}: no effect with every stage measured in epochs (--epochs, "
+                                "--prior-epochs or --keep-prior), as they shape budgets in steps: give --steps or "
+                                f"--prior-steps, or drop {' and '.join(option.split()[0] for option in unused)}")
+    return config
 
 
 def cmd_fit(args: argparse.Namespace) -> int:

@@ -386,6 +386,11 @@ class _Run:
         # row, so it alone cannot tell images + validation from the same images given in one piece, or cut elsewhere
         self.validation_size = None if validation is None else len(validation)
         if validation is not None:
+            if config.val_fraction != FitConfig.val_fraction:
+                # Not silently: the share asked for would hold out none of these images
+                logger.warning("val_fraction=%s has no effect: validation= holds out its own %d images, and all %d "
+                               "images are trained on; drop one of them", config.val_fraction, len(validation),
+                               len(images))
             self.train_idx = torch.arange(len(images))
             self.val_idx = torch.arange(len(images), len(images) + len(validation))
             images = images + validation

@@ -5,7 +5,7 @@
     python scripts/train_pretrained.py --name cifar10 --data ../shared/data --out runs/cifar10-more \
         --continue-from runs/cifar10 --epochs 3
 
-Logs to stdout (run it under nohup), checkpoints into OUT/checkpoints (``--resume`` continues exactly), and saves
+Logs to stderr (under nohup, to nohup.out), checkpoints into OUT/checkpoints (``--resume`` continues exactly), and saves
 the model folder with ``save_pretrained``, its training record (``training.json``: git commit, configs, seed, the
 data files' sha256, wall time, machine) and an 8x8 sample grid. CelebA trains on its 4,800 training images and
 selects on its 600 validation images; the other data sets hold out 10 % of their training split.
@@ -113,6 +113,7 @@ def with_mixture_head(model: NPDraw, num_mixtures: int) -> NPDraw:
 
 
 HEAD_LR, HEAD_BATCH = 3e-3, 64
+PRIOR_EPOCHS, PRIOR_LR = 2, 1e-3  # a new run's prior budget and learning rate
 
 
 def fit_head(model: NPDraw, images: torch.Tensor, validation: torch.Tensor, steps: int, lr: float = HEAD_LR,
@@ -172,8 +173,9 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=None,
                         help="encoder/decoder widths (default 64; paper: 128); with --finetune-from, a new encoder and "
                              "decoder of this width on the run's bank and prior (default: keep the run's)")
-    parser.add_argument("--prior-epochs", type=int, default=None, help="default 2")
-    parser.add_argument("--prior-lr", type=float, default=None, help="default 1e-3")
+    parser.add_argument("--prior-epochs", type=int, default=None,
+                        help=f"default {PRIOR_EPOCHS} (0: the prior is not trained; with --finetune-from, 0)")
+    parser.add_argument("--prior-lr", type=float, default=None, help=f"default {PRIOR_LR:g}")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None,
                         help=f"encoder/decoder batch size (default {FitConfig.batch_size})")
@@ -257,18 +259,22 @@ def main() -> None:
     overrides = {key: getattr(args, key) for key in ("batch_size", "encoder_lr", "decoder_lr", "location_lr", "tau_start",
                                                      "substitution_start", "warmup_steps", "patience")
                  if getattr(args, key) is not None}
+    prior_lr = PRIOR_LR if args.prior_lr is None else args.prior_lr
     if earlier is None:
         channels = args.channels or 64
         config = NPDrawConfig.preset(args.name, encoder_channels=channels, decoder_channels=channels)
-        fit_config = FitConfig(seed=args.seed, prior_epochs=args.prior_epochs or 2, prior_lr=args.prior_lr or 1e-3,
-                               epochs=args.epochs, **overrides)
+        # "is None", not "or": --prior-epochs 0 (train no prior) became 2 epochs, and --prior-lr 0 (refused by
+        # FitConfig) the default rate, without a word
+        prior_epochs = PRIOR_EPOCHS if args.prior_epochs is None else args.prior_epochs
+        fit_config = FitConfig(seed=args.seed, prior_epochs=prior_epochs, prior_lr=prior_lr, epochs=args.epochs,
+                               **overrides)
     elif args.finetune_from is not None:
         config = NPDrawConfig.from_dict(earlier["config"])
         if fresh_networks:
             config = NPDrawConfig.from_dict({**config.to_dict(), "encoder_channels": args.channels,
                                              "decoder_channels": args.channels})
         fit_config = FitConfig(seed=args.seed, fit_bank=False, fit_prior=bool(args.prior_epochs),
-                               prior_epochs=args.prior_epochs or 0, prior_lr=args.prior_lr or 1e-3,
+                               prior_epochs=args.prior_epochs or 0, prior_lr=prior_lr,
                                epochs=args.epochs, **overrides)
     else:
         config = NPDrawConfig.from_dict(earlier["config"])

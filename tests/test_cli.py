@@ -793,3 +793,25 @@ def test_download_does_not_create_a_mistyped_parent_folder(tmp_path, capsys):
     output = tmp_path / "typo" / "deeper" / "model"
     assert main(["download", "mnist", "-o", str(output)]) == 2
     assert "the folder" in capsys.readouterr().err and not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--epochs", "1", "--eval-every", "7"],
+     r"--eval-every 7: no effect with every stage measured in epochs \(--epochs, --prior-epochs or --keep-prior\)"),
+    (["--from", "mnist", "--epochs", "1", "--prior-epochs", "1", "--eval-every", "7", "--max-passes", "2.0"],
+     "--eval-every 7 and --max-passes 2.0: no effect.*give --steps or --prior-steps, or drop --eval-every and --max"),
+    (["--from", "mnist", "--keep-prior", "--epochs", "2", "--max-passes", "3.0"], "drop --max-passes$"),
+])
+def test_fit_refuses_step_options_when_every_stage_is_in_epochs(options, message):
+    """--eval-every and --max-passes with no stage in steps changed nothing, without a word."""
+    with pytest.raises(InvalidInputError, match=message):
+        _fit_config(build_parser().parse_args(["fit", "x.npz", "-o", "out", *options]))
+
+
+def test_fit_takes_step_options_when_a_stage_is_in_steps():
+    """The prior's steps are enough, and a fine-tune's default 600 steps too."""
+    def config(*options: str):
+        return _fit_config(build_parser().parse_args(["fit", "x.npz", "-o", "out", *options]))
+
+    assert config("--epochs", "1", "--prior-steps", "5", "--eval-every", "7").eval_every == 7
+    assert config("--from", "mnist", "--prior-epochs", "1", "--max-passes", "2.0").max_passes == 2.0

@@ -4,11 +4,16 @@ logistics coupled over RGB, which must start as the same likelihood and learn th
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
-from tests.conftest import random_model
+from np_draw.errors import InvalidInputError
+from tests.conftest import FIXTURES, random_model
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_pretrained.py"
 spec = importlib.util.spec_from_file_location("train_pretrained", SCRIPT)
@@ -68,3 +73,22 @@ def test_fit_head_learns_the_coupling_on_held_out_images():
     assert mixture.decoder.out.bias[2 + 2 * 3 * 2:].abs().max() > 0.05  # the coupling moved off zero
     for key, value in body.items():
         assert torch.equal(mixture.state_dict()[key], value), key
+
+
+def test_a_prior_budget_of_zero_epochs_is_kept_and_a_zero_rate_refused(tmp_path, monkeypatch):
+    """--prior-epochs 0 trained the prior 2 epochs, and --prior-lr 0 ran at the default rate, without a word."""
+    data = tmp_path / "data" / "mnist"
+    data.mkdir(parents=True)
+    digits = np.load(FIXTURES / "mnist_300.npz", allow_pickle=False)["images"].reshape(-1, 28, 28)  # (N, 28, 28)
+    for split, images in (("train", digits[:40]), ("test", digits[40:50])):
+        np.savez(data / f"{split}.npz", images=images, labels=np.zeros(len(images), dtype=np.int64))
+    monkeypatch.setattr(train_pretrained.WallClock, "_keep", lambda self: None)  # no thread left writing tmp_path
+    argv = ["train_pretrained.py", "--name", "mnist", "--data", str(data.parent), "--channels", "8", "--epochs", "0"]
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(out), "--prior-epochs", "0"])
+    train_pretrained.main()
+    record = json.loads((out / "training.json").read_text())
+    assert record["fit_config"]["prior_epochs"] == 0 and record["prior_val"] == []
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(tmp_path / "refused"), "--prior-lr", "0"])
+    with pytest.raises(InvalidInputError, match="prior_lr must be a positive finite number, got 0.0"):
+        train_pretrained.main()

@@ -259,6 +259,21 @@ def test_a_given_validation_set_is_held_out_and_all_training_images_are_trained_
         model.fit(train, epochs=1, validation=torch.rand(4, 3, 28, 28), progress=False)
 
 
+def test_val_fraction_with_a_given_validation_set_says_it_has_no_effect(mnist_images, caplog):
+    """validation= holds out its own images: a val_fraction asked for beside it was ignored without a word."""
+    model = random_model("mnist")
+    options = {"fit_bank": False, "fit_prior": False, "steps": 0, "validation": mnist_images[200:210],
+               "progress": False}
+    with caplog.at_level(logging.WARNING, logger="np_draw.training"):
+        model.fit(mnist_images[:20], val_fraction=0.3, **options)
+    assert "val_fraction=0.3 has no effect: validation= holds out its own 10 images, and all 20 images are " \
+           "trained on" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="np_draw.training"):
+        model.fit(mnist_images[:20], **options)  # the default share: nothing to say
+    assert "val_fraction" not in caplog.text
+
+
 def test_resuming_with_the_images_split_otherwise_between_training_and_validation_is_refused(mnist_images, tmp_path):
     """The fingerprint is of the training and validation images in a row: a run on 50 images (5 held out at random)
     resumed with 40 of them and validation= the other 10 matched it, and the resumed run trained on images held
