@@ -482,6 +482,13 @@ def as_image_tensor(images: Any, *, channels: int, size: int, name: str = "image
                     "grey image files are")
             raise InvalidInputError(f"{read}, and this model takes colour ones (N, 3, {size}, {size}); got "
                                     f"{tuple(images.shape)}: {hint}")
+        if channels == 1 and images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] not in (1, 3):
+            # Colour in the layout given (NHWC), as colour image files are refused: check_images asked for
+            # (N, 1, H, W) (NCHW) of an (N, H, W, 3) array, which no transpose gives
+            raise InvalidInputError(f"{name} holds colour images (3 channels), got shape {tuple(images.shape)}, and "
+                                    f"the model takes grey ones, (N, 1, {size}, {size}), (N, {size}, {size}, 1) or "
+                                    f"(N, {size}, {size}): use a colour model (a cifar10 or celeba preset or "
+                                    "checkpoint), or convert the images to grey first")
         if images.ndim == 4 and images.shape[1] != channels and images.shape[-1] == channels:
             if tuple(images.shape[1:3]) != (size, size):
                 # Named in the layout given: after the transpose, check_images named a shape the caller never had

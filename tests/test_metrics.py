@@ -528,3 +528,70 @@ def test_psnr_refuses_integer_levels_above_max_value_rather_than_scoring_them():
     assert torch.allclose(psnr(levels, x * 255, max_value=255), psnr(levels.double() / 255, x.double()))
     binary = (levels > 127).to(torch.uint8)  # integer levels within max_value=1 are scored as before
     assert torch.allclose(psnr(binary, x), psnr(binary.double(), x.double()))
+
+
+def test_feature_statistics_save_names_the_path_it_cannot_write_and_leaves_nothing_behind(mnist_images, tmp_path):
+    """safetensors' own error (not one of np_draw.errors) named a temporary file of its own, '/missing/.tmpXXXX'."""
+    from np_draw.errors import InvalidTypeError, UnwritablePathError
+
+    stats = feature_statistics(mnist_images[:10], "cnn-mnist", progress=False)
+    with pytest.raises(UnwritablePathError, match="missing"):
+        stats.save(tmp_path / "missing" / "stats.safetensors")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(UnwritablePathError, match="taken"):
+        stats.save(tmp_path / "taken")
+    with pytest.raises(InvalidTypeError, match="path must be a str or a path"):
+        stats.save(5)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["taken"]
+    assert FeatureStatistics.load(stats.save(tmp_path / "stats.safetensors")).count == 10
+
+
+def test_fid_measures_images_with_the_network_of_saved_statistics_beside_them(mnist_images, tmp_path):
+    """fid(images, "cifar10_stats.safetensors") measured the images with cnn-mnist, then refused the pair as of two
+    networks, and the refusal of features="cnn-mnist" beside those statistics advised leaving features out."""
+    from np_draw.errors import InvalidInputError
+
+    rgb = mnist_images[:30].expand(-1, 3, -1, -1)
+    path = feature_statistics(rgb[10:], "cnn-cifar10", progress=False).save(tmp_path / "rgb.safetensors")
+    expected = fid(rgb[:10], path, "cnn-cifar10", progress=False)
+    assert fid(rgb[:10], path, progress=False) == expected
+    assert fid(path, rgb[:10], progress=False).label == "FID-cnn-cifar10"
+    with pytest.raises(InvalidInputError, match="features='cnn-mnist' was asked for.*leave features out"):
+        fid(rgb[:10], path, "cnn-mnist", progress=False)
+    # Not a shipped network's statistics (Inception's, a module's): the images cannot be measured with it by name
+    other = FeatureStatistics.load(path)
+    other.features = "inception-v3"
+    with pytest.raises(InvalidInputError, match="reference holds statistics of the inception-v3 features.*"
+                                                "pass features="):
+        fid(rgb[:10], other, progress=False)
+
+
+def test_fid_refuses_an_array_file_as_statistics_naming_the_argument(mnist_images, tmp_path):
+    """An .npz of images was read as a safetensors file: "grey.npz is not a FeatureStatistics file: not readable as
+    safetensors (header too large)", naming neither the argument nor what to do."""
+    from np_draw.errors import CorruptWeightsError, InvalidInputError
+
+    np.savez(tmp_path / "grey.npz", images=(mnist_images[:10, 0] * 255).byte().numpy())
+    with pytest.raises(InvalidInputError, match=r"reference must be a folder of images, images, or a "
+                                                r"FeatureStatistics file, got the array file .*grey.npz"):
+        fid(mnist_images[:10], tmp_path / "grey.npz", progress=False)
+    with pytest.raises(InvalidInputError, match="samples must be"):
+        fid(str(tmp_path / "grey.npz"), mnist_images[:10], progress=False)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "one.png")
+    with pytest.raises(CorruptWeightsError, match="reference: .*one.png is not a FeatureStatistics file"):
+        fid(mnist_images[:10], tmp_path / "one.png", progress=False)
+
+
+def test_evaluate_shows_progress_bars_for_the_psnrs_too(mnist_images, capsys):
+    """parse_psnr and reconstruction_psnr ran without a bar: the last 11 s of evaluate on MNIST's test split."""
+    from np_draw.metrics import evaluate, parse_psnr
+
+    model = NPDraw.from_pretrained("mnist")
+    reconstruction_psnr(model, mnist_images[:4], batch_size=2)
+    parse_psnr(model, mnist_images[:4], batch_size=2)
+    err = capsys.readouterr().err
+    assert "reconstruction" in err and "parse" in err
+    assert torch.equal(reconstruction_psnr(model, mnist_images[:4], progress=False),
+                       reconstruction_psnr(model, mnist_images[:4], batch_size=3, progress=False))
+    evaluate(model, mnist_images[:4], num_samples=1, progress=False)
+    assert capsys.readouterr().err == ""

@@ -68,6 +68,19 @@ def test_colour_images_for_a_grey_model_are_refused_not_silently_turned_grey(mni
     assert mnist.reconstruct(grey_as_rgb).shape == (1, 1, 28, 28)  # an RGB file of grey pixels is grey
 
 
+def test_colour_arrays_for_a_grey_model_are_refused_as_colour_in_the_layout_given(mnist, tmp_path):
+    """An (N, 28, 28, 3) array was refused as "must have shape (N, 1, 28, 28) (NCHW)", which no transpose gives."""
+    rgb = np.zeros((3, 28, 28, 3), dtype=np.uint8)
+    with pytest.raises(InvalidInputError, match=r"images holds colour images \(3 channels\), got shape \(3, 28, "
+                                                r"28, 3\), and the model takes grey ones, \(N, 1, 28, 28\)"):
+        mnist.reconstruct(rgb)
+    with pytest.raises(InvalidInputError, match=r"images must have shape \(N, 1, 28, 28\) \(NCHW\), got \(3, 3, "):
+        mnist.reconstruct(rgb.transpose(0, 3, 1, 2))  # in the layout the message names
+    np.savez(tmp_path / "rgb.npz", images=rgb)
+    with pytest.raises(InvalidInputError, match=r"rgb.npz\['images'\] holds colour images"):
+        load_images(tmp_path / "rgb.npz", channels=1, size=28)
+
+
 def test_16_bit_grey_files_keep_their_grey_levels_and_lossy_grey_files_count_as_grey(mnist, mnist_images, tmp_path):
     """Pillow turns a 16-bit grey PNG into 8 bits by clipping every level above 255 to white; a grey image saved as
     lossy WebP or JPEG comes back as RGB with channels a few levels apart."""
