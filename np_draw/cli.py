@@ -513,8 +513,13 @@ def _evaluation_images(args: argparse.Namespace, model: NPDraw) -> tuple[torch.T
         source = f"{dataset} {split}"
     else:
         if held:  # not a folder of image files: its .npz files would each be skipped as unreadable images
+            # Only the data sets whose images the model takes are suggested (a grey model was offered cifar10)
+            fitting = [name for name in held if _kind(PRESETS[name]) == _kind(model.config)]
+            what = (f"pass --dataset {' or '.join(fitting)} to score it" if fitting else
+                    f"none of them is of the {_kind(model.config)} images the model {args.name} takes: give --data "
+                    "image files, which are resized")
             raise InvalidInputError(f"--data {str(args.data)!r} holds the {split} split of {', '.join(held)} in "
-                                    f"the shared-data layout: pass --dataset NAME to score one of them")
+                                    f"the shared-data layout: {what}")
         if args.split is not None:
             raise InvalidInputError(f"--split names a split of a data set, got {args.split!r}, and --data "
                                     f"{str(args.data)!r} holds no such split of {', '.join(DATASETS)} in the "

@@ -509,9 +509,14 @@ def evaluate(model: NPDraw, images: Any, *, num_samples: int = 50, features: str
     if min(len(x), num_generated) < 2:
         raise InvalidInputError(f"the FID needs at least 2 images and 2 samples (num_generated), got {len(x)} images "
                                 f"and num_generated={num_generated}")
+    # Sampled before the bound (their draws are apart): too many samples for this machine's memory are refused at
+    # once, not after the minutes of the bound
+    try:
+        generated = model.sample(num_generated, generator=torch.Generator().manual_seed(seed),
+                                 sample_pixels=binarised_fid, progress=progress).images
+    except InvalidInputError as error:
+        raise InvalidInputError(f"num_generated={num_generated:,}: {error}") from error
     bound = nll(model, x, num_samples, seed=seed, progress=progress)
-    generated = model.sample(num_generated, generator=torch.Generator().manual_seed(seed), sample_pixels=binarised_fid,
-                             progress=progress).images
     reference = _binarised(x, torch.Generator().manual_seed(seed)) if binarised_fid else x  # what nll scored
     distance = fid(generated, reference, network, progress=progress)
     return {"nll_nats": bound.mean_nats, "nll_bits_per_dim": bound.mean_bits_per_dim, distance.label: distance.value,

@@ -494,7 +494,7 @@ class NPDraw(nn.Module, ModelHubMixin):
         images, latents = [], []
         with evaluating(self):
             for start in tqdm(range(0, num_images, batch_size), desc="sampling", disable=not progress,
-                              unit="batch"):
+                              unit="batch", leave=False):  # cleared when done, as every other bar is
                 count = min(batch_size, num_images - start)
                 gens = generator[start:start + count] if isinstance(generator, Sequence) else generator
                 out = self._draw(count, gens, temperature, use_cache, sample_pixels)

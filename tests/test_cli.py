@@ -338,7 +338,12 @@ def test_eval_prints_the_table_of_np_draw_metrics_evaluate(tmp_path, mnist_image
     for name in DATA_FILES["mnist"]["test"]:
         shutil.copyfile(tmp_path / "test.npz", shared / name)
     assert exit_code(["eval", str(folder), "--data", str(shared.parent), "-q"]) == 2
-    assert "holds the test split of mnist in the shared-data layout: pass --dataset NAME" in capsys.readouterr().err
+    assert "holds the test split of mnist in the shared-data layout: pass --dataset mnist to score it" in \
+        capsys.readouterr().err
+    # Only the data sets whose images the model takes are offered (a colour model was offered mnist)
+    random_model("cifar10").save_pretrained(tmp_path / "rgb")
+    assert exit_code(["eval", str(tmp_path / "rgb"), "--data", str(shared.parent), "-q"]) == 2
+    assert "none of them is of the 32x32 RGB images the model" in capsys.readouterr().err
 
 
 def test_info_of_a_local_folder(tmp_path, capsys, monkeypatch, caplog):

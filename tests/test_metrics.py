@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -237,6 +238,12 @@ def test_metric_arguments_are_checked_at_the_door_with_clear_errors(tmp_path):
     for count in (0, 1):
         with pytest.raises(InvalidInputError, match="num_generated"):
             evaluate(model, x, num_samples=1, num_generated=count, progress=False)
+    # More samples than this machine's memory holds: refused by name before the bound is computed (it came after it)
+    import np_draw.metrics
+    with pytest.raises(InvalidInputError, match=r"num_generated=10,000,000,000,000: num_images=.* more than this "
+                                                r"machine's"), mock.patch.object(np_draw.metrics, "nll", wraps=nll) as bound:
+        evaluate(model, x, num_samples=1, num_generated=10**13, progress=False)
+    bound.assert_not_called()
     with pytest.raises(InvalidTypeError, match="features must be"):
         evaluate(model, x, num_samples=1, features=object(), progress=False)
     with pytest.raises(InvalidTypeError, match="reconstruction and target must be torch tensors, got ndarray"):
