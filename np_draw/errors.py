@@ -133,17 +133,26 @@ def check_device(device: Any, name: str = "device") -> torch.device:
     return device
 
 
+# The floating dtypes a model computes in. The float8 (and smaller) dtypes are floating too, but storage formats:
+# torch has no convolution, matrix product or elementwise arithmetic in them, so a model loaded in one failed at its
+# first call, deep inside ("mul_cpu_reduced_float" not implemented for 'Float8_e4m3fn').
+_COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
 def check_dtype(dtype: Any, name: str = "dtype", *, auto: bool = False) -> torch.dtype | str:
-    """A floating torch dtype, given as one or by its name ("bfloat16", "torch.float16"; or, with ``auto``, the
-    string "auto"), else an :class:`InvalidTypeError` naming ``name``."""
+    """A floating torch dtype a model computes in (float32, bfloat16, float16, float64), given as one or by its name
+    ("bfloat16", "torch.float16"; or, with ``auto``, the string "auto"), else an :class:`InvalidTypeError` naming
+    ``name``."""
     if auto and isinstance(dtype, str) and dtype == "auto":
         return dtype
     if isinstance(dtype, str):  # a name, as transformers takes it
         dtype = getattr(torch, dtype.removeprefix("torch."), dtype)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+    if not isinstance(dtype, torch.dtype) or dtype not in _COMPUTE_DTYPES:
         also = ", or 'auto'" if auto else ""
+        why = (": a storage format, with no convolutions or matrix products to run the model in"
+               if isinstance(dtype, torch.dtype) and dtype.is_floating_point else "")
         raise InvalidTypeError(f"{name} must be a floating torch dtype such as torch.float32, torch.bfloat16 or "
-                               f"torch.float16{also}, got {dtype!r}")
+                               f"torch.float16{also}, got {dtype!r}{why}")
     return dtype
 
 

@@ -269,6 +269,19 @@ class NPDraw(nn.Module, ModelHubMixin):
         """The model's floating dtype."""
         return self.bank.parts.dtype
 
+    def to(self, *args: Any, **kwargs: Any) -> NPDraw:
+        """``torch.nn.Module.to`` (a device, a dtype, a tensor, ``memory_format``): float32, bfloat16, float16 and
+        float64 work; another dtype (complex, float8, an integer one) is an :class:`InvalidTypeError`."""
+        # torch moves a module to a complex or float8 dtype, and every method then failed deep inside (clamp is not
+        # supported for complex types; "mul_cpu_reduced_float" not implemented for 'Float8_e4m3fn')
+        try:
+            dtype = torch._C._nn._parse_to(*args, **kwargs)[1]
+        except (TypeError, RuntimeError):  # torch's own error for arguments it does not take, from super().to
+            dtype = None
+        if dtype is not None:
+            check_dtype(dtype)
+        return super().to(*args, **kwargs)
+
     @property
     def is_fitted(self) -> bool:
         """Whether the part bank has been fitted (a trained or loaded model); :meth:`fit` then fine-tunes."""

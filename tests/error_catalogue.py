@@ -287,6 +287,12 @@ API_CASES: list[ApiCase] = [
     ApiCase("a dtype name that is none", "NPDraw.from_pretrained", InvalidTypeError,
             "dtype must be a floating torch dtype such as torch.float32, torch.bfloat16 or torch.float16, or 'auto', "
             "got 'float17'", lambda m, f: NPDraw.from_pretrained("mnist", dtype="float17")),
+    ApiCase("a float8 dtype, a storage format the model cannot compute in", "NPDraw.from_pretrained",
+            InvalidTypeError, "got torch.float8_e4m3fn: a storage format, with no convolutions or matrix products",
+            lambda m, f: NPDraw.from_pretrained("mnist", dtype="float8_e4m3fn")),
+    ApiCase("a complex dtype for the model", "NPDraw.to", InvalidTypeError,
+            "dtype must be a floating torch dtype such as torch.float32, torch.bfloat16 or torch.float16, got "
+            "torch.complex64", lambda m, f: m.to(torch.complex64)),
     ApiCase("a device that is not one", "NPDraw.from_pretrained", InvalidInputError,
             "device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'gpu'",
             lambda m, f: NPDraw.from_pretrained("mnist", device="gpu")),

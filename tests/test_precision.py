@@ -163,3 +163,22 @@ def test_float32_latents_decoded_by_a_half_precision_model_are_not_called_edited
     with caplog.at_level(logging.WARNING, logger="np_draw"):
         half.decode(latents)
     assert "not that of their ids" in caplog.text
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, "float8_e5m2", torch.complex64])
+def test_a_dtype_the_model_cannot_compute_in_is_refused_when_loading_and_moving(reference, dtype):
+    """float8 dtypes are floating, so from_pretrained took them, and Module.to takes complex ones: the model loaded or
+    moved, then its first call failed deep inside ("mul_cpu_reduced_float" not implemented for 'Float8_e4m3fn';
+    clamp is not supported for complex types)."""
+    name = str(dtype).removeprefix("torch.")
+    if name != "complex64":  # complex was refused already
+        with pytest.raises(InvalidTypeError, match=f"got torch.{name}: a storage format"):
+            NPDraw.from_pretrained("mnist", dtype=dtype)
+    with pytest.raises(InvalidTypeError, match=f"dtype must be a floating torch dtype .*got torch.{name}"):
+        reference.to(getattr(torch, name))
+    with pytest.raises(InvalidTypeError, match=f"got torch.{name}"):
+        reference.to(DEVICE, dtype=getattr(torch, name))
+    assert reference.dtype == torch.float32  # nothing moved
+    with pytest.raises(InvalidTypeError, match="got torch.int64"):
+        reference.to(torch.zeros(1, dtype=torch.long))  # torch's TypeError, now the package's (a TypeError too)
+    assert reference.to(DEVICE, torch.float32) is reference  # what works is Module.to's
