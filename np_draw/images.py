@@ -783,7 +783,8 @@ def load_images(path: str | Path, *, channels: int, size: int, crop: int | None 
     limit = None if limit is None else check_count(limit, "limit")
     channels, size = check_channels(channels), check_count(size, "size")
     if path.is_dir():
-        return _pil_batch(read_folder(path, str(path), crop, limit), channels, size)
+        # "images", not the path: read_folder's messages put the name before the folder's path
+        return _pil_batch(read_folder(path, "images", crop, limit), channels, size)
     elif not path.is_file():
         raise MissingFileError(f"no file or folder at {str(path)!r}")
     elif is_array_file(path):

@@ -390,8 +390,10 @@ def fid(samples: Any, reference: Any, features: str | torch.nn.Module | None = N
             features = label
     # Loaded only for images (saved statistics say their network), and once
     network = functools.cache(lambda: _network("cnn-mnist" if features is None else features))
-    if isinstance(features, str) and features not in ARCHITECTURES:
-        network()  # an unknown name is refused as such (naming the known ones), not as another network's statistics
+    if isinstance(features, str) and features not in ARCHITECTURES and None in given.values():
+        # An unknown name is refused as such (naming the known ones), not as another network's statistics; beside
+        # statistics only it just names their network ("inception-v3"), and nothing is loaded
+        network()
     if features is not None:  # saved statistics say their network; one asked for must be it, before any work
         asked = features if isinstance(features, str) else _label(network())
         for name, stats in given.items():

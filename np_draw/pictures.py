@@ -72,17 +72,17 @@ def part_bank_image(bank: PartBank | torch.Tensor, *, scale: int = 4, separator:
         An RGB image (mode "RGB").
     """
     parts = bank.parts if isinstance(bank, PartBank) else bank
-    if not isinstance(parts, torch.Tensor) or parts.ndim != 4 or parts.shape[1] not in (1, 3):
-        raise InvalidInputError(f"bank must be a PartBank or a (B, C, K, K) tensor with C in (1, 3), "
+    # No part (B = 0) was a ZeroDivisionError choosing nrow
+    if not isinstance(parts, torch.Tensor) or parts.ndim != 4 or parts.shape[1] not in (1, 3) or not len(parts):
+        raise InvalidInputError(f"bank must be a PartBank or a (B, C, K, K) tensor with B >= 1 and C in (1, 3), "
                                 f"got {type(parts).__name__} {tuple(getattr(parts, 'shape', ()))}")
     count = parts.shape[0]
     if nrow is None:
         square = math.ceil(math.sqrt(count))
         nrow = next((d for d in range(square, 2 * square + 1) if count % d == 0), square)
     scale, separator = check_count(scale, "scale"), check_count(separator, "separator", least=0)
-    if count:  # an empty bank is make_grid's error
-        _check_size(_grid_pixels(count, check_count(nrow, "nrow"), parts.shape[-1] * scale, separator), "a picture",
-                    scale=scale, separator=separator)
+    _check_size(_grid_pixels(count, check_count(nrow, "nrow"), parts.shape[-1] * scale, separator), "a picture",
+                scale=scale, separator=separator)
     return make_grid(_enlarge(parts, parts.shape[-1] * scale), nrow=nrow, padding=separator)
 
 

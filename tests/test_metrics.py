@@ -573,6 +573,18 @@ def test_fid_measures_images_with_the_network_of_saved_statistics_beside_them(mn
         fid(rgb[:10], other, progress=False)
 
 
+def test_fid_of_two_saved_statistics_takes_the_name_of_their_network_whatever_it_is():
+    """With no images to measure, features= only names the statistics' network: "inception-v3" (Inception's label,
+    no shipped network's name) was taken, then loaded as a shipped network and refused as unknown."""
+    a, b = (FeatureStatistics(torch.full((4,), value, dtype=torch.float64), torch.eye(4, dtype=torch.float64), 10,
+                              "inception-v3") for value in (0.0, 1.0))
+    result = fid(a, b, "inception-v3", progress=False)
+    assert (result.value, result.label) == (4.0, "FID-inception-v3")
+    # A misspelt name beside statistics only is still refused, by them
+    with pytest.raises(ValueError, match="samples are statistics of the inception-v3 features, and features='cnn-mn'"):
+        fid(a, b, "cnn-mn", progress=False)
+
+
 def test_fid_refuses_an_array_file_as_statistics_naming_the_argument(mnist_images, tmp_path):
     """An .npz of images was read as a safetensors file: "grey.npz is not a FeatureStatistics file: not readable as
     safetensors (header too large)", naming neither the argument nor what to do."""

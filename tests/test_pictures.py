@@ -144,6 +144,8 @@ def test_uint8_columns_and_parts_make_the_pictures_of_their_floats_and_out_of_ra
     (lambda m, lat: drawing_frames(m, lat.ids), "latents must be Latents"),
     (lambda m, lat: drawing_frames(m, Latents(lat.ids, lat.locs, lat.present * 0), final=False), "draws nothing"),
     (lambda m, lat: part_bank_image(torch.zeros(3, 2, 5, 5)), "bank must be a PartBank or a"),
+    # No part: a ZeroDivisionError choosing the parts per row
+    (lambda m, lat: part_bank_image(torch.zeros(0, 1, 5, 5)), r"bank must be .* B >= 1 .*got Tensor \(0, 1, 5, 5\)"),
     (lambda m, lat: comparison_image([torch.zeros(2, 1, 4, 4), torch.zeros(3, 1, 4, 4)]), "one N"),
     # A 0-d column: its shape[0] was an IndexError before the (N, C, H, W) check
     (lambda m, lat: comparison_image([torch.tensor(0.5)]), r"one or more \(N, C, H, W\) batches"),

@@ -339,6 +339,15 @@ def test_a_folder_whose_images_are_all_hidden_says_they_were_left_out(tmp_path):
     assert load_images(tmp_path / "data" / ".cats", channels=1, size=28)[0].shape == (1, 1, 28, 28)
 
 
+def test_a_folder_of_no_image_is_named_once_by_load_images(tmp_path):
+    """read_folder's message begins with the argument's name, and load_images gave it the folder's path: the command
+    line's IMAGES said "'/x' folder '/x' holds no readable image files"."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not an image")
+    with pytest.raises(InvalidInputError, match=r"^images folder '[^']*notes' holds no readable image files$"):
+        load_images(tmp_path / "notes", channels=1, size=28)
+
+
 def test_float_pil_images_with_nan_inf_or_negative_levels_are_refused_as_tensors_are(mnist):
     """_eight_bit's cast read NaN as black, inf as white and clipped negative levels (an image in [-1, 1]) to black,
     where the same values in a tensor are refused."""
