@@ -12,7 +12,7 @@
 5. training throughput of fit's VAE step (images/s) per model at batch 64, float32 and bf16 autocast, with peak
    memory.
 
-Prints markdown tables and writes the figures to --out. ``--device cpu --quick`` runs a small version anywhere
+Prints markdown tables and writes the figures to --out; exits with 1 when the tests of step 1 fail. ``--device cpu --quick`` runs a small version anywhere
 (tests/test_user_path.py runs it so the script cannot rot between GPU sessions).
 """
 
@@ -142,6 +142,7 @@ def main() -> None:
                               cwd=ROOT, env=dict(os.environ, NP_DRAW_TEST_DEVICE=args.device), capture_output=True,
                               text=True, check=False)
         results["tests"] = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:]
+        results["tests_passed"] = done.returncode == 0
         print("tests on", args.device, ":", results["tests"])
     quality_rows, sampling_rows, step_rows, training_rows = [], [], [], []
     for name in names:
@@ -162,6 +163,8 @@ def main() -> None:
           ("model", "batch", "us per step", "GPU busy"))
     table(f"fit's VAE step ({results['device']})", training_rows, ("model", "precision", "images/s", "peak MiB"))
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    if not results.get("tests_passed", True):  # the figures are written, but an unattended run must not look green
+        raise SystemExit(f"gpu_check.py: the tests on {args.device} failed: {results['tests']}")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,25 @@ def test_a_fit_refused_for_its_precision_leaves_no_output_folder(tmp_path, chang
     assert not (tmp_path / "run").exists()
 
 
+def test_mixed_precision_fit_trains_on_cuda_and_is_refused_elsewhere(reference):
+    """fit's own bf16 autocast (FitConfig.mixed_precision) on the test device: on CUDA (scripts/gpu_check.py) a few
+    steps train to a finite held-out bound, which no other test or check ran; elsewhere it is refused."""
+    import copy
+
+    model = copy.deepcopy(reference)
+    images = reference.sample(16, torch.Generator(DEVICE).manual_seed(0), progress=False).images
+    config = FitConfig.finetune(mixed_precision=True, prior_steps=2, steps=4, eval_every=2)
+    if DEVICE.type != "cuda":
+        with pytest.raises(InvalidInputError, match="mixed_precision=True needs the model on CUDA"):
+            model.fit(images, config, progress=False)
+        return
+    before = [p.clone() for p in model.decoder.parameters()]
+    history = model.fit(images, config, progress=False)
+    assert len(history.val_bound) == 2 and all(math.isfinite(bound) for bound in history.val_bound)
+    assert model.dtype == torch.float32  # autocast computes in bf16; the weights stay float32
+    assert history.best_epoch == -1 or any(not torch.equal(a, b) for a, b in zip(before, model.decoder.parameters()))
+
+
 def test_the_prior_draw_refuses_a_temperature_that_is_not_a_positive_number(reference):
     """StepLogits.sample checks its temperature as NPDraw.sample does (0 gave meaningless argmaxes, -1 drew the
     unlikely end, NaN all zeros)."""
