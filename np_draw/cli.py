@@ -41,7 +41,7 @@ from . import __version__, hub
 from .config import PRESETS, NPDrawConfig
 from .data import DATA_FILES, DATASETS, data_files, load_dataset
 from .demo import MODELS as DEMO_MODELS
-from .demo import check_address, serve
+from .demo import check_address, serve, url_host
 from .errors import (
     CorruptWeightsError,
     InvalidInputError,
@@ -695,7 +695,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ImportError:
         raise InvalidInputError("np-draw demo needs the demo extra: pip install 'np-draw[demo]' (Gradio)") from None
     check_address(args.host, args.port)  # as serve does, but before the line below claims the address
-    print(f"np-draw demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+    print(f"np-draw demo on http://{url_host(args.host)}:{args.port} (Ctrl+C stops it)", flush=True)
     serve(args.name, host=args.host, port=args.port)
     return 0
 

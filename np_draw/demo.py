@@ -25,7 +25,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .editing import paste_latents
-from .errors import InvalidInputError, NPDrawError
+from .errors import InvalidInputError, NPDrawError, check_temperature
 from .images import CELEBA_CROP, centre_crop, from_pil_images, is_colour, open_image, to_pil
 from .latents import Latents
 from .metrics import psnr
@@ -81,7 +81,9 @@ def sample(model: str, seed: int, temperature: float, count: int) -> tuple[list[
     net = load(model)
     if not _is_whole(count, MAX_SAMPLES + 1) or int(count) < 1:  # 1.5 was drawn as 1, 10**6 for hours
         raise InvalidInputError(f"count must be a whole number in [1, {MAX_SAMPLES}], got {count!r}")
-    out = net.sample(int(count), generator=_generator(seed), temperature=float(temperature), progress=False)
+    # Checked as sample checks it: float(None) (an empty field, through the page's API) named no argument
+    out = net.sample(int(count), generator=_generator(seed), temperature=check_temperature(temperature),
+                     progress=False)
     drawings = [Drawing(model, out.latents[i:i + 1]) for i in range(len(out.latents))]
     return [_picture(image) for image in out.images], drawings
 
@@ -264,7 +266,7 @@ def _blank() -> tuple:
     model)."""
     import gradio as gr
 
-    return [], [], None, None, None, [], gr.Slider(0, 1, value=0, step=1), None, None, None, ""
+    return [], [], None, None, None, [], gr.Slider(0, 1, value=0, step=1, interactive=True), None, None, None, ""
 
 
 def build(default: str = "mnist"):
@@ -337,11 +339,14 @@ def build(default: str = "mnist"):
             index = int(index) if _is_whole(index, len(items)) else 0
             return images, items, index, *shown(items[index])
 
-        def choose(selected) -> int:
-            return selected.index
+        def choose(items: list[Drawing], selected) -> tuple:
+            # The clicked sample is opened here, not only through the number's change: a click on the sample the
+            # number already held (to start again after an edit or an uploaded image) changed nothing, and Watch
+            # and Edit went on with the edited drawing
+            return selected.index, *pick(items, selected.index)
 
         # Gradio hands the click to a parameter annotated SelectData; this module's annotations are strings.
-        choose.__annotations__ = {"selected": gr.SelectData, "return": int}
+        choose.__annotations__ = {"selected": gr.SelectData, "return": tuple}
 
         # The uploads are read by _upload: adopt's and graft's events take their inputs as the browser sends them
         # (preprocess=False; the model's name and the numbers are checked by the functions they call).
@@ -350,7 +355,16 @@ def build(default: str = "mnist"):
 
         def film(drawing: Drawing | None) -> tuple:
             pictures, path = watch(_sampled(drawing), folder)
-            return pictures, gr.Slider(0, len(pictures) - 1, value=len(pictures) - 1, step=1), pictures[-1], str(path)
+            # A drawing of no drawn part (a blank upload, every part removed) has one frame, the decoded image:
+            # Gradio refuses a slider from 0 to 0 ("Slider minimum must be less than maximum"), which left no frame
+            # and no GIF. Its slider keeps 0 to 1, held at 0
+            last = len(pictures) - 1
+            slider = gr.Slider(0, max(last, 1), value=last, step=1, interactive=last > 0)
+            return pictures, slider, pictures[-1], str(path)
+
+        def at(pictures: list[Image.Image], index: float) -> Image.Image | None:
+            # Clamped: the one-frame slider's 1 (held, but open to the page's API) was an IndexError
+            return pictures[min(max(int(index), 0), len(pictures) - 1)] if pictures else None
 
         def change(drawing: Drawing | None, *args) -> tuple:
             return shown(edit(_sampled(drawing), *args))
@@ -360,9 +374,9 @@ def build(default: str = "mnist"):
                 raise InvalidInputError("sample first, and upload an image to paste from")
             return shown(paste(drawing, _upload(drawing.model, payload), (first, last)))
 
-        grid.select(choose, [], [chosen])
-        step.change(lambda pictures, i: pictures[int(i)] if pictures else None, [frames, step], [frame])
         view = [current, canvas, decoded]
+        grid.select(_guard(choose), [drawings], [chosen, *view])
+        step.change(_guard(at), [frames, step], [frame])
         # Every event of a model's work: another model's choice cancels them, as a request of the last model still
         # running (a large sample) would show its results under the new name
         work = [go.click(_guard(sampled), [model, seed, temperature, count, chosen], [grid, drawings, chosen, *view],
@@ -397,6 +411,13 @@ def check_address(host: str, port: int) -> None:
         reason = getattr(error, "strerror", None) or error
         raise InvalidInputError(f"cannot serve the page on {host}:{port}: {reason}; pass another port (np-draw "
                                 "demo --port N) or host") from error
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL names it: an IPv6 address in brackets (``::1`` -> ``[::1]``), the form Gradio takes for
+    one. Given ``::1``, Gradio checked its new server at http://::1:7860/, which is no URL: a traceback, and no
+    page, for the address ``open_to_network`` calls this machine's own."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def open_to_network(host: str) -> bool:
@@ -463,8 +484,8 @@ def serve(model: str = "mnist", *, host: str = "127.0.0.1", port: int = 7860, bl
     try:
         if block and threading.current_thread() is threading.main_thread():  # only there can signals be handled
             stop.install(tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)))
-        app.launch(server_name=host, server_port=port, share=False, show_error=False, max_file_size=MAX_UPLOAD,
-                   prevent_thread_lock=not block, quiet=True, theme=theme)
+        app.launch(server_name=url_host(host), server_port=port, share=False, show_error=False,
+                   max_file_size=MAX_UPLOAD, prevent_thread_lock=not block, quiet=True, theme=theme)
     except KeyboardInterrupt:  # before launch waits (its checks of the new server): it would not close the server
         app.close()  # which empties Gradio's cache
         raise

@@ -549,3 +549,96 @@ def test_check_address_refuses_a_port_that_is_not_a_port_number(port):
     # getaddrinfo takes 70000 for 70000 % 65536 = 4464: the probe bound that port and said 70000 was free
     with pytest.raises(InvalidInputError, match=r"port must be an int in \[0, 65535\], got"):
         demo.check_address("127.0.0.1", port)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_a_click_on_the_sample_already_chosen_opens_it_again(tmp_path, monkeypatch):
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (in the dev extra)")
+    # The click only set the sample's number, and its change opened the sample: after an edit, a click on the
+    # sample being edited (to start again) changed no number, and Edit went on with the edited drawing
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    port = _free_port()
+    app = demo.serve("mnist", port=port, block=False)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+            page.click("#sample", timeout=60_000)
+            page.wait_for_function("document.querySelectorAll('#samples img').length === 16", timeout=60_000)
+            page.get_by_role("tab", name="Edit").click()
+            page.wait_for_selector("#canvas img", timeout=30_000)
+            sampled = page.get_attribute("#canvas img", "src")
+            page.click("#apply")  # drawn part 0 removed
+            page.wait_for_function("src => document.querySelector('#canvas img').src !== src", arg=sampled,
+                                   timeout=60_000)
+            page.get_by_role("tab", name="Sample").click()
+            page.locator("#samples img").nth(0).click()
+            page.keyboard.press("Escape")  # the gallery's enlarged preview
+            page.get_by_role("tab", name="Edit").click()
+            page.wait_for_function("src => document.querySelector('#canvas img').getAttribute('src') === src",
+                                   arg=sampled, timeout=30_000)
+            assert page.input_value("#chosen input") == "0" and not page.locator(".toast-body").count()
+            browser.close()
+    finally:
+        app.close()
+
+
+def test_watching_a_drawing_of_no_drawn_part_shows_its_decoded_image(tmp_path, monkeypatch):
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    from gradio_client import Client, handle_file
+
+    # Its one frame made a step slider from 0 to 0, which Gradio refused ("Slider minimum must be less than
+    # maximum"): no frame and no GIF for a blank upload, or a drawing with every part removed
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    Image.new("L", (28, 28), 0).save(tmp_path / "blank.png")
+    port = _free_port()
+    app = demo.serve("mnist", port=port, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "downloads"))
+        client.predict("mnist", handle_file(str(tmp_path / "blank.png")), 0, api_name="/adopt")  # one session
+        step, frame, gif = client.predict(api_name="/film")
+        assert step["value"] == 0 and not step["interactive"] and Path(frame).is_file()
+        with Image.open(gif) as animation:
+            assert animation.n_frames == 1
+        # The one-frame slider's 1 (through the API, its slider being held) shows that frame, not an IndexError
+        assert Path(client.predict(1, api_name="/at")).is_file()
+    finally:
+        app.close()
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="needs IPv6")
+def test_the_page_serves_on_an_ipv6_address(tmp_path, monkeypatch, capsys):
+    httpx = pytest.importorskip("httpx", reason="needs the demo extra (Gradio's client)")
+    pytest.importorskip("gradio", reason="needs the demo extra (in the dev extra)")
+    from np_draw.cli import main
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    # Gradio takes an IPv6 address in brackets: given ::1 it checked its new server at http://::1:P/, and the page
+    # stopped on a traceback (httpx.InvalidURL), where open_to_network calls ::1 this machine's own
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    port = _free_port()
+    app = demo.serve("mnist", host="::1", port=port, block=False)
+    try:
+        assert httpx.get(f"http://[::1]:{port}/", timeout=30).status_code == 200
+    finally:
+        app.close()
+    # The address the command line prints is one a browser opens
+    monkeypatch.setattr("np_draw.cli.serve", lambda *args, **kwargs: None)
+    assert main(["demo", "--host", "::1", "--port", str(port)]) == 0
+    assert f"np-draw demo on http://[::1]:{port} (Ctrl+C stops it)" in capsys.readouterr().out
+
+
+def test_a_temperature_that_is_no_number_is_named():
+    # Through the page's API an emptied temperature was float()'s "argument must be a string or a real number,
+    # not 'NoneType'", which named no field
+    with pytest.raises(InvalidInputError, match=r"^temperature must be a positive finite number, got None$"):
+        demo.sample("mnist", 0, None, 1)
