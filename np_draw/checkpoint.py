@@ -30,7 +30,11 @@ def _fsync_file(path: Path) -> None:
 
 
 def _write_json(path: Path, document: Any) -> None:
-    path.write_text(json.dumps(document))
+    # A new file, never one that is there: a checkpoint folder handed over for a resume may hold a link at this
+    # name (.latest.json.tmp), and writing through it overwrote the file it points to, outside the folder.
+    path.unlink(missing_ok=True)
+    with path.open("x") as file:
+        file.write(json.dumps(document))
     _fsync_file(path)
 
 

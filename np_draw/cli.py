@@ -68,7 +68,7 @@ from .images import (
 )
 from .manifest import describe_files, read_manifest
 from .model import NPDraw
-from .model_files import CARD_NAME, LOADED_FILES, STORED_DTYPES, WEIGHTS_NAME
+from .model_files import CARD_NAME, LOADED_FILES, STORED_DTYPES, WEIGHTS_NAME, write_together
 from .training import FitConfig
 
 USAGE_ERROR = 2
@@ -469,7 +469,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
                          "data_fingerprint": images.fingerprint(not args.quiet),
                          "validation": None if held_out is None else str(held_out)}}
     model.save_pretrained(args.output, card=card)
-    (args.output / "history.json").write_text(json.dumps(asdict(history), indent=1) + "\n")
+    # Renamed into place, as the model's files are: a link planted at that name is replaced, not written through
+    record = json.dumps(asdict(history), indent=1) + "\n"
+    write_together({args.output / "history.json": lambda staged: Path(staged).write_text(record)})
     print(args.output)
     return 0
 

@@ -139,7 +139,11 @@ def card_facts(folder: str | Path) -> dict[str, Any]:
         rows = [[cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
                 for line in table.group(1).splitlines()]
         facts["metrics"] = {cells[0]: _number(" | ".join(cells[1:])) for cells in rows if len(cells) >= 2}
-    record = re.search(r"^## Training\n.*?^```json\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    # The first JSON block after the first Training heading, found in two searches: one pattern spanning both (a
+    # lazy gap between them) was tried from every heading, so a card of 20,000 "## Training" lines and no block (a
+    # 240 kB README.md from a Hub repo) took 25 s to read, and ten times as many lines 100 times longer.
+    heading = re.search(r"^## Training\n", text, re.MULTILINE)
+    record = heading and re.compile(r"^```json\n(.*?)^```", re.MULTILINE | re.DOTALL).search(text, heading.end())
     try:
         training = json.loads(record.group(1)) if record else None
     except (ValueError, RecursionError):
@@ -223,6 +227,15 @@ def _hub_id_problem(repo_id: Any) -> str | None:
     return None
 
 
+def _revision_problem(revision: str) -> str | None:
+    """Why ``revision`` cannot name a branch, tag or commit, or None. huggingface_hub records a branch's commit in
+    its cache at ``refs/<revision>``, the revision taken as a path: "../../x", which a mirror may answer, wrote a file
+    outside the cache. Git's own rules refuse such a name (no '..', no part starting with '.', no empty part)."""
+    if ".." in revision or any(not part or part.startswith(".") for part in revision.split("/")):
+        return "a Hub revision has no '..', no empty part and no part starting with '.'"
+    return None
+
+
 def is_public_repo(api: HfApi, repo_id: str) -> bool:
     """Whether the Hub repo ``repo_id`` exists and is public; False when it does not exist for ``api``'s token."""
     try:
@@ -264,6 +277,8 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                                     ("token", token, (str, bool), "a str or a bool")):
         if value is not None and not isinstance(value, types):
             raise InvalidTypeError(f"{key} must be {what} or None, got {type(value).__name__}")
+    if revision is not None and (problem := _revision_problem(revision)):
+        raise InvalidInputError(f"revision must be a branch, tag or commit of a Hub repo, got {revision!r}: {problem}")
     check_flags(local_files_only=local_files_only, force_download=force_download)
     if local_files_only and force_download:
         # huggingface_hub refuses the pair with a ValueError, which reached the user as a download that failed
@@ -328,6 +343,9 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         if problem := _hub_id_problem(repo_id):
             raise UnknownModelError(f"{name!r} is not a model folder, a known pretrained name "
                                     f"({', '.join(sorted(models))}) or a Hub repo id the Hub accepts: {problem}")
+        if suffix and (problem := _revision_problem(suffix)):
+            raise InvalidInputError(f"{name!r} asks for revision {suffix!r}, which is no branch, tag or commit of a Hub "
+                                    f"repo: {problem}")
         if suffix and revision is not None and revision != suffix:
             raise InvalidInputError(f"{name!r} asks for revision {suffix!r} but revision={revision!r} was also given")
         revision = suffix or revision

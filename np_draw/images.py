@@ -32,6 +32,7 @@ from .errors import (
     check_flags,
     check_path,
 )
+from .memory import physical_memory
 from .model_files import write_together
 
 logger = logging.getLogger(__name__)
@@ -827,6 +828,8 @@ def npz_images(path: Path) -> np.ndarray:
     with data:
         if "images" not in data.files:
             raise InvalidInputError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
+        if problem := _member_problem(data.zip, "images"):
+            raise InvalidInputError(f"{not_read}: {problem}")
         try:
             images = data["images"]
         except ValueError as error:
@@ -839,6 +842,36 @@ def npz_images(path: Path) -> np.ndarray:
     if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
         raise InvalidInputError(f"{not_read}: its 'images' array has dtype {images.dtype}")
     return images
+
+
+def _member_problem(archive: zipfile.ZipFile, key: str) -> str | None:
+    """What is wrong with the array ``key`` of an .npz ``archive``, from its .npy header alone, or None. NumPy makes
+    the array its header declares before it reads the data: a header of 20 GiB in a file of 250 bytes was a
+    MemoryError (or took the memory, until the data ran out), and a zip-compressed array of zeros swells 1,000 times
+    (1 MB on disk, 1 GB in memory). So the declared size must be held in the archive and fit this machine's memory.
+    A member that is no .npy array at all NumPy returns as its bytes, read whole."""
+    name = key if key in archive.namelist() else f"{key}.npy"  # the member NumPy reads for ``key``
+    with archive.open(name) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            # Format 3.0 differs from 2.0 only in its header's encoding (UTF-8, for structured dtypes' names)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(member)
+        except ValueError as error:
+            return f"its '{key}' member is no .npy array ({error})"
+        held = archive.getinfo(name).file_size - member.tell()  # the bytes after the header
+    if dtype.hasobject:  # refused by NumPy's allow_pickle=False, with a message of its own
+        return None
+    if any(side < 0 for side in shape):
+        return f"its '{key}' array's header declares the shape {shape}"
+    size, memory = math.prod(shape) * dtype.itemsize, physical_memory()
+    if size > held:
+        return (f"its '{key}' array's header declares {shape} {dtype} ({size:,} bytes), more than the {held:,} bytes "
+                "the archive holds for it")
+    if memory is not None and size > memory:
+        return (f"its '{key}' array, {shape} {dtype}, takes {size / 2**30:,.1f} GiB, more than this machine's "
+                f"{memory / 2**30:,.1f} GiB of memory")
+    return None
 
 
 # How far outside [0, 1] floats to draw may lie before :func:`_unit` warns: rounding in a model's own outputs

@@ -211,9 +211,13 @@ class FeatureStatistics:
         if mean.ndim != 1 or tuple(covariance.shape) != (len(mean), len(mean)):
             raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: a mean (D,) and a covariance (D, D) "
                                       f"are expected, got {tuple(mean.shape)} and {tuple(covariance.shape)}")
-        if not metadata["count"].isdecimal():
+        # Digits few enough for int(): 5,000 of them raised its ValueError (Python's limit on the digits it
+        # converts), not this error
+        count = metadata["count"]
+        if not count.isdecimal() or len(count) > 30:
+            got = repr(count) if len(count) <= 40 else f"{count[:20]!r}... ({len(count)} characters)"
             raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: its metadata's count must be a whole "
-                                      f"number, got {metadata['count']!r}")
+                                      f"number, got {got}")
         return cls(mean, covariance, int(metadata["count"]), metadata["features"])
 
 
