@@ -828,10 +828,9 @@ def npz_images(path: Path) -> np.ndarray:
     with data:
         if "images" not in data.files:
             raise InvalidInputError(f"{str(path)!r} has no 'images' array; it holds {sorted(data.files)}")
-        if problem := _member_problem(data.zip, "images"):
-            raise InvalidInputError(f"{not_read}: {problem}")
-        try:
-            images = data["images"]
+        try:  # the header first, from the same damaged or truncated data as the array (a zlib.error)
+            problem = _member_problem(data.zip, "images")
+            images = None if problem else data["images"]
         except ValueError as error:
             objects = "pickle" in str(error)  # NumPy's message for an object array, which it did not load
             got = ("its 'images' array holds Python objects (object arrays are never loaded)" if objects else
@@ -839,6 +838,8 @@ def npz_images(path: Path) -> np.ndarray:
             raise InvalidInputError(f"{not_read}: {got}") from error
         except (OSError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error) as error:
             raise InvalidInputError(f"{not_read}: its 'images' array is damaged or truncated ({error})") from error
+    if problem:
+        raise InvalidInputError(f"{not_read}: {problem}")
     if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
         raise InvalidInputError(f"{not_read}: its 'images' array has dtype {images.dtype}")
     return images
