@@ -230,9 +230,11 @@ def _hub_id_problem(repo_id: Any) -> str | None:
 def _revision_problem(revision: str) -> str | None:
     """Why ``revision`` cannot name a branch, tag or commit, or None. huggingface_hub records a branch's commit in
     its cache at ``refs/<revision>``, the revision taken as a path: "../../x", which a mirror may answer, wrote a file
-    outside the cache. Git's own rules refuse such a name (no '..', no part starting with '.', no empty part)."""
-    if ".." in revision or any(not part or part.startswith(".") for part in revision.split("/")):
-        return "a Hub revision has no '..', no empty part and no part starting with '.'"
+    outside the cache. Git's own rules refuse such a name (no '..', no part starting with '.', no empty part, no '\\'
+    or ':'): on Windows a backslash divides a path too, and a path with a drive ("C:\\x") replaces the cache's."""
+    if any(bad in revision for bad in ("..", "\\", ":")) \
+            or any(not part or part.startswith(".") for part in revision.split("/")):
+        return "a Hub revision has no '..', '\\' or ':', no empty part and no part starting with '.'"
     return None
 
 

@@ -114,14 +114,18 @@ def test_a_card_of_many_training_headings_is_read_quickly(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name, revision", [("evil/model@../../../../escaped", None),
-                                            ("evil/model", "../../../../escaped"), ("evil/model", "main/.hidden")])
+                                            ("evil/model", "../../../../escaped"), ("evil/model", "main/.hidden"),
+                                            # Paths on Windows, where a backslash divides a path too and a path
+                                            # with a drive replaces the cache's in the join
+                                            ("evil/model", "C:\\escaped"), ("evil/model", "\\\\host\\share\\escaped"),
+                                            ("evil/model", "main\\.hidden")])
 def test_a_revision_that_is_a_path_out_of_the_cache_is_refused(tmp_path, monkeypatch, name, revision) -> None:
     # huggingface_hub writes a branch's commit to <cache>/refs/<revision>: a mirror answering "../../x" had it
     # write a file outside the cache. Refused before any request.
     from np_draw.hub import resolve_pretrained
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InvalidInputError, match="no '..', no empty part and no part starting with '.'"):
+    with pytest.raises(InvalidInputError, match=r"no '\.\.', '\\' or ':', no empty part and no part starting "):
         resolve_pretrained(name, revision=revision, cache_dir=tmp_path / "hf")
     assert not list(tmp_path.rglob("escaped"))
 
@@ -169,7 +173,6 @@ def test_a_link_planted_as_the_fit_history_is_replaced_not_written_through(tmp_p
     # An earlier run's --output folder holding history.json -> a file of the user's: np-draw fit wrote its history
     # into that file
     from np_draw.cli import main
-    from tests.conftest import random_model
 
     random_model("mnist").save_pretrained(tmp_path / "start")
     np.savez(tmp_path / "data.npz", images=mnist_images[:20].numpy())
