@@ -375,12 +375,12 @@ def build(default: str = "mnist"):
             return shown(paste(drawing, _upload(drawing.model, payload), (first, last)))
 
         view = [current, canvas, decoded]
-        grid.select(_guard(choose), [drawings], [chosen, *view])
         step.change(_guard(at), [frames, step], [frame])
         # Every event of a model's work: another model's choice cancels them, as a request of the last model still
         # running (a large sample) would show its results under the new name
         work = [go.click(_guard(sampled), [model, seed, temperature, count, chosen], [grid, drawings, chosen, *view],
                          api_name="sample"),  # its name before
+                grid.select(_guard(choose), [drawings], [chosen, *view]),  # it opens the drawing too
                 chosen.change(_guard(pick), [drawings, chosen], view),
                 use.click(_guard(adopt), [model, own, own_crop], view, preprocess=False),
                 draw.click(_guard(film), [current], [frames, step, frame, gif]),
