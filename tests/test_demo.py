@@ -277,6 +277,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _edited_samples(p, port: int, shown: str):
+    """A browser on the page at ``port`` that drew 16 samples and opened the Edit tab, once ``shown`` (a selector)
+    is there: (browser, page)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+    page.click("#sample", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('#samples img').length === 16", timeout=60_000)
+    page.get_by_role("tab", name="Edit").click()
+    page.wait_for_selector(shown, timeout=30_000)
+    return browser, page
+
+
 def test_reconstruct_of_an_upload_the_cache_cleanup_removed_says_to_upload_it_again(tmp_path):
     # A page open for more than a day still lists an upload that delete_cache removed: it was "not an image this
     # page can read: [Errno 2] No such file or directory"
@@ -377,13 +390,7 @@ def test_the_page_shows_no_drawing_of_another_model_or_of_the_samples_before(tmp
     app = demo.serve("mnist", port=port, block=False)
     try:
         with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
-            page.click("#sample", timeout=60_000)
-            page.wait_for_function("document.querySelectorAll('#samples img').length === 16", timeout=60_000)
-            page.get_by_role("tab", name="Edit").click()
-            page.wait_for_selector("#decoded img", timeout=30_000)
+            browser, page = _edited_samples(p, port, "#decoded img")
             first = page.get_attribute("#decoded img", "src")  # the first sample's drawing, then the tenth's
             page.get_by_role("tab", name="Sample").click()
             page.fill("#chosen input", "10")
@@ -563,13 +570,7 @@ def test_a_click_on_the_sample_already_chosen_opens_it_again(tmp_path, monkeypat
     app = demo.serve("mnist", port=port, block=False)
     try:
         with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
-            page.click("#sample", timeout=60_000)
-            page.wait_for_function("document.querySelectorAll('#samples img').length === 16", timeout=60_000)
-            page.get_by_role("tab", name="Edit").click()
-            page.wait_for_selector("#canvas img", timeout=30_000)
+            browser, page = _edited_samples(p, port, "#canvas img")
             sampled = page.get_attribute("#canvas img", "src")
             page.click("#apply")  # drawn part 0 removed
             page.wait_for_function("src => document.querySelector('#canvas img').src !== src", arg=sampled,
