@@ -381,7 +381,9 @@ def build(default: str = "mnist"):
         work = [go.click(_guard(sampled), [model, seed, temperature, count, chosen], [grid, drawings, chosen, *view],
                          api_name="sample"),  # its name before
                 grid.select(_guard(choose), [drawings], [chosen, *view]),  # it opens the drawing too
-                chosen.change(_guard(pick), [drawings, chosen], view),
+                # A number typed in only: sample and a click set it and open the drawing themselves, and a change
+                # event would decode it a second time
+                chosen.input(_guard(pick), [drawings, chosen], view),
                 use.click(_guard(adopt), [model, own, own_crop], view, preprocess=False),
                 draw.click(_guard(film), [current], [frames, step, frame, gif]),
                 apply.click(_guard(change), [current, action, edit_step, cell, part, seed], view),

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .errors import (
@@ -46,7 +46,7 @@ from .images import (
 from .likelihoods import Bernoulli
 from .memory import physical_memory
 from .model import NPDraw, check_model
-from .model_files import write_together
+from .model_files import tensors_writer, write_together
 from .networks import evaluating
 
 __all__ = ["FID", "NLL", "FeatureStatistics", "default_features", "evaluate", "feature_statistics", "fid",
@@ -179,10 +179,10 @@ class FeatureStatistics:
         try:
             # Whole or not at all, as model files are: safetensors' own error for a missing folder or a folder in the
             # way named only a temporary file of its own ("/missing/.tmpXXXX")
-            write_together({path: lambda staged: save_file(tensors, staged, metadata=metadata)})
-        except UnwritablePathError:  # the folder does not take files: said already
+            write_together({path: tensors_writer(path, tensors, metadata)})
+        except UnwritablePathError:  # the folder does not take files, or the disk is full: said already
             raise
-        except (OSError, SafetensorError) as error:
+        except OSError as error:  # a folder in the way of the rename
             raise UnwritablePathError(f"cannot write the FeatureStatistics file {str(path)!r}: {error}") from error
         return path
 
@@ -218,7 +218,7 @@ class FeatureStatistics:
             got = repr(count) if len(count) <= 40 else f"{count[:20]!r}... ({len(count)} characters)"
             raise CorruptWeightsError(f"{path} is not a FeatureStatistics file: its metadata's count must be a whole "
                                       f"number, got {got}")
-        return cls(mean, covariance, int(metadata["count"]), metadata["features"])
+        return cls(mean, covariance, int(count), metadata["features"])
 
 
 def _network(features: str | torch.nn.Module) -> torch.nn.Module:

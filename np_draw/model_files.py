@@ -106,15 +106,20 @@ def write_model_files(config: NPDrawConfig, state: Mapping[str, torch.Tensor], c
     """
     weights = Path(folder) / WEIGHTS_NAME
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
+    write_together({weights: tensors_writer(weights, tensors, {"format": "pt"}),
+                    weights.with_name(CONFIG_NAME): config.to_json, weights.with_name(CARD_NAME): card.save})
 
-    def save_tensors(tmp: str) -> None:
+
+def tensors_writer(path: Path, tensors: Mapping[str, torch.Tensor],
+                   metadata: Mapping[str, str]) -> Callable[[str], None]:
+    """A writer for :func:`write_together` of ``tensors`` (contiguous, on the CPU) as the safetensors file ``path``:
+    safetensors' own error (a full disk) is an UnwritablePathError naming ``path``, not the staged file."""
+    def write(staged: str) -> None:
         try:
-            save_file(tensors, tmp, metadata={"format": "pt"})
-        except SafetensorError as error:  # a full disk: named as the file, not safetensors' error
-            raise UnwritablePathError(f"cannot write {str(weights)!r}: {error}") from error
-
-    write_together({weights: save_tensors, weights.with_name(CONFIG_NAME): config.to_json,
-                    weights.with_name(CARD_NAME): card.save})
+            save_file(dict(tensors), staged, metadata=dict(metadata))
+        except SafetensorError as error:
+            raise UnwritablePathError(f"cannot write {str(path)!r}: {error}") from error
+    return write
 
 
 def check_model_folder(folder: str | Path) -> Path:

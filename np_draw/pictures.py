@@ -52,10 +52,12 @@ def _check_size(pixels: int, what: str, **given: int) -> None:
                                 f"smaller {' or '.join(given)}")
 
 
-def _grid_pixels(count: int, nrow: int, side: int, padding: int) -> int:
-    """Pixels of :func:`np_draw.images.make_grid` of ``count`` square tiles of ``side`` px, ``nrow`` per row."""
+def _check_grid(count: int, nrow: int, side: int, *, scale: int, separator: int) -> None:
+    """:func:`_check_size` of the picture :func:`np_draw.images.make_grid` makes of ``count`` square tiles of
+    ``side`` px, ``nrow`` per row, ``separator`` px apart."""
     nrow = min(nrow, count)
-    return (math.ceil(count / nrow) * (side + padding) + padding) * (nrow * (side + padding) + padding)
+    pixels = (math.ceil(count / nrow) * (side + separator) + separator) * (nrow * (side + separator) + separator)
+    _check_size(pixels, "a picture", scale=scale, separator=separator)
 
 
 def part_bank_image(bank: PartBank | torch.Tensor, *, scale: int = 4, separator: int = 1,
@@ -81,8 +83,7 @@ def part_bank_image(bank: PartBank | torch.Tensor, *, scale: int = 4, separator:
         square = math.ceil(math.sqrt(count))
         nrow = next((d for d in range(square, 2 * square + 1) if count % d == 0), square)
     scale, separator = check_count(scale, "scale"), check_count(separator, "separator", least=0)
-    _check_size(_grid_pixels(count, check_count(nrow, "nrow"), parts.shape[-1] * scale, separator), "a picture",
-                scale=scale, separator=separator)
+    _check_grid(count, check_count(nrow, "nrow"), parts.shape[-1] * scale, scale=scale, separator=separator)
     return make_grid(_enlarge(parts, parts.shape[-1] * scale), nrow=nrow, padding=separator)
 
 
@@ -185,8 +186,7 @@ def drawing_strip(model: NPDraw, latents: Latents, index: int = 0, *, scale: int
     """
     separator = check_count(separator, "separator", least=0)
     frames = drawing_frames(model, latents, index, scale=scale, final=final)
-    _check_size(_grid_pixels(len(frames), len(frames), frames.shape[-1], separator), "a picture", scale=scale,
-                separator=separator)
+    _check_grid(len(frames), len(frames), frames.shape[-1], scale=scale, separator=separator)
     return make_grid(frames, nrow=len(frames), padding=separator)
 
 
@@ -220,8 +220,7 @@ def comparison_image(columns: Sequence[torch.Tensor], *, scale: int = 2, separat
                                 f"got shapes {[tuple(c.shape) for c in columns]}")
     scale, separator = check_count(scale, "scale"), check_count(separator, "separator", least=0)
     size = max(c.shape[-1] for c in columns) * scale
-    _check_size(_grid_pixels(columns[0].shape[0] * len(columns), len(columns), size, separator), "a picture",
-                scale=scale, separator=separator)
+    _check_grid(columns[0].shape[0] * len(columns), len(columns), size, scale=scale, separator=separator)
     tiles = torch.stack([_enlarge(c, size) for c in columns])
     return make_grid(rearrange(tiles, "k n c h w -> (n k) c h w"), nrow=len(columns), padding=separator)
 

@@ -12,8 +12,9 @@
 5. training throughput of fit's VAE step (images/s) per model at batch 64, float32 and bf16 autocast, with peak
    memory.
 
-Prints markdown tables and writes the figures to --out; exits with 1 when the tests of step 1 fail. ``--device cpu --quick`` runs a small version anywhere
-(tests/test_user_path.py runs it so the script cannot rot between GPU sessions).
+Prints markdown tables and writes the figures to --out; exits with 1 when the tests of step 1 fail. ``--device cpu
+--quick`` runs a small version anywhere (tests/test_user_path.py runs it so the script cannot rot between GPU
+sessions).
 """
 
 from __future__ import annotations

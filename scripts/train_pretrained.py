@@ -5,9 +5,9 @@
     python scripts/train_pretrained.py --name cifar10 --data ../shared/data --out runs/cifar10-more \
         --continue-from runs/cifar10 --epochs 3
 
-Logs to stderr (under nohup, to nohup.out), checkpoints into OUT/checkpoints (``--resume`` continues exactly), and saves
-the model folder with ``save_pretrained``, its training record (``training.json``: git commit, configs, seed, the
-data files' sha256, wall time, machine) and an 8x8 sample grid. CelebA trains on its 4,800 training images and
+Logs to stderr (under nohup, to nohup.out), checkpoints into OUT/checkpoints (``--resume`` continues exactly), and
+saves the model folder with ``save_pretrained``, its training record (``training.json``: git commit, configs, seed,
+the data files' sha256, wall time, machine) and an 8x8 sample grid. CelebA trains on its 4,800 training images and
 selects on its 600 validation images; the other data sets hold out 10 % of their training split.
 
 ``--continue-from FOLDER`` trains a finished run's encoder and decoder for ``--epochs`` more epochs: it copies the
@@ -171,8 +171,9 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--out", required=True, help="output model folder")
     parser.add_argument("--channels", type=int, default=None,
-                        help="encoder/decoder widths (default 64; paper: 128); with --finetune-from, a new encoder and "
-                             "decoder of this width on the run's bank and prior (default: keep the run's)")
+                        help="encoder/decoder widths (default 64; the reference code: 128); with --finetune-from, a "
+                             "new encoder and decoder of this width on the run's bank and prior (default: keep the "
+                             "run's)")
     parser.add_argument("--prior-epochs", type=int, default=None,
                         help=f"default {PRIOR_EPOCHS} (0: the prior is not trained; with --finetune-from, 0)")
     parser.add_argument("--prior-lr", type=float, default=None, help=f"default {PRIOR_LR:g}")
